@@ -1,0 +1,3 @@
+from cmdb.cli import app
+
+app()

@@ -1,0 +1,132 @@
+"""The FastAPI application: /graphql, /healthz, /readyz, request ids and access logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from strawberry.fastapi import GraphQLRouter
+
+from cmdb.db.driver import Database
+from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+from cmdb.logs import configure_logging, request_id_var
+from cmdb.resolvers.context import Context, Services
+from cmdb.schema import build_schema
+from cmdb.settings import Settings, get_settings
+
+log = logging.getLogger("cmdb.api")
+_REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 64 and set(given) <= _REQUEST_ID_OK:
+        return given
+    return uuid.uuid4().hex
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the app. ``db`` lets tests share one driver; otherwise one is made per process."""
+    settings = settings or get_settings()
+    if settings.neo4j_uri is None:
+        raise RuntimeError("CMDB_NEO4J_URI is not set; start the API with `cmdb serve`")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = db is None
+        database = db or Database.connect(
+            settings.neo4j_uri or "",
+            settings.neo4j_user,
+            settings.neo4j_password.get_secret_value() if settings.neo4j_password else "",
+            settings.neo4j_database,
+            settings.neo4j_tx_timeout_s,
+            settings.neo4j_pool_size,
+        )
+        app.state.db = database
+        app.state.services = Services(database, settings)
+        try:
+            if await current_version(database) < LATEST_VERSION:
+                await migrate(database)
+        except Exception:  # the API still starts; /readyz reports why it is not ready
+            log.exception("schema migration at start failed")
+        try:
+            yield
+        finally:
+            if own:
+                await database.close()
+
+    app = FastAPI(title="CMDB API", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def context_getter(request: Request) -> Context:
+        return Context(request.app.state.services, request_id_var.get() or "")
+
+    router: GraphQLRouter[Context, None] = GraphQLRouter(
+        build_schema(settings),
+        context_getter=context_getter,
+        graphql_ide="graphiql" if settings.is_development else None,
+        allow_queries_via_get=True,
+        multipart_uploads_enabled=False,
+    )
+    app.include_router(router, prefix="/graphql")
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = _request_id(request)
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error")
+            response = JSONResponse(
+                {"error": "internal error", "request_id": rid}, status_code=500
+            )
+        finally:
+            request_id_var.reset(token)
+        response.headers["X-Request-ID"] = rid
+        log.info(
+            "request",
+            extra={"method": request.method, "path": request.url.path,
+                   "status": response.status_code,
+                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+        )
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/graphql")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        database: Database = request.app.state.db
+        checks: dict[str, object] = {"neo4j": await database.ping()}
+        if checks["neo4j"]:
+            try:
+                version = await current_version(database)
+            except Exception:
+                version = -1
+            checks["schema_version"] = version
+            checks["schema_current"] = version == LATEST_VERSION
+        ready = bool(checks["neo4j"]) and bool(checks.get("schema_current"))
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: every worker reads the same environment."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,152 @@
+"""The ``cmdb`` command: run, serve, local Neo4j, schema migrations, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import typer
+
+from cmdb.localdb.cli import app as db_app
+from cmdb.settings import Settings, get_settings
+
+app = typer.Typer(help="CMDB and service-catalogue API.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+schema_app = typer.Typer(help="Graph schema migrations and the GraphQL SDL.",
+                         no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+app.add_typer(db_app, name="db", help="The project-managed local Neo4j.")
+app.add_typer(schema_app, name="schema")
+app.add_typer(demo_app, name="demo")
+
+
+def connected_settings(start_local: bool = True) -> Settings:
+    """Settings pointing at a Neo4j: the configured one, else the local development instance.
+
+    The local instance's URI and password go into the environment so that API worker
+    processes read the same settings.
+    """
+    settings = get_settings()
+    if settings.neo4j_uri is not None:
+        return settings
+    from cmdb.localdb.manager import instance_for
+
+    instance = instance_for(settings, "dev")
+    if start_local:
+        instance.ensure_running(echo=typer.echo)
+    os.environ["CMDB_NEO4J_URI"] = instance.uri
+    os.environ["CMDB_NEO4J_USER"] = instance.user
+    os.environ["CMDB_NEO4J_PASSWORD"] = instance.password()
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(1)
+
+
+async def _with_db(settings: Settings, action: str) -> None:
+    from cmdb.db.driver import Database
+    from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+
+    pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
+    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
+                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    try:
+        if action in ("migrate", "demo"):
+            applied = await migrate(db)
+            for m in applied:
+                typer.echo(f"applied migration {m.version}: {m.name}")
+            typer.echo(f"schema at version {await current_version(db)} (latest {LATEST_VERSION})")
+        if action == "status":
+            have = await current_version(db)
+            typer.echo(f"schema at version {have}; latest is {LATEST_VERSION}"
+                       + ("" if have == LATEST_VERSION else " (run `cmdb schema migrate`)"))
+        if action == "demo":
+            from cmdb.demo.loader import load_demo
+
+            summary = await load_demo(db, settings, echo=typer.echo)
+            typer.echo(summary)
+    finally:
+        await db.close()
+
+
+def _run_db(action: str) -> None:
+    try:
+        settings = connected_settings()
+        asyncio.run(_with_db(settings, action))
+    except typer.Exit:
+        raise
+    except Exception as e:  # one clear line, not a traceback
+        raise _fail(f"{type(e).__name__}: {e}") from None
+
+
+@schema_app.command("migrate")
+def schema_migrate() -> None:
+    """Apply pending graph-schema migrations (constraints and indexes)."""
+    _run_db("migrate")
+
+
+@schema_app.command("status")
+def schema_status() -> None:
+    """Show the applied schema version."""
+    _run_db("status")
+
+
+@schema_app.command("export")
+def schema_export(path: Path = typer.Argument(Path("schema.graphql"))) -> None:
+    """Write the GraphQL SDL (the committed schema.graphql)."""
+    from cmdb.schema import sdl
+
+    path.write_text(sdl())
+    typer.echo(f"wrote {path}")
+
+
+@demo_app.command("load")
+def demo_load() -> None:
+    """Load the demo enterprise through the service layer (idempotent)."""
+    _run_db("demo")
+
+
+def _serve(host: str | None, port: int | None, workers: int | None, banner: bool) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    workers = workers or settings.api_workers
+    if banner:
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/graphql"
+        typer.secho(f"\nCMDB API: {url}" + ("  (GraphiQL: open it in a browser)"
+                                          if settings.is_development else ""),
+                    fg=typer.colors.GREEN)
+    uvicorn.run("cmdb.app:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_config=None, access_log=False)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Listen address (CMDB_API_HOST)."),
+    port: int | None = typer.Option(None, help="Port (CMDB_API_PORT)."),
+    workers: int | None = typer.Option(None, help="Worker processes (CMDB_API_WORKERS)."),
+) -> None:
+    """Serve the API; migrates the schema first. Uses the local Neo4j if no URI is set."""
+    _run_db("migrate")
+    _serve(host, port, workers, banner=True)
+
+
+@app.command()
+def run(
+    host: str | None = typer.Option(None),
+    port: int | None = typer.Option(None),
+    workers: int | None = typer.Option(None),
+) -> None:
+    """Everything at once: local Neo4j, migrations, demo data, then the API with GraphiQL."""
+    _run_db("demo")
+    _serve(host, port, workers, banner=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,187 @@
+"""Shared Cypher: the item projection, a small filter compiler and keyset list queries.
+
+Everything that reaches query text here is either a constant or passed an allow-list;
+values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, LiteralString, cast
+
+from cmdb.core.models import (
+    Criticality,
+    DomainError,
+    LifecycleStatus,
+    OperationalState,
+    SortDirection,
+)
+from cmdb.core.pagination import PageRequest
+
+ATTRIBUTE_PREFIX = "attr_"
+ATTRIBUTE_KEY = re.compile(r"^[a-z][A-Za-z0-9_]{0,62}$")
+
+# Owner, cost centre and location come with the node, so reading an item costs no extra trip.
+ITEM_PROJECTION: LiteralString = """n {
+    .*,
+    kind: CASE WHEN n:Service THEN 'SERVICE' ELSE 'CI' END,
+    ownerGroup: [(n)-[:OWNED_BY]->(g:OwnerGroup) | g {.*}][0],
+    costCentre: [(n)-[:CHARGED_TO]->(c:CostCentre) |
+                 c {.*, parentId: [(c)-[:PART_OF]->(p) | p.id][0]}][0],
+    location: [(n)-[:LOCATED_IN]->(l:Location) |
+               l {.*, parentId: [(l)-[:PART_OF]->(p) | p.id][0]}][0]
+}"""
+
+_ITEM_LABELS = {"CI", "Service", "Item"}
+
+
+def trusted(text: str) -> LiteralString:
+    """Mark text built only from constants and allow-listed names as safe query text."""
+    return cast(LiteralString, text)
+
+
+def check_attribute_key(key: str, field_name: str) -> str:
+    if not ATTRIBUTE_KEY.match(key):
+        raise DomainError.single(
+            field_name,
+            f"attribute key {key!r} must start with a lower-case letter and hold only "
+            "letters, digits and underscores (at most 63)",
+        )
+    return key
+
+
+@dataclass
+class ItemFilter:
+    classes: list[str] | None = None
+    service_kinds: list[str] | None = None
+    lifecycle_status: list[LifecycleStatus] | None = None
+    operational_state: list[OperationalState] | None = None
+    criticality: list[Criticality] | None = None
+    owner_group_id: str | None = None
+    cost_centre_code: str | None = None
+    location_id: str | None = None
+    name_contains: str | None = None
+    identifier: str | None = None
+    attributes: list[tuple[str, Any]] = field(default_factory=list)
+    include_retired: bool = False
+
+
+def compile_item_filter(f: ItemFilter) -> tuple[list[LiteralString], dict[str, Any]]:
+    """Turn a filter into WHERE conditions on ``n`` and their parameters."""
+    where: list[LiteralString] = []
+    params: dict[str, Any] = {}
+    if f.classes is not None:
+        where.append("n.ciClass IN $f_classes")
+        params["f_classes"] = f.classes
+    if f.service_kinds is not None:
+        where.append("n.serviceKind IN $f_kinds")
+        params["f_kinds"] = f.service_kinds
+    if f.lifecycle_status is not None:
+        where.append("n.lifecycleStatus IN $f_status")
+        params["f_status"] = [s.value for s in f.lifecycle_status]
+    elif not f.include_retired:
+        where.append("n.lifecycleStatus <> 'RETIRED'")
+    if f.operational_state is not None:
+        where.append("n.operationalState IN $f_state")
+        params["f_state"] = [s.value for s in f.operational_state]
+    if f.criticality is not None:
+        where.append("n.criticality IN $f_crit")
+        params["f_crit"] = [c.value for c in f.criticality]
+    if f.owner_group_id is not None:
+        where.append("EXISTS { (n)-[:OWNED_BY]->(:OwnerGroup {id: $f_owner}) }")
+        params["f_owner"] = f.owner_group_id
+    if f.cost_centre_code is not None:
+        where.append("EXISTS { (n)-[:CHARGED_TO]->(:CostCentre {code: $f_cc}) }")
+        params["f_cc"] = f.cost_centre_code
+    if f.location_id is not None:
+        where.append("EXISTS { (n)-[:LOCATED_IN]->(:Location {id: $f_loc}) }")
+        params["f_loc"] = f.location_id
+    if f.name_contains:
+        where.append("n.nameLower CONTAINS $f_name")
+        params["f_name"] = f.name_contains.lower()
+    if f.identifier:
+        where.append(
+            "any(v IN $f_ident WHERE v IN "
+            "[n.serialNumber, n.hostName, n.fqdn, n.macAddress, n.cloudInstanceId])"
+        )
+        raw = f.identifier.strip()
+        params["f_ident"] = sorted({raw, raw.lower(), raw.upper().replace("-", ":")})
+    for i, (key, value) in enumerate(f.attributes):
+        check_attribute_key(key, f"filter.attributes[{i}].key")
+        where.append(trusted(f"n[$f_ak{i}] = $f_av{i}"))
+        params[f"f_ak{i}"] = ATTRIBUTE_PREFIX + key
+        params[f"f_av{i}"] = value
+    return where, params
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    prop: str  # allow-listed by the caller's enum
+    direction: SortDirection
+    is_datetime: bool = False
+
+
+SORT_PROPERTIES: dict[str, tuple[str, bool]] = {
+    "NAME": ("nameLower", False),
+    "CREATED_AT": ("createdAt", True),
+    "UPDATED_AT": ("updatedAt", True),
+    "CRITICALITY": ("criticalityRank", False),
+    "CLASS": ("ciClass", False),
+}
+
+
+def sort_spec(field_name: str, direction: SortDirection) -> SortSpec:
+    prop, is_dt = SORT_PROPERTIES[field_name]
+    return SortSpec(prop, direction, is_dt)
+
+
+def cursor_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def build_list_query(
+    label: str,
+    f: ItemFilter,
+    sort: SortSpec,
+    page: PageRequest,
+    want_total: bool,
+) -> tuple[LiteralString, dict[str, Any]]:
+    """One statement returning the total (when asked) and one page of projected items."""
+    if label not in _ITEM_LABELS:
+        raise ValueError(f"unknown item label {label}")
+    if sort.prop not in {p for p, _ in SORT_PROPERTIES.values()}:
+        raise ValueError(f"unknown sort property {sort.prop}")
+    where, params = compile_item_filter(f)
+    ascending = (sort.direction is SortDirection.ASC) == page.forward
+    order = "ASC" if ascending else "DESC"
+    cmp = ">" if ascending else "<"
+    page_where = list(where)
+    if page.cursor is not None:
+        value, ident = page.cursor
+        params["c_value"], params["c_id"] = value, ident
+        v = "datetime($c_value)" if sort.is_datetime else "$c_value"
+        page_where.append(trusted(
+            f"(n.{sort.prop} {cmp} {v} OR (n.{sort.prop} = {v} AND n.id {cmp} $c_id))"
+        ))
+    params["limit"] = page.size + 1  # one extra row tells whether another page exists
+
+    def where_clause(conds: list[LiteralString]) -> str:
+        return ("WHERE " + " AND ".join(conds)) if conds else ""
+
+    total = (
+        f"CALL () {{ MATCH (n:{label}) {where_clause(where)} RETURN count(n) AS total }}"
+        if want_total
+        else "WITH null AS total"
+    )
+    text = f"""
+{total}
+CALL () {{
+  MATCH (n:{label}) {where_clause(page_where)}
+  WITH n ORDER BY n.{sort.prop} {order}, n.id {order} LIMIT $limit
+  RETURN collect({{item: {ITEM_PROJECTION}, sortValue: n.{sort.prop}}}) AS rows
+}}
+RETURN total, rows
+"""
+    return trusted(text), params

@@ -1,0 +1,124 @@
+"""Vocabulary shared by every domain: states, criticality, item references, errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class LifecycleStatus(StrEnum):
+    PLANNED = "PLANNED"
+    ORDERED = "ORDERED"
+    IN_SERVICE = "IN_SERVICE"
+    MAINTENANCE = "MAINTENANCE"
+    RETIRED = "RETIRED"
+
+
+class OperationalState(StrEnum):
+    UP = "UP"
+    DEGRADED = "DEGRADED"
+    DOWN = "DOWN"
+    UNKNOWN = "UNKNOWN"
+
+
+class Criticality(StrEnum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+class SortDirection(StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+class ItemKind(StrEnum):
+    CI = "CI"
+    SERVICE = "SERVICE"
+
+
+class OrgKind(StrEnum):
+    OWNER_GROUP = "OwnerGroup"
+    COST_CENTRE = "CostCentre"
+    LOCATION = "Location"
+
+
+class OrgUnit(BaseModel):
+    """An owner group, cost centre or location."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: OrgKind
+    name: str
+    code: str | None = None
+    email: str | None = None
+    parent_id: str | None = None
+    description: str | None = None
+
+
+class ItemBase(BaseModel):
+    """What configuration items and services have in common."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    description: str | None = None
+    lifecycle_status: LifecycleStatus
+    operational_state: OperationalState
+    criticality: Criticality
+    owner_group: OrgUnit | None = None
+    cost_centre: OrgUnit | None = None
+    location: OrgUnit | None = None
+    attributes: dict[str, Any] = {}
+    created_at: datetime
+    updated_at: datetime
+    retired_at: datetime | None = None
+    retired_reason: str | None = None
+
+
+class FieldError(BaseModel):
+    """One problem with a request, named so that a front end can show it next to its field."""
+
+    field: str | None
+    message: str
+    code: str = "INVALID"
+
+
+class DomainError(Exception):
+    """A request that cannot be carried out; nothing has been written."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+    @property
+    def extensions(self) -> dict[str, object]:
+        """Read by GraphQL when a query field fails: the code and fields, never internals."""
+        return {
+            "code": self.errors[0].code if self.errors else "INVALID",
+            "fields": [e.model_dump() for e in self.errors],
+        }
+
+    @classmethod
+    def single(cls, field: str | None, message: str, code: str = "INVALID") -> DomainError:
+        return cls([FieldError(field=field, message=message, code=code)])
+
+
+class NotFound(DomainError):
+    def __init__(self, what: str, ident: str, field: str | None = "id") -> None:
+        super().__init__([FieldError(field=field, message=f"{what} {ident!r} not found",
+                                     code="NOT_FOUND")])
+
+
+CRITICALITY_RANK = {
+    Criticality.CRITICAL: 1,
+    Criticality.HIGH: 2,
+    Criticality.MEDIUM: 3,
+    Criticality.LOW: 4,
+}

@@ -1,0 +1,104 @@
+"""One async Neo4j driver per process, wrapped so every round trip is counted."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, LiteralString, TypeVar
+
+from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, Query, unit_of_work
+
+T = TypeVar("T")
+Params = dict[str, Any]
+Row = dict[str, Any]
+
+
+@dataclass
+class RoundTrips:
+    """Monotonic count of statements sent to Neo4j; tests and metrics read it."""
+
+    count: int = 0
+
+
+class CountingTx:
+    """A managed transaction that counts each statement it runs."""
+
+    def __init__(self, tx: AsyncManagedTransaction, counter: RoundTrips) -> None:
+        self._tx = tx
+        self._counter = counter
+
+    async def rows(self, query: LiteralString, params: Params | None = None) -> list[Row]:
+        self._counter.count += 1
+        result = await self._tx.run(query, params or {})
+        return [r.data() async for r in result]
+
+    async def one(self, query: LiteralString, params: Params | None = None) -> Row | None:
+        found = await self.rows(query, params)
+        return found[0] if found else None
+
+
+class Database:
+    def __init__(self, driver: AsyncDriver, database: str, tx_timeout_s: float) -> None:
+        self.driver = driver
+        self.database = database
+        self.tx_timeout_s = tx_timeout_s
+        self.round_trips = RoundTrips()
+
+    @classmethod
+    def connect(
+        cls,
+        uri: str,
+        user: str,
+        password: str,
+        database: str = "neo4j",
+        tx_timeout_s: float = 30.0,
+        pool_size: int = 50,
+    ) -> Database:
+        driver = AsyncGraphDatabase.driver(
+            uri, auth=(user, password), max_connection_pool_size=pool_size
+        )
+        return cls(driver, database, tx_timeout_s)
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    async def read(self, query: LiteralString, params: Params | None = None) -> list[Row]:
+        return await self._execute(query, params, "r")
+
+    async def write(self, query: LiteralString, params: Params | None = None) -> list[Row]:
+        return await self._execute(query, params, "w")
+
+    async def _execute(self, query: LiteralString, params: Params | None, mode: str) -> list[Row]:
+        self.round_trips.count += 1
+        records, _, _ = await self.driver.execute_query(
+            Query(query, timeout=self.tx_timeout_s),
+            params or {},
+            database_=self.database,
+            routing_=mode,  # type: ignore[arg-type]
+        )
+        return [r.data() for r in records]
+
+    async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
+        async with self.driver.session(database=self.database) as session:
+            return await session.execute_read(self._wrap(work))
+
+    async def write_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
+        """Run ``work`` in one managed write transaction (retried on transient errors)."""
+        async with self.driver.session(database=self.database) as session:
+            return await session.execute_write(self._wrap(work))
+
+    def _wrap(
+        self, work: Callable[[CountingTx], Awaitable[T]]
+    ) -> Callable[[AsyncManagedTransaction], Awaitable[T]]:
+        @unit_of_work(timeout=self.tx_timeout_s)
+        async def run(tx: AsyncManagedTransaction) -> T:
+            return await work(CountingTx(tx, self.round_trips))
+
+        return run
+
+    async def ping(self) -> bool:
+        try:
+            await self.read("RETURN 1 AS ok")
+        except Exception:
+            return False
+        return True

@@ -1,0 +1,81 @@
+"""Versioned, idempotent graph-schema migrations; the applied version is kept in the graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import LiteralString
+
+from cmdb.core.clock import utcnow
+from cmdb.db.driver import Database
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[LiteralString, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "uniqueness of ids and identifiers", (
+        "CREATE CONSTRAINT schema_migration_version IF NOT EXISTS "
+        "FOR (m:SchemaMigration) REQUIRE m.version IS UNIQUE",
+        "CREATE CONSTRAINT item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE",
+        "CREATE CONSTRAINT org_id IF NOT EXISTS FOR (n:Org) REQUIRE n.id IS UNIQUE",
+        "CREATE CONSTRAINT ci_serial_number IF NOT EXISTS "
+        "FOR (n:CI) REQUIRE n.serialNumber IS UNIQUE",
+        "CREATE CONSTRAINT ci_mac_address IF NOT EXISTS "
+        "FOR (n:CI) REQUIRE n.macAddress IS UNIQUE",
+        "CREATE CONSTRAINT ci_cloud_instance_id IF NOT EXISTS "
+        "FOR (n:CI) REQUIRE n.cloudInstanceId IS UNIQUE",
+        "CREATE CONSTRAINT ci_fqdn IF NOT EXISTS FOR (n:CI) REQUIRE n.fqdn IS UNIQUE",
+        "CREATE CONSTRAINT cost_centre_code IF NOT EXISTS "
+        "FOR (n:CostCentre) REQUIRE n.code IS UNIQUE",
+    )),
+    Migration(2, "indexes for lookups, filters and sorting", (
+        "CREATE INDEX ci_class IF NOT EXISTS FOR (n:CI) ON (n.ciClass)",
+        "CREATE INDEX ci_host_name IF NOT EXISTS FOR (n:CI) ON (n.hostName)",
+        "CREATE INDEX ci_name IF NOT EXISTS FOR (n:CI) ON (n.nameLower)",
+        "CREATE INDEX ci_status IF NOT EXISTS FOR (n:CI) ON (n.lifecycleStatus)",
+        "CREATE INDEX ci_state IF NOT EXISTS FOR (n:CI) ON (n.operationalState)",
+        "CREATE INDEX ci_created IF NOT EXISTS FOR (n:CI) ON (n.createdAt)",
+        "CREATE INDEX ci_updated IF NOT EXISTS FOR (n:CI) ON (n.updatedAt)",
+        "CREATE INDEX ci_criticality IF NOT EXISTS FOR (n:CI) ON (n.criticalityRank)",
+        "CREATE TEXT INDEX ci_name_text IF NOT EXISTS FOR (n:CI) ON (n.nameLower)",
+        "CREATE INDEX service_name IF NOT EXISTS FOR (n:Service) ON (n.nameLower)",
+        "CREATE INDEX service_kind IF NOT EXISTS FOR (n:Service) ON (n.serviceKind)",
+        "CREATE INDEX service_status IF NOT EXISTS FOR (n:Service) ON (n.lifecycleStatus)",
+        "CREATE INDEX service_created IF NOT EXISTS FOR (n:Service) ON (n.createdAt)",
+        "CREATE INDEX service_updated IF NOT EXISTS FOR (n:Service) ON (n.updatedAt)",
+        "CREATE INDEX service_criticality IF NOT EXISTS FOR (n:Service) ON (n.criticalityRank)",
+        "CREATE TEXT INDEX service_name_text IF NOT EXISTS FOR (n:Service) ON (n.nameLower)",
+        "CREATE INDEX org_name IF NOT EXISTS FOR (n:Org) ON (n.nameLower)",
+    )),
+)
+
+LATEST_VERSION = max(m.version for m in MIGRATIONS)
+
+
+async def current_version(db: Database) -> int:
+    rows = await db.read("MATCH (m:SchemaMigration) RETURN max(m.version) AS v")
+    v = rows[0]["v"] if rows else None
+    return int(v) if v is not None else 0
+
+
+async def migrate(db: Database) -> list[Migration]:
+    """Apply the migrations above the recorded version; returns those applied."""
+    applied = []
+    have = await current_version(db)
+    for m in MIGRATIONS:
+        if m.version <= have:
+            continue
+        for statement in m.statements:
+            await db.write(statement)
+        await db.write(
+            "MERGE (m:SchemaMigration {version: $v}) SET m.name = $name, m.appliedAt = $now",
+            {"v": m.version, "name": m.name, "now": utcnow()},
+        )
+        applied.append(m)
+    if applied:
+        await db.write("CALL db.awaitIndexes(300)")
+    return applied

@@ -1,0 +1,1 @@
+"""Configuration items: classes, identifiers, lifecycle."""

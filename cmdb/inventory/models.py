@@ -1,0 +1,162 @@
+"""Configuration items and their class hierarchy."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cmdb.core.models import Criticality, ItemBase, LifecycleStatus, OperationalState
+
+
+class CIClass(StrEnum):
+    SERVER = "Server"
+    HYPERVISOR_HOST = "HypervisorHost"
+    VIRTUAL_MACHINE = "VirtualMachine"
+    CLUSTER = "Cluster"
+    VIRTUAL_DESKTOP = "VirtualDesktop"
+    DESKTOP_POOL = "DesktopPool"
+    NETWORK_DEVICE = "NetworkDevice"
+    LOAD_BALANCER = "LoadBalancer"
+    STORAGE_VOLUME = "StorageVolume"
+    DATABASE = "Database"
+    APPLICATION_INSTANCE = "ApplicationInstance"
+    SOFTWARE_PACKAGE = "SoftwarePackage"
+
+
+class CIFamily(StrEnum):
+    """Abstract classes above the concrete ones; filtering by a family selects all below it."""
+
+    HARDWARE = "Hardware"
+    COMPUTE = "Compute"
+    VIRTUAL = "Virtual"
+    NETWORK = "Network"
+    STORAGE = "Storage"
+    SOFTWARE = "Software"
+    GROUPING = "Grouping"
+
+
+# Concrete class -> its ancestors, nearest first. Also the node's extra labels.
+CLASS_ANCESTORS: dict[CIClass, tuple[CIFamily, ...]] = {
+    CIClass.SERVER: (CIFamily.COMPUTE, CIFamily.HARDWARE),
+    CIClass.HYPERVISOR_HOST: (CIFamily.COMPUTE, CIFamily.HARDWARE),
+    CIClass.VIRTUAL_MACHINE: (CIFamily.COMPUTE, CIFamily.VIRTUAL),
+    CIClass.VIRTUAL_DESKTOP: (CIFamily.COMPUTE, CIFamily.VIRTUAL),
+    CIClass.CLUSTER: (CIFamily.GROUPING,),
+    CIClass.DESKTOP_POOL: (CIFamily.GROUPING,),
+    CIClass.NETWORK_DEVICE: (CIFamily.NETWORK, CIFamily.HARDWARE),
+    CIClass.LOAD_BALANCER: (CIFamily.NETWORK, CIFamily.HARDWARE),
+    CIClass.STORAGE_VOLUME: (CIFamily.STORAGE,),
+    CIClass.DATABASE: (CIFamily.SOFTWARE,),
+    CIClass.APPLICATION_INSTANCE: (CIFamily.SOFTWARE,),
+    CIClass.SOFTWARE_PACKAGE: (CIFamily.SOFTWARE,),
+}
+
+
+def expand_classes(classes: list[CIClass], families: list[CIFamily]) -> list[str]:
+    """Concrete class names selected by the given classes and families."""
+    chosen = {c.value for c in classes}
+    for cls, ancestors in CLASS_ANCESTORS.items():
+        if any(f in ancestors for f in families):
+            chosen.add(cls.value)
+    return sorted(chosen)
+
+
+def class_labels(cls: CIClass) -> str:
+    """``:CI:Item:<Family>...:<Class>`` label text, built only from the enums above."""
+    return ":".join(["", "Item", "CI", *(f.value for f in CLASS_ANCESTORS[cls]), cls.value])
+
+
+_MAC = re.compile(r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$")
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Identifiers(BaseModel):
+    """Identifiers normalised so that the same thing always compares equal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    serial_number: str | None = Field(None, min_length=1, max_length=128)
+    host_name: str | None = Field(None, max_length=63)
+    domain: str | None = Field(None, max_length=253)
+    mac_address: str | None = None
+    cloud_instance_id: str | None = Field(None, min_length=1, max_length=256)
+
+    @field_validator("serial_number", "cloud_instance_id")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        return v.strip() if v is not None else None
+
+    @field_validator("host_name")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().lower()
+        if not _HOST.match(v):
+            raise ValueError("host name must be letters, digits and hyphens (1-63)")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().lower().rstrip(".")
+        if not _DOMAIN.match(v):
+            raise ValueError("domain must be dot-separated labels of letters, digits, hyphens")
+        return v
+
+    @field_validator("mac_address")
+    @classmethod
+    def _mac(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().upper().replace("-", ":")
+        if re.fullmatch(r"[0-9A-F]{12}", v):
+            v = ":".join(v[i : i + 2] for i in range(0, 12, 2))
+        if not _MAC.match(v):
+            raise ValueError("MAC address must be six hex pairs, e.g. 00:1A:2B:3C:4D:5E")
+        return v
+
+    @property
+    def fqdn(self) -> str | None:
+        if self.host_name and self.domain:
+            return f"{self.host_name}.{self.domain}"
+        return None
+
+
+class ConfigurationItem(ItemBase):
+    ci_class: CIClass
+    identifiers: Identifiers = Identifiers()
+    source: str | None = None
+    last_seen_at: Any = None
+
+
+class CIWrite(BaseModel):
+    """Fields a client may set on create (all) or update (those given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    ci_class: CIClass
+    description: str | None = Field(None, max_length=4000)
+    lifecycle_status: LifecycleStatus = LifecycleStatus.IN_SERVICE
+    operational_state: OperationalState = OperationalState.UNKNOWN
+    criticality: Criticality = Criticality.MEDIUM
+    owner_group_id: str | None = None
+    cost_centre_id: str | None = None
+    location_id: str | None = None
+    identifiers: Identifiers = Identifiers()
+    attributes: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("name must not be blank")
+        return v

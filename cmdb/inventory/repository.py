@@ -1,0 +1,116 @@
+"""Runs the inventory Cypher and returns configuration-item models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cmdb.core.mapping import as_datetime, item_fields
+from cmdb.db.driver import CountingTx, Database
+from cmdb.inventory import queries as q
+from cmdb.inventory.models import CIClass, ConfigurationItem, Identifiers, class_labels
+
+# Identifier field -> node property; each is unique among CIs (see migrations).
+IDENTIFIER_PROPERTIES = {
+    "serial_number": "serialNumber",
+    "host_name": "hostName",
+    "mac_address": "macAddress",
+    "cloud_instance_id": "cloudInstanceId",
+    "fqdn": "fqdn",
+}
+UNIQUE_IDENTIFIERS = ("serial_number", "mac_address", "cloud_instance_id", "fqdn")
+
+
+def ci_from_row(row: dict[str, Any]) -> ConfigurationItem:
+    return ConfigurationItem(
+        **item_fields(row),
+        ci_class=row["ciClass"],
+        identifiers=Identifiers(
+            serial_number=row.get("serialNumber"),
+            host_name=row.get("hostName"),
+            domain=row.get("domain"),
+            mac_address=row.get("macAddress"),
+            cloud_instance_id=row.get("cloudInstanceId"),
+        ),
+        source=row.get("source"),
+        last_seen_at=as_datetime(row.get("lastSeenAt")),
+    )
+
+
+def identifier_properties(ids: Identifiers) -> dict[str, Any]:
+    return {
+        "serialNumber": ids.serial_number,
+        "hostName": ids.host_name,
+        "domain": ids.domain,
+        "fqdn": ids.fqdn,
+        "macAddress": ids.mac_address,
+        "cloudInstanceId": ids.cloud_instance_id,
+    }
+
+
+class InventoryRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = await self.db.read(q.GET_ITEMS, {"ids": ids})
+        return {r["item"]["id"]: r["item"] for r in rows}
+
+    @staticmethod
+    async def identifier_conflicts(
+        tx: CountingTx, ci_id: str, ids: Identifiers
+    ) -> list[tuple[str, str, str]]:
+        checks = [
+            {"field": f, "prop": IDENTIFIER_PROPERTIES[f], "value": getattr(ids, f)}
+            for f in UNIQUE_IDENTIFIERS
+            if getattr(ids, f) is not None
+        ]
+        if not checks:
+            return []
+        rows = await tx.rows(q.IDENTIFIER_CONFLICTS, {"checks": checks, "id": ci_id})
+        return [(r["field"], r["value"], r["heldBy"]) for r in rows]
+
+    @staticmethod
+    async def missing_refs(
+        tx: CountingTx, owner: str | None, cc: str | None, loc: str | None
+    ) -> list[str]:
+        row = await tx.one(q.REFS_EXIST, {"owner": owner, "cc": cc, "loc": loc})
+        assert row is not None
+        return [name for name in ("owner", "cc", "loc") if not row[name]]
+
+    @staticmethod
+    async def create(
+        tx: CountingTx,
+        ci_id: str,
+        ci_class: CIClass,
+        props: dict[str, Any],
+        refs: dict[str, Any],
+        now: datetime,
+    ) -> ConfigurationItem:
+        row = await tx.one(
+            q.create_ci(class_labels(ci_class)), {"id": ci_id, "props": props, "now": now, **refs}
+        )
+        assert row is not None
+        return ci_from_row(row["item"])
+
+    @staticmethod
+    async def update(
+        tx: CountingTx, ci_id: str, props: dict[str, Any], refs: dict[str, Any], now: datetime
+    ) -> ConfigurationItem:
+        row = await tx.one(q.UPDATE_CI, {"id": ci_id, "props": props, "now": now, **refs})
+        assert row is not None
+        return ci_from_row(row["item"])
+
+    @staticmethod
+    async def get_in_tx(tx: CountingTx, item_id: str) -> dict[str, Any] | None:
+        row = await tx.one(q.GET_ITEMS, {"ids": [item_id]})
+        return row["item"] if row else None
+
+    @staticmethod
+    async def retire(
+        tx: CountingTx, item_id: str, reason: str | None, now: datetime
+    ) -> dict[str, Any]:
+        row = await tx.one(q.RETIRE_ITEM, {"id": item_id, "reason": reason, "now": now})
+        assert row is not None
+        item: dict[str, Any] = row["item"]
+        return item

@@ -1,0 +1,1 @@
+"""Owner groups, cost centres (a hierarchy) and locations."""

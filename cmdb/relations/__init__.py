@@ -1,0 +1,1 @@
+"""Typed, directed relationships between items. Impact flows from provider to consumer."""

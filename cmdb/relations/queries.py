@@ -1,0 +1,110 @@
+"""Cypher for relationships. Type lists and arrows are built from the enums (allow-list)."""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+from cmdb.core.cypher import ITEM_PROJECTION, trusted
+from cmdb.relations.models import Direction, RelationType
+
+_RELATION = (
+    "{type: type(r), startId: startNode(r).id, endId: endNode(r).id, props: properties(r), "
+    "depth: depth, path: path, direction: direction, item: " + ITEM_PROJECTION + "}"
+)
+
+
+def _types(types: tuple[RelationType, ...]) -> str:
+    return (":" + "|".join(t.value for t in types)) if types else ""
+
+
+def _arrows(direction: Direction) -> list[tuple[str, str, str]]:
+    """(left, right, label) pattern ends for each direction that is asked for."""
+    out = [("-", "->", "OUTGOING")] if direction is not Direction.INCOMING else []
+    if direction is not Direction.OUTGOING:
+        out.append(("<-", "-", "INCOMING"))
+    return out
+
+
+def neighbours(
+    direction: Direction, types: tuple[RelationType, ...], depth: int, include_retired: bool
+) -> LiteralString:
+    """Relations of many items at once: one round trip for a whole batch of parents."""
+    t = _types(types)
+    live_rel = "" if include_retired else "r.retiredAt IS NULL AND "
+    live_node = "" if include_retired else " AND n.lifecycleStatus <> 'RETIRED'"
+    branches = []
+    for left, right, label in _arrows(direction):
+        if depth == 1:
+            branches.append(
+                f"MATCH (s){left}[r{t}]{right}(n:Item) WHERE {live_rel}n <> s{live_node}\n"
+                f"RETURN r, n, 1 AS depth, [s.id, n.id] AS path, '{label}' AS direction"
+            )
+        else:
+            live_path = "" if include_retired else "all(x IN rs WHERE x.retiredAt IS NULL) AND "
+            branches.append(
+                f"MATCH p = (s){left}[rs{t}*1..{depth}]{right}(n:Item)\n"
+                f"WHERE {live_path}n <> s{live_node}\n"
+                "WITH n, p ORDER BY length(p)\n"
+                "WITH n, head(collect(p)) AS p\n"
+                "RETURN last(relationships(p)) AS r, n, length(p) AS depth,\n"
+                f"       [x IN nodes(p) | x.id] AS path, '{label}' AS direction"
+            )
+    union = "\n  UNION ALL\n".join(branches)
+    return trusted(f"""
+UNWIND $ids AS id
+MATCH (s:Item {{id: id}})
+CALL (s) {{
+  CALL (s) {{
+  {union}
+  }}
+  WITH r, n, depth, path, direction
+  ORDER BY depth, n.nameLower, n.id
+  LIMIT $first
+  RETURN collect({_RELATION}) AS rels
+}}
+RETURN id, rels
+""")
+
+
+GET_ENDS: LiteralString = """
+MATCH (s:Item {id: $sourceId})
+SET s.lockedAt = $now REMOVE s.lockedAt
+WITH s
+OPTIONAL MATCH (t:Item {id: $targetId})
+RETURN s {.id, .ciClass, .lifecycleStatus, kind: CASE WHEN s:Service THEN 'SERVICE' ELSE 'CI' END}
+         AS source,
+       t {.id, .ciClass, .lifecycleStatus, kind: CASE WHEN t:Service THEN 'SERVICE' ELSE 'CI' END}
+         AS target
+"""
+
+
+def upsert(rel_type: RelationType) -> LiteralString:
+    """Keep one live relationship per (source, type, target): update it, or make it."""
+    t = rel_type.value
+    return trusted(f"""
+MATCH (s:Item {{id: $sourceId}}), (t:Item {{id: $targetId}})
+OPTIONAL MATCH (s)-[live:{t}]->(t) WHERE live.retiredAt IS NULL
+CALL (s, t, live) {{
+  WITH s, t, live WHERE live IS NULL
+  CREATE (s)-[r:{t}]->(t)
+  SET r += $props, r.createdAt = $now, r.updatedAt = $now
+  RETURN r
+  UNION
+  WITH live WHERE live IS NOT NULL
+  SET live += $props, live.updatedAt = $now
+  RETURN live AS r
+}}
+WITH r, t AS n, 1 AS depth, [$sourceId, $targetId] AS path, 'OUTGOING' AS direction
+RETURN {_RELATION} AS rel
+""")
+
+
+def retire(rel_type: RelationType) -> LiteralString:
+    t = rel_type.value
+    return trusted(f"""
+MATCH (s:Item {{id: $sourceId}})-[r:{t}]->(n:Item {{id: $targetId}})
+WHERE r.retiredAt IS NULL
+SET r.retiredAt = $now, r.retiredReason = $reason
+WITH r, n, 1 AS depth, [$sourceId, $targetId] AS path, 'OUTGOING' AS direction
+RETURN {_RELATION} AS rel
+""")

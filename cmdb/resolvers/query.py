@@ -1,0 +1,163 @@
+"""Root query fields: argument conversion and delegation to the domain services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from cmdb.core.cypher import ItemFilter
+from cmdb.core.models import OrgKind
+from cmdb.core.pagination import Page
+from cmdb.inventory.models import CIClass, CIFamily, expand_classes
+from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.servicemodel.models import Service as ServiceModel
+from cmdb.schema.inputs import ConfigurationItemFilter, ItemOrder, ServiceFilter
+from cmdb.schema.types import (
+    ConfigurationItem,
+    ConfigurationItemConnection,
+    ConfigurationItemEdge,
+    CostCentre,
+    Item,
+    Location,
+    OwnerGroup,
+    PageInfo,
+    Service,
+    ServiceConnection,
+    ServiceEdge,
+    item_view,
+)
+
+
+def _wants_total(info: strawberry.Info) -> bool:
+    return any(f.name == "totalCount" for f in info.selected_fields[0].selections
+               if hasattr(f, "name"))
+
+
+def _page_info(page: Page[Any]) -> PageInfo:
+    return PageInfo(
+        has_next_page=page.has_next_page,
+        has_previous_page=page.has_previous_page,
+        start_cursor=page.items[0][0] if page.items else None,
+        end_cursor=page.items[-1][0] if page.items else None,
+    )
+
+
+def _common_filter(f: ConfigurationItemFilter | ServiceFilter | None) -> ItemFilter:
+    if f is None:
+        return ItemFilter()
+    return ItemFilter(
+        lifecycle_status=f.lifecycle_status,
+        operational_state=f.operational_state,
+        criticality=f.criticality,
+        owner_group_id=f.owner_group_id,
+        cost_centre_code=f.cost_centre_code,
+        location_id=f.location_id,
+        name_contains=f.name_contains,
+        attributes=[(a.key, a.value) for a in f.attributes or []],
+        include_retired=f.include_retired,
+    )
+
+
+def ci_filter(f: ConfigurationItemFilter | None) -> ItemFilter:
+    out = _common_filter(f)
+    if f is not None:
+        if f.classes is not None or f.families is not None:
+            out.classes = expand_classes(
+                [CIClass(c) for c in f.classes or []], [CIFamily(x) for x in f.families or []]
+            )
+        out.identifier = f.identifier
+    return out
+
+
+def service_filter(f: ServiceFilter | None) -> ItemFilter:
+    out = _common_filter(f)
+    if f is not None and f.kinds is not None:
+        out.service_kinds = [k.value for k in f.kinds]
+    return out
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any item (configuration item or service) by id.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Item | None:
+        found = await info.context.loaders.items.load(str(id))
+        return item_view(found) if found else None
+
+    @strawberry.field(description="A configuration item by id (retired ones too).")
+    async def configuration_item(
+        self, info: strawberry.Info, id: strawberry.ID
+    ) -> ConfigurationItem | None:
+        found = await info.context.loaders.items.load(str(id))
+        return ConfigurationItem.from_model(found) if isinstance(found, CIModel) else None
+
+    @strawberry.field(description="Configuration items, filtered and sorted, a page at a time.")
+    async def configuration_items(
+        self,
+        info: strawberry.Info,
+        filter: ConfigurationItemFilter | None = None,
+        order_by: ItemOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ConfigurationItemConnection:
+        order = order_by or ItemOrder()
+        page = await info.context.services.inventory.list(
+            ci_filter(filter), order.field.value, order.direction, first, after, last, before,
+            _wants_total(info),
+        )
+        return ConfigurationItemConnection(
+            edges=[ConfigurationItemEdge(cursor=c, node=ConfigurationItem.from_model(m))
+                   for c, m in page.items],
+            page_info=_page_info(page),
+            total_count=page.total_count,
+        )
+
+    @strawberry.field(description="A service by id (retired ones too).")
+    async def service(self, info: strawberry.Info, id: strawberry.ID) -> Service | None:
+        found = await info.context.loaders.items.load(str(id))
+        return Service.from_model(found) if isinstance(found, ServiceModel) else None
+
+    @strawberry.field(description="Business and technical services, a page at a time.")
+    async def services(
+        self,
+        info: strawberry.Info,
+        filter: ServiceFilter | None = None,
+        order_by: ItemOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ServiceConnection:
+        order = order_by or ItemOrder()
+        page = await info.context.services.servicemodel.list(
+            service_filter(filter), order.field.value, order.direction, first, after, last,
+            before, _wants_total(info),
+        )
+        return ServiceConnection(
+            edges=[ServiceEdge(cursor=c, node=Service.from_model(m)) for c, m in page.items],
+            page_info=_page_info(page),
+            total_count=page.total_count,
+        )
+
+    @strawberry.field
+    async def owner_groups(
+        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+    ) -> list[OwnerGroup]:
+        units = await info.context.services.org.list(OrgKind.OWNER_GROUP, name_contains, first)
+        return [OwnerGroup.from_model(u) for u in units]
+
+    @strawberry.field
+    async def cost_centres(
+        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+    ) -> list[CostCentre]:
+        units = await info.context.services.org.list(OrgKind.COST_CENTRE, name_contains, first)
+        return [CostCentre.from_model(u) for u in units]
+
+    @strawberry.field
+    async def locations(
+        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+    ) -> list[Location]:
+        units = await info.context.services.org.list(OrgKind.LOCATION, name_contains, first)
+        return [Location.from_model(u) for u in units]

@@ -1,0 +1,65 @@
+"""The GraphQL schema: types here are views; resolvers delegate to domain services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from cmdb.core.models import DomainError
+from cmdb.resolvers.mutation import Mutation
+from cmdb.resolvers.query import Query
+from cmdb.schema.types import ConfigurationItem, Service
+from cmdb.settings import Settings
+
+log = logging.getLogger("cmdb.graphql")
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    """Domain errors and GraphQL validation errors are for the client; all else is masked."""
+    original = error.original_error
+    if original is None or isinstance(original, DomainError | GraphQLError):
+        return False
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    return True
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    # Factories: a fresh extension per request.
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: MaskErrors(
+            should_mask_error=_is_internal,
+            error_message="Internal error; the request id is in the X-Request-ID header",
+        ),
+    ]
+    if not settings.is_development:
+        from graphql.validation import NoSchemaIntrospectionCustomRule
+
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[ConfigurationItem, Service],
+        extensions=extensions,  # type: ignore[arg-type]
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+def sdl() -> str:
+    """The schema as SDL; settings do not change it."""
+    return strawberry.Schema(query=Query, mutation=Mutation,
+                             types=[ConfigurationItem, Service]).as_str() + "\n"

@@ -1,0 +1,207 @@
+"""GraphQL input types, and their conversion to plain dicts for the services."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from cmdb.core.models import SortDirection as SortDirectionModel
+from cmdb.schema.enums import (
+    CIClass,
+    CIFamily,
+    Criticality,
+    ItemSortField,
+    LifecycleStatus,
+    OperationalState,
+    RelationType,
+    ServiceKind,
+    SortDirection,
+)
+
+
+def to_dict(value: Any) -> Any:
+    """Input object -> dict of the fields the client gave (UNSET ones left out)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_dict(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not strawberry.UNSET
+        }
+    if isinstance(value, list):
+        return [to_dict(v) for v in value]
+    if isinstance(value, Enum):
+        return value
+    return value
+
+
+@strawberry.input
+class IdentifiersInput:
+    serial_number: str | None = strawberry.UNSET
+    host_name: str | None = strawberry.UNSET
+    domain: str | None = strawberry.UNSET
+    mac_address: str | None = strawberry.UNSET
+    cloud_instance_id: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateConfigurationItemInput:
+    name: str
+    ci_class: CIClass
+    description: str | None = strawberry.UNSET
+    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
+    operational_state: OperationalState | None = strawberry.UNSET
+    criticality: Criticality | None = strawberry.UNSET
+    owner_group_id: strawberry.ID | None = strawberry.UNSET
+    cost_centre_id: strawberry.ID | None = strawberry.UNSET
+    location_id: strawberry.ID | None = strawberry.UNSET
+    identifiers: IdentifiersInput | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(description="Only the fields given change; null clears a field or a link. "
+                  "Attributes are merged; an attribute set to null is removed.")
+class UpdateConfigurationItemInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
+    operational_state: OperationalState | None = strawberry.UNSET
+    criticality: Criticality | None = strawberry.UNSET
+    owner_group_id: strawberry.ID | None = strawberry.UNSET
+    cost_centre_id: strawberry.ID | None = strawberry.UNSET
+    location_id: strawberry.ID | None = strawberry.UNSET
+    identifiers: IdentifiersInput | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class SLAInput:
+    availability_target: Decimal | None = strawberry.UNSET
+    response_target_minutes: int | None = strawberry.UNSET
+    restore_target_minutes: int | None = strawberry.UNSET
+    maintenance_windows: list[str] | None = strawberry.UNSET
+
+
+@strawberry.input
+class BusinessValueInput:
+    revenue_per_hour: Decimal | None = strawberry.UNSET
+    users: int | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateServiceInput:
+    name: str
+    kind: ServiceKind
+    description: str | None = strawberry.UNSET
+    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
+    operational_state: OperationalState | None = strawberry.UNSET
+    criticality: Criticality | None = strawberry.UNSET
+    owner_group_id: strawberry.ID | None = strawberry.UNSET
+    cost_centre_id: strawberry.ID | None = strawberry.UNSET
+    location_id: strawberry.ID | None = strawberry.UNSET
+    sla: SLAInput | None = strawberry.UNSET
+    business_value: BusinessValueInput | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class UpdateServiceInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
+    operational_state: OperationalState | None = strawberry.UNSET
+    criticality: Criticality | None = strawberry.UNSET
+    owner_group_id: strawberry.ID | None = strawberry.UNSET
+    cost_centre_id: strawberry.ID | None = strawberry.UNSET
+    location_id: strawberry.ID | None = strawberry.UNSET
+    sla: SLAInput | None = strawberry.UNSET
+    business_value: BusinessValueInput | None = strawberry.UNSET
+    attributes: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class RelateInput:
+    source_id: strawberry.ID = strawberry.field(description="The consumer.")
+    target_id: strawberry.ID = strawberry.field(description="The provider.")
+    type: RelationType
+    properties: JSON | None = strawberry.UNSET
+
+
+@strawberry.input
+class UnrelateInput:
+    source_id: strawberry.ID
+    target_id: strawberry.ID
+    type: RelationType
+    reason: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class OwnerGroupInput:
+    name: str
+    email: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class CostCentreInput:
+    code: str
+    name: str
+    parent_id: strawberry.ID | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class LocationInput:
+    name: str
+    parent_id: strawberry.ID | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="Equality on one free-form attribute.")
+class AttributeFilter:
+    key: str
+    value: JSON
+
+
+@strawberry.input(description="All conditions given must hold. Retired items are left out "
+                  "unless includeRetired is true or lifecycleStatus asks for them.")
+class ConfigurationItemFilter:
+    classes: list[CIClass] | None = None
+    families: list[CIFamily] | None = None
+    lifecycle_status: list[LifecycleStatus] | None = None
+    operational_state: list[OperationalState] | None = None
+    criticality: list[Criticality] | None = None
+    owner_group_id: strawberry.ID | None = None
+    cost_centre_code: str | None = None
+    location_id: strawberry.ID | None = None
+    name_contains: str | None = None
+    identifier: str | None = strawberry.field(
+        default=None,
+        description="Matches serial number, host name, FQDN, MAC or cloud instance id.",
+    )
+    attributes: list[AttributeFilter] | None = None
+    include_retired: bool = False
+
+
+@strawberry.input
+class ServiceFilter:
+    kinds: list[ServiceKind] | None = None
+    lifecycle_status: list[LifecycleStatus] | None = None
+    operational_state: list[OperationalState] | None = None
+    criticality: list[Criticality] | None = None
+    owner_group_id: strawberry.ID | None = None
+    cost_centre_code: str | None = None
+    location_id: strawberry.ID | None = None
+    name_contains: str | None = None
+    attributes: list[AttributeFilter] | None = None
+    include_retired: bool = False
+
+
+@strawberry.input
+class ItemOrder:
+    field: ItemSortField = ItemSortField.NAME
+    direction: SortDirection = SortDirectionModel.ASC

@@ -1,0 +1,289 @@
+"""GraphQL object types: views of domain models. Nested fields go through request loaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from cmdb.core.models import ItemBase, OrgUnit
+from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.relations.models import Direction as DirectionModel
+from cmdb.relations.models import Relation as RelationModel
+from cmdb.servicemodel.models import Service as ServiceModel
+from cmdb.schema.enums import (
+    CIClass,
+    Criticality,
+    Direction,
+    ErrorCode,
+    LifecycleStatus,
+    OperationalState,
+    RelationType,
+    ServiceKind,
+)
+
+
+@strawberry.type(description="A problem with the request, named by the input field it concerns.")
+class UserError:
+    field: str | None
+    message: str
+    code: ErrorCode
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class OwnerGroup:
+    id: strawberry.ID
+    name: str
+    email: str | None
+    description: str | None
+
+    @classmethod
+    def from_model(cls, m: OrgUnit) -> OwnerGroup:
+        return cls(id=strawberry.ID(m.id), name=m.name, email=m.email, description=m.description)
+
+
+@strawberry.type(description="A cost centre; costs roll up its parent chain.")
+class CostCentre:
+    id: strawberry.ID
+    code: str
+    name: str
+    description: str | None
+    parent_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def parent(self, info: strawberry.Info) -> CostCentre | None:
+        if self.parent_id is None:
+            return None
+        unit = await info.context.loaders.org.load(self.parent_id)
+        return CostCentre.from_model(unit) if unit else None
+
+    @classmethod
+    def from_model(cls, m: OrgUnit) -> CostCentre:
+        return cls(id=strawberry.ID(m.id), code=m.code or "", name=m.name,
+                   description=m.description, parent_id=m.parent_id)
+
+
+@strawberry.type
+class Location:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    parent_id: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def parent(self, info: strawberry.Info) -> Location | None:
+        if self.parent_id is None:
+            return None
+        unit = await info.context.loaders.org.load(self.parent_id)
+        return Location.from_model(unit) if unit else None
+
+    @classmethod
+    def from_model(cls, m: OrgUnit) -> Location:
+        return cls(id=strawberry.ID(m.id), name=m.name, description=m.description,
+                   parent_id=m.parent_id)
+
+
+@strawberry.interface(description="Anything in the graph: a configuration item or a service.")
+class Item:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    lifecycle_status: LifecycleStatus
+    operational_state: OperationalState
+    criticality: Criticality
+    owner_group: OwnerGroup | None
+    cost_centre: CostCentre | None
+    location: Location | None
+    attributes: JSON = strawberry.field(description="Free-form attributes (scalars or lists).")
+    created_at: datetime
+    updated_at: datetime
+    retired_at: datetime | None
+    retired_reason: str | None
+
+    @strawberry.field(
+        description="Relationships of this item, both ways unless a direction is given. "
+        "Depth above 1 follows the given types transitively and returns each reachable item "
+        "once, at its shortest distance, with the path that reaches it."
+    )
+    async def relationships(
+        self,
+        info: strawberry.Info,
+        direction: Direction = DirectionModel.BOTH,
+        types: list[RelationType] | None = None,
+        depth: int = 1,
+        first: int | None = None,
+        include_retired: bool = False,
+    ) -> list[Relation]:
+        ctx = info.context
+        rq = ctx.services.relations.relation_query(direction, types, depth, first,
+                                                   include_retired)
+        rels = await ctx.loaders.relations(rq).load(str(self.id))
+        return [Relation.from_model(r) for r in rels]
+
+
+def _item_fields(m: ItemBase) -> dict[str, Any]:
+    return {
+        "id": strawberry.ID(m.id),
+        "name": m.name,
+        "description": m.description,
+        "lifecycle_status": m.lifecycle_status,
+        "operational_state": m.operational_state,
+        "criticality": m.criticality,
+        "owner_group": OwnerGroup.from_model(m.owner_group) if m.owner_group else None,
+        "cost_centre": CostCentre.from_model(m.cost_centre) if m.cost_centre else None,
+        "location": Location.from_model(m.location) if m.location else None,
+        "attributes": m.attributes,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+        "retired_at": m.retired_at,
+        "retired_reason": m.retired_reason,
+    }
+
+
+@strawberry.type(description="Identifiers that reconciliation matches on.")
+class Identifiers:
+    serial_number: str | None
+    host_name: str | None
+    domain: str | None
+    fqdn: str | None
+    mac_address: str | None
+    cloud_instance_id: str | None
+
+
+@strawberry.type(description="A configuration item: anything that is managed.")
+class ConfigurationItem(Item):
+    ci_class: CIClass
+    families: list[str]
+    identifiers: Identifiers
+    source: str | None
+    last_seen_at: datetime | None
+
+    @classmethod
+    def from_model(cls, m: CIModel) -> ConfigurationItem:
+        from cmdb.inventory.models import CLASS_ANCESTORS
+
+        ids = m.identifiers
+        return cls(
+            **_item_fields(m),
+            ci_class=m.ci_class,
+            families=[f.value for f in CLASS_ANCESTORS[m.ci_class]],
+            identifiers=Identifiers(
+                serial_number=ids.serial_number, host_name=ids.host_name, domain=ids.domain,
+                fqdn=ids.fqdn, mac_address=ids.mac_address,
+                cloud_instance_id=ids.cloud_instance_id,
+            ),
+            source=m.source,
+            last_seen_at=m.last_seen_at,
+        )
+
+
+@strawberry.type
+class SLA:
+    availability_target: Decimal | None = strawberry.field(
+        description="Percent of the period the service must be available, e.g. 99.9."
+    )
+    response_target_minutes: int | None
+    restore_target_minutes: int | None
+    maintenance_windows: list[str] = strawberry.field(
+        description="Weekly windows in UTC, e.g. 'Sun 02:00-04:00'."
+    )
+
+
+@strawberry.type
+class BusinessValue:
+    revenue_per_hour: Decimal | None
+    users: int | None
+
+
+@strawberry.type(description="A business or technical service.")
+class Service(Item):
+    kind: ServiceKind
+    sla: SLA
+    business_value: BusinessValue
+
+    @classmethod
+    def from_model(cls, m: ServiceModel) -> Service:
+        return cls(
+            **_item_fields(m),
+            kind=m.kind,
+            sla=SLA(
+                availability_target=m.sla.availability_target,
+                response_target_minutes=m.sla.response_target_minutes,
+                restore_target_minutes=m.sla.restore_target_minutes,
+                maintenance_windows=list(m.sla.maintenance_windows),
+            ),
+            business_value=BusinessValue(
+                revenue_per_hour=m.business_value.revenue_per_hour,
+                users=m.business_value.users,
+            ),
+        )
+
+
+def item_view(m: CIModel | ServiceModel) -> ConfigurationItem | Service:
+    if isinstance(m, ServiceModel):
+        return Service.from_model(m)
+    return ConfigurationItem.from_model(m)
+
+
+@strawberry.type(description="A relationship seen from one item, with the item at the other end.")
+class Relation:
+    type: RelationType
+    direction: Direction
+    depth: int
+    source_id: strawberry.ID
+    target_id: strawberry.ID
+    properties: JSON
+    created_at: datetime | None
+    retired_at: datetime | None
+    path: list[strawberry.ID] = strawberry.field(
+        description="Item ids from the asking item to the related one."
+    )
+    item: Item
+
+    @classmethod
+    def from_model(cls, m: RelationModel) -> Relation:
+        return cls(
+            type=m.type, direction=m.direction, depth=m.depth,
+            source_id=strawberry.ID(m.source_id), target_id=strawberry.ID(m.target_id),
+            properties=m.properties, created_at=m.created_at, retired_at=m.retired_at,
+            path=[strawberry.ID(p) for p in m.path], item=item_view(m.item),
+        )
+
+
+@strawberry.type
+class ConfigurationItemEdge:
+    cursor: str
+    node: ConfigurationItem
+
+
+@strawberry.type
+class ConfigurationItemConnection:
+    edges: list[ConfigurationItemEdge]
+    page_info: PageInfo
+    total_count: int | None = strawberry.field(
+        description="Number of items matching the filter (null unless asked for)."
+    )
+
+
+@strawberry.type
+class ServiceEdge:
+    cursor: str
+    node: Service
+
+
+@strawberry.type
+class ServiceConnection:
+    edges: list[ServiceEdge]
+    page_info: PageInfo
+    total_count: int | None

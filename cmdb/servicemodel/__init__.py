@@ -1,0 +1,1 @@
+"""Business and technical services: SLA, business value, the top of a service model."""

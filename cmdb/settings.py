@@ -1,0 +1,69 @@
+"""One settings class, read from the environment (prefix ``CMDB_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_WEAK_PASSWORDS = {"", "neo4j", "password", "changeme", "secret"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CMDB_", extra="ignore")
+
+    mode: Literal["development", "production"] = "development"
+
+    # Neo4j. No URI: the CLI runs the project-managed local instance and fills these in.
+    neo4j_uri: str | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str = "neo4j"
+    neo4j_tx_timeout_s: float = Field(30.0, gt=0)
+    neo4j_pool_size: int = Field(50, ge=1)
+
+    # API server
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Project-local state: Neo4j install, instances, generated passwords.
+    home: Path = Path(".cmdb")
+    local_neo4j_bolt_port: int = 7687
+    local_neo4j_http_port: int = 7474
+    local_neo4j_heap: str = "2g"
+    local_neo4j_pagecache: str = "2g"
+
+    # GraphQL limits
+    default_page_size: int = Field(50, ge=1)
+    max_page_size: int = Field(500, ge=1)
+    max_query_depth: int = Field(12, ge=2)
+    max_aliases: int = Field(30, ge=1)
+    max_tokens: int = Field(4000, ge=100)
+    max_relationship_depth: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_weak_production(self) -> Settings:
+        if self.mode == "production":
+            if self.neo4j_uri is None:
+                raise ValueError("CMDB_NEO4J_URI must be set in production mode")
+            pw = self.neo4j_password.get_secret_value() if self.neo4j_password else ""
+            if pw in _WEAK_PASSWORDS:
+                raise ValueError("CMDB_NEO4J_PASSWORD is missing or a known default")
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("CMDB_DEFAULT_PAGE_SIZE exceeds CMDB_MAX_PAGE_SIZE")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.mode == "development"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,99 @@
+"""Integration fixtures: a real Neo4j test instance of its own, cleaned before each test.
+
+The test instance (own port and data folder under .cmdb/instances/test) is started when it
+is not running and stopped at the end if this session started it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from cmdb.app import create_app
+from cmdb.db.driver import Database
+from cmdb.db.migrations import migrate
+from cmdb.localdb.manager import LocalNeo4j, instance_for
+from cmdb.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def neo4j_instance() -> Iterator[LocalNeo4j]:
+    settings = Settings(home=ROOT / ".cmdb")
+    instance = instance_for(settings, "test")
+    started = instance.ensure_running()
+    try:
+        yield instance
+    finally:
+        if started and os.environ.get("CMDB_TEST_KEEP_NEO4J") != "1":
+            instance.stop()
+
+
+@pytest.fixture(scope="session")
+def test_settings(neo4j_instance: LocalNeo4j) -> Settings:
+    return Settings(
+        mode="development",
+        neo4j_uri=neo4j_instance.uri,
+        neo4j_user=neo4j_instance.user,
+        neo4j_password=neo4j_instance.password(),  # type: ignore[arg-type]
+        home=ROOT / ".cmdb",
+        log_json=False,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db(test_settings: Settings) -> AsyncIterator[Database]:
+    pw = test_settings.neo4j_password.get_secret_value() if test_settings.neo4j_password else ""
+    database = Database.connect(test_settings.neo4j_uri or "", test_settings.neo4j_user, pw)
+    await migrate(database)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest_asyncio.fixture
+async def clean_db(db: Database) -> Database:
+    """An empty graph (schema kept) for one test."""
+    await db.write("MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
+    return db
+
+
+@pytest_asyncio.fixture
+async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(test_settings, db=clean_db)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
+class GQL:
+    """Posts GraphQL to the in-process app and fails loudly on transport-level errors."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
+        r = await self.client.post("/graphql", json={"query": query, "variables": variables})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def ok(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = await self(query, **variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GQL:
+    return GQL(client)
