@@ -76,7 +76,9 @@ def test_java_command_heap_and_entry_point(db: LocalNeo4j, tmp_path: Path) -> No
     assert "-Xms768m" in cmd and "-Xmx768m" in cmd
     assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in cmd
     assert cmd[cmd.index("-cp") + 1] == f"{tmp_path / 'lib'}/*"
-    assert ENTRY_POINT in cmd
+    # JVM options before the main class, Neo4j options after it.
+    assert cmd.index("-Xmx768m") < cmd.index(ENTRY_POINT) < cmd.index(f"--config-dir={db.conf_dir}")
+    assert all(a.startswith("--") for a in cmd[cmd.index(ENTRY_POINT) + 1 :])
     assert f"--config-dir={db.conf_dir}" in cmd
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 from cmdb.core.models import (
     Criticality,
@@ -39,7 +39,7 @@ _ITEM_LABELS = {"CI", "Service", "Item"}
 
 def trusted(text: str) -> LiteralString:
     """Mark text built only from constants and allow-listed names as safe query text."""
-    return cast(LiteralString, text)
+    return text  # mypy reads LiteralString as str; the allow-lists are the real guard
 
 
 def check_attribute_key(key: str, field_name: str) -> str:

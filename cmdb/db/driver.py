@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, LiteralString, TypeVar
+from typing import Any, Literal, LiteralString, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, Query, unit_of_work
 
@@ -68,13 +68,15 @@ class Database:
     async def write(self, query: LiteralString, params: Params | None = None) -> list[Row]:
         return await self._execute(query, params, "w")
 
-    async def _execute(self, query: LiteralString, params: Params | None, mode: str) -> list[Row]:
+    async def _execute(
+        self, query: LiteralString, params: Params | None, mode: Literal["r", "w"]
+    ) -> list[Row]:
         self.round_trips.count += 1
         records, _, _ = await self.driver.execute_query(
             Query(query, timeout=self.tx_timeout_s),
             params or {},
             database_=self.database,
-            routing_=mode,  # type: ignore[arg-type]
+            routing_=mode,
         )
         return [r.data() for r in records]
 

@@ -202,6 +202,7 @@ class LocalNeo4j:
         heap = self.spec.heap
         return [
             java, f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS,
+            f"-XX:ErrorFile={self.logs_dir}/hs_err_pid%p.log",  # JVM crash dumps, not in cwd
             "-cp", f"{lib}/*", ENTRY_POINT,
             f"--home-dir={self.instance_dir}", f"--config-dir={self.conf_dir}",
         ]  # fmt: skip
@@ -258,27 +259,19 @@ class LocalNeo4j:
             echo(f"Starting Neo4j {NEO4J_VERSION} instance {self.spec.name!r} on {self.uri} ...")
             t0 = time.monotonic()
             console = self.logs_dir / "console.log"
-            with console.open("ab") as out:
-                out.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
-                out.flush()
-                # Own session: the server survives the CLI exiting and ignores its Ctrl-C.
-                proc = subprocess.Popen(
-                    self.java_command(java, lib),
-                    cwd=self.instance_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self.pid_file.write_text(f"{proc.pid}\n")
+            with console.open("a") as out:
+                out.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+            pid = _spawn_detached(self.java_command(java, lib), console)
+            self.pid_file.write_text(f"{pid}\n")
             try:
-                self._wait_ready(proc, wait_s, log_offsets)
+                self._wait_ready(pid, wait_s, log_offsets)
             except BaseException:
-                _kill_group(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _kill_group(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
                 self.pid_file.unlink(missing_ok=True)
                 raise
-        echo(f"Neo4j is up after {time.monotonic() - t0:.0f}s (pid {proc.pid}).")
+        echo(f"Neo4j is up after {time.monotonic() - t0:.0f}s (pid {pid}).")
         for line in self._new_lines(log_offsets, (" ERROR ",))[:5]:
             echo(f"warning: {line}")
         echo(f"  uri:      {self.uri} (user {self.user}, password in {self.password_file})")
@@ -342,12 +335,10 @@ class LocalNeo4j:
             time.sleep(0.2)
         return True
 
-    def _wait_ready(
-        self, proc: subprocess.Popen[bytes], wait_s: float, log_offsets: dict[Path, int]
-    ) -> None:
+    def _wait_ready(self, pid: int, wait_s: float, log_offsets: dict[Path, int]) -> None:
         deadline = time.monotonic() + wait_s
         while True:
-            code = proc.poll()
+            code = _exit_code(pid)
             failure = None
             if code is not None:
                 failure = f"Neo4j exited with code {code} while starting"
@@ -515,8 +506,41 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _spawn_detached(argv: list[str], log: Path) -> int:
+    """Run argv in its own session (it outlives us and ignores our Ctrl-C), stdin from
+    /dev/null, stdout+stderr appended to ``log``; return its pid.
+
+    posix_spawn rather than Popen: an abandoned Popen whose child still runs emits a
+    ResourceWarning when collected, which breaks test runs with -W error.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, fd, 1),
+                (os.POSIX_SPAWN_DUP2, fd, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def _exit_code(pid: int) -> int | None:
+    """Exit code of our child ``pid`` once it has exited (reaping it), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -1  # not our child (any more): already reaped elsewhere
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
 def _kill_group(pid: int, sig: signal.Signals) -> None:
-    # The server leads its own session/process group (start_new_session=True).
+    # The server leads its own session, hence its own process group.
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -11,7 +11,6 @@ from cmdb.core.models import OrgKind
 from cmdb.core.pagination import Page
 from cmdb.inventory.models import CIClass, CIFamily, expand_classes
 from cmdb.inventory.models import ConfigurationItem as CIModel
-from cmdb.servicemodel.models import Service as ServiceModel
 from cmdb.schema.inputs import ConfigurationItemFilter, ItemOrder, ServiceFilter
 from cmdb.schema.types import (
     ConfigurationItem,
@@ -27,6 +26,7 @@ from cmdb.schema.types import (
     ServiceEdge,
     item_view,
 )
+from cmdb.servicemodel.models import Service as ServiceModel
 
 
 def _wants_total(info: strawberry.Info) -> bool:

@@ -4,36 +4,44 @@ from enum import StrEnum
 
 import strawberry
 
-from cmdb.core import models as core
-from cmdb.inventory import models as inventory
-from cmdb.relations import models as relations
-from cmdb.servicemodel import models as servicemodel
+from cmdb.core.models import Criticality, LifecycleStatus, OperationalState, SortDirection
+from cmdb.inventory.models import CIClass, CIFamily
+from cmdb.relations.models import Direction, RelationType
+from cmdb.servicemodel.models import ServiceKind
 
-LifecycleStatus = strawberry.enum(
-    core.LifecycleStatus,
+# strawberry.enum registers the domain enum classes in place, so the classes themselves
+# are the GraphQL enums.
+__all__ = [
+    "CIClass",
+    "CIFamily",
+    "Criticality",
+    "Direction",
+    "ErrorCode",
+    "ItemSortField",
+    "LifecycleStatus",
+    "OperationalState",
+    "RelationType",
+    "ServiceKind",
+    "SortDirection",
+]
+
+strawberry.enum(
+    LifecycleStatus,
     description="Where an item is in its life; retired items are kept, never deleted.",
 )
-OperationalState = strawberry.enum(
-    core.OperationalState, description="Whether an item works now."
-)
-Criticality = strawberry.enum(
-    core.Criticality, description="How much the business relies on an item."
-)
-SortDirection = strawberry.enum(core.SortDirection)
-CIClass = strawberry.enum(
-    inventory.CIClass, description="Concrete class of a configuration item."
-)
-CIFamily = strawberry.enum(
-    inventory.CIFamily, description="Abstract class: selects every concrete class below it."
-)
-ServiceKind = strawberry.enum(servicemodel.ServiceKind)
-RelationType = strawberry.enum(
-    relations.RelationType,
+strawberry.enum(OperationalState, description="Whether an item works now.")
+strawberry.enum(Criticality, description="How much the business relies on an item.")
+strawberry.enum(SortDirection)
+strawberry.enum(CIClass, description="Concrete class of a configuration item.")
+strawberry.enum(CIFamily, description="Abstract class: selects every concrete class below it.")
+strawberry.enum(ServiceKind)
+strawberry.enum(
+    RelationType,
     description="Relationship type; impact flows from the target (provider) to the source "
     "(consumer).",
 )
-Direction = strawberry.enum(
-    relations.Direction,
+strawberry.enum(
+    Direction,
     description="Which way a relationship points, seen from the item asked about.",
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,7 +13,6 @@ from cmdb.core.models import ItemBase, OrgUnit
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.relations.models import Direction as DirectionModel
 from cmdb.relations.models import Relation as RelationModel
-from cmdb.servicemodel.models import Service as ServiceModel
 from cmdb.schema.enums import (
     CIClass,
     Criticality,
@@ -24,6 +23,7 @@ from cmdb.schema.enums import (
     RelationType,
     ServiceKind,
 )
+from cmdb.servicemodel.models import Service as ServiceModel
 
 
 @strawberry.type(description="A problem with the request, named by the input field it concerns.")
@@ -143,7 +143,7 @@ def _item_fields(m: ItemBase) -> dict[str, Any]:
         "owner_group": OwnerGroup.from_model(m.owner_group) if m.owner_group else None,
         "cost_centre": CostCentre.from_model(m.cost_centre) if m.cost_centre else None,
         "location": Location.from_model(m.location) if m.location else None,
-        "attributes": m.attributes,
+        "attributes": cast(JSON, m.attributes),
         "created_at": m.created_at,
         "updated_at": m.updated_at,
         "retired_at": m.retired_at,
@@ -256,7 +256,7 @@ class Relation:
         return cls(
             type=m.type, direction=m.direction, depth=m.depth,
             source_id=strawberry.ID(m.source_id), target_id=strawberry.ID(m.target_id),
-            properties=m.properties, created_at=m.created_at, retired_at=m.retired_at,
+            properties=cast(JSON, m.properties), created_at=m.created_at, retired_at=m.retired_at,
             path=[strawberry.ID(p) for p in m.path], item=item_view(m.item),
         )
 

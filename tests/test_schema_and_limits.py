@@ -1,0 +1,64 @@
+"""The committed SDL matches the live schema; query limits and health endpoints work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cmdb.schema import sdl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_schema_matches_live_schema():
+    committed = (ROOT / "schema.graphql").read_text()
+    assert committed == sdl(), (
+        "schema.graphql is out of date: run `cmdb schema export` and commit the result"
+    )
+
+
+@pytest.mark.integration
+async def test_depth_limit(gql, test_settings):
+    nested = "relationships { item { " * test_settings.max_query_depth + "id" + " } }" * \
+        test_settings.max_query_depth
+    body = await gql("{ services { edges { node { " + nested + " } } } }")
+    assert body["data"] is None
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+
+
+@pytest.mark.integration
+async def test_alias_limit(gql, test_settings):
+    aliases = " ".join(f"a{i}: __typename" for i in range(test_settings.max_aliases + 1))
+    body = await gql("{ " + aliases + " }")
+    assert "aliases found" in body["errors"][0]["message"]
+
+
+@pytest.mark.integration
+async def test_token_limit(gql, test_settings):
+    body = await gql("{ " + "__typename " * (test_settings.max_tokens + 1) + "}")
+    assert f"more than {test_settings.max_tokens} tokens" in body["errors"][0]["message"]
+
+
+@pytest.mark.integration
+async def test_health_and_readiness(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True and ready.json()["schema_current"] is True
+    assert ready.headers["x-request-id"]
+
+
+@pytest.mark.integration
+async def test_request_id_is_echoed_and_bad_json_is_a_400(client):
+    r = await client.post("/graphql", content=b"{not json", headers={
+        "content-type": "application/json", "x-request-id": "abc-123"})
+    assert r.status_code == 400
+    assert r.headers["x-request-id"] == "abc-123"
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.integration
+async def test_unknown_field_is_a_graphql_error_not_a_500(gql):
+    body = await gql("{ configurationItems { edges { node { nope } } } }")
+    assert "Cannot query field 'nope'" in body["errors"][0]["message"]
