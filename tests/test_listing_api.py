@@ -107,3 +107,12 @@ async def test_services_list_filters_by_kind(gql):
                         'edges { node { name kind } } } }')
     assert data["services"]["totalCount"] == 1
     assert data["services"]["edges"][0]["node"] == {"name": "Payroll App", "kind": "TECHNICAL"}
+
+
+async def test_total_count_through_fragments(gql, fleet):
+    named = await gql.ok("query { configurationItems(first: 1) { ...C } } "
+                         "fragment C on ConfigurationItemConnection { totalCount }")
+    inline = await gql.ok("{ configurationItems(first: 1) { ... on ConfigurationItemConnection "
+                          "{ totalCount } } }")
+    assert named["configurationItems"]["totalCount"] == 9
+    assert inline["configurationItems"]["totalCount"] == 9

@@ -71,6 +71,9 @@ MATCH (s:Item {id: $sourceId})
 SET s.lockedAt = $now REMOVE s.lockedAt
 WITH s
 OPTIONAL MATCH (t:Item {id: $targetId})
+// Lock the target too: a concurrent retire of it then waits for this relate, or wins first.
+FOREACH (x IN CASE WHEN t IS NULL THEN [] ELSE [t] END |
+  SET x.lockedAt = $now REMOVE x.lockedAt)
 RETURN s {.id, .ciClass, .lifecycleStatus, kind: CASE WHEN s:Service THEN 'SERVICE' ELSE 'CI' END}
          AS source,
        t {.id, .ciClass, .lifecycleStatus, kind: CASE WHEN t:Service THEN 'SERVICE' ELSE 'CI' END}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from cmdb.core.cypher import ItemFilter
 from cmdb.core.models import OrgKind
@@ -29,9 +30,19 @@ from cmdb.schema.types import (
 from cmdb.servicemodel.models import Service as ServiceModel
 
 
+def _selects(selections: list[Any], name: str) -> bool:
+    """Whether a field is asked for directly or through fragments (named or inline)."""
+    for sel in selections:
+        if isinstance(sel, SelectedField):
+            if sel.name == name:
+                return True
+        elif _selects(sel.selections, name):
+            return True
+    return False
+
+
 def _wants_total(info: strawberry.Info) -> bool:
-    return any(f.name == "totalCount" for f in info.selected_fields[0].selections
-               if hasattr(f, "name"))
+    return _selects(info.selected_fields[0].selections, "totalCount")
 
 
 def _page_info(page: Page[Any]) -> PageInfo:

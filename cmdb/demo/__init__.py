@@ -1,0 +1,1 @@
+"""The demo enterprise: declarative data (``data``) and an idempotent loader (``loader``)."""

@@ -1,0 +1,348 @@
+"""Load the demo enterprise through the domain services, idempotently.
+
+Every write goes through the service layer (validation, reference and rule checks, one
+transaction each). Before writing, one read per kind finds what is already there:
+
+- org units by kind and name (cost centres by code),
+- services by name and kind, CIs by name and class (the oldest live one wins),
+- live relationships by (source, type, target) among those items.
+
+Only what is missing is created, so a second run writes nothing, and a run that stopped half
+way is completed by the next one. Items that someone has retired since are left alone, and so
+are the relationships that would touch them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+from cmdb.core.models import DomainError, OperationalState, OrgKind
+from cmdb.db.driver import Database
+from cmdb.demo import data
+from cmdb.demo.data import CISpec, OrgSpec, RelSpec, ServiceSpec
+from cmdb.relations.models import SERVICE, RelationType, rule_violation
+from cmdb.resolvers.context import Services
+from cmdb.settings import Settings
+
+Echo = Callable[[str], None]
+
+_EXISTING_ORG: LiteralString = """
+MATCH (o:Org) WHERE o.nameLower IN $names OR o.code IN $codes
+RETURN labels(o) AS labels, o.id AS id, o.nameLower AS nameLower, o.code AS code
+ORDER BY o.createdAt, o.id
+"""
+
+_EXISTING_ITEMS: LiteralString = """
+MATCH (n:Item) WHERE n.nameLower IN $names
+RETURN n.id AS id, n.nameLower AS nameLower, n.ciClass AS ciClass,
+       n.serviceKind AS serviceKind, n.lifecycleStatus = 'RETIRED' AS retired
+ORDER BY retired, n.createdAt, n.id
+"""
+
+_EXISTING_RELATIONS: LiteralString = """
+MATCH (s:Item)-[r]->(t:Item)
+WHERE s.id IN $ids AND t.id IN $ids AND r.retiredAt IS NULL
+RETURN s.id AS source, type(r) AS type, t.id AS target
+"""
+
+
+class DemoDataError(RuntimeError):
+    """The demo data is inconsistent, or the graph holds something that clashes with it."""
+
+
+@dataclass
+class Tally:
+    created: int = 0
+    present: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.created + self.present + self.skipped
+
+    def note(self) -> str:
+        text = f"{self.created} created, {self.present} already present"
+        return text + (f", {self.skipped} skipped" if self.skipped else "")
+
+
+@dataclass
+class DemoReport:
+    org_units: Tally = field(default_factory=Tally)
+    services: Tally = field(default_factory=Tally)
+    cis: Tally = field(default_factory=Tally)
+    relationships: Tally = field(default_factory=Tally)
+
+    @property
+    def created(self) -> int:
+        return sum(t.created for t in self._tallies().values())
+
+    def _tallies(self) -> dict[str, Tally]:
+        return {"org units": self.org_units, "services": self.services, "CIs": self.cis,
+                "relationships": self.relationships}
+
+    def summary(self) -> str:
+        tallies = self._tallies()
+        created = ", ".join(f"{t.created} {name}" for name, t in tallies.items())
+        present = ", ".join(f"{t.present} {name}" for name, t in tallies.items())
+        text = f"demo data: created {created}; already present {present}"
+        skipped = self.relationships.skipped
+        if skipped:
+            text += f"; skipped {skipped} relationships to retired items"
+        return text
+
+
+@dataclass(frozen=True)
+class _Found:
+    id: str
+    retired: bool
+
+
+async def load_demo(db: Database, settings: Settings, echo: Echo = print) -> str:
+    """Load the demo enterprise (idempotent); returns a one-line summary with counts."""
+    return (await load_demo_report(db, settings, echo)).summary()
+
+
+async def load_demo_report(db: Database, settings: Settings, echo: Echo = print) -> DemoReport:
+    problems = check_demo_data()
+    if problems:
+        raise DemoDataError("demo data is inconsistent: " + "; ".join(problems))
+    services = Services(db, settings)
+    report = DemoReport()
+    org = await _load_org(services, db, echo, report.org_units)
+    items = await _load_services(services, db, echo, report.services, org)
+    items.update(await _load_cis(services, db, echo, report.cis, org))
+    await _load_relations(services, db, echo, report.relationships, items)
+    return report
+
+
+# --- organisation ------------------------------------------------------------------------------
+
+
+async def _load_org(
+    services: Services, db: Database, echo: Echo, tally: Tally
+) -> dict[tuple[OrgKind, str], str]:
+    """Create the missing org units; returns (kind, key) -> id for all of them."""
+    rows = await db.read(_EXISTING_ORG, {
+        "names": [u.name.lower() for u in data.ORG_UNITS],
+        "codes": [u.code for u in data.ORG_UNITS if u.code],
+    })
+    ids: dict[tuple[OrgKind, str], str] = {}
+    for title, units in (("locations", data.LOCATIONS), ("cost centres", data.COST_CENTRES),
+                         ("owner groups", data.OWNER_GROUPS)):
+        section = Tally()
+        for unit in units:  # parents come before their children
+            found = _find_org(rows, unit)
+            if found is not None:
+                section.present += 1
+            else:
+                found = await _create_org(services, unit, ids)
+                section.created += 1
+            ids[(unit.kind, unit.key)] = found
+        tally.created += section.created
+        tally.present += section.present
+        echo(f"  {title}: {len(units)} ({section.note()})")
+    return ids
+
+
+def _find_org(rows: list[dict[str, Any]], unit: OrgSpec) -> str | None:
+    for row in rows:
+        if unit.kind.value not in row["labels"]:
+            continue
+        if unit.kind is OrgKind.COST_CENTRE:
+            if row["code"] == unit.code:
+                return str(row["id"])
+        elif row["nameLower"] == unit.name.lower():
+            return str(row["id"])
+    return None
+
+
+async def _create_org(
+    services: Services, unit: OrgSpec, ids: dict[tuple[OrgKind, str], str]
+) -> str:
+    payload: dict[str, Any] = {"name": unit.name}
+    for key, value in (("code", unit.code), ("email", unit.email),
+                       ("description", unit.description)):
+        if value is not None:
+            payload[key] = value
+    if unit.parent is not None:
+        payload["parent_id"] = ids[(unit.kind, unit.parent)]
+    try:
+        created = await services.org.create(unit.kind, payload)
+    except DomainError as e:
+        raise DemoDataError(f"cannot create {unit.kind.value} {unit.name!r}: {e}") from e
+    return created.id
+
+
+def _refs(spec: ServiceSpec | CISpec, org: dict[tuple[OrgKind, str], str]) -> dict[str, Any]:
+    return {
+        "owner_group_id": org[(OrgKind.OWNER_GROUP, spec.owner)],
+        "cost_centre_id": org[(OrgKind.COST_CENTRE, spec.cost_centre)],
+        "location_id": org[(OrgKind.LOCATION, spec.location)],
+    }
+
+
+# --- services and configuration items ----------------------------------------------------------
+
+
+async def _existing_items(db: Database, names: Iterable[str]) -> list[dict[str, Any]]:
+    return await db.read(_EXISTING_ITEMS, {"names": sorted({n.lower() for n in names})})
+
+
+def _find_item(rows: list[dict[str, Any]], name: str, key: str, value: str) -> _Found | None:
+    for row in rows:
+        if row["nameLower"] == name.lower() and row[key] == value:
+            return _Found(str(row["id"]), bool(row["retired"]))
+    return None
+
+
+async def _load_services(
+    services: Services, db: Database, echo: Echo, tally: Tally,
+    org: dict[tuple[OrgKind, str], str],
+) -> dict[str, _Found]:
+    rows = await _existing_items(db, (s.name for s in data.SERVICES))
+    found: dict[str, _Found] = {}
+    for title, specs in (("business services", data.BUSINESS_SERVICES),
+                         ("technical services", data.TECHNICAL_SERVICES)):
+        section = Tally()
+        for spec in specs:
+            hit = _find_item(rows, spec.name, "serviceKind", spec.kind.value)
+            if hit is None:
+                payload = {
+                    "name": spec.name, "kind": spec.kind, "description": spec.description,
+                    "criticality": spec.criticality, "operational_state": OperationalState.UP,
+                    "sla": dict(spec.sla), "business_value": dict(spec.business_value),
+                    **_refs(spec, org),
+                }
+                try:
+                    created = await services.servicemodel.create(payload)
+                except DomainError as e:
+                    raise DemoDataError(f"cannot create service {spec.name!r}: {e}") from e
+                hit = _Found(created.id, retired=False)
+                section.created += 1
+            else:
+                section.present += 1
+            found[spec.name] = hit
+        tally.created += section.created
+        tally.present += section.present
+        echo(f"  {title}: {len(specs)} ({section.note()})")
+    return found
+
+
+async def _load_cis(
+    services: Services, db: Database, echo: Echo, tally: Tally,
+    org: dict[tuple[OrgKind, str], str],
+) -> dict[str, _Found]:
+    rows = await _existing_items(db, (c.name for c in data.CIS))
+    found: dict[str, _Found] = {}
+    for title, specs in data.CI_SECTIONS:
+        section = Tally()
+        for spec in specs:
+            hit = _find_item(rows, spec.name, "ciClass", spec.ci_class.value)
+            if hit is None:
+                payload: dict[str, Any] = {
+                    "name": spec.name, "ci_class": spec.ci_class,
+                    "criticality": spec.criticality, "operational_state": OperationalState.UP,
+                    "identifiers": dict(spec.identifiers), "attributes": dict(spec.attributes),
+                    **_refs(spec, org),
+                }
+                if spec.description is not None:
+                    payload["description"] = spec.description
+                try:
+                    created = await services.inventory.create(payload)
+                except DomainError as e:
+                    raise DemoDataError(f"cannot create CI {spec.name!r}: {e}") from e
+                hit = _Found(created.id, retired=False)
+                section.created += 1
+            else:
+                section.present += 1
+            found[spec.name] = hit
+        tally.created += section.created
+        tally.present += section.present
+        echo(f"  {title}: {len(specs)} ({section.note()})")
+    return found
+
+
+# --- relationships -----------------------------------------------------------------------------
+
+
+async def _load_relations(
+    services: Services, db: Database, echo: Echo, tally: Tally, items: dict[str, _Found]
+) -> None:
+    rows = await db.read(_EXISTING_RELATIONS, {"ids": sorted({f.id for f in items.values()})})
+    live = {(r["source"], r["type"], r["target"]) for r in rows}
+    for title, specs in data.RELATION_SECTIONS:
+        section = Tally()
+        for rel in specs:
+            source, target = items[rel.source], items[rel.target]
+            if (source.id, rel.type.value, target.id) in live:
+                section.present += 1
+            elif source.retired or target.retired:
+                section.skipped += 1
+            else:
+                try:
+                    await services.relations.relate(
+                        source.id, target.id, rel.type, dict(rel.properties)
+                    )
+                except DomainError as e:
+                    raise DemoDataError(
+                        f"cannot relate {rel.source!r} {rel.type.value} {rel.target!r}: {e}"
+                    ) from e
+                section.created += 1
+        tally.created += section.created
+        tally.present += section.present
+        tally.skipped += section.skipped
+        echo(f"  relationships, {title}: {len(specs)} ({section.note()})")
+
+
+# --- consistency of the data itself ------------------------------------------------------------
+
+
+def check_demo_data() -> list[str]:
+    """Problems in the declarative data: duplicate keys, dangling references, rule breaks."""
+    problems: list[str] = []
+    org_keys: set[tuple[OrgKind, str]] = set()
+    for unit in data.ORG_UNITS:
+        k = (unit.kind, unit.key)
+        if k in org_keys:
+            problems.append(f"duplicate {unit.kind.value} {unit.key!r}")
+        if unit.parent is not None and (unit.kind, unit.parent) not in org_keys:
+            problems.append(f"{unit.key!r} names parent {unit.parent!r} before it is defined")
+        org_keys.add(k)
+
+    classes: dict[str, str] = {}
+    specs: list[ServiceSpec | CISpec] = [*data.SERVICES, *data.CIS]
+    for spec in specs:
+        if spec.name.lower() in {n.lower() for n in classes}:
+            problems.append(f"duplicate item name {spec.name!r}")
+        classes[spec.name] = SERVICE if isinstance(spec, ServiceSpec) else spec.ci_class.value
+        for kind, key in ((OrgKind.OWNER_GROUP, spec.owner),
+                          (OrgKind.COST_CENTRE, spec.cost_centre),
+                          (OrgKind.LOCATION, spec.location)):
+            if (kind, key) not in org_keys:
+                problems.append(f"{spec.name!r} refers to unknown {kind.value} {key!r}")
+
+    seen: set[tuple[str, RelationType, str]] = set()
+    for rel in data.RELATIONS:
+        problems.extend(_relation_problems(rel, classes, seen))
+    return problems
+
+
+def _relation_problems(
+    rel: RelSpec, classes: dict[str, str], seen: set[tuple[str, RelationType, str]]
+) -> list[str]:
+    text = f"{rel.source!r} {rel.type.value} {rel.target!r}"
+    missing = [n for n in (rel.source, rel.target) if n not in classes]
+    if missing:
+        return [f"{text}: unknown item {missing[0]!r}"]
+    out = []
+    if (rel.source, rel.type, rel.target) in seen:
+        out.append(f"{text}: listed twice")
+    seen.add((rel.source, rel.type, rel.target))
+    if rel.source == rel.target:
+        out.append(f"{text}: relates an item to itself")
+    why = rule_violation(rel.type, classes[rel.source], classes[rel.target])
+    if why:
+        out.append(f"{text}: {why}")
+    return out
