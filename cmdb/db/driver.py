@@ -54,8 +54,13 @@ class Database:
         tx_timeout_s: float = 30.0,
         pool_size: int = 50,
     ) -> Database:
+        # Server notifications (e.g. "property key does not exist" on an empty graph) are
+        # not errors; they would only flood the logs.
         driver = AsyncGraphDatabase.driver(
-            uri, auth=(user, password), max_connection_pool_size=pool_size
+            uri,
+            auth=(user, password),
+            max_connection_pool_size=pool_size,
+            notifications_min_severity="OFF",
         )
         return cls(driver, database, tx_timeout_s)
 
