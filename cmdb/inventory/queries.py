@@ -14,17 +14,26 @@ RETURN """
 )
 
 # Which identifier values are already held, and by whom (excluding the CI being written).
+# One index-backed branch per unique identifier; a null parameter matches nothing.
 IDENTIFIER_CONFLICTS: LiteralString = """
-UNWIND $checks AS c
-MATCH (n:CI) WHERE n[c.prop] = c.value AND n.id <> $id
-RETURN c.field AS field, c.value AS value, n.id AS heldBy
+MATCH (n:CI {serialNumber: $serial_number}) WHERE n.id <> $id
+RETURN 'serial_number' AS field, n.serialNumber AS value, n.id AS heldBy
+UNION ALL
+MATCH (n:CI {macAddress: $mac_address}) WHERE n.id <> $id
+RETURN 'mac_address' AS field, n.macAddress AS value, n.id AS heldBy
+UNION ALL
+MATCH (n:CI {cloudInstanceId: $cloud_instance_id}) WHERE n.id <> $id
+RETURN 'cloud_instance_id' AS field, n.cloudInstanceId AS value, n.id AS heldBy
+UNION ALL
+MATCH (n:CI {fqdn: $fqdn}) WHERE n.id <> $id
+RETURN 'fqdn' AS field, n.fqdn AS value, n.id AS heldBy
 """
 
 REFS_EXIST: LiteralString = """
 RETURN
-  CASE WHEN $owner IS NULL THEN true ELSE EXISTS { (:OwnerGroup {id: $owner}) } END AS owner,
-  CASE WHEN $cc IS NULL THEN true ELSE EXISTS { (:CostCentre {id: $cc}) } END AS cc,
-  CASE WHEN $loc IS NULL THEN true ELSE EXISTS { (:Location {id: $loc}) } END AS loc
+  $owner IS NULL OR EXISTS { MATCH (x:Org {id: $owner}) WHERE x:OwnerGroup } AS owner,
+  $cc IS NULL OR EXISTS { MATCH (x:Org {id: $cc}) WHERE x:CostCentre } AS cc,
+  $loc IS NULL OR EXISTS { MATCH (x:Org {id: $loc}) WHERE x:Location } AS loc
 """
 
 # Re-point owner, cost centre and location; a null id removes the link.
@@ -33,19 +42,19 @@ WITH n
 CALL (n) {
   WITH n WHERE $setOwner
   OPTIONAL MATCH (n)-[old:OWNED_BY]->() DELETE old
-  WITH n OPTIONAL MATCH (g:OwnerGroup {id: $owner})
+  WITH n OPTIONAL MATCH (g:Org {id: $owner}) WHERE g:OwnerGroup
   FOREACH (_ IN CASE WHEN g IS NULL THEN [] ELSE [1] END | MERGE (n)-[:OWNED_BY]->(g))
 }
 CALL (n) {
   WITH n WHERE $setCc
   OPTIONAL MATCH (n)-[old:CHARGED_TO]->() DELETE old
-  WITH n OPTIONAL MATCH (c:CostCentre {id: $cc})
+  WITH n OPTIONAL MATCH (c:Org {id: $cc}) WHERE c:CostCentre
   FOREACH (_ IN CASE WHEN c IS NULL THEN [] ELSE [1] END | MERGE (n)-[:CHARGED_TO]->(c))
 }
 CALL (n) {
   WITH n WHERE $setLoc
   OPTIONAL MATCH (n)-[old:LOCATED_IN]->() DELETE old
-  WITH n OPTIONAL MATCH (l:Location {id: $loc})
+  WITH n OPTIONAL MATCH (l:Org {id: $loc}) WHERE l:Location
   FOREACH (_ IN CASE WHEN l IS NULL THEN [] ELSE [1] END | MERGE (n)-[:LOCATED_IN]->(l))
 }
 """
@@ -66,7 +75,7 @@ def create_ci(labels: str) -> LiteralString:
 # Properties mapped to null are removed (``+=`` with a null value deletes the key).
 UPDATE_CI: LiteralString = (
     """
-MATCH (n:CI {id: $id})
+MATCH (n:Item {id: $id}) WHERE n:CI
 SET n += $props, n.updatedAt = $now
 """
     + SET_REFS

@@ -60,14 +60,10 @@ class InventoryRepository:
     async def identifier_conflicts(
         tx: CountingTx, ci_id: str, ids: Identifiers
     ) -> list[tuple[str, str, str]]:
-        checks = [
-            {"field": f, "prop": IDENTIFIER_PROPERTIES[f], "value": getattr(ids, f)}
-            for f in UNIQUE_IDENTIFIERS
-            if getattr(ids, f) is not None
-        ]
-        if not checks:
+        checks = {f: getattr(ids, f) for f in UNIQUE_IDENTIFIERS}
+        if all(v is None for v in checks.values()):
             return []
-        rows = await tx.rows(q.IDENTIFIER_CONFLICTS, {"checks": checks, "id": ci_id})
+        rows = await tx.rows(q.IDENTIFIER_CONFLICTS, {**checks, "id": ci_id})
         return [(r["field"], r["value"], r["heldBy"]) for r in rows]
 
     @staticmethod

@@ -19,7 +19,7 @@ def create_service(labels: str) -> LiteralString:
 
 UPDATE_SERVICE: LiteralString = (
     """
-MATCH (n:Service {id: $id})
+MATCH (n:Item {id: $id}) WHERE n:Service
 SET n += $props, n.updatedAt = $now
 """
     + SET_REFS
