@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
-from strawberry.fastapi import GraphQLRouter
 
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
 from cmdb.schema import build_schema
@@ -66,14 +66,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def context_getter(request: Request) -> Context:
         return Context(request.app.state.services, request_id_var.get() or "")
 
-    router: GraphQLRouter[Context, None] = GraphQLRouter(
+    # GraphiQL's scripts are served from this process when installed (no CDN needed).
+    assets = local_assets_dir(settings.home) if settings.is_development else None
+    router: LocalGraphiQLRouter[Context, None] = LocalGraphiQLRouter(
         build_schema(settings),
         context_getter=context_getter,
         graphql_ide="graphiql" if settings.is_development else None,
         allow_queries_via_get=True,
         multipart_uploads_enabled=False,
+        assets_dir=assets,
     )
     app.include_router(router, prefix="/graphql")
+    if assets is not None:
+        mount_assets(app, assets)
 
     @app.middleware("http")
     async def request_context(
