@@ -27,11 +27,11 @@ ATTRIBUTE_KEY = re.compile(r"^[a-z][A-Za-z0-9_]{0,62}$")
 ITEM_PROJECTION: LiteralString = """n {
     .*,
     kind: CASE WHEN n:Service THEN 'SERVICE' ELSE 'CI' END,
-    ownerGroup: [(n)-[:OWNED_BY]->(g:OwnerGroup) | g {.*}][0],
-    costCentre: [(n)-[:CHARGED_TO]->(c:CostCentre) |
-                 c {.*, parentId: [(c)-[:PART_OF]->(p) | p.id][0]}][0],
-    location: [(n)-[:LOCATED_IN]->(l:Location) |
-               l {.*, parentId: [(l)-[:PART_OF]->(p) | p.id][0]}][0]
+    ownerGroup: [(n)-[:OWNED_BY]->(og:OwnerGroup) | og {.*}][0],
+    costCentre: [(n)-[:CHARGED_TO]->(cc:CostCentre) |
+                 cc {.*, parentId: [(cc)-[:PART_OF]->(ccp) | ccp.id][0]}][0],
+    location: [(n)-[:LOCATED_IN]->(lo:Location) |
+               lo {.*, parentId: [(lo)-[:PART_OF]->(lop) | lop.id][0]}][0]
 }"""
 
 _ITEM_LABELS = {"CI", "Service", "Item"}

@@ -51,6 +51,7 @@ def item_fields(row: dict[str, Any]) -> dict[str, Any]:
             for k, v in row.items()
             if k.startswith(ATTRIBUTE_PREFIX)
         },
+        "health_state": row.get("healthState") or "UNKNOWN",
         "created_at": as_datetime(row["createdAt"]),
         "updated_at": as_datetime(row["updatedAt"]),
         "retired_at": as_datetime(row.get("retiredAt")),

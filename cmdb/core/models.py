@@ -76,6 +76,7 @@ class ItemBase(BaseModel):
     cost_centre: OrgUnit | None = None
     location: OrgUnit | None = None
     attributes: dict[str, Any] = {}
+    health_state: OperationalState = OperationalState.UNKNOWN
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None = None

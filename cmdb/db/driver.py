@@ -94,6 +94,16 @@ class Database:
         async with self.driver.session(database=self.database) as session:
             return await session.execute_write(self._wrap(work))
 
+    async def rolled_back(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction that is always rolled back: what-if questions
+        see their own changes and leave the graph as it was."""
+        async with self.driver.session(database=self.database) as session:
+            tx = await session.begin_transaction(timeout=self.tx_timeout_s)
+            try:
+                return await work(CountingTx(tx, self.round_trips))  # type: ignore[arg-type]
+            finally:
+                await tx.rollback()
+
     def _wrap(
         self, work: Callable[[CountingTx], Awaitable[T]]
     ) -> Callable[[AsyncManagedTransaction], Awaitable[T]]:

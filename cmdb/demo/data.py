@@ -51,6 +51,7 @@ class ServiceSpec:
     description: str
     sla: Mapping[str, Any] = field(default_factory=dict)
     business_value: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,9 @@ _CRIT, _HIGH, _MED, _LOW = (Criticality.CRITICAL, Criticality.HIGH, Criticality.
 BUSINESS_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("Payroll", _B, _CRIT, "App Support Payroll", "CC-1400", LONDON,
                 "Monthly and off-cycle pay runs, payslips and tax filings for all employees.",
-                _sla("99.9", 15, 240, "Sun 02:00-04:00"), _value("12000.00", 4200)),
+                _sla("99.9", 15, 240, "Sun 02:00-04:00"), _value("12000.00", 4200),
+                # Pay day: an outage in these days outranks everything else.
+                {"criticalPeriods": ["Monthly 25-28"]}),
     ServiceSpec("Email", _B, _HIGH, "Messaging Team", "CC-1300", LONDON,
                 "Corporate email, calendars and mobile mail.",
                 _sla("99.9", 30, 240, "Sat 23:00-01:00"), _value("8000.00", 5200)),
@@ -558,7 +561,8 @@ _PLACEMENT: tuple[tuple[str, str], ...] = (
 INFRASTRUCTURE_RELATIONS: tuple[RelSpec, ...] = (
     *(RelSpec(w, _RUN, h, REQUIRED) for w, h in _PLACEMENT),
     # cluster membership: the hosts of a cluster stand in for one another
-    *_each(_ESX_A, _MEM, ("esx-cluster-a",), _group("esx-cluster-a")),
+    # 2 of 3 hosts carry the load: one down degrades the cluster, two take it down.
+    *_each(_ESX_A, _MEM, ("esx-cluster-a",), {"redundancyGroup": "esx-cluster-a", "minUp": 2}),
     *_each(_ESX_B, _MEM, ("esx-cluster-b",), _group("esx-cluster-b")),
     *_each(_VDI_HOSTS, _MEM, ("vdi-cluster-a",), _group("vdi-cluster-a")),
     *(RelSpec(d[0], _MEM, d[1]) for d in _DESKTOPS),

@@ -213,7 +213,7 @@ async def _load_services(
                     "name": spec.name, "kind": spec.kind, "description": spec.description,
                     "criticality": spec.criticality, "operational_state": OperationalState.UP,
                     "sla": dict(spec.sla), "business_value": dict(spec.business_value),
-                    **_refs(spec, org),
+                    "attributes": dict(spec.attributes), **_refs(spec, org),
                 }
                 try:
                     created = await services.servicemodel.create(payload)

@@ -20,10 +20,13 @@ from cmdb.core.pagination import Page, page_request
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.health.repository import propagate, recompute, upward_closure
 from cmdb.inventory.models import CIWrite, ConfigurationItem, Identifiers
 from cmdb.inventory.repository import InventoryRepository, ci_from_row, identifier_properties
 from cmdb.settings import Settings
 
+# Changes to these fields change health, so they are rolled up at once.
+STATE_FIELDS = {"operational_state", "lifecycle_status"}
 _REF_FIELDS = {"owner": "ownerGroupId", "cc": "costCentreId", "loc": "locationId"}
 _REF_NAMES = {"owner": "owner group", "cc": "cost centre", "loc": "location"}
 
@@ -121,7 +124,10 @@ class InventoryService:
         async def work(tx: CountingTx) -> ConfigurationItem:
             await self._check_identifiers(tx, ci_id, spec.identifiers)
             await check_refs(tx, refs)
-            return await self.repo.create(tx, ci_id, spec.ci_class, props, refs, utcnow())
+            now = utcnow()
+            ci = await self.repo.create(tx, ci_id, spec.ci_class, props, refs, now)
+            await propagate(tx, [ci_id], "created", now)
+            return ci
 
         return await self.db.write_tx(work)
 
@@ -158,7 +164,11 @@ class InventoryService:
                 props.update(identifier_properties(spec.identifiers))
             refs = ref_params(data)
             await check_refs(tx, refs)
-            return await self.repo.update(tx, ci_id, props, refs, utcnow())
+            now = utcnow()
+            ci = await self.repo.update(tx, ci_id, props, refs, now)
+            if STATE_FIELDS & data.keys():
+                await propagate(tx, [ci_id], "updated", now)
+            return ci
 
         return await self.db.write_tx(work)
 
@@ -194,6 +204,11 @@ async def retire_item(db: Database, item_id: str, kind: str, reason: str | None)
             raise NotFound(what, item_id)
         if row["lifecycleStatus"] == LifecycleStatus.RETIRED.value:
             raise DomainError.single("id", f"{what} {item_id!r} is already retired", "CONFLICT")
-        return await InventoryRepository.retire(tx, item_id, reason, utcnow())
+        now = utcnow()
+        # Consumers are found before the relationships end, then re-rolled without the item.
+        consumers = [i for i in await upward_closure(tx, [item_id]) if i != item_id]
+        retired = await InventoryRepository.retire(tx, item_id, reason, now)
+        await recompute(tx, consumers, "retired", now)
+        return retired
 
     return await db.write_tx(work)

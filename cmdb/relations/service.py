@@ -8,6 +8,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.health.repository import propagate
 from cmdb.relations.models import (
     SERVICE,
     Direction,
@@ -84,7 +85,9 @@ class RelationService:
                 problems.append(FieldError(field="input.type", message=why))
             if problems:
                 raise DomainError(problems)
-            return await self.repo.upsert(tx, rel_type, source_id, target_id, props, now)
+            rel = await self.repo.upsert(tx, rel_type, source_id, target_id, props, now)
+            await propagate(tx, [source_id, target_id], "related", now)
+            return rel
 
         return await self.db.write_tx(work)
 
@@ -92,7 +95,10 @@ class RelationService:
         self, source_id: str, target_id: str, rel_type: RelationType, reason: str | None
     ) -> Relation:
         async def work(tx: CountingTx) -> Relation:
-            rel = await self.repo.retire(tx, rel_type, source_id, target_id, reason, utcnow())
+            now = utcnow()
+            rel = await self.repo.retire(tx, rel_type, source_id, target_id, reason, now)
+            if rel is not None:
+                await propagate(tx, [source_id, target_id], "unrelated", now)
             if rel is None:
                 raise DomainError.single(
                     "input", f"no live {rel_type.value} relationship from {source_id!r} "

@@ -9,6 +9,7 @@ from strawberry.fastapi import BaseContext
 
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
+from cmdb.health.service import HealthService
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.inventory.service import InventoryService
 from cmdb.org.service import OrgService
@@ -30,12 +31,14 @@ class Services:
     servicemodel: ServiceModelService = field(init=False)
     relations: RelationService = field(init=False)
     org: OrgService = field(init=False)
+    health: HealthService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
         self.servicemodel = ServiceModelService(self.db, self.settings)
         self.relations = RelationService(self.db, self.settings)
         self.org = OrgService(self.db, self.settings)
+        self.health = HealthService(self.db, self.settings)
 
 
 class Loaders:

@@ -9,7 +9,9 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from cmdb.core.clock import utcnow
 from cmdb.core.models import ItemBase, OrgUnit
+from cmdb.health.maintenance import in_maintenance
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.relations.models import Direction as DirectionModel
 from cmdb.relations.models import Relation as RelationModel
@@ -100,7 +102,13 @@ class Item:
     name: str
     description: str | None
     lifecycle_status: LifecycleStatus
-    operational_state: OperationalState
+    operational_state: OperationalState = strawberry.field(
+        description="The item's own state, as monitoring or an operator set it."
+    )
+    health_state: OperationalState = strawberry.field(
+        description="The state rolled up from the item's own state and its providers "
+        "(precedence DOWN > DEGRADED > UNKNOWN > UP)."
+    )
     criticality: Criticality
     owner_group: OwnerGroup | None
     cost_centre: CostCentre | None
@@ -110,6 +118,10 @@ class Item:
     updated_at: datetime
     retired_at: datetime | None
     retired_reason: str | None
+    in_maintenance: bool = strawberry.field(
+        description="Lifecycle status MAINTENANCE, or (a service) inside an SLA maintenance "
+        "window now; an item in maintenance does not pass its state on."
+    )
 
     @strawberry.field(
         description="Relationships of this item, both ways unless a direction is given. "
@@ -139,6 +151,7 @@ def _item_fields(m: ItemBase) -> dict[str, Any]:
         "description": m.description,
         "lifecycle_status": m.lifecycle_status,
         "operational_state": m.operational_state,
+        "health_state": m.health_state,
         "criticality": m.criticality,
         "owner_group": OwnerGroup.from_model(m.owner_group) if m.owner_group else None,
         "cost_centre": CostCentre.from_model(m.cost_centre) if m.cost_centre else None,
@@ -148,6 +161,7 @@ def _item_fields(m: ItemBase) -> dict[str, Any]:
         "updated_at": m.updated_at,
         "retired_at": m.retired_at,
         "retired_reason": m.retired_reason,
+        "in_maintenance": in_maintenance(m, utcnow()),
     }
 
 

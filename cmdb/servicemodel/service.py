@@ -13,8 +13,15 @@ from cmdb.core.pagination import Page, page_request
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.health.repository import propagate
 from cmdb.inventory.repository import InventoryRepository
-from cmdb.inventory.service import check_refs, common_properties, ref_params, retire_item
+from cmdb.inventory.service import (
+    STATE_FIELDS,
+    check_refs,
+    common_properties,
+    ref_params,
+    retire_item,
+)
 from cmdb.servicemodel.models import Service, ServiceWrite
 from cmdb.servicemodel.repository import (
     ServiceRepository,
@@ -79,9 +86,10 @@ class ServiceModelService:
 
         async def work(tx: CountingTx) -> Service:
             await check_refs(tx, refs)
-            return await ServiceRepository.create(
-                tx, service_id, spec.kind, props, refs, utcnow()
-            )
+            now = utcnow()
+            svc = await ServiceRepository.create(tx, service_id, spec.kind, props, refs, now)
+            await propagate(tx, [service_id], "created", now)
+            return svc
 
         return await self.db.write_tx(work)
 
@@ -121,7 +129,11 @@ class ServiceModelService:
                 props.update(value_properties(spec.business_value))
             refs = ref_params(data)
             await check_refs(tx, refs)
-            return await ServiceRepository.update(tx, service_id, props, refs, utcnow())
+            now = utcnow()
+            svc = await ServiceRepository.update(tx, service_id, props, refs, now)
+            if STATE_FIELDS & data.keys():
+                await propagate(tx, [service_id], "updated", now)
+            return svc
 
         return await self.db.write_tx(work)
 

@@ -1,0 +1,1 @@
+"""Health roll-up: rules held as data on relationships, propagated provider -> consumer."""

@@ -1,0 +1,66 @@
+"""Health states, their precedence, and the roll-up rules a relationship can carry.
+
+Precedence (worst first): DOWN > DEGRADED > UNKNOWN > UP. Maintenance is shown as a flag:
+an item whose lifecycle status is MAINTENANCE does not pass its state on to consumers.
+
+Rules live on relationships as properties (set with ``relate``):
+- ``impact``: REQUIRED (default), OPTIONAL (a provider down only degrades the consumer;
+  ``required: false`` means the same) or INFORMATIONAL (no effect).
+- ``redundancyGroup``: providers of one consumer that stand in for each other; the group is
+  down when fewer than ``minUp`` (or ``minUpPercent`` % of its members, rounded up) are
+  available, degraded while any member is not up, unknown when unknown members decide.
+  Without minUp/minUpPercent a group needs one member.
+Direction: a consumer DEPENDS_ON / RUNS_ON / USES / INSTALLED_ON a provider; for MEMBER_OF the
+group (cluster, pool) is the consumer of its members, which form one redundancy group by
+default. CONNECTS_TO and CONTAINS are informational unless a rule says otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from cmdb.core.models import OperationalState
+
+PRECEDENCE: dict[OperationalState, int] = {
+    OperationalState.UP: 0,
+    OperationalState.UNKNOWN: 1,
+    OperationalState.DEGRADED: 2,
+    OperationalState.DOWN: 3,
+}
+
+
+class ImpactRule(StrEnum):
+    REQUIRED = "REQUIRED"
+    OPTIONAL = "OPTIONAL"
+    INFORMATIONAL = "INFORMATIONAL"
+
+
+class StateChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    state: OperationalState
+    previous: OperationalState | None
+    at: datetime
+    cause: str | None = None
+
+
+class Availability(BaseModel):
+    """Minutes in each state over a period, and the SLA attainment that follows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    start: datetime
+    end: datetime
+    minutes_up: float
+    minutes_degraded: float
+    minutes_down: float
+    minutes_unknown: float
+    minutes_in_maintenance: float
+    availability_percent: float
+    target_percent: float | None
+    met: bool | None

@@ -1,0 +1,93 @@
+"""Runs the health Cypher inside a caller's transaction, so a state change, its propagation
+and its history commit (or roll back) together."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from cmdb.core.mapping import as_datetime
+from cmdb.core.models import OperationalState
+from cmdb.db.driver import CountingTx, Database
+from cmdb.health import queries as q
+from cmdb.health.models import StateChange
+
+log = logging.getLogger("cmdb.health")
+MAX_CLOSURE = 200_000
+
+
+async def upward_closure(tx: CountingTx, ids: list[str]) -> list[str]:
+    """The items and everything that consumes them, transitively (cycles visited once)."""
+    seen = dict.fromkeys(ids)
+    frontier = list(ids)
+    while frontier and len(seen) < MAX_CLOSURE:
+        row = await tx.one(q.CONSUMERS, {"ids": frontier})
+        found = [i for i in (row["ids"] if row else []) if i not in seen]
+        seen.update(dict.fromkeys(found))
+        frontier = found
+    return list(seen)
+
+
+async def recompute(
+    tx: CountingTx, closure: list[str], cause: str | None, now: datetime
+) -> list[StateChange]:
+    """Least fixpoint over ``closure``: reset to own states, then worsen until stable.
+
+    Starting from own states makes every step monotone (states only get worse), so cycles
+    end after at most three changes per item and cannot keep each other down.
+    """
+    if not closure:
+        return []
+    before = await tx.rows(q.RESET, {"ids": closure})
+    limit = 3 * len(closure) + 2
+    for _ in range(limit):
+        row = await tx.one(q.STEP, {"ids": closure})
+        if not row or row["changed"] == 0:
+            break
+    else:  # pragma: no cover - monotonicity makes this unreachable
+        log.error("health roll-up did not settle over %d items", len(closure))
+    rows = await tx.rows(q.RECORD_CHANGES, {"before": before, "now": now, "cause": cause})
+    return [
+        StateChange(item_id=r["id"], state=r["state"], previous=r["previous"], at=now,
+                    cause=cause)
+        for r in rows
+    ]
+
+
+async def propagate(
+    tx: CountingTx, ids: list[str], cause: str | None, now: datetime
+) -> list[StateChange]:
+    return await recompute(tx, await upward_closure(tx, ids), cause, now)
+
+
+async def set_own_states(
+    tx: CountingTx, rows: list[tuple[str, OperationalState]], now: datetime
+) -> list[str]:
+    found = await tx.rows(q.SET_OWN_STATE, {
+        "rows": [{"id": i, "state": s.value} for i, s in rows], "now": now})
+    return [r["id"] for r in found]
+
+
+class HealthRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def states(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = await self.db.read(q.STATES, {"ids": ids})
+        return {r["id"]: {**r, "since": as_datetime(r["since"])} for r in rows}
+
+    async def states_as_of(self, ids: list[str], at: datetime) -> dict[str, dict[str, Any]]:
+        rows = await self.db.read(q.STATE_AS_OF, {"ids": ids, "at": at})
+        return {r["id"]: {**r, "since": as_datetime(r["since"])} for r in rows}
+
+    async def history(self, item_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        rows = await self.db.read(q.HISTORY, {"id": item_id, "start": start, "end": end})
+        changes: list[dict[str, Any]] = rows[0]["changes"] if rows else []
+        return [{**c, "at": as_datetime(c["at"])} for c in changes]
+
+    async def impacted(self, ids: list[str], services_only: bool) -> list[dict[str, Any]]:
+        return await self.db.read(q.IMPACTED, {"ids": ids, "servicesOnly": services_only})
+
+    async def model(self, item_id: str) -> list[dict[str, Any]]:
+        return await self.db.read(q.MODEL, {"id": item_id})

@@ -1,0 +1,229 @@
+"""Use cases: set states and roll them up, impact (bottom-up, top-down, what-if), history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cmdb.core.clock import utcnow
+from cmdb.core.models import CRITICALITY_RANK, DomainError, OperationalState
+from cmdb.db.driver import CountingTx, Database
+from cmdb.health import periods
+from cmdb.health.models import PRECEDENCE, Availability, StateChange
+from cmdb.health.repository import HealthRepository, propagate, set_own_states
+from cmdb.inventory.models import ConfigurationItem
+from cmdb.relations.repository import item_from_row
+from cmdb.servicemodel.models import Service
+from cmdb.settings import Settings
+
+CRITICAL_PERIODS_ATTRIBUTE = "criticalPeriods"
+
+
+class Impact(BaseModel):
+    """One affected item, with why it is affected and how urgent it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item: ConfigurationItem | Service
+    state: OperationalState
+    path: list[str]
+    path_names: list[str]
+    in_critical_period: bool = False
+    minutes_to_sla_breach: float | None = None
+    rank: int = 0
+    reasons: list[str] = []
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item: ConfigurationItem | Service
+    state: OperationalState
+    depth: int
+    path: list[str]
+    path_names: list[str]
+    root_cause: bool
+
+
+def month_of(at: datetime) -> tuple[datetime, datetime]:
+    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+class HealthService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.repo = HealthRepository(db)
+
+    # --- writing states ---------------------------------------------------------------------
+
+    async def set_states(
+        self, rows: list[tuple[str, OperationalState]], cause: str | None
+    ) -> list[StateChange]:
+        """Set own states of items and roll the result up, in one transaction."""
+        now = utcnow()
+
+        async def work(tx: CountingTx) -> list[StateChange]:
+            found = await set_own_states(tx, rows, now)
+            missing = sorted({i for i, _ in rows} - set(found))
+            if missing:
+                raise DomainError.single("id", f"items not found: {', '.join(missing)}",
+                                         "NOT_FOUND")
+            return await propagate(tx, found, cause, now)
+
+        return await self.db.write_tx(work)
+
+    # --- reading states and history ---------------------------------------------------------
+
+    async def states(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        return await self.repo.states(ids)
+
+    async def states_as_of(self, ids: list[str], at: datetime) -> dict[str, dict[str, Any]]:
+        return await self.repo.states_as_of(ids, at)
+
+    async def history(self, item_id: str, start: datetime, end: datetime) -> list[StateChange]:
+        return [
+            StateChange(item_id=item_id, state=c["state"], previous=c.get("previous"),
+                        at=c["at"], cause=c.get("cause"))
+            for c in await self.repo.history(item_id, start, end) if c["at"] >= start
+        ]
+
+    async def availability(
+        self, item: ConfigurationItem | Service, start: datetime, end: datetime
+    ) -> Availability:
+        if end <= start:
+            raise DomainError.single("end", "end must be after start")
+        changes = await self.repo.history(item.id, start, end)
+        windows = (
+            [iv for w in item.sla.maintenance_windows
+             for iv in periods.window_intervals(w, start, end)]
+            if isinstance(item, Service) else []
+        )
+        until = min(end, utcnow()) if start < utcnow() else end
+        minutes = periods.minutes_by_state(
+            [(c["at"], OperationalState(c["state"])) for c in changes], start, until, windows
+        )
+        counted = sum(minutes[s.value] for s in OperationalState)
+        available = minutes["UP"] + minutes["DEGRADED"]
+        pct = 100.0 * available / counted if counted else 100.0
+        target = (
+            float(item.sla.availability_target)
+            if isinstance(item, Service) and item.sla.availability_target is not None else None
+        )
+        return Availability(
+            item_id=item.id, start=start, end=end,
+            minutes_up=minutes["UP"], minutes_degraded=minutes["DEGRADED"],
+            minutes_down=minutes["DOWN"], minutes_unknown=minutes["UNKNOWN"],
+            minutes_in_maintenance=minutes["MAINTENANCE"],
+            availability_percent=round(pct, 4), target_percent=target,
+            met=(pct >= target) if target is not None else None,
+        )
+
+    # --- impact -----------------------------------------------------------------------------
+
+    async def impact(
+        self, ids: list[str], services_only: bool = True, assume_down: bool = False,
+        at: datetime | None = None,
+    ) -> list[Impact]:
+        """What the given items hold up, ranked. With ``assume_down`` the items are treated
+        as down in a transaction that is rolled back (nothing stored changes)."""
+        if not ids:
+            raise DomainError.single("ids", "give at least one item id")
+        at = at or utcnow()
+        if assume_down:
+            rows = await self.db.rolled_back(
+                lambda tx: self._simulate(tx, ids, OperationalState.DOWN, services_only))
+        else:
+            rows = await self.repo.impacted(ids, services_only)
+        return await self._rank(rows, at)
+
+    async def _simulate(
+        self, tx: CountingTx, ids: list[str], state: OperationalState, services_only: bool
+    ) -> list[dict[str, Any]]:
+        from cmdb.health import queries as q
+
+        now = utcnow()
+        found = await set_own_states(tx, [(i, state) for i in ids], now)
+        missing = sorted(set(ids) - set(found))
+        if missing:
+            raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
+                                     "NOT_FOUND")
+        await propagate(tx, found, "what-if", now)
+        return await tx.rows(q.IMPACTED, {"ids": ids, "servicesOnly": services_only})
+
+    async def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
+        entries: list[tuple[tuple[Any, ...], Impact]] = []
+        for r in rows:
+            item = item_from_row(r["item"])
+            state = OperationalState(r["state"] or "UNKNOWN")
+            critical = False
+            to_breach: float | None = None
+            reasons = [f"{state.value.lower()} via {' -> '.join(reversed(r['pathNames']))}"]
+            revenue = Decimal(0)
+            users = 0
+            if isinstance(item, Service):
+                specs = item.attributes.get(CRITICAL_PERIODS_ATTRIBUTE) or []
+                specs = [specs] if isinstance(specs, str) else list(specs)
+                critical = any(periods.is_valid_period(s) for s in specs) and periods.within(
+                    [s for s in specs if periods.is_valid_period(s)], at)
+                if critical:
+                    reasons.append("in a business-critical period now")
+                to_breach = await self._minutes_to_breach(item, at)
+                if to_breach is not None:
+                    reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
+                revenue = item.business_value.revenue_per_hour or Decimal(0)
+                users = item.business_value.users or 0
+                if revenue:
+                    reasons.append(f"{revenue} revenue per hour")
+                if users:
+                    reasons.append(f"{users} users")
+            key = (
+                -PRECEDENCE[state], not critical, CRITICALITY_RANK[item.criticality],
+                to_breach if to_breach is not None else float("inf"), -revenue, -users,
+                item.name.lower(),
+            )
+            entries.append((key, Impact(
+                item=item, state=state, path=list(reversed(r["path"])),
+                path_names=list(reversed(r["pathNames"])), in_critical_period=critical,
+                minutes_to_sla_breach=to_breach, reasons=reasons,
+            )))
+        entries.sort(key=lambda e: e[0])
+        return [e.model_copy(update={"rank": i + 1}) for i, (_, e) in enumerate(entries)]
+
+    async def _minutes_to_breach(self, service: Service, at: datetime) -> float | None:
+        target = service.sla.availability_target
+        if target is None:
+            return None
+        start, end = month_of(at)
+        windows = [iv for w in service.sla.maintenance_windows
+                   for iv in periods.window_intervals(w, start, end)]
+        period = (end - start).total_seconds() / 60 - periods.overlap_minutes((start, end),
+                                                                               windows)
+        allowed = period * (1 - float(target) / 100)
+        changes = await self.repo.history(service.id, start, at)
+        used = periods.minutes_by_state(
+            [(c["at"], OperationalState(c["state"])) for c in changes], start, at, windows
+        )["DOWN"]
+        return round(max(allowed - used, 0.0), 1)
+
+    # --- top-down ---------------------------------------------------------------------------
+
+    async def model(self, item_id: str) -> list[ModelEntry]:
+        rows = await self.repo.model(item_id)
+        entries = []
+        for r in rows:
+            item = item_from_row(r["item"])
+            own = item.operational_state
+            entries.append(ModelEntry(
+                item=item, state=OperationalState(r["state"] or "UNKNOWN"), depth=r["depth"],
+                path=r["path"], path_names=r["pathNames"],
+                # A root-cause candidate fails on its own account, not through a provider.
+                root_cause=isinstance(item, ConfigurationItem)
+                and own in (OperationalState.DOWN, OperationalState.DEGRADED),
+            ))
+        return entries

@@ -1,0 +1,97 @@
+"""Root fields for health: impact, service models, history, availability, state changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from cmdb.core.models import DomainError, OperationalState
+from cmdb.health.models import PRECEDENCE
+from cmdb.schema.health import (
+    Availability,
+    ImpactEntry,
+    ModelEntry,
+    ServiceModel,
+    SetStatePayload,
+    StateChange,
+)
+from cmdb.schema.payloads import user_errors
+from cmdb.schema.types import item_view
+
+
+async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped-def]
+    found = await info.context.loaders.items.load(item_id)
+    if found is None:
+        raise DomainError.single("id", f"item {item_id!r} not found", "NOT_FOUND")
+    return found
+
+
+@strawberry.type
+class HealthQuery:
+    @strawberry.field(description="Bottom-up impact: what the given items hold up, ranked, "
+                      "each with the path that explains it. assumeDown treats the items as "
+                      "down without storing anything (what-if).")
+    async def impact(
+        self, info: strawberry.Info, ids: list[strawberry.ID], services_only: bool = True,
+        assume_down: bool = False, at: datetime | None = None, affected_only: bool = True,
+    ) -> list[ImpactEntry]:
+        entries = await info.context.services.health.impact(
+            [str(i) for i in ids], services_only, assume_down, at)
+        if affected_only:
+            entries = [e for e in entries if e.state is not OperationalState.UP]
+        return [ImpactEntry.from_model(e) for e in entries]
+
+    @strawberry.field(description="Top-down: an item's model with states and root-cause "
+                      "candidates.")
+    async def service_model(self, info: strawberry.Info, id: strawberry.ID) -> ServiceModel:
+        root = await _item(info, str(id))
+        entries = await info.context.services.health.model(str(id))
+        causes = sorted((e for e in entries if e.root_cause),
+                        key=lambda e: (-e.depth, -PRECEDENCE[e.state], e.item.name))
+        return ServiceModel(
+            root=item_view(root), state=root.health_state,
+            entries=[ModelEntry.from_model(e) for e in entries],
+            root_causes=[ModelEntry.from_model(e) for e in causes],
+        )
+
+    @strawberry.field(description="Rolled-up state changes of an item in [start, end).")
+    async def state_history(
+        self, info: strawberry.Info, id: strawberry.ID, start: datetime, end: datetime
+    ) -> list[StateChange]:
+        await _item(info, str(id))
+        changes = await info.context.services.health.history(str(id), start, end)
+        return [StateChange.from_model(c) for c in changes]
+
+    @strawberry.field(description="Rolled-up state of items as of a past time "
+                      "(null: no state recorded by then).")
+    async def states_as_of(
+        self, info: strawberry.Info, ids: list[strawberry.ID], at: datetime
+    ) -> list[OperationalState | None]:
+        found = await info.context.services.health.states_as_of([str(i) for i in ids], at)
+        return [OperationalState(found[str(i)]["state"]) if found.get(str(i), {}).get("state")
+                else None for i in ids]
+
+    @strawberry.field(description="Availability of an item over [start, end): minutes per "
+                      "state and SLA attainment (services with an availability target).")
+    async def availability(
+        self, info: strawberry.Info, id: strawberry.ID, start: datetime, end: datetime
+    ) -> Availability:
+        item = await _item(info, str(id))
+        return Availability.from_model(
+            await info.context.services.health.availability(item, start, end))
+
+
+@strawberry.type
+class HealthMutation:
+    @strawberry.mutation(description="Set the own operational state of items and roll it up.")
+    async def set_operational_state(
+        self, info: strawberry.Info, ids: list[strawberry.ID], state: OperationalState,
+        cause: str | None = None,
+    ) -> SetStatePayload:
+        try:
+            changes = await info.context.services.health.set_states(
+                [(str(i), state) for i in ids], cause)
+        except DomainError as e:
+            return SetStatePayload(errors=user_errors(e))
+        return SetStatePayload(changes=[StateChange.from_model(c) for c in changes])

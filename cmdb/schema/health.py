@@ -1,0 +1,104 @@
+"""GraphQL views of health: state changes, availability, impact and service models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from cmdb.health.models import Availability as AvailabilityModel
+from cmdb.health.models import StateChange as StateChangeModel
+from cmdb.health.service import Impact as ImpactModel
+from cmdb.health.service import ModelEntry as ModelEntryModel
+from cmdb.schema.enums import OperationalState
+from cmdb.schema.types import Item, UserError, item_view
+
+
+@strawberry.type(description="A change of an item's rolled-up state.")
+class StateChange:
+    item_id: strawberry.ID
+    state: OperationalState
+    previous: OperationalState | None
+    at: datetime
+    cause: str | None
+
+    @classmethod
+    def from_model(cls, m: StateChangeModel) -> StateChange:
+        return cls(item_id=strawberry.ID(m.item_id), state=m.state, previous=m.previous,
+                   at=m.at, cause=m.cause)
+
+
+@strawberry.type(description="Minutes per state over a period; maintenance minutes are "
+                 "counted apart and do not count against the SLA. Degraded counts as available.")
+class Availability:
+    item_id: strawberry.ID
+    start: datetime
+    end: datetime
+    minutes_up: float
+    minutes_degraded: float
+    minutes_down: float
+    minutes_unknown: float
+    minutes_in_maintenance: float
+    availability_percent: float
+    target_percent: float | None
+    met: bool | None
+
+    @classmethod
+    def from_model(cls, m: AvailabilityModel) -> Availability:
+        return cls(**{**m.model_dump(), "item_id": strawberry.ID(m.item_id)})
+
+
+@strawberry.type(description="An item that a failure reaches, ranked: state, business-critical "
+                 "period now, criticality, SLA time left, revenue per hour, users.")
+class ImpactEntry:
+    rank: int
+    item: Item
+    state: OperationalState
+    path: list[strawberry.ID] = strawberry.field(
+        description="Ids from the failing item up to this one: the explanation."
+    )
+    path_names: list[str]
+    in_critical_period: bool
+    minutes_to_sla_breach: float | None
+    reasons: list[str]
+
+    @classmethod
+    def from_model(cls, m: ImpactModel) -> ImpactEntry:
+        return cls(rank=m.rank, item=item_view(m.item), state=m.state,
+                   path=[strawberry.ID(p) for p in m.path], path_names=m.path_names,
+                   in_critical_period=m.in_critical_period,
+                   minutes_to_sla_breach=m.minutes_to_sla_breach, reasons=m.reasons)
+
+
+@strawberry.type
+class ModelEntry:
+    item: Item
+    state: OperationalState
+    depth: int
+    path: list[strawberry.ID]
+    path_names: list[str]
+    root_cause: bool = strawberry.field(
+        description="Fails on its own account (own state down or degraded)."
+    )
+
+    @classmethod
+    def from_model(cls, m: ModelEntryModel) -> ModelEntry:
+        return cls(item=item_view(m.item), state=m.state, depth=m.depth,
+                   path=[strawberry.ID(p) for p in m.path], path_names=m.path_names,
+                   root_cause=m.root_cause)
+
+
+@strawberry.type(description="An item's model: everything it rests on, with states.")
+class ServiceModel:
+    root: Item
+    state: OperationalState
+    entries: list[ModelEntry]
+    root_causes: list[ModelEntry] = strawberry.field(
+        description="The deepest failing items that explain the state, deepest first."
+    )
+
+
+@strawberry.type
+class SetStatePayload:
+    changes: list[StateChange] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)
