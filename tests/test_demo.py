@@ -30,7 +30,7 @@ async def graph_state(db: Database) -> tuple[Any, ...]:
     # State history (StateChange nodes) is the health roll-up's, not the demo's.
     nodes = await db.read("MATCH (n) WHERE NOT n:SchemaMigration AND NOT n:StateChange "
                           "RETURN count(n) AS c, max(n.updatedAt) AS u, max(n.createdAt) AS k")
-    rels = await db.read("MATCH ()-[r]->() WHERE NOT r:HAD_STATE "
+    rels = await db.read("MATCH ()-[r]->() WHERE NOT r:HAD_STATE AND NOT r:HAS_MEMBER "
                          "RETURN count(r) AS c, max(r.updatedAt) AS u")
     return nodes[0]["c"], rels[0]["c"], nodes[0]["u"], nodes[0]["k"], rels[0]["u"]
 

@@ -51,6 +51,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TEXT INDEX service_name_text IF NOT EXISTS FOR (n:Service) ON (n.nameLower)",
         "CREATE INDEX org_name IF NOT EXISTS FOR (n:Org) ON (n.nameLower)",
     )),
+    Migration(3, "health: state history index, HAS_MEMBER mirrors of MEMBER_OF", (
+        "CREATE INDEX state_change_item_at IF NOT EXISTS "
+        "FOR (c:StateChange) ON (c.itemId, c.at)",
+        "MATCH (m:Item)-[r:MEMBER_OF]->(g:Item) WHERE r.retiredAt IS NULL "
+        "AND NOT EXISTS { (g)-[h:HAS_MEMBER]->(m) WHERE h.retiredAt IS NULL } "
+        "CREATE (g)-[h:HAS_MEMBER]->(m) SET h = properties(r)",
+    )),
+    Migration(4, "alarms: one open alarm per source and dedup key, lookups by CI and status", (
+        "CREATE CONSTRAINT alarm_id IF NOT EXISTS FOR (a:Alarm) REQUIRE a.id IS UNIQUE",
+        # openKey = source + NUL + dedupKey, present only while the alarm is open.
+        "CREATE CONSTRAINT alarm_open_key IF NOT EXISTS "
+        "FOR (a:Alarm) REQUIRE a.openKey IS UNIQUE",
+        "CREATE INDEX alarm_ci_status IF NOT EXISTS FOR (a:Alarm) ON (a.ciId, a.status)",
+        "CREATE INDEX alarm_status IF NOT EXISTS FOR (a:Alarm) ON (a.status)",
+        "CREATE INDEX alarm_source_key IF NOT EXISTS FOR (a:Alarm) ON (a.source, a.dedupKey)",
+        "CREATE INDEX alarm_last_occurred IF NOT EXISTS FOR (a:Alarm) ON (a.lastOccurredAt)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -140,16 +140,14 @@ RETURN [sc IN before[-1..] | sc {.state, .at, .previous, .cause}] +
        [sc IN inside | sc {.state, .at, .previous, .cause}] AS changes
 """
 
-# Impact flows from provider to consumer, and from a member to its group: a hop a -> b
-# follows r upwards when r's target is a (ordinary types) or r's source is a (MEMBER_OF).
-_TYPES: LiteralString = "DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON|CONNECTS_TO|CONTAINS|MEMBER_OF"
-_UP_HOP: LiteralString = """((a)-[r:""" + _TYPES + """]-(b)
-    WHERE r.retiredAt IS NULL AND """ + IMPACT + """ <> 'INFORMATIONAL'
-      AND (type(r) = 'MEMBER_OF') = (startNode(r) = a))"""
-
-_DOWN_HOP: LiteralString = """((a)-[r:""" + _TYPES + """]-(b)
-    WHERE r.retiredAt IS NULL AND """ + IMPACT + """ <> 'INFORMATIONAL'
-      AND (type(r) = 'MEMBER_OF') = (endNode(r) = a))"""
+# Impact flows from provider to consumer: up a DEPENDS_ON-like edge against its direction,
+# and from a member to its group against the HAS_MEMBER mirror of MEMBER_OF (see
+# cmdb/relations/queries.py). One direction for every hop keeps the search a plain BFS.
+_TYPES: LiteralString = "DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON|CONNECTS_TO|CONTAINS|HAS_MEMBER"
+_UP_HOP: LiteralString = """((a)<-[r:""" + _TYPES + """]-(b)
+    WHERE r.retiredAt IS NULL AND """ + IMPACT + """ <> 'INFORMATIONAL')"""
+_DOWN_HOP: LiteralString = """((a)-[r:""" + _TYPES + """]->(b)
+    WHERE r.retiredAt IS NULL AND """ + IMPACT + """ <> 'INFORMATIONAL')"""
 
 # Bottom-up: everything the given items hold up, each once with a shortest explaining path.
 IMPACTED: LiteralString = (

@@ -163,7 +163,7 @@ class HealthService:
             state = OperationalState(r["state"] or "UNKNOWN")
             critical = False
             to_breach: float | None = None
-            reasons = [f"{state.value.lower()} via {' -> '.join(reversed(r['pathNames']))}"]
+            reasons = [f"{state.value.lower()} via {' -> '.join(r['pathNames'])}"]
             revenue = Decimal(0)
             users = 0
             if isinstance(item, Service):
@@ -188,8 +188,8 @@ class HealthService:
                 item.name.lower(),
             )
             entries.append((key, Impact(
-                item=item, state=state, path=list(reversed(r["path"])),
-                path_names=list(reversed(r["pathNames"])), in_critical_period=critical,
+                item=item, state=state, path=r["path"],
+                path_names=r["pathNames"], in_critical_period=critical,
                 minutes_to_sla_breach=to_breach, reasons=reasons,
             )))
         entries.sort(key=lambda e: e[0])

@@ -14,7 +14,36 @@ _RELATION = (
 
 
 def _types(types: tuple[RelationType, ...]) -> str:
-    return (":" + "|".join(t.value for t in types)) if types else ""
+    # Always explicit, so the HAS_MEMBER mirror edges (see MIRROR below) never show up.
+    return ":" + "|".join(t.value for t in (types or tuple(RelationType)))
+
+
+# MEMBER_OF points from member to group, but impact flows from member to group, against the
+# other types' direction. A mirror (group)-[:HAS_MEMBER]->(member), kept in step with the
+# MEMBER_OF edge, lets impact traversals use one direction for every hop (an index-friendly,
+# inlinable pattern). It is never listed as a relationship of its own.
+MIRROR = "HAS_MEMBER"
+
+SYNC_MIRROR: LiteralString = """
+MATCH (s:Item {id: $sourceId})-[m:MEMBER_OF]->(t:Item {id: $targetId})
+WHERE m.retiredAt IS NULL
+OPTIONAL MATCH (t)-[h:HAS_MEMBER]->(s) WHERE h.retiredAt IS NULL
+CALL (s, t, h) {
+  WITH s, t, h WHERE h IS NULL
+  CREATE (t)-[x:HAS_MEMBER]->(s)
+  RETURN x
+  UNION
+  WITH h WHERE h IS NOT NULL
+  RETURN h AS x
+}
+SET x = properties(m)
+"""
+
+RETIRE_MIRROR: LiteralString = """
+MATCH (t:Item {id: $targetId})-[h:HAS_MEMBER]->(s:Item {id: $sourceId})
+WHERE h.retiredAt IS NULL
+SET h.retiredAt = $now
+"""
 
 
 def _arrows(direction: Direction) -> list[tuple[str, str, str]]:

@@ -64,6 +64,8 @@ class RelationRepository:
         row = await tx.one(q.upsert(rel_type), {"sourceId": source_id, "targetId": target_id,
                                                 "props": props, "now": now})
         assert row is not None
+        if rel_type is RelationType.MEMBER_OF:
+            await tx.rows(q.SYNC_MIRROR, {"sourceId": source_id, "targetId": target_id})
         return relation_from_row(row["rel"])
 
     @staticmethod
@@ -73,4 +75,7 @@ class RelationRepository:
     ) -> Relation | None:
         row = await tx.one(q.retire(rel_type), {"sourceId": source_id, "targetId": target_id,
                                                 "reason": reason, "now": now})
+        if row and rel_type is RelationType.MEMBER_OF:
+            await tx.rows(q.RETIRE_MIRROR, {"sourceId": source_id, "targetId": target_id,
+                                            "now": now})
         return relation_from_row(row["rel"]) if row else None

@@ -1,0 +1,145 @@
+"""Cypher for alarms. Rules and the graph model: see models.py.
+
+(:Alarm {id, source, dedupKey, openKey?, ciId, severity, status, message, count,
+         firstOccurredAt, lastOccurredAt, createdAt, updatedAt,
+         acknowledgedBy?, acknowledgedAt?, clearedBy?, clearedAt?})-[:RAISED_ON]->(:CI)
+
+Writers lock the CI first (``SET _lock REMOVE _lock`` takes its write lock), so raises and
+clears on one CI are serialised and each reads the open alarms the previous one committed.
+"""
+
+from typing import LiteralString
+
+from cmdb.core.cypher import trusted
+
+ALARM_PROJECTION: LiteralString = "a {.*, openKey: null}"
+
+# Lock the items and read what the state computation needs, before anything changes.
+LOCK_ITEMS: LiteralString = """
+UNWIND $ids AS id
+MATCH (c:Item {id: id})
+SET c._lock = true
+REMOVE c._lock
+RETURN c.id AS id, c:CI AS isCi, c.lifecycleStatus AS lifecycleStatus,
+       c.operationalState AS state, c.baselineState AS baseline
+"""
+
+# Create the alarm, or update the open one with the same (source, dedupKey). A row whose key is
+# open on another CI changes nothing (accepted = false). Severity and message follow the
+# newest occurrence; an occurrence older than the last one only counts.
+UPSERT: LiteralString = (
+    """
+UNWIND $rows AS row
+MATCH (c:Item {id: row.ciId})
+MERGE (a:Alarm {openKey: row.openKey})
+ON CREATE SET a.id = row.id, a.source = row.source, a.dedupKey = row.dedupKey,
+              a.ciId = row.ciId, a.status = 'OPEN', a.count = 0, a.severity = row.severity,
+              a.message = row.message, a.firstOccurredAt = row.at, a.lastOccurredAt = row.at,
+              a.createdAt = $now
+WITH c, a, row, a.id = row.id AS created, a.ciId = row.ciId AS accepted
+CALL (c, a, created) {
+  WITH c, a, created WHERE created
+  CREATE (a)-[:RAISED_ON]->(c)
+}
+CALL (a, row, accepted) {
+  WITH a, row, accepted, row.at >= a.lastOccurredAt AS newest WHERE accepted
+  SET a.count = a.count + 1, a.updatedAt = $now,
+      a.firstOccurredAt = CASE WHEN row.at < a.firstOccurredAt THEN row.at
+                               ELSE a.firstOccurredAt END,
+      a.severity = CASE WHEN newest THEN row.severity ELSE a.severity END,
+      a.message = CASE WHEN newest THEN row.message ELSE a.message END,
+      a.lastOccurredAt = CASE WHEN newest THEN row.at ELSE a.lastOccurredAt END
+}
+RETURN row.index AS index, created, accepted, a.ciId AS heldBy, """
+    + ALARM_PROJECTION
+    + """ AS alarm
+"""
+)
+
+# Severities of the open alarms of each item.
+OPEN_SEVERITIES: LiteralString = """
+UNWIND $ids AS id
+MATCH (c:Item {id: id})
+CALL (c) {
+  OPTIONAL MATCH (a:Alarm {ciId: c.id}) WHERE a.status IN ['OPEN', 'ACKNOWLEDGED']
+  RETURN collect(a.severity) AS severities
+}
+RETURN c.id AS id, severities
+"""
+
+# A null baseline removes the property.
+SET_BASELINES: LiteralString = """
+UNWIND $rows AS row
+MATCH (c:Item {id: row.id})
+SET c.baselineState = row.baseline
+"""
+
+GET_BY_ID: LiteralString = "MATCH (a:Alarm {id: $id}) RETURN " + ALARM_PROJECTION + " AS alarm"
+
+GET_OPEN_BY_KEY: LiteralString = (
+    "MATCH (a:Alarm {openKey: $openKey}) RETURN " + ALARM_PROJECTION + " AS alarm"
+)
+
+# The latest alarm of a (source, dedupKey), whatever its status.
+GET_LATEST_BY_KEY: LiteralString = (
+    """
+MATCH (a:Alarm {source: $source, dedupKey: $dedupKey})
+RETURN """
+    + ALARM_PROJECTION
+    + """ AS alarm
+ORDER BY a.createdAt DESC, a.id DESC
+LIMIT 1
+"""
+)
+
+LOCK_ALARM: LiteralString = """
+MATCH (a:Alarm {id: $id})
+SET a._lock = true
+REMOVE a._lock
+RETURN a.status AS status
+"""
+
+ACKNOWLEDGE: LiteralString = (
+    """
+MATCH (a:Alarm {id: $id}) WHERE a.status = 'OPEN'
+SET a.status = 'ACKNOWLEDGED', a.acknowledgedBy = $user, a.acknowledgedAt = $now,
+    a.updatedAt = $now
+RETURN """
+    + ALARM_PROJECTION
+    + " AS alarm"
+)
+
+# Clear an open alarm (its key is freed for a new one); returns it either way.
+CLEAR: LiteralString = (
+    """
+MATCH (a:Alarm {id: $id})
+WITH a, a.status <> 'CLEARED' AS open
+CALL (a, open) {
+  WITH a, open WHERE open
+  SET a.status = 'CLEARED', a.clearedBy = $user, a.clearedAt = $now, a.updatedAt = $now
+  REMOVE a.openKey
+}
+RETURN open AS cleared, """
+    + ALARM_PROJECTION
+    + " AS alarm"
+)
+
+
+def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool) -> LiteralString:
+    """Alarms newest first; only the filters given become predicates, so indexes serve them."""
+    where = ["a.lastOccurredAt IS NOT NULL"]
+    if ci:
+        where.append("a.ciId = $ciId")
+    if statuses:
+        where.append("a.status IN $statuses")
+    if severities:
+        where.append("a.severity IN $severities")
+    if source:
+        where.append("a.source = $source")
+    return trusted(
+        "MATCH (a:Alarm)\nWHERE "
+        + " AND ".join(where)
+        + "\nRETURN "
+        + ALARM_PROJECTION
+        + " AS alarm\nORDER BY a.lastOccurredAt DESC, a.id DESC\nLIMIT $first\n"
+    )

@@ -1,0 +1,194 @@
+"""Health roll-up, impact, service models, history and availability over GraphQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cmdb.core import clock
+from cmdb.demo.loader import load_demo
+from tests.test_ci_api import create_ci
+from tests.test_relations_api import make_service, relate
+
+pytestmark = pytest.mark.integration
+
+SET = """mutation($ids: [ID!]!, $s: OperationalState!) {
+  setOperationalState(ids: $ids, state: $s, cause: "test") {
+    changes { itemId state previous } errors { code message } } }"""
+
+IMPACT = """query($ids: [ID!]!, $at: DateTime, $assume: Boolean!) {
+  impact(ids: $ids, at: $at, assumeDown: $assume) {
+    rank state pathNames inCriticalPeriod minutesToSlaBreach reasons
+    item { __typename name healthState } } }"""
+
+PAYDAY = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pinned():
+    yield clock.pin
+    clock.pin(None)
+
+
+async def ids_by_name(gql, *names):
+    out = {}
+    for name in names:
+        data = await gql.ok('query($n: String!) { configurationItems(filter: {nameContains: $n}) '
+                            '{ edges { node { id name } } } services(filter: {nameContains: $n})'
+                            ' { edges { node { id name } } } }', n=name)
+        nodes = [e["node"] for k in ("configurationItems", "services")
+                 for e in data[k]["edges"] if e["node"]["name"] == name]
+        out[name] = nodes[0]["id"]
+    return out
+
+
+async def health(gql, item_id):
+    data = await gql.ok("query($id: ID!) { node(id: $id) { healthState } }", id=item_id)
+    return data["node"]["healthState"]
+
+
+@pytest.fixture
+async def demo(gql, clean_db, test_settings):
+    await load_demo(clean_db, test_settings, echo=lambda _: None)
+    return await ids_by_name(gql, "server123", "payroll-db", "Payroll", "Trading",
+                             "esx-a-01", "esx-a-02", "esx-cluster-a")
+
+
+async def test_demo_starts_healthy(gql, demo):
+    data = await gql.ok("{ services { edges { node { name healthState } } } }")
+    assert {e["node"]["healthState"] for e in data["services"]["edges"]} == {"UP"}
+
+
+async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(gql, demo):
+    result = await gql.ok(SET, ids=[demo["server123"]], s="DOWN")
+    changed = {c["itemId"]: c["state"] for c in result["setOperationalState"]["changes"]}
+    assert changed[demo["Payroll"]] == "DOWN"
+    assert await health(gql, demo["Payroll"]) == "DOWN"
+    assert await health(gql, demo["Trading"]) == "UP"
+
+    data = await gql.ok(IMPACT, ids=[demo["server123"]], at=PAYDAY.isoformat(), assume=False)
+    first = data["impact"][0]
+    assert first["item"]["name"] == "Payroll" and first["rank"] == 1
+    assert first["inCriticalPeriod"] is True
+    assert first["pathNames"] == ["server123", "payroll-db", "payroll-app",
+                                  "Payroll Application Service", "Payroll"]
+    assert any("business-critical" in r for r in first["reasons"])
+    names = [e["item"]["name"] for e in data["impact"]]
+    assert "Payroll Application Service" in names and "Trading" not in names
+
+    not_payday = await gql.ok(IMPACT, ids=[demo["server123"]],
+                              at=(PAYDAY + timedelta(days=10)).isoformat(), assume=False)
+    assert not_payday["impact"][0]["inCriticalPeriod"] is False
+
+    recovered = await gql.ok(SET, ids=[demo["server123"]], s="UP")
+    assert recovered["setOperationalState"]["errors"] == []
+    assert await health(gql, demo["Payroll"]) == "UP"
+
+
+async def test_one_cluster_node_down_degrades_two_take_it_down(gql, demo):
+    await gql.ok(SET, ids=[demo["esx-a-01"]], s="DOWN")
+    assert await health(gql, demo["esx-cluster-a"]) == "DEGRADED"
+    await gql.ok(SET, ids=[demo["esx-a-02"]], s="DOWN")
+    assert await health(gql, demo["esx-cluster-a"]) == "DOWN"
+    await gql.ok(SET, ids=[demo["esx-a-01"], demo["esx-a-02"]], s="UP")
+    assert await health(gql, demo["esx-cluster-a"]) == "UP"
+
+
+async def test_what_if_changes_nothing_stored(gql, demo, clean_db):
+    before = await clean_db.read("MATCH (n:Item) RETURN n.id AS id, n.healthState AS s, "
+                                 "n.operationalState AS o ORDER BY id")
+    changes = (await clean_db.read("MATCH (c:StateChange) RETURN count(c) AS c"))[0]["c"]
+    data = await gql.ok(IMPACT, ids=[demo["server123"]], at=None, assume=True)
+    assert data["impact"][0]["item"]["name"] in ("Payroll", "Payroll Application Service")
+    assert {e["state"] for e in data["impact"]} == {"DOWN"}
+    after = await clean_db.read("MATCH (n:Item) RETURN n.id AS id, n.healthState AS s, "
+                                "n.operationalState AS o ORDER BY id")
+    assert after == before
+    assert (await clean_db.read("MATCH (c:StateChange) RETURN count(c) AS c"))[0]["c"] == changes
+
+
+async def test_service_model_shows_states_and_root_cause(gql, demo):
+    await gql.ok(SET, ids=[demo["server123"]], s="DOWN")
+    data = await gql.ok("""query($id: ID!) { serviceModel(id: $id) { state
+        root { name } entries { depth state item { name } }
+        rootCauses { item { name } pathNames } } }""", id=demo["Payroll"])
+    model = data["serviceModel"]
+    assert model["state"] == "DOWN" and model["root"]["name"] == "Payroll"
+    assert [c["item"]["name"] for c in model["rootCauses"]] == ["server123"]
+    assert model["rootCauses"][0]["pathNames"][0] == "Payroll"
+    by_name = {e["item"]["name"]: e for e in model["entries"]}
+    assert by_name["payroll-db"]["state"] == "DOWN"
+    assert by_name["Payroll Application Service"]["depth"] == 1
+
+
+async def test_rules_on_relationships(gql):
+    app = (await create_ci(gql, name="app", ciClass="APPLICATION_INSTANCE",
+                           operationalState="UP"))["id"]
+    db = (await create_ci(gql, name="db", ciClass="DATABASE", operationalState="UP"))["id"]
+    cache = (await create_ci(gql, name="cache", ciClass="DATABASE", operationalState="UP"))["id"]
+    switch = (await create_ci(gql, name="sw", ciClass="NETWORK_DEVICE",
+                              operationalState="UP"))["id"]
+    await relate(gql, app, db, "DEPENDS_ON")
+    await relate(gql, app, cache, "DEPENDS_ON", required=False)
+    await relate(gql, app, switch, "CONNECTS_TO")
+    await gql.ok(SET, ids=[switch], s="DOWN")
+    assert await health(gql, app) == "UP"  # informational
+    await gql.ok(SET, ids=[cache], s="DOWN")
+    assert await health(gql, app) == "DEGRADED"  # optional
+    await gql.ok(SET, ids=[db], s="DOWN")
+    assert await health(gql, app) == "DOWN"  # required
+    await gql.ok("mutation($id: ID!) { updateConfigurationItem(id: $id, input: "
+                 "{lifecycleStatus: MAINTENANCE}) { errors { message } } }", id=db)
+    assert await health(gql, app) == "DEGRADED"  # maintenance suppresses
+
+
+async def test_cycles_settle_and_recover(gql):
+    a, b, c, d = [(await create_ci(gql, name=n, ciClass="APPLICATION_INSTANCE",
+                                   operationalState="UP"))["id"] for n in "abcd"]
+    await relate(gql, a, b, "DEPENDS_ON")
+    await relate(gql, b, c, "DEPENDS_ON")
+    await relate(gql, c, a, "DEPENDS_ON")
+    await relate(gql, c, d, "DEPENDS_ON")
+    await gql.ok(SET, ids=[d], s="DOWN")
+    assert [await health(gql, x) for x in (a, b, c)] == ["DOWN"] * 3
+    await gql.ok(SET, ids=[d], s="UP")
+    assert [await health(gql, x) for x in (a, b, c)] == ["UP"] * 3
+
+
+async def test_history_as_of_and_availability_on_a_scripted_timeline(gql, pinned):
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    pinned(t0)
+    svc = await make_service(gql, "Billing")
+    await gql.ok("mutation($id: ID!) { updateService(id: $id, input: {sla: "
+                 "{availabilityTarget: \"99\", maintenanceWindows: [\"Sun 02:00-04:00\"]}})"
+                 " { errors { message } } }", id=svc)
+    host = (await create_ci(gql, name="host", ciClass="SERVER", operationalState="UP"))["id"]
+    await relate(gql, svc, host, "DEPENDS_ON")
+    pinned(t0 + timedelta(days=2))               # Tue 3 Mar 00:00: down for 6 hours
+    await gql.ok(SET, ids=[host], s="DOWN")
+    pinned(t0 + timedelta(days=2, hours=6))
+    await gql.ok(SET, ids=[host], s="DEGRADED")  # degraded for a day: still available
+    pinned(t0 + timedelta(days=3, hours=6))
+    await gql.ok(SET, ids=[host], s="UP")
+    pinned(t0 + timedelta(days=40))
+
+    as_of = await gql.ok("query($ids: [ID!]!, $at: DateTime!) { statesAsOf(ids: $ids, at: $at) }",
+                         ids=[svc], at=(t0 + timedelta(days=2, hours=3)).isoformat())
+    assert as_of["statesAsOf"] == ["DOWN"]
+    history = await gql.ok("query($id: ID!, $s: DateTime!, $e: DateTime!) { stateHistory(id: $id,"
+                           " start: $s, end: $e) { state at } }", id=svc,
+                           s=t0.isoformat(), e=(t0 + timedelta(days=31)).isoformat())
+    assert [h["state"] for h in history["stateHistory"]] == ["UP", "DOWN", "DEGRADED", "UP"]
+
+    month = await gql.ok("query($id: ID!, $s: DateTime!, $e: DateTime!) { availability(id: $id,"
+                         " start: $s, end: $e) { minutesDown minutesDegraded minutesInMaintenance"
+                         " availabilityPercent targetPercent met } }", id=svc,
+                         s=t0.isoformat(), e=(t0 + timedelta(days=31)).isoformat())
+    a = month["availability"]
+    # March 2026 has 5 Sundays, 2 h of maintenance each
+    assert a["minutesInMaintenance"] == 5 * 120
+    assert a["minutesDown"] == 360 and a["minutesDegraded"] == 24 * 60
+    counted = 31 * 24 * 60 - 600
+    assert a["availabilityPercent"] == pytest.approx(100 * (counted - 360) / counted, abs=1e-3)
+    assert a["targetPercent"] == 99.0 and a["met"] is True
