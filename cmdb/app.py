@@ -10,10 +10,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.requests import HTTPConnection
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
 from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
+from cmdb.identity.principal import principal_from_headers
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
 from cmdb.schema import build_schema
@@ -63,8 +66,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app = FastAPI(title="CMDB API", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
 
-    async def context_getter(request: Request) -> Context:
-        return Context(request.app.state.services, request_id_var.get() or "")
+    # HTTPConnection: the same getter serves HTTP requests and websocket subscriptions.
+    async def context_getter(request: HTTPConnection) -> Context:
+        return Context(request.app.state.services, request_id_var.get() or "",
+                       principal_from_headers(request.headers, settings.is_development))
 
     # GraphiQL's scripts are served from this process when installed (no CDN needed).
     assets = local_assets_dir(settings.home) if settings.is_development else None
@@ -75,6 +80,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         allow_queries_via_get=True,
         multipart_uploads_enabled=False,
         assets_dir=assets,
+        # graphql-transport-ws only: the legacy graphql-ws protocol is off.
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
     )
     app.include_router(router, prefix="/graphql")
     if assets is not None:

@@ -192,3 +192,40 @@ async def test_history_as_of_and_availability_on_a_scripted_timeline(gql, pinned
     counted = 31 * 24 * 60 - 600
     assert a["availabilityPercent"] == pytest.approx(100 * (counted - 360) / counted, abs=1e-3)
     assert a["targetPercent"] == 99.0 and a["met"] is True
+
+
+async def test_state_changes_subscription_sees_a_change(gql, clean_db, test_settings):
+    import asyncio
+
+    from cmdb.resolvers.context import Context, Services
+    from cmdb.schema import build_schema
+
+    host = (await create_ci(gql, name="h", ciClass="SERVER", operationalState="UP"))["id"]
+    schema = build_schema(test_settings)
+    ctx = Context(Services(clean_db, test_settings), "test")
+    stream = await schema.subscribe(
+        "subscription($ids: [ID!]) { stateChanges(ids: $ids) { itemId state previous } }",
+        variable_values={"ids": [host]}, context_value=ctx)
+    first = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.2)
+    await gql.ok(SET, ids=[host], s="DOWN")
+    result = await asyncio.wait_for(first, timeout=10)
+    await stream.aclose()
+    assert result.errors is None
+    assert result.data["stateChanges"] == {"itemId": host, "state": "DOWN", "previous": "UP"}
+
+
+def test_legacy_graphql_ws_protocol_is_refused(test_settings):
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from cmdb.app import create_app
+
+    # The app makes its own driver here: the test client runs it on another event loop.
+    with TestClient(create_app(test_settings)) as client:
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect(
+                "/graphql", subprotocols=["graphql-ws"]) as ws:
+            ws.receive_json()
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init"})
+            assert ws.receive_json()["type"] == "connection_ack"

@@ -198,3 +198,9 @@ MATCH (x:Item {id: row.id})
 SET x.operationalState = row.state, x.updatedAt = $now
 RETURN x.id AS id
 """
+
+CHANGES_SINCE: LiteralString = """
+MATCH (c:StateChange) WHERE c.at > $since AND ($ids IS NULL OR c.itemId IN $ids)
+RETURN c {.itemId, .state, .previous, .at, .cause} AS change
+ORDER BY c.at LIMIT $limit
+"""

@@ -91,3 +91,13 @@ class HealthRepository:
 
     async def model(self, item_id: str) -> list[dict[str, Any]]:
         return await self.db.read(q.MODEL, {"id": item_id})
+
+    async def changes_since(
+        self, ids: list[str] | None, since: datetime, limit: int = 500
+    ) -> list[StateChange]:
+        rows = await self.db.read(q.CHANGES_SINCE, {"ids": ids, "since": since, "limit": limit})
+        return [
+            StateChange(item_id=c["itemId"], state=c["state"], previous=c["previous"],
+                        at=as_datetime(c["at"]), cause=c["cause"])
+            for c in (r["change"] for r in rows)
+        ]

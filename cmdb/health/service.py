@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -123,6 +125,22 @@ class HealthService:
             availability_percent=round(pct, 4), target_percent=target,
             met=(pct >= target) if target is not None else None,
         )
+
+    async def watch(
+        self, ids: list[str] | None, interval_s: float = 1.0
+    ) -> AsyncIterator[StateChange]:
+        """State changes from now on, for the given items (None: all), as they are recorded.
+
+        Reads the stored history, so changes made by any API worker are seen."""
+        since = utcnow()
+        while True:
+            changes = await self.repo.changes_since(ids, since)
+            for change in changes:
+                yield change
+            if changes:
+                since = changes[-1].at
+            else:
+                await asyncio.sleep(interval_s)
 
     # --- impact -----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import strawberry
@@ -95,3 +96,15 @@ class HealthMutation:
         except DomainError as e:
             return SetStatePayload(errors=user_errors(e))
         return SetStatePayload(changes=[StateChange.from_model(c) for c in changes])
+
+
+@strawberry.type
+class HealthSubscription:
+    @strawberry.subscription(description="Rolled-up state changes as they happen, for the "
+                             "given items (all items when ids is null).")
+    async def state_changes(
+        self, info: strawberry.Info, ids: list[strawberry.ID] | None = None
+    ) -> AsyncIterator[StateChange]:
+        watched = [str(i) for i in ids] if ids is not None else None
+        async for change in info.context.services.health.watch(watched):
+            yield StateChange.from_model(change)

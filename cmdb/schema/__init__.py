@@ -18,12 +18,18 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from cmdb.core.models import DomainError
+from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
 from cmdb.resolvers.query import Query
 from cmdb.schema.types import ConfigurationItem, Service
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.graphql")
+
+
+@strawberry.type
+class Subscription(HealthSubscription):
+    pass
 
 
 def _is_internal(error: GraphQLError) -> bool:
@@ -53,6 +59,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[ConfigurationItem, Service],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
@@ -61,5 +68,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
 
 def sdl() -> str:
     """The schema as SDL; settings do not change it."""
-    return strawberry.Schema(query=Query, mutation=Mutation,
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription,
                              types=[ConfigurationItem, Service]).as_str() + "\n"
