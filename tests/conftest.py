@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def neo4j_instance() -> Iterator[LocalNeo4j]:
     settings = Settings(home=ROOT / ".cmdb")
-    instance = instance_for(settings, "test")
+    # CMDB_TEST_INSTANCE=test-1..9 gives a parallel run its own graph.
+    instance = instance_for(settings, os.environ.get("CMDB_TEST_INSTANCE", "test"))
     started = instance.ensure_running()
     try:
         yield instance

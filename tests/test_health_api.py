@@ -229,3 +229,43 @@ def test_legacy_graphql_ws_protocol_is_refused(test_settings):
         with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
             ws.send_json({"type": "connection_init"})
             assert ws.receive_json()["type"] == "connection_ack"
+
+
+WHAT_IF = """query($ids: [ID!]!, $s: DateTime!, $e: DateTime!) {
+  whatIf(ciIds: $ids, start: $s, end: $e) { usersAffected
+    affected { insideMaintenanceWindow impact { item { name } state } }
+    collisions { change { title } sharedServiceIds sharedCiIds } } }"""
+
+PLAN = """mutation($i: PlanChangeInput!) { planChange(input: $i) {
+  change { id title } whatIf { collisions { change { title } } }
+  errors { field message code } } }"""
+
+
+async def test_what_if_a_planned_change(gql, demo, clean_db):
+    sunday = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)  # inside Payroll's Sun 02:00-04:00
+    data = await gql.ok(WHAT_IF, ids=[demo["server123"]], s=sunday.isoformat(),
+                        e=(sunday + timedelta(minutes=60)).isoformat())
+    affected = {a["impact"]["item"]["name"]: a for a in data["whatIf"]["affected"]}
+    assert affected["Payroll"]["insideMaintenanceWindow"] is True
+    assert affected["Payroll"]["impact"]["state"] == "DOWN"
+    assert data["whatIf"]["usersAffected"] == 4200
+    monday = sunday + timedelta(days=1)
+    outside = await gql.ok(WHAT_IF, ids=[demo["server123"]], s=monday.isoformat(),
+                           e=(monday + timedelta(hours=1)).isoformat())
+    assert not any(a["insideMaintenanceWindow"] for a in outside["whatIf"]["affected"]
+                   if a["impact"]["item"]["name"] == "Payroll")
+    # nothing stored changed
+    assert await health(gql, demo["Payroll"]) == "UP"
+
+    first = await gql.ok(PLAN, i={"title": "patch db host", "start": monday.isoformat(),
+                                  "end": (monday + timedelta(hours=2)).isoformat(),
+                                  "ciIds": [demo["server123"]]})
+    assert first["planChange"]["errors"] == []
+    second = await gql.ok(PLAN, i={"title": "db upgrade", "ciIds": [demo["payroll-db"]],
+                                   "start": (monday + timedelta(hours=1)).isoformat(),
+                                   "end": (monday + timedelta(hours=3)).isoformat()})
+    assert [c["change"]["title"] for c in second["planChange"]["whatIf"]["collisions"]] == [
+        "patch db host"]
+    bad = await gql.ok(PLAN, i={"title": "x", "ciIds": ["nope"], "start": monday.isoformat(),
+                                "end": monday.isoformat()})
+    assert bad["planChange"]["errors"][0]["field"] == "input.end"

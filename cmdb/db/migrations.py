@@ -63,10 +63,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         # openKey = source + NUL + dedupKey, present only while the alarm is open.
         "CREATE CONSTRAINT alarm_open_key IF NOT EXISTS "
         "FOR (a:Alarm) REQUIRE a.openKey IS UNIQUE",
+        # The open alarms of a CI (its state), and lists by CI, status or source, newest first.
         "CREATE INDEX alarm_ci_status IF NOT EXISTS FOR (a:Alarm) ON (a.ciId, a.status)",
-        "CREATE INDEX alarm_status IF NOT EXISTS FOR (a:Alarm) ON (a.status)",
+        "CREATE INDEX alarm_ci_last IF NOT EXISTS FOR (a:Alarm) ON (a.ciId, a.lastOccurredAt)",
+        "CREATE INDEX alarm_status_last IF NOT EXISTS "
+        "FOR (a:Alarm) ON (a.status, a.lastOccurredAt)",
+        "CREATE INDEX alarm_source_last IF NOT EXISTS "
+        "FOR (a:Alarm) ON (a.source, a.lastOccurredAt)",
         "CREATE INDEX alarm_source_key IF NOT EXISTS FOR (a:Alarm) ON (a.source, a.dedupKey)",
         "CREATE INDEX alarm_last_occurred IF NOT EXISTS FOR (a:Alarm) ON (a.lastOccurredAt)",
+    )),
+    Migration(5, "state changes by time; planned changes by window", (
+        "CREATE INDEX state_change_at IF NOT EXISTS FOR (c:StateChange) ON (c.at)",
+        "CREATE CONSTRAINT planned_change_id IF NOT EXISTS "
+        "FOR (c:PlannedChange) REQUIRE c.id IS UNIQUE",
+        "CREATE INDEX planned_change_start IF NOT EXISTS FOR (c:PlannedChange) ON (c.start)",
     )),
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -464,10 +465,14 @@ def instance_for(settings: Settings, name: str = "dev") -> LocalNeo4j:
         bolt = int(os.environ.get("CMDB_TEST_NEO4J_BOLT_PORT", "17687"))
         http = int(os.environ.get("CMDB_TEST_NEO4J_HTTP_PORT", "17474"))
         spec = InstanceSpec("test", bolt, http, "1g", "512m")
+    elif re.fullmatch(r"test-[1-9]", name):
+        # Extra test instances, so parallel test runs on one machine do not share a graph.
+        n = int(name[-1])
+        spec = InstanceSpec(name, 17687 + 10 * n, 17474 + 10 * n, "1g", "512m")
     elif name == "bench":
         spec = InstanceSpec("bench", 27687, 27474, "4g", "8g")
     else:
-        raise LocalNeo4jError(f"unknown instance {name!r}; use dev, test or bench")
+        raise LocalNeo4jError(f"unknown instance {name!r}; use dev, test, test-1..9 or bench")
     return LocalNeo4j(settings.home, spec)
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from cmdb.changes.service import ChangeService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
 from cmdb.health.service import HealthService
+from cmdb.identity.principal import Principal
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.inventory.service import InventoryService
 from cmdb.org.service import OrgService
@@ -32,6 +34,7 @@ class Services:
     relations: RelationService = field(init=False)
     org: OrgService = field(init=False)
     health: HealthService = field(init=False)
+    changes: ChangeService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -39,6 +42,7 @@ class Services:
         self.relations = RelationService(self.db, self.settings)
         self.org = OrgService(self.db, self.settings)
         self.health = HealthService(self.db, self.settings)
+        self.changes = ChangeService(self.db, self.settings, self.health)
 
 
 class Loaders:
@@ -68,8 +72,11 @@ class Loaders:
 
 
 class Context(BaseContext):
-    def __init__(self, services: Services, request_id: str) -> None:
+    def __init__(
+        self, services: Services, request_id: str, principal: Principal | None = None
+    ) -> None:
         super().__init__()
         self.services = services
         self.loaders = Loaders(services)
         self.request_id = request_id
+        self.principal = principal  # None: anonymous

@@ -13,9 +13,13 @@ from cmdb.schema.health import (
     Availability,
     ImpactEntry,
     ModelEntry,
+    PlanChangeInput,
+    PlanChangePayload,
+    PlannedChange,
     ServiceModel,
     SetStatePayload,
     StateChange,
+    WhatIfResult,
 )
 from cmdb.schema.payloads import user_errors
 from cmdb.schema.types import item_view
@@ -83,8 +87,45 @@ class HealthQuery:
             await info.context.services.health.availability(item, start, end))
 
 
+    @strawberry.field(description="What-if: the services and users a change on these CIs in "
+                      "this window would affect, whether it fits their maintenance windows, "
+                      "and which planned changes it collides with. Nothing is stored.")
+    async def what_if(
+        self, info: strawberry.Info, ci_ids: list[strawberry.ID], start: datetime,
+        end: datetime,
+    ) -> WhatIfResult:
+        result = await info.context.services.changes.what_if([str(i) for i in ci_ids], start,
+                                                             end)
+        return WhatIfResult.from_model(result)
+
+    @strawberry.field(description="Planned changes that have not ended, soonest first.")
+    async def planned_changes(
+        self, info: strawberry.Info, first: int = 50
+    ) -> list[PlannedChange]:
+        if not 0 <= first <= info.context.services.settings.max_page_size:
+            raise DomainError.single("first", "first is out of range")
+        return [PlannedChange.from_model(c)
+                for c in await info.context.services.changes.upcoming(first)]
+
+
 @strawberry.type
 class HealthMutation:
+    @strawberry.mutation(description="Record a planned change, and return its what-if.")
+    async def plan_change(
+        self, info: strawberry.Info, input: PlanChangeInput
+    ) -> PlanChangePayload:
+        changes = info.context.services.changes
+        try:
+            change = await changes.plan({"title": input.title, "start": input.start,
+                                         "end": input.end,
+                                         "ci_ids": [str(i) for i in input.ci_ids]})
+            result = await changes.what_if(change.ci_ids, change.start, change.end,
+                                           exclude=change.id)
+        except DomainError as e:
+            return PlanChangePayload(errors=user_errors(e))
+        return PlanChangePayload(change=PlannedChange.from_model(change),
+                                 what_if=WhatIfResult.from_model(result))
+
     @strawberry.mutation(description="Set the own operational state of items and roll it up.")
     async def set_operational_state(
         self, info: strawberry.Info, ids: list[strawberry.ID], state: OperationalState,

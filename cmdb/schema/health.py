@@ -6,6 +6,8 @@ from datetime import datetime
 
 import strawberry
 
+from cmdb.changes.models import PlannedChange as PlannedChangeModel
+from cmdb.changes.service import WhatIf as WhatIfModel
 from cmdb.health.models import Availability as AvailabilityModel
 from cmdb.health.models import StateChange as StateChangeModel
 from cmdb.health.service import Impact as ImpactModel
@@ -101,4 +103,73 @@ class ServiceModel:
 @strawberry.type
 class SetStatePayload:
     changes: list[StateChange] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="A planned change: CIs and a time window.")
+class PlannedChange:
+    id: strawberry.ID
+    title: str
+    start: datetime
+    end: datetime
+    ci_ids: list[strawberry.ID]
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, m: PlannedChangeModel) -> PlannedChange:
+        return cls(id=strawberry.ID(m.id), title=m.title, start=m.start, end=m.end,
+                   ci_ids=[strawberry.ID(i) for i in m.ci_ids], created_at=m.created_at)
+
+
+@strawberry.type
+class ServiceWindowFit:
+    impact: ImpactEntry
+    inside_maintenance_window: bool = strawberry.field(
+        description="The whole change window falls inside one of the service's maintenance "
+        "windows."
+    )
+
+
+@strawberry.type(description="Another planned change in an overlapping window that touches "
+                 "the same services or CIs.")
+class Collision:
+    change: PlannedChange
+    shared_service_ids: list[strawberry.ID]
+    shared_ci_ids: list[strawberry.ID]
+
+
+@strawberry.type(description="What a change would affect, computed without touching live "
+                 "state.")
+class WhatIfResult:
+    affected: list[ServiceWindowFit]
+    users_affected: int
+    collisions: list[Collision]
+
+    @classmethod
+    def from_model(cls, m: WhatIfModel) -> WhatIfResult:
+        return cls(
+            affected=[ServiceWindowFit(impact=ImpactEntry.from_model(f.impact),
+                                       inside_maintenance_window=f.inside_maintenance_window)
+                      for f in m.affected],
+            users_affected=m.users_affected,
+            collisions=[Collision(change=PlannedChange.from_model(c.change),
+                                  shared_service_ids=[strawberry.ID(i)
+                                                      for i in c.shared_service_ids],
+                                  shared_ci_ids=[strawberry.ID(i) for i in c.shared_ci_ids])
+                        for c in m.collisions],
+        )
+
+
+@strawberry.input
+class PlanChangeInput:
+    title: str
+    start: datetime
+    end: datetime
+    ci_ids: list[strawberry.ID]
+
+
+@strawberry.type
+class PlanChangePayload:
+    change: PlannedChange | None = None
+    what_if: WhatIfResult | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)

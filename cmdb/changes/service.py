@@ -1,0 +1,111 @@
+"""Plan changes and ask what they would take down, without touching live state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cmdb.changes import queries as q
+from cmdb.changes.models import ChangeWrite, PlannedChange
+from cmdb.core.clock import utcnow
+from cmdb.core.mapping import as_datetime
+from cmdb.core.models import DomainError
+from cmdb.core.validation import validate
+from cmdb.db.driver import CountingTx, Database
+from cmdb.health import periods
+from cmdb.health.service import HealthService, Impact
+from cmdb.servicemodel.models import Service
+from cmdb.settings import Settings
+
+
+class ServiceWindowFit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    impact: Impact
+    inside_maintenance_window: bool
+
+
+class Collision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    change: PlannedChange
+    shared_service_ids: list[str]
+    shared_ci_ids: list[str]
+
+
+class WhatIf(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    affected: list[ServiceWindowFit]
+    users_affected: int
+    collisions: list[Collision]
+
+
+def _change(row: dict[str, Any]) -> PlannedChange:
+    c = row["change"]
+    return PlannedChange(id=c["id"], title=c["title"], start=as_datetime(c["start"]),
+                         end=as_datetime(c["end"]), ci_ids=c["ciIds"],
+                         created_at=as_datetime(c["createdAt"]))
+
+
+class ChangeService:
+    def __init__(self, db: Database, settings: Settings, health: HealthService) -> None:
+        self.db = db
+        self.settings = settings
+        self.health = health
+
+    async def plan(self, data: dict[str, Any]) -> PlannedChange:
+        spec = validate(ChangeWrite, data)
+        ids = list(dict.fromkeys(spec.ci_ids))
+
+        async def work(tx: CountingTx) -> PlannedChange:
+            row = await tx.one(q.MISSING_ITEMS, {"ids": ids})
+            if row and row["missing"]:
+                raise DomainError.single("input.ciIds", "unknown or retired items: "
+                                         + ", ".join(row["missing"]), "NOT_FOUND")
+            created = await tx.one(q.CREATE, {
+                "id": str(uuid.uuid4()), "title": spec.title, "start": spec.start,
+                "end": spec.end, "ciIds": ids, "now": utcnow()})
+            assert created is not None
+            return _change(created)
+
+        return await self.db.write_tx(work)
+
+    async def upcoming(self, first: int) -> list[PlannedChange]:
+        rows = await self.db.read(q.LIST, {"after": utcnow(), "limit": first})
+        return [_change(r) for r in rows]
+
+    async def what_if(
+        self, ci_ids: list[str], start: datetime, end: datetime, exclude: str | None = None
+    ) -> WhatIf:
+        if end <= start:
+            raise DomainError.single("end", "end must be after start")
+        affected = await self.health.impact(ci_ids, services_only=True, assume_down=True,
+                                            at=start)
+        hit = [e for e in affected if e.state.value != "UP"]
+        fits = []
+        for e in hit:
+            windows = e.item.sla.maintenance_windows if isinstance(e.item, Service) else []
+            inside = bool(windows) and periods.overlap_minutes(
+                (start, end), [iv for w in windows
+                               for iv in periods.window_intervals(w, start, end)]
+            ) >= (end - start).total_seconds() / 60 - 1e-9
+            fits.append(ServiceWindowFit(impact=e, inside_maintenance_window=inside))
+        users = sum(e.item.business_value.users or 0 for e in hit
+                    if isinstance(e.item, Service) and e.item.kind.value == "BUSINESS")
+        mine = {e.item.id for e in hit}
+        collisions = []
+        for row in await self.db.read(q.OVERLAPPING, {"start": start, "end": end,
+                                                       "exclude": exclude}):
+            other = _change(row)
+            reach = await self.health.impact(other.ci_ids, services_only=True,
+                                             assume_down=False)
+            shared = sorted(mine & {e.item.id for e in reach} | (mine & set(other.ci_ids)))
+            shared_cis = sorted(set(ci_ids) & set(other.ci_ids))
+            if shared or shared_cis:
+                collisions.append(Collision(change=other, shared_service_ids=shared,
+                                            shared_ci_ids=shared_cis))
+        return WhatIf(affected=fits, users_affected=users, collisions=collisions)
