@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
 from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
     )
     app.include_router(router, prefix="/graphql")
+    app.include_router(alarms_router)
     if assets is not None:
         mount_assets(app, assets)
 

@@ -61,7 +61,8 @@ OPEN_SEVERITIES: LiteralString = """
 UNWIND $ids AS id
 MATCH (c:Item {id: id})
 CALL (c) {
-  OPTIONAL MATCH (a:Alarm {ciId: c.id}) WHERE a.status IN ['OPEN', 'ACKNOWLEDGED']
+  OPTIONAL MATCH (a:Alarm) USING INDEX a:Alarm(ciId, status)
+  WHERE a.ciId = c.id AND a.status IN ['OPEN', 'ACKNOWLEDGED']
   RETURN collect(a.severity) AS severities
 }
 RETURN c.id AS id, severities
@@ -83,7 +84,7 @@ GET_OPEN_BY_KEY: LiteralString = (
 # The latest alarm of a (source, dedupKey), whatever its status.
 GET_LATEST_BY_KEY: LiteralString = (
     """
-MATCH (a:Alarm {source: $source, dedupKey: $dedupKey})
+MATCH (a:Alarm {source: $source, dedupKey: $dedupKey}) USING INDEX a:Alarm(source, dedupKey)
 RETURN """
     + ALARM_PROJECTION
     + """ AS alarm
@@ -101,7 +102,8 @@ RETURN a.status AS status
 
 ACKNOWLEDGE: LiteralString = (
     """
-MATCH (a:Alarm {id: $id}) WHERE a.status = 'OPEN'
+MATCH (a:Alarm {id: $id}) USING INDEX a:Alarm(id)
+WHERE a.status = 'OPEN'
 SET a.status = 'ACKNOWLEDGED', a.acknowledgedBy = $user, a.acknowledgedAt = $now,
     a.updatedAt = $now
 RETURN """
@@ -126,7 +128,18 @@ RETURN open AS cleared, """
 
 
 def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool) -> LiteralString:
-    """Alarms newest first; only the filters given become predicates, so indexes serve them."""
+    """Alarms newest first; only the filters given become predicates, and the most selective
+    one picks the index (by hint: the planner cannot know which filter narrows most)."""
+    if ci and statuses:
+        hint = "USING INDEX a:Alarm(ciId, status)\n"
+    elif ci:
+        hint = "USING INDEX a:Alarm(ciId, lastOccurredAt)\n"
+    elif source:
+        hint = "USING INDEX a:Alarm(source, lastOccurredAt)\n"
+    elif statuses:
+        hint = "USING INDEX a:Alarm(status, lastOccurredAt)\n"
+    else:
+        hint = "USING INDEX a:Alarm(lastOccurredAt)\n"
     where = ["a.lastOccurredAt IS NOT NULL"]
     if ci:
         where.append("a.ciId = $ciId")
@@ -137,7 +150,9 @@ def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool) -> Lit
     if source:
         where.append("a.source = $source")
     return trusted(
-        "MATCH (a:Alarm)\nWHERE "
+        "MATCH (a:Alarm)\n"
+        + hint
+        + "WHERE "
         + " AND ".join(where)
         + "\nRETURN "
         + ALARM_PROJECTION

@@ -196,6 +196,8 @@ class AlarmService:
         """Clear an alarm by id, or the open one of (source, dedup key). Idempotent: an alarm
         already cleared is returned as it is; by key, with none open, the latest one is."""
         user = require_permission(principal, Permission.ALARM_WRITE, "clear alarms").user
+        source = source.strip() if source is not None else None
+        dedup_key = dedup_key.strip() if dedup_key is not None else None
         by_key = source is not None or dedup_key is not None
         if (alarm_id is None) == (not by_key) or (by_key and not (source and dedup_key)):
             raise DomainError.single(

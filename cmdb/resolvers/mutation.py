@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from cmdb.core.models import DomainError, OrgKind
+from cmdb.resolvers.alarms import AlarmMutation
 from cmdb.resolvers.health import HealthMutation
 from cmdb.schema.inputs import (
     CostCentreInput,
@@ -35,7 +36,7 @@ def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
 
 
 @strawberry.type
-class Mutation(HealthMutation):
+class Mutation(HealthMutation, AlarmMutation):
     @strawberry.mutation(description="Create a configuration item.")
     async def create_configuration_item(
         self, info: strawberry.Info, input: CreateConfigurationItemInput

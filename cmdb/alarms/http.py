@@ -1,0 +1,163 @@
+"""``POST /api/alarms``: bulk raises for monitoring tools.
+
+Body: JSON ``{"alarms": [{...}, ...]}`` (``Content-Type: application/json``) or one alarm
+object per line (``Content-Type: application/x-ndjson``). Each alarm has the fields of the
+``raiseAlarm`` mutation: ``source``, ``ciId``, ``severity``, ``dedupKey``, ``message`` and
+optionally ``occurredAt`` (ISO 8601). The caller needs permission ``alarm:write``.
+
+Responses: 200 with a result per alarm (``created``, ``deduplicated`` or ``rejected`` with
+its errors) and counts; 400 for a body that cannot be read (with what is wrong and where);
+403 without permission; 413 above ``MAX_BODY_BYTES`` or ``MAX_ALARMS``; 415 for other
+content types; 503 when the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
+from cmdb.alarms.models import BatchResult, RaiseOutcome
+from cmdb.alarms.service import AlarmService
+from cmdb.identity.principal import Permission, has_permission, principal_from_headers
+
+log = logging.getLogger("cmdb.alarms")
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_ALARMS = 10_000
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
+                "application/x-jsonlines"}
+
+router = APIRouter()
+
+
+class _BadBody(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_no_constants)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _BadBody(400, "INVALID", "Content-Length is not a number")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_many() -> _BadBody:
+    return _BadBody(413, "TOO_LARGE", f"at most {MAX_ALARMS} alarms per request")
+
+
+def _parse_json(text: str) -> list[Any]:
+    try:
+        body = _loads(text)
+    except json.JSONDecodeError as e:
+        raise _BadBody(400, "INVALID", f"malformed JSON at line {e.lineno} column {e.colno}: "
+                       f"{e.msg}") from None
+    except (ValueError, RecursionError) as e:
+        raise _BadBody(400, "INVALID", f"malformed JSON: {e}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("alarms"), list):
+        raise _BadBody(400, "INVALID", 'expected a JSON object {"alarms": [...]}')
+    items: list[Any] = body["alarms"]
+    if len(items) > MAX_ALARMS:
+        raise _too_many()
+    return items
+
+
+def _parse_ndjson(text: str) -> list[Any]:
+    items: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(items) == MAX_ALARMS:
+            raise _too_many()
+        try:
+            items.append(_loads(line))
+        except json.JSONDecodeError as e:
+            raise _BadBody(400, "INVALID", f"line {number}: malformed JSON at column "
+                           f"{e.colno}: {e.msg}") from None
+        except (ValueError, RecursionError) as e:
+            raise _BadBody(400, "INVALID", f"line {number}: malformed JSON: {e}") from None
+    return items
+
+
+def _parse(media_type: str, body: bytes) -> list[Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadBody(400, "INVALID", "the body is not UTF-8") from None
+    if media_type in NDJSON_TYPES:
+        return _parse_ndjson(text)
+    if not text.strip():
+        raise _BadBody(400, "INVALID", 'the body is empty; expected {"alarms": [...]}')
+    return _parse_json(text)
+
+
+def _media_type(request: Request) -> str:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media in NDJSON_TYPES or media in ("", "application/json") or media.endswith("+json"):
+        return media
+    raise _BadBody(415, "UNSUPPORTED_MEDIA_TYPE",
+                   "send application/json ({\"alarms\": [...]}) or application/x-ndjson")
+
+
+def _report(result: BatchResult) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for r in result.results:
+        entry: dict[str, Any] = {"index": r.index, "outcome": r.outcome.value}
+        if r.alarm is not None:
+            entry.update(alarmId=r.alarm.id, status=r.alarm.status.value, count=r.alarm.count)
+        if r.outcome is RaiseOutcome.REJECTED:
+            entry["errors"] = [e.model_dump() for e in r.errors]
+        results.append(entry)
+    return {"counts": result.counts, "results": results}
+
+
+@router.post("/api/alarms")
+async def post_alarms(request: Request) -> JSONResponse:
+    """Raise many alarms at once; see the module docstring."""
+    services = request.app.state.services
+    principal = principal_from_headers(request.headers, services.settings.is_development)
+    if not has_permission(principal, Permission.ALARM_WRITE):
+        who = "anonymous callers" if principal is None else "your roles"
+        return _error(403, "FORBIDDEN",
+                      f"{who} may not raise alarms (needs permission {Permission.ALARM_WRITE})")
+    try:
+        media_type = _media_type(request)
+        items = _parse(media_type, await _read_body(request))
+    except _BadBody as e:
+        return _error(e.status, e.code, e.message)
+    try:
+        result = await AlarmService(services.db, services.settings).raise_batch(items, principal)
+    except (ServiceUnavailable, SessionExpired):
+        log.exception("alarm bulk raise: database unavailable")
+        return _error(503, "UNAVAILABLE", "the database is unavailable; retry later")
+    log.info("alarm bulk raise by %s: %s", principal.user if principal else None,
+             ", ".join(f"{n} {k}" for k, n in result.counts.items()))
+    return JSONResponse(_report(result))
