@@ -189,7 +189,7 @@ CALL (o) {
   OPTIONAL MATCH (o)-[old:PART_OF]->() DELETE old
 }
 WITH o, l
-OPTIONAL MATCH (p:Org {id: l.parentId})
+OPTIONAL MATCH (p:Org {id: l.parentId}) WHERE $label IN labels(p)
 FOREACH (_ IN CASE WHEN p IS NULL THEN [] ELSE [1] END | MERGE (o)-[:PART_OF]->(p))
 RETURN count(*) AS linked
 """

@@ -81,4 +81,4 @@ class BulkRepository:
     ) -> None:
         await tx.rows(q.upsert_org(kind), {"rows": rows, "now": now})
         if links:
-            await tx.rows(q.SET_PARENTS, {"links": links})
+            await tx.rows(q.SET_PARENTS, {"links": links, "label": kind.value})

@@ -372,11 +372,10 @@ def _prepare_batch(
     return len(chunk), prepared, rejected
 
 
-def _failed(rows: Sequence[Any], error: ClientError) -> BatchOutcome:
+def _failed(rows: Sequence[_Keyed], error: ClientError) -> BatchOutcome:
     reason = f"Neo4j refused the batch, nothing of it was written: {error.message or error}"
     return BatchOutcome(rejected=[
-        Rejection(index=r.index, key=getattr(r, "key", None) or getattr(r, "id", None),
-                  code=RejectCode.BATCH_FAILED, reason=reason)
+        Rejection(index=r.index, key=r.key, code=RejectCode.BATCH_FAILED, reason=reason)
         for r in rows
     ])
 
@@ -449,7 +448,8 @@ def _prepare_item(index: int, raw: ItemRow | Mapping[str, Any]) -> _Item:
         update |= attributes
     identifiers: dict[str, str] = {}
     if isinstance(row, CIRow):
-        ids = identifier_properties(row.identifiers)
+        # A blank serial or instance id passes Identifiers (stripped to ""): treat it as none.
+        ids = {k: v or None for k, v in identifier_properties(row.identifiers).items()}
         create |= {k: v for k, v in ids.items() if v}
         create["ciClass"] = row.ci_class.value
         if "identifiers" in given:

@@ -23,6 +23,7 @@ from cmdb.schema.health import (
 )
 from cmdb.schema.payloads import user_errors
 from cmdb.schema.types import item_view
+from cmdb.servicemodel.models import Service as ServiceDomain
 
 
 async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped-def]
@@ -49,9 +50,13 @@ class HealthQuery:
 
     @strawberry.field(description="Top-down: an item's model with states and root-cause "
                       "candidates.")
-    async def service_model(self, info: strawberry.Info, id: strawberry.ID) -> ServiceModel:
+    async def service_model(
+        self, info: strawberry.Info, id: strawberry.ID, services_only: bool = False
+    ) -> ServiceModel:
         root = await _item(info, str(id))
         entries = await info.context.services.health.model(str(id))
+        if services_only:  # the executive view: services and their states, no infrastructure
+            entries = [e for e in entries if isinstance(e.item, ServiceDomain)]
         causes = sorted((e for e in entries if e.root_cause),
                         key=lambda e: (-e.depth, -PRECEDENCE[e.state], e.item.name))
         return ServiceModel(
