@@ -60,8 +60,12 @@ async def test_demo_starts_healthy(gql, demo):
     assert {e["node"]["healthState"] for e in data["services"]["edges"]} == {"UP"}
 
 
-async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(gql, demo):
+async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(
+    gql, demo, pinned
+):
+    pinned(PAYDAY - timedelta(minutes=30))
     result = await gql.ok(SET, ids=[demo["server123"]], s="DOWN")
+    pinned(None)
     changed = {c["itemId"]: c["state"] for c in result["setOperationalState"]["changes"]}
     assert changed[demo["Payroll"]] == "DOWN"
     assert await health(gql, demo["Payroll"]) == "DOWN"
@@ -74,6 +78,8 @@ async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(gq
     assert first["pathNames"] == ["server123", "payroll-db", "payroll-app",
                                   "Payroll Application Service", "Payroll"]
     assert any("business-critical" in r for r in first["reasons"])
+    # 99.9 % of November less five 2-hour Sunday windows allows 42.6 min; 30 are used
+    assert first["minutesToSlaBreach"] == pytest.approx(12.6)
     names = [e["item"]["name"] for e in data["impact"]]
     assert "Payroll Application Service" in names and "Trading" not in names
 

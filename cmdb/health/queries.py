@@ -204,3 +204,18 @@ MATCH (c:StateChange) WHERE c.at > $since AND ($ids IS NULL OR c.itemId IN $ids)
 RETURN c {.itemId, .state, .previous, .at, .cause} AS change
 ORDER BY c.at LIMIT $limit
 """
+
+HISTORIES: LiteralString = """
+UNWIND $ids AS id
+CALL (id) {
+  OPTIONAL MATCH (sc:StateChange {itemId: id}) WHERE sc.at < $start
+  WITH sc ORDER BY sc.at DESC LIMIT 1
+  RETURN collect(sc {.state, .at}) AS opening
+}
+CALL (id) {
+  OPTIONAL MATCH (sc:StateChange {itemId: id}) WHERE $start <= sc.at < $end
+  WITH sc ORDER BY sc.at
+  RETURN collect(sc {.state, .at}) AS inside
+}
+RETURN id, opening + inside AS changes
+"""

@@ -101,3 +101,11 @@ class HealthRepository:
                         at=as_datetime(c["at"]), cause=c["cause"])
             for c in (r["change"] for r in rows)
         ]
+
+    async def histories(
+        self, ids: list[str], start: datetime, end: datetime
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each item's changes in [start, end) and the last one before: one round trip."""
+        rows = await self.db.read(q.HISTORIES, {"ids": ids, "start": start, "end": end})
+        return {r["id"]: [{**c, "at": as_datetime(c["at"])} for c in r["changes"]]
+                for r in rows}

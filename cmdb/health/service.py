@@ -176,6 +176,10 @@ class HealthService:
 
     async def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
         entries: list[tuple[tuple[Any, ...], Impact]] = []
+        month_start, _ = month_of(at)
+        service_ids = [r["item"]["id"] for r in rows if r["item"]["kind"] == "SERVICE"]
+        histories = (await self.repo.histories(service_ids, month_start, at)
+                     if service_ids else {})
         for r in rows:
             item = item_from_row(r["item"])
             state = OperationalState(r["state"] or "UNKNOWN")
@@ -191,7 +195,7 @@ class HealthService:
                     [s for s in specs if periods.is_valid_period(s)], at)
                 if critical:
                     reasons.append("in a business-critical period now")
-                to_breach = await self._minutes_to_breach(item, at)
+                to_breach = self._minutes_to_breach(item, at, histories.get(item.id, []))
                 if to_breach is not None:
                     reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
                 revenue = item.business_value.revenue_per_hour or Decimal(0)
@@ -213,7 +217,10 @@ class HealthService:
         entries.sort(key=lambda e: e[0])
         return [e.model_copy(update={"rank": i + 1}) for i, (_, e) in enumerate(entries)]
 
-    async def _minutes_to_breach(self, service: Service, at: datetime) -> float | None:
+    @staticmethod
+    def _minutes_to_breach(
+        service: Service, at: datetime, changes: list[dict[str, Any]]
+    ) -> float | None:
         target = service.sla.availability_target
         if target is None:
             return None
@@ -223,7 +230,6 @@ class HealthService:
         period = (end - start).total_seconds() / 60 - periods.overlap_minutes((start, end),
                                                                                windows)
         allowed = period * (1 - float(target) / 100)
-        changes = await self.repo.history(service.id, start, at)
         used = periods.minutes_by_state(
             [(c["at"], OperationalState(c["state"])) for c in changes], start, at, windows
         )["DOWN"]
