@@ -158,7 +158,7 @@ def wrk(target: str, op: str, concurrency: int, seconds: float, bodies: Path) ->
     url = f"http://127.0.0.1:{PORTS[target]}{path}"
     threads = 1 if concurrency == 1 else 2
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s",
+        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
          "--timeout", "30s", "-s", str(ROOT / "bench" / "wrk" / "post.lua"), url],
         env={**os.environ, "BENCH_BODIES": str(bodies)}, capture_output=True, text=True,
         timeout=seconds + 60, check=True,
@@ -297,6 +297,9 @@ def main() -> None:
         load_summary = " ".join(ln.strip() for ln in out.splitlines()[-6:])
     with GraphDatabase.driver(instance.uri, auth=(instance.user, instance.password())) as d:
         ids = sample_ids(d, 2000)
+        # Warm the page cache the same way for every target: touch all items and their links.
+        d.execute_query("MATCH (n:Item) OPTIONAL MATCH (n)-[r]-() "
+                        "RETURN count(n.name) + count(r) AS touched", routing_="r")
     print(f"tier {args.tier}: {len(ids)} sample ids; starting servers", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp_dir:
