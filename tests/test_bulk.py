@@ -299,6 +299,13 @@ async def test_conflicts_with_stored_items_are_rejected_per_row(clean_db, test_s
     as_service = await service.upsert_items([
         ServiceRow(id="srv-1", name="srv-1", kind=ServiceKind.TECHNICAL)])
     assert [(r.code, r.field) for r in as_service.rejected] == [(RejectCode.CONFLICT, "id")]
+    # Identifiers strips a blank serial to "": that is no serial, not a shared one.
+    blank = await service.upsert_items([
+        ci_row(f"blank-{i}", "b", CIClass.SERVER, identifiers=Identifiers(serial_number="  "))
+        for i in range(2)])
+    assert (blank.created, blank.rejected) == (2, [])
+    held = await clean_db.read("MATCH (n:CI) WHERE n.serialNumber = '' RETURN count(n) AS c")
+    assert held[0]["c"] == 0
 
 
 async def test_relationship_rules_are_checked_per_row(clean_db, test_settings):

@@ -20,6 +20,8 @@ def native(value: Any) -> Any:
 
 
 def as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
     v = native(value)
     return v if isinstance(v, datetime) else None
 

@@ -30,7 +30,7 @@ class CountingTx:
     async def rows(self, query: LiteralString, params: Params | None = None) -> list[Row]:
         self._counter.count += 1
         result = await self._tx.run(query, params or {})
-        return [r.data() async for r in result]
+        return [dict(r.items()) async for r in result]
 
     async def one(self, query: LiteralString, params: Params | None = None) -> Row | None:
         found = await self.rows(query, params)
@@ -83,7 +83,9 @@ class Database:
             database_=self.database,
             routing_=mode,
         )
-        return [r.data() for r in records]
+        # Queries return maps and lists, never graph objects, so a shallow dict is enough;
+        # Record.data() walks every nested value and was the largest client-side cost.
+        return [dict(r.items()) for r in records]
 
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         async with self.driver.session(database=self.database) as session:

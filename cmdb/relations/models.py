@@ -87,3 +87,4 @@ class RelationQuery(BaseModel):
     depth: int = 1
     first: int = 50
     include_retired: bool = False
+    with_org: bool = True  # read owner, cost centre and location of the related items

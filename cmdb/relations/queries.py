@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-from cmdb.core.cypher import ITEM_PROJECTION, trusted
+from cmdb.core.cypher import ITEM_PROJECTION, ITEM_PROJECTION_BARE, trusted
 from cmdb.relations.models import Direction, RelationType
 
-_RELATION = (
-    "{type: type(r), startId: startNode(r).id, endId: endNode(r).id, props: properties(r), "
-    "depth: depth, path: path, direction: direction, item: " + ITEM_PROJECTION + "}"
+_RELATION_HEAD = (
+    "{type: type(r), startId: startNode(r).id, endId: endNode(r).id, "
+    "props: r {.*, createdAt: toString(r.createdAt), updatedAt: toString(r.updatedAt), "
+    "retiredAt: toString(r.retiredAt)}, "
+    "depth: depth, path: path, direction: direction, item: "
 )
+_RELATION = _RELATION_HEAD + ITEM_PROJECTION + "}"
+_RELATION_BARE = _RELATION_HEAD + ITEM_PROJECTION_BARE + "}"
 
 
 def _types(types: tuple[RelationType, ...]) -> str:
@@ -55,7 +59,8 @@ def _arrows(direction: Direction) -> list[tuple[str, str, str]]:
 
 
 def neighbours(
-    direction: Direction, types: tuple[RelationType, ...], depth: int, include_retired: bool
+    direction: Direction, types: tuple[RelationType, ...], depth: int, include_retired: bool,
+    with_org: bool = True,
 ) -> LiteralString:
     """Relations of many items at once: one round trip for a whole batch of parents."""
     t = _types(types)
@@ -89,7 +94,7 @@ CALL (s) {{
   WITH r, n, depth, path, direction
   ORDER BY depth, n.nameLower, n.id
   LIMIT $first
-  RETURN collect({_RELATION}) AS rels
+  RETURN collect({_RELATION if with_org else _RELATION_BARE}) AS rels
 }}
 RETURN id, rels
 """)

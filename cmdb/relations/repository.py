@@ -42,7 +42,8 @@ class RelationRepository:
         self.db = db
 
     async def neighbours(self, ids: list[str], rq: RelationQuery) -> dict[str, list[Relation]]:
-        query = q.neighbours(rq.direction, rq.types, rq.depth, rq.include_retired)
+        query = q.neighbours(rq.direction, rq.types, rq.depth, rq.include_retired,
+                             rq.with_org)
         rows = await self.db.read(query, {"ids": ids, "first": rq.first})
         return {r["id"]: [relation_from_row(x) for x in r["rels"]] for r in rows}
 

@@ -34,6 +34,7 @@ class RelationService:
         depth: int,
         first: int | None,
         include_retired: bool,
+        with_org: bool = True,
     ) -> RelationQuery:
         errors = []
         if not 1 <= depth <= self.settings.max_relationship_depth:
@@ -54,6 +55,7 @@ class RelationService:
             depth=depth,
             first=size,
             include_retired=include_retired,
+            with_org=with_org,
         )
 
     async def neighbours(self, ids: list[str], rq: RelationQuery) -> list[list[Relation]]:

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.nodes import SelectedField
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import ItemBase, OrgUnit
@@ -138,10 +139,24 @@ class Item:
         include_retired: bool = False,
     ) -> list[Relation]:
         ctx = info.context
+        with_org = selects_any(info.selected_fields[0].selections, ORG_FIELDS)
         rq = ctx.services.relations.relation_query(direction, types, depth, first,
-                                                   include_retired)
+                                                   include_retired, with_org)
         rels = await ctx.loaders.relations(rq).load(str(self.id))
         return [Relation.from_model(r) for r in rels]
+
+
+ORG_FIELDS = frozenset({"ownerGroup", "costCentre", "location"})
+
+
+def selects_any(selections: list[Any], names: frozenset[str]) -> bool:
+    """Whether any of ``names`` is asked for anywhere below, fragments included."""
+    for sel in selections:
+        if isinstance(sel, SelectedField) and sel.name in names:
+            return True
+        if selects_any(sel.selections, names):
+            return True
+    return False
 
 
 def _item_fields(m: ItemBase) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Benchmark tooling: the synthetic enterprise generator and its loader."""
