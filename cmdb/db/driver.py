@@ -30,7 +30,7 @@ class CountingTx:
     async def rows(self, query: LiteralString, params: Params | None = None) -> list[Row]:
         self._counter.count += 1
         result = await self._tx.run(query, params or {})
-        return [dict(r.items()) async for r in result]
+        return [dict(zip(r.keys(), r.values(), strict=True)) async for r in result]
 
     async def one(self, query: LiteralString, params: Params | None = None) -> Row | None:
         found = await self.rows(query, params)
@@ -85,7 +85,7 @@ class Database:
         )
         # Queries return maps and lists, never graph objects, so a shallow dict is enough;
         # Record.data() walks every nested value and was the largest client-side cost.
-        return [dict(r.items()) for r in records]
+        return [dict(zip(r.keys(), r.values(), strict=True)) for r in records]
 
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         async with self.driver.session(database=self.database) as session:
