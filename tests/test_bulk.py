@@ -399,3 +399,22 @@ async def test_org_units_hierarchy_and_conflicts(gql, clean_db, test_settings):
     kinds = await service.upsert_org_units(OrgKind.OWNER_GROUP, [
         OrgRow(id="cc-it", name="IT"), OrgRow(id="og-1", name="Ops", parent_id="og-0")])
     assert [(r.index, r.field) for r in kinds.rejected] == [(0, "id"), (1, "parentId")]
+
+
+async def test_member_of_gets_its_impact_mirror(clean_db, test_settings):
+    from cmdb.bulk.service import BulkService
+    from cmdb.inventory.models import CIClass
+    from cmdb.relations.models import RelationType
+
+    bulk = BulkService(clean_db, test_settings)
+    await bulk.upsert_items([
+        {"id": "h1", "name": "h1", "ci_class": CIClass.HYPERVISOR_HOST},
+        {"id": "c1", "name": "c1", "ci_class": CIClass.CLUSTER},
+    ])
+    result = await bulk.upsert_relations([{"source_id": "h1", "target_id": "c1",
+                                           "type": RelationType.MEMBER_OF,
+                                           "properties": {"minUp": 1}}])
+    assert result.created == 1
+    rows = await clean_db.read("MATCH (:Item {id: 'c1'})-[h:HAS_MEMBER]->(:Item {id: 'h1'}) "
+                               "RETURN h.attr_minUp AS k")
+    assert rows == [{"k": 1}]

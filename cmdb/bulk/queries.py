@@ -143,6 +143,24 @@ RETURN outcome, count(*) AS n
 """)
 
 
+# The HAS_MEMBER mirror of each live MEMBER_OF edge in a batch (see cmdb/relations/queries.py).
+SYNC_MIRRORS: LiteralString = """
+UNWIND $rows AS row
+MATCH (s:Item {id: row.s})-[m:MEMBER_OF]->(t:Item {id: row.t})
+WHERE m.retiredAt IS NULL
+OPTIONAL MATCH (t)-[h:HAS_MEMBER]->(s) WHERE h.retiredAt IS NULL
+CALL (s, t, h) {
+  WITH s, t, h WHERE h IS NULL
+  CREATE (t)-[x:HAS_MEMBER]->(s)
+  RETURN x
+  UNION
+  WITH h WHERE h IS NOT NULL
+  RETURN h AS x
+}
+SET x = properties(m)
+"""
+
+
 # ------------------------------------------------------------------------------ org units
 
 EXISTING_ORG: LiteralString = """

@@ -57,6 +57,8 @@ class BulkRepository:
         tx: CountingTx, rel_type: RelationType, rows: list[Row], now: datetime
     ) -> dict[str, int]:
         found = await tx.rows(q.upsert_relations(rel_type), {"rows": rows, "now": now})
+        if rel_type is RelationType.MEMBER_OF:
+            await tx.rows(q.SYNC_MIRRORS, {"rows": rows})
         return {r["outcome"]: r["n"] for r in found}
 
     @staticmethod
