@@ -237,7 +237,9 @@ def render(all_results: dict[str, dict[str, Any]]) -> str:
              "Neo4j GraphQL Library on Apollo Server (one Node process), `raw` the same answers "
              "by hand-written Cypher through the Python driver behind a minimal HTTP endpoint "
              "(the ceiling). Ratios are throughput relative to `raw`.", ""]
-    for tier, res in sorted(all_results.items()):
+    impact = {k: v for k, v in all_results.items() if k.startswith("impact-")}
+    suites = {k: v for k, v in all_results.items() if not k.startswith("impact-")}
+    for tier, res in sorted(suites.items()):
         m = res["machine"]
         lines += [f"## Tier {tier}", "",
                   f"Run {res['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, "
@@ -265,6 +267,20 @@ def render(all_results: dict[str, dict[str, Any]]) -> str:
                       "end.", ""]
         if res.get("notes"):
             lines += [res["notes"], ""]
+    if impact:
+        lines += ["## Bottom-up impact", "",
+                  "Produced by `.venv/bin/python -m bench.impact`: one failing CI per request "
+                  "(hosts, databases, VMs, applications that something rests on), sequential; "
+                  "GraphQL through the API (one worker) versus the same statement through the "
+                  "driver. Target: p95 under 50 ms at 100k CIs, GraphQL within 1.5x of raw.", "",
+                  "| tier | CIs | requests | services reached (mean) | GraphQL p50 | GraphQL p95 "
+                  "| raw p50 | raw p95 | date |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for _, r in sorted(impact.items(), key=lambda kv: kv[1]["cis"]):
+            lines.append(f"| {r['tier']} | {r['cis']} | {r['requests']} | "
+                         f"{r['services_reached_mean']} | {r['graphql_p50_ms']} ms | "
+                         f"{r['graphql_p95_ms']} ms | {r['raw_p50_ms']} ms | "
+                         f"{r['raw_p95_ms']} ms | {r['date']} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -335,6 +351,8 @@ def main() -> None:
         record["notes"] = old["notes"]
     path.write_text(json.dumps(record, indent=1) + "\n")
     all_results = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}
+    all_results = {k: v for k, v in all_results.items() if "measurements" in v
+                   or k.startswith("impact-")}
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(all_results))
     print(f"\nwrote {path.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
