@@ -33,10 +33,11 @@ from cmdb.bulk.models import (
 )
 from cmdb.bulk.repository import BulkRepository, Row
 from cmdb.core.clock import utcnow
-from cmdb.core.models import DomainError, LifecycleStatus, OrgKind
+from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.health.models import rule_property_errors
 from cmdb.inventory.models import class_labels
 from cmdb.inventory.repository import (
     IDENTIFIER_PROPERTIES,
@@ -550,6 +551,10 @@ def _prepare_relation(index: int, raw: RelationRow | Mapping[str, Any]) -> _Rela
     if row.source_id == row.target_id:
         raise _Rejected(RejectCode.INVALID, "an item cannot be related to itself", "targetId")
     try:
+        rule_errors = rule_property_errors(row.properties)
+        if rule_errors:
+            raise DomainError([FieldError(field=f"properties.{k}", message=m)
+                               for k, m in rule_errors.items()])
         props = attribute_properties(row.properties, "properties")
     except DomainError as e:
         raise _domain(e) from None

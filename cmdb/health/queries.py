@@ -5,9 +5,10 @@ from typing import LiteralString
 from cmdb.core.cypher import ITEM_PROJECTION
 
 # The impact rule of relationship r (properties set by `relate` carry the attr_ prefix).
-IMPACT: LiteralString = """coalesce(r.attr_impact,
-  CASE WHEN r.attr_required = false THEN 'OPTIONAL' END,
-  CASE WHEN type(r) IN ['CONNECTS_TO', 'CONTAINS'] THEN 'INFORMATIONAL' ELSE 'REQUIRED' END)"""
+IMPACT: LiteralString = """coalesce(toUpper(r.attr_impact),
+  CASE WHEN type(r) IN ['CONNECTS_TO', 'CONTAINS'] THEN 'INFORMATIONAL'
+       WHEN r.attr_required = false THEN 'OPTIONAL'
+       ELSE 'REQUIRED' END)"""
 
 # An item's own state: what monitoring or an operator says. Services are not monitored
 # themselves, so an unknown own state of a service is neutral.
@@ -52,8 +53,8 @@ RETURN x.id AS id, before
 )
 
 # One step: each item's state from its own state and its providers' current states.
-# Redundancy groups: down when fewer than k members are available, unknown when the
-# unknown members decide, degraded while a member is down or degraded.
+# Redundancy groups: down when fewer than k members are available, else degraded while a
+# member is down or degraded, else unknown when the unknown members decide.
 STEP: LiteralString = (
     """
 UNWIND $ids AS id
@@ -72,15 +73,19 @@ CALL (x) {
     + IMPACT
     + """ AS impact
   WHERE impact <> 'INFORMATIONAL' AND p.lifecycleStatus <> 'RETIRED' AND p <> x
-  WITH impact, r,
+  WITH impact, r, p,
        CASE WHEN p.lifecycleStatus = 'MAINTENANCE' THEN 'UP'
             ELSE coalesce(p.healthState, 'UNKNOWN') END AS ps,
        CASE WHEN r.attr_redundancyGroup IS NOT NULL THEN 'g:' + r.attr_redundancyGroup
-            WHEN member THEN 'members'
+            WHEN member THEN 'g:members'
             ELSE 'e:' + elementId(r) END AS grp
-  WITH grp, collect(ps) AS states, collect(impact) AS impacts,
-       max(r.attr_minUp) AS minUp, max(r.attr_minUpPercent) AS pct
-  WITH all(i IN impacts WHERE i = 'OPTIONAL') AS optional, size(states) AS n,
+  // A provider joined to one group by several edges counts once.
+  WITH grp, p, ps, collect(impact) AS impacts, max(r.attr_minUp) AS minUp,
+       max(r.attr_minUpPercent) AS pct
+  WITH grp, collect(ps) AS states, collect(impacts) AS impacts, max(minUp) AS minUp,
+       max(pct) AS pct
+  WITH all(l IN impacts WHERE all(i IN l WHERE i = 'OPTIONAL')) AS optional,
+       size(states) AS n,
        size([s IN states WHERE s = 'DOWN']) AS down,
        size([s IN states WHERE s = 'UNKNOWN']) AS unknown,
        size([s IN states WHERE s = 'DEGRADED']) AS degraded,
@@ -88,10 +93,12 @@ CALL (x) {
             ELSE coalesce(toInteger(minUp),
                           CASE WHEN pct IS NOT NULL THEN toInteger(ceil(pct * size(states) / 100.0))
                           END, 1) END AS k
+  // Checked in precedence order, so a member getting worse never makes the group better
+  // (this keeps the fixpoint iteration monotone, and so finite, even through cycles).
   WITH optional, CASE
          WHEN n - down < k THEN 'DOWN'
-         WHEN n - down - unknown < k THEN 'UNKNOWN'
          WHEN down + degraded > 0 THEN 'DEGRADED'
+         WHEN n - down - unknown < k THEN 'UNKNOWN'
          ELSE 'UP' END AS c
   RETURN CASE WHEN NOT optional THEN c
               WHEN c IN ['DOWN', 'DEGRADED'] THEN 'DEGRADED'
@@ -155,7 +162,7 @@ IMPACTED: LiteralString = (
 MATCH (f:Item) WHERE f.id IN $ids
 MATCH p = ANY SHORTEST (f)"""
     + _UP_HOP
-    + """{1,50}(n:Item)
+    + """+(n:Item)
 WHERE n.lifecycleStatus <> 'RETIRED' AND NOT n.id IN $ids
 WITH n, p ORDER BY length(p)
 WITH n, head(collect(p)) AS p
@@ -173,7 +180,7 @@ MODEL: LiteralString = (
 MATCH (s:Item {id: $id})
 MATCH p = ANY SHORTEST (s)"""
     + _DOWN_HOP
-    + """{1,50}(n:Item)
+    + """+(n:Item)
 WHERE n.lifecycleStatus <> 'RETIRED' AND n <> s
 WITH n, p ORDER BY length(p)
 WITH n, head(collect(p)) AS p

@@ -8,6 +8,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.health.models import rule_property_errors
 from cmdb.health.repository import propagate
 from cmdb.relations.models import (
     SERVICE,
@@ -68,6 +69,10 @@ class RelationService:
     ) -> Relation:
         if source_id == target_id:
             raise DomainError.single("input.targetId", "an item cannot be related to itself")
+        rule_errors = rule_property_errors(properties or {})
+        if rule_errors:
+            raise DomainError([FieldError(field=f"input.properties.{k}", message=m)
+                               for k, m in rule_errors.items()])
         props = attribute_properties(properties or {}, "input.properties")
         now = utcnow()
 
