@@ -16,9 +16,11 @@ app = typer.Typer(help="CMDB and service-catalogue API.", no_args_is_help=True,
 schema_app = typer.Typer(help="Graph schema migrations and the GraphQL SDL.",
                          no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+health_app = typer.Typer(help="Health roll-up.", no_args_is_help=True)
 app.add_typer(db_app, name="db", help="The project-managed local Neo4j.")
 app.add_typer(schema_app, name="schema")
 app.add_typer(demo_app, name="demo")
+app.add_typer(health_app, name="health")
 
 
 def connected_settings(start_local: bool = True) -> Settings:
@@ -64,6 +66,11 @@ async def _with_db(settings: Settings, action: str) -> None:
             have = await current_version(db)
             typer.echo(f"schema at version {have}; latest is {LATEST_VERSION}"
                        + ("" if have == LATEST_VERSION else " (run `cmdb schema migrate`)"))
+        if action == "recompute":
+            from cmdb.health.repository import recompute_all
+
+            items, changed = await recompute_all(db, echo=typer.echo)
+            typer.echo(f"rolled up {items} items; {changed} changed state")
         if action == "demo":
             from cmdb.demo.loader import load_demo
 
@@ -102,6 +109,12 @@ def schema_export(path: Path = typer.Argument(Path("schema.graphql"))) -> None:
 
     path.write_text(sdl())
     typer.echo(f"wrote {path}")
+
+
+@health_app.command("recompute")
+def health_recompute() -> None:
+    """Roll up every item's health from scratch (after a bulk load or an upgrade)."""
+    _run_db("recompute")
 
 
 @demo_app.command("load")

@@ -418,3 +418,36 @@ async def test_member_of_gets_its_impact_mirror(clean_db, test_settings):
     rows = await clean_db.read("MATCH (:Item {id: 'c1'})-[h:HAS_MEMBER]->(:Item {id: 'h1'}) "
                                "RETURN h.attr_minUp AS k")
     assert rows == [{"k": 1}]
+
+
+async def test_recompute_all_rolls_up_bulk_loaded_items(clean_db, test_settings):
+    from cmdb.bulk.service import BulkService
+    from cmdb.core.models import OperationalState
+    from cmdb.health.repository import recompute_all
+    from cmdb.inventory.models import CIClass
+    from cmdb.relations.models import RelationType
+
+    bulk = BulkService(clean_db, test_settings)
+    await bulk.upsert_items([
+        {"id": "app", "name": "app", "ci_class": CIClass.APPLICATION_INSTANCE,
+         "operational_state": OperationalState.UP},
+        {"id": "db", "name": "db", "ci_class": CIClass.DATABASE,
+         "operational_state": OperationalState.DOWN},
+        {"id": "h1", "name": "h1", "ci_class": CIClass.HYPERVISOR_HOST,
+         "operational_state": OperationalState.DOWN},
+        {"id": "h2", "name": "h2", "ci_class": CIClass.HYPERVISOR_HOST,
+         "operational_state": OperationalState.UP},
+        {"id": "c", "name": "c", "ci_class": CIClass.CLUSTER,
+         "operational_state": OperationalState.UP},
+    ])
+    await bulk.upsert_relations([
+        {"source_id": "app", "target_id": "db", "type": RelationType.DEPENDS_ON},
+        {"source_id": "h1", "target_id": "c", "type": RelationType.MEMBER_OF},
+        {"source_id": "h2", "target_id": "c", "type": RelationType.MEMBER_OF},
+    ])
+    items, changed = await recompute_all(clean_db, batch=2)
+    assert items == 5 and changed == 5
+    rows = await clean_db.read("MATCH (n:Item) RETURN n.id AS id, n.healthState AS s")
+    assert {r["id"]: r["s"] for r in rows} == {
+        "app": "DOWN", "db": "DOWN", "h1": "DOWN", "h2": "UP", "c": "DEGRADED"}
+    assert (await recompute_all(clean_db, batch=2)) == (5, 0)  # settled: nothing changes

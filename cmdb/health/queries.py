@@ -226,3 +226,8 @@ CALL (id) {
 }
 RETURN id, opening + inside AS changes
 """
+
+ITEM_IDS_PAGE: LiteralString = """
+MATCH (x:Item) WHERE x.id > $after AND x.lifecycleStatus <> 'RETIRED'
+RETURN x.id AS id ORDER BY x.id LIMIT $limit
+"""

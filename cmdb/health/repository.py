@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from cmdb.core.clock import utcnow
 from cmdb.core.mapping import as_datetime
 from cmdb.core.models import OperationalState
 from cmdb.db.driver import CountingTx, Database
@@ -109,3 +110,46 @@ class HealthRepository:
         rows = await self.db.read(q.HISTORIES, {"ids": ids, "start": start, "end": end})
         return {r["id"]: [{**c, "at": as_datetime(c["at"])} for c in r["changes"]]
                 for r in rows}
+
+
+async def recompute_all(
+    db: Database, batch: int = 5000, echo: Any = None
+) -> tuple[int, int]:
+    """Roll up every live item, e.g. after a bulk load: (items, items whose state changed).
+
+    Batched, one transaction per batch: every item is reset to its own state, then passes of
+    the roll-up step run over all batches until a pass changes nothing. Each step only makes
+    states worse, so the passes end at the same least fixpoint a single transaction would.
+    """
+    ids: list[str] = []
+    after = ""
+    while True:
+        rows = await db.read(q.ITEM_IDS_PAGE, {"after": after, "limit": 50_000})
+        if not rows:
+            break
+        ids += [r["id"] for r in rows]
+        after = ids[-1]
+    chunks = [ids[i:i + batch] for i in range(0, len(ids), batch)]
+    before: dict[str, Any] = {}
+    for chunk in chunks:
+        rows = await db.write(q.RESET, {"ids": chunk})
+        before.update({r["id"]: r["before"] for r in rows})
+    passes = 0
+    while True:
+        passes += 1
+        changed = 0
+        for chunk in chunks:
+            rows = await db.write(q.STEP, {"ids": chunk})
+            changed += rows[0]["changed"] if rows else 0
+        if echo:
+            echo(f"pass {passes}: {changed} items changed")
+        if changed == 0:
+            break
+    now = utcnow()
+    recorded = 0
+    for chunk in chunks:
+        rows = await db.write(q.RECORD_CHANGES, {
+            "before": [{"id": i, "before": before.get(i)} for i in chunk],
+            "now": now, "cause": "recompute"})
+        recorded += len(rows)
+    return len(ids), recorded
