@@ -47,6 +47,10 @@ async def test_create_and_read_back(gql):
                         "node(id: $id) { __typename id } }", id=ci["id"])
     assert read["configurationItem"] == {"name": "server123", "criticality": "HIGH"}
     assert read["node"] == {"__typename": "ConfigurationItem", "id": ci["id"]}
+    # owner, cost centre and location are read only when asked for, fragments included
+    owned = await gql.ok("query($id: ID!) { node(id: $id) { ... on ConfigurationItem "
+                         "{ ownerGroup { name } } } }", id=ci["id"])
+    assert owned["node"] == {"ownerGroup": {"name": "Unix Ops"}}
 
 
 async def test_validation_errors_name_the_field_and_write_nothing(gql, clean_db):

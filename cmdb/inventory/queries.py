@@ -2,7 +2,16 @@
 
 from typing import LiteralString
 
-from cmdb.core.cypher import ITEM_PROJECTION, trusted
+from cmdb.core.cypher import ITEM_PROJECTION, ITEM_PROJECTION_BARE, trusted
+
+GET_ITEMS_BARE: LiteralString = (
+    """
+UNWIND $ids AS id
+MATCH (n:Item {id: id})
+RETURN """
+    + ITEM_PROJECTION_BARE
+    + " AS item"
+)
 
 GET_ITEMS: LiteralString = (
     """

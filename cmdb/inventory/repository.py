@@ -52,8 +52,10 @@ class InventoryRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_rows(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        rows = await self.db.read(q.GET_ITEMS, {"ids": ids})
+    async def get_rows(
+        self, ids: list[str], with_org: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        rows = await self.db.read(q.GET_ITEMS if with_org else q.GET_ITEMS_BARE, {"ids": ids})
         return {r["item"]["id"]: r["item"] for r in rows}
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
@@ -53,12 +54,29 @@ class Loaders:
         self.items: DataLoader[str, ConfigurationItem | Service | None] = DataLoader(
             self._load_items
         )
+        # For reads that ask for no owner, cost centre or location: a lighter statement.
+        self.items_bare: DataLoader[str, ConfigurationItem | Service | None] = DataLoader(
+            self._load_items_bare
+        )
         self.org: DataLoader[str, OrgUnit | None] = DataLoader(services.org.get_many)
         self._relations: dict[RelationQuery, DataLoader[str, list[Relation]]] = {}
 
     async def _load_items(self, ids: list[str]) -> list[ConfigurationItem | Service | None]:
         rows = await self._services.inventory.repo.get_rows(ids)
         return [item_from_row(rows[i]) if i in rows else None for i in ids]
+
+    async def _load_items_bare(
+        self, ids: list[str]
+    ) -> list[ConfigurationItem | Service | None]:
+        rows = await self._services.inventory.repo.get_rows(ids, with_org=False)
+        return [item_from_row(rows[i]) if i in rows else None for i in ids]
+
+    def item_loader(
+        self, selections: list[Any]
+    ) -> DataLoader[str, ConfigurationItem | Service | None]:
+        from cmdb.schema.types import ORG_FIELDS, selects_any
+
+        return self.items if selects_any(selections, ORG_FIELDS) else self.items_bare
 
     def relations(self, rq: RelationQuery) -> DataLoader[str, list[Relation]]:
         loader = self._relations.get(rq)

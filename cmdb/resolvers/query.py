@@ -94,14 +94,16 @@ def service_filter(f: ServiceFilter | None) -> ItemFilter:
 class Query(HealthQuery, AlarmQuery):
     @strawberry.field(description="Any item (configuration item or service) by id.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Item | None:
-        found = await info.context.loaders.items.load(str(id))
+        found = await info.context.loaders.item_loader(
+            info.selected_fields[0].selections).load(str(id))
         return item_view(found) if found else None
 
     @strawberry.field(description="A configuration item by id (retired ones too).")
     async def configuration_item(
         self, info: strawberry.Info, id: strawberry.ID
     ) -> ConfigurationItem | None:
-        found = await info.context.loaders.items.load(str(id))
+        found = await info.context.loaders.item_loader(
+            info.selected_fields[0].selections).load(str(id))
         return ConfigurationItem.from_model(found) if isinstance(found, CIModel) else None
 
     @strawberry.field(description="Configuration items, filtered and sorted, a page at a time.")
@@ -129,7 +131,8 @@ class Query(HealthQuery, AlarmQuery):
 
     @strawberry.field(description="A service by id (retired ones too).")
     async def service(self, info: strawberry.Info, id: strawberry.ID) -> Service | None:
-        found = await info.context.loaders.items.load(str(id))
+        found = await info.context.loaders.item_loader(
+            info.selected_fields[0].selections).load(str(id))
         return Service.from_model(found) if isinstance(found, ServiceModel) else None
 
     @strawberry.field(description="Business and technical services, a page at a time.")
