@@ -10,6 +10,7 @@ from typing import LiteralString
 
 from cmdb.core.cypher import trusted
 from cmdb.core.models import OrgKind
+from cmdb.relations import queries as relation_queries
 from cmdb.relations.models import RelationType
 
 # ------------------------------------------------------------------------------ items
@@ -143,22 +144,8 @@ RETURN outcome, count(*) AS n
 """)
 
 
-# The HAS_MEMBER mirror of each live MEMBER_OF edge in a batch (see cmdb/relations/queries.py).
-SYNC_MIRRORS: LiteralString = """
-UNWIND $rows AS row
-MATCH (s:Item {id: row.s})-[m:MEMBER_OF]->(t:Item {id: row.t})
-WHERE m.retiredAt IS NULL
-OPTIONAL MATCH (t)-[h:HAS_MEMBER]->(s) WHERE h.retiredAt IS NULL
-CALL (s, t, h) {
-  WITH s, t, h WHERE h IS NULL
-  CREATE (t)-[x:HAS_MEMBER]->(s)
-  RETURN x
-  UNION
-  WITH h WHERE h IS NOT NULL
-  RETURN h AS x
-}
-SET x = properties(m)
-"""
+# The HAS_MEMBER mirrors of MEMBER_OF edges: the same statement `relate` uses.
+SYNC_MIRRORS = relation_queries.SYNC_MIRRORS
 
 
 # ------------------------------------------------------------------------------ org units

@@ -28,8 +28,9 @@ def _types(types: tuple[RelationType, ...]) -> str:
 # inlinable pattern). It is never listed as a relationship of its own.
 MIRROR = "HAS_MEMBER"
 
-SYNC_MIRROR: LiteralString = """
-MATCH (s:Item {id: $sourceId})-[m:MEMBER_OF]->(t:Item {id: $targetId})
+SYNC_MIRRORS: LiteralString = """
+UNWIND $rows AS row
+MATCH (s:Item {id: row.s})-[m:MEMBER_OF]->(t:Item {id: row.t})
 WHERE m.retiredAt IS NULL
 OPTIONAL MATCH (t)-[h:HAS_MEMBER]->(s) WHERE h.retiredAt IS NULL
 CALL (s, t, h) {

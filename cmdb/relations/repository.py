@@ -66,7 +66,7 @@ class RelationRepository:
                                                 "props": props, "now": now})
         assert row is not None
         if rel_type is RelationType.MEMBER_OF:
-            await tx.rows(q.SYNC_MIRROR, {"sourceId": source_id, "targetId": target_id})
+            await tx.rows(q.SYNC_MIRRORS, {"rows": [{"s": source_id, "t": target_id}]})
         return relation_from_row(row["rel"])
 
     @staticmethod
