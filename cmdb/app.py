@@ -17,7 +17,7 @@ from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
 from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
-from cmdb.identity.principal import principal_from_headers
+from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
 from cmdb.schema import build_schema
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     # HTTPConnection: the same getter serves HTTP requests and websocket subscriptions.
     async def context_getter(request: HTTPConnection) -> Context:
         return Context(request.app.state.services, request_id_var.get() or "",
-                       principal_from_headers(request.headers, settings.is_development))
+                       request_principal(request))
 
     # GraphiQL's scripts are served from this process when installed (no CDN needed).
     assets = local_assets_dir(settings.home) if settings.is_development else None

@@ -20,6 +20,7 @@ from cmdb.db.driver import Database
 from cmdb.db.migrations import migrate
 from cmdb.localdb.manager import LocalNeo4j, instance_for
 from cmdb.settings import Settings
+from tests.auth import ADMIN, auth_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,18 +73,26 @@ async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[h
     app = create_app(test_settings, db=clean_db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        # The default caller is an admin; tests of access control pass their own headers.
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers=auth_headers(ADMIN[0], *ADMIN[1])) as c:
             yield c
 
 
 class GQL:
     """Posts GraphQL to the in-process app and fails loudly on transport-level errors."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> None:
         self.client = client
+        self.headers = headers
+
+    def as_user(self, user: str, *roles: str) -> GQL:
+        """The same client, calling as ``user`` with ``roles``."""
+        return GQL(self.client, auth_headers(user, *roles))
 
     async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
-        r = await self.client.post("/graphql", json={"query": query, "variables": variables})
+        r = await self.client.post("/graphql", json={"query": query, "variables": variables},
+                                   headers=self.headers)
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body

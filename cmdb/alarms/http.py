@@ -23,7 +23,8 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.alarms.models import BatchResult, RaiseOutcome
 from cmdb.alarms.service import AlarmService
-from cmdb.identity.principal import Permission, has_permission, principal_from_headers
+from cmdb.identity.http import forbidden, request_principal
+from cmdb.identity.principal import Permission, has_permission
 
 log = logging.getLogger("cmdb.alarms")
 
@@ -143,11 +144,9 @@ def _report(result: BatchResult) -> dict[str, Any]:
 async def post_alarms(request: Request) -> JSONResponse:
     """Raise many alarms at once; see the module docstring."""
     services = request.app.state.services
-    principal = principal_from_headers(request.headers, services.settings.is_development)
+    principal = request_principal(request)
     if not has_permission(principal, Permission.ALARM_WRITE):
-        who = "anonymous callers" if principal is None else "your roles"
-        return _error(403, "FORBIDDEN",
-                      f"{who} may not raise alarms (needs permission {Permission.ALARM_WRITE})")
+        return forbidden(principal, Permission.ALARM_WRITE, "raise alarms")
     try:
         media_type = _media_type(request)
         items = _parse(media_type, await _read_body(request))
