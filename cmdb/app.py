@@ -16,10 +16,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
-from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
+from cmdb.graphiql import local_assets_dir, mount_assets
+from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
+from cmdb.identity.devissuer import dev_issuer_router
 from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
+from cmdb.router import CMDBGraphQLRouter
 from cmdb.schema import build_schema
 from cmdb.settings import Settings, get_settings
 
@@ -34,11 +37,17 @@ def _request_id(request: Request) -> str:
     return uuid.uuid4().hex
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    """Build the app. ``db`` lets tests share one driver; otherwise one is made per process."""
+def create_app(settings: Settings | None = None, db: Database | None = None,
+               authenticator: Authenticator | None = None) -> FastAPI:
+    """Build the app. ``db`` lets tests share one driver; otherwise one is made per process.
+
+    ``authenticator`` defaults to the one the settings describe (external issuer or, in
+    development, the built-in development issuer).
+    """
     settings = settings or get_settings()
     if settings.neo4j_uri is None:
         raise RuntimeError("CMDB_NEO4J_URI is not set; start the API with `cmdb serve`")
+    auth = authenticator or Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +83,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     # GraphiQL's scripts are served from this process when installed (no CDN needed).
     assets = local_assets_dir(settings.home) if settings.is_development else None
-    router: LocalGraphiQLRouter[Context, None] = LocalGraphiQLRouter(
+    router = CMDBGraphQLRouter(
         build_schema(settings),
         context_getter=context_getter,
         graphql_ide="graphiql" if settings.is_development else None,
@@ -83,11 +92,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         assets_dir=assets,
         # graphql-transport-ws only: the legacy graphql-ws protocol is off.
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        authenticator=auth,
     )
     app.include_router(router, prefix="/graphql")
     app.include_router(alarms_router)
+    app.state.auth = auth
+    if auth.dev_issuer is not None:
+        app.include_router(dev_issuer_router(auth.dev_issuer))
     if assets is not None:
         mount_assets(app, assets)
+
+    # Added before the request-id middleware, so it runs inside it: refusals get an id too.
+    app.add_middleware(BearerAuthMiddleware, authenticator=auth)
 
     @app.middleware("http")
     async def request_context(

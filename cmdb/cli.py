@@ -123,6 +123,32 @@ def demo_load() -> None:
     _run_db("demo")
 
 
+@app.command()
+def token(
+    user: str = typer.Argument(..., help="The user the token is for (its preferred_username)."),
+    roles: str = typer.Option("", help="Comma-separated roles, e.g. operator,approver."),
+    ttl: int | None = typer.Option(None, help="Lifetime in seconds (default 8 hours)."),
+    header: bool = typer.Option(False, help="Print a GraphiQL Headers JSON instead."),
+) -> None:
+    """Print a development bearer token for USER with ROLES (development mode only)."""
+    from cmdb.identity.devissuer import DevIssuer
+    from cmdb.identity.principal import ROLES
+
+    settings = get_settings()
+    if not settings.uses_dev_issuer:
+        raise _fail("tokens come from the configured identity provider "
+                    "(the development issuer is on only in development mode without "
+                    "CMDB_AUTH_ISSUER)")
+    wanted = [r.strip().lower() for r in roles.split(",") if r.strip()]
+    unknown = sorted(set(wanted) - set(ROLES))
+    if unknown:
+        raise _fail(f"unknown roles: {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    if not user.strip() or len(user) > 200:
+        raise _fail("USER must be 1 to 200 characters")
+    value = DevIssuer.load(settings).mint(user.strip(), wanted, ttl_s=ttl)
+    typer.echo(f'{{"Authorization": "Bearer {value}"}}' if header else value)
+
+
 def _serve(host: str | None, port: int | None, workers: int | None, banner: bool) -> None:
     import uvicorn
 
@@ -135,6 +161,13 @@ def _serve(host: str | None, port: int | None, workers: int | None, banner: bool
         typer.secho(f"\nCMDB API: {url}" + ("  (GraphiQL: open it in a browser)"
                                           if settings.is_development else ""),
                     fg=typer.colors.GREEN)
+        if settings.uses_dev_issuer:
+            from cmdb.identity.devissuer import DevIssuer
+
+            token = DevIssuer.load(settings).mint("admin", ["admin"])
+            typer.echo("Every call needs a bearer token. For GraphiQL's Headers tab (an admin; "
+                       "`cmdb token USER --roles ...` makes others):")
+            typer.echo(f'{{"Authorization": "Bearer {token}"}}\n')
     uvicorn.run("cmdb.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_config=None, access_log=False)
 

@@ -10,6 +10,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _WEAK_PASSWORDS = {"", "neo4j", "password", "changeme", "secret"}
+# Keys come from a JWKS of public keys, so shared-secret (HS*) and "none" are never accepted.
+_ASYMMETRIC_ALGORITHMS = frozenset({
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+})
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,25 @@ class Settings(BaseSettings):
     max_tokens: int = Field(4000, ge=100)
     max_relationship_depth: int = Field(5, ge=1)
 
+    # Bearer tokens (JWT). With no issuer set, development mode uses the built-in development
+    # issuer (keys under <home>/dev-issuer); production mode refuses to start without one.
+    auth_issuer: str | None = None
+    auth_audience: str = "cmdb-api"
+    auth_jwks_url: str | None = None
+    auth_algorithms: list[str] = ["RS256"]
+    # Dotted path of the claim holding roles or groups (Keycloak: realm_access.roles,
+    # Entra ID: roles, Okta: groups) and how its values map to our roles. An empty map takes
+    # values that are already our role names as they are.
+    auth_roles_claim: str = "roles"
+    auth_role_map: dict[str, str] = {}
+    auth_user_claims: list[str] = ["preferred_username", "upn", "email", "sub"]
+    auth_leeway_s: int = Field(30, ge=0, le=300)
+    auth_jwks_cache_s: float = Field(300.0, gt=0)
+    auth_jwks_refetch_cooldown_s: float = Field(30.0, ge=0)
+    auth_jwks_timeout_s: float = Field(3.0, gt=0)
+    auth_max_header_bytes: int = Field(8192, ge=1024)
+    dev_issuer_token_ttl_s: int = Field(8 * 3600, ge=60)
+
     @model_validator(mode="after")
     def _refuse_weak_production(self) -> Settings:
         if self.mode == "production":
@@ -55,6 +78,16 @@ class Settings(BaseSettings):
             pw = self.neo4j_password.get_secret_value() if self.neo4j_password else ""
             if pw in _WEAK_PASSWORDS:
                 raise ValueError("CMDB_NEO4J_PASSWORD is missing or a known default")
+            if self.auth_issuer is None or self.auth_jwks_url is None:
+                raise ValueError("CMDB_AUTH_ISSUER and CMDB_AUTH_JWKS_URL must be set in "
+                                 "production mode (the development issuer is refused)")
+        if self.auth_issuer is not None and self.auth_jwks_url is None:
+            raise ValueError("CMDB_AUTH_JWKS_URL is required when CMDB_AUTH_ISSUER is set")
+        bad = [a for a in self.auth_algorithms if a not in _ASYMMETRIC_ALGORITHMS]
+        if bad or not self.auth_algorithms:
+            raise ValueError(
+                f"CMDB_AUTH_ALGORITHMS allows only asymmetric algorithms "
+                f"({', '.join(sorted(_ASYMMETRIC_ALGORITHMS))}); refused: {', '.join(bad)}")
         if self.default_page_size > self.max_page_size:
             raise ValueError("CMDB_DEFAULT_PAGE_SIZE exceeds CMDB_MAX_PAGE_SIZE")
         return self
@@ -62,6 +95,11 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.mode == "development"
+
+    @property
+    def uses_dev_issuer(self) -> bool:
+        """Whether tokens come from the built-in development issuer (development mode only)."""
+        return self.is_development and self.auth_issuer is None
 
 
 @lru_cache(maxsize=1)

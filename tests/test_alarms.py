@@ -23,7 +23,6 @@ from cmdb.identity.principal import (
     Permission,
     Principal,
     has_permission,
-    principal_from_headers,
 )
 from cmdb.inventory.models import CIClass
 from cmdb.relations.models import RelationType
@@ -49,16 +48,6 @@ def test_role_permissions():
     assert not has_permission(REQUESTER, Permission.ALARM_WRITE)
     assert not has_permission(Principal("x", frozenset({"nonsense"})), Permission.ALARM_WRITE)
     assert not has_permission(None, Permission.ALARM_ACKNOWLEDGE)
-
-
-def test_principal_from_headers_only_in_development():
-    headers = {"X-CMDB-User": " olga ", "X-CMDB-Roles": "Operator, finance,,"}
-    assert principal_from_headers(headers, development=True) == Principal(
-        "olga", frozenset({"operator", "finance"}))
-    assert principal_from_headers(headers, development=False) is None
-    assert principal_from_headers({"X-CMDB-Roles": "admin"}, development=True) is None
-    assert principal_from_headers({"x-cmdb-user": "bob"}, development=True) == Principal(
-        "bob", frozenset())
 
 
 def test_alarm_state_is_the_worst_mapped_severity():

@@ -12,14 +12,16 @@ import pytest
 import pytest_asyncio
 
 from cmdb.alarms.http import MAX_ALARMS, MAX_BODY_BYTES
-from cmdb.alarms.http import router as alarms_router
 from cmdb.app import create_app
+from tests.auth import ADMIN, auth_headers
 
 pytestmark = pytest.mark.integration
 
-OPERATOR = {"X-CMDB-User": "olga", "X-CMDB-Roles": "operator"}
-MONITOR = {"X-CMDB-User": "zabbix", "X-CMDB-Roles": "monitoring"}
-REQUESTER = {"X-CMDB-User": "rita", "X-CMDB-Roles": "requester,approver"}
+OPERATOR = auth_headers("olga", "operator")
+MONITOR = auth_headers("zabbix", "monitoring")
+REQUESTER = auth_headers("rita", "requester", "approver")
+NO_ROLES = auth_headers("nora")  # authenticated, but no role grants anything
+ADMIN_H = auth_headers(*ADMIN[:1], *ADMIN[1])
 ANONYMOUS: dict[str, str] = {}
 
 ALARM_FIELDS = """id source dedupKey ciId severity status message count firstOccurredAt
@@ -38,8 +40,6 @@ LIST = ("query($filter: AlarmFilter, $first: Int) { alarms(filter: $filter, firs
 @pytest_asyncio.fixture
 async def api(clean_db, test_settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(test_settings, db=clean_db)
-    if not any(getattr(r, "path", None) == "/api/alarms" for r in app.routes):
-        app.include_router(alarms_router)  # until cmdb/app.py includes the router itself
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
@@ -57,14 +57,14 @@ async def gql(api, headers: dict[str, str], query: str, **variables: Any) -> dic
 
 
 async def create_ci(api, name: str, state: str = "UP", ci_class: str = "SERVER") -> str:
-    data = await gql(api, ANONYMOUS, """mutation($input: CreateConfigurationItemInput!) {
+    data = await gql(api, ADMIN_H, """mutation($input: CreateConfigurationItemInput!) {
         createConfigurationItem(input: $input) { configurationItem { id } errors { message } } }""",
                      input={"name": name, "ciClass": ci_class, "operationalState": state})
     return str(data["createConfigurationItem"]["configurationItem"]["id"])
 
 
 async def health(api, item_id: str) -> tuple[str, str]:
-    data = await gql(api, ANONYMOUS, "query($id: ID!) { node(id: $id) { operationalState "
+    data = await gql(api, ADMIN_H, "query($id: ID!) { node(id: $id) { operationalState "
                      "healthState } }", id=item_id)
     return data["node"]["operationalState"], data["node"]["healthState"]
 
@@ -73,11 +73,11 @@ async def stack(api) -> tuple[str, str, str]:
     """Payroll -> payroll-app -> server123 (DEPENDS_ON), all up."""
     server = await create_ci(api, "server123")
     app = await create_ci(api, "payroll-app", ci_class="APPLICATION_INSTANCE")
-    svc = await gql(api, ANONYMOUS, 'mutation { createService(input: {name: "Payroll", '
+    svc = await gql(api, ADMIN_H, 'mutation { createService(input: {name: "Payroll", '
                     'kind: BUSINESS}) { service { id } } }')
     svc_id = svc["createService"]["service"]["id"]
     for source, target in ((app, server), (svc_id, app)):
-        rel = await gql(api, ANONYMOUS, """mutation($s: ID!, $t: ID!) { relate(input: {
+        rel = await gql(api, ADMIN_H, """mutation($s: ID!, $t: ID!) { relate(input: {
             sourceId: $s, targetId: $t, type: DEPENDS_ON}) { errors { message } } }""",
                         s=source, t=target)
         assert rel["relate"]["errors"] == []
@@ -109,7 +109,7 @@ async def test_raise_twice_is_one_alarm_and_takes_consumers_down(api):
     assert await health(api, app) == ("UP", "DOWN")
     assert (await health(api, svc))[1] == "DOWN"
 
-    listed = (await gql(api, ANONYMOUS, LIST, filter={"ciId": server}))["alarms"]
+    listed = (await gql(api, ADMIN_H, LIST, filter={"ciId": server}))["alarms"]
     assert [(a["id"], a["count"]) for a in listed] == [(alarm["id"], 2)]
     assert listed[0]["configurationItem"] == {"name": "server123"}
 
@@ -126,7 +126,7 @@ async def test_clear_restores_the_state_before_the_alarms(api):
     assert await health(api, server) == ("DEGRADED", "DEGRADED")
     again = (await gql(api, MONITOR, CLEAR, input={"id": raised["id"]}))["clearAlarm"]
     assert again == cleared
-    open_ = (await gql(api, ANONYMOUS, LIST,
+    open_ = (await gql(api, ADMIN_H, LIST,
                        filter={"status": ["OPEN", "ACKNOWLEDGED"]}))["alarms"]
     assert open_ == []
     bad = (await gql(api, MONITOR, CLEAR, input={"source": "zabbix"}))["clearAlarm"]
@@ -143,22 +143,22 @@ async def test_acknowledge_records_who_and_when(api):
     assert acked["alarm"]["acknowledgedAt"] >= raised["firstOccurredAt"]
 
 
-@pytest.mark.parametrize("headers", [REQUESTER, ANONYMOUS, MONITOR],
-                         ids=["requester", "anonymous", "monitoring"])
+@pytest.mark.parametrize("headers", [REQUESTER, NO_ROLES, MONITOR],
+                         ids=["requester", "no-roles", "monitoring"])
 async def test_acknowledge_is_forbidden_without_permission(api, headers):
     server = await create_ci(api, "server123")
     raised = (await gql(api, MONITOR, RAISE, input=raise_input(server)))["raiseAlarm"]["alarm"]
     denied = (await gql(api, headers, ACK, id=raised["id"]))["acknowledgeAlarm"]
     assert denied["alarm"] is None
     assert [e["code"] for e in denied["errors"]] == ["FORBIDDEN"]
-    (stored,) = (await gql(api, ANONYMOUS, LIST))["alarms"]
+    (stored,) = (await gql(api, ADMIN_H, LIST))["alarms"]
     stored.pop("configurationItem")
     assert stored == raised  # nothing changed
 
 
 async def test_raise_and_clear_need_alarm_write(api, clean_db):
     server = await create_ci(api, "server123")
-    for headers in (REQUESTER, ANONYMOUS):
+    for headers in (REQUESTER, NO_ROLES):
         denied = (await gql(api, headers, RAISE, input=raise_input(server)))["raiseAlarm"]
         assert denied["alarm"] is None and denied["errors"][0]["code"] == "FORBIDDEN"
     assert (await clean_db.read("MATCH (a:Alarm) RETURN count(a) AS n"))[0]["n"] == 0
@@ -179,7 +179,8 @@ async def test_raise_errors_name_the_field(api):
 
 async def test_list_is_capped(api, test_settings):
     r = await api.post("/graphql", json={"query": LIST,
-                                         "variables": {"first": test_settings.max_page_size + 1}})
+                                         "variables": {"first": test_settings.max_page_size + 1}},
+                       headers=OPERATOR)
     errors = r.json()["errors"]
     assert errors[0]["extensions"]["fields"][0]["field"] == "first"
 
@@ -272,3 +273,13 @@ async def test_bulk_limits_are_413(api):
     big = b'{"alarms": [], "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
     r = await api.post("/api/alarms", content=big, headers=MONITOR)
     assert r.status_code == 413
+
+
+async def test_anonymous_graphql_is_401_and_writes_nothing(api, clean_db):
+    server = await create_ci(api, "server123")
+    r = await api.post("/graphql", json={"query": RAISE, "variables": {
+        "input": raise_input(server)}})
+    assert r.status_code == 401
+    assert r.json()["code"] == "UNAUTHENTICATED"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert (await clean_db.read("MATCH (a:Alarm) RETURN count(a) AS n"))[0]["n"] == 0

@@ -8,6 +8,7 @@ import pytest
 
 from cmdb.core import clock
 from cmdb.demo.loader import load_demo
+from tests.auth import auth_headers
 from tests.test_ci_api import create_ci
 from tests.test_relations_api import make_service, relate
 
@@ -233,7 +234,8 @@ def test_legacy_graphql_ws_protocol_is_refused(test_settings):
                 "/graphql", subprotocols=["graphql-ws"]) as ws:
             ws.receive_json()
         with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-            ws.send_json({"type": "connection_init"})
+            ws.send_json({"type": "connection_init",
+                          "payload": auth_headers("olga", "operator")})
             assert ws.receive_json()["type"] == "connection_ack"
 
 

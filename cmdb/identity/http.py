@@ -5,13 +5,17 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
-from cmdb.identity.principal import Principal, principal_from_headers
+from cmdb.identity.principal import Principal
 
 
 def request_principal(conn: HTTPConnection) -> Principal | None:
-    """The authenticated caller of this request or websocket; None is anonymous."""
-    settings = conn.app.state.services.settings
-    return principal_from_headers(conn.headers, settings.is_development)
+    """The caller authenticated by the bearer-token middleware; None is anonymous.
+
+    Websockets have none here: they authenticate in ``connection_init`` instead.
+    """
+    state = conn.scope.get("state") or {}
+    principal = state.get("principal")
+    return principal if isinstance(principal, Principal) else None
 
 
 def forbidden(principal: Principal | None, perm: str, action: str) -> JSONResponse:

@@ -1,21 +1,15 @@
 """The caller of a request and the permissions their roles grant.
 
-Identity will come from OAuth2/OIDC bearer tokens (JWT) whose claims carry the roles. Until
-that lands, ``principal_from_headers`` is a DEVELOPMENT STAND-IN: in development mode only it
-reads the user from ``X-CMDB-User`` and the roles from ``X-CMDB-Roles`` (comma-separated).
-In production mode it never trusts those headers: every request is anonymous (``None``),
-so nothing that needs a permission is allowed until real authentication replaces it.
+The principal comes from a validated bearer token (``identity/tokens.py``): its user claim and
+the roles its role or group claim maps to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cmdb.core.models import DomainError, FieldError
 
-USER_HEADER = "x-cmdb-user"
-ROLES_HEADER = "x-cmdb-roles"
 MAX_USER_LENGTH = 200
 MAX_ROLES = 50
 
@@ -91,25 +85,3 @@ def require_permission(principal: Principal | None, perm: str, action: str) -> P
     if principal is None or not has_permission(principal, perm):
         raise Forbidden(perm, action, principal is None)
     return principal
-
-
-def principal_from_headers(headers: Mapping[str, str], development: bool) -> Principal | None:
-    """The caller of a request; None is anonymous.
-
-    Development stand-in until bearer tokens land: only in development mode, the user comes
-    from ``X-CMDB-User`` and the roles from ``X-CMDB-Roles`` (comma-separated, case does not
-    matter). Production mode ignores those headers and returns None.
-    """
-    if not development:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    user = lowered.get(USER_HEADER, "").strip()
-    if not user or len(user) > MAX_USER_LENGTH or not user.isprintable():
-        return None
-    roles = frozenset(
-        r for r in (part.strip().lower() for part in lowered.get(ROLES_HEADER, "").split(","))
-        if r
-    )
-    if len(roles) > MAX_ROLES:
-        return None
-    return Principal(user=user, roles=roles)
