@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 OPERATOR = auth_headers("olga", "operator")
 MONITOR = auth_headers("zabbix", "monitoring")
 REQUESTER = auth_headers("rita", "requester", "approver")
-NO_ROLES = auth_headers("nora")  # authenticated, but no role grants anything
+NO_ROLES = auth_headers("nora", "finance")  # authenticated; no alarm permission
 ADMIN_H = auth_headers(*ADMIN[:1], *ADMIN[1])
 ANONYMOUS: dict[str, str] = {}
 
@@ -144,7 +144,7 @@ async def test_acknowledge_records_who_and_when(api):
 
 
 @pytest.mark.parametrize("headers", [REQUESTER, NO_ROLES, MONITOR],
-                         ids=["requester", "no-roles", "monitoring"])
+                         ids=["requester", "finance", "monitoring"])
 async def test_acknowledge_is_forbidden_without_permission(api, headers):
     server = await create_ci(api, "server123")
     raised = (await gql(api, MONITOR, RAISE, input=raise_input(server)))["raiseAlarm"]["alarm"]

@@ -204,12 +204,14 @@ async def test_history_as_of_and_availability_on_a_scripted_timeline(gql, pinned
 async def test_state_changes_subscription_sees_a_change(gql, clean_db, test_settings):
     import asyncio
 
+    from cmdb.identity.principal import Principal
     from cmdb.resolvers.context import Context, Services
     from cmdb.schema import build_schema
 
     host = (await create_ci(gql, name="h", ciClass="SERVER", operationalState="UP"))["id"]
     schema = build_schema(test_settings)
-    ctx = Context(Services(clean_db, test_settings), "test")
+    ctx = Context(Services(clean_db, test_settings), "test",
+                  Principal("olga", frozenset({"operator"})))
     stream = await schema.subscribe(
         "subscription($ids: [ID!]) { stateChanges(ids: $ids) { itemId state previous } }",
         variable_values={"ids": [host]}, context_value=ctx)

@@ -79,6 +79,8 @@ class ItemFilter:
     identifier: str | None = None
     attributes: list[tuple[str, Any]] = field(default_factory=list)
     include_retired: bool = False
+    # The caller's scope (identity.scope.Visibility); None reads everything (internal use).
+    visibility: Any = None
 
 
 def compile_item_filter(f: ItemFilter) -> tuple[list[LiteralString], dict[str, Any]]:
@@ -121,6 +123,9 @@ def compile_item_filter(f: ItemFilter) -> tuple[list[LiteralString], dict[str, A
         )
         raw = f.identifier.strip()
         params["f_ident"] = sorted({raw, raw.lower(), raw.upper().replace("-", ":")})
+    if f.visibility is not None and not f.visibility.everything:
+        where.append(trusted("(" + f.visibility.predicate() + ")"))
+        params.update(f.visibility.params())
     for i, (key, value) in enumerate(f.attributes):
         check_attribute_key(key, f"filter.attributes[{i}].key")
         where.append(trusted(f"n[$f_ak{i}] = $f_av{i}"))

@@ -4,6 +4,16 @@ from typing import LiteralString
 
 from cmdb.core.cypher import ITEM_PROJECTION, ITEM_PROJECTION_BARE, trusted
 
+
+def get_items(with_org: bool, visible: LiteralString) -> LiteralString:
+    """Items by id that the caller may see (``visible`` is a scope predicate on ``n``)."""
+    base = GET_ITEMS if with_org else GET_ITEMS_BARE
+    if visible == "true":
+        return base
+    return trusted(base.replace("MATCH (n:Item {id: id})\n",
+                                f"MATCH (n:Item {{id: id}}) WHERE {visible}\n", 1))
+
+
 GET_ITEMS_BARE: LiteralString = (
     """
 UNWIND $ids AS id
@@ -106,3 +116,8 @@ RETURN """
     + ITEM_PROJECTION
     + " AS item"
 )
+
+
+def visible_ids(visible: LiteralString) -> LiteralString:
+    """Which of ``$ids`` the caller may see (``visible`` is a scope predicate on ``n``)."""
+    return trusted(f"UNWIND $ids AS id MATCH (n:Item {{id: id}}) WHERE {visible} RETURN n.id AS id")

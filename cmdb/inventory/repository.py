@@ -7,6 +7,7 @@ from typing import Any
 
 from cmdb.core.mapping import as_datetime, item_fields
 from cmdb.db.driver import CountingTx, Database
+from cmdb.identity.scope import EVERYTHING, Visibility
 from cmdb.inventory import queries as q
 from cmdb.inventory.models import CIClass, ConfigurationItem, Identifiers, class_labels
 
@@ -53,10 +54,19 @@ class InventoryRepository:
         self.db = db
 
     async def get_rows(
-        self, ids: list[str], with_org: bool = True
+        self, ids: list[str], with_org: bool = True, visible: Visibility = EVERYTHING
     ) -> dict[str, dict[str, Any]]:
-        rows = await self.db.read(q.GET_ITEMS if with_org else q.GET_ITEMS_BARE, {"ids": ids})
+        """Items by id; those outside ``visible`` are absent, as if they did not exist."""
+        rows = await self.db.read(q.get_items(with_org, visible.predicate()),
+                                  {"ids": ids, **visible.params()})
         return {r["item"]["id"]: r["item"] for r in rows}
+
+    async def visible_ids(self, ids: list[str], visible: Visibility) -> set[str]:
+        if visible.everything:
+            return set(ids)
+        rows = await self.db.read(q.visible_ids(visible.predicate()),
+                                  {"ids": ids, **visible.params()})
+        return {r["id"] for r in rows}
 
     @staticmethod
     async def identifier_conflicts(

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from cmdb.identity.scope import EVERYTHING, Visibility
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.servicemodel.models import Service
 
@@ -88,3 +89,4 @@ class RelationQuery(BaseModel):
     first: int = 50
     include_retired: bool = False
     with_org: bool = True  # read owner, cost centre and location of the related items
+    visibility: Visibility = EVERYTHING  # the caller's scope

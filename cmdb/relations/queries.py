@@ -61,12 +61,18 @@ def _arrows(direction: Direction) -> list[tuple[str, str, str]]:
 
 def neighbours(
     direction: Direction, types: tuple[RelationType, ...], depth: int, include_retired: bool,
-    with_org: bool = True,
+    with_org: bool = True, visible: LiteralString = "true", visible_x: LiteralString = "true",
 ) -> LiteralString:
-    """Relations of many items at once: one round trip for a whole batch of parents."""
+    """Relations of many items at once: one round trip for a whole batch of parents.
+
+    ``visible``/``visible_x`` are the caller's scope predicate on ``n``/``x``: a neighbour the
+    caller may not see is left out, and so is any path that passes through one.
+    """
     t = _types(types)
     live_rel = "" if include_retired else "r.retiredAt IS NULL AND "
     live_node = "" if include_retired else " AND n.lifecycleStatus <> 'RETIRED'"
+    if visible != "true":
+        live_node += f" AND ({visible})"
     branches = []
     for left, right, label in _arrows(direction):
         if depth == 1:
@@ -76,6 +82,8 @@ def neighbours(
             )
         else:
             live_path = "" if include_retired else "all(x IN rs WHERE x.retiredAt IS NULL) AND "
+            if visible_x != "true":
+                live_path += f"all(x IN nodes(p)[1..] WHERE {visible_x}) AND "
             branches.append(
                 f"MATCH p = (s){left}[rs{t}*1..{depth}]{right}(n:Item)\n"
                 f"WHERE {live_path}n <> s{live_node}\n"

@@ -42,9 +42,10 @@ class RelationRepository:
         self.db = db
 
     async def neighbours(self, ids: list[str], rq: RelationQuery) -> dict[str, list[Relation]]:
+        vis = rq.visibility
         query = q.neighbours(rq.direction, rq.types, rq.depth, rq.include_retired,
-                             rq.with_org)
-        rows = await self.db.read(query, {"ids": ids, "first": rq.first})
+                             rq.with_org, vis.predicate("n"), vis.predicate("x"))
+        rows = await self.db.read(query, {"ids": ids, "first": rq.first, **vis.params()})
         return {r["id"]: [relation_from_row(x) for x in r["rels"]] for r in rows}
 
     @staticmethod

@@ -13,6 +13,7 @@ from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
 from cmdb.health.service import HealthService
 from cmdb.identity.principal import Principal
+from cmdb.identity.scope import Visibility, visibility
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.inventory.service import InventoryService
 from cmdb.org.service import OrgService
@@ -49,8 +50,9 @@ class Services:
 class Loaders:
     """Batch loads for one request: one round trip per level and argument set, not per row."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, visible: Visibility) -> None:
         self._services = services
+        self.visible = visible  # the caller's scope: every item read below honours it
         self.items: DataLoader[str, ConfigurationItem | Service | None] = DataLoader(
             self._load_items
         )
@@ -62,13 +64,14 @@ class Loaders:
         self._relations: dict[RelationQuery, DataLoader[str, list[Relation]]] = {}
 
     async def _load_items(self, ids: list[str]) -> list[ConfigurationItem | Service | None]:
-        rows = await self._services.inventory.repo.get_rows(ids)
+        rows = await self._services.inventory.repo.get_rows(ids, visible=self.visible)
         return [item_from_row(rows[i]) if i in rows else None for i in ids]
 
     async def _load_items_bare(
         self, ids: list[str]
     ) -> list[ConfigurationItem | Service | None]:
-        rows = await self._services.inventory.repo.get_rows(ids, with_org=False)
+        rows = await self._services.inventory.repo.get_rows(ids, with_org=False,
+                                                            visible=self.visible)
         return [item_from_row(rows[i]) if i in rows else None for i in ids]
 
     def item_loader(
@@ -79,6 +82,8 @@ class Loaders:
         return self.items if selects_any(selections, ORG_FIELDS) else self.items_bare
 
     def relations(self, rq: RelationQuery) -> DataLoader[str, list[Relation]]:
+        if rq.visibility != self.visible:
+            rq = rq.model_copy(update={"visibility": self.visible})
         loader = self._relations.get(rq)
         if loader is None:
 
@@ -95,6 +100,17 @@ class Context(BaseContext):
     ) -> None:
         super().__init__()
         self.services = services
-        self.loaders = Loaders(services)
         self.request_id = request_id
+        self._principal: Principal | None = None
         self.principal = principal  # None: anonymous
+
+    @property
+    def principal(self) -> Principal | None:
+        return self._principal
+
+    @principal.setter
+    def principal(self, value: Principal | None) -> None:
+        # Websockets learn their principal after the context is made (connection_init).
+        self._principal = value
+        self.visible = visibility(value)
+        self.loaders = Loaders(self.services, self.visible)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 
 from cmdb.core.models import DomainError, OperationalState
 from cmdb.health.models import PRECEDENCE
+from cmdb.health.service import Impact as ImpactModel
+from cmdb.health.service import ModelEntry as ModelEntryModel
 from cmdb.schema.health import (
     Availability,
     ImpactEntry,
@@ -33,6 +36,26 @@ async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped
     return found
 
 
+E = TypeVar("E", ImpactModel, ModelEntryModel)
+
+
+async def _narrow(info: strawberry.Info, entries: list[E]) -> list[E]:
+    """Only entries whose item the caller may see, their paths without unseen steps."""
+    visible = info.context.visible
+    if visible.everything or not entries:
+        return entries
+    ids = sorted({e.item.id for e in entries} | {p for e in entries for p in e.path})
+    seen = await info.context.services.inventory.repo.visible_ids(ids, visible)
+    out: list[E] = []
+    for e in entries:
+        if e.item.id not in seen:
+            continue
+        steps = [(p, n) for p, n in zip(e.path, e.path_names, strict=False) if p in seen]
+        out.append(e.model_copy(update={"path": [p for p, _ in steps],
+                                        "path_names": [n for _, n in steps]}))
+    return out
+
+
 @strawberry.type
 class HealthQuery:
     @strawberry.field(description="Bottom-up impact: what the given items hold up, ranked, "
@@ -46,7 +69,7 @@ class HealthQuery:
             [str(i) for i in ids], services_only, assume_down, at)
         if affected_only:
             entries = [e for e in entries if e.state is not OperationalState.UP]
-        return [ImpactEntry.from_model(e) for e in entries]
+        return [ImpactEntry.from_model(e) for e in await _narrow(info, entries)]
 
     @strawberry.field(description="Top-down: an item's model with states and root-cause "
                       "candidates.")
@@ -54,7 +77,7 @@ class HealthQuery:
         self, info: strawberry.Info, id: strawberry.ID, services_only: bool = False
     ) -> ServiceModel:
         root = await _item(info, str(id))
-        entries = await info.context.services.health.model(str(id))
+        entries = await _narrow(info, await info.context.services.health.model(str(id)))
         if services_only:  # the executive view: services and their states, no infrastructure
             entries = [e for e in entries if isinstance(e.item, ServiceDomain)]
         causes = sorted((e for e in entries if e.root_cause),

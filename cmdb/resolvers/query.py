@@ -10,6 +10,7 @@ from strawberry.types.nodes import SelectedField
 from cmdb.core.cypher import ItemFilter
 from cmdb.core.models import OrgKind
 from cmdb.core.pagination import Page
+from cmdb.identity.scope import Visibility
 from cmdb.inventory.models import CIClass, CIFamily, expand_classes
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.resolvers.alarms import AlarmQuery
@@ -72,8 +73,9 @@ def _common_filter(f: ConfigurationItemFilter | ServiceFilter | None) -> ItemFil
     )
 
 
-def ci_filter(f: ConfigurationItemFilter | None) -> ItemFilter:
+def ci_filter(f: ConfigurationItemFilter | None, visible: Visibility | None = None) -> ItemFilter:
     out = _common_filter(f)
+    out.visibility = visible
     if f is not None:
         if f.classes is not None or f.families is not None:
             out.classes = expand_classes(
@@ -83,8 +85,9 @@ def ci_filter(f: ConfigurationItemFilter | None) -> ItemFilter:
     return out
 
 
-def service_filter(f: ServiceFilter | None) -> ItemFilter:
+def service_filter(f: ServiceFilter | None, visible: Visibility | None = None) -> ItemFilter:
     out = _common_filter(f)
+    out.visibility = visible
     if f is not None and f.kinds is not None:
         out.service_kinds = [k.value for k in f.kinds]
     return out
@@ -119,8 +122,8 @@ class Query(HealthQuery, AlarmQuery):
     ) -> ConfigurationItemConnection:
         order = order_by or ItemOrder()
         page = await info.context.services.inventory.list(
-            ci_filter(filter), order.field.value, order.direction, first, after, last, before,
-            _wants_total(info),
+            ci_filter(filter, info.context.visible), order.field.value, order.direction,
+            first, after, last, before, _wants_total(info),
         )
         return ConfigurationItemConnection(
             edges=[ConfigurationItemEdge(cursor=c, node=ConfigurationItem.from_model(m))
@@ -148,8 +151,8 @@ class Query(HealthQuery, AlarmQuery):
     ) -> ServiceConnection:
         order = order_by or ItemOrder()
         page = await info.context.services.servicemodel.list(
-            service_filter(filter), order.field.value, order.direction, first, after, last,
-            before, _wants_total(info),
+            service_filter(filter, info.context.visible), order.field.value, order.direction,
+            first, after, last, before, _wants_total(info),
         )
         return ServiceConnection(
             edges=[ServiceEdge(cursor=c, node=Service.from_model(m)) for c, m in page.items],

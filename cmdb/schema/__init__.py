@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -20,6 +21,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from cmdb.core.models import DomainError
+from cmdb.identity.access import guard_root_fields
 from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
 from cmdb.resolvers.query import Query
@@ -43,6 +45,16 @@ def _is_internal(error: GraphQLError) -> bool:
     return True
 
 
+class CMDBSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: Any = None) -> None:
+        """Client errors (refusals, validation, domain errors) are answers, not incidents:
+        log them briefly; unexpected ones are logged with their traceback by the masking
+        extension (``_is_internal``)."""
+        for error in errors:
+            log.info("graphql error at %s: %s", error.path, error.message)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     # Factories: a fresh extension per request.
     extensions: list[Callable[[], SchemaExtension]] = [
@@ -61,7 +73,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(
+    schema = CMDBSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -69,6 +81,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
     )
+    guard_root_fields(schema._schema)
+    return schema
 
 
 def sdl() -> str:

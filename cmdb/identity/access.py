@@ -1,0 +1,122 @@
+"""Who may call which root field: one rule per Query, Mutation and Subscription field.
+
+Every root field must have a rule; ``guard_root_fields`` refuses to build a schema with a root
+field that has none, so a new field cannot ship unguarded. A rule names the roles that may call
+the field at all; what a permitted caller then sees is narrowed further by their scope
+(``identity.scope``) inside the data queries, and some mutations check a finer permission
+themselves (their payload then carries a FORBIDDEN error).
+
+A refused call resolves to null with a FORBIDDEN error at the field's path (or UNAUTHENTICATED
+for a caller without a principal): the same answer whether or not the ids it names exist.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema
+
+from cmdb.identity.principal import ROLES
+
+EVERYONE = frozenset(ROLES)  # any authenticated caller; data narrowed by scope
+OPERATIONS = frozenset({"admin", "operator"})
+OWNERS = OPERATIONS | {"service_owner"}
+ADMIN = frozenset({"admin"})
+
+QUERY_RULES: dict[str, frozenset[str]] = {
+    "node": EVERYONE,
+    "configurationItem": EVERYONE,
+    "configurationItems": EVERYONE,
+    "service": EVERYONE,
+    "services": EVERYONE,
+    "ownerGroups": EVERYONE,
+    "costCentres": EVERYONE,
+    "locations": EVERYONE,
+    "serviceModel": EVERYONE,
+    "availability": EVERYONE,
+    "alarms": OWNERS | {"monitoring"},
+    "impact": OWNERS,
+    "whatIf": OWNERS,
+    "stateHistory": OWNERS,
+    "statesAsOf": OWNERS,
+    "plannedChanges": OWNERS,
+}
+
+MUTATION_RULES: dict[str, frozenset[str]] = {
+    "createConfigurationItem": OPERATIONS,
+    "updateConfigurationItem": OPERATIONS,
+    "retireConfigurationItem": OPERATIONS,
+    "setOperationalState": OPERATIONS,
+    "relate": OPERATIONS,
+    "unrelate": OPERATIONS,
+    "createService": OPERATIONS,
+    "updateService": OPERATIONS,
+    "retireService": OPERATIONS,
+    "createOwnerGroup": ADMIN,
+    "createCostCentre": ADMIN,
+    "createLocation": ADMIN,
+    "planChange": OWNERS,
+    # The alarm service checks alarm:write / alarm:acknowledge itself (payload errors).
+    "raiseAlarm": EVERYONE,
+    "clearAlarm": EVERYONE,
+    "acknowledgeAlarm": EVERYONE,
+}
+
+SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {
+    "stateChanges": OPERATIONS,
+}
+
+RULES: dict[str, dict[str, frozenset[str]]] = {
+    "Query": QUERY_RULES, "Mutation": MUTATION_RULES, "Subscription": SUBSCRIPTION_RULES,
+}
+
+
+def refusal(field: str, principal: Any) -> GraphQLError:
+    if principal is None:
+        return GraphQLError(f"authentication is required for {field}",
+                            extensions={"code": "UNAUTHENTICATED"})
+    return GraphQLError(f"your roles may not use {field}", extensions={"code": "FORBIDDEN"})
+
+
+def allowed(type_name: str, field: str, principal: Any) -> bool:
+    roles = RULES[type_name][field]
+    return principal is not None and bool(principal.roles & roles)
+
+
+def _guard(type_name: str, field: str, resolve: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(resolve):
+        @functools.wraps(resolve)
+        async def guarded_async(root: Any, info: Any, **kwargs: Any) -> Any:
+            principal = info.context.principal
+            if not allowed(type_name, field, principal):
+                raise refusal(field, principal)
+            return await resolve(root, info, **kwargs)
+        return guarded_async
+
+    @functools.wraps(resolve)
+    def guarded(root: Any, info: Any, **kwargs: Any) -> Any:
+        principal = info.context.principal
+        if not allowed(type_name, field, principal):
+            raise refusal(field, principal)
+        return resolve(root, info, **kwargs)
+    return guarded
+
+
+def guard_root_fields(schema: GraphQLSchema) -> None:
+    """Wrap every root field's resolver (or subscriber) with its rule; fail if one has none."""
+    for type_name, rules in RULES.items():
+        gtype = schema.get_type(type_name)
+        if not isinstance(gtype, GraphQLObjectType):
+            continue
+        missing = sorted(set(gtype.fields) - set(rules))
+        if missing:
+            raise RuntimeError(f"root fields without an access rule in identity/access.py: "
+                               f"{type_name}.{', '.join(missing)}")
+        for name, definition in gtype.fields.items():
+            if type_name == "Subscription" and definition.subscribe is not None:
+                definition.subscribe = _guard(type_name, name, definition.subscribe)
+            elif definition.resolve is not None:
+                definition.resolve = _guard(type_name, name, definition.resolve)

@@ -1,0 +1,264 @@
+"""The authorisation matrix: every role against every root field, and depth control.
+
+``EXPECTED`` is written out here on purpose, independently of ``cmdb/identity/access.py``: the
+test compares what the API does for each role with what this table says it should do. A root
+field without a sample operation here fails ``test_every_root_field_is_in_the_matrix``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+from cmdb.demo.loader import load_demo
+from cmdb.identity.principal import ROLES
+from cmdb.schema import build_schema
+from cmdb.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ALL = frozenset(ROLES)
+OPS = frozenset({"admin", "operator"})
+OWNERS = OPS | {"service_owner"}
+ALARM_WRITERS = OPS | {"monitoring", "discovery_agent"}
+
+NOWHERE = "00000000-0000-4000-8000-000000000000"
+WINDOW = {"s": "2026-11-01T00:00:00Z", "e": "2026-11-02T00:00:00Z"}
+
+# field -> (operation, variables, roles expected to be allowed)
+SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
+    "Query.node": ("query($id: ID!) { node(id: $id) { id } }", {"id": "SERVER"}, ALL),
+    "Query.configurationItem": ("query($id: ID!) { configurationItem(id: $id) { id } }",
+                                {"id": "SERVER"}, ALL),
+    "Query.configurationItems": ("{ configurationItems { totalCount } }", {}, ALL),
+    "Query.service": ("query($id: ID!) { service(id: $id) { id } }", {"id": "PAYROLL"}, ALL),
+    "Query.services": ("{ services { totalCount } }", {}, ALL),
+    "Query.ownerGroups": ("{ ownerGroups { id } }", {}, ALL),
+    "Query.costCentres": ("{ costCentres { id } }", {}, ALL),
+    "Query.locations": ("{ locations { id } }", {}, ALL),
+    "Query.serviceModel": ("query($id: ID!) { serviceModel(id: $id) { state } }",
+                           {"id": "PAYROLL"}, ALL),
+    "Query.availability": ("query($id: ID!, $s: DateTime!, $e: DateTime!) { "
+                           "availability(id: $id, start: $s, end: $e) { minutesDown } }",
+                           {"id": "PAYROLL", **WINDOW}, ALL),
+    "Query.alarms": ("{ alarms { id } }", {}, OWNERS | {"monitoring"}),
+    "Query.impact": ("query($ids: [ID!]!) { impact(ids: $ids) { rank } }",
+                     {"ids": ["SERVER"]}, OWNERS),
+    "Query.whatIf": ("query($ids: [ID!]!, $s: DateTime!, $e: DateTime!) { "
+                     "whatIf(ciIds: $ids, start: $s, end: $e) { usersAffected } }",
+                     {"ids": ["SERVER"], **WINDOW}, OWNERS),
+    "Query.stateHistory": ("query($id: ID!, $s: DateTime!, $e: DateTime!) { "
+                           "stateHistory(id: $id, start: $s, end: $e) { state } }",
+                           {"id": "PAYROLL", **WINDOW}, OWNERS),
+    "Query.statesAsOf": ("query($ids: [ID!]!, $s: DateTime!) { statesAsOf(ids: $ids, at: $s) }",
+                         {"ids": ["PAYROLL"], "s": WINDOW["s"]}, OWNERS),
+    "Query.plannedChanges": ("{ plannedChanges { id } }", {}, OWNERS),
+    # Mutations name an id that does not exist: allowed callers get NOT_FOUND or validation
+    # errors, refused ones FORBIDDEN, and nothing is written either way.
+    "Mutation.createConfigurationItem": (
+        "mutation { createConfigurationItem(input: {name: \"\", ciClass: SERVER}) "
+        "{ errors { code } } }", {}, OPS),
+    "Mutation.updateConfigurationItem": (
+        "mutation($id: ID!) { updateConfigurationItem(id: $id, input: {}) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.retireConfigurationItem": (
+        "mutation($id: ID!) { retireConfigurationItem(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.setOperationalState": (
+        "mutation($id: ID!) { setOperationalState(ids: [$id], state: UP) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.relate": (
+        "mutation($id: ID!) { relate(input: {sourceId: $id, targetId: $id, type: DEPENDS_ON}) "
+        "{ errors { code } } }", {"id": NOWHERE}, OPS),
+    "Mutation.unrelate": (
+        "mutation($id: ID!) { unrelate(input: {sourceId: $id, targetId: $id, type: DEPENDS_ON}) "
+        "{ errors { code } } }", {"id": NOWHERE}, OPS),
+    "Mutation.createService": (
+        "mutation { createService(input: {name: \"\", kind: BUSINESS}) { errors { code } } }",
+        {}, OPS),
+    "Mutation.updateService": (
+        "mutation($id: ID!) { updateService(id: $id, input: {}) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.retireService": (
+        "mutation($id: ID!) { retireService(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.createOwnerGroup": (
+        "mutation { createOwnerGroup(input: {name: \"\"}) { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.createCostCentre": (
+        "mutation { createCostCentre(input: {name: \"\", code: \"\"}) { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.createLocation": (
+        "mutation { createLocation(input: {name: \"\"}) { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.planChange": (
+        "mutation($s: DateTime!) { planChange(input: {title: \"\", start: $s, end: $s, "
+        "ciIds: []}) { errors { code } } }", {"s": WINDOW["s"]}, OWNERS),
+    "Mutation.raiseAlarm": (
+        "mutation($id: ID!) { raiseAlarm(input: {source: \"t\", ciId: $id, severity: MAJOR, "
+        "dedupKey: \"k\", message: \"m\"}) { errors { code } } }", {"id": NOWHERE},
+        ALARM_WRITERS),
+    "Mutation.clearAlarm": (
+        "mutation($id: ID!) { clearAlarm(input: {id: $id}) { errors { code } } }",
+        {"id": NOWHERE}, ALARM_WRITERS),
+    "Mutation.acknowledgeAlarm": (
+        "mutation($id: ID!) { acknowledgeAlarm(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+}
+SUBSCRIPTIONS = {"Subscription.stateChanges": OPS}
+
+
+def test_every_root_field_is_in_the_matrix():
+    schema = build_schema(Settings())._schema
+    fields = {f"{t}.{name}" for t in ("Query", "Mutation", "Subscription")
+              for name in schema.get_type(t).fields}  # type: ignore[union-attr]
+    assert fields == set(SAMPLES) | set(SUBSCRIPTIONS)
+
+
+@pytest.fixture
+async def world(gql, clean_db, test_settings) -> dict[str, str]:
+    await load_demo(clean_db, test_settings, echo=lambda _: None)
+    rows = await clean_db.read(
+        "MATCH (n:Item) WHERE n.name IN ['server123', 'Payroll', 'esx-a-01', 'trd-srv-01'] "
+        "RETURN n.name AS name, n.id AS id")
+    ids = {r["name"]: r["id"] for r in rows}
+    # The service owner: a user in Payroll's owner group (the identity graph's shape).
+    await clean_db.write(
+        "MERGE (u:User {userName: 'sam-owner'}) "
+        "WITH u MATCH (g:OwnerGroup {name: 'App Support Payroll'}) "
+        "MERGE (u)-[:MEMBER_OF_GROUP]->(g)")
+    return {"SERVER": ids["server123"], "PAYROLL": ids["Payroll"], "ESX": ids["esx-a-01"],
+            "TRADING_SERVER": ids["trd-srv-01"]}
+
+
+def _fill(value: Any, world: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [_fill(v, world) for v in value]
+    return world.get(value, value) if isinstance(value, str) else value
+
+
+def _refused(body: dict[str, Any], field: str) -> bool:
+    top = [e for e in body.get("errors", []) if e.get("path", [None])[0] == field]
+    if any(e.get("extensions", {}).get("code") == "FORBIDDEN" for e in top):
+        return True
+    payload = (body.get("data") or {}).get(field)
+    return isinstance(payload, dict) and any(
+        e.get("code") == "FORBIDDEN" for e in payload.get("errors") or [])
+
+
+def _user(role: str) -> str:
+    return "sam-owner" if role == "service_owner" else f"user-{role}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_matrix(gql, world, clean_db, role):
+    caller = gql.as_user(_user(role), role)
+    before = (await clean_db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
+    mismatches = []
+    for name, (operation, variables, allowed) in SAMPLES.items():
+        field = name.split(".", 1)[1]
+        body = await caller(operation, **{k: _fill(v, world) for k, v in variables.items()})
+        refused = _refused(body, field)
+        if refused == (role in allowed):
+            mismatches.append(f"{name}: {'refused' if refused else 'allowed'}; body {body}")
+        masked = [e for e in body.get("errors", []) if "Internal error" in e["message"]]
+        assert not masked, (name, masked)
+    assert mismatches == []
+    after = (await clean_db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
+    assert after == before  # no sample wrote anything
+
+
+def test_subscriptions_by_role(test_settings):
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from cmdb.app import create_app
+    from tests.auth import auth_headers
+
+    with TestClient(create_app(test_settings)) as tc:
+        for name, allowed in SUBSCRIPTIONS.items():
+            field = name.split(".", 1)[1]
+            for role in ROLES:
+                with tc.websocket_connect("/graphql",
+                                          subprotocols=["graphql-transport-ws"]) as ws:
+                    ws.send_json({"type": "connection_init",
+                                  "payload": auth_headers(_user(role), role)})
+                    assert ws.receive_json()["type"] == "connection_ack"
+                    ws.send_json({"id": "1", "type": "subscribe",
+                                  "payload": {"query": f"subscription {{ {field} {{ itemId }} }}"}})
+                    if role in allowed:
+                        ws.send_json({"id": "1", "type": "complete"})
+                        continue  # subscribed: the stream waits for changes
+                    message = ws.receive_json()
+                    assert message["type"] == "error", (role, message)
+                    assert message["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+                    with contextlib.suppress(WebSocketDisconnect):
+                        ws.close()
+
+
+# --- depth control ----------------------------------------------------------------------------
+
+NESTED = """query($id: ID!) { service(id: $id) { name
+  relationships(direction: OUTGOING, depth: 5) { path item { id name __typename } } } }"""
+
+
+async def test_an_executive_cannot_reach_a_host_by_any_path(gql, world):
+    ceo = gql.as_user("erin", "executive")
+    for host in (world["ESX"], world["SERVER"]):
+        assert (await ceo.ok("query($id: ID!) { node(id: $id) { id } }", id=host)) == {
+            "node": None}
+        assert (await ceo.ok("query($id: ID!) { configurationItem(id: $id) { id } }",
+                             id=host)) == {"configurationItem": None}
+    # Hidden and non-existent ids answer alike.
+    assert await ceo("query($id: ID!) { node(id: $id) { id } }", id=world["ESX"]) == \
+        await ceo("query($id: ID!) { node(id: $id) { id } }", id=NOWHERE)
+    listed = await ceo.ok("""{ configurationItems(filter: {identifier: "MXQ3280A01"}) {
+        totalCount edges { node { id } } } all: configurationItems { totalCount } }""")
+    assert listed == {"configurationItems": {"totalCount": 0, "edges": []},
+                      "all": {"totalCount": 0}}
+    nested = (await ceo.ok(NESTED, id=world["PAYROLL"]))["service"]["relationships"]
+    assert nested, "the executive still sees Payroll's technical service"
+    assert {r["item"]["__typename"] for r in nested} == {"Service"}
+    hidden = {world["ESX"], world["SERVER"]}
+    assert not any(set(r["path"]) & hidden for r in nested)
+    model = (await ceo.ok("""query($id: ID!) { serviceModel(id: $id) {
+        entries { item { __typename } path } rootCauses { item { id } } } }""",
+                          id=world["PAYROLL"]))["serviceModel"]
+    assert {e["item"]["__typename"] for e in model["entries"]} == {"Service"}
+    assert not any(set(e["path"]) & hidden for e in model["entries"])
+    services = await ceo.ok("{ services { totalCount } }")
+    everything = await gql.ok("{ services { totalCount } }")
+    assert services == everything  # services in full
+
+
+async def test_a_service_owner_sees_their_services_in_depth_and_no_other_infrastructure(
+        gql, world):
+    sam = gql.as_user("sam-owner", "service_owner")
+    assert (await sam.ok("query($id: ID!) { node(id: $id) { id } }", id=world["SERVER"])) == {
+        "node": {"id": world["SERVER"]}}
+    assert (await sam.ok("query($id: ID!) { node(id: $id) { id } }",
+                         id=world["TRADING_SERVER"])) == {"node": None}
+    mine = await sam.ok("{ configurationItems(first: 500) { totalCount edges { node { id } } } }")
+    ids = {e["node"]["id"] for e in mine["configurationItems"]["edges"]}
+    assert world["SERVER"] in ids and world["TRADING_SERVER"] not in ids
+    assert mine["configurationItems"]["totalCount"] == len(ids)
+    model = await gql.ok("""query($id: ID!) { serviceModel(id: $id) {
+        entries { item { id __typename } } } }""", id=world["PAYROLL"])
+    in_model = {e["item"]["id"] for e in model["serviceModel"]["entries"]
+                if e["item"]["__typename"] == "ConfigurationItem"}
+    # Everything the owned services rest on; the scope also follows membership links (a host's
+    # cluster) that the roll-up model walks the other way.
+    assert in_model <= ids
+    trading = await gql.ok("""query($id: ID!) { node(id: $id) { id } }""",
+                           id=world["TRADING_SERVER"])
+    assert trading["node"] is not None  # it exists; Sam just cannot see it
+
+
+async def test_a_discovery_agent_reads_nothing(gql, world):
+    agent = gql.as_user("scanner", "discovery_agent")
+    data = await agent.ok("""query($id: ID!) { node(id: $id) { id }
+        services { totalCount } configurationItems { totalCount } }""", id=world["PAYROLL"])
+    assert data == {"node": None, "services": {"totalCount": 0},
+                    "configurationItems": {"totalCount": 0}}
