@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import httpx
 from neo4j import GraphDatabase
 
-from bench.run import DOC, RESULTS, ROOT, _wait_http, machine, render
+from bench.run import DOC, IDP, RESULTS, ROOT, _wait_http, machine, render
 from cmdb.health import queries as hq
 
 QUERY = """query($ids: [ID!]!) { impact(ids: $ids, servicesOnly: true, affectedOnly: false) {
@@ -60,9 +60,10 @@ def main() -> None:
     cis = driver.execute_query("MATCH (n:CI) RETURN count(n) AS c").records[0]["c"]
     ids = [r["id"] for r in driver.execute_query(
         SAMPLE, {"n": args.n, "skip": random.Random(7).randint(0, max(cis - 5000, 0))}).records]
+    IDP.start()
     env = {**os.environ, "CMDB_NEO4J_URI": instance.uri, "CMDB_NEO4J_USER": "neo4j",
            "CMDB_NEO4J_PASSWORD": instance.password(), "CMDB_MODE": "production",
-           "CMDB_LOG_LEVEL": "WARNING"}
+           "CMDB_LOG_LEVEL": "WARNING", **IDP.env()}
     server = subprocess.Popen([sys.executable, "-m", "cmdb", "serve", "--port", str(args.port)],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -72,7 +73,8 @@ def main() -> None:
     reached: list[int] = []
     try:
         _wait_http(url, {"query": "{ __typename }"})
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60,
+                          headers={"Authorization": IDP.authorization()}) as client:
             for warm in ids[:20]:  # warm both paths the same way
                 client.post(url, json={"query": QUERY, "variables": {"ids": [warm]}})
                 driver.execute_query(hq.IMPACTED, {"ids": [warm], "servicesOnly": True})

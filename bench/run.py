@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.idp import BenchIdP
 from bench.queries import OPERATIONS, http_request, sample_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,13 +53,18 @@ class Measurement:
 # --- servers --------------------------------------------------------------------------------
 
 
+# Every request to our API carries a bearer token from this stand-in identity provider.
+IDP = BenchIdP()
+
+
 def _wait_http(url: str, body: dict[str, Any], timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     data = json.dumps(body).encode()
     while True:
         try:
             req = urllib.request.Request(url, data=data,
-                                         headers={"content-type": "application/json"})
+                                         headers={"content-type": "application/json",
+                                                  "authorization": IDP.authorization()})
             with urllib.request.urlopen(req, timeout=10) as r:
                 if r.status == 200:
                     return
@@ -77,10 +83,12 @@ class Servers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
+        IDP.start()
         py = sys.executable
         env = {**os.environ, "CMDB_NEO4J_URI": self.uri, "CMDB_NEO4J_USER": "neo4j",
                "CMDB_NEO4J_PASSWORD": self.password, "CMDB_MODE": "production",
-               "CMDB_LOG_LEVEL": "WARNING", "CMDB_API_WORKERS": str(self.workers)}
+               "CMDB_LOG_LEVEL": "WARNING", "CMDB_API_WORKERS": str(self.workers),
+               **IDP.env()}
         self._spawn("ours", [py, "-m", "cmdb", "serve", "--host", "127.0.0.1",
                              "--port", str(PORTS["ours"]), "--workers", str(self.workers)], env)
         self._spawn("raw", [py, "-m", "bench.raw_server", "--port", str(PORTS["raw"]),
@@ -160,7 +168,8 @@ def wrk(target: str, op: str, concurrency: int, seconds: float, bodies: Path) ->
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
          "--timeout", "30s", "-s", str(ROOT / "bench" / "wrk" / "post.lua"), url],
-        env={**os.environ, "BENCH_BODIES": str(bodies)}, capture_output=True, text=True,
+        env={**os.environ, "BENCH_BODIES": str(bodies),
+             "BENCH_AUTHORIZATION": IDP.authorization()}, capture_output=True, text=True,
         timeout=seconds + 60, check=True,
     ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("BENCH "))

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _WEAK_PASSWORDS = {"", "neo4j", "password", "changeme", "secret"}
@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     auth_jwks_timeout_s: float = Field(3.0, gt=0)
     auth_max_header_bytes: int = Field(8192, ge=1024)
     dev_issuer_token_ttl_s: int = Field(8 * 3600, ge=60)
+
+    @field_validator("auth_issuer", "auth_jwks_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
     def _refuse_weak_production(self) -> Settings:

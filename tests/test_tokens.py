@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -60,7 +61,8 @@ class IdP:
         now = int(time.time())
         claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u-1",
                                   "preferred_username": "olga", "iat": now, "nbf": now,
-                                  "exp": now + 300, "realm_access": {"roles": ["cmdb-ops"]}}
+                                  "exp": now + 300, "realm_access": {"roles": ["cmdb-ops"]},
+                                  "jti": uuid.uuid4().hex}  # every token distinct
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
@@ -275,3 +277,23 @@ def test_production_with_an_external_issuer_does_not_use_the_dev_issuer():
     assert not s.uses_dev_issuer
     auth = Authenticator.from_settings(s)
     assert auth.dev_issuer is None
+
+
+async def test_a_verified_token_is_remembered_briefly():
+    idp = IdP()
+    v, _ = verifier(idp)
+    token = idp.token()
+    calls = 0
+    original = v._verify
+
+    async def counting(t: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(t)
+
+    v._verify = counting  # type: ignore[method-assign]
+    for _ in range(5):
+        assert (await v.principal(f"Bearer {token}")).user == "olga"
+    assert calls == 1
+    assert "expired" in await refused(v, idp.token(exp=int(time.time()) - 120))
+    assert calls == 2  # a refused token is never remembered as good

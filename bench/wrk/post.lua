@@ -17,6 +17,8 @@ function init(args)
   next_body = math.random(#bodies)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  local auth = os.getenv("BENCH_AUTHORIZATION")
+  if auth then wrk.headers["Authorization"] = auth end
 end
 
 function request()

@@ -11,6 +11,7 @@ a user claim -> roles from the configured claim, mapped to our role names.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,6 +76,12 @@ def roles_from_claims(claims: Mapping[str, Any], path: str,
     return frozenset(r for r in mapped if r in ROLES)
 
 
+# Verified tokens are remembered for a short while: a front end sends the same token with
+# every request, and the signature check is most of the cost of authentication.
+VERIFIED_CACHE_SIZE = 4096
+VERIFIED_CACHE_S = 60.0
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings, keys: KeySource, issuer: str,
                  now: Callable[[], float] = time.time) -> None:
@@ -83,12 +90,26 @@ class TokenVerifier:
         self._issuer = issuer
         self._now = now
         self._algorithms = list(settings.auth_algorithms)
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def principal(self, authorization: str | None) -> Principal:
         """The caller named by a valid token in this Authorization header value."""
         if authorization is not None and len(authorization) > self._settings.auth_max_header_bytes:
             raise TokenError("the Authorization header is too large")
         token = bearer_token(authorization)
+        cached = self._verified.get(token)
+        if cached is not None:
+            if self._now() < cached[1]:
+                return cached[0]
+            del self._verified[token]
+        principal, exp = await self._verify(token)
+        # Until the token expires, and never longer than the cache period.
+        self._verified[token] = (principal, min(exp, self._now() + VERIFIED_CACHE_S))
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         header = self._header(token)
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
@@ -103,7 +124,7 @@ class TokenVerifier:
             raise TokenError(f"the token cannot be verified ({e.error})") from e
         claims = decoded.claims
         self._validate_claims(claims)
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"]) + self._settings.auth_leeway_s
 
     def _header(self, token: str) -> dict[str, Any]:
         if token.count(".") != 2:
