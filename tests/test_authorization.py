@@ -262,3 +262,17 @@ async def test_a_discovery_agent_reads_nothing(gql, world):
         services { totalCount } configurationItems { totalCount } }""", id=world["PAYROLL"])
     assert data == {"node": None, "services": {"totalCount": 0},
                     "configurationItems": {"totalCount": 0}}
+
+
+async def test_a_service_owner_sees_alarms_and_states_only_inside_their_scope(gql, world):
+    raise_ = """mutation($id: ID!, $k: String!) { raiseAlarm(input: {source: "zabbix", ciId: $id,
+        severity: MAJOR, dedupKey: $k, message: "disk"}) { errors { code } } }"""
+    for key, ci in (("mine", world["SERVER"]), ("theirs", world["TRADING_SERVER"])):
+        assert (await gql.ok(raise_, id=ci, k=key))["raiseAlarm"]["errors"] == []
+    sam = gql.as_user("sam-owner", "service_owner")
+    alarms = (await sam.ok("{ alarms { ciId dedupKey } }"))["alarms"]
+    assert [a["dedupKey"] for a in alarms] == ["mine"]
+    assert len((await gql.ok("{ alarms { id } }"))["alarms"]) == 2
+    states = await sam.ok("query($ids: [ID!]!) { statesAsOf(ids: $ids, at: \"2100-01-01T00:00:00Z\") }",
+                          ids=[world["SERVER"], world["TRADING_SERVER"]])
+    assert states["statesAsOf"][1] is None and states["statesAsOf"][0] is not None

@@ -127,9 +127,11 @@ RETURN open AS cleared, """
 )
 
 
-def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool) -> LiteralString:
+def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool,
+                visible: LiteralString = "true") -> LiteralString:
     """Alarms newest first; only the filters given become predicates, and the most selective
-    one picks the index (by hint: the planner cannot know which filter narrows most)."""
+    one picks the index (by hint: the planner cannot know which filter narrows most).
+    ``visible`` is the caller's scope predicate on the alarm's CI ``n``."""
     if ci and statuses:
         hint = "USING INDEX a:Alarm(ciId, status)\n"
     elif ci:
@@ -149,6 +151,8 @@ def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool) -> Lit
         where.append("a.severity IN $severities")
     if source:
         where.append("a.source = $source")
+    if visible != "true":
+        where.append(f"EXISTS {{ MATCH (n:Item {{id: a.ciId}}) WHERE {visible} }}")
     return trusted(
         "MATCH (a:Alarm)\n"
         + hint

@@ -9,6 +9,7 @@ from cmdb.alarms import queries as q
 from cmdb.alarms.models import Alarm, AlarmQuery, AlarmSeverity
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
+from cmdb.identity.scope import EVERYTHING, Visibility
 
 
 def alarm_from_row(row: dict[str, Any]) -> Alarm:
@@ -102,10 +103,13 @@ class AlarmRepository:
 
     # --- listing (last: the name shadows the builtin in the class body) ----------------
 
-    async def list(self, f: AlarmQuery, first: int) -> list[Alarm]:
+    async def list(self, f: AlarmQuery, first: int,
+                   visible: Visibility = EVERYTHING) -> list[Alarm]:
         query = q.list_alarms(f.ci_id is not None, f.statuses is not None,
-                              f.severities is not None, f.source is not None)
+                              f.severities is not None, f.source is not None,
+                              visible.predicate())
         rows = await self.db.read(query, {
+            **visible.params(),
             "ciId": f.ci_id,
             "statuses": [s.value for s in f.statuses or ()],
             "severities": [s.value for s in f.severities or ()],

@@ -35,6 +35,7 @@ from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health.repository import propagate, set_own_states
 from cmdb.identity.principal import Permission, Principal, require_permission
+from cmdb.identity.scope import EVERYTHING, Visibility
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.alarms")
@@ -292,10 +293,12 @@ class AlarmService:
 
     # --- listing (last: the name shadows the builtin in the class body) ----------------
 
-    async def list(self, f: AlarmQuery | None = None, first: int | None = None) -> list[Alarm]:
-        """Alarms matching the filters, newest (last occurrence) first, at most ``first``."""
+    async def list(self, f: AlarmQuery | None = None, first: int | None = None,
+                   visible: Visibility = EVERYTHING) -> list[Alarm]:
+        """Alarms matching the filters, newest (last occurrence) first, at most ``first``;
+        only alarms on CIs inside ``visible``."""
         size = first if first is not None else self.settings.default_page_size
         if not 0 <= size <= self.settings.max_page_size:
             raise DomainError.single(
                 "first", f"first must be between 0 and {self.settings.max_page_size}")
-        return await self.repo.list(f or AlarmQuery(), size)
+        return await self.repo.list(f or AlarmQuery(), size, visible)

@@ -42,7 +42,7 @@ class AlarmQuery:
     async def alarms(
         self, info: strawberry.Info, filter: AlarmFilter | None = None, first: int | None = None
     ) -> list[Alarm]:
-        found = await _alarms(info).list(_filter(filter), first)
+        found = await _alarms(info).list(_filter(filter), first, info.context.visible)
         return [Alarm.from_model(a) for a in found]
 
 

@@ -101,7 +101,11 @@ class HealthQuery:
     async def states_as_of(
         self, info: strawberry.Info, ids: list[strawberry.ID], at: datetime
     ) -> list[OperationalState | None]:
-        found = await info.context.services.health.states_as_of([str(i) for i in ids], at)
+        wanted = [str(i) for i in ids]
+        seen = await info.context.services.inventory.repo.visible_ids(
+            wanted, info.context.visible)
+        found = await info.context.services.health.states_as_of(
+            [i for i in wanted if i in seen], at)
         return [OperationalState(found[str(i)]["state"]) if found.get(str(i), {}).get("state")
                 else None for i in ids]
 
@@ -122,8 +126,12 @@ class HealthQuery:
         self, info: strawberry.Info, ci_ids: list[strawberry.ID], start: datetime,
         end: datetime,
     ) -> WhatIfResult:
-        result = await info.context.services.changes.what_if([str(i) for i in ci_ids], start,
-                                                             end)
+        wanted = [str(i) for i in ci_ids]
+        seen = await info.context.services.inventory.repo.visible_ids(
+            wanted, info.context.visible)
+        # An item the caller may not see is treated as unknown, like everywhere else.
+        result = await info.context.services.changes.what_if(
+            [i for i in wanted if i in seen], start, end)
         return WhatIfResult.from_model(result)
 
     @strawberry.field(description="Planned changes that have not ended, soonest first.")
