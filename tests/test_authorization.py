@@ -273,6 +273,7 @@ async def test_a_service_owner_sees_alarms_and_states_only_inside_their_scope(gq
     alarms = (await sam.ok("{ alarms { ciId dedupKey } }"))["alarms"]
     assert [a["dedupKey"] for a in alarms] == ["mine"]
     assert len((await gql.ok("{ alarms { id } }"))["alarms"]) == 2
-    states = await sam.ok("query($ids: [ID!]!) { statesAsOf(ids: $ids, at: \"2100-01-01T00:00:00Z\") }",
-                          ids=[world["SERVER"], world["TRADING_SERVER"]])
+    states = await sam.ok("query($ids: [ID!]!, $at: DateTime!) { statesAsOf(ids: $ids, at: $at) }",
+                          ids=[world["SERVER"], world["TRADING_SERVER"]],
+                          at="2100-01-01T00:00:00Z")
     assert states["statesAsOf"][1] is None and states["statesAsOf"][0] is not None
