@@ -279,3 +279,14 @@ async def test_what_if_a_planned_change(gql, demo, clean_db):
     bad = await gql.ok(PLAN, i={"title": "x", "ciIds": ["nope"], "start": monday.isoformat(),
                                 "end": monday.isoformat()})
     assert bad["planChange"]["errors"][0]["field"] == "input.end"
+
+
+async def test_impact_is_one_round_trip(gql, demo, clean_db):
+    """Traversal, items and this month's SLA history in one statement (was two)."""
+    query = ("query($ids: [ID!]!) { impact(ids: $ids, affectedOnly: false) { "
+             "rank minutesToSlaBreach item { name } } }")
+    await gql.ok(query, ids=[demo["server123"]])  # warm
+    before = clean_db.round_trips.count
+    data = await gql.ok(query, ids=[demo["server123"]])
+    assert clean_db.round_trips.count - before == 1
+    assert "Payroll" in {e["item"]["name"] for e in data["impact"]}

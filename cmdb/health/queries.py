@@ -167,10 +167,23 @@ WHERE n.lifecycleStatus <> 'RETIRED' AND NOT n.id IN $ids
 WITH n, p ORDER BY length(p)
 WITH n, head(collect(p)) AS p
 WHERE NOT $servicesOnly OR n:Service
+// A service's state changes this month ride along: the SLA minutes left need them, and a
+// second round trip for them cost as much as the whole traversal.
+CALL (n) {
+  OPTIONAL MATCH (sc:StateChange {itemId: n.id}) WHERE n:Service AND sc.at < $start
+  WITH sc ORDER BY sc.at DESC LIMIT 1
+  RETURN collect(sc {.state, .at}) AS opening
+}
+CALL (n) {
+  OPTIONAL MATCH (sc:StateChange {itemId: n.id})
+  WHERE n:Service AND $start <= sc.at < $end
+  WITH sc ORDER BY sc.at
+  RETURN collect(sc {.state, .at}) AS inside
+}
 RETURN """
     + ITEM_PROJECTION
     + """ AS item, n.healthState AS state, [x IN nodes(p) | x.id] AS path,
-       [x IN nodes(p) | x.name] AS pathNames
+       [x IN nodes(p) | x.name] AS pathNames, opening + inside AS history
 """
 )
 

@@ -87,8 +87,12 @@ class HealthRepository:
         changes: list[dict[str, Any]] = rows[0]["changes"] if rows else []
         return [{**c, "at": as_datetime(c["at"])} for c in changes]
 
-    async def impacted(self, ids: list[str], services_only: bool) -> list[dict[str, Any]]:
-        return await self.db.read(q.IMPACTED, {"ids": ids, "servicesOnly": services_only})
+    async def impacted(self, ids: list[str], services_only: bool, start: datetime,
+                       end: datetime) -> list[dict[str, Any]]:
+        """What ``ids`` hold up, each service with its state changes in [start, end) and
+        the last one before (``history``)."""
+        return await self.db.read(q.IMPACTED, {"ids": ids, "servicesOnly": services_only,
+                                               "start": start, "end": end})
 
     async def model(self, item_id: str) -> list[dict[str, Any]]:
         return await self.db.read(q.MODEL, {"id": item_id})

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from cmdb.core.clock import utcnow
+from cmdb.core.mapping import as_datetime
 from cmdb.core.models import CRITICALITY_RANK, DomainError, OperationalState
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
@@ -153,15 +154,18 @@ class HealthService:
         if not ids:
             raise DomainError.single("ids", "give at least one item id")
         at = at or utcnow()
+        month_start, _ = month_of(at)
         if assume_down:
             rows = await self.db.rolled_back(
-                lambda tx: self._simulate(tx, ids, OperationalState.DOWN, services_only))
+                lambda tx: self._simulate(tx, ids, OperationalState.DOWN, services_only,
+                                          month_start, at))
         else:
-            rows = await self.repo.impacted(ids, services_only)
-        return await self._rank(rows, at)
+            rows = await self.repo.impacted(ids, services_only, month_start, at)
+        return self._rank(rows, at)
 
     async def _simulate(
-        self, tx: CountingTx, ids: list[str], state: OperationalState, services_only: bool
+        self, tx: CountingTx, ids: list[str], state: OperationalState, services_only: bool,
+        start: datetime, end: datetime,
     ) -> list[dict[str, Any]]:
         from cmdb.health import queries as q
 
@@ -172,14 +176,11 @@ class HealthService:
             raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
                                      "NOT_FOUND")
         await propagate(tx, found, "what-if", now)
-        return await tx.rows(q.IMPACTED, {"ids": ids, "servicesOnly": services_only})
+        return await tx.rows(q.IMPACTED, {"ids": ids, "servicesOnly": services_only,
+                                          "start": start, "end": end})
 
-    async def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
+    def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
         entries: list[tuple[tuple[Any, ...], Impact]] = []
-        month_start, _ = month_of(at)
-        service_ids = [r["item"]["id"] for r in rows if r["item"]["kind"] == "SERVICE"]
-        histories = (await self.repo.histories(service_ids, month_start, at)
-                     if service_ids else {})
         for r in rows:
             item = item_from_row(r["item"])
             state = OperationalState(r["state"] or "UNKNOWN")
@@ -195,7 +196,8 @@ class HealthService:
                     [s for s in specs if periods.is_valid_period(s)], at)
                 if critical:
                     reasons.append("in a business-critical period now")
-                to_breach = self._minutes_to_breach(item, at, histories.get(item.id, []))
+                history = [{**c, "at": as_datetime(c["at"])} for c in r["history"]]
+                to_breach = self._minutes_to_breach(item, at, history)
                 if to_breach is not None:
                     reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
                 revenue = item.business_value.revenue_per_hour or Decimal(0)
