@@ -20,6 +20,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from cmdb.core.models import DomainError
+from cmdb.resolvers.catalog import CatalogSubscription
 from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
 from cmdb.resolvers.query import Query
@@ -30,7 +31,7 @@ log = logging.getLogger("cmdb.graphql")
 
 
 @strawberry.type
-class Subscription(HealthSubscription):
+class Subscription(HealthSubscription, CatalogSubscription):
     pass
 
 
