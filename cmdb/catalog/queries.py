@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+# Entitlements: (:Role {name})-[:ENTITLED_TO]->(:CatalogueItem); a role named by an item is
+# made (with the identity package's id and nameLower) when it does not exist yet.
+
 # --- categories ------------------------------------------------------------------------------
 
 CREATE_CATEGORY: LiteralString = """
@@ -61,6 +64,8 @@ CALL (i) {
 CALL (i) {
   UNWIND $roles AS role
   MERGE (r:Role {name: role})
+  ON CREATE SET r.id = randomUUID(), r.nameLower = toLower(role), r.createdAt = $now,
+                r.updatedAt = $now
   MERGE (r)-[:ENTITLED_TO]->(i)
 }
 """
@@ -99,6 +104,8 @@ CALL (i) {
 CALL (i) {
   UNWIND $roles AS role
   MERGE (r:Role {name: role})
+  ON CREATE SET r.id = randomUUID(), r.nameLower = toLower(role), r.createdAt = $now,
+                r.updatedAt = $now
   MERGE (r)-[:ENTITLED_TO]->(i)
 }
 """
