@@ -119,3 +119,54 @@ async def test_pending_lists_lower_versions_in_ascending_order(db, monkeypatch):
         mig.Migration(9996, "c", ("RETURN 1",)), *mig.MIGRATIONS,
         mig.Migration(9994, "a", ("RETURN 1",)), mig.Migration(9995, "b", ("RETURN 1",))))
     assert [m.version for m in await mig.pending(db)] == [9994, 9995, 9996]
+
+
+STEP_ORDER = """
+CREATE (o:Order {id: 'race', idempotencyScope: 'race', itemId: 'i', versionId: 'v',
+  itemVersion: 1, itemName: 'x', requester: 'u', costCentreCode: 'CC', form: '{}',
+  status: 'AWAITING_APPROVAL', currency: 'EUR', oneOffFee: '0', monthlyFee: '0', revision: 1,
+  seq: 2, stepIndex: 0, attempts: 0, submittedAt: $now, updatedAt: $now})
+CREATE (o)-[:HAS_STEP]->(:ApprovalStep {id: 'race-0', orderId: 'race', index: 0,
+  kind: 'ROLE', role: 'approver', approvers: [], status: 'PENDING'})
+"""
+
+
+async def test_two_open_transactions_cannot_both_decide_a_step(clean_db):
+    """Without the order lock: both transactions read the PENDING step before either writes;
+    the decision's unique step key lets only the first commit."""
+    import asyncio
+
+    from neo4j.exceptions import ConstraintError
+
+    from cmdb.catalog import queries as q
+
+    await clean_db.write(STEP_ORDER, {"now": utcnow()})
+
+    def params(by: str) -> dict:
+        return {"id": "race", "index": 0, "revision": 1, "decision": "APPROVED", "by": by,
+                "reason": None, "now": utcnow()}
+
+    async with clean_db.driver.session() as s1, clean_db.driver.session() as s2:
+        tx1 = await s1.begin_transaction()
+        tx2 = await s2.begin_transaction()
+        first = await (await tx1.run(q.DECIDE_STEP, params("alice"))).data()
+        assert first == [{"id": "race-0"}]
+
+        async def second() -> list:
+            return await (await tx2.run(q.DECIDE_STEP, params("bob"))).data()
+
+        racing = asyncio.ensure_future(second())
+        await asyncio.sleep(0.2)  # let it reach the lock (either order of events is fine)
+        await tx1.commit()
+        try:
+            rows = await racing
+        except ConstraintError:
+            rows = None
+        finally:
+            if not tx2.closed():
+                await tx2.rollback()
+        assert not rows  # refused: no row (it saw the decision) or the unique key
+    found = await clean_db.read("MATCH (d:ApprovalDecision) RETURN collect(d.by) AS by")
+    assert found[0]["by"] == ["alice"]
+    step = await clean_db.read("MATCH (s:ApprovalStep {id: 'race-0'}) RETURN s.decidedBy AS b")
+    assert step[0]["b"] == "alice"

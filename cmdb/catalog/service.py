@@ -552,15 +552,16 @@ class CatalogService:
     # --- fulfilment -----------------------------------------------------------------------
 
     async def retry(self, order_id: str, principal: Principal | None) -> Order:
-        """Run the fulfilment of a FAILED order again (its requester or a catalogue admin)."""
+        """Run the fulfilment of a FAILED order again, or start that of an APPROVED one whose
+        start was interrupted (its requester or a catalogue admin)."""
         p = require_permission(principal, Permission.CATALOGUE_ORDER, "retry fulfilment")
         found = await self.repo.orders_by_id([order_id])
         order = found.get(order_id)
         if order is None or (order.requester != p.user and not _manages(p)):
             raise NotFound("order", order_id)
-        if order.status is not OrderStatus.FAILED:
+        if order.status not in (OrderStatus.FAILED, OrderStatus.APPROVED):
             raise _conflict("id", f"order {order_id!r} is {order.status.value}; only a "
-                            "FAILED order can be retried")
+                            "FAILED (or APPROVED, not yet started) order can be retried")
         return await self._fulfil(order_id, p.user)
 
     async def _fulfil_quietly(self, order_id: str) -> Order:
