@@ -547,3 +547,24 @@ async def test_order_status_subscription_follows_the_order(gql, world, clean_db,
     assert seen[-1] == {"status": "FULFILLED", "currentStep": None}
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(stream.__anext__(), timeout=10)
+
+
+async def test_an_approved_order_whose_fulfilment_never_started_can_be_started(gql, world,
+                                                                               clean_db):
+    john = gql.as_user(*JOHN)
+    order = (await submit(john, world["site"], {"siteName": "stuck"}))["order"]
+    # As if the approval committed and the process stopped before fulfilment began.
+    await clean_db.write("MATCH (o:Order {id: $id}) SET o.status = 'APPROVED'", {"id": order["id"]})
+    started = (await john.ok(RETRY, id=order["id"]))["retryFulfilment"]["order"]
+    assert started["status"] == "FULFILLED" and started["attempts"] == 1
+    assert await ci_names(gql, order["id"]) == ["sp-site-stuck"]
+
+
+async def test_listing_items_with_versions_is_batched(gql, world, clean_db):
+    for n in range(3):
+        await create_item(gql, f"Extra item {n}", recipe={"service": "SharePoint Platform"})
+    before = clean_db.round_trips.count
+    data = await gql.ok("{ catalogueItems { name versions { version price { monthly } } } }")
+    assert len(data["catalogueItems"]) == 4
+    assert all(len(i["versions"]) == 1 for i in data["catalogueItems"])
+    assert clean_db.round_trips.count - before == 2  # the items, then all their versions

@@ -174,13 +174,14 @@ MATCH (i)-[:HAS_VERSION]->(v:CatalogueItemVersion {version: i.currentVersion})
     + _ITEM_ROW
 )
 
-ITEM_VERSIONS: LiteralString = (
+VERSIONS_OF_ITEMS: LiteralString = (
     """
-MATCH (:CatalogueItem {id: $id})-[:HAS_VERSION]->(v:CatalogueItemVersion)
-WITH v ORDER BY v.version
-RETURN """
+UNWIND $ids AS id
+MATCH (:CatalogueItem {id: id})-[:HAS_VERSION]->(v:CatalogueItemVersion)
+WITH id, v ORDER BY v.version
+RETURN id, collect("""
     + _VERSION
-    + " AS version"
+    + ") AS versions"
 )
 
 GET_VERSIONS: LiteralString = (

@@ -149,9 +149,9 @@ class CatalogRepository:
         rows = await self.db.read(q.GET_ITEMS, {"ids": ids})
         return {r["item"]["id"]: item_from_row(r) for r in rows}
 
-    async def versions(self, item_id: str) -> list[ItemVersion]:
-        rows = await self.db.read(q.ITEM_VERSIONS, {"id": item_id})
-        return [version_from_row(r["version"]) for r in rows]
+    async def versions_of_items(self, ids: list[str]) -> dict[str, list[ItemVersion]]:
+        rows = await self.db.read(q.VERSIONS_OF_ITEMS, {"ids": ids})
+        return {r["id"]: [version_from_row(v) for v in r["versions"]] for r in rows}
 
     async def versions_by_id(self, ids: list[str]) -> dict[str, ItemVersion]:
         rows = await self.db.read(q.GET_VERSIONS, {"ids": ids})

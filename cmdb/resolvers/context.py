@@ -61,6 +61,8 @@ class CatalogLoaders:
             catalog.transitions)
         self.tasks: DataLoader[str, list[catalog_models.FulfilmentTask]] = DataLoader(
             catalog.tasks_of)
+        self.item_versions: DataLoader[str, list[catalog_models.ItemVersion]] = DataLoader(
+            catalog.versions_of_items)
 
         async def versions(ids: list[str]) -> list[catalog_models.ItemVersion | None]:
             found = await repo.versions_by_id(ids)

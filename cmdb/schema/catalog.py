@@ -135,8 +135,7 @@ class CatalogueItem:
 
     @strawberry.field(description="Every version, oldest first.")
     async def versions(self, info: strawberry.Info) -> list[CatalogueItemVersion]:
-        found = await info.context.services.catalog.versions(info.context.principal,
-                                                             str(self.id))
+        found = await info.context.loaders.catalog.item_versions.load(str(self.id))
         return [CatalogueItemVersion.from_model(v) for v in found]
 
     @classmethod
