@@ -15,7 +15,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
-from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+from cmdb.db.migrations import current_version, migrate, pending
 from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         app.state.db = database
         app.state.services = Services(database, settings)
         try:
-            if await current_version(database) < LATEST_VERSION:
+            if await pending(database):
                 await migrate(database)
         except Exception:  # the API still starts; /readyz reports why it is not ready
             log.exception("schema migration at start failed")
@@ -145,10 +145,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         if checks["neo4j"]:
             try:
                 version = await current_version(database)
+                current = not await pending(database)
             except Exception:
-                version = -1
+                version, current = -1, False
             checks["schema_version"] = version
-            checks["schema_current"] = version == LATEST_VERSION
+            checks["schema_current"] = current
         ready = bool(checks["neo4j"]) and bool(checks.get("schema_current"))
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 

@@ -63,9 +63,12 @@ async def _with_db(settings: Settings, action: str) -> None:
                 typer.echo(f"applied migration {m.version}: {m.name}")
             typer.echo(f"schema at version {await current_version(db)} (latest {LATEST_VERSION})")
         if action == "status":
+            from cmdb.db.migrations import pending
+
             have = await current_version(db)
+            todo = await pending(db)
             typer.echo(f"schema at version {have}; latest is {LATEST_VERSION}"
-                       + ("" if have == LATEST_VERSION else " (run `cmdb schema migrate`)"))
+                       + (f" ({len(todo)} pending: run `cmdb schema migrate`)" if todo else ""))
         if action == "recompute":
             from cmdb.health.repository import recompute_all
 

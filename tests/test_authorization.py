@@ -23,6 +23,10 @@ ALL = frozenset(ROLES)
 OPS = frozenset({"admin", "operator"})
 OWNERS = OPS | {"service_owner"}
 ALARM_WRITERS = OPS | {"monitoring", "discovery_agent"}
+CAT_MANAGE = frozenset({"catalogue_admin", "admin"})
+CAT_APPROVE = CAT_MANAGE | {"approver"}
+CAT_ORDER = CAT_APPROVE | {"requester", "operator", "service_owner"}
+CAT_BROWSE = CAT_ORDER | {"executive", "finance", "finance_all"}
 
 NOWHERE = "00000000-0000-4000-8000-000000000000"
 WINDOW = {"s": "2026-11-01T00:00:00Z", "e": "2026-11-02T00:00:00Z"}
@@ -106,8 +110,58 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Mutation.acknowledgeAlarm": (
         "mutation($id: ID!) { acknowledgeAlarm(id: $id) { errors { code } } }",
         {"id": NOWHERE}, OPS),
+    "Query.catalogueCategories": ("{ catalogueCategories { id } }", {}, CAT_BROWSE),
+    "Query.catalogueItems": ("{ catalogueItems { id } }", {}, CAT_BROWSE),
+    "Query.catalogueItem": ("query($id: ID!) { catalogueItem(id: $id) { id } }",
+                            {"id": NOWHERE}, CAT_BROWSE),
+    "Query.order": ("query($id: ID!) { order(id: $id) { id } }", {"id": NOWHERE}, CAT_BROWSE),
+    "Query.myOrders": ("{ myOrders { id } }", {}, CAT_BROWSE),
+    "Query.mySubscriptions": ("{ mySubscriptions { id } }", {}, CAT_BROWSE),
+    "Query.subscription": ("query($id: ID!) { subscription(id: $id) { id } }",
+                           {"id": NOWHERE}, CAT_BROWSE),
+    "Query.approvalQueue": ("{ approvalQueue { id } }", {}, CAT_APPROVE),
+    "Query.orders": ("{ orders { id } }", {}, CAT_MANAGE),
+    "Query.subscriptions": ("{ subscriptions { id } }", {}, CAT_MANAGE),
+    "Query.fulfilmentTasks": ("{ fulfilmentTasks { id } }", {}, CAT_MANAGE),
+    "Mutation.createCatalogueCategory": (
+        "mutation { createCatalogueCategory(input: {name: \"\"}) { errors { code } } }", {},
+        CAT_MANAGE),
+    "Mutation.createCatalogueItem": (
+        "mutation { createCatalogueItem(input: {name: \"\", formSchema: {}, roles: [], "
+        "recipe: {}}) { errors { code } } }", {}, CAT_MANAGE),
+    "Mutation.updateCatalogueItem": (
+        "mutation($id: ID!) { updateCatalogueItem(id: $id, input: {}) { errors { code } } }",
+        {"id": NOWHERE}, CAT_MANAGE),
+    "Mutation.retireCatalogueItem": (
+        "mutation($id: ID!) { retireCatalogueItem(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_MANAGE),
+    "Mutation.completeFulfilmentTask": (
+        "mutation($id: ID!) { completeFulfilmentTask(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_MANAGE),
+    "Mutation.failFulfilmentTask": (
+        "mutation($id: ID!) { failFulfilmentTask(id: $id, note: \"n\") { errors { code } } }",
+        {"id": NOWHERE}, CAT_MANAGE),
+    "Mutation.submitOrder": (
+        "mutation($id: ID!) { submitOrder(input: {itemId: $id, form: {}, "
+        "idempotencyKey: \"k-1\"}) { errors { code } } }", {"id": NOWHERE}, CAT_ORDER),
+    "Mutation.cancelOrder": (
+        "mutation($id: ID!) { cancelOrder(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_ORDER),
+    "Mutation.retryFulfilment": (
+        "mutation($id: ID!) { retryFulfilment(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_ORDER),
+    "Mutation.decommissionSubscription": (
+        "mutation($id: ID!) { decommissionSubscription(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_ORDER),
+    "Mutation.approveOrder": (
+        "mutation($id: ID!) { approveOrder(id: $id) { errors { code } } }",
+        {"id": NOWHERE}, CAT_APPROVE),
+    "Mutation.rejectOrder": (
+        "mutation($id: ID!) { rejectOrder(id: $id, reason: \"r\") { errors { code } } }",
+        {"id": NOWHERE}, CAT_APPROVE),
 }
-SUBSCRIPTIONS = {"Subscription.stateChanges": OPS}
+SUBSCRIPTIONS = {"Subscription.stateChanges": (OPS, "stateChanges { itemId }"),
+                 "Subscription.orderStatus": (CAT_BROWSE, f'orderStatus(id: "{NOWHERE}") {{ id }}')}
 
 
 def test_every_root_field_is_in_the_matrix():
@@ -178,8 +232,7 @@ def test_subscriptions_by_role(test_settings):
     from tests.auth import auth_headers
 
     with TestClient(create_app(test_settings)) as tc:
-        for name, allowed in SUBSCRIPTIONS.items():
-            field = name.split(".", 1)[1]
+        for _name, (allowed, selection) in SUBSCRIPTIONS.items():
             for role in ROLES:
                 with tc.websocket_connect("/graphql",
                                           subprotocols=["graphql-transport-ws"]) as ws:
@@ -187,7 +240,7 @@ def test_subscriptions_by_role(test_settings):
                                   "payload": auth_headers(_user(role), role)})
                     assert ws.receive_json()["type"] == "connection_ack"
                     ws.send_json({"id": "1", "type": "subscribe",
-                                  "payload": {"query": f"subscription {{ {field} {{ itemId }} }}"}})
+                                  "payload": {"query": f"subscription {{ {selection} }}"}})
                     if role in allowed:
                         ws.send_json({"id": "1", "type": "complete"})
                         continue  # subscribed: the stream waits for changes

@@ -9,11 +9,13 @@ import pytest
 
 from cmdb.db.driver import Database
 from cmdb.demo import data
+from cmdb.demo.catalogue import CATEGORIES as CATALOGUE_CATEGORIES
+from cmdb.demo.catalogue import ITEMS as CATALOGUE_ITEMS
 from cmdb.demo.loader import check_demo_data, load_demo, load_demo_report
 
 pytestmark = pytest.mark.integration
 
-N_ORG, N_SERVICES, N_CIS, N_RELS = 20, 11, 80, 158
+N_ORG, N_SERVICES, N_CIS, N_RELS = 20, 12, 80, 160
 
 FIRST_RUN = (
     f"demo data: created {N_ORG} org units, {N_SERVICES} services, {N_CIS} CIs, "
@@ -73,7 +75,7 @@ async def test_loads_the_enterprise(gql, clean_db, test_settings):
     assert payroll["businessValue"] == {"revenuePerHour": "12000.00", "users": 4200}
     assert all(s["sla"]["availabilityTarget"] and s["businessValue"]["users"]
                for s in business.values())
-    assert found["technical"]["totalCount"] == 6
+    assert found["technical"]["totalCount"] == 7
     assert found["configurationItems"]["totalCount"] == N_CIS
     assert found["servers"]["totalCount"] == 5
     parents = {c["code"]: (c["parent"] or {}).get("code") for c in found["costCentres"]}
@@ -113,8 +115,12 @@ async def test_every_item_has_owner_cost_centre_and_location(gql, clean_db, test
 async def test_second_run_changes_nothing(gql, clean_db, test_settings):
     assert await load_demo(clean_db, test_settings, echo=lambda _: None) == FIRST_RUN
     before = await graph_state(clean_db)
-    assert before[:2] == (N_ORG + N_SERVICES + N_CIS,
-                          N_RELS + 3 * (N_SERVICES + N_CIS) + 6)  # + OWNED_BY.., PART_OF
+    # The catalogue: categories, items with one version each, the 'requester' role;
+    # HAS_VERSION, IN_CATEGORY and ENTITLED_TO per item.
+    catalogue_nodes = len(CATALOGUE_CATEGORIES) + 2 * len(CATALOGUE_ITEMS) + 1
+    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes,
+                          N_RELS + 3 * (N_SERVICES + N_CIS) + 6  # + OWNED_BY.., PART_OF
+                          + 3 * len(CATALOGUE_ITEMS))
     lines: list[str] = []
     assert await load_demo(clean_db, test_settings, echo=lines.append) == SECOND_RUN
     assert lines and all("(0 created," in line for line in lines)

@@ -79,6 +79,52 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FOR (c:PlannedChange) REQUIRE c.id IS UNIQUE",
         "CREATE INDEX planned_change_start IF NOT EXISTS FOR (c:PlannedChange) ON (c.start)",
     )),
+    Migration(8, "catalogue: items, versions, orders (one per idempotency key), one decision "
+              "per approval step, subscriptions, fulfilment tasks", (
+        "CREATE CONSTRAINT catalogue_category_id IF NOT EXISTS "
+        "FOR (c:CatalogueCategory) REQUIRE c.id IS UNIQUE",
+        "CREATE CONSTRAINT catalogue_category_name IF NOT EXISTS "
+        "FOR (c:CatalogueCategory) REQUIRE c.nameLower IS UNIQUE",
+        "CREATE CONSTRAINT catalogue_item_id IF NOT EXISTS "
+        "FOR (i:CatalogueItem) REQUIRE i.id IS UNIQUE",
+        "CREATE CONSTRAINT catalogue_item_name IF NOT EXISTS "
+        "FOR (i:CatalogueItem) REQUIRE i.nameLower IS UNIQUE",
+        "CREATE CONSTRAINT catalogue_version_id IF NOT EXISTS "
+        "FOR (v:CatalogueItemVersion) REQUIRE v.id IS UNIQUE",
+        # itemId + '#' + version: two concurrent edits cannot both make version n.
+        "CREATE CONSTRAINT catalogue_version_key IF NOT EXISTS "
+        "FOR (v:CatalogueItemVersion) REQUIRE v.versionKey IS UNIQUE",
+        "CREATE CONSTRAINT role_name IF NOT EXISTS FOR (r:Role) REQUIRE r.name IS UNIQUE",
+        "CREATE CONSTRAINT order_id IF NOT EXISTS FOR (o:Order) REQUIRE o.id IS UNIQUE",
+        # requester + NUL + idempotency key: the same request twice makes one order.
+        "CREATE CONSTRAINT order_idempotency IF NOT EXISTS "
+        "FOR (o:Order) REQUIRE o.idempotencyScope IS UNIQUE",
+        "CREATE INDEX order_requester IF NOT EXISTS FOR (o:Order) ON (o.requester, o.submittedAt)",
+        "CREATE INDEX order_status IF NOT EXISTS FOR (o:Order) ON (o.status)",
+        "CREATE CONSTRAINT approval_step_id IF NOT EXISTS "
+        "FOR (s:ApprovalStep) REQUIRE s.id IS UNIQUE",
+        # orderId + '#' + step index: at most one decision per step, whoever decides first.
+        "CREATE CONSTRAINT approval_decision_key IF NOT EXISTS "
+        "FOR (d:ApprovalDecision) REQUIRE d.stepKey IS UNIQUE",
+        "CREATE INDEX approval_step_order IF NOT EXISTS FOR (s:ApprovalStep) ON (s.orderId)",
+        "CREATE CONSTRAINT order_transition_id IF NOT EXISTS "
+        "FOR (t:OrderTransition) REQUIRE t.id IS UNIQUE",
+        "CREATE INDEX order_transition_order IF NOT EXISTS "
+        "FOR (t:OrderTransition) ON (t.orderId)",
+        "CREATE CONSTRAINT subscription_id IF NOT EXISTS "
+        "FOR (s:Subscription) REQUIRE s.id IS UNIQUE",
+        # One subscription per order, even when fulfilment is retried.
+        "CREATE CONSTRAINT subscription_order IF NOT EXISTS "
+        "FOR (s:Subscription) REQUIRE s.orderId IS UNIQUE",
+        "CREATE INDEX subscription_consumer IF NOT EXISTS "
+        "FOR (s:Subscription) ON (s.consumer, s.status)",
+        "CREATE CONSTRAINT fulfilment_task_id IF NOT EXISTS "
+        "FOR (t:FulfilmentTask) REQUIRE t.id IS UNIQUE",
+        "CREATE INDEX fulfilment_task_order IF NOT EXISTS "
+        "FOR (t:FulfilmentTask) ON (t.orderId)",
+        "CREATE INDEX fulfilment_task_status IF NOT EXISTS "
+        "FOR (t:FulfilmentTask) ON (t.status)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
@@ -90,13 +136,22 @@ async def current_version(db: Database) -> int:
     return int(v) if v is not None else 0
 
 
+async def applied_versions(db: Database) -> set[int]:
+    rows = await db.read("MATCH (m:SchemaMigration) RETURN collect(m.version) AS vs")
+    return {int(v) for v in (rows[0]["vs"] if rows else [])}
+
+
+async def pending(db: Database) -> list[Migration]:
+    """Migrations not yet applied, lowest version first. Versions may have gaps, and one
+    below the highest applied version (added by a later merge) is still pending."""
+    have = await applied_versions(db)
+    return sorted((m for m in MIGRATIONS if m.version not in have), key=lambda m: m.version)
+
+
 async def migrate(db: Database) -> list[Migration]:
-    """Apply the migrations above the recorded version; returns those applied."""
+    """Apply every migration not yet applied, in ascending version order; returns them."""
     applied = []
-    have = await current_version(db)
-    for m in MIGRATIONS:
-        if m.version <= have:
-            continue
+    for m in await pending(db):
         for statement in m.statements:
             await db.write(statement)
         await db.write(

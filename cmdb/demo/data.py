@@ -175,6 +175,9 @@ TECHNICAL_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("Directory Services", _T, _HIGH, "Windows Ops", "CC-1310", LONDON,
                 "Active Directory authentication, shared by most services.",
                 _sla("99.95", 15, 120, "Sun 01:00-02:00")),
+    ServiceSpec("Hosting Platform", _T, _MED, "Virtualisation Team", "CC-1310", LONDON,
+                "Virtual machines and databases on the ESX clusters, ordered from the "
+                "catalogue.", _sla("99.5", 60, 480, "Sun 03:00-05:00")),
 )
 
 SERVICES: tuple[ServiceSpec, ...] = BUSINESS_SERVICES + TECHNICAL_SERVICES
@@ -498,6 +501,8 @@ SERVICE_RELATIONS: tuple[RelSpec, ...] = (
     *_each(("SharePoint Platform",), _DEP, ("sharepoint-web-01", "sharepoint-web-02"),
            _group("sharepoint-web")),
     RelSpec("SharePoint Platform", _DEP, "sharepoint-sql", REQUIRED),
+    *_each(("Hosting Platform",), _DEP, ("esx-cluster-a", "esx-cluster-b"),
+           _group("hosting-clusters")),
     *_each(("Directory Services",), _DEP, ("ad-dc-01", "ad-dc-02"), _group("active-directory")),
 )
 

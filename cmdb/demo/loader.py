@@ -48,6 +48,13 @@ RETURN s.id AS source, type(r) AS type, t.id AS target
 """
 
 
+_EXISTING_CATALOGUE: LiteralString = """
+CALL () { OPTIONAL MATCH (c:CatalogueCategory) RETURN collect(c {.id, .nameLower}) AS categories }
+CALL () { OPTIONAL MATCH (i:CatalogueItem) RETURN collect(i.nameLower) AS items }
+RETURN categories, items
+"""
+
+
 class DemoDataError(RuntimeError):
     """The demo data is inconsistent, or the graph holds something that clashes with it."""
 
@@ -73,10 +80,11 @@ class DemoReport:
     services: Tally = field(default_factory=Tally)
     cis: Tally = field(default_factory=Tally)
     relationships: Tally = field(default_factory=Tally)
+    catalogue: Tally = field(default_factory=Tally)  # items; reported on its own line
 
     @property
     def created(self) -> int:
-        return sum(t.created for t in self._tallies().values())
+        return sum(t.created for t in self._tallies().values()) + self.catalogue.created
 
     def _tallies(self) -> dict[str, Tally]:
         return {"org units": self.org_units, "services": self.services, "CIs": self.cis,
@@ -114,7 +122,40 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     items = await _load_services(services, db, echo, report.services, org)
     items.update(await _load_cis(services, db, echo, report.cis, org))
     await _load_relations(services, db, echo, report.relationships, items)
+    await _load_catalogue(services, db, echo, report.catalogue)
     return report
+
+
+# --- catalogue ---------------------------------------------------------------------------------
+
+
+async def _load_catalogue(services: Services, db: Database, echo: Echo, tally: Tally) -> None:
+    """The demo catalogue (categories and items), created through the catalogue service."""
+    from cmdb.demo.catalogue import CATEGORIES, ITEMS
+    from cmdb.identity.principal import Principal
+
+    loader = Principal(user="demo-loader", roles=frozenset({"catalogue_admin"}))
+    [row] = await db.read(_EXISTING_CATALOGUE)
+    categories = {c["nameLower"]: c["id"] for c in row["categories"]}
+    present = set(row["items"])
+    try:
+        for name, description in CATEGORIES:
+            if name.lower() not in categories:
+                made = await services.catalog.create_category(
+                    {"name": name, "description": description}, loader)
+                categories[name.lower()] = made.id
+        for spec in ITEMS:
+            if spec["name"].lower() in present:
+                tally.present += 1
+                continue
+            data = {k: v for k, v in spec.items() if k != "category"}
+            data["category_id"] = categories[spec["category"].lower()]
+            data["roles"] = ["requester"]
+            await services.catalog.create_item(data, loader)
+            tally.created += 1
+    except DomainError as e:
+        raise DemoDataError(f"cannot load the demo catalogue: {e}") from e
+    echo(f"  catalogue items: {len(ITEMS)} ({tally.note()})")
 
 
 # --- organisation ------------------------------------------------------------------------------

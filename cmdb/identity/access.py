@@ -25,6 +25,12 @@ EVERYONE = frozenset(ROLES)  # any authenticated caller; data narrowed by scope
 OPERATIONS = frozenset({"admin", "operator"})
 OWNERS = OPERATIONS | {"service_owner"}
 ADMIN = frozenset({"admin"})
+# The catalogue service checks the same permissions itself and finer ones (own orders,
+# approval steps waiting on the caller); these rules mirror its grants in principal.py.
+CATALOGUE_MANAGE = frozenset({"catalogue_admin", "admin"})
+CATALOGUE_APPROVE = CATALOGUE_MANAGE | {"approver"}
+CATALOGUE_ORDER = CATALOGUE_APPROVE | {"requester", "operator", "service_owner"}
+CATALOGUE_BROWSE = CATALOGUE_ORDER | {"executive", "finance", "finance_all"}
 
 QUERY_RULES: dict[str, frozenset[str]] = {
     "node": EVERYONE,
@@ -43,6 +49,17 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "stateHistory": OWNERS,
     "statesAsOf": OWNERS,
     "plannedChanges": OWNERS,
+    "catalogueCategories": CATALOGUE_BROWSE,
+    "catalogueItems": CATALOGUE_BROWSE,
+    "catalogueItem": CATALOGUE_BROWSE,
+    "order": CATALOGUE_BROWSE,
+    "myOrders": CATALOGUE_BROWSE,
+    "mySubscriptions": CATALOGUE_BROWSE,
+    "subscription": CATALOGUE_BROWSE,
+    "approvalQueue": CATALOGUE_APPROVE,
+    "orders": CATALOGUE_MANAGE,
+    "subscriptions": CATALOGUE_MANAGE,
+    "fulfilmentTasks": CATALOGUE_MANAGE,
 }
 
 MUTATION_RULES: dict[str, frozenset[str]] = {
@@ -63,10 +80,23 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
     "raiseAlarm": EVERYONE,
     "clearAlarm": EVERYONE,
     "acknowledgeAlarm": EVERYONE,
+    "createCatalogueCategory": CATALOGUE_MANAGE,
+    "createCatalogueItem": CATALOGUE_MANAGE,
+    "updateCatalogueItem": CATALOGUE_MANAGE,
+    "retireCatalogueItem": CATALOGUE_MANAGE,
+    "completeFulfilmentTask": CATALOGUE_MANAGE,
+    "failFulfilmentTask": CATALOGUE_MANAGE,
+    "submitOrder": CATALOGUE_ORDER,
+    "cancelOrder": CATALOGUE_ORDER,
+    "retryFulfilment": CATALOGUE_ORDER,
+    "decommissionSubscription": CATALOGUE_ORDER,
+    "approveOrder": CATALOGUE_APPROVE,
+    "rejectOrder": CATALOGUE_APPROVE,
 }
 
 SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {
     "stateChanges": OPERATIONS,
+    "orderStatus": CATALOGUE_BROWSE,
 }
 
 RULES: dict[str, dict[str, frozenset[str]]] = {

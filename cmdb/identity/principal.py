@@ -19,6 +19,13 @@ class Permission:
 
     ALARM_ACKNOWLEDGE = "alarm:acknowledge"
     ALARM_WRITE = "alarm:write"  # raise and clear
+    # Catalogue: browse what one may order; order (and follow one's own orders and
+    # subscriptions); approve orders waiting on oneself; manage the catalogue, every order,
+    # subscription and fulfilment task.
+    CATALOGUE_READ = "catalogue:read"
+    CATALOGUE_ORDER = "catalogue:order"
+    CATALOGUE_APPROVE = "catalogue:approve"
+    CATALOGUE_MANAGE = "catalogue:manage"
 
 
 ROLES: tuple[str, ...] = (
@@ -36,18 +43,26 @@ ROLES: tuple[str, ...] = (
 )
 
 # Role -> the permissions it grants. Roles not listed (or unknown) grant nothing.
+_ALARMS = frozenset({Permission.ALARM_ACKNOWLEDGE, Permission.ALARM_WRITE})
+
+# --- catalogue grants ------------------------------------------------------------------------
+_CATALOGUE_BROWSE = frozenset({Permission.CATALOGUE_READ})
+_CATALOGUE_ORDER = _CATALOGUE_BROWSE | {Permission.CATALOGUE_ORDER}
+_CATALOGUE_APPROVE = _CATALOGUE_ORDER | {Permission.CATALOGUE_APPROVE}
+_CATALOGUE_ALL = _CATALOGUE_APPROVE | {Permission.CATALOGUE_MANAGE}
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "executive": frozenset(),
-    "service_owner": frozenset(),
-    "operator": frozenset({Permission.ALARM_ACKNOWLEDGE, Permission.ALARM_WRITE}),
-    "requester": frozenset(),
-    "approver": frozenset(),
-    "catalogue_admin": frozenset(),
-    "finance": frozenset(),
-    "finance_all": frozenset(),
+    "executive": _CATALOGUE_BROWSE,
+    "service_owner": _CATALOGUE_ORDER,
+    "operator": _ALARMS | _CATALOGUE_ORDER,
+    "requester": _CATALOGUE_ORDER,
+    "approver": _CATALOGUE_APPROVE,
+    "catalogue_admin": _CATALOGUE_ALL,
+    "finance": _CATALOGUE_BROWSE,
+    "finance_all": _CATALOGUE_BROWSE,
     "discovery_agent": frozenset({Permission.ALARM_WRITE}),
     "monitoring": frozenset({Permission.ALARM_WRITE}),
-    "admin": frozenset({Permission.ALARM_ACKNOWLEDGE, Permission.ALARM_WRITE}),
+    "admin": _ALARMS | _CATALOGUE_ALL,
 }
 
 

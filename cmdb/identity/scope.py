@@ -13,6 +13,9 @@ Roles grant visibility; several roles grant the union:
   (``(:User)-[:MEMBER_OF_GROUP]->(:OwnerGroup)<-[:OWNED_BY]-(:Service)``): service_owner
 - business services only: requester, approver
 - nothing: discovery_agent (ingest only), an authenticated caller with no known role
+
+Every caller also sees what is their own: the service and the CIs of their catalogue
+subscriptions (``(:Subscription {consumer})-[:PROVISIONED|OF_SERVICE]->``).
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ class Visibility:
     everything: bool = False
     service_kinds: frozenset[str] = frozenset()  # serviceKind values visible wholesale
     owned_models_of: str | None = None  # userName whose groups' services are seen in depth
+    own_items_of: str | None = None  # userName whose subscriptions' items are seen
 
     @property
     def nothing(self) -> bool:
-        return not self.everything and not self.service_kinds and self.owned_models_of is None
+        return (not self.everything and not self.service_kinds
+                and self.owned_models_of is None and self.own_items_of is None)
 
     def predicate(self, var: str = "n") -> LiteralString:
         """A boolean Cypher expression on ``var``; its parameters come from ``params``."""
@@ -59,6 +64,11 @@ class Visibility:
                 "(:OwnerGroup)<-[:OWNED_BY]-(own:Service) "
                 f"MATCH (own)-[:{MODEL_RELATIONSHIPS}*0..{MODEL_DEPTH}]->({var}) }}"
             )
+        if self.own_items_of is not None:
+            parts.append(
+                "EXISTS { MATCH (mine:Subscription {consumer: $scope_me})"
+                f"-[:PROVISIONED|OF_SERVICE]->({var}) }}"
+            )
         return trusted(" OR ".join(parts)) if parts else "false"
 
     def params(self) -> dict[str, Any]:
@@ -67,6 +77,8 @@ class Visibility:
             out["scope_kinds"] = sorted(self.service_kinds)
         if not self.everything and self.owned_models_of is not None:
             out["scope_user"] = self.owned_models_of
+        if not self.everything and self.own_items_of is not None:
+            out["scope_me"] = self.own_items_of
         return out
 
 
@@ -88,4 +100,5 @@ def visibility(principal: Principal | None) -> Visibility:
     if roles & _SEES_BUSINESS:
         kinds.add("BUSINESS")
     owner = principal.user if roles & _SEES_OWNED_MODELS else None
-    return Visibility(service_kinds=frozenset(kinds), owned_models_of=owner)
+    mine = principal.user if roles else None  # a caller with no known role sees nothing
+    return Visibility(service_kinds=frozenset(kinds), owned_models_of=owner, own_items_of=mine)

@@ -8,6 +8,8 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
+from cmdb.catalog import models as catalog_models
+from cmdb.catalog.service import CatalogService
 from cmdb.changes.service import ChangeService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
@@ -37,6 +39,7 @@ class Services:
     org: OrgService = field(init=False)
     health: HealthService = field(init=False)
     changes: ChangeService = field(init=False)
+    catalog: CatalogService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -45,6 +48,34 @@ class Services:
         self.org = OrgService(self.db, self.settings)
         self.health = HealthService(self.db, self.settings)
         self.changes = ChangeService(self.db, self.settings, self.health)
+        self.catalog = CatalogService(self.db, self.settings)
+
+
+class CatalogLoaders:
+    """Nested catalogue fields, one round trip per field and level."""
+
+    def __init__(self, catalog: CatalogService) -> None:
+        repo = catalog.repo
+        self.steps: DataLoader[str, list[catalog_models.ApprovalStep]] = DataLoader(
+            catalog.steps)
+        self.transitions: DataLoader[str, list[catalog_models.Transition]] = DataLoader(
+            catalog.transitions)
+        self.tasks: DataLoader[str, list[catalog_models.FulfilmentTask]] = DataLoader(
+            catalog.tasks_of)
+        self.item_versions: DataLoader[str, list[catalog_models.ItemVersion]] = DataLoader(
+            catalog.versions_of_items)
+
+        async def versions(ids: list[str]) -> list[catalog_models.ItemVersion | None]:
+            found = await repo.versions_by_id(ids)
+            return [found.get(i) for i in ids]
+
+        async def subscriptions(ids: list[str]) -> list[catalog_models.Subscription | None]:
+            found = await repo.subscriptions_by_id(ids)
+            return [found.get(i) for i in ids]
+
+        self.versions: DataLoader[str, catalog_models.ItemVersion | None] = DataLoader(versions)
+        self.subscriptions: DataLoader[str, catalog_models.Subscription | None] = DataLoader(
+            subscriptions)
 
 
 class Loaders:
@@ -62,6 +93,7 @@ class Loaders:
         )
         self.org: DataLoader[str, OrgUnit | None] = DataLoader(services.org.get_many)
         self._relations: dict[RelationQuery, DataLoader[str, list[Relation]]] = {}
+        self.catalog = CatalogLoaders(services.catalog)
 
     async def _load_items(self, ids: list[str]) -> list[ConfigurationItem | Service | None]:
         rows = await self._services.inventory.repo.get_rows(ids, visible=self.visible)

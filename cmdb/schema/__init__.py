@@ -22,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from cmdb.core.models import DomainError
 from cmdb.identity.access import guard_root_fields
+from cmdb.resolvers.catalog import CatalogSubscription
 from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
 from cmdb.resolvers.query import Query
@@ -32,7 +33,7 @@ log = logging.getLogger("cmdb.graphql")
 
 
 @strawberry.type
-class Subscription(HealthSubscription):
+class Subscription(HealthSubscription, CatalogSubscription):
     pass
 
 

@@ -1,0 +1,1 @@
+"""Self-service catalogue: items, orders, approvals, fulfilment, subscriptions."""

@@ -1,0 +1,227 @@
+"""Runs the catalogue Cypher and turns its rows into models."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cmdb.catalog import queries as q
+from cmdb.catalog.models import (
+    ApprovalPolicy,
+    ApprovalStep,
+    CatalogueItem,
+    Category,
+    FulfilmentTask,
+    ItemVersion,
+    Order,
+    PricePlan,
+    Recipe,
+    Subscription,
+    Transition,
+)
+from cmdb.core.mapping import as_datetime
+from cmdb.db.driver import CountingTx, Database
+
+
+def _dt(v: Any) -> datetime:
+    out = as_datetime(v)
+    assert out is not None
+    return out
+
+
+def version_content(
+    name: str, description: str, form_schema: dict[str, Any], roles: list[str],
+    policy: ApprovalPolicy, price: PricePlan, recipe: Recipe,
+) -> dict[str, Any]:
+    """Node properties of a version: nested documents as JSON text, money as strings."""
+    return {
+        "name": name,
+        "description": description,
+        "formSchema": json.dumps(form_schema, sort_keys=True),
+        "roles": roles,
+        "approvalPolicy": policy.model_dump_json(),
+        "pricePlan": price.model_dump_json(),
+        "recipe": recipe.model_dump_json(),
+    }
+
+
+def version_from_row(v: dict[str, Any]) -> ItemVersion:
+    return ItemVersion(
+        id=v["id"], item_id=v["itemId"], version=v["version"], name=v["name"],
+        description=v.get("description") or "",
+        form_schema=json.loads(v["formSchema"]), roles=list(v.get("roles") or []),
+        approval_policy=ApprovalPolicy.model_validate_json(v["approvalPolicy"]),
+        price_plan=PricePlan.model_validate_json(v["pricePlan"]),
+        recipe=Recipe.model_validate_json(v["recipe"]),
+        created_at=_dt(v["createdAt"]), created_by=v.get("createdBy"),
+    )
+
+
+def category_from_row(c: dict[str, Any] | None) -> Category | None:
+    if not c:
+        return None
+    return Category(id=c["id"], name=c["name"], description=c.get("description") or "")
+
+
+def item_from_row(row: dict[str, Any]) -> CatalogueItem:
+    i = row["item"]
+    return CatalogueItem(
+        id=i["id"], status=i["status"], category=category_from_row(row.get("category")),
+        current=version_from_row(row["version"]), created_at=_dt(i["createdAt"]),
+        updated_at=_dt(i["updatedAt"]), retired_at=as_datetime(i.get("retiredAt")),
+    )
+
+
+def order_from_row(o: dict[str, Any]) -> Order:
+    return Order(
+        id=o["id"], item_id=o["itemId"], version_id=o["versionId"],
+        item_version=o["itemVersion"], item_name=o["itemName"], requester=o["requester"],
+        cost_centre_code=o["costCentreCode"], form=json.loads(o["form"]), status=o["status"],
+        currency=o["currency"], one_off_fee=Decimal(o["oneOffFee"]),
+        monthly_fee=Decimal(o["monthlyFee"]), comment=o.get("comment"),
+        submitted_at=_dt(o["submittedAt"]), updated_at=_dt(o["updatedAt"]),
+        revision=o["revision"], step_index=o["stepIndex"], attempts=o["attempts"],
+        last_error=o.get("lastError"), subscription_id=o.get("subscriptionId"),
+    )
+
+
+def step_from_row(s: dict[str, Any]) -> ApprovalStep:
+    return ApprovalStep(
+        id=s["id"], index=s["index"], kind=s["kind"], role=s.get("role"),
+        above=Decimal(s["above"]) if s.get("above") is not None else None,
+        approvers=list(s.get("approvers") or []), status=s["status"],
+        decided_by=s.get("decidedBy"), decided_at=as_datetime(s.get("decidedAt")),
+        reason=s.get("reason"),
+    )
+
+
+def transition_from_row(t: dict[str, Any]) -> Transition:
+    return Transition(seq=t["seq"], from_status=t.get("fromStatus"), to_status=t["toStatus"],
+                      by=t["by"], at=_dt(t["at"]), reason=t.get("reason"))
+
+
+def task_from_row(t: dict[str, Any]) -> FulfilmentTask:
+    return FulfilmentTask(
+        id=t["id"], order_id=t["orderId"], index=t["index"], name=t["name"],
+        description=t.get("description"), group=t.get("group"), status=t["status"],
+        done_by=t.get("doneBy"), done_at=as_datetime(t.get("doneAt")), note=t.get("note"),
+    )
+
+
+def subscription_from_row(s: dict[str, Any]) -> Subscription:
+    return Subscription(
+        id=s["id"], order_id=s["orderId"], item_id=s["itemId"], version_id=s["versionId"],
+        item_version=s["itemVersion"], item_name=s["itemName"], consumer=s["consumer"],
+        cost_centre_code=s["costCentreCode"], service_id=s.get("serviceId"),
+        ci_ids=list(s.get("ciIds") or []), status=s["status"], start_at=_dt(s["startAt"]),
+        end_at=as_datetime(s.get("endAt")), ended_by=s.get("endedBy"),
+        end_reason=s.get("endReason"),
+    )
+
+
+class CatalogRepository:
+    """Reads outside transactions; the write steps are static and take the caller's ``tx``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- reads ---
+
+    async def categories(self) -> list[Category]:
+        rows = await self.db.read(q.LIST_CATEGORIES)
+        return [c for r in rows if (c := category_from_row(r["category"])) is not None]
+
+    async def categories_by_id(self, ids: list[str]) -> dict[str, Category]:
+        rows = await self.db.read(q.GET_CATEGORIES, {"ids": ids})
+        return {r["category"]["id"]: c for r in rows
+                if (c := category_from_row(r["category"])) is not None}
+
+    async def items(self, params: dict[str, Any]) -> list[CatalogueItem]:
+        return [item_from_row(r) for r in await self.db.read(q.LIST_ITEMS, params)]
+
+    async def item(self, params: dict[str, Any]) -> CatalogueItem | None:
+        rows = await self.db.read(q.GET_ITEM, params)
+        return item_from_row(rows[0]) if rows else None
+
+    async def items_by_id(self, ids: list[str]) -> dict[str, CatalogueItem]:
+        rows = await self.db.read(q.GET_ITEMS, {"ids": ids})
+        return {r["item"]["id"]: item_from_row(r) for r in rows}
+
+    async def versions_of_items(self, ids: list[str]) -> dict[str, list[ItemVersion]]:
+        rows = await self.db.read(q.VERSIONS_OF_ITEMS, {"ids": ids})
+        return {r["id"]: [version_from_row(v) for v in r["versions"]] for r in rows}
+
+    async def versions_by_id(self, ids: list[str]) -> dict[str, ItemVersion]:
+        rows = await self.db.read(q.GET_VERSIONS, {"ids": ids})
+        return {r["version"]["id"]: version_from_row(r["version"]) for r in rows}
+
+    async def orders_by_id(self, ids: list[str]) -> dict[str, Order]:
+        rows = await self.db.read(q.GET_ORDERS, {"ids": ids})
+        return {r["order"]["id"]: order_from_row(r["order"]) for r in rows}
+
+    async def orders(self, user: str | None, statuses: list[str] | None,
+                     first: int) -> list[Order]:
+        rows = await self.db.read(q.MY_ORDERS,
+                                  {"user": user, "statuses": statuses, "first": first})
+        return [order_from_row(r["order"]) for r in rows]
+
+    async def approval_queue(self, user: str, roles: list[str], all_: bool,
+                             first: int) -> list[Order]:
+        rows = await self.db.read(q.APPROVAL_QUEUE, {"user": user, "roles": roles,
+                                                     "all": all_, "first": first})
+        return [order_from_row(r["order"]) for r in rows]
+
+    async def named_approver(self, ids: list[str], user: str, roles: list[str]) -> set[str]:
+        rows = await self.db.read(q.NAMED_APPROVER, {"ids": ids, "user": user, "roles": roles})
+        return {r["id"] for r in rows}
+
+    async def steps(self, ids: list[str]) -> dict[str, list[ApprovalStep]]:
+        rows = await self.db.read(q.STEPS, {"ids": ids})
+        return {r["id"]: [step_from_row(s) for s in r["steps"]] for r in rows}
+
+    async def transitions(self, ids: list[str]) -> dict[str, list[Transition]]:
+        rows = await self.db.read(q.TRANSITIONS, {"ids": ids})
+        return {r["id"]: [transition_from_row(t) for t in r["transitions"]] for r in rows}
+
+    async def tasks_of(self, ids: list[str]) -> dict[str, list[FulfilmentTask]]:
+        rows = await self.db.read(q.TASKS_OF, {"ids": ids})
+        return {r["id"]: [task_from_row(t) for t in r["tasks"]] for r in rows}
+
+    async def tasks(self, statuses: list[str] | None, first: int) -> list[FulfilmentTask]:
+        rows = await self.db.read(q.LIST_TASKS, {"statuses": statuses, "first": first})
+        return [task_from_row(r["task"]) for r in rows]
+
+    async def subscriptions_by_id(self, ids: list[str]) -> dict[str, Subscription]:
+        rows = await self.db.read(q.GET_SUBSCRIPTIONS, {"ids": ids})
+        return {r["subscription"]["id"]: subscription_from_row(r["subscription"]) for r in rows}
+
+    async def subscriptions(self, user: str | None, statuses: list[str] | None,
+                            first: int) -> list[Subscription]:
+        rows = await self.db.read(q.LIST_SUBSCRIPTIONS,
+                                  {"user": user, "statuses": statuses, "first": first})
+        return [subscription_from_row(r["subscription"]) for r in rows]
+
+    # --- steps of write transactions ---
+
+    @staticmethod
+    async def lock_order(tx: CountingTx, order_id: str, now: datetime) -> Order | None:
+        row = await tx.one(q.LOCK_ORDER, {"id": order_id, "now": now})
+        return order_from_row(row["order"]) if row else None
+
+    @staticmethod
+    async def version_in_tx(tx: CountingTx, version_id: str) -> ItemVersion:
+        row = await tx.one(q.GET_VERSIONS, {"ids": [version_id]})
+        assert row is not None
+        return version_from_row(row["version"])
+
+    @staticmethod
+    async def steps_in_tx(tx: CountingTx, order_id: str) -> list[ApprovalStep]:
+        row = await tx.one(q.STEPS, {"ids": [order_id]})
+        return [step_from_row(s) for s in row["steps"]] if row else []
+
+    @staticmethod
+    async def tasks_in_tx(tx: CountingTx, order_id: str) -> list[FulfilmentTask]:
+        row = await tx.one(q.TASKS_OF, {"ids": [order_id]})
+        return [task_from_row(t) for t in row["tasks"]] if row else []

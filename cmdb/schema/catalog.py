@@ -1,0 +1,430 @@
+"""GraphQL views of the catalogue: items and their versions, orders with their approval steps,
+transitions and tasks, subscriptions; inputs and mutation payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import cast
+
+import strawberry
+from strawberry.scalars import JSON
+
+from cmdb.catalog import models as m
+from cmdb.catalog.models import (
+    ItemStatus,
+    OrderStatus,
+    StepKind,
+    StepStatus,
+    SubscriptionStatus,
+    TaskStatus,
+)
+from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.schema.types import ConfigurationItem, Service, UserError
+from cmdb.servicemodel.models import Service as ServiceModel
+
+strawberry.enum(OrderStatus, description="Where an order is in its life; see the README for "
+                "the allowed moves.")
+strawberry.enum(StepKind, description="Who decides an approval step: the requester's manager, "
+                "the owner of the order's cost centre, or anyone with a role.")
+strawberry.enum(StepStatus)
+strawberry.enum(ItemStatus, description="RETIRED items cannot be ordered; their subscriptions "
+                "go on.")
+strawberry.enum(SubscriptionStatus)
+strawberry.enum(TaskStatus)
+
+__all__ = [
+    "CatalogueItem",
+    "ItemStatus",
+    "Order",
+    "OrderStatus",
+    "StepKind",
+    "StepStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "TaskStatus",
+]
+
+
+@strawberry.type(description="A usage rate: price per unit of a meter.")
+class UsageRate:
+    meter: str
+    unit: str
+    rate: Decimal
+
+
+@strawberry.type(description="What an item costs (decimal amounts, exact).")
+class PricePlan:
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+    usage: list[UsageRate]
+    first_year: Decimal = strawberry.field(
+        description="One-off fee plus twelve monthly fees: what approval thresholds compare.")
+
+    @classmethod
+    def from_model(cls, p: m.PricePlan) -> PricePlan:
+        return cls(currency=p.currency, one_off=p.one_off, monthly=p.monthly,
+                   usage=[UsageRate(meter=u.meter, unit=u.unit, rate=u.rate) for u in p.usage],
+                   first_year=p.first_year)
+
+
+@strawberry.type(description="One step of an item's approval policy.")
+class ApprovalPolicyStep:
+    kind: StepKind
+    above: Decimal | None = strawberry.field(
+        description="Only when the first-year cost is above this amount.")
+    role: str | None
+
+
+@strawberry.type
+class CatalogueCategory:
+    id: strawberry.ID
+    name: str
+    description: str
+
+    @classmethod
+    def from_model(cls, c: m.Category) -> CatalogueCategory:
+        return cls(id=strawberry.ID(c.id), name=c.name, description=c.description)
+
+
+@strawberry.type(description="One version of a catalogue item: what an order made with it "
+                 "gets and pays, whatever changes later.")
+class CatalogueItemVersion:
+    id: strawberry.ID
+    item_id: strawberry.ID
+    version: int
+    name: str
+    description: str
+    form_schema: JSON = strawberry.field(
+        description="JSON Schema (draft 2020-12) of the order form; render it, the API "
+        "validates against it.")
+    roles: list[str] = strawberry.field(description="Roles that may order it.")
+    price: PricePlan
+    approval_steps: list[ApprovalPolicyStep] = strawberry.field(
+        description="Decided in order; none is automatic approval.")
+    recipe: JSON = strawberry.field(description="What fulfilment creates.")
+    created_at: datetime
+    created_by: str | None
+
+    @classmethod
+    def from_model(cls, v: m.ItemVersion) -> CatalogueItemVersion:
+        return cls(
+            id=strawberry.ID(v.id), item_id=strawberry.ID(v.item_id), version=v.version,
+            name=v.name, description=v.description, form_schema=cast(JSON, v.form_schema),
+            roles=v.roles, price=PricePlan.from_model(v.price_plan),
+            approval_steps=[ApprovalPolicyStep(kind=s.kind, above=s.above, role=s.role)
+                            for s in v.approval_policy.steps],
+            recipe=cast(JSON, v.recipe.model_dump(mode="json")), created_at=v.created_at,
+            created_by=v.created_by)
+
+
+@strawberry.type(description="A standard offering of the self-service catalogue.")
+class CatalogueItem:
+    id: strawberry.ID
+    status: ItemStatus
+    category: CatalogueCategory | None
+    name: str
+    description: str
+    form_schema: JSON = strawberry.field(description="The current version's order form.")
+    price: PricePlan = strawberry.field(description="What an order made now would pay.")
+    current_version: CatalogueItemVersion
+    created_at: datetime
+    updated_at: datetime
+    retired_at: datetime | None
+
+    @strawberry.field(description="Every version, oldest first.")
+    async def versions(self, info: strawberry.Info) -> list[CatalogueItemVersion]:
+        found = await info.context.loaders.catalog.item_versions.load(str(self.id))
+        return [CatalogueItemVersion.from_model(v) for v in found]
+
+    @classmethod
+    def from_model(cls, i: m.CatalogueItem) -> CatalogueItem:
+        v = i.current
+        return cls(
+            id=strawberry.ID(i.id), status=i.status,
+            category=CatalogueCategory.from_model(i.category) if i.category else None,
+            name=v.name, description=v.description, form_schema=cast(JSON, v.form_schema),
+            price=PricePlan.from_model(v.price_plan),
+            current_version=CatalogueItemVersion.from_model(v), created_at=i.created_at,
+            updated_at=i.updated_at, retired_at=i.retired_at)
+
+
+@strawberry.type
+class ApprovalStep:
+    id: strawberry.ID
+    index: int
+    kind: StepKind
+    role: str | None
+    above: Decimal | None
+    approvers: list[str] = strawberry.field(
+        description="User names who may decide it (empty for a ROLE step).")
+    status: StepStatus
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+
+    @classmethod
+    def from_model(cls, s: m.ApprovalStep) -> ApprovalStep:
+        return cls(id=strawberry.ID(s.id), index=s.index, kind=s.kind, role=s.role,
+                   above=s.above, approvers=s.approvers, status=s.status,
+                   decided_by=s.decided_by, decided_at=s.decided_at, reason=s.reason)
+
+
+@strawberry.type(description="One recorded move of an order: who, when, why.")
+class OrderTransition:
+    seq: int
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    by: str
+    at: datetime
+    reason: str | None
+
+
+@strawberry.type(description="A manual fulfilment step; the recipe runs when all are done.")
+class FulfilmentTask:
+    id: strawberry.ID
+    order_id: strawberry.ID
+    index: int
+    name: str
+    description: str | None
+    group: str | None
+    status: TaskStatus
+    done_by: str | None
+    done_at: datetime | None
+    note: str | None
+
+    @classmethod
+    def from_model(cls, t: m.FulfilmentTask) -> FulfilmentTask:
+        return cls(id=strawberry.ID(t.id), order_id=strawberry.ID(t.order_id), index=t.index,
+                   name=t.name, description=t.description, group=t.group, status=t.status,
+                   done_by=t.done_by, done_at=t.done_at, note=t.note)
+
+
+@strawberry.type(description="The price an order was placed at (from its item version).")
+class OrderPrice:
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+
+
+@strawberry.type(description="An order for a catalogue item.")
+class Order:
+    id: strawberry.ID
+    status: OrderStatus
+    item_id: strawberry.ID
+    item_name: str
+    item_version: int
+    version_id: strawberry.ID
+    requester: str
+    cost_centre_code: str
+    form: JSON
+    price: OrderPrice
+    comment: str | None
+    submitted_at: datetime
+    updated_at: datetime
+    revision: int = strawberry.field(description="Counts the order's moves.")
+    current_step: int | None = strawberry.field(
+        description="Index of the approval step that decides now.")
+    attempts: int = strawberry.field(description="Fulfilment attempts so far.")
+    last_error: str | None
+    subscription_id: strawberry.ID | None
+
+    @strawberry.field(description="Approval steps in order, with their decisions.")
+    async def approval_steps(self, info: strawberry.Info) -> list[ApprovalStep]:
+        found = await info.context.loaders.catalog.steps.load(str(self.id))
+        return [ApprovalStep.from_model(s) for s in found]
+
+    @strawberry.field(description="Every move of the order, oldest first.")
+    async def transitions(self, info: strawberry.Info) -> list[OrderTransition]:
+        found = await info.context.loaders.catalog.transitions.load(str(self.id))
+        return [OrderTransition(seq=t.seq, from_status=t.from_status, to_status=t.to_status,
+                                by=t.by, at=t.at, reason=t.reason) for t in found]
+
+    @strawberry.field
+    async def tasks(self, info: strawberry.Info) -> list[FulfilmentTask]:
+        found = await info.context.loaders.catalog.tasks.load(str(self.id))
+        return [FulfilmentTask.from_model(t) for t in found]
+
+    @strawberry.field(description="The item version the order was made with.")
+    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+        found = await info.context.loaders.catalog.versions.load(str(self.version_id))
+        return CatalogueItemVersion.from_model(found) if found else None
+
+    @strawberry.field
+    async def subscription(self, info: strawberry.Info) -> Subscription | None:
+        if self.subscription_id is None:
+            return None
+        found = await info.context.loaders.catalog.subscriptions.load(str(self.subscription_id))
+        return Subscription.from_model(found) if found else None
+
+    @classmethod
+    def from_model(cls, o: m.Order) -> Order:
+        return cls(
+            id=strawberry.ID(o.id), status=o.status, item_id=strawberry.ID(o.item_id),
+            item_name=o.item_name, item_version=o.item_version,
+            version_id=strawberry.ID(o.version_id), requester=o.requester,
+            cost_centre_code=o.cost_centre_code, form=cast(JSON, o.form),
+            price=OrderPrice(currency=o.currency, one_off=o.one_off_fee,
+                             monthly=o.monthly_fee),
+            comment=o.comment, submitted_at=o.submitted_at, updated_at=o.updated_at,
+            revision=o.revision,
+            current_step=o.step_index if o.status is OrderStatus.AWAITING_APPROVAL else None,
+            attempts=o.attempts, last_error=o.last_error,
+            subscription_id=strawberry.ID(o.subscription_id) if o.subscription_id else None)
+
+
+@strawberry.type(name="CatalogueSubscription",
+                 description="A fulfilled order: the consumer's service instance, what "
+                 "chargeback bills from its start to its end.")
+class Subscription:  # named CatalogueSubscription: the root Subscription type has the name
+    id: strawberry.ID
+    status: SubscriptionStatus
+    consumer: str
+    cost_centre_code: str
+    order_id: strawberry.ID
+    item_id: strawberry.ID
+    item_name: str
+    item_version: int
+    version_id: strawberry.ID
+    service_id: strawberry.ID | None
+    configuration_item_ids: list[strawberry.ID]
+    start_at: datetime
+    end_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+
+    @strawberry.field(description="The service the subscription is an instance of.")
+    async def service(self, info: strawberry.Info) -> Service | None:
+        if self.service_id is None:
+            return None
+        found = await info.context.loaders.items.load(str(self.service_id))
+        return Service.from_model(found) if isinstance(found, ServiceModel) else None
+
+    @strawberry.field(description="The CIs fulfilment made for it (retired once it ends).")
+    async def configuration_items(self, info: strawberry.Info) -> list[ConfigurationItem]:
+        found = await info.context.loaders.items.load_many(
+            [str(i) for i in self.configuration_item_ids])
+        return [ConfigurationItem.from_model(f) for f in found
+                if isinstance(f, CIModel)]
+
+    @strawberry.field(description="The item version it was ordered with (its price plan).")
+    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+        found = await info.context.loaders.catalog.versions.load(str(self.version_id))
+        return CatalogueItemVersion.from_model(found) if found else None
+
+    @classmethod
+    def from_model(cls, s: m.Subscription) -> Subscription:
+        return cls(
+            id=strawberry.ID(s.id), status=s.status, consumer=s.consumer,
+            cost_centre_code=s.cost_centre_code, order_id=strawberry.ID(s.order_id),
+            item_id=strawberry.ID(s.item_id), item_name=s.item_name,
+            item_version=s.item_version, version_id=strawberry.ID(s.version_id),
+            service_id=strawberry.ID(s.service_id) if s.service_id else None,
+            configuration_item_ids=[strawberry.ID(i) for i in s.ci_ids],
+            start_at=s.start_at, end_at=s.end_at, ended_by=s.ended_by,
+            end_reason=s.end_reason)
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@strawberry.input
+class CatalogueCategoryInput:
+    name: str
+    description: str = ""
+
+
+@strawberry.input
+class UsageRateInput:
+    meter: str
+    unit: str
+    rate: Decimal
+
+
+@strawberry.input
+class PricePlanInput:
+    currency: str = "EUR"
+    one_off: Decimal = Decimal("0")
+    monthly: Decimal = Decimal("0")
+    usage: list[UsageRateInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ApprovalStepInput:
+    kind: StepKind
+    above: Decimal | None = None
+    role: str | None = None
+
+
+@strawberry.input(description="A new catalogue item (its version 1).")
+class CatalogueItemInput:
+    name: str
+    description: str = ""
+    category_id: strawberry.ID | None = None
+    form_schema: JSON = strawberry.field(description="JSON Schema of the order form.")
+    roles: list[str] = strawberry.field(description="Roles that may order it.")
+    approval_steps: list[ApprovalStepInput] = strawberry.field(default_factory=list)
+    price: PricePlanInput = strawberry.field(default_factory=PricePlanInput)
+    recipe: JSON = strawberry.field(
+        description="{service, cis: [{key, ciClass, name, hostName, domain, attributes}], "
+        "relationships: [{source, type, target, properties}], tasks: [{name, group}]}")
+
+
+@strawberry.input(description="Changes to an item; saved as its next version.")
+class UpdateCatalogueItemInput:
+    name: str | None = None
+    description: str | None = None
+    category_id: strawberry.ID | None = None
+    form_schema: JSON | None = None
+    roles: list[str] | None = None
+    approval_steps: list[ApprovalStepInput] | None = None
+    price: PricePlanInput | None = None
+    recipe: JSON | None = None
+
+
+@strawberry.input
+class SubmitOrderInput:
+    item_id: strawberry.ID
+    form: JSON = strawberry.field(description="Answers to the item's form schema.")
+    idempotency_key: str = strawberry.field(
+        description="Chosen by the client per order (e.g. a UUID): sending the same request "
+        "again returns the same order instead of making another.")
+    cost_centre_code: str | None = strawberry.field(
+        default=None, description="Default: the requester's cost centre.")
+    comment: str | None = None
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+@strawberry.type
+class CatalogueCategoryPayload:
+    category: CatalogueCategory | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CatalogueItemPayload:
+    item: CatalogueItem | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class OrderPayload:
+    order: Order | None = None
+    created: bool = strawberry.field(
+        default=False, description="False when the idempotency key returned an earlier order.")
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(name="CatalogueSubscriptionPayload")
+class SubscriptionPayload:
+    subscription: Subscription | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class FulfilmentTaskPayload:
+    task: FulfilmentTask | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
