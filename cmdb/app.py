@@ -22,6 +22,7 @@ from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
 from cmdb.schema import build_schema
 from cmdb.settings import Settings, get_settings
+from cmdb.vdi.http import router as vdi_router
 
 log = logging.getLogger("cmdb.api")
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.include_router(router, prefix="/graphql")
     app.include_router(alarms_router)
+    app.include_router(vdi_router)
     if assets is not None:
         mount_assets(app, assets)
 
