@@ -31,7 +31,7 @@ class FeedError(ValueError):
 
 
 def _squash(name: str) -> str:
-    return re.sub(r"[\s_\-.]", "", name).lower()
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 # Squashed spelling -> the model's camelCase key.

@@ -167,8 +167,10 @@ class VdiService:
             state = self._state(sessions[key])
             user = resolved.users[group[0][1].user.lower()]
             accepted = 0
-            for index, e in sorted(group, key=lambda g: (g[1].timestamp, _ORDER[g[1].event_type],
-                                                          g[0])):
+            # Logons first: they say when the session began, what the others are checked
+            # against; then samples and logoffs, each in time order.
+            for index, e in sorted(group, key=lambda g: (_ORDER[g[1].event_type],
+                                                          g[1].timestamp, g[0])):
                 owner = resolved.users[e.user.lower()]
                 problem = self._apply(state, e, owner, resolved)
                 if problem is not None:
