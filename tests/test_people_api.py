@@ -294,3 +294,52 @@ async def test_who_may_read_and_write(demo):
     assert denied["createUser"] == {"user": None, "errors": [{"code": "FORBIDDEN"}]}
     anonymous = await demo.as_user("")('{ user(userName: "johnW") { userName } }')
     assert anonymous["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+PEOPLE_IMPACT = """query($ids: [ID!]!, $down: Boolean) {
+  peopleImpact(ids: $ids, assumeDown: $down) {
+    users { rank state roles reasons paths user { userName } }
+    roles { rank role state userNames } } }"""
+
+
+async def ci_id(gql, name: str) -> str:
+    found = await gql.ok('query($n: String!) { configurationItems(filter: {nameContains: $n}) '
+                         '{ edges { node { id name } } } }', n=name)
+    (node,) = [e["node"] for e in found["configurationItems"]["edges"] if e["node"]["name"] == name]
+    return str(node["id"])
+
+
+async def test_people_impact_ranks_users_with_their_roles_and_paths(demo):
+    host = await ci_id(demo, "vdi-esx-01")
+    # what-if: nothing is stored
+    found = (await demo.ok(PEOPLE_IMPACT, ids=[host], down=True))["peopleImpact"]
+    users = {u["user"]["userName"]: u for u in found["users"]}
+    # on desktops on that host now: johnW (open session) and maryK, alexT (assigned, logged on)
+    assert {"johnW", "maryK", "alexT"} <= set(users)
+    john = users["johnW"]
+    assert john["state"] == "DOWN" and john["roles"] == ["Employee", "Trader"]
+    assert any(r.startswith("desktop virtdesk_123 down via vdi-esx-01") for r in john["reasons"])
+    assert ["vdi-esx-01", "virtdesk_123"] in john["paths"]
+    # the others' pools lost half their hosts: degraded, ranked after the down ones
+    states = [u["state"] for u in found["users"]]
+    assert states == sorted(states, key=["DOWN", "DEGRADED", "UNKNOWN", "UP"].index)
+    assert [u["rank"] for u in found["users"]] == list(range(1, len(found["users"]) + 1))
+    roles = {r["role"]: r for r in found["roles"]}
+    assert {"johnW", "alexT"} <= set(roles["Trader"]["userNames"])
+    assert roles["Payroll Clerk"]["userNames"] == ["maryK"]
+    live = (await demo.ok(PEOPLE_IMPACT, ids=[host], down=False))["peopleImpact"]
+    assert live == {"users": [], "roles": []}  # the host is up: nobody is affected
+
+    # Trading down reaches every trader through the Bloomberg Terminal's needs
+    dbs = [await ci_id(demo, n) for n in ("trading-db", "trading-db-standby")]
+    found = (await demo.ok(PEOPLE_IMPACT, ids=dbs, down=True))["peopleImpact"]
+    traders = {u["user"]["userName"]: u for u in found["users"]}
+    assert set(traders) == {"maryS", "johnW", "alexT", "samR"}
+    assert all(u["state"] == "DOWN" for u in traders.values())
+    assert any("Bloomberg Terminal (role Trader) needs Trading" in r
+               for r in traders["johnW"]["reasons"])
+    assert found["roles"][0]["role"] in {"Employee", "Trader"}
+    assert set(found["roles"][0]["userNames"]) == set(traders)
+
+    denied = await demo.as_user("johnW", "requester")(PEOPLE_IMPACT, ids=dbs, down=True)
+    assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"

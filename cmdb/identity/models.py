@@ -207,3 +207,25 @@ class ServiceRequest(BaseModel):
     status: str | None = None
     created_at: datetime | None = None
     properties: dict[str, object] = {}
+
+
+class AffectedUser(BaseModel):
+    """A user a failure reaches: through their desktop, or software whose service fails."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rank: int
+    user: User
+    state: OperationalState
+    roles: list[str]
+    reasons: list[str]
+    paths: list[list[str]]  # item names from the failing item to the user's desktop/service
+
+
+class AffectedRole(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rank: int
+    role: str
+    state: OperationalState
+    users: list[str]  # user names, in user rank order

@@ -361,5 +361,52 @@ ITEM_STATES: LiteralString = """
 UNWIND $ids AS id
 MATCH (x:Item {id: id})
 RETURN x.id AS id, x.name AS name, coalesce(x.healthState, 'UNKNOWN') AS state,
-       x.lifecycleStatus AS lifecycleStatus
+       x.lifecycleStatus AS lifecycleStatus, x.criticality AS criticality
+"""
+
+# --- impact on people: who a failure reaches ----------------------------------------------------
+
+# Users on (open session) or assigned to a live desktop that is, runs on or is pooled in one
+# of the affected items; ``via`` is that item.
+USERS_BY_DESKTOP_ITEMS: LiteralString = """
+UNWIND $ids AS via
+MATCH (x:Item {id: via})
+CALL (x) {
+  MATCH (d:VirtualDesktop) WHERE d = x AND d.lifecycleStatus <> 'RETIRED'
+  RETURN d
+  UNION
+  MATCH (d:VirtualDesktop)-[r:RUNS_ON|MEMBER_OF]->(x)
+  WHERE r.retiredAt IS NULL AND d.lifecycleStatus <> 'RETIRED'
+  RETURN d
+}
+CALL (d) {
+  MATCH (u:User)-[:HAD_SESSION]->(s:DesktopSession)-[:ON_DESKTOP]->(d)
+  WHERE s.end IS NULL AND s.start IS NOT NULL
+  RETURN u
+  UNION
+  MATCH (u:User {userName: d.attr_assignedUser})
+  RETURN u
+}
+RETURN DISTINCT via, d.name AS desktop, u.id AS userId
+"""
+
+# Users whose current roles entitle them to software that needs an affected service.
+USERS_BY_NEEDED_SERVICES: LiteralString = (
+    """
+UNWIND $ids AS via
+MATCH (n:Service {id: via})<-[r:DEPENDS_ON|USES]-(x:CI)<-[:ENTITLED_TO]-(role:Role)
+      <-[h:HAS_ROLE]-(u:User)
+WHERE r.retiredAt IS NULL AND x.lifecycleStatus <> 'RETIRED' AND """
+    + _CURRENT
+    + """
+RETURN DISTINCT via, x.name AS package, role.name AS role, u.id AS userId
+"""
+)
+
+CURRENT_ROLE_NAMES: LiteralString = """
+UNWIND $ids AS id
+MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)
+WHERE h.until IS NULL
+WITH id, r ORDER BY r.nameLower
+RETURN id, collect(r.name) AS roles
 """

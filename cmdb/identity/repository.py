@@ -180,6 +180,21 @@ class IdentityRepository:
         rows = await self.db.read(q.ITEM_STATES, {"ids": ids})
         return {r["id"]: r for r in rows}
 
+    async def users_by_desktop_items(self, ids: list[str]) -> list[dict[str, Any]]:
+        """(via, desktop, userId) for users on desktops that are, run on or are pooled in
+        the given items."""
+        return await self.db.read(q.USERS_BY_DESKTOP_ITEMS, {"ids": ids})
+
+    async def users_by_needed_services(
+        self, ids: list[str], now: datetime
+    ) -> list[dict[str, Any]]:
+        """(via, package, role, userId) for users entitled to software needing the services."""
+        return await self.db.read(q.USERS_BY_NEEDED_SERVICES, {"ids": ids, "now": now})
+
+    async def current_role_names(self, ids: list[str]) -> dict[str, list[str]]:
+        rows = await self.db.read(q.CURRENT_ROLE_NAMES, {"ids": ids})
+        return {r["id"]: list(r["roles"]) for r in rows}
+
     # --- roles ------------------------------------------------------------------------------
 
     async def roles_by_name(self, names: list[str]) -> dict[str, Role]:

@@ -12,13 +12,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cmdb.core.clock import utcnow
-from cmdb.core.models import DomainError, NotFound, OperationalState
+from cmdb.core.models import (
+    CRITICALITY_RANK,
+    Criticality,
+    DomainError,
+    NotFound,
+    OperationalState,
+)
 from cmdb.core.pagination import Page, encode_cursor, page_request
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health.models import PRECEDENCE
+from cmdb.health.service import HealthService
 from cmdb.identity import queries as q
 from cmdb.identity.models import (
+    AffectedRole,
+    AffectedUser,
     ComponentKind,
     EnvironmentHealth,
     HealthComponent,
@@ -59,6 +68,10 @@ def may_read_user(principal: Principal | None, user_name: str) -> bool:
 
 def require_read(principal: Principal | None, what: str = "read users and roles") -> None:
     require_permission(principal, Permission.IDENTITY_READ, what)
+
+
+def _criticality(row: dict[str, Any]) -> Criticality:
+    return Criticality(row.get("criticality") or Criticality.MEDIUM.value)
 
 
 def worst(states: list[OperationalState]) -> OperationalState:
@@ -156,6 +169,83 @@ class IdentityService:
             out.append(EnvironmentHealth(state=worst([c.state for c in components]),
                                          components=components))
         return out
+
+    async def impact(
+        self, health: HealthService, ids: list[str], principal: Principal | None,
+        assume_down: bool = False, at: datetime | None = None,
+    ) -> tuple[list[AffectedUser], list[AffectedRole]]:
+        """The users and roles a failure of ``ids`` reaches, ranked: users whose current
+        desktops (or their hosts or pools) are affected, and users whose entitled software
+        needs an affected service. Each user comes with the reasons and the paths that
+        explain them; roles with their affected members. ``assume_down`` treats the items as
+        down without storing anything (what-if)."""
+        require_read(principal, "see which users a failure affects")
+        entries = await health.impact(ids, services_only=False, assume_down=assume_down, at=at)
+        affected: dict[str, tuple[OperationalState, list[str], int]] = {}
+        for e in entries:
+            if e.state is not OperationalState.UP:
+                affected[e.item.id] = (e.state, e.path_names,
+                                       CRITICALITY_RANK[e.item.criticality])
+        own = await self.repo.item_states(ids)
+        for item_id in ids:
+            row = own.get(item_id)
+            if row is None:
+                continue
+            state = OperationalState.DOWN if assume_down else OperationalState(row["state"])
+            if state is not OperationalState.UP:
+                affected[item_id] = (state, [row["name"]],
+                                     CRITICALITY_RANK[_criticality(row)])
+        if not affected:
+            return [], []
+        item_ids = sorted(affected)
+        by_desktop = await self.repo.users_by_desktop_items(item_ids)
+        by_service = await self.repo.users_by_needed_services(item_ids, utcnow())
+        reasons: dict[str, list[tuple[OperationalState, int, str, list[str]]]] = {}
+        for r in by_desktop:
+            state, path, crit = affected[r["via"]]
+            desk_path = path if path[-1] == r["desktop"] else [*path, r["desktop"]]
+            reasons.setdefault(r["userId"], []).append((
+                state, crit, f"desktop {r['desktop']} {state.value.lower()} via "
+                + " -> ".join(path), desk_path))
+        for r in by_service:
+            state, path, crit = affected[r["via"]]
+            reasons.setdefault(r["userId"], []).append((
+                state, crit, f"{r['package']} (role {r['role']}) needs {path[-1]}, "
+                f"{state.value.lower()} via " + " -> ".join(path),
+                [*path, r["package"]]))
+        user_ids = sorted(reasons)
+        users = await self.repo.users_by_id(user_ids)
+        roles = await self.repo.current_role_names(user_ids)
+        ranked = []
+        for uid in user_ids:
+            if uid not in users:
+                continue
+            found = sorted(set((s, c, text, tuple(p)) for s, c, text, p in reasons[uid]),
+                           key=lambda x: (-PRECEDENCE[x[0]], x[1], x[2]))
+            state = found[0][0]
+            key = (-PRECEDENCE[state], min(c for _, c, _, _ in found), -len(found),
+                   users[uid].user_name.lower())
+            ranked.append((key, uid, state, found))
+        ranked.sort(key=lambda x: x[0])
+        affected_users = [
+            AffectedUser(rank=i + 1, user=users[uid], state=state, roles=roles.get(uid, []),
+                         reasons=[text for _, _, text, _ in found],
+                         paths=[list(p) for _, _, _, p in found])
+            for i, (_, uid, state, found) in enumerate(ranked)
+        ]
+        per_role: dict[str, list[AffectedUser]] = {}
+        for u in affected_users:
+            for role in u.roles:
+                per_role.setdefault(role, []).append(u)
+        role_order = sorted(per_role.items(), key=lambda kv: (
+            -max(PRECEDENCE[u.state] for u in kv[1]), -len(kv[1]), kv[0].lower()))
+        affected_roles = [
+            AffectedRole(rank=i + 1, role=name,
+                         state=worst([u.state for u in members]),
+                         users=[u.user.user_name for u in members])
+            for i, (name, members) in enumerate(role_order)
+        ]
+        return affected_users, affected_roles
 
     # --- users: writing ---------------------------------------------------------------------
 

@@ -12,10 +12,13 @@ from cmdb.core.models import DomainError
 from cmdb.identity.models import UserQuery
 from cmdb.identity.service import IdentityService
 from cmdb.schema.identity import (
+    AffectedRole,
+    AffectedUser,
     CostCentreOwnerPayload,
     CreateRoleInput,
     CreateUserInput,
     MembershipPayload,
+    PeopleImpact,
     Role,
     RoleMembership,
     RolePayload,
@@ -88,6 +91,27 @@ class IdentityQuery:
     async def role(self, info: strawberry.Info, name: str) -> Role | None:
         found = await _identity(info).role(name, info.context.principal)
         return Role.from_model(found) if found else None
+
+
+    @strawberry.field(description="Bottom-up impact on people: the users whose current "
+                      "desktops (or their hosts or pools) or whose entitled software's "
+                      "services the given items take down or degrade, ranked with their "
+                      "roles, each with the paths that explain it (needs identity:read). "
+                      "assumeDown asks what-if without storing anything.")
+    async def people_impact(
+        self, info: strawberry.Info, ids: list[strawberry.ID], assume_down: bool = False,
+        at: datetime | None = None,
+    ) -> PeopleImpact:
+        users, roles = await _identity(info).impact(
+            info.context.services.health, [str(i) for i in ids], info.context.principal,
+            assume_down, at)
+        return PeopleImpact(
+            users=[AffectedUser(rank=u.rank, user=User.from_model(u.user), state=u.state,
+                                roles=u.roles, reasons=u.reasons, paths=u.paths)
+                   for u in users],
+            roles=[AffectedRole(rank=r.rank, role=r.role, state=r.state, user_names=r.users)
+                   for r in roles],
+        )
 
 
 @strawberry.type

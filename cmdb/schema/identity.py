@@ -421,3 +421,31 @@ class MembershipPayload:
 class CostCentreOwnerPayload:
     cost_centre: CostCentre | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="A user a failure reaches, ranked: worst state first, then the "
+                 "most critical affected item, then the most reasons.")
+class AffectedUser:
+    rank: int
+    user: User
+    state: OperationalState
+    roles: list[str] = strawberry.field(description="The user's current roles.")
+    reasons: list[str] = strawberry.field(description="Why, worst first: an affected desktop "
+                                          "(or its host or pool), or entitled software whose "
+                                          "service is affected.")
+    paths: list[list[str]] = strawberry.field(description="Item names from the failing item "
+                                              "to the desktop or software, per reason.")
+
+
+@strawberry.type(description="A role with affected members: worst state, then most members.")
+class AffectedRole:
+    rank: int
+    role: str
+    state: OperationalState
+    user_names: list[str] = strawberry.field(description="Affected members, in user rank order.")
+
+
+@strawberry.type(description="Who a failure reaches: users and their roles.")
+class PeopleImpact:
+    users: list[AffectedUser]
+    roles: list[AffectedRole]
