@@ -297,19 +297,30 @@ SET h.until = $until
 RETURN count(h) AS ended
 """
 
-ENTITLEMENT_TARGET: LiteralString = """
-MATCH (x {id: $id}) WHERE (x:CI AND x.ciClass = 'SoftwarePackage') OR x:CatalogueItem
+# A software package CI or a catalogue item by id (each by its own index).
+_TARGET: LiteralString = """CALL () {
+  MATCH (x:Item {id: $targetId}) WHERE x:CI AND x.ciClass = 'SoftwarePackage' RETURN x
+  UNION
+  MATCH (x:CatalogueItem {id: $targetId}) RETURN x
+}"""
+
+ENTITLEMENT_TARGET: LiteralString = (
+    _TARGET
+    + """
 RETURN x.id AS id, x:CatalogueItem AS catalogue, x.lifecycleStatus = 'RETIRED' AS retired,
        coalesce(x.name, x.title, x.id) AS name
 """
+)
 
-ENTITLE: LiteralString = """
-MATCH (r:Role {id: $roleId}), (x {id: $targetId})
-WHERE (x:CI AND x.ciClass = 'SoftwarePackage') OR x:CatalogueItem
+ENTITLE: LiteralString = (
+    _TARGET
+    + """
+MATCH (r:Role {id: $roleId})
 MERGE (r)-[e:ENTITLED_TO]->(x)
 ON CREATE SET e.since = $now
 RETURN count(e) AS n
 """
+)
 
 REVOKE: LiteralString = """
 MATCH (r:Role {id: $roleId})-[e:ENTITLED_TO]->(x {id: $targetId})
@@ -372,8 +383,8 @@ USERS_BY_DESKTOP_ITEMS: LiteralString = """
 UNWIND $ids AS via
 MATCH (x:Item {id: via})
 CALL (x) {
-  MATCH (d:VirtualDesktop) WHERE d = x AND d.lifecycleStatus <> 'RETIRED'
-  RETURN d
+  WITH x WHERE x:VirtualDesktop AND x.lifecycleStatus <> 'RETIRED'
+  RETURN x AS d
   UNION
   MATCH (d:VirtualDesktop)-[r:RUNS_ON|MEMBER_OF]->(x)
   WHERE r.retiredAt IS NULL AND d.lifecycleStatus <> 'RETIRED'

@@ -492,7 +492,7 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> Role:
             role = await self._role(tx, role_name)
-            target = await tx.one(q.ENTITLEMENT_TARGET, {"id": target_id})
+            target = await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
             if target is None:
                 raise DomainError.single("targetId", f"{target_id!r} is neither a software "
                                          "package CI nor a catalogue item", "NOT_FOUND")

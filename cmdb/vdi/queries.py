@@ -91,15 +91,15 @@ CALL (s) {
   DELETE old
 }
 CALL (s, row) {
-  OPTIONAL MATCH (d:VirtualDesktop {id: row.props.desktopId})
+  OPTIONAL MATCH (d:Item {id: row.props.desktopId}) WHERE d:VirtualDesktop
   FOREACH (_ IN CASE WHEN d IS NULL THEN [] ELSE [1] END | CREATE (s)-[:ON_DESKTOP]->(d))
 }
 CALL (s, row) {
-  OPTIONAL MATCH (h:CI {id: row.props.hostId})
+  OPTIONAL MATCH (h:Item {id: row.props.hostId}) WHERE h:CI
   FOREACH (_ IN CASE WHEN h IS NULL THEN [] ELSE [1] END | CREATE (s)-[:ON_HOST]->(h))
 }
 CALL (s, row) {
-  OPTIONAL MATCH (p:DesktopPool {id: row.props.poolId})
+  OPTIONAL MATCH (p:Item {id: row.props.poolId}) WHERE p:DesktopPool
   FOREACH (_ IN CASE WHEN p IS NULL THEN [] ELSE [1] END | CREATE (s)-[:IN_POOL]->(p))
 }
 RETURN count(s) AS written
