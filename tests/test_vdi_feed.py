@@ -303,3 +303,28 @@ async def test_cli_import_reports_counts_and_rejections(tmp_path: Path, test_set
         get_settings.cache_clear()
     (s,) = (await history(gql))["sessions"]
     assert s["desktopName"] == "virtdesk_555"
+
+
+async def test_the_same_feed_sent_twice_at_once_is_stored_once(gql, client):
+    import asyncio
+
+    for u in range(3):
+        await create_user(gql, f"user{u}", f"User {u}")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    events = []
+    for u in range(3):
+        for d in range(5):
+            start = t0 - timedelta(days=d)
+            events += [event(f"{u}-{d}-on", "LOGON", start, f"{u}-{d}", user=f"user{u}",
+                             desktop=f"vd-{u}-{d}"),
+                       event(f"{u}-{d}-off", "LOGOFF", start + timedelta(hours=8), f"{u}-{d}",
+                             user=f"user{u}")]
+    first, second = await asyncio.gather(post(client, events), post(client, events[::-1]))
+    stored = first["counts"]["stored"] + second["counts"]["stored"]
+    duplicates = first["counts"]["duplicate"] + second["counts"]["duplicate"]
+    assert (stored, duplicates) == (len(events), len(events))
+    for u in range(3):
+        sessions = (await history(gql, f"user{u}", s=(t0 - timedelta(days=6)).isoformat(),
+                                  e=datetime.now(UTC).isoformat()))["sessions"]
+        assert len(sessions) == 5
+        assert all(s["start"] and s["end"] for s in sessions)

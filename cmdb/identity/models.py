@@ -124,7 +124,7 @@ class Membership(BaseModel):
     user_name: str
     role_id: str
     role_name: str
-    since: datetime
+    since: datetime | None = None  # unknown for memberships recorded without it
     until: datetime | None = None
 
     @property

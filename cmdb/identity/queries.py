@@ -13,9 +13,10 @@ USER_PROJECTION: LiteralString = """u {.id, .userName, .displayName, .email, .ac
     managerId: [(u)-[:REPORTS_TO]->(m:User) | m.id][0],
     costCentreId: [(u)-[:IN_COST_CENTRE]->(cc:CostCentre) | cc.id][0]}"""
 
-ROLE_PROJECTION: LiteralString = "r {.id, .name, .description}"
+# Roles made elsewhere may carry only {name, description}: the name stands in for the id.
+ROLE_PROJECTION: LiteralString = "r {id: coalesce(r.id, r.name), .name, .description}"
 
-_CURRENT: LiteralString = "h.since <= $now AND h.until IS NULL"
+_CURRENT: LiteralString = "coalesce(h.since, $now) <= $now AND h.until IS NULL"
 
 # --- users --------------------------------------------------------------------------------------
 
@@ -148,18 +149,20 @@ MEMBERSHIPS_OF_USERS: LiteralString = """
 UNWIND $ids AS id
 MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)
 WHERE $includeEnded OR h.until IS NULL
-WITH id, u, h, r ORDER BY r.nameLower, h.since
-RETURN id, collect({userId: u.id, userName: u.userName, roleId: r.id, roleName: r.name,
-                    since: toString(h.since), until: toString(h.until)}) AS memberships
+WITH id, u, h, r ORDER BY toLower(r.name), h.since
+RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
+                    roleName: r.name, since: toString(h.since),
+                    until: toString(h.until)}) AS memberships
 """
 
 MEMBERSHIPS_OF_ROLES: LiteralString = """
 UNWIND $ids AS id
-MATCH (r:Role {id: id})<-[h:HAS_ROLE]-(u:User)
+MATCH (r:Role WHERE coalesce(r.id, r.name) = id)<-[h:HAS_ROLE]-(u:User)
 WHERE $includeEnded OR h.until IS NULL
 WITH id, u, h, r ORDER BY u.userNameLower, h.since
-RETURN id, collect({userId: u.id, userName: u.userName, roleId: r.id, roleName: r.name,
-                    since: toString(h.since), until: toString(h.until)}) AS memberships
+RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
+                    roleName: r.name, since: toString(h.since),
+                    until: toString(h.until)}) AS memberships
 """
 
 # Entitlements of users through their current roles, each with the roles that grant it.
@@ -170,7 +173,7 @@ MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)-[:ENTITLED_TO]->(x)
 WHERE """
     + _CURRENT
     + """ AND coalesce(x.lifecycleStatus, '') <> 'RETIRED'
-WITH id, x, r ORDER BY r.nameLower
+WITH id, x, r ORDER BY toLower(r.name)
 WITH id, x, collect(DISTINCT r.name) AS roles
 WITH id, x, roles ORDER BY x.nameLower, x.name, x.id
 RETURN id, collect({targetId: x.id, name: coalesce(x.name, x.title, x.id),
@@ -180,7 +183,7 @@ RETURN id, collect({targetId: x.id, name: coalesce(x.name, x.title, x.id),
 
 ROLE_ENTITLEMENTS: LiteralString = """
 UNWIND $ids AS id
-MATCH (r:Role {id: id})-[:ENTITLED_TO]->(x)
+MATCH (r:Role WHERE coalesce(r.id, r.name) = id)-[:ENTITLED_TO]->(x)
 WHERE coalesce(x.lifecycleStatus, '') <> 'RETIRED'
 WITH id, r, x ORDER BY x.nameLower, x.name, x.id
 RETURN id, collect({targetId: x.id, name: coalesce(x.name, x.title, x.id),
@@ -215,7 +218,7 @@ def list_users(
     if name:
         where.append("(u.userNameLower CONTAINS $name OR toLower(u.displayName) CONTAINS $name)")
     if role:
-        where.append("EXISTS { MATCH (u)-[h:HAS_ROLE]->(:Role {nameLower: $role}) "
+        where.append("EXISTS { MATCH (u)-[h:HAS_ROLE]->(rf:Role WHERE toLower(rf.name) = $role) "
                      "WHERE h.until IS NULL }")
     if cost_centre:
         where.append("EXISTS { MATCH (u)-[:IN_COST_CENTRE]->(:CostCentre {code: $costCentre}) }")
@@ -244,20 +247,21 @@ def list_users(
 # --- roles --------------------------------------------------------------------------------------
 
 ROLES_BY_NAME: LiteralString = (
-    "UNWIND $names AS name MATCH (r:Role {nameLower: toLower(name)}) "
+    "UNWIND $names AS name MATCH (r:Role WHERE toLower(r.name) = toLower(name)) "
     "RETURN name, " + ROLE_PROJECTION + " AS role"
 )
 
 ROLES_BY_ID: LiteralString = (
-    "UNWIND $ids AS id MATCH (r:Role {id: id}) RETURN " + ROLE_PROJECTION + " AS role"
+    "UNWIND $ids AS id MATCH (r:Role WHERE coalesce(r.id, r.name) = id) RETURN "
+    + ROLE_PROJECTION + " AS role"
 )
 
 LIST_ROLES: LiteralString = (
     """
-MATCH (r:Role) WHERE $name IS NULL OR r.nameLower CONTAINS $name
+MATCH (r:Role) WHERE $name IS NULL OR toLower(r.name) CONTAINS $name
 RETURN """
     + ROLE_PROJECTION
-    + """ AS role ORDER BY r.nameLower LIMIT $limit
+    + """ AS role ORDER BY toLower(r.name) LIMIT $limit
 """
 )
 
@@ -266,17 +270,17 @@ CREATE_ROLE: LiteralString = (
 MERGE (r:Role {name: $name})
 ON CREATE SET r.id = $id, r.nameLower = toLower($name), r.description = $description,
               r.createdAt = $now, r.updatedAt = $now
-RETURN r.id = $id AS created, """
+RETURN coalesce(r.id, r.name) = $id AS created, """
     + ROLE_PROJECTION
     + " AS role"
 )
 
 ROLE_NAME_TAKEN: LiteralString = """
-MATCH (r:Role {nameLower: toLower($name)}) RETURN r.name AS name
+MATCH (r:Role WHERE toLower(r.name) = toLower($name)) RETURN r.name AS name
 """
 
 LOCK_MEMBERSHIPS: LiteralString = """
-MATCH (u:User {id: $userId}), (r:Role {id: $roleId})
+MATCH (u:User {id: $userId}), (r:Role WHERE coalesce(r.id, r.name) = $roleId)
 SET u._lock = true REMOVE u._lock
 WITH u, r
 OPTIONAL MATCH (u)-[h:HAS_ROLE]->(r)
@@ -286,12 +290,12 @@ RETURN collect(CASE WHEN h IS NULL THEN null
 """
 
 ADD_MEMBERSHIP: LiteralString = """
-MATCH (u:User {id: $userId}), (r:Role {id: $roleId})
+MATCH (u:User {id: $userId}), (r:Role WHERE coalesce(r.id, r.name) = $roleId)
 CREATE (u)-[:HAS_ROLE {since: $since}]->(r)
 """
 
 END_MEMBERSHIP: LiteralString = """
-MATCH (u:User {id: $userId})-[h:HAS_ROLE]->(r:Role {id: $roleId})
+MATCH (u:User {id: $userId})-[h:HAS_ROLE]->(r:Role WHERE coalesce(r.id, r.name) = $roleId)
 WHERE h.until IS NULL
 SET h.until = $until
 RETURN count(h) AS ended
@@ -315,7 +319,7 @@ RETURN x.id AS id, x:CatalogueItem AS catalogue, x.lifecycleStatus = 'RETIRED' A
 ENTITLE: LiteralString = (
     _TARGET
     + """
-MATCH (r:Role {id: $roleId})
+MATCH (r:Role WHERE coalesce(r.id, r.name) = $roleId)
 MERGE (r)-[e:ENTITLED_TO]->(x)
 ON CREATE SET e.since = $now
 RETURN count(e) AS n
@@ -323,7 +327,7 @@ RETURN count(e) AS n
 )
 
 REVOKE: LiteralString = """
-MATCH (r:Role {id: $roleId})-[e:ENTITLED_TO]->(x {id: $targetId})
+MATCH (r:Role WHERE coalesce(r.id, r.name) = $roleId)-[e:ENTITLED_TO]->(x {id: $targetId})
 DELETE e
 RETURN count(e) AS n
 """
@@ -418,6 +422,6 @@ CURRENT_ROLE_NAMES: LiteralString = """
 UNWIND $ids AS id
 MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)
 WHERE h.until IS NULL
-WITH id, r ORDER BY r.nameLower
+WITH id, r ORDER BY toLower(r.name)
 RETURN id, collect(r.name) AS roles
 """

@@ -34,10 +34,9 @@ def role_from_row(row: dict[str, Any]) -> Role:
 
 
 def membership_from_row(row: dict[str, Any]) -> Membership:
-    since = as_datetime(row["since"])
-    assert since is not None
     return Membership(user_id=row["userId"], user_name=row["userName"], role_id=row["roleId"],
-                      role_name=row["roleName"], since=since, until=as_datetime(row["until"]))
+                      role_name=row["roleName"], since=as_datetime(row["since"]),
+                      until=as_datetime(row["until"]))
 
 
 def entitlement_from_row(row: dict[str, Any]) -> Entitlement:

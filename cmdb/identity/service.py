@@ -465,7 +465,7 @@ class IdentityService:
                 raise DomainError.single("roleName", f"{user['userName']!r} is not a current "
                                          f"member of {role.name!r}", "NOT_FOUND")
             since = current[0]["since"]
-            if until < since:
+            if since is not None and until < since:
                 raise DomainError.single("until", "until is before the membership began "
                                          f"({since.isoformat()})")
             await tx.rows(q.END_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,

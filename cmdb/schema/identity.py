@@ -195,7 +195,7 @@ class Role:
 
 @strawberry.type(description="A user's membership of a role; until null is current.")
 class RoleMembership:
-    since: datetime
+    since: datetime | None
     until: datetime | None
     current: bool
     user_id: strawberry.Private[str]
