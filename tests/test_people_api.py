@@ -160,6 +160,11 @@ async def test_users_list_pages_and_filters(demo):
             break
         after = page["pageInfo"]["endCursor"]
     assert seen == sorted((u.user_name for u in data.USERS), key=str.lower)
+    back = await demo.ok("""query($b: String) { users(last: 3, before: $b) {
+        pageInfo { hasPreviousPage } edges { node { userName } } } }""", b=after)
+    users = back["users"]
+    assert [e["node"]["userName"] for e in users["edges"]] == seen[4:7]
+    assert users["pageInfo"]["hasPreviousPage"] is True
 
     async def names(**f: Any) -> list[str]:
         page = (await demo.ok(USERS_PAGE, f=f))["users"]
