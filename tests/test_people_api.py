@@ -301,6 +301,27 @@ async def test_who_may_read_and_write(demo):
     assert anonymous["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+async def test_roles_recorded_with_name_only_are_read_and_administered(gql, clean_db):
+    """Other areas may write roles as {name, description} and memberships as {since}."""
+    await gql.ok('mutation { createUser(input: {userName: "ann", displayName: "Ann"}) '
+                 '{ errors { message } } }')
+    await clean_db.write("""
+        MATCH (u:User {userName: 'ann'})
+        CREATE (u)-[:HAS_ROLE {since: datetime('2025-01-01T00:00:00Z')}]->
+               (:Role {name: 'Approver', description: 'Approves orders'})""")
+    found = await gql.ok('{ role(name: "approver") { id name members { user { userName } } } '
+                         'user(userName: "ann") { roles { roleName role { name } } } }')
+    assert found["role"]["name"] == "Approver" and found["role"]["id"]
+    assert found["role"]["members"] == [{"user": {"userName": "ann"}}]
+    assert found["user"]["roles"] == [{"roleName": "Approver", "role": {"name": "Approver"}}]
+    taken = await gql.ok('mutation { createRole(input: {name: "APPROVER"}) '
+                         '{ errors { code } } }')
+    assert taken["createRole"]["errors"] == [{"code": "CONFLICT"}]
+    ended = await gql.ok('mutation { endRoleMembership(userName: "ann", roleName: "Approver") '
+                         '{ membership { current } errors { message } } }')
+    assert ended["endRoleMembership"] == {"membership": {"current": False}, "errors": []}
+
+
 PEOPLE_IMPACT = """query($ids: [ID!]!, $down: Boolean) {
   peopleImpact(ids: $ids, assumeDown: $down) {
     users { rank state roles reasons paths user { userName } }
@@ -349,23 +370,3 @@ async def test_people_impact_ranks_users_with_their_roles_and_paths(demo):
     denied = await demo.as_user("johnW", "requester")(PEOPLE_IMPACT, ids=dbs, down=True)
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
-
-async def test_roles_recorded_with_name_only_are_read_and_administered(gql, clean_db):
-    """Other areas may write roles as {name, description} and memberships as {since}."""
-    await gql.ok('mutation { createUser(input: {userName: "ann", displayName: "Ann"}) '
-                 '{ errors { message } } }')
-    await clean_db.write("""
-        MATCH (u:User {userName: 'ann'})
-        CREATE (u)-[:HAS_ROLE {since: datetime('2025-01-01T00:00:00Z')}]->
-               (:Role {name: 'Approver', description: 'Approves orders'})""")
-    found = await gql.ok('{ role(name: "approver") { id name members { user { userName } } } '
-                         'user(userName: "ann") { roles { roleName role { name } } } }')
-    assert found["role"]["name"] == "Approver" and found["role"]["id"]
-    assert found["role"]["members"] == [{"user": {"userName": "ann"}}]
-    assert found["user"]["roles"] == [{"roleName": "Approver", "role": {"name": "Approver"}}]
-    taken = await gql.ok('mutation { createRole(input: {name: "APPROVER"}) '
-                         '{ errors { code } } }')
-    assert taken["createRole"]["errors"] == [{"code": "CONFLICT"}]
-    ended = await gql.ok('mutation { endRoleMembership(userName: "ann", roleName: "Approver") '
-                         '{ membership { current } errors { message } } }')
-    assert ended["endRoleMembership"] == {"membership": {"current": False}, "errors": []}

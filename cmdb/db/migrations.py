@@ -87,7 +87,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FOR (u:User) REQUIRE u.userNameLower IS UNIQUE",
         "CREATE CONSTRAINT role_id IF NOT EXISTS FOR (r:Role) REQUIRE r.id IS UNIQUE",
         "CREATE CONSTRAINT role_name IF NOT EXISTS FOR (r:Role) REQUIRE r.name IS UNIQUE",
-        "CREATE INDEX role_name_lower IF NOT EXISTS FOR (r:Role) ON (r.nameLower)",
         "CREATE CONSTRAINT desktop_session_id IF NOT EXISTS "
         "FOR (s:DesktopSession) REQUIRE s.id IS UNIQUE",
         "CREATE CONSTRAINT desktop_session_key IF NOT EXISTS "
