@@ -247,7 +247,8 @@ def render(all_results: dict[str, dict[str, Any]]) -> str:
              "by hand-written Cypher through the Python driver behind a minimal HTTP endpoint "
              "(the ceiling). Ratios are throughput relative to `raw`.", ""]
     impact = {k: v for k, v in all_results.items() if k.startswith("impact-")}
-    suites = {k: v for k, v in all_results.items() if not k.startswith("impact-")}
+    suites = {k: v for k, v in all_results.items()
+              if not k.startswith("impact-") and k != "people"}
     for tier, res in sorted(suites.items()):
         m = res["machine"]
         lines += [f"## Tier {tier}", "",
@@ -290,6 +291,10 @@ def render(all_results: dict[str, dict[str, Any]]) -> str:
                          f"{r['graphql_p95_ms']} ms | {r['raw_p50_ms']} ms | "
                          f"{r['raw_p95_ms']} ms | {r['date']} |")
         lines.append("")
+    if "people" in all_results:  # written by bench.people
+        from bench.people import section
+
+        lines += [section(all_results["people"]), ""]
     return "\n".join(lines) + "\n"
 
 

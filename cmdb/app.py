@@ -25,6 +25,7 @@ from cmdb.resolvers.context import Context, Services
 from cmdb.router import CMDBGraphQLRouter
 from cmdb.schema import build_schema
 from cmdb.settings import Settings, get_settings
+from cmdb.vdi.http import router as vdi_router
 
 log = logging.getLogger("cmdb.api")
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     app.state.auth = auth
     if auth.dev_issuer is not None:
         app.include_router(dev_issuer_router(auth.dev_issuer))
+    app.include_router(vdi_router)
     if assets is not None:
         mount_assets(app, assets)
 

@@ -21,6 +21,8 @@ app.add_typer(db_app, name="db", help="The project-managed local Neo4j.")
 app.add_typer(schema_app, name="schema")
 app.add_typer(demo_app, name="demo")
 app.add_typer(health_app, name="health")
+vdi_app = typer.Typer(help="Virtual desktops: the broker's session feed.", no_args_is_help=True)
+app.add_typer(vdi_app, name="vdi")
 
 
 def connected_settings(start_local: bool = True) -> Settings:
@@ -150,6 +152,61 @@ def token(
         raise _fail("USER must be 1 to 200 characters")
     value = DevIssuer.load(settings).mint(user.strip(), wanted, ttl_s=ttl)
     typer.echo(f'{{"Authorization": "Bearer {value}"}}' if header else value)
+
+
+async def _vdi_import(settings: Settings, path: Path, fmt: str | None, user: str) -> int:
+    from cmdb.db.driver import Database
+    from cmdb.db.migrations import migrate
+    from cmdb.identity.principal import Principal
+    from cmdb.vdi import feed
+    from cmdb.vdi.service import VdiService
+
+    kind = feed.FeedFormat(fmt) if fmt else feed.format_for_path(path.name)
+    try:
+        records = feed.parse(path.read_text(encoding="utf-8"), kind)
+    except (OSError, UnicodeDecodeError) as e:
+        raise _fail(f"cannot read {path}: {e}") from None
+    except feed.FeedError as e:
+        raise _fail(f"{path}: {e}") from None
+    pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
+    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
+                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    try:
+        await migrate(db)
+        # The command line acts as a discovery agent (ingest only).
+        principal = Principal(user=user, roles=frozenset({"discovery_agent"}))
+        report = await VdiService(db, settings).ingest(records, principal)
+    finally:
+        await db.close()
+    for r in report.rejections:
+        where = f"line {r.index + 2}" if kind is feed.FeedFormat.CSV else f"record {r.index}"
+        typer.echo(f"rejected {where}" + (f" (event {r.event_id})" if r.event_id else "")
+                   + f": {r.field + ': ' if r.field else ''}{r.reason}")
+    counts = report.counts
+    typer.echo(f"{path.name}: {len(report.results)} records; {counts['stored']} stored, "
+               f"{counts['duplicate']} duplicate, {counts['rejected']} rejected")
+    return 1 if counts["rejected"] else 0
+
+
+@vdi_app.command("import")
+def vdi_import(
+    path: Path = typer.Argument(..., help="The feed: .csv, .json or .ndjson/.jsonl."),
+    format: str | None = typer.Option(None, "--format", help="csv, json or ndjson "
+                                      "(default: from the file name)."),
+    user: str = typer.Option("cmdb-cli", help="Who the import is recorded as."),
+) -> None:
+    """Ingest a VDI broker session feed (logon/logoff events), idempotently. Exits 1 when
+    any record was rejected (each is listed with its reason)."""
+    if format is not None and format not in ("csv", "json", "ndjson"):
+        raise _fail("--format must be csv, json or ndjson")
+    try:
+        settings = connected_settings()
+        code = asyncio.run(_vdi_import(settings, path, format, user))
+    except typer.Exit:
+        raise
+    except Exception as e:  # one clear line, not a traceback
+        raise _fail(f"{type(e).__name__}: {e}") from None
+    raise typer.Exit(code)
 
 
 def _serve(host: str | None, port: int | None, workers: int | None, banner: bool) -> None:

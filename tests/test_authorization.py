@@ -27,6 +27,8 @@ CAT_MANAGE = frozenset({"catalogue_admin", "admin"})
 CAT_APPROVE = CAT_MANAGE | {"approver"}
 CAT_ORDER = CAT_APPROVE | {"requester", "operator", "service_owner"}
 CAT_BROWSE = CAT_ORDER | {"executive", "finance", "finance_all"}
+PEOPLE_READERS = frozenset({"operator", "service_owner", "approver", "catalogue_admin",
+                            "finance", "finance_all", "admin"})
 
 NOWHERE = "00000000-0000-4000-8000-000000000000"
 WINDOW = {"s": "2026-11-01T00:00:00Z", "e": "2026-11-02T00:00:00Z"}
@@ -159,6 +161,47 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Mutation.rejectOrder": (
         "mutation($id: ID!) { rejectOrder(id: $id, reason: \"r\") { errors { code } } }",
         {"id": NOWHERE}, CAT_APPROVE),
+    # People: reads are open to everyone signed in (narrowed inside); writes are the admin's.
+    "Query.me": ("{ me { userName } }", {}, ALL),
+    "Query.user": ("query { user(userName: \"nobody-here\") { userName } }", {}, ALL),
+    "Query.users": ("{ users { totalCount } }", {}, ALL),
+    "Query.roles": ("{ roles { name } }", {}, PEOPLE_READERS),
+    "Query.role": ("{ role(name: \"nobody-here\") { name } }", {}, PEOPLE_READERS),
+    "Query.peopleImpact": ("query($ids: [ID!]!) { peopleImpact(ids: $ids) { users { rank } } }",
+                           {"ids": ["SERVER"]}, OWNERS),
+    "Mutation.createUser": (
+        "mutation { createUser(input: {userName: \"\", displayName: \"\"}) "
+        "{ errors { code } } }", {}, frozenset({"admin"})),
+    "Mutation.updateUser": (
+        "mutation { updateUser(userName: \"nobody-here\", input: {}) { errors { code } } }",
+        {}, frozenset({"admin"})),
+    "Mutation.setManager": (
+        "mutation { setManager(userName: \"nobody-here\") { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.setUserCostCentre": (
+        "mutation { setUserCostCentre(userName: \"nobody-here\") { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.setUserOwnerGroups": (
+        "mutation { setUserOwnerGroups(userName: \"nobody-here\", ownerGroupIds: []) "
+        "{ errors { code } } }", {}, frozenset({"admin"})),
+    "Mutation.setCostCentreOwner": (
+        "mutation { setCostCentreOwner(costCentreCode: \"CC-NONE\") { errors { code } } }",
+        {}, frozenset({"admin"})),
+    "Mutation.createRole": (
+        "mutation { createRole(input: {name: \"\"}) { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.addRoleMembership": (
+        "mutation { addRoleMembership(userName: \"nobody-here\", roleName: \"none\") "
+        "{ errors { code } } }", {}, frozenset({"admin"})),
+    "Mutation.endRoleMembership": (
+        "mutation { endRoleMembership(userName: \"nobody-here\", roleName: \"none\") "
+        "{ errors { code } } }", {}, frozenset({"admin"})),
+    "Mutation.entitleRole": (
+        "mutation($id: ID!) { entitleRole(roleName: \"none\", targetId: $id) "
+        "{ errors { code } } }", {"id": NOWHERE}, frozenset({"admin"})),
+    "Mutation.revokeRoleEntitlement": (
+        "mutation($id: ID!) { revokeRoleEntitlement(roleName: \"none\", targetId: $id) "
+        "{ errors { code } } }", {"id": NOWHERE}, frozenset({"admin"})),
 }
 SUBSCRIPTIONS = {"Subscription.stateChanges": (OPS, "stateChanges { itemId }"),
                  "Subscription.orderStatus": (CAT_BROWSE, f'orderStatus(id: "{NOWHERE}") {{ id }}')}
@@ -178,11 +221,14 @@ async def world(gql, clean_db, test_settings) -> dict[str, str]:
         "MATCH (n:Item) WHERE n.name IN ['server123', 'Payroll', 'esx-a-01', 'trd-srv-01'] "
         "RETURN n.name AS name, n.id AS id")
     ids = {r["name"]: r["id"] for r in rows}
-    # The service owner: a user in Payroll's owner group (the identity graph's shape).
-    await clean_db.write(
-        "MERGE (u:User {userName: 'sam-owner'}) "
-        "WITH u MATCH (g:OwnerGroup {name: 'App Support Payroll'}) "
-        "MERGE (u)-[:MEMBER_OF_GROUP]->(g)")
+    # The service owner: a user in Payroll's owner group.
+    group = await clean_db.read("MATCH (g:OwnerGroup {name: 'App Support Payroll'}) "
+                                "RETURN g.id AS id")
+    made = await gql.ok("""mutation($g: ID!) {
+        a: createUser(input: {userName: "sam-owner", displayName: "Sam Owner"}) { errors { code } }
+        b: setUserOwnerGroups(userName: "sam-owner", ownerGroupIds: [$g]) { errors { code } } }""",
+                        g=group[0]["id"])
+    assert made == {"a": {"errors": []}, "b": {"errors": []}}
     return {"SERVER": ids["server123"], "PAYROLL": ids["Payroll"], "ESX": ids["esx-a-01"],
             "TRADING_SERVER": ids["trd-srv-01"]}
 

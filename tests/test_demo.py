@@ -15,7 +15,7 @@ from cmdb.demo.loader import check_demo_data, load_demo, load_demo_report
 
 pytestmark = pytest.mark.integration
 
-N_ORG, N_SERVICES, N_CIS, N_RELS = 20, 12, 80, 160
+N_ORG, N_SERVICES, N_CIS, N_RELS = 20, 12, 81, 164
 
 FIRST_RUN = (
     f"demo data: created {N_ORG} org units, {N_SERVICES} services, {N_CIS} CIs, "
@@ -27,14 +27,23 @@ SECOND_RUN = (
 )
 
 
+PEOPLE = "n:User OR n:Role OR n:DesktopSession OR n:BrokerEvent"
+
+
 async def graph_state(db: Database) -> tuple[Any, ...]:
-    """Counts and the latest write time of everything the demo touches."""
+    """Counts and the latest write time of everything the demo touches; the first two
+    counts are of the CMDB items (org units, services, CIs) alone, the last two of people
+    (users, roles, sessions and the broker events behind them)."""
     # State history (StateChange nodes) is the health roll-up's, not the demo's.
     nodes = await db.read("MATCH (n) WHERE NOT n:SchemaMigration AND NOT n:StateChange "
-                          "RETURN count(n) AS c, max(n.updatedAt) AS u, max(n.createdAt) AS k")
-    rels = await db.read("MATCH ()-[r]->() WHERE NOT r:HAD_STATE AND NOT r:HAS_MEMBER "
-                         "RETURN count(r) AS c, max(r.updatedAt) AS u")
-    return nodes[0]["c"], rels[0]["c"], nodes[0]["u"], nodes[0]["k"], rels[0]["u"]
+                          "RETURN count(n) AS c, max(n.updatedAt) AS u, max(n.createdAt) AS k, "
+                          f"count(CASE WHEN {PEOPLE} THEN 1 END) AS p")
+    rels = await db.read("MATCH (a)-[r]->(b) WHERE NOT r:HAD_STATE AND NOT r:HAS_MEMBER "
+                         "RETURN count(r) AS c, max(r.updatedAt) AS u, "
+                         f"count(CASE WHEN {PEOPLE.replace('n:', 'a:')} "
+                         f"OR {PEOPLE.replace('n:', 'b:')} THEN 1 END) AS p")
+    return (nodes[0]["c"] - nodes[0]["p"], rels[0]["c"] - rels[0]["p"], nodes[0]["u"],
+            nodes[0]["k"], rels[0]["u"], nodes[0]["p"], rels[0]["p"])
 
 
 def test_the_data_is_consistent():
@@ -115,12 +124,12 @@ async def test_every_item_has_owner_cost_centre_and_location(gql, clean_db, test
 async def test_second_run_changes_nothing(gql, clean_db, test_settings):
     assert await load_demo(clean_db, test_settings, echo=lambda _: None) == FIRST_RUN
     before = await graph_state(clean_db)
-    # The catalogue: categories, items with one version each, the 'requester' role;
-    # HAS_VERSION, IN_CATEGORY and ENTITLED_TO per item.
-    catalogue_nodes = len(CATALOGUE_CATEGORIES) + 2 * len(CATALOGUE_ITEMS) + 1
+    # The catalogue: categories, items with one version each; HAS_VERSION and IN_CATEGORY
+    # per item (its roles and their ENTITLED_TO edges count with the people).
+    catalogue_nodes = len(CATALOGUE_CATEGORIES) + 2 * len(CATALOGUE_ITEMS)
     assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes,
                           N_RELS + 3 * (N_SERVICES + N_CIS) + 6  # + OWNED_BY.., PART_OF
-                          + 3 * len(CATALOGUE_ITEMS))
+                          + 2 * len(CATALOGUE_ITEMS))
     lines: list[str] = []
     assert await load_demo(clean_db, test_settings, echo=lines.append) == SECOND_RUN
     assert lines and all("(0 created," in line for line in lines)
@@ -138,6 +147,7 @@ async def test_a_partial_load_is_completed_and_retired_items_are_left_alone(
     # the desktop, its pool, host and two packages; and the host's cluster membership
     assert (report.cis.created, report.relationships.created) == (1, 5)
     assert report.relationships.present == N_RELS - 5
+    assert (report.users.created, report.roles.created, report.sessions.created) == (0, 0, 0)
 
     # a retired CI stays retired: not re-created, its relationships not revived
     ci = await gql.ok('{ configurationItems(filter: {nameContains: "virtdesk_204"}) '

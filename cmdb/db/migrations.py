@@ -79,6 +79,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FOR (c:PlannedChange) REQUIRE c.id IS UNIQUE",
         "CREATE INDEX planned_change_start IF NOT EXISTS FOR (c:PlannedChange) ON (c.start)",
     )),
+    Migration(6, "people: users, roles, desktop sessions and broker events", (
+        "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
+        "CREATE CONSTRAINT user_name IF NOT EXISTS FOR (u:User) REQUIRE u.userName IS UNIQUE",
+        # Feeds spell user names loosely: one user per name ignoring case.
+        "CREATE CONSTRAINT user_name_lower IF NOT EXISTS "
+        "FOR (u:User) REQUIRE u.userNameLower IS UNIQUE",
+        "CREATE CONSTRAINT role_id IF NOT EXISTS FOR (r:Role) REQUIRE r.id IS UNIQUE",
+        "CREATE CONSTRAINT role_name IF NOT EXISTS FOR (r:Role) REQUIRE r.name IS UNIQUE",
+        "CREATE CONSTRAINT desktop_session_id IF NOT EXISTS "
+        "FOR (s:DesktopSession) REQUIRE s.id IS UNIQUE",
+        "CREATE CONSTRAINT desktop_session_key IF NOT EXISTS "
+        "FOR (s:DesktopSession) REQUIRE s.sessionKey IS UNIQUE",
+        "CREATE CONSTRAINT broker_event_id IF NOT EXISTS "
+        "FOR (b:BrokerEvent) REQUIRE b.eventId IS UNIQUE",
+        # Desktops assigned to a user (attribute assignedUser), for the user view.
+        "CREATE INDEX desktop_assigned_user IF NOT EXISTS "
+        "FOR (d:VirtualDesktop) ON (d.attr_assignedUser)",
+        "CREATE INDEX desktop_name IF NOT EXISTS FOR (d:VirtualDesktop) ON (d.nameLower)",
+        "CREATE INDEX desktop_pool_name IF NOT EXISTS FOR (p:DesktopPool) ON (p.nameLower)",
+    )),
     Migration(8, "catalogue: items, versions, orders (one per idempotency key), one decision "
               "per approval step, subscriptions, fulfilment tasks", (
         "CREATE CONSTRAINT catalogue_category_id IF NOT EXISTS "

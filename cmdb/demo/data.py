@@ -433,6 +433,8 @@ SOFTWARE: tuple[CISpec, ...] = (
              "per-user"),
     _package("Bloomberg Terminal", "EUC Team", "CC-1200", LONDON, "Bloomberg", "2024.3",
              "per-user"),
+    _package("PeopleSoft HCM Client", "App Support Payroll", "CC-1400", LONDON, "Oracle",
+             "9.2", "per-user"),
 )
 
 # Loaded in this order, one progress line each.
@@ -594,6 +596,10 @@ INFRASTRUCTURE_RELATIONS: tuple[RelSpec, ...] = (
            ("exch-mbx-vm01", "exch-mbx-vm02", "exch-cas-vm01", "exch-cas-vm02"), {}),
     *_each(("VMware Horizon Agent", "Microsoft 365 Apps"), _INS, _DESKTOP_NAMES, {}),
     *_each(("Bloomberg Terminal",), _INS, ("virtdesk_415", "virtdesk_516"), {}),
+    # the services desktop software needs (a user's environment health reads them)
+    RelSpec("Bloomberg Terminal", _DEP, "Trading", OPTIONAL),
+    *_each(("Microsoft 365 Apps",), _DEP, ("Email", "Collaboration"), OPTIONAL),
+    RelSpec("PeopleSoft HCM Client", _DEP, "Payroll", OPTIONAL),
 )
 
 RELATION_SECTIONS: tuple[tuple[str, tuple[RelSpec, ...]], ...] = (
@@ -606,4 +612,72 @@ RELATIONS: tuple[RelSpec, ...] = tuple(r for _, section in RELATION_SECTIONS for
 # The chain the README walks, from the failed server up to the business service.
 PAYROLL_CHAIN: tuple[str, ...] = (
     "server123", "payroll-db", "payroll-app", "Payroll Application Service", "Payroll",
+)
+
+# ---------------------------------------------------------------------------------------------
+# People: users, business roles, entitlements, and a few days of desktop sessions
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    user_name: str
+    display_name: str
+    cost_centre: str  # code
+    roles: tuple[str, ...]
+    manager: str | None = None  # user name
+    owns: tuple[str, ...] = ()  # cost centre codes this user owns
+    owner_groups: tuple[str, ...] = ()
+
+    @property
+    def email(self) -> str:
+        return f"{self.user_name.lower()}@corp.example"
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    description: str
+    entitled_to: tuple[str, ...]  # software package names
+
+
+EMPLOYEE = "Employee"
+ROLES: tuple[RoleSpec, ...] = (
+    RoleSpec(EMPLOYEE, "Everyone on the payroll: mail, office and the standard desktop.",
+             ("Microsoft 365 Apps", "VMware Horizon Agent")),
+    RoleSpec("Trader", "Front-office trader on the trading desk.", ("Bloomberg Terminal",)),
+    RoleSpec("Head of Trading", "Runs the trading desk.", ("Bloomberg Terminal",)),
+    RoleSpec("Payroll Clerk", "Prepares and checks the pay runs.", ("PeopleSoft HCM Client",)),
+    RoleSpec("Payroll Manager", "Approves the pay runs.", ("PeopleSoft HCM Client",)),
+    RoleSpec("Finance Analyst", "Management accounts and chargeback.", ()),
+    RoleSpec("IT Operator", "Runs the data centres and the service desk.", ()),
+    RoleSpec("Executive", "Member of the executive committee.", ()),
+)
+
+USERS: tuple[UserSpec, ...] = (
+    UserSpec("helenC", "Helen Carter", "CC-1000", (EMPLOYEE, "Executive"), owns=("CC-1000",)),
+    UserSpec("maryS", "Mary Shaw", "CC-1200", (EMPLOYEE, "Head of Trading", "Trader"),
+             manager="helenC", owns=("CC-1200",)),
+    UserSpec("johnW", "John Walker", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
+    UserSpec("alexT", "Alex Turner", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
+    UserSpec("samR", "Sam Reid", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
+    UserSpec("paulH", "Paul Hughes", "CC-1400", (EMPLOYEE, "Payroll Manager"),
+             manager="helenC", owns=("CC-1400",)),
+    UserSpec("maryK", "Mary King", "CC-1400", (EMPLOYEE, "Payroll Clerk"), manager="paulH"),
+    UserSpec("priyaS", "Priya Shah", "CC-1100", (EMPLOYEE, "Finance Analyst"),
+             manager="helenC", owns=("CC-1100",)),
+    UserSpec("tomO", "Tom Okafor", "CC-1310", (EMPLOYEE, "IT Operator"), manager="helenC",
+             owner_groups=("Unix Ops", "Windows Ops")),
+)
+
+# When the demo memberships began (fixed, so reloading changes nothing).
+MEMBERSHIP_SINCE = "2024-01-08T09:00:00+00:00"
+
+# Desktop history: (user, today's desktop, pool, past desktops on the days before).
+# The past desktops were torn down (they are not CIs any more); the sessions keep them.
+SESSION_HISTORY: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("johnW", "virtdesk_123", "pool-standard",
+     ("virtdesk_731", "virtdesk_744", "virtdesk_759", "virtdesk_768")),
+    ("alexT", "virtdesk_415", "pool-trader", ("virtdesk_802", "virtdesk_815", "virtdesk_826")),
+    ("maryK", "virtdesk_204", "pool-standard", ("virtdesk_640", "virtdesk_652")),
 )

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
+from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState, OrgKind
 from cmdb.db.driver import Database
 from cmdb.demo import data
 from cmdb.demo.data import CISpec, OrgSpec, RelSpec, ServiceSpec
+from cmdb.identity.principal import Principal
 from cmdb.relations.models import SERVICE, RelationType, rule_violation
 from cmdb.resolvers.context import Services
 from cmdb.settings import Settings
@@ -81,6 +84,10 @@ class DemoReport:
     cis: Tally = field(default_factory=Tally)
     relationships: Tally = field(default_factory=Tally)
     catalogue: Tally = field(default_factory=Tally)  # items; reported on its own line
+    # People are reported on their own lines, not in the summary.
+    users: Tally = field(default_factory=Tally)
+    roles: Tally = field(default_factory=Tally)
+    sessions: Tally = field(default_factory=Tally)
 
     @property
     def created(self) -> int:
@@ -122,6 +129,7 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     items = await _load_services(services, db, echo, report.services, org)
     items.update(await _load_cis(services, db, echo, report.cis, org))
     await _load_relations(services, db, echo, report.relationships, items)
+    await _load_people(services, echo, report, org, items)
     await _load_catalogue(services, db, echo, report.catalogue)
     return report
 
@@ -335,6 +343,118 @@ async def _load_relations(
         tally.present += section.present
         tally.skipped += section.skipped
         echo(f"  relationships, {title}: {len(specs)} ({section.note()})")
+
+
+# --- people --------------------------------------------------------------------------------------
+
+# The loader administers people as an admin would.
+_LOADER = Principal(user="demo-loader", roles=frozenset({"admin"}))
+
+
+async def _load_people(
+    services: Services, echo: Echo, report: DemoReport,
+    org: dict[tuple[OrgKind, str], str], items: dict[str, _Found],
+) -> None:
+    """Roles and their entitlements, users with managers, cost centres and memberships, and
+    a few days of desktop sessions through the broker feed. Only what is missing is written.
+    """
+    identity = services.identity
+    roles = await identity.repo.roles_by_name([r.name for r in data.ROLES])
+    for spec in data.ROLES:
+        if spec.name in roles:
+            report.roles.present += 1
+            continue
+        roles[spec.name] = await identity.create_role(
+            {"name": spec.name, "description": spec.description}, _LOADER)
+        report.roles.created += 1
+    role_ids = [r.id for r in roles.values()]
+    entitled = await identity.repo.role_entitlements(role_ids)
+    for spec in data.ROLES:
+        have = {e.target_id for e in entitled.get(roles[spec.name].id, [])}
+        for package in spec.entitled_to:
+            target = items[package]
+            if target.id not in have and not target.retired:
+                await identity.entitle(spec.name, target.id, _LOADER)
+
+    users = await identity.repo.users_by_name([u.user_name for u in data.USERS])
+    for person in data.USERS:
+        if person.user_name in users:
+            report.users.present += 1
+            continue
+        users[person.user_name] = await identity.create_user(
+            {"user_name": person.user_name, "display_name": person.display_name,
+             "email": person.email}, _LOADER)
+        report.users.created += 1
+    by_id = {u.id: name for name, u in users.items()}
+    memberships = await identity.repo.memberships_of_users([u.id for u in users.values()],
+                                                           include_ended=False)
+    owned = await identity.repo.managed_cost_centre_ids([u.id for u in users.values()])
+    groups = await identity.repo.owner_group_ids([u.id for u in users.values()])
+    since = datetime.fromisoformat(data.MEMBERSHIP_SINCE)
+    for person in data.USERS:
+        user = users[person.user_name]
+        cc_id = org[(OrgKind.COST_CENTRE, person.cost_centre)]
+        if user.cost_centre_id != cc_id:
+            await identity.set_cost_centre(person.user_name, person.cost_centre, _LOADER)
+        if person.manager and by_id.get(user.manager_id or "") != person.manager:
+            await identity.set_manager(person.user_name, person.manager, _LOADER)
+        for code in person.owns:
+            if org[(OrgKind.COST_CENTRE, code)] not in owned.get(user.id, []):
+                await identity.set_cost_centre_manager(code, person.user_name, _LOADER)
+        wanted_groups = [org[(OrgKind.OWNER_GROUP, g)] for g in person.owner_groups]
+        if wanted_groups and sorted(groups.get(user.id, [])) != sorted(wanted_groups):
+            await identity.set_owner_groups(person.user_name, wanted_groups, _LOADER)
+        current = {m.role_name for m in memberships.get(user.id, [])}
+        for role in person.roles:
+            if role not in current:
+                await identity.add_membership(person.user_name, role, since, _LOADER)
+    echo(f"  roles: {len(data.ROLES)} ({report.roles.note()})")
+    echo(f"  users: {len(data.USERS)} ({report.users.note()})")
+
+    result = await services.vdi.ingest(demo_session_events(utcnow()), _LOADER)
+    counts = result.counts
+    report.sessions.created = counts["stored"]
+    report.sessions.present = counts["duplicate"]
+    if counts["rejected"]:
+        reasons = "; ".join(f"{r.event_id}: {r.reason}" for r in result.rejections[:3])
+        raise DemoDataError(f"demo desktop sessions rejected: {reasons}")
+    echo(f"  desktop session events: {len(result.results)} ({report.sessions.note()})")
+
+
+def demo_session_events(now: datetime) -> list[dict[str, Any]]:
+    """Broker events for the demo history: a working day on another (since torn down)
+    desktop on each of the days before today, and a logon this morning (or an hour ago)
+    on the user's desktop, still open. Event ids are per user and day, so reloading on the
+    same day sends only duplicates."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    hosts = ("vdi-esx-01", "vdi-esx-02")
+    events: list[dict[str, Any]] = []
+    for u, (user, desktop, pool, past) in enumerate(data.SESSION_HISTORY):
+        for back, old_desktop in enumerate(past, start=1):
+            day = today - timedelta(days=back)
+            key = f"{user}-{day:%Y%m%d}"
+            start = day + timedelta(hours=8, minutes=5 * u + back)
+            common = {"sessionId": f"demo-{key}", "user": f"CORP\\{user}",
+                      "desktop": old_desktop, "host": hosts[(back + u) % 2], "pool": pool,
+                      "protocol": "BLAST"}
+            events.append({**common, "eventId": f"demo-{key}-logon", "eventType": "LOGON",
+                           "timestamp": start.isoformat(),
+                           "logonDurationMs": 14_000 + 900 * back + 300 * u,
+                           "profileLoadMs": 4_000 + 200 * back, "groupPolicyMs": 2_100})
+            events.append({**common, "eventId": f"demo-{key}-sample", "eventType": "SAMPLE",
+                           "timestamp": (start + timedelta(hours=3)).isoformat(),
+                           "roundTripMs": 18 + 3 * back, "cpuPercent": 22 + 4 * back})
+            events.append({**common, "eventId": f"demo-{key}-logoff", "eventType": "LOGOFF",
+                           "timestamp": (start + timedelta(hours=9)).isoformat()})
+        key = f"{user}-{today:%Y%m%d}"
+        start = min(today + timedelta(hours=8, minutes=5 * u),
+                    now.replace(second=0, microsecond=0) - timedelta(hours=1))
+        events.append({"sessionId": f"demo-{key}", "user": f"CORP\\{user}",
+                       "desktop": desktop, "pool": pool, "protocol": "BLAST",
+                       "eventId": f"demo-{key}-logon", "eventType": "LOGON",
+                       "timestamp": start.isoformat(), "logonDurationMs": 12_500 + 400 * u,
+                       "profileLoadMs": 3_800, "groupPolicyMs": 2_000})
+    return events
 
 
 # --- consistency of the data itself ------------------------------------------------------------

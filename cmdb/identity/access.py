@@ -31,6 +31,9 @@ CATALOGUE_MANAGE = frozenset({"catalogue_admin", "admin"})
 CATALOGUE_APPROVE = CATALOGUE_MANAGE | {"approver"}
 CATALOGUE_ORDER = CATALOGUE_APPROVE | {"requester", "operator", "service_owner"}
 CATALOGUE_BROWSE = CATALOGUE_ORDER | {"executive", "finance", "finance_all"}
+# Mirrors identity:read in principal.py.
+IDENTITY_READERS = frozenset({"operator", "service_owner", "approver", "catalogue_admin",
+                              "finance", "finance_all", "admin"})
 
 QUERY_RULES: dict[str, frozenset[str]] = {
     "node": EVERYONE,
@@ -60,6 +63,14 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "orders": CATALOGUE_MANAGE,
     "subscriptions": CATALOGUE_MANAGE,
     "fulfilmentTasks": CATALOGUE_MANAGE,
+    # People: everyone may read themselves; the identity service narrows the rest to
+    # identity:read (other users' personal fields null with FORBIDDEN).
+    "me": EVERYONE,
+    "user": EVERYONE,
+    "users": EVERYONE,
+    "roles": IDENTITY_READERS,
+    "role": IDENTITY_READERS,
+    "peopleImpact": OWNERS,
 }
 
 MUTATION_RULES: dict[str, frozenset[str]] = {
@@ -92,6 +103,17 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
     "decommissionSubscription": CATALOGUE_ORDER,
     "approveOrder": CATALOGUE_APPROVE,
     "rejectOrder": CATALOGUE_APPROVE,
+    "createUser": ADMIN,
+    "updateUser": ADMIN,
+    "setManager": ADMIN,
+    "setUserCostCentre": ADMIN,
+    "setUserOwnerGroups": ADMIN,
+    "setCostCentreOwner": ADMIN,
+    "createRole": ADMIN,
+    "addRoleMembership": ADMIN,
+    "endRoleMembership": ADMIN,
+    "entitleRole": ADMIN,
+    "revokeRoleEntitlement": ADMIN,
 }
 
 SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {

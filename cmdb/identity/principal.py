@@ -26,6 +26,10 @@ class Permission:
     CATALOGUE_ORDER = "catalogue:order"
     CATALOGUE_APPROVE = "catalogue:approve"
     CATALOGUE_MANAGE = "catalogue:manage"
+    # People, roles and desktops. Anyone signed in may read their own user view.
+    IDENTITY_READ = "identity:read"  # every user, role, membership and desktop history
+    IDENTITY_WRITE = "identity:write"  # users, roles, memberships, managers, entitlements
+    VDI_INGEST = "vdi:ingest"  # the VDI broker's session feed
 
 
 ROLES: tuple[str, ...] = (
@@ -64,6 +68,21 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "monitoring": frozenset({Permission.ALARM_WRITE}),
     "admin": _ALARMS | _CATALOGUE_ALL,
 }
+
+# People, roles and desktops (one block, added to the grants above).
+_IDENTITY_GRANTS: dict[str, frozenset[str]] = {
+    "operator": frozenset({Permission.IDENTITY_READ}),
+    "service_owner": frozenset({Permission.IDENTITY_READ}),
+    "approver": frozenset({Permission.IDENTITY_READ}),
+    "catalogue_admin": frozenset({Permission.IDENTITY_READ}),
+    "finance": frozenset({Permission.IDENTITY_READ}),
+    "finance_all": frozenset({Permission.IDENTITY_READ}),
+    "discovery_agent": frozenset({Permission.VDI_INGEST}),
+    "admin": frozenset({Permission.IDENTITY_READ, Permission.IDENTITY_WRITE,
+                        Permission.VDI_INGEST}),
+}
+for _role, _perms in _IDENTITY_GRANTS.items():
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | _perms
 
 
 @dataclass(frozen=True)

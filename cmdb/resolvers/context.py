@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from strawberry.dataloader import DataLoader
@@ -14,8 +15,17 @@ from cmdb.changes.service import ChangeService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
 from cmdb.health.service import HealthService
+from cmdb.identity.models import (
+    Entitlement,
+    EnvironmentHealth,
+    Membership,
+    Role,
+    ServiceRequest,
+    User,
+)
 from cmdb.identity.principal import Principal
 from cmdb.identity.scope import Visibility, visibility
+from cmdb.identity.service import IdentityService
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.inventory.service import InventoryService
 from cmdb.org.service import OrgService
@@ -25,6 +35,8 @@ from cmdb.relations.service import RelationService
 from cmdb.servicemodel.models import Service
 from cmdb.servicemodel.service import ServiceModelService
 from cmdb.settings import Settings
+from cmdb.vdi.models import DesktopSession
+from cmdb.vdi.service import VdiService
 
 
 @dataclass
@@ -40,6 +52,8 @@ class Services:
     health: HealthService = field(init=False)
     changes: ChangeService = field(init=False)
     catalog: CatalogService = field(init=False)
+    identity: IdentityService = field(init=False)
+    vdi: VdiService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -49,6 +63,8 @@ class Services:
         self.health = HealthService(self.db, self.settings)
         self.changes = ChangeService(self.db, self.settings, self.health)
         self.catalog = CatalogService(self.db, self.settings)
+        self.identity = IdentityService(self.db, self.settings)
+        self.vdi = VdiService(self.db, self.settings)
 
 
 class CatalogLoaders:
@@ -94,6 +110,7 @@ class Loaders:
         self.org: DataLoader[str, OrgUnit | None] = DataLoader(services.org.get_many)
         self._relations: dict[RelationQuery, DataLoader[str, list[Relation]]] = {}
         self.catalog = CatalogLoaders(services.catalog)
+        self.people = PeopleLoaders(services)
 
     async def _load_items(self, ids: list[str]) -> list[ConfigurationItem | Service | None]:
         rows = await self._services.inventory.repo.get_rows(ids, visible=self.visible)
@@ -123,6 +140,90 @@ class Loaders:
                 return await self._services.relations.neighbours(ids, rq)
 
             loader = self._relations[rq] = DataLoader(load)
+        return loader
+
+
+def _by_key(
+    fetch: Any, default: Any
+) -> Any:
+    """A batch function answering a list of keys from a dict-returning fetch."""
+
+    async def load(keys: list[str]) -> list[Any]:
+        found = await fetch(keys)
+        return [found.get(k, default() if callable(default) else default) for k in keys]
+
+    return load
+
+
+class PeopleLoaders:
+    """Batch loads of users, roles and the user view: one round trip per level."""
+
+    def __init__(self, services: Services) -> None:
+        repo = services.identity.repo
+        self._services = services
+        self.users: DataLoader[str, User | None] = DataLoader(_by_key(repo.users_by_id, None))
+        self.roles: DataLoader[str, Role | None] = DataLoader(_by_key(repo.roles_by_id, None))
+        self.direct_reports: DataLoader[str, list[User]] = DataLoader(
+            _by_key(repo.direct_reports, list))
+        self.owner_group_ids: DataLoader[str, list[str]] = DataLoader(
+            _by_key(repo.owner_group_ids, list))
+        self.managed_cost_centre_ids: DataLoader[str, list[str]] = DataLoader(
+            _by_key(repo.managed_cost_centre_ids, list))
+        self.role_entitlements: DataLoader[str, list[Entitlement]] = DataLoader(
+            _by_key(repo.role_entitlements, list))
+        self.service_requests: DataLoader[str, list[ServiceRequest]] = DataLoader(
+            _by_key(lambda ids: repo.service_requests(ids, services.settings.max_page_size),
+                    list))
+        self.current_desktops: DataLoader[str, list[dict[str, Any]]] = DataLoader(
+            _by_key(repo.current_desktops, list))
+        self.environment: DataLoader[str, EnvironmentHealth] = DataLoader(
+            services.identity.environment_health)
+        self.sessions_by_id: DataLoader[str, DesktopSession | None] = DataLoader(
+            _by_key(services.vdi.repo.sessions_by_id, None))
+        self._memberships: dict[tuple[str, bool], DataLoader[str, list[Membership]]] = {}
+        self._entitlements: DataLoader[str, list[Entitlement]] | None = None
+        self._sessions: dict[tuple[datetime, datetime, int],
+                             DataLoader[str, list[DesktopSession]]] = {}
+
+    def memberships(self, of: str, include_ended: bool) -> DataLoader[str, list[Membership]]:
+        """Memberships of users (``of="user"``) or of roles (``of="role"``)."""
+        key = (of, include_ended)
+        loader = self._memberships.get(key)
+        if loader is None:
+            repo = self._services.identity.repo
+            fetch = repo.memberships_of_users if of == "user" else repo.memberships_of_roles
+
+            async def load(ids: list[str]) -> list[list[Membership]]:
+                found = await fetch(ids, include_ended)
+                return [found.get(i, []) for i in ids]
+
+            loader = self._memberships[key] = DataLoader(load)
+        return loader
+
+    def entitlements(self, now: datetime) -> DataLoader[str, list[Entitlement]]:
+        if self._entitlements is None:
+            repo = self._services.identity.repo
+
+            async def load(ids: list[str]) -> list[list[Entitlement]]:
+                found = await repo.user_entitlements(ids, now)
+                return [found.get(i, []) for i in ids]
+
+            self._entitlements = DataLoader(load)
+        return self._entitlements
+
+    def sessions(
+        self, start: datetime, end: datetime, limit: int
+    ) -> DataLoader[str, list[DesktopSession]]:
+        key = (start, end, limit)
+        loader = self._sessions.get(key)
+        if loader is None:
+            vdi = self._services.vdi
+
+            async def load(ids: list[str]) -> list[list[DesktopSession]]:
+                found = await vdi.user_sessions(ids, start, end, limit)
+                return [found.get(i, []) for i in ids]
+
+            loader = self._sessions[key] = DataLoader(load)
         return loader
 
 

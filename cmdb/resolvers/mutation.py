@@ -8,6 +8,7 @@ from cmdb.core.models import DomainError, OrgKind
 from cmdb.resolvers.alarms import AlarmMutation
 from cmdb.resolvers.catalog import CatalogMutation
 from cmdb.resolvers.health import HealthMutation
+from cmdb.resolvers.identity import IdentityMutation
 from cmdb.schema.inputs import (
     CostCentreInput,
     CreateConfigurationItemInput,
@@ -37,7 +38,7 @@ def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
 
 
 @strawberry.type
-class Mutation(HealthMutation, AlarmMutation, CatalogMutation):
+class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation):
     @strawberry.mutation(description="Create a configuration item.")
     async def create_configuration_item(
         self, info: strawberry.Info, input: CreateConfigurationItemInput

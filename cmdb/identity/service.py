@@ -1,0 +1,510 @@
+"""Use cases for people: read users and roles (the user view), and administer them.
+
+Reading needs ``identity:read``, except that anyone signed in may read themselves: the
+scope is part of the list query (callers without the permission see only themselves, in
+lists and counts alike). Writing needs ``identity:write``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from cmdb.core.clock import utcnow
+from cmdb.core.models import (
+    CRITICALITY_RANK,
+    Criticality,
+    DomainError,
+    NotFound,
+    OperationalState,
+)
+from cmdb.core.pagination import Page, encode_cursor, page_request
+from cmdb.core.validation import validate
+from cmdb.db.driver import CountingTx, Database
+from cmdb.health.models import PRECEDENCE
+from cmdb.health.service import HealthService
+from cmdb.identity import queries as q
+from cmdb.identity.models import (
+    AffectedRole,
+    AffectedUser,
+    ComponentKind,
+    EnvironmentHealth,
+    HealthComponent,
+    Membership,
+    MembershipDates,
+    Role,
+    RoleWrite,
+    User,
+    UserQuery,
+    UserWrite,
+)
+from cmdb.identity.principal import (
+    Forbidden,
+    Permission,
+    Principal,
+    has_permission,
+    require_permission,
+)
+from cmdb.identity.repository import IdentityRepository
+from cmdb.settings import Settings
+
+# How far ahead of our clock a membership date may be (clock skew of the caller).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+_USER_FIELDS = {"user_name": "userName", "display_name": "displayName", "email": "email",
+                "active": "active"}
+
+
+def can_read_everyone(principal: Principal | None) -> bool:
+    return has_permission(principal, Permission.IDENTITY_READ)
+
+
+def may_read_user(principal: Principal | None, user_name: str) -> bool:
+    """Whether the caller may see this user's view (their own, or everyone's)."""
+    if principal is None:
+        return False
+    return can_read_everyone(principal) or principal.user == user_name
+
+
+def require_read(principal: Principal | None, what: str = "read users and roles") -> None:
+    require_permission(principal, Permission.IDENTITY_READ, what)
+
+
+def _criticality(row: dict[str, Any]) -> Criticality:
+    return Criticality(row.get("criticality") or Criticality.MEDIUM.value)
+
+
+def worst(states: list[OperationalState]) -> OperationalState:
+    return max(states, key=PRECEDENCE.__getitem__) if states else OperationalState.UP
+
+
+class IdentityService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.repo = IdentityRepository(db)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def user(self, user_name: str, principal: Principal | None) -> User | None:
+        """A user by user name (case ignored); None when not found or not visible."""
+        if principal is None:
+            raise Forbidden(Permission.IDENTITY_READ, "read users", anonymous=True)
+        found = (await self.repo.users_by_name([user_name])).get(user_name)
+        # Someone else, for a caller who may only read themselves: the same answer as for a
+        # user who does not exist.
+        if found is None or not may_read_user(principal, found.user_name):
+            return None
+        return found
+
+    async def users(
+        self, f: UserQuery, principal: Principal | None, first: int | None, after: str | None,
+        last: int | None, before: str | None, want_total: bool,
+    ) -> Page[User]:
+        if principal is None:
+            raise Forbidden(Permission.IDENTITY_READ, "list users", anonymous=True)
+        page = page_request(first, after, last, before, self.settings.default_page_size,
+                            self.settings.max_page_size)
+        self_only = None if can_read_everyone(principal) else principal.user
+        rows, total = await self.repo.list_users(
+            f, page.size + 1, page.forward, page.cursor, want_total, self_only)
+        has_more = len(rows) > page.size
+        rows = rows[: page.size]
+        if not page.forward:
+            rows.reverse()
+        return Page(
+            items=[(encode_cursor(u.user_name.lower(), u.id), u) for u in rows],
+            has_next_page=has_more if page.forward else page.cursor is not None,
+            has_previous_page=page.cursor is not None if page.forward else has_more,
+            total_count=total,
+        )
+
+    async def role(self, name: str, principal: Principal | None) -> Role | None:
+        require_read(principal)
+        return (await self.repo.roles_by_name([name])).get(name)
+
+    async def roles(
+        self, principal: Principal | None, name_contains: str | None, first: int | None
+    ) -> list[Role]:
+        require_read(principal)
+        limit = first if first is not None else self.settings.default_page_size
+        if not 0 <= limit <= self.settings.max_page_size:
+            raise DomainError.single(
+                "first", f"first must be between 0 and {self.settings.max_page_size}")
+        return await self.repo.list_roles(name_contains, limit)
+
+    async def environment_health(self, user_ids: list[str]) -> list[EnvironmentHealth]:
+        """Per user: the worst rolled-up state of their current desktops, the hosts and pools
+        under them, and the services their entitled software needs (three round trips)."""
+        now = utcnow()
+        desktops = await self.repo.current_desktops(user_ids)
+        services = await self.repo.needed_services(user_ids, now)
+        item_ids = sorted({i for ds in desktops.values() for d in ds
+                           for i in (d["desktopId"], d["hostId"], d["poolId"]) if i})
+        states = await self.repo.item_states(item_ids) if item_ids else {}
+        out = []
+        for uid in user_ids:
+            components: list[HealthComponent] = []
+            seen: set[tuple[ComponentKind, str]] = set()
+            for d in desktops.get(uid, []):
+                desk = states.get(d["desktopId"])
+                desk_name = desk["name"] if desk else d["desktopId"]
+                for kind, item_id, reason in (
+                    (ComponentKind.DESKTOP, d["desktopId"], "your desktop"),
+                    (ComponentKind.HOST, d["hostId"], f"runs {desk_name}"),
+                    (ComponentKind.POOL, d["poolId"], f"pool of {desk_name}"),
+                ):
+                    row = states.get(item_id) if item_id else None
+                    if row is None or (kind, item_id) in seen:
+                        continue
+                    seen.add((kind, item_id))
+                    components.append(HealthComponent(
+                        kind=kind, item_id=item_id, name=row["name"],
+                        state=OperationalState(row["state"]), reason=reason))
+            for s in services.get(uid, []):
+                components.append(HealthComponent(
+                    kind=ComponentKind.SERVICE, item_id=s["serviceId"], name=s["name"],
+                    state=OperationalState(s["state"]),
+                    reason="needed by " + ", ".join(sorted(s["packages"]))))
+            out.append(EnvironmentHealth(state=worst([c.state for c in components]),
+                                         components=components))
+        return out
+
+    async def impact(
+        self, health: HealthService, ids: list[str], principal: Principal | None,
+        assume_down: bool = False, at: datetime | None = None,
+    ) -> tuple[list[AffectedUser], list[AffectedRole]]:
+        """The users and roles a failure of ``ids`` reaches, ranked: users whose current
+        desktops (or their hosts or pools) are affected, and users whose entitled software
+        needs an affected service. Each user comes with the reasons and the paths that
+        explain them; roles with their affected members. ``assume_down`` treats the items as
+        down without storing anything (what-if)."""
+        require_read(principal, "see which users a failure affects")
+        entries = await health.impact(ids, services_only=False, assume_down=assume_down, at=at)
+        affected: dict[str, tuple[OperationalState, list[str], int]] = {}
+        for e in entries:
+            if e.state is not OperationalState.UP:
+                affected[e.item.id] = (e.state, e.path_names,
+                                       CRITICALITY_RANK[e.item.criticality])
+        own = await self.repo.item_states(ids)
+        for item_id in ids:
+            row = own.get(item_id)
+            if row is None:
+                continue
+            state = OperationalState.DOWN if assume_down else OperationalState(row["state"])
+            if state is not OperationalState.UP:
+                affected[item_id] = (state, [row["name"]],
+                                     CRITICALITY_RANK[_criticality(row)])
+        if not affected:
+            return [], []
+        item_ids = sorted(affected)
+        by_desktop = await self.repo.users_by_desktop_items(item_ids)
+        by_service = await self.repo.users_by_needed_services(item_ids, utcnow())
+        reasons: dict[str, list[tuple[OperationalState, int, str, list[str]]]] = {}
+        for r in by_desktop:
+            state, path, crit = affected[r["via"]]
+            desk_path = path if path[-1] == r["desktop"] else [*path, r["desktop"]]
+            reasons.setdefault(r["userId"], []).append((
+                state, crit, f"desktop {r['desktop']} {state.value.lower()} via "
+                + " -> ".join(path), desk_path))
+        for r in by_service:
+            state, path, crit = affected[r["via"]]
+            reasons.setdefault(r["userId"], []).append((
+                state, crit, f"{r['package']} (role {r['role']}) needs {path[-1]}, "
+                f"{state.value.lower()} via " + " -> ".join(path),
+                [*path, r["package"]]))
+        user_ids = sorted(reasons)
+        users = await self.repo.users_by_id(user_ids)
+        roles = await self.repo.current_role_names(user_ids)
+        ranked = []
+        for uid in user_ids:
+            if uid not in users:
+                continue
+            found = sorted(set((s, c, text, tuple(p)) for s, c, text, p in reasons[uid]),
+                           key=lambda x: (-PRECEDENCE[x[0]], x[1], x[2]))
+            state = found[0][0]
+            key = (-PRECEDENCE[state], min(c for _, c, _, _ in found), -len(found),
+                   users[uid].user_name.lower())
+            ranked.append((key, uid, state, found))
+        ranked.sort(key=lambda x: x[0])
+        affected_users = [
+            AffectedUser(rank=i + 1, user=users[uid], state=state, roles=roles.get(uid, []),
+                         reasons=[text for _, _, text, _ in found],
+                         paths=[list(p) for _, _, _, p in found])
+            for i, (_, uid, state, found) in enumerate(ranked)
+        ]
+        per_role: dict[str, list[AffectedUser]] = {}
+        for u in affected_users:
+            for role in u.roles:
+                per_role.setdefault(role, []).append(u)
+        role_order = sorted(per_role.items(), key=lambda kv: (
+            -max(PRECEDENCE[u.state] for u in kv[1]), -len(kv[1]), kv[0].lower()))
+        affected_roles = [
+            AffectedRole(rank=i + 1, role=name,
+                         state=worst([u.state for u in members]),
+                         users=[u.user.user_name for u in members])
+            for i, (name, members) in enumerate(role_order)
+        ]
+        return affected_users, affected_roles
+
+    # --- users: writing ---------------------------------------------------------------------
+
+    async def create_user(self, data: dict[str, Any], principal: Principal | None) -> User:
+        require_permission(principal, Permission.IDENTITY_WRITE, "create users")
+        spec = validate(UserWrite, data)
+        props = {_USER_FIELDS[k]: v for k, v in spec.model_dump().items()}
+        props["userNameLower"] = spec.user_name.lower()
+        user_id = str(uuid.uuid4())
+
+        async def work(tx: CountingTx) -> User:
+            await self._check_name_free(tx, spec.user_name, user_id)
+            row = await tx.one(q.CREATE_USER, {"id": user_id, "props": props, "now": utcnow()})
+            assert row is not None
+            from cmdb.identity.repository import user_from_row
+
+            return user_from_row(row["user"])
+
+        return await self.db.write_tx(work)
+
+    async def update_user(
+        self, user_name: str, data: dict[str, Any], principal: Principal | None
+    ) -> User:
+        require_permission(principal, Permission.IDENTITY_WRITE, "change users")
+        given = {k: v for k, v in data.items() if v is not None}
+        if not given:
+            raise DomainError.single("input", "give at least one field to change")
+
+        async def work(tx: CountingTx) -> User:
+            found = await self.repo.lock_user(tx, user_name)
+            if found is None:
+                raise NotFound("user", user_name, "userName")
+            current = await self.repo.user_in_tx(tx, found["id"])
+            merged = {"user_name": current.user_name, "display_name": current.display_name,
+                      "email": current.email, "active": current.active, **given}
+            spec = validate(UserWrite, merged)
+            if spec.user_name != current.user_name:
+                await self._check_name_free(tx, spec.user_name, current.id)
+            props = {_USER_FIELDS[k]: getattr(spec, k) for k in given}
+            if "userName" in props:
+                props["userNameLower"] = spec.user_name.lower()
+            row = await tx.one(q.UPDATE_USER, {"id": current.id, "props": props,
+                                               "now": utcnow()})
+            assert row is not None
+            from cmdb.identity.repository import user_from_row
+
+            return user_from_row(row["user"])
+
+        return await self.db.write_tx(work)
+
+    @staticmethod
+    async def _check_name_free(tx: CountingTx, user_name: str, user_id: str) -> None:
+        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
+        if row is not None:
+            raise DomainError.single("input.userName",
+                                     f"user name {user_name!r} is taken by "
+                                     f"{row['userName']!r}", "CONFLICT")
+
+    async def set_manager(
+        self, user_name: str, manager_user_name: str | None, principal: Principal | None
+    ) -> User:
+        require_permission(principal, Permission.IDENTITY_WRITE, "set managers")
+
+        async def work(tx: CountingTx) -> User:
+            found = await self._locked_user(tx, user_name)
+            manager_id = None
+            if manager_user_name is not None:
+                manager = await self.repo.lock_user(tx, manager_user_name)
+                if manager is None:
+                    raise NotFound("user", manager_user_name, "managerUserName")
+                manager_id = manager["id"]
+                chain = await tx.one(q.MANAGER_CHAIN, {"managerId": manager_id})
+                if chain is not None and found["id"] in chain["chain"]:
+                    raise DomainError.single(
+                        "managerUserName", f"{manager_user_name!r} reports to "
+                        f"{user_name!r} (directly or not): that would be a cycle", "CONFLICT")
+            await tx.one(q.SET_MANAGER, {"id": found["id"], "managerId": manager_id,
+                                         "now": utcnow()})
+            return await self.repo.user_in_tx(tx, found["id"])
+
+        return await self.db.write_tx(work)
+
+    async def set_cost_centre(
+        self, user_name: str, code: str | None, principal: Principal | None
+    ) -> User:
+        require_permission(principal, Permission.IDENTITY_WRITE, "set cost centres")
+
+        async def work(tx: CountingTx) -> User:
+            found = await self._locked_user(tx, user_name)
+            cc_id = await self._cost_centre_id(tx, code) if code is not None else None
+            await tx.one(q.SET_COST_CENTRE, {"id": found["id"], "ccId": cc_id,
+                                             "now": utcnow()})
+            return await self.repo.user_in_tx(tx, found["id"])
+
+        return await self.db.write_tx(work)
+
+    async def set_cost_centre_manager(
+        self, code: str, user_name: str | None, principal: Principal | None
+    ) -> str:
+        """Make a user the owner of a cost centre (None: no owner); returns its id."""
+        require_permission(principal, Permission.IDENTITY_WRITE, "set cost-centre owners")
+
+        async def work(tx: CountingTx) -> str:
+            cc_id = await self._cost_centre_id(tx, code)
+            user_id = (await self._locked_user(tx, user_name))["id"] if user_name else None
+            await tx.one(q.SET_COST_CENTRE_MANAGER, {"ccId": cc_id, "userId": user_id})
+            return cc_id
+
+        return await self.db.write_tx(work)
+
+    async def set_owner_groups(
+        self, user_name: str, group_ids: list[str], principal: Principal | None
+    ) -> User:
+        require_permission(principal, Permission.IDENTITY_WRITE, "set owner groups")
+        ids = list(dict.fromkeys(group_ids))
+
+        async def work(tx: CountingTx) -> User:
+            found = await self._locked_user(tx, user_name)
+            row = await tx.one(q.OWNER_GROUPS_FOUND, {"ids": ids})
+            missing = sorted(set(ids) - set(row["found"] if row else []))
+            if missing:
+                raise DomainError.single("ownerGroupIds", "owner groups not found: "
+                                         + ", ".join(missing), "NOT_FOUND")
+            await tx.one(q.SET_OWNER_GROUPS, {"id": found["id"], "groupIds": ids,
+                                              "now": utcnow()})
+            return await self.repo.user_in_tx(tx, found["id"])
+
+        return await self.db.write_tx(work)
+
+    async def _locked_user(self, tx: CountingTx, user_name: str) -> dict[str, Any]:
+        found = await self.repo.lock_user(tx, user_name)
+        if found is None:
+            raise NotFound("user", user_name, "userName")
+        return found
+
+    @staticmethod
+    async def _cost_centre_id(tx: CountingTx, code: str) -> str:
+        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
+        if row is None:
+            raise NotFound("cost centre", code, "costCentreCode")
+        return str(row["id"])
+
+    # --- roles: writing ---------------------------------------------------------------------
+
+    async def create_role(self, data: dict[str, Any], principal: Principal | None) -> Role:
+        require_permission(principal, Permission.IDENTITY_WRITE, "create roles")
+        spec = validate(RoleWrite, data)
+
+        async def work(tx: CountingTx) -> Role:
+            taken = await tx.one(q.ROLE_NAME_TAKEN, {"name": spec.name})
+            if taken is not None:
+                raise DomainError.single("input.name", f"a role named {taken['name']!r} "
+                                         "exists", "CONFLICT")
+            row = await tx.one(q.CREATE_ROLE, {"id": str(uuid.uuid4()), "name": spec.name,
+                                               "description": spec.description,
+                                               "now": utcnow()})
+            assert row is not None
+            from cmdb.identity.repository import role_from_row
+
+            return role_from_row(row["role"])
+
+        return await self.db.write_tx(work)
+
+    async def _role(self, tx: CountingTx, name: str) -> Role:
+        role = await self.repo.role_in_tx(tx, name)
+        if role is None:
+            raise NotFound("role", name, "roleName")
+        return role
+
+    async def add_membership(
+        self, user_name: str, role_name: str, since: datetime | None,
+        principal: Principal | None,
+    ) -> Membership:
+        """Make a user a current member of a role from ``since`` (default now)."""
+        require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
+        now = utcnow()
+        since = validate(MembershipDates, {"since": since}, prefix="").since or now
+        if since > now + MAX_CLOCK_SKEW:
+            raise DomainError.single("since", "since must not be in the future")
+
+        async def work(tx: CountingTx) -> Membership:
+            user = await self._locked_user(tx, user_name)
+            role = await self._role(tx, role_name)
+            spans = await self._spans(tx, user["id"], role.id)
+            if any(s["until"] is None for s in spans):
+                raise DomainError.single("roleName", f"{user['userName']!r} is already a "
+                                         f"member of {role.name!r}", "CONFLICT")
+            latest_end = max((s["until"] for s in spans), default=None)
+            if latest_end is not None and since < latest_end:
+                raise DomainError.single("since", "since overlaps an earlier membership "
+                                         f"(ended {latest_end.isoformat()})", "CONFLICT")
+            await tx.rows(q.ADD_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
+                                             "since": since})
+            return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
+                              role_name=role.name, since=since)
+
+        return await self.db.write_tx(work)
+
+    async def end_membership(
+        self, user_name: str, role_name: str, until: datetime | None,
+        principal: Principal | None,
+    ) -> Membership:
+        """End a user's current membership of a role at ``until`` (default now)."""
+        require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
+        now = utcnow()
+        until = validate(MembershipDates, {"until": until}, prefix="").until or now
+        if until > now + MAX_CLOCK_SKEW:
+            raise DomainError.single("until", "until must not be in the future; end the "
+                                     "membership when it ends")
+
+        async def work(tx: CountingTx) -> Membership:
+            user = await self._locked_user(tx, user_name)
+            role = await self._role(tx, role_name)
+            spans = await self._spans(tx, user["id"], role.id)
+            current = [s for s in spans if s["until"] is None]
+            if not current:
+                raise DomainError.single("roleName", f"{user['userName']!r} is not a current "
+                                         f"member of {role.name!r}", "NOT_FOUND")
+            since = current[0]["since"]
+            if since is not None and until < since:
+                raise DomainError.single("until", "until is before the membership began "
+                                         f"({since.isoformat()})")
+            await tx.rows(q.END_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
+                                             "until": until})
+            return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
+                              role_name=role.name, since=since, until=until)
+
+        return await self.db.write_tx(work)
+
+    @staticmethod
+    async def _spans(tx: CountingTx, user_id: str, role_id: str) -> list[dict[str, Any]]:
+        from cmdb.core.mapping import as_datetime
+
+        row = await tx.one(q.LOCK_MEMBERSHIPS, {"userId": user_id, "roleId": role_id})
+        spans = row["spans"] if row else []
+        return [{"since": as_datetime(s["since"]), "until": as_datetime(s["until"])}
+                for s in spans if s is not None]
+
+    async def entitle(
+        self, role_name: str, target_id: str, principal: Principal | None, revoke: bool = False
+    ) -> Role:
+        """Entitle a role to a software package CI or a catalogue item (or revoke it)."""
+        require_permission(principal, Permission.IDENTITY_WRITE, "change entitlements")
+
+        async def work(tx: CountingTx) -> Role:
+            role = await self._role(tx, role_name)
+            target = await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
+            if target is None:
+                raise DomainError.single("targetId", f"{target_id!r} is neither a software "
+                                         "package CI nor a catalogue item", "NOT_FOUND")
+            if revoke:
+                await tx.one(q.REVOKE, {"roleId": role.id, "targetId": target_id})
+                return role
+            if target["retired"]:
+                raise DomainError.single("targetId", f"{target['name']!r} is retired",
+                                         "CONFLICT")
+            await tx.one(q.ENTITLE, {"roleId": role.id, "targetId": target_id,
+                                     "now": utcnow()})
+            return role
+
+        return await self.db.write_tx(work)
+

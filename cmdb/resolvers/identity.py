@@ -1,0 +1,241 @@
+"""Root fields for people: users, roles and their administration. Permissions are checked
+by the identity service with the request's principal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.types.nodes import SelectedField
+
+from cmdb.core.models import DomainError
+from cmdb.identity.models import UserQuery
+from cmdb.identity.service import IdentityService
+from cmdb.schema.identity import (
+    AffectedRole,
+    AffectedUser,
+    CostCentreOwnerPayload,
+    CreateRoleInput,
+    CreateUserInput,
+    MembershipPayload,
+    PeopleImpact,
+    Role,
+    RoleMembership,
+    RolePayload,
+    UpdateUserInput,
+    User,
+    UserConnection,
+    UserEdge,
+    UserFilter,
+    UserPayload,
+)
+from cmdb.schema.inputs import to_dict
+from cmdb.schema.payloads import user_errors
+from cmdb.schema.types import CostCentre, PageInfo
+
+
+def _identity(info: strawberry.Info) -> IdentityService:
+    service: IdentityService = info.context.services.identity
+    return service
+
+
+def _wants_total(info: strawberry.Info) -> bool:
+    return any(isinstance(s, SelectedField) and s.name == "totalCount"
+               for s in info.selected_fields[0].selections)
+
+
+@strawberry.type
+class IdentityQuery:
+    @strawberry.field(description="A user by user name (case ignored). Anyone signed in may "
+                      "read themselves; others need identity:read (null otherwise).")
+    async def user(self, info: strawberry.Info, user_name: str) -> User | None:
+        found = await _identity(info).user(user_name, info.context.principal)
+        return User.from_model(found) if found else None
+
+    @strawberry.field(description="The signed-in caller as a user (null when not a user).")
+    async def me(self, info: strawberry.Info) -> User | None:
+        principal = info.context.principal
+        if principal is None:
+            return None
+        found = await _identity(info).user(principal.user, principal)
+        return User.from_model(found) if found else None
+
+    @strawberry.field(description="Users by user name, a page at a time. Callers without "
+                      "identity:read see only themselves.")
+    async def users(
+        self, info: strawberry.Info, filter: UserFilter | None = None,
+        first: int | None = None, after: str | None = None, last: int | None = None,
+        before: str | None = None,
+    ) -> UserConnection:
+        f = UserQuery(**to_dict(filter)) if filter is not None else UserQuery()
+        page = await _identity(info).users(f, info.context.principal, first, after, last,
+                                           before, _wants_total(info))
+        return UserConnection(
+            edges=[UserEdge(cursor=c, node=User.from_model(u)) for c, u in page.items],
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, has_previous_page=page.has_previous_page,
+                start_cursor=page.items[0][0] if page.items else None,
+                end_cursor=page.items[-1][0] if page.items else None),
+            total_count=page.total_count,
+        )
+
+    @strawberry.field(description="Business roles by name (needs identity:read).")
+    async def roles(
+        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+    ) -> list[Role]:
+        found = await _identity(info).roles(info.context.principal, name_contains, first)
+        return [Role.from_model(r) for r in found]
+
+    @strawberry.field(description="A business role by name, case ignored (needs "
+                      "identity:read).")
+    async def role(self, info: strawberry.Info, name: str) -> Role | None:
+        found = await _identity(info).role(name, info.context.principal)
+        return Role.from_model(found) if found else None
+
+
+    @strawberry.field(description="Bottom-up impact on people: the users whose current "
+                      "desktops (or their hosts or pools) or whose entitled software's "
+                      "services the given items take down or degrade, ranked with their "
+                      "roles, each with the paths that explain it (needs identity:read). "
+                      "assumeDown asks what-if without storing anything.")
+    async def people_impact(
+        self, info: strawberry.Info, ids: list[strawberry.ID], assume_down: bool = False,
+        at: datetime | None = None,
+    ) -> PeopleImpact:
+        users, roles = await _identity(info).impact(
+            info.context.services.health, [str(i) for i in ids], info.context.principal,
+            assume_down, at)
+        return PeopleImpact(
+            users=[AffectedUser(rank=u.rank, user=User.from_model(u.user), state=u.state,
+                                roles=u.roles, reasons=u.reasons, paths=u.paths)
+                   for u in users],
+            roles=[AffectedRole(rank=r.rank, role=r.role, state=r.state, user_names=r.users)
+                   for r in roles],
+        )
+
+
+@strawberry.type
+class IdentityMutation:
+    @strawberry.mutation(description="Create a user (needs identity:write).")
+    async def create_user(self, info: strawberry.Info, input: CreateUserInput) -> UserPayload:
+        try:
+            user = await _identity(info).create_user(to_dict(input), info.context.principal)
+        except DomainError as e:
+            return UserPayload(errors=user_errors(e))
+        return UserPayload(user=User.from_model(user))
+
+    @strawberry.mutation(description="Change the given fields of a user (needs "
+                         "identity:write).")
+    async def update_user(
+        self, info: strawberry.Info, user_name: str, input: UpdateUserInput
+    ) -> UserPayload:
+        try:
+            user = await _identity(info).update_user(user_name, to_dict(input),
+                                                     info.context.principal)
+        except DomainError as e:
+            return UserPayload(errors=user_errors(e))
+        return UserPayload(user=User.from_model(user))
+
+    @strawberry.mutation(description="Set (or with null clear) who a user reports to; "
+                         "cycles are refused.")
+    async def set_manager(
+        self, info: strawberry.Info, user_name: str, manager_user_name: str | None = None
+    ) -> UserPayload:
+        try:
+            user = await _identity(info).set_manager(user_name, manager_user_name,
+                                                     info.context.principal)
+        except DomainError as e:
+            return UserPayload(errors=user_errors(e))
+        return UserPayload(user=User.from_model(user))
+
+    @strawberry.mutation(description="Set (or with null clear) a user's cost centre.")
+    async def set_user_cost_centre(
+        self, info: strawberry.Info, user_name: str, cost_centre_code: str | None = None
+    ) -> UserPayload:
+        try:
+            user = await _identity(info).set_cost_centre(user_name, cost_centre_code,
+                                                         info.context.principal)
+        except DomainError as e:
+            return UserPayload(errors=user_errors(e))
+        return UserPayload(user=User.from_model(user))
+
+    @strawberry.mutation(description="Set the owner groups a user belongs to (replaces them).")
+    async def set_user_owner_groups(
+        self, info: strawberry.Info, user_name: str, owner_group_ids: list[strawberry.ID]
+    ) -> UserPayload:
+        try:
+            user = await _identity(info).set_owner_groups(
+                user_name, [str(i) for i in owner_group_ids], info.context.principal)
+        except DomainError as e:
+            return UserPayload(errors=user_errors(e))
+        return UserPayload(user=User.from_model(user))
+
+    @strawberry.mutation(description="Make a user the owner of a cost centre (null: none).")
+    async def set_cost_centre_owner(
+        self, info: strawberry.Info, cost_centre_code: str, user_name: str | None = None
+    ) -> CostCentreOwnerPayload:
+        service = _identity(info)
+        try:
+            cc_id = await service.set_cost_centre_manager(cost_centre_code, user_name,
+                                                          info.context.principal)
+        except DomainError as e:
+            return CostCentreOwnerPayload(errors=user_errors(e))
+        unit = await info.context.loaders.org.load(cc_id)
+        return CostCentreOwnerPayload(cost_centre=CostCentre.from_model(unit) if unit else None)
+
+    @strawberry.mutation(description="Create a business role (needs identity:write).")
+    async def create_role(self, info: strawberry.Info, input: CreateRoleInput) -> RolePayload:
+        try:
+            role = await _identity(info).create_role(to_dict(input), info.context.principal)
+        except DomainError as e:
+            return RolePayload(errors=user_errors(e))
+        return RolePayload(role=Role.from_model(role))
+
+    @strawberry.mutation(description="Make a user a member of a role from `since` "
+                         "(default now; not in the future).")
+    async def add_role_membership(
+        self, info: strawberry.Info, user_name: str, role_name: str,
+        since: datetime | None = None,
+    ) -> MembershipPayload:
+        try:
+            m = await _identity(info).add_membership(user_name, role_name, since,
+                                                     info.context.principal)
+        except DomainError as e:
+            return MembershipPayload(errors=user_errors(e))
+        return MembershipPayload(membership=RoleMembership.from_model(m))
+
+    @strawberry.mutation(description="End a user's current membership of a role at `until` "
+                         "(default now; not in the future). The membership is kept.")
+    async def end_role_membership(
+        self, info: strawberry.Info, user_name: str, role_name: str,
+        until: datetime | None = None,
+    ) -> MembershipPayload:
+        try:
+            m = await _identity(info).end_membership(user_name, role_name, until,
+                                                     info.context.principal)
+        except DomainError as e:
+            return MembershipPayload(errors=user_errors(e))
+        return MembershipPayload(membership=RoleMembership.from_model(m))
+
+    @strawberry.mutation(description="Entitle a role to a software package CI or a catalogue "
+                         "item; its current members inherit it.")
+    async def entitle_role(
+        self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
+    ) -> RolePayload:
+        try:
+            role = await _identity(info).entitle(role_name, str(target_id),
+                                                 info.context.principal)
+        except DomainError as e:
+            return RolePayload(errors=user_errors(e))
+        return RolePayload(role=Role.from_model(role))
+
+    @strawberry.mutation(description="Take an entitlement away from a role.")
+    async def revoke_role_entitlement(
+        self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
+    ) -> RolePayload:
+        try:
+            role = await _identity(info).entitle(role_name, str(target_id),
+                                                 info.context.principal, revoke=True)
+        except DomainError as e:
+            return RolePayload(errors=user_errors(e))
+        return RolePayload(role=Role.from_model(role))

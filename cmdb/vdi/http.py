@@ -1,0 +1,101 @@
+"""``POST /api/vdi/events``: the VDI broker's session feed.
+
+Body: JSON ``{"events": [...]}`` (``application/json``), one event per line
+(``application/x-ndjson``) or CSV with a header row (``text/csv``); fields in
+``cmdb/vdi/feed.py`` and the README. The caller needs permission ``vdi:ingest``.
+
+Responses: 200 with counts (stored, duplicate, rejected) and a result per record (rejections
+name the field and the reason; ``line`` is the CSV line); 400 for a feed that cannot be read;
+401/403 without permission; 413 above ``MAX_BODY_BYTES`` or ``feed.MAX_EVENTS``; 415 for
+other content types; 503 when the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
+from cmdb.identity.http import forbidden, request_principal
+from cmdb.identity.principal import Permission, has_permission
+from cmdb.vdi import feed
+from cmdb.vdi.models import IngestReport, Outcome
+from cmdb.vdi.service import VdiService
+
+log = logging.getLogger("cmdb.vdi")
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+router = APIRouter()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def report(result: IngestReport, fmt: feed.FeedFormat) -> dict[str, Any]:
+    """The answer to a feed: counts and one entry per record."""
+    results: list[dict[str, Any]] = []
+    for r in result.results:
+        entry: dict[str, Any] = {"index": r.index, "outcome": r.outcome.value}
+        if fmt is feed.FeedFormat.CSV:
+            entry["line"] = r.index + 2  # the header is line 1
+        if r.event_id is not None:
+            entry["eventId"] = r.event_id
+        if r.session_id is not None:
+            entry["sessionId"] = r.session_id
+        if r.outcome is Outcome.REJECTED:
+            entry["field"] = r.field
+            entry["reason"] = r.reason
+        results.append(entry)
+    return {"counts": result.counts, "results": results}
+
+
+async def _body(request: Request) -> bytes | JSONResponse:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return _error(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return _error(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/api/vdi/events")
+async def post_events(request: Request) -> JSONResponse:
+    """Ingest broker logon/logoff events; see the module docstring."""
+    services = request.app.state.services
+    principal = request_principal(request)
+    if not has_permission(principal, Permission.VDI_INGEST):
+        return forbidden(principal, Permission.VDI_INGEST, "ingest desktop sessions")
+    fmt = feed.format_for(request.headers.get("content-type", ""))
+    if fmt is None:
+        return _error(415, "UNSUPPORTED_MEDIA_TYPE", "send application/json "
+                      "({\"events\": [...]}), application/x-ndjson or text/csv")
+    body = await _body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "INVALID", "the body is not UTF-8")
+    try:
+        records = feed.parse(text, fmt)
+    except feed.FeedError as e:
+        status = 413 if "at most" in str(e) else 400
+        return _error(status, "TOO_LARGE" if status == 413 else "INVALID", str(e))
+    try:
+        result = await VdiService(services.db, services.settings).ingest(records, principal)
+    except (ServiceUnavailable, SessionExpired):
+        log.exception("VDI feed: database unavailable")
+        return _error(503, "UNAVAILABLE", "the database is unavailable; retry later")
+    log.info("VDI feed by %s: %s", principal.user if principal else None,
+             ", ".join(f"{n} {k}" for k, n in result.counts.items()))
+    return JSONResponse(report(result, fmt))
