@@ -29,6 +29,7 @@ from bench.run import DOC, RESULTS, ROOT, machine
 from cmdb.app import create_app
 from cmdb.db.driver import Database
 from cmdb.db.migrations import migrate
+from cmdb.identity.devissuer import DevIssuer
 from cmdb.identity.principal import Principal
 from cmdb.settings import Settings
 from cmdb.vdi.service import VdiService
@@ -170,8 +171,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench",
-                                         headers={"X-CMDB-User": "bench",
-                                                  "X-CMDB-Roles": "operator"}) as client:
+                                         headers={"Authorization": "Bearer " + DevIssuer.load(
+                                             settings).mint("bench", ["operator"])}) as client:
                 picks = [rng.randrange(args.users) for _ in range(args.views + 20)]
                 for n, u in enumerate(picks):
                     t = time.perf_counter()
