@@ -376,3 +376,14 @@ async def test_a_service_owner_sees_alarms_and_states_only_inside_their_scope(gq
                           ids=[world["SERVER"], world["TRADING_SERVER"]],
                           at="2100-01-01T00:00:00Z")
     assert states["statesAsOf"][1] is None and states["statesAsOf"][0] is not None
+
+
+async def test_a_requester_sees_their_own_desktop_and_no_one_elses(gql, world):
+    ci_list = "{ configurationItems(first: 500) { totalCount edges { node { name ciClass } } } }"
+    john = (await gql.as_user("johnW", "requester").ok(ci_list))["configurationItems"]
+    names = {e["node"]["name"] for e in john["edges"]}
+    assert "virtdesk_123" in names
+    assert {e["node"]["ciClass"] for e in john["edges"]} == {"VIRTUAL_DESKTOP"}
+    assert john["totalCount"] == len(names)
+    mary = (await gql.as_user("maryK", "requester").ok(ci_list))["configurationItems"]
+    assert "virtdesk_123" not in {e["node"]["name"] for e in mary["edges"]}

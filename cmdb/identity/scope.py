@@ -15,7 +15,8 @@ Roles grant visibility; several roles grant the union:
 - nothing: discovery_agent (ingest only), an authenticated caller with no known role
 
 Every caller also sees what is their own: the service and the CIs of their catalogue
-subscriptions (``(:Subscription {consumer})-[:PROVISIONED|OF_SERVICE]->``).
+subscriptions (``(:Subscription {consumer})-[:PROVISIONED|OF_SERVICE]->``), the desktops
+assigned to them (``assignedUser``) and those their sessions ran on.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class Visibility:
             parts.append(
                 "EXISTS { MATCH (mine:Subscription {consumer: $scope_me})"
                 f"-[:PROVISIONED|OF_SERVICE]->({var}) }}"
+            )
+            parts.append(
+                f"({var}:VirtualDesktop AND ({var}.attr_assignedUser = $scope_me OR EXISTS {{ "
+                "MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)"
+                f"-[:ON_DESKTOP]->({var}) }}))"
             )
         return trusted(" OR ".join(parts)) if parts else "false"
 
