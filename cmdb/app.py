@@ -16,6 +16,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+from cmdb.discovery.http import router as discovery_router
 from cmdb.graphiql import LocalGraphiQLRouter, local_assets_dir, mount_assets
 from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, request_id_var
@@ -54,8 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.state.db = database
         app.state.services = Services(database, settings)
         try:
-            if await current_version(database) < LATEST_VERSION:
-                await migrate(database)
+            await migrate(database)  # applies only what is missing, gaps included
         except Exception:  # the API still starts; /readyz reports why it is not ready
             log.exception("schema migration at start failed")
         try:
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.include_router(router, prefix="/graphql")
     app.include_router(alarms_router)
+    app.include_router(discovery_router)
     if assets is not None:
         mount_assets(app, assets)
 

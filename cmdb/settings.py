@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     max_tokens: int = Field(4000, ge=100)
     max_relationship_depth: int = Field(5, ge=1)
 
+    # Discovery: CIs no source has seen for this long become stale, later retired.
+    discovery_stale_after_days: float = Field(7, gt=0)
+    discovery_retire_after_days: float = Field(30, gt=0)
+
     @model_validator(mode="after")
     def _refuse_weak_production(self) -> Settings:
         if self.mode == "production":

@@ -79,6 +79,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FOR (c:PlannedChange) REQUIRE c.id IS UNIQUE",
         "CREATE INDEX planned_change_start IF NOT EXISTS FOR (c:PlannedChange) ON (c.start)",
     )),
+    Migration(7, "discovery: sources, history by item and time, staleness", (
+        "CREATE CONSTRAINT discovery_source_name IF NOT EXISTS "
+        "FOR (s:DiscoverySource) REQUIRE s.name IS UNIQUE",
+        "CREATE INDEX history_record_item_at IF NOT EXISTS "
+        "FOR (h:HistoryRecord) ON (h.itemId, h.at)",
+        "CREATE INDEX ci_last_seen IF NOT EXISTS FOR (n:CI) ON (n.lastSeenAt)",
+        "CREATE INDEX rel_depends_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:DEPENDS_ON]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_runs_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:RUNS_ON]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_member_of_last_seen IF NOT EXISTS "
+        "FOR ()-[r:MEMBER_OF]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_connects_to_last_seen IF NOT EXISTS "
+        "FOR ()-[r:CONNECTS_TO]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_contains_last_seen IF NOT EXISTS "
+        "FOR ()-[r:CONTAINS]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_uses_last_seen IF NOT EXISTS "
+        "FOR ()-[r:USES]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_installed_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:INSTALLED_ON]-() ON (r.lastSeenAt)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
@@ -93,9 +114,13 @@ async def current_version(db: Database) -> int:
 async def migrate(db: Database) -> list[Migration]:
     """Apply the migrations above the recorded version; returns those applied."""
     applied = []
-    have = await current_version(db)
-    for m in MIGRATIONS:
-        if m.version <= have:
+    applied_versions = {
+        int(r["v"]) for r in await db.read("MATCH (m:SchemaMigration) RETURN m.version AS v")
+    }
+    # Ascending, whatever the order above; a version missing from the graph is applied even
+    # when a higher one already is (migrations merged from parallel branches leave gaps).
+    for m in sorted(MIGRATIONS, key=lambda m: m.version):
+        if m.version in applied_versions:
             continue
         for statement in m.statements:
             await db.write(statement)

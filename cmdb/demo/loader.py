@@ -114,7 +114,29 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     items = await _load_services(services, db, echo, report.services, org)
     items.update(await _load_cis(services, db, echo, report.cis, org))
     await _load_relations(services, db, echo, report.relationships, items)
+    await _register_discovery_sources(services, echo)
     return report
+
+
+# The sources of the files in cmdb/demo/discovery/ (see the README): re-registering is a no-op.
+DEMO_SOURCES: tuple[dict[str, Any], ...] = (
+    {"name": "nmap-lon", "kind": "SCANNER", "trust": 30,
+     "description": "Weekly nmap -sS -sV -O scan of the London server subnet"},
+    {"name": "asset-register", "kind": "SPREADSHEET", "trust": 80,
+     "attribute_trust": {"attributes.osGuess": 0},
+     "description": "Finance asset register export (CSV): serials, racks, warranties"},
+    {"name": "k8s-trading", "kind": "CLOUD", "trust": 60,
+     "description": "kubectl get nodes,pods -o json of the trading cluster"},
+)
+
+
+async def _register_discovery_sources(services: Services, echo: Echo) -> None:
+    from cmdb.identity.principal import Principal
+
+    loader = Principal(user="demo-loader", roles=frozenset({"admin"}))
+    for spec in DEMO_SOURCES:
+        await services.discovery.register_source(loader, spec)
+    echo(f"  discovery sources: {len(DEMO_SOURCES)}")
 
 
 # --- organisation ------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class Permission:
 
     ALARM_ACKNOWLEDGE = "alarm:acknowledge"
     ALARM_WRITE = "alarm:write"  # raise and clear
+    # Discovery: send batches and merge duplicates; register sources and sweep stale CIs.
+    DISCOVERY_WRITE = "discovery:write"
+    DISCOVERY_ADMIN = "discovery:admin"
 
 
 ROLES: tuple[str, ...] = (
@@ -51,9 +54,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "catalogue_admin": frozenset(),
     "finance": frozenset(),
     "finance_all": frozenset(),
-    "discovery_agent": frozenset({Permission.ALARM_WRITE}),
+    "discovery_agent": frozenset({Permission.ALARM_WRITE, Permission.DISCOVERY_WRITE}),
     "monitoring": frozenset({Permission.ALARM_WRITE}),
-    "admin": frozenset({Permission.ALARM_ACKNOWLEDGE, Permission.ALARM_WRITE}),
+    "admin": frozenset({Permission.ALARM_ACKNOWLEDGE, Permission.ALARM_WRITE,
+                        Permission.DISCOVERY_WRITE, Permission.DISCOVERY_ADMIN}),
 }
 
 

@@ -11,6 +11,7 @@ from strawberry.fastapi import BaseContext
 from cmdb.changes.service import ChangeService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
+from cmdb.discovery.service import DiscoveryService
 from cmdb.health.service import HealthService
 from cmdb.identity.principal import Principal
 from cmdb.inventory.models import ConfigurationItem
@@ -36,6 +37,7 @@ class Services:
     org: OrgService = field(init=False)
     health: HealthService = field(init=False)
     changes: ChangeService = field(init=False)
+    discovery: DiscoveryService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -44,6 +46,7 @@ class Services:
         self.org = OrgService(self.db, self.settings)
         self.health = HealthService(self.db, self.settings)
         self.changes = ChangeService(self.db, self.settings, self.health)
+        self.discovery = DiscoveryService(self.db, self.settings)
 
 
 class Loaders:

@@ -6,6 +6,7 @@ import strawberry
 
 from cmdb.core.models import DomainError, OrgKind
 from cmdb.resolvers.alarms import AlarmMutation
+from cmdb.resolvers.discovery import DiscoveryMutation
 from cmdb.resolvers.health import HealthMutation
 from cmdb.schema.inputs import (
     CostCentreInput,
@@ -36,7 +37,7 @@ def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
 
 
 @strawberry.type
-class Mutation(HealthMutation, AlarmMutation):
+class Mutation(HealthMutation, AlarmMutation, DiscoveryMutation):
     @strawberry.mutation(description="Create a configuration item.")
     async def create_configuration_item(
         self, info: strawberry.Info, input: CreateConfigurationItemInput

@@ -13,6 +13,7 @@ from cmdb.core.pagination import Page
 from cmdb.inventory.models import CIClass, CIFamily, expand_classes
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.resolvers.alarms import AlarmQuery
+from cmdb.resolvers.discovery import DiscoveryQuery
 from cmdb.resolvers.health import HealthQuery
 from cmdb.schema.inputs import ConfigurationItemFilter, ItemOrder, ServiceFilter
 from cmdb.schema.types import (
@@ -91,7 +92,7 @@ def service_filter(f: ServiceFilter | None) -> ItemFilter:
 
 
 @strawberry.type
-class Query(HealthQuery, AlarmQuery):
+class Query(HealthQuery, AlarmQuery, DiscoveryQuery):
     @strawberry.field(description="Any item (configuration item or service) by id.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Item | None:
         found = await info.context.loaders.item_loader(
