@@ -14,9 +14,12 @@ from cmdb.relations.models import RelationType
 
 UPSERT_SOURCE: LiteralString = """
 MERGE (s:DiscoverySource {name: $name})
-ON CREATE SET s.registeredAt = $now
+ON CREATE SET s.registeredAt = $now, s.updatedAt = $now
+WITH s, coalesce([s.kind, s.trust, s.attributeTrust, s.description]
+                 <> [$kind, $trust, $attributeTrust, $description], true) AS changed
 SET s.kind = $kind, s.trust = $trust, s.attributeTrust = $attributeTrust,
-    s.description = $description, s.updatedAt = $now
+    s.description = $description
+FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | SET s.updatedAt = $now)
 RETURN s {.*, registeredAt: toString(s.registeredAt)} AS source
 """
 

@@ -55,10 +55,8 @@ class Candidate:
 
 def candidate(index: int, item: DiscoveredItem) -> Candidate:
     ids = item.identifiers
-    values: dict[str, Any] = {
-        "name": (item.name or ids.host_name or ids.cloud_instance_id or ids.serial_number
-                 or ids.mac_address),
-    }
+    # A name the record does not give is derived for a new CI only, never sent as a value.
+    values: dict[str, Any] = {"name": item.name} if item.name else {}
     if item.description is not None:
         values["description"] = item.description
     for key, value in (("serialNumber", ids.serial_number), ("hostName", ids.host_name),
@@ -255,6 +253,9 @@ def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[st
 
 def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
     props: dict[str, Any] = {attribute_property(k): v for k, v in c.values.items()}
+    ids = c.item.identifiers
+    props.setdefault("name", ids.host_name or ids.cloud_instance_id or ids.serial_number
+                     or ids.mac_address)
     props["nameLower"] = props["name"].lower()
     fqdn = c.item.identifiers.fqdn
     if fqdn:
@@ -263,7 +264,7 @@ def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
         "ciClass": c.cls, "lifecycleStatus": "IN_SERVICE", "operationalState": "UNKNOWN",
         "healthState": "UNKNOWN", "criticality": Criticality.MEDIUM.value,
         "criticalityRank": CRITICALITY_RANK[Criticality.MEDIUM], "source": source.name,
-        "provenance": dump_json({k: [source.name, now, now] for k in c.values}),
+        "provenance": dump_json({k: [source.name, now, now] for k in (*c.values, "name")}),
         "seenBy": dump_json({source.name: now}),
     })
     return props

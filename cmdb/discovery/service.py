@@ -367,7 +367,8 @@ class DiscoveryService:
                 creates[(class_labels(c.item.ci_class), rule)].append(
                     {"id": ci_id, "mergeValue": c.unique[rule], "props": props})
                 history.add(ci_id, HistoryKind.CREATED,
-                            {k: [None, v] for k, v in c.values.items()})
+                            {k: [None, v] for k, v in c.values.items()}
+                            | {"name": [None, props["name"]]})
                 out.created += 1
             else:
                 ci_id = ident.primary["id"]
@@ -478,11 +479,11 @@ class DiscoveryService:
             if have is None:
                 creates[rt].append(row)
                 history.add(s, HistoryKind.RELATION_CREATED,
-                            {k: [None, v] for k, v in props.items()},
+                            {_rel_key(k): [None, v] for k, v in props.items()},
                             relationType=rt.value, otherId=t)
                 out.r_created += 1
             else:
-                diff = {k: [have.get(k), v] for k, v in props.items()
+                diff = {_rel_key(k): [have.get(k), v] for k, v in props.items()
                         if have.get(k) != v}
                 touches[rt].append({**row, "changed": bool(diff)})
                 if diff:
@@ -661,7 +662,8 @@ class DiscoveryService:
                     state[key] = old
             rels = []
             for r in await self.repo.relations_as_of(tx, item_id, at):
-                p = {k: native(v) for k, v in r["props"].items() if k not in _REL_META}
+                p = {_rel_key(k): native(v) for k, v in r["props"].items()
+                     if k.startswith("attr_")}
                 if r["direction"] == "OUTGOING":
                     for rec in rel_changes:
                         if rec.get("relationType") == r["type"] and rec.get("otherId") == \
@@ -677,8 +679,9 @@ class DiscoveryService:
         return await self.db.read_tx(work)
 
 
-_REL_META = {"createdAt", "updatedAt", "retiredAt", "lastSeenAt", "staleSince", "source",
-             "sources", "mergedFrom", "retiredReason"}
+def _rel_key(prop: str) -> str:
+    """A relationship's property as clients name it (stored with the attribute prefix)."""
+    return prop.removeprefix("attr_")
 
 
 def _rules(c: Candidate) -> tuple[str, ...]:
