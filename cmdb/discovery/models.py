@@ -245,6 +245,8 @@ class IngestResult:
     batches: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)  # record key -> CI id
+    fresh: dict[str, str] = field(default_factory=dict)  # CIs this ingest created -> class
+    classes: dict[str, str] = field(default_factory=dict)  # CIs it identified -> class
 
     def counts(self) -> dict[str, int]:
         return {

@@ -42,7 +42,8 @@ def lookup_identifiers(props: tuple[str, ...]) -> LiteralString:
     ]
     return trusted(
         "CALL () {\n  " + "\n  UNION ALL\n  ".join(branches) + "\n}\n"
-        "RETURN collect({prop: prop, value: value, id: n.id, props: properties(n)}) AS found"
+        "WITH collect({prop: prop, value: value, id: n.id}) AS hits, collect(DISTINCT n) AS ns\n"
+        "RETURN hits, [x IN ns | {id: x.id, props: properties(x)}] AS nodes"
     )
 
 
@@ -83,14 +84,6 @@ RETURN n.id AS id, CASE WHEN n:Service THEN 'SERVICE' ELSE n.ciClass END AS cls,
 
 # ------------------------------------------------------------------------------ relations
 
-LIVE_RELATIONS: LiteralString = """
-UNWIND $rows AS row
-MATCH (s:Item {id: row.s})-[r]->(t:Item {id: row.t})
-WHERE type(r) = row.type AND r.retiredAt IS NULL
-RETURN collect({i: row.i, props: properties(r)}) AS found
-"""
-
-
 def create_relations(rel_type: RelationType) -> LiteralString:
     """New live relationships; the consumer is locked first (as ``relate`` does) and a live
     one made meanwhile by someone else is left alone, so there is never a second one."""
@@ -110,17 +103,24 @@ RETURN count(*) AS created
 
 
 def touch_relations(rel_type: RelationType) -> LiteralString:
-    """Seen again (and, when ``row.changed``, new properties)."""
+    """Live relationships seen again: their properties set, ``lastSeenAt`` and sources
+    updated. Returns the rows found and, for those whose properties changed, the old ones;
+    a row not found has no live relationship (it is created next)."""
     t = rel_type.value
     return trusted(f"""
 UNWIND $rows AS row
-MATCH (s:Item {{id: row.s}})-[r:{t}]->(t:Item {{id: row.t}})
+MATCH (s:Item {{id: row.s}})
+MATCH (t:Item {{id: row.t}})
+MATCH (s)-[r:{t}]->(t)
 WHERE r.retiredAt IS NULL
+WITH row, r, properties(r) AS old,
+     any(k IN keys(row.props) WHERE r[k] IS NULL OR r[k] <> row.props[k]) AS changed
 SET r += row.props, r.lastSeenAt = $now, r.staleSince = null,
     r.sources = CASE WHEN $source IN coalesce(r.sources, []) THEN r.sources
                      ELSE coalesce(r.sources, []) + $source END
-FOREACH (_ IN CASE WHEN row.changed THEN [1] ELSE [] END | SET r.updatedAt = $now)
-RETURN count(*) AS touched
+FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | SET r.updatedAt = $now)
+RETURN collect(row.i) AS found,
+       collect(CASE WHEN changed THEN {{i: row.i, old: old}} END) AS changed
 """)
 
 

@@ -42,8 +42,10 @@ class DiscoveryRepository:
         if not props:
             return {}
         row = await tx.one(q.lookup_identifiers(props), {p: values[p] for p in props})
-        return {(f["prop"], f["value"]): {"id": f["id"], "props": f["props"]}
-                for f in (row or {}).get("found", [])}
+        if not row:
+            return {}
+        nodes = {n["id"]: n for n in row["nodes"]}  # each node's properties sent once
+        return {(h["prop"], h["value"]): nodes[h["id"]] for h in row["hits"]}
 
     @staticmethod
     async def create_items(
@@ -70,13 +72,6 @@ class DiscoveryRepository:
         return {r["id"]: (r["cls"], r["status"]) for r in rows}
 
     @staticmethod
-    async def live_relations(tx: CountingTx, rows: list[Row]) -> dict[int, Row]:
-        if not rows:
-            return {}
-        row = await tx.one(q.LIVE_RELATIONS, {"rows": rows})
-        return {f["i"]: f["props"] for f in (row or {}).get("found", [])}
-
-    @staticmethod
     async def create_relations(
         tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime
     ) -> int:
@@ -87,8 +82,13 @@ class DiscoveryRepository:
     @staticmethod
     async def touch_relations(
         tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime
-    ) -> None:
-        await tx.rows(q.touch_relations(rel_type), {"rows": rows, "source": source, "now": now})
+    ) -> tuple[set[int], dict[int, Row]]:
+        """(rows found live, old properties of those whose properties changed)."""
+        row = await tx.one(q.touch_relations(rel_type),
+                           {"rows": rows, "source": source, "now": now})
+        if not row:
+            return set(), {}
+        return set(row["found"]), {c["i"]: c["old"] for c in row["changed"]}
 
     @staticmethod
     async def sync_mirrors(tx: CountingTx, rows: list[Row]) -> None:

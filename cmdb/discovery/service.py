@@ -93,6 +93,9 @@ class _Outcome:
     r_unchanged: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)
+    fresh: dict[str, str] = field(default_factory=dict)  # CIs created: id -> class
+    fresh_relations: set[tuple[str, str, str]] = field(default_factory=set)
+    classes: dict[str, str] = field(default_factory=dict)  # CIs identified: id -> class
 
 
 @dataclass
@@ -260,6 +263,8 @@ class DiscoveryService:
         if not cands and not rels:
             return
         known = dict(result.ids)
+        fresh = result.fresh
+        classes = result.classes
 
         async def work(tx: CountingTx) -> _Outcome:
             now = utcnow()
@@ -269,8 +274,9 @@ class DiscoveryService:
                 await self._write_items(tx, source, sources, cands, merge_duplicates, now,
                                         out, history)
             if rels:
-                await self._write_relations(tx, source, rels, {**known, **out.ids}, now,
-                                            out, history)
+                await self._write_relations(tx, source, rels, {**known, **out.ids},
+                                            {**fresh, **out.fresh},
+                                            {**classes, **out.classes}, now, out, history)
             await self.repo.write_history(tx, history.records, now)
             return out
 
@@ -285,6 +291,8 @@ class DiscoveryService:
         result.relations_unchanged += out.r_unchanged
         result.rejected.extend(out.rejected)
         result.ids.update(out.ids)
+        result.fresh.update(out.fresh)
+        result.classes.update(out.classes)
 
     async def _retrying(
         self, work: Any, cands: list[Candidate],
@@ -322,11 +330,7 @@ class DiscoveryService:
         history: _History,
     ) -> None:
         now_iso = now.isoformat()
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for c in cands:
-            for p, v in c.unique.items():
-                wanted[p].add(v)
-        found = await self.repo.lookup(tx, {p: sorted(v) for p, v in wanted.items()})
+        found = await self._lookup(tx, cands)
         claimed_values: dict[tuple[str, str], int] = {}
         claimed_ids: dict[str, int] = {}
         creates: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -370,6 +374,7 @@ class DiscoveryService:
                             {k: [None, v] for k, v in c.values.items()}
                             | {"name": [None, props["name"]]})
                 out.created += 1
+                out.fresh[ci_id] = c.cls
             else:
                 ci_id = ident.primary["id"]
                 claimed_ids[ci_id] = c.index
@@ -407,6 +412,7 @@ class DiscoveryService:
                 else:
                     out.unchanged += 1
                 updates.append({"id": ci_id, "props": props})
+            out.classes[ci_id] = c.cls
             if c.item.key:
                 out.ids[c.item.key] = ci_id
         if pairs:
@@ -420,11 +426,44 @@ class DiscoveryService:
         if pairs:  # relationships moved: the survivors' consumers roll up again
             await propagate(tx, sorted({p["survivor"] for p in pairs}), "merged", now)
 
+    async def _lookup(
+        self, tx: CountingTx, cands: list[Candidate]
+    ) -> dict[tuple[str, str], Row]:
+        """Stored CIs holding the records' identifiers, in two steps: first each record's
+        leading identifier (by its class's rules); then only the identifiers that could be
+        held by some other CI: all of an unmatched record's, and those of a matched one that
+        differ from what its CI holds (a value its CI holds is held by no other: unique).
+        Re-sending what is stored costs one index seek per record."""
+        first: dict[str, set[str]] = defaultdict(set)
+        lead: list[tuple[str, str] | None] = []
+        for c in cands:
+            p0 = next((p for p in _rules(c) if p in c.unique), None)
+            lead.append((p0, c.unique[p0]) if p0 else None)
+            if p0:
+                first[p0].add(c.unique[p0])
+        found = await self.repo.lookup(tx, {p: sorted(v) for p, v in first.items()})
+        more: dict[str, set[str]] = defaultdict(set)
+        for c, key in zip(cands, lead, strict=True):
+            hit = found.get(key) if key else None
+            held = hit["props"] if hit else {}
+            for p, v in c.unique.items():
+                if (p, v) != key and held.get(p) != v:
+                    more[p].add(v)
+        if more:
+            found.update(await self.repo.lookup(tx, {p: sorted(v) for p, v in more.items()}))
+        return found
+
     async def _write_relations(
         self, tx: CountingTx, source: Source,
         rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]], keys: Mapping[str, str],
-        now: datetime, out: _Outcome, history: _History,
+        fresh: Mapping[str, str], classes: Mapping[str, str], now: datetime, out: _Outcome,
+        history: _History,
     ) -> None:
+        """Relationships between items this ingest created need neither their ends looked up
+        (their class is known, they are live) nor their live relationships (a new item has
+        none but those this ingest makes, and the create statement skips an existing one),
+        nor a health roll-up: new items are UNKNOWN with no state of their own yet, and so is
+        anything rolled up from them alone."""
         by_ident: dict[str, set[str]] = defaultdict(set)
         for _, r, _ in rels:
             for end in (r.source, r.target):
@@ -444,7 +483,11 @@ class DiscoveryService:
             except Rejected as e:
                 out.rejected.append(Rejection(index=index, record="relation", code=e.code,
                                               reason=e.reason, field=e.field))
-        ends = await self.repo.ends(tx, sorted({i for x in resolved for i in (x[3], x[4])}))
+        # Items this ingest identified are live (a retired one is rejected) of a known class.
+        ends = await self.repo.ends(tx, sorted({i for x in resolved for i in (x[3], x[4])
+                                                if i not in classes}))
+        ends.update({i: (cls, "IN_SERVICE") for x in resolved for i in (x[3], x[4])
+                     if (cls := classes.get(i)) is not None})
         accepted: list[tuple[int, RelationType, dict[str, Any], str, str]] = []
         first_seen: dict[tuple[str, str, str], int] = {}
         for index, r, props, s, t in resolved:
@@ -467,39 +510,46 @@ class DiscoveryService:
                                               reason=e.reason, field=e.field))
                 continue
             accepted.append((index, r.type, props, s, t))
-        live = await self.repo.live_relations(tx, [
-            {"i": i, "s": s, "t": t, "type": rt.value} for i, rt, _, s, t in accepted])
+        # Seen again first (one statement per type); what is not live yet is created.
+        touch: dict[RelationType, list[Row]] = defaultdict(list)
+        for i, rt, props, s, t in accepted:
+            if s not in fresh or (s, rt.value, t) in out.fresh_relations:
+                touch[rt].append({"i": i, "s": s, "t": t, "props": props})
+        live: set[int] = set()
+        changed: dict[int, Row] = {}
+        for rt, rows in touch.items():
+            f, c = await self.repo.touch_relations(tx, rt, rows, source.name, now)
+            live |= f
+            changed.update(c)
         creates: dict[RelationType, list[Row]] = defaultdict(list)
-        touches: dict[RelationType, list[Row]] = defaultdict(list)
         mirrors: list[Row] = []
         changed_ends: set[str] = set()
         for i, rt, props, s, t in accepted:
             row = {"s": s, "t": t, "props": props}
-            have = live.get(i)
-            if have is None:
+            if i not in live:
                 creates[rt].append(row)
+                if s in fresh:
+                    out.fresh_relations.add((s, rt.value, t))
                 history.add(s, HistoryKind.RELATION_CREATED,
                             {_rel_key(k): [None, v] for k, v in props.items()},
                             relationType=rt.value, otherId=t)
                 out.r_created += 1
-            else:
+            elif i in changed:
+                have = changed[i]
                 diff = {_rel_key(k): [have.get(k), v] for k, v in props.items()
                         if have.get(k) != v}
-                touches[rt].append({**row, "changed": bool(diff)})
-                if diff:
-                    history.add(s, HistoryKind.RELATION_UPDATED, diff,
-                                relationType=rt.value, otherId=t)
-                    out.r_updated += 1
-                else:
-                    out.r_unchanged += 1
-                    continue
-            changed_ends.update((s, t))
+                history.add(s, HistoryKind.RELATION_UPDATED, diff,
+                            relationType=rt.value, otherId=t)
+                out.r_updated += 1
+            else:
+                out.r_unchanged += 1
+                continue
+            if s not in fresh or t not in fresh:
+                changed_ends.update((s, t))
             if rt is RelationType.MEMBER_OF:
                 mirrors.append(row)
         for rt, rows in creates.items():
             await self.repo.create_relations(tx, rt, rows, source.name, now)
-        for rt, rows in touches.items():
-            await self.repo.touch_relations(tx, rt, rows, source.name, now)
         await self.repo.sync_mirrors(tx, mirrors)
         if changed_ends:
             await propagate(tx, sorted(changed_ends), "discovered", now)
