@@ -32,6 +32,12 @@ ORDER BY s.name
 # ------------------------------------------------------------------------------ items
 
 
+# Decoding driver DateTime values is the largest client-side cost of reading many CIs, and
+# reconciliation does not need them: times it reads travel as ISO strings (or not at all).
+_NO_DATES = (".*, createdAt: null, updatedAt: null, lastSeenAt: null, retiredAt: null, "
+             "healthChangedAt: null, lockedAt: null, staleSince: toString(x.staleSince)")
+
+
 def lookup_identifiers(props: tuple[str, ...]) -> LiteralString:
     """Stored CIs holding any of the given identifier values: one index-backed branch per
     unique property (``props`` from ``UNIQUE_KEYS``)."""
@@ -43,7 +49,7 @@ def lookup_identifiers(props: tuple[str, ...]) -> LiteralString:
     return trusted(
         "CALL () {\n  " + "\n  UNION ALL\n  ".join(branches) + "\n}\n"
         "WITH collect({prop: prop, value: value, id: n.id}) AS hits, collect(DISTINCT n) AS ns\n"
-        "RETURN hits, [x IN ns | {id: x.id, props: properties(x)}] AS nodes"
+        "RETURN hits, [x IN ns | {id: x.id, props: x {" + _NO_DATES + "}}] AS nodes"
     )
 
 
@@ -56,15 +62,18 @@ def create_items(labels: str, merge_prop: str) -> LiteralString:
         "UNWIND $rows AS row\n"
         f"MERGE (n:CI {{{merge_prop}: row.mergeValue}})\n"
         f"ON CREATE SET n{labels}, n.id = row.id, n += row.props,"
-        " n.createdAt = $now, n.updatedAt = $now\n"
+        " n.createdAt = $now, n.updatedAt = $now, n.lastSeenAt = $now\n"
         "RETURN sum(CASE WHEN n.id = row.id THEN 0 ELSE 1 END) AS raced"
     )
 
 
+# ``row.seen``: a sighting (lastSeenAt now); ``row.changed``: a change (updatedAt now).
 UPDATE_ITEMS: LiteralString = """
 UNWIND $rows AS row
 MATCH (n:Item {id: row.id})
 SET n += row.props
+FOREACH (_ IN CASE WHEN row.seen THEN [1] ELSE [] END | SET n.lastSeenAt = $now)
+FOREACH (_ IN CASE WHEN row.changed THEN [1] ELSE [] END | SET n.updatedAt = $now)
 RETURN count(*) AS written
 """
 

@@ -55,9 +55,9 @@ class DiscoveryRepository:
         return int(row["raced"]) if row else 0
 
     @staticmethod
-    async def update_items(tx: CountingTx, rows: list[Row]) -> None:
+    async def update_items(tx: CountingTx, rows: list[Row], now: datetime) -> None:
         if rows:
-            await tx.rows(q.UPDATE_ITEMS, {"rows": rows})
+            await tx.rows(q.UPDATE_ITEMS, {"rows": rows, "now": now})
 
     @staticmethod
     async def write_history(tx: CountingTx, records: list[Row], now: datetime) -> None:

@@ -366,7 +366,6 @@ class DiscoveryService:
                 ci_id = str(uuid.uuid4())
                 claimed_ids[ci_id] = c.index
                 props = new_item_props(source, c, now_iso)
-                props["lastSeenAt"] = now
                 rule = next(p for p in _rules(c) if p in c.unique)
                 creates[(class_labels(c.item.ci_class), rule)].append(
                     {"id": ci_id, "mergeValue": c.unique[rule], "props": props})
@@ -402,22 +401,22 @@ class DiscoveryService:
                     out.merged += 1
                 applied = apply(source, sources, stored, c.values, now_iso)
                 props = filled_props | applied.props
-                props["lastSeenAt"] = now
                 out.suppressed += applied.suppressed
-                if applied.changes or ident.duplicates:
-                    props["updatedAt"] = now
+                changed = bool(applied.changes or ident.duplicates)
+                if changed:
                     if applied.changes:
                         history.add(ci_id, HistoryKind.UPDATED, applied.changes)
                     out.updated += 1
                 else:
                     out.unchanged += 1
-                updates.append({"id": ci_id, "props": props})
+                updates.append({"id": ci_id, "props": props, "seen": True,
+                                "changed": changed})
             out.classes[ci_id] = c.cls
             if c.item.key:
                 out.ids[c.item.key] = ci_id
         if pairs:
             await self.repo.merge(tx, pairs, now)
-        await self.repo.update_items(tx, updates)
+        await self.repo.update_items(tx, updates, now)
         raced = 0
         for (labels, rule), rows in creates.items():
             raced += await self.repo.create_items(tx, labels, rule, rows, now)
@@ -593,10 +592,10 @@ class DiscoveryService:
                             {"lifecycleStatus": [props[d].get("lifecycleStatus"), "RETIRED"]},
                             otherId=survivor_id, detail=detail)
             changed = {k: v for k, v in stored.items() if before.get(k) != v}
-            changed["updatedAt"] = now
             pairs = [{"survivor": survivor_id, "dup": d} for d in dups]
             await self.repo.merge(tx, pairs, now)
-            await self.repo.update_items(tx, [{"id": survivor_id, "props": changed}])
+            await self.repo.update_items(tx, [{"id": survivor_id, "props": changed,
+                                               "seen": False, "changed": True}], now)
             await self.repo.write_history(tx, history.records, now)
             await propagate(tx, [survivor_id], "merged", now)
             return len(dups)
