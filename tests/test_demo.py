@@ -9,7 +9,7 @@ import pytest
 
 from cmdb.db.driver import Database
 from cmdb.demo import data
-from cmdb.demo.loader import check_demo_data, load_demo, load_demo_report
+from cmdb.demo.loader import DEMO_SOURCES, check_demo_data, load_demo, load_demo_report
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ async def test_every_item_has_owner_cost_centre_and_location(gql, clean_db, test
 async def test_second_run_changes_nothing(gql, clean_db, test_settings):
     assert await load_demo(clean_db, test_settings, echo=lambda _: None) == FIRST_RUN
     before = await graph_state(clean_db)
-    assert before[:2] == (N_ORG + N_SERVICES + N_CIS,
+    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + len(DEMO_SOURCES),
                           N_RELS + 3 * (N_SERVICES + N_CIS) + 6)  # + OWNED_BY.., PART_OF
     lines: list[str] = []
     assert await load_demo(clean_db, test_settings, echo=lines.append) == SECOND_RUN

@@ -134,9 +134,15 @@ async def _register_discovery_sources(services: Services, echo: Echo) -> None:
     from cmdb.identity.principal import Principal
 
     loader = Principal(user="demo-loader", roles=frozenset({"admin"}))
+    present = {s.name for s in await services.discovery.sources()}
+    tally = Tally()
     for spec in DEMO_SOURCES:
-        await services.discovery.register_source(loader, spec)
-    echo(f"  discovery sources: {len(DEMO_SOURCES)}")
+        if spec["name"] in present:
+            tally.present += 1
+        else:
+            await services.discovery.register_source(loader, spec)
+            tally.created += 1
+    echo(f"  discovery sources: {len(DEMO_SOURCES)} ({tally.note()})")
 
 
 # --- organisation ------------------------------------------------------------------------------
