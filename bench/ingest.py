@@ -5,9 +5,10 @@
 Generates ``count`` discovered CIs (one server per ten, the rest VMs, each with identifiers
 and five attributes) and one ``RUNS_ON`` per VM to its server, then on an emptied graph:
 
-1. ``ceiling``: the same rows through a plain ``UNWIND $rows MERGE (n:CI {id…}) SET n +=``
-   and ``MERGE (a)-[:RUNS_ON]->(b)``, batch by batch (no identification, precedence,
-   provenance, history or roll-up);
+1. ``ceiling``: the same rows through a plain ``UNWIND $rows MERGE (n:…:CI {cloudInstanceId})
+   SET n += …`` making the same nodes (labels, id and indexed properties) and ``MERGE
+   (a)-[:RUNS_ON]->(b)``, batch by batch (no identification, precedence, provenance,
+   history or roll-up);
 2. emptied again, ``first load``: ``DiscoveryService.ingest`` (identification by the class
    rules, precedence, provenance, history records, health roll-up over new relationships);
 3. ``re-ingest``: the same batch again (everything unchanged: only sightings are written).
@@ -24,6 +25,8 @@ import os
 import platform
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +39,19 @@ from cmdb.identity.principal import Principal
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = Principal("bench", frozenset({"admin"}))
 
-CEILING_ITEMS = """
+# The same nodes the discovery path makes (labels, id, indexed properties), nothing else.
+CEILING_ITEMS = {
+    "Server": """
 UNWIND $rows AS row
-MERGE (n:CI {cloudInstanceId: row.cloudInstanceId})
-SET n += row.props
-"""
+MERGE (n:Item:CI:Compute:Hardware:Server {cloudInstanceId: row.cloudInstanceId})
+SET n += row.props, n.createdAt = $now, n.updatedAt = $now, n.lastSeenAt = $now
+""",
+    "VirtualMachine": """
+UNWIND $rows AS row
+MERGE (n:Item:CI:Compute:Virtual:VirtualMachine {cloudInstanceId: row.cloudInstanceId})
+SET n += row.props, n.createdAt = $now, n.updatedAt = $now, n.lastSeenAt = $now
+""",
+}
 CEILING_RELATIONS = """
 UNWIND $rows AS row
 MATCH (a:CI {cloudInstanceId: row.s})
@@ -87,8 +98,13 @@ def _ceiling_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         props = {f"attr_{k}": v for k, v in it["attributes"].items()}
         props.update({k: v for k, v in ids.items() if k != "cloudInstanceId"})
         props.update({"ciClass": it["ciClass"], "name": ids["hostName"],
-                      "fqdn": f"{ids['hostName']}.{ids['domain']}"})
-        rows.append({"cloudInstanceId": ids["cloudInstanceId"], "props": props})
+                      "nameLower": ids["hostName"], "id": str(uuid.uuid4()),
+                      "fqdn": f"{ids['hostName']}.{ids['domain']}",
+                      "lifecycleStatus": "IN_SERVICE", "operationalState": "UNKNOWN",
+                      "healthState": "UNKNOWN", "criticality": "MEDIUM",
+                      "criticalityRank": 3})
+        rows.append({"cloudInstanceId": ids["cloudInstanceId"], "props": props,
+                     "cls": it["ciClass"]})
     return rows
 
 
@@ -104,8 +120,13 @@ async def ceiling(db: Database, items: list[dict[str, Any]], relations: list[dic
     keys = {it["key"]: it["identifiers"]["cloudInstanceId"] for it in items}
     rels = [{"s": keys[r["source"]["key"]], "t": keys[r["target"]["key"]]} for r in relations]
     started = time.perf_counter()
+    now = datetime.now(UTC)
     for i in range(0, len(rows), batch):
-        await db.write(CEILING_ITEMS, {"rows": rows[i:i + batch]})
+        chunk = rows[i:i + batch]
+        for cls, query in CEILING_ITEMS.items():
+            group = [r for r in chunk if r["cls"] == cls]
+            if group:
+                await db.write(query, {"rows": group, "now": now})
     for i in range(0, len(rels), batch):
         await db.write(CEILING_RELATIONS, {"rows": rels[i:i + batch]})
     return time.perf_counter() - started

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Discovery: CIs no source has seen for this long become stale, later retired.
     discovery_stale_after_days: float = Field(7, gt=0)
     discovery_retire_after_days: float = Field(30, gt=0)
+    # A record that changes nothing records its sighting only when the last one by the same
+    # source is older than this: re-sending a batch within it writes nothing.
+    discovery_sighting_resolution_s: float = Field(300, ge=0)
 
     @model_validator(mode="after")
     def _refuse_weak_production(self) -> Settings:

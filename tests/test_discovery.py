@@ -4,6 +4,7 @@ idempotence, atomic batches, staleness, history and as-of."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -469,3 +470,32 @@ async def test_migrations_fill_gaps_in_ascending_order(clean_db):
     rows = await clean_db.read("MATCH (m:SchemaMigration) RETURN max(m.version) AS v")
     assert rows[0]["v"] == LATEST_VERSION
     assert await migrate(clean_db) == []
+
+
+async def test_sightings_are_recorded_at_the_configured_resolution(svc, clean_db, pinned):
+    pinned(T0)
+    r = await svc.ingest(AGENT, "cloud", [
+        {"ciClass": "VIRTUAL_MACHINE", "key": "vm", "identifiers": {"cloudInstanceId": "vm"}},
+        {**server(serialNumber="H"), "key": "h"}],
+        [{"source": {"key": "vm"}, "target": {"key": "h"}, "type": "RUNS_ON"}])
+    batch = ([{"ciClass": "VIRTUAL_MACHINE", "identifiers": {"cloudInstanceId": "vm"}}],
+             [{"source": {"id": r.ids["vm"]}, "target": {"id": r.ids["h"]},
+               "type": "RUNS_ON"}])
+
+    async def seen() -> tuple[Any, Any]:
+        rows = await clean_db.read("MATCH (v:CI {cloudInstanceId: 'vm'})-[r:RUNS_ON]->() "
+                                   "RETURN v.lastSeenAt AS v, r.lastSeenAt AS r")
+        return rows[0]["v"].to_native(), rows[0]["r"].to_native()
+
+    pinned(T0 + timedelta(seconds=100))  # within the default 300 s: a read, nothing written
+    again = await svc.ingest(AGENT, "cloud", *batch)
+    assert (again.unchanged, again.relations_unchanged) == (1, 1)
+    assert await seen() == (T0, T0)
+    pinned(T0 + timedelta(seconds=400))
+    await svc.ingest(AGENT, "cloud", *batch)
+    assert await seen() == (T0 + timedelta(seconds=400), T0 + timedelta(seconds=400))
+    # Another source's first sighting is always recorded.
+    pinned(T0 + timedelta(seconds=410))
+    await svc.ingest(AGENT, "assets", *batch)
+    v = await ci(clean_db, cloudInstanceId="vm")
+    assert set(json.loads(v["seenBy"])) == {"cloud", "assets"}

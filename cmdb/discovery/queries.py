@@ -113,8 +113,9 @@ RETURN count(*) AS created
 
 def touch_relations(rel_type: RelationType) -> LiteralString:
     """Live relationships seen again: their properties set, ``lastSeenAt`` and sources
-    updated. Returns the rows found and, for those whose properties changed, the old ones;
-    a row not found has no live relationship (it is created next)."""
+    updated (unless nothing changed and this source saw it after ``$freshAfter``). Returns
+    the rows found and, for those whose properties changed, the old ones; a row not found
+    has no live relationship (it is created next)."""
     t = rel_type.value
     return trusted(f"""
 UNWIND $rows AS row
@@ -124,10 +125,15 @@ MATCH (s)-[r:{t}]->(t)
 WHERE r.retiredAt IS NULL
 WITH row, r, properties(r) AS old,
      any(k IN keys(row.props) WHERE r[k] IS NULL OR r[k] <> row.props[k]) AS changed
-SET r += row.props, r.lastSeenAt = $now, r.staleSince = null,
-    r.sources = CASE WHEN $source IN coalesce(r.sources, []) THEN r.sources
-                     ELSE coalesce(r.sources, []) + $source END
-FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | SET r.updatedAt = $now)
+CALL (r, row, changed) {{
+  WITH r, row, changed
+  WHERE changed OR r.staleSince IS NOT NULL OR NOT coalesce(r.lastSeenAt >= $freshAfter, false)
+     OR NOT $source IN coalesce(r.sources, [])
+  SET r += row.props, r.lastSeenAt = $now, r.staleSince = null,
+      r.sources = CASE WHEN $source IN coalesce(r.sources, []) THEN r.sources
+                       ELSE coalesce(r.sources, []) + $source END
+  FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | SET r.updatedAt = $now)
+}}
 RETURN collect(row.i) AS found,
        collect(CASE WHEN changed THEN {{i: row.i, old: old}} END) AS changed
 """)

@@ -81,11 +81,12 @@ class DiscoveryRepository:
 
     @staticmethod
     async def touch_relations(
-        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime
+        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime,
+        fresh_after: datetime,
     ) -> tuple[set[int], dict[int, Row]]:
         """(rows found live, old properties of those whose properties changed)."""
-        row = await tx.one(q.touch_relations(rel_type),
-                           {"rows": rows, "source": source, "now": now})
+        row = await tx.one(q.touch_relations(rel_type), {
+            "rows": rows, "source": source, "now": now, "freshAfter": fresh_after})
         if not row:
             return set(), {}
         return set(row["found"]), {c["i"]: c["old"] for c in row["changed"]}

@@ -163,6 +163,7 @@ class DiscoveryService:
         self.db = db
         self.settings = settings
         self.repo = DiscoveryRepository(db)
+        self._resolution = timedelta(seconds=settings.discovery_sighting_resolution_s)
 
     # -------------------------------------------------------------------------- sources
 
@@ -409,8 +410,9 @@ class DiscoveryService:
                     out.updated += 1
                 else:
                     out.unchanged += 1
-                updates.append({"id": ci_id, "props": props, "seen": True,
-                                "changed": changed})
+                if changed or not self._recently_seen(stored, source.name, now):
+                    updates.append({"id": ci_id, "props": props, "seen": True,
+                                    "changed": changed})
             out.classes[ci_id] = c.cls
             if c.item.key:
                 out.ids[c.item.key] = ci_id
@@ -424,6 +426,12 @@ class DiscoveryService:
             raise _Raced()
         if pairs:  # relationships moved: the survivors' consumers roll up again
             await propagate(tx, sorted({p["survivor"] for p in pairs}), "merged", now)
+
+    def _recently_seen(self, stored: Mapping[str, Any], source: str, now: datetime) -> bool:
+        """Whether this source's last sighting is within the sighting resolution (then an
+        unchanged record writes nothing: re-sending a batch is a read)."""
+        at = load_json(stored.get("seenBy")).get(source)
+        return at is not None and datetime.fromisoformat(at) >= now - self._resolution
 
     async def _lookup(
         self, tx: CountingTx, cands: list[Candidate]
@@ -517,7 +525,8 @@ class DiscoveryService:
         live: set[int] = set()
         changed: dict[int, Row] = {}
         for rt, rows in touch.items():
-            f, c = await self.repo.touch_relations(tx, rt, rows, source.name, now)
+            f, c = await self.repo.touch_relations(tx, rt, rows, source.name, now,
+                                                   now - self._resolution)
             live |= f
             changed.update(c)
         creates: dict[RelationType, list[Row]] = defaultdict(list)
