@@ -11,7 +11,10 @@ and five attributes) and one ``RUNS_ON`` per VM to its server, then on an emptie
    history or roll-up);
 2. emptied again, ``first load``: ``DiscoveryService.ingest`` (identification by the class
    rules, precedence, provenance, history records, health roll-up over new relationships);
-3. ``re-ingest``: the same batch again (everything unchanged: only sightings are written).
+3. ``re-ingest``: the same batch again (everything unchanged; within the sighting
+   resolution, so nothing is written);
+4. emptied again, the ceiling once more: the faster ceiling run is the reference (the
+   machine may be shared; both runs are reported).
 
 Prints a table with the machine and writes ``bench/results/ingest.json``.
 """
@@ -176,12 +179,21 @@ async def main(args: argparse.Namespace) -> int:
         t_again = time.perf_counter() - started
         print(f"re-ingest: {t_again:.1f} s {again.counts()}")
         history = (await db.read("MATCH (h:HistoryRecord) RETURN count(h) AS n"))[0]["n"]
+        # The machine may be shared: the ceiling is measured again at the end and the faster
+        # of the two runs is the ceiling (both are reported).
+        await wipe(db)
+        t_ceiling_2 = await ceiling(db, items, relations, args.batch)
+        print(f"ceiling again: {t_ceiling_2:.1f} s")
+        await wipe(db)
     finally:
         await db.close()
     n = len(items)
+    ceilings = (round(t_ceiling, 2), round(t_ceiling_2, 2))
+    t_ceiling = min(t_ceiling, t_ceiling_2)
     result = {
         "machine": machine(), "count": n, "relations": len(relations), "batch": args.batch,
-        "ceiling_s": round(t_ceiling, 2), "first_s": round(t_first, 2),
+        "ceiling_s": round(t_ceiling, 2), "ceiling_runs_s": ceilings,
+        "first_s": round(t_first, 2),
         "reingest_s": round(t_again, 2), "history_records": history,
         "first_counts": first.counts(), "reingest_counts": again.counts(),
     }
@@ -194,8 +206,8 @@ async def main(args: argparse.Namespace) -> int:
     for name, t in rows:
         print(f"| {name} | {t:.1f} | {n / t:,.0f} | {(n + len(relations)) / t:,.0f} | "
               f"{t_ceiling / t:.2f} |")
-    print(f"\nre-ingest vs first load: {t_first / t_again:.2f}x faster; history records "
-          f"written: {history:,}")
+    print(f"\nceiling runs (before, after): {ceilings[0]} s, {ceilings[1]} s; re-ingest vs "
+          f"first load: {t_first / t_again:.2f}x faster; history records written: {history:,}")
     print(f"machine: {result['machine']}")
     out = ROOT / "bench" / "results" / "ingest.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
