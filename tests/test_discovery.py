@@ -499,3 +499,30 @@ async def test_sightings_are_recorded_at_the_configured_resolution(svc, clean_db
     await svc.ingest(AGENT, "assets", *batch)
     v = await ci(clean_db, cloudInstanceId="vm")
     assert set(json.loads(v["seenBy"])) == {"cloud", "assets"}
+
+
+async def test_an_edit_by_a_person_is_history_and_protects_the_value(svc, clean_db, gql,
+                                                                      pinned):
+    pinned(T0)
+    r = await svc.ingest(AGENT, "scanner", [{**server(serialNumber="E1",
+                                                      attributes={"os": "Linux"}),
+                                             "key": "e"}])
+    ci_id = r.ids["e"]
+    pinned(T0 + timedelta(days=1))
+    data = await gql.ok("""mutation($id: ID!) { updateConfigurationItem(id: $id,
+        input: {attributes: {os: "RHEL 9.4"}, description: "payroll box"}) {
+        errors { message } } }""", id=ci_id)
+    assert data["updateConfigurationItem"]["errors"] == []
+    latest = (await svc.history(ci_id))[0]
+    assert (latest.source, latest.kind, latest.at) == ("api", HistoryKind.UPDATED,
+                                                       T0 + timedelta(days=1))
+    assert [(c.attribute, c.old, c.new) for c in latest.changes] == [
+        ("attributes.os", "Linux", "RHEL 9.4"), ("description", None, "payroll box")]
+    assert (await svc.as_of(ci_id, T0 + timedelta(hours=1))).properties["attributes.os"] \
+        == "Linux"
+    # The scanner (trust 30) no longer owns the value: a person set it (trust 50).
+    pinned(T0 + timedelta(days=2))
+    again = await svc.ingest(AGENT, "scanner", [server(serialNumber="E1",
+                                                       attributes={"os": "Linux"})])
+    assert again.suppressed == 1
+    assert (await ci(clean_db, serialNumber="E1"))["attr_os"] == "RHEL 9.4"

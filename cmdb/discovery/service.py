@@ -811,3 +811,34 @@ def provenance_of(props_json: str | None, values: Mapping[str, Any]) -> list[Pro
 def sightings_of(seen_json: str | None) -> list[Sighting]:
     return [Sighting(source=s, last_seen_at=datetime.fromisoformat(at))
             for s, at in sorted(load_json(seen_json).items())]
+
+
+# Node properties a person's edit is recorded for, as provenance keys (attr_* as attributes.*).
+_MANUAL_KEYS = {"name", "description", "serialNumber", "hostName", "domain", "macAddress",
+                "cloudInstanceId", "lifecycleStatus", "operationalState", "criticality"}
+
+
+async def record_manual_change(
+    tx: CountingTx, item_id: str, stored: Mapping[str, Any], props: dict[str, Any],
+    now: datetime, who: str = "api",
+) -> None:
+    """Keep the history of an edit made through the API (old and new values, ``who``, time)
+    in the caller's transaction, and drop the discovery provenance of what it changes: a
+    value a person set is protected like any value without provenance (``MANUAL_TRUST``).
+    ``props`` (the node properties about to be set) gains the new provenance."""
+    changes: dict[str, list[Any]] = {}
+    for prop, new in props.items():
+        key = "attributes." + prop[5:] if prop.startswith("attr_") else prop
+        if key != prop or prop in _MANUAL_KEYS:
+            old = native(stored.get(prop))
+            if old != new:
+                changes[key] = [old, new]
+    if not changes:
+        return
+    prov = load_json(stored.get("provenance"))
+    if any(k in prov for k in changes):
+        props["provenance"] = dump_json({k: v for k, v in prov.items() if k not in changes})
+    history = _History(who)
+    history.add(item_id, HistoryKind.UPDATED, changes)
+    await DiscoveryRepository.write_history(tx, history.records, now)
+
