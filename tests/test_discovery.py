@@ -526,3 +526,29 @@ async def test_an_edit_by_a_person_is_history_and_protects_the_value(svc, clean_
                                                        attributes={"os": "Linux"})])
     assert again.suppressed == 1
     assert (await ci(clean_db, serialNumber="E1"))["attr_os"] == "RHEL 9.4"
+
+
+async def test_relationship_properties_follow_source_precedence(svc, clean_db):
+    r = await svc.ingest(AGENT, "assets", [
+        {"ciClass": "APPLICATION_INSTANCE", "key": "a", "identifiers": {"cloudInstanceId": "a"}},
+        {**server(serialNumber="H"), "key": "h"}],
+        [{"source": {"key": "a"}, "target": {"key": "h"}, "type": "RUNS_ON",
+          "properties": {"impact": "REQUIRED"}}])
+    rel = [{"source": {"id": r.ids["a"]}, "target": {"id": r.ids["h"]}, "type": "RUNS_ON",
+            "properties": {"impact": "OPTIONAL", "port": 8443}}]
+    low = await svc.ingest(AGENT, "scanner", [], rel)  # trust 30 < 80
+    assert (low.relations_updated, low.relations_unchanged, low.suppressed) == (0, 1, 1)
+
+    async def props() -> dict[str, Any]:
+        rows = await clean_db.read("MATCH (:CI {cloudInstanceId: 'a'})-[r:RUNS_ON]->() "
+                                   "RETURN properties(r) AS p")
+        return rows[0]["p"]
+
+    p = await props()
+    assert p["attr_impact"] == "REQUIRED" and "attr_port" not in p
+    assert p["sources"] == ["assets", "scanner"]  # seen by both
+    high = await svc.ingest(AGENT, "assets", [], rel)
+    assert high.relations_updated == 1
+    p = await props()
+    assert (p["attr_impact"], p["attr_port"], p["propertiesSource"]) == ("OPTIONAL", 8443,
+                                                                         "assets")

@@ -106,16 +106,19 @@ WITH s, t, row
 WHERE NOT EXISTS {{ MATCH (s)-[x:{t}]->(t) WHERE x.retiredAt IS NULL }}
 CREATE (s)-[r:{t}]->(t)
 SET r = row.props, r.createdAt = $now, r.updatedAt = $now, r.source = $source,
-    r.sources = [$source], r.lastSeenAt = $now
+    r.sources = [$source], r.lastSeenAt = $now, r.propertiesSource = $source,
+    r.propertiesTrust = $trust
 RETURN count(*) AS created
 """)
 
 
 def touch_relations(rel_type: RelationType) -> LiteralString:
-    """Live relationships seen again: their properties set, ``lastSeenAt`` and sources
-    updated (unless nothing changed and this source saw it after ``$freshAfter``). Returns
-    the rows found and, for those whose properties changed, the old ones; a row not found
-    has no live relationship (it is created next)."""
+    """Live relationships seen again: ``lastSeenAt`` and sources updated (unless nothing
+    changed and this source saw it after ``$freshAfter``), and their properties set when
+    they differ and this source is trusted at least as much as the one that set them (one
+    made by a person, without ``propertiesTrust``, counts as ``$manualTrust``); otherwise
+    the difference is ``suppressed``. Returns the rows found, the old properties of those
+    that changed, and the suppressed ones; a row not found has no live relationship."""
     t = rel_type.value
     return trusted(f"""
 UNWIND $rows AS row
@@ -124,18 +127,24 @@ MATCH (t:Item {{id: row.t}})
 MATCH (s)-[r:{t}]->(t)
 WHERE r.retiredAt IS NULL
 WITH row, r, properties(r) AS old,
-     any(k IN keys(row.props) WHERE r[k] IS NULL OR r[k] <> row.props[k]) AS changed
+     any(k IN keys(row.props) WHERE r[k] IS NULL OR r[k] <> row.props[k]) AS differs,
+     (r.propertiesSource = $source
+      OR coalesce(r.propertiesTrust, $manualTrust) <= $trust) AS may
+WITH row, r, old, differs AND may AS changed, differs AND NOT may AS suppressed
 CALL (r, row, changed) {{
   WITH r, row, changed
   WHERE changed OR r.staleSince IS NOT NULL OR NOT coalesce(r.lastSeenAt >= $freshAfter, false)
      OR NOT $source IN coalesce(r.sources, [])
-  SET r += row.props, r.lastSeenAt = $now, r.staleSince = null,
+  SET r.lastSeenAt = $now, r.staleSince = null,
       r.sources = CASE WHEN $source IN coalesce(r.sources, []) THEN r.sources
                        ELSE coalesce(r.sources, []) + $source END
-  FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END | SET r.updatedAt = $now)
+  FOREACH (_ IN CASE WHEN changed THEN [1] ELSE [] END |
+    SET r += row.props, r.updatedAt = $now, r.propertiesSource = $source,
+        r.propertiesTrust = $trust)
 }}
 RETURN collect(row.i) AS found,
-       collect(CASE WHEN changed THEN {{i: row.i, old: old}} END) AS changed
+       collect(CASE WHEN changed THEN {{i: row.i, old: old}} END) AS changed,
+       sum(CASE WHEN suppressed THEN 1 ELSE 0 END) AS suppressed
 """)
 
 

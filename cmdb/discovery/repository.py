@@ -9,7 +9,7 @@ from typing import Any
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery import queries as q
-from cmdb.discovery.models import UNIQUE_KEYS, Source, SourceKind
+from cmdb.discovery.models import MANUAL_TRUST, UNIQUE_KEYS, Source, SourceKind
 from cmdb.relations.models import RelationType
 
 Row = dict[str, Any]
@@ -73,23 +73,27 @@ class DiscoveryRepository:
 
     @staticmethod
     async def create_relations(
-        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime
+        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: Source,
+        now: datetime,
     ) -> int:
-        row = await tx.one(q.create_relations(rel_type),
-                           {"rows": rows, "source": source, "now": now})
+        row = await tx.one(q.create_relations(rel_type), {
+            "rows": rows, "source": source.name, "trust": source.trust, "now": now})
         return int(row["created"]) if row else 0
 
     @staticmethod
     async def touch_relations(
-        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: str, now: datetime,
-        fresh_after: datetime,
-    ) -> tuple[set[int], dict[int, Row]]:
-        """(rows found live, old properties of those whose properties changed)."""
+        tx: CountingTx, rel_type: RelationType, rows: list[Row], source: Source,
+        now: datetime, fresh_after: datetime,
+    ) -> tuple[set[int], dict[int, Row], int]:
+        """(rows found live, old properties of those whose properties changed, how many
+        differences a more trusted source's properties kept out)."""
         row = await tx.one(q.touch_relations(rel_type), {
-            "rows": rows, "source": source, "now": now, "freshAfter": fresh_after})
+            "rows": rows, "source": source.name, "trust": source.trust,
+            "manualTrust": MANUAL_TRUST, "now": now, "freshAfter": fresh_after})
         if not row:
-            return set(), {}
-        return set(row["found"]), {c["i"]: c["old"] for c in row["changed"]}
+            return set(), {}, 0
+        return (set(row["found"]), {c["i"]: c["old"] for c in row["changed"]},
+                int(row["suppressed"]))
 
     @staticmethod
     async def sync_mirrors(tx: CountingTx, rows: list[Row]) -> None:

@@ -525,10 +525,11 @@ class DiscoveryService:
         live: set[int] = set()
         changed: dict[int, Row] = {}
         for rt, rows in touch.items():
-            f, c = await self.repo.touch_relations(tx, rt, rows, source.name, now,
-                                                   now - self._resolution)
+            f, c, kept = await self.repo.touch_relations(tx, rt, rows, source, now,
+                                                         now - self._resolution)
             live |= f
             changed.update(c)
+            out.suppressed += kept
         creates: dict[RelationType, list[Row]] = defaultdict(list)
         mirrors: list[Row] = []
         changed_ends: set[str] = set()
@@ -557,7 +558,7 @@ class DiscoveryService:
             if rt is RelationType.MEMBER_OF:
                 mirrors.append(row)
         for rt, rows in creates.items():
-            await self.repo.create_relations(tx, rt, rows, source.name, now)
+            await self.repo.create_relations(tx, rt, rows, source, now)
         await self.repo.sync_mirrors(tx, mirrors)
         if changed_ends:
             await propagate(tx, sorted(changed_ends), "discovered", now)
