@@ -552,3 +552,18 @@ async def test_relationship_properties_follow_source_precedence(svc, clean_db):
     p = await props()
     assert (p["attr_impact"], p["attr_port"], p["propertiesSource"]) == ("OPTIONAL", 8443,
                                                                          "assets")
+
+
+async def test_a_large_import_goes_in_batches_with_progress(svc, clean_db):
+    items = [{"key": f"h{i}", "ciClass": "SERVER", "identifiers": {"serialNumber": f"B{i}"}}
+             for i in range(7)] + [{"ciClass": "SERVER", "identifiers": {}}]
+    rels = [{"source": {"key": f"h{i}"}, "target": {"key": f"h{i + 1}"},
+             "type": "DEPENDS_ON"} for i in range(6)]
+    seen: list[tuple[int, int]] = []
+    r = await svc.ingest(AGENT, "assets", items, rels, batch_size=3,
+                         progress=lambda done, total: seen.append((done, total)))
+    assert (r.created, r.relations_created, r.batches) == (7, 6, 5)
+    assert [(x.record, x.index) for x in r.rejected] == [("item", 7)]
+    assert seen == [(3, 14), (6, 14), (8, 14), (11, 14), (14, 14)]
+    rows = await clean_db.read("MATCH (:CI)-[r:DEPENDS_ON]->(:CI) RETURN count(r) AS n")
+    assert rows == [{"n": 6}]

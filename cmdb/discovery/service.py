@@ -11,6 +11,7 @@ their key). A batch killed half way is rolled back by Neo4j: the graph is as bef
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -147,6 +148,30 @@ def _validated(model: type[T], raw: Any) -> T:
         raise Rejected(RejectCode.INVALID, reason, field_name) from None
 
 
+_Prepared = tuple[list[Candidate], list[tuple[int, DiscoveredRelation, dict[str, Any]]],
+                  list[Rejection]]
+
+
+def _prepare(items: list[tuple[int, Any]], relations: list[tuple[int, Any]]) -> _Prepared:
+    """Validate one batch's records: the candidates, the relations, the rejections."""
+    rejected: list[Rejection] = []
+    cands: list[Candidate] = []
+    for index, raw in items:
+        try:
+            cands.append(candidate(index, _validated(DiscoveredItem, raw)))
+        except Rejected as e:
+            rejected.append(Rejection(index=index, record="item", code=e.code,
+                                      reason=e.reason, field=e.field))
+    rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]] = []
+    for index, raw in relations:
+        try:
+            rels.append((index, *_prepare_relation(raw)))
+        except Rejected as e:
+            rejected.append(Rejection(index=index, record="relation", code=e.code,
+                                      reason=e.reason, field=e.field))
+    return cands, rels, rejected
+
+
 def _chunks(rows: Iterable[T], size: int, start: int = 0) -> Iterator[list[tuple[int, T]]]:
     chunk: list[tuple[int, T]] = []
     for item in enumerate(rows, start=start):
@@ -218,48 +243,34 @@ class DiscoveryService:
         result = IngestResult(items=len(item_list), relations=len(rel_list))
         done = 0
         if total <= size:  # one batch, one transaction: items and relations together
-            await self._batch(source, sources, list(enumerate(item_list)),
-                              list(enumerate(rel_list)), merge_duplicates, result)
-            result.batches = 1
-            done = total
+            batches = [(list(enumerate(item_list)), list(enumerate(rel_list)))]
+        else:
+            batches = [(chunk, []) for chunk in _chunks(item_list, size)]
+            batches += [([], chunk) for chunk in _chunks(rel_list, size)]
+        # Batch k+1 is validated in a worker thread while batch k is written.
+        ahead = asyncio.ensure_future(asyncio.to_thread(_prepare, *batches[0]))
+        for k, (chunk_items, chunk_rels) in enumerate(batches):
+            prepared = await ahead
+            if k + 1 < len(batches):
+                ahead = asyncio.ensure_future(asyncio.to_thread(_prepare, *batches[k + 1]))
+            try:
+                await self._batch(source, sources, prepared, merge_duplicates, result)
+            except BaseException:
+                if k + 1 < len(batches):
+                    ahead.cancel()
+                raise
+            result.batches += 1
+            done += len(chunk_items) + len(chunk_rels)
             if progress:
                 progress(done, total)
-        else:
-            for chunk in _chunks(item_list, size):
-                await self._batch(source, sources, chunk, [], merge_duplicates, result)
-                result.batches += 1
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-            for rchunk in _chunks(rel_list, size):
-                await self._batch(source, sources, [], rchunk, merge_duplicates, result)
-                result.batches += 1
-                done += len(rchunk)
-                if progress:
-                    progress(done, total)
         result.rejected.sort(key=lambda r: (r.record, r.index))
         return result
 
     async def _batch(
-        self, source: Source, sources: Mapping[str, Source],
-        items: list[tuple[int, Any]], relations: list[tuple[int, Any]],
+        self, source: Source, sources: Mapping[str, Source], prepared: _Prepared,
         merge_duplicates: bool, result: IngestResult,
     ) -> None:
-        rejected: list[Rejection] = []
-        cands: list[Candidate] = []
-        for index, raw in items:
-            try:
-                cands.append(candidate(index, _validated(DiscoveredItem, raw)))
-            except Rejected as e:
-                rejected.append(Rejection(index=index, record="item", code=e.code,
-                                          reason=e.reason, field=e.field))
-        rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]] = []
-        for index, raw in relations:
-            try:
-                rels.append((index, *_prepare_relation(raw)))
-            except Rejected as e:
-                rejected.append(Rejection(index=index, record="relation", code=e.code,
-                                          reason=e.reason, field=e.field))
+        cands, rels, rejected = prepared
         result.rejected.extend(rejected)
         if not cands and not rels:
             return
