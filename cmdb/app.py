@@ -19,6 +19,7 @@ from cmdb.db.migrations import current_version, migrate, pending
 from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
+from cmdb.discovery.http import router as discovery_router
 from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     if auth.dev_issuer is not None:
         app.include_router(dev_issuer_router(auth.dev_issuer))
     app.include_router(vdi_router)
+    app.include_router(discovery_router)
     if assets is not None:
         mount_assets(app, assets)
 

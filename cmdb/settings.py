@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_tokens: int = Field(4000, ge=100)
     max_relationship_depth: int = Field(5, ge=1)
 
+    # Discovery: CIs no source has seen for this long become stale, later retired.
+    discovery_stale_after_days: float = Field(7, gt=0)
+    discovery_retire_after_days: float = Field(30, gt=0)
+    # A record that changes nothing records its sighting only when the last one by the same
+    # source is older than this: re-sending a batch within it writes nothing.
+    discovery_sighting_resolution_s: float = Field(300, ge=0)
+
     # Bearer tokens (JWT). With no issuer set, development mode uses the built-in development
     # issuer (keys under <home>/dev-issuer); production mode refuses to start without one.
     auth_issuer: str | None = None

@@ -202,6 +202,21 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Mutation.revokeRoleEntitlement": (
         "mutation($id: ID!) { revokeRoleEntitlement(roleName: \"none\", targetId: $id) "
         "{ errors { code } } }", {"id": NOWHERE}, frozenset({"admin"})),
+    # Discovery: agents send and merge; the admin registers sources and sweeps.
+    "Query.discoverySources": ("{ discoverySources { name } }", {},
+                               OPS | {"discovery_agent"}),
+    "Mutation.ingestDiscoveryBatch": (
+        "mutation { ingestDiscoveryBatch(input: {source: \"no-such-source\"}) "
+        "{ errors { code } } }", {}, frozenset({"discovery_agent", "admin"})),
+    "Mutation.mergeConfigurationItems": (
+        "mutation($id: ID!) { mergeConfigurationItems(survivorId: $id, duplicateIds: []) "
+        "{ errors { code } } }", {"id": NOWHERE}, frozenset({"discovery_agent", "admin"})),
+    "Mutation.registerDiscoverySource": (
+        "mutation { registerDiscoverySource(input: {name: \"\"}) { errors { code } } }", {},
+        frozenset({"admin"})),
+    "Mutation.sweepStaleConfigurationItems": (
+        "mutation { sweepStaleConfigurationItems(staleAfterDays: -1) { errors { code } } }", {},
+        frozenset({"admin"})),
 }
 SUBSCRIPTIONS = {"Subscription.stateChanges": (OPS, "stateChanges { itemId }"),
                  "Subscription.orderStatus": (CAT_BROWSE, f'orderStatus(id: "{NOWHERE}") {{ id }}')}

@@ -11,7 +11,7 @@ from cmdb.db.driver import Database
 from cmdb.demo import data
 from cmdb.demo.catalogue import CATEGORIES as CATALOGUE_CATEGORIES
 from cmdb.demo.catalogue import ITEMS as CATALOGUE_ITEMS
-from cmdb.demo.loader import check_demo_data, load_demo, load_demo_report
+from cmdb.demo.loader import DEMO_SOURCES, check_demo_data, load_demo, load_demo_report
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ async def test_second_run_changes_nothing(gql, clean_db, test_settings):
     # The catalogue: categories, items with one version each; HAS_VERSION and IN_CATEGORY
     # per item (its roles and their ENTITLED_TO edges count with the people).
     catalogue_nodes = len(CATALOGUE_CATEGORIES) + 2 * len(CATALOGUE_ITEMS)
-    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes,
+    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes + len(DEMO_SOURCES),
                           N_RELS + 3 * (N_SERVICES + N_CIS) + 6  # + OWNED_BY.., PART_OF
                           + 2 * len(CATALOGUE_ITEMS))
     lines: list[str] = []

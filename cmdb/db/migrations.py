@@ -99,6 +99,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX desktop_name IF NOT EXISTS FOR (d:VirtualDesktop) ON (d.nameLower)",
         "CREATE INDEX desktop_pool_name IF NOT EXISTS FOR (p:DesktopPool) ON (p.nameLower)",
     )),
+    Migration(7, "discovery: sources, history by item and time, staleness", (
+        "CREATE CONSTRAINT discovery_source_name IF NOT EXISTS "
+        "FOR (s:DiscoverySource) REQUIRE s.name IS UNIQUE",
+        "CREATE INDEX history_record_item_at IF NOT EXISTS "
+        "FOR (h:HistoryRecord) ON (h.itemId, h.at)",
+        "CREATE INDEX ci_last_seen IF NOT EXISTS FOR (n:CI) ON (n.lastSeenAt)",
+        "CREATE INDEX rel_depends_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:DEPENDS_ON]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_runs_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:RUNS_ON]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_member_of_last_seen IF NOT EXISTS "
+        "FOR ()-[r:MEMBER_OF]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_connects_to_last_seen IF NOT EXISTS "
+        "FOR ()-[r:CONNECTS_TO]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_contains_last_seen IF NOT EXISTS "
+        "FOR ()-[r:CONTAINS]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_uses_last_seen IF NOT EXISTS "
+        "FOR ()-[r:USES]-() ON (r.lastSeenAt)",
+        "CREATE INDEX rel_installed_on_last_seen IF NOT EXISTS "
+        "FOR ()-[r:INSTALLED_ON]-() ON (r.lastSeenAt)",
+    )),
     Migration(8, "catalogue: items, versions, orders (one per idempotency key), one decision "
               "per approval step, subscriptions, fulfilment tasks", (
         "CREATE CONSTRAINT catalogue_category_id IF NOT EXISTS "

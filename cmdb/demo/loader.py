@@ -131,6 +131,7 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     await _load_relations(services, db, echo, report.relationships, items)
     await _load_people(services, echo, report, org, items)
     await _load_catalogue(services, db, echo, report.catalogue)
+    await _register_discovery_sources(services, echo)
     return report
 
 
@@ -164,6 +165,33 @@ async def _load_catalogue(services: Services, db: Database, echo: Echo, tally: T
     except DomainError as e:
         raise DemoDataError(f"cannot load the demo catalogue: {e}") from e
     echo(f"  catalogue items: {len(ITEMS)} ({tally.note()})")
+
+
+# The sources of the files in cmdb/demo/discovery/ (see the README): re-registering is a no-op.
+DEMO_SOURCES: tuple[dict[str, Any], ...] = (
+    {"name": "nmap-lon", "kind": "SCANNER", "trust": 30,
+     "description": "Weekly nmap -sS -sV -O scan of the London server subnet"},
+    {"name": "asset-register", "kind": "SPREADSHEET", "trust": 80,
+     "attribute_trust": {"attributes.osGuess": 0},
+     "description": "Finance asset register export (CSV): serials, racks, warranties"},
+    {"name": "k8s-trading", "kind": "CLOUD", "trust": 60,
+     "description": "kubectl get nodes,pods -o json of the trading cluster"},
+)
+
+
+async def _register_discovery_sources(services: Services, echo: Echo) -> None:
+    from cmdb.identity.principal import Principal
+
+    loader = Principal(user="demo-loader", roles=frozenset({"admin"}))
+    present = {s.name for s in await services.discovery.sources()}
+    tally = Tally()
+    for spec in DEMO_SOURCES:
+        if spec["name"] in present:
+            tally.present += 1
+        else:
+            await services.discovery.register_source(loader, spec)
+            tally.created += 1
+    echo(f"  discovery sources: {len(DEMO_SOURCES)} ({tally.note()})")
 
 
 # --- organisation ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ CATALOGUE_MANAGE = frozenset({"catalogue_admin", "admin"})
 CATALOGUE_APPROVE = CATALOGUE_MANAGE | {"approver"}
 CATALOGUE_ORDER = CATALOGUE_APPROVE | {"requester", "operator", "service_owner"}
 CATALOGUE_BROWSE = CATALOGUE_ORDER | {"executive", "finance", "finance_all"}
+DISCOVERY_WRITERS = frozenset({"discovery_agent", "admin"})
 # Mirrors identity:read in principal.py.
 IDENTITY_READERS = frozenset({"operator", "service_owner", "approver", "catalogue_admin",
                               "finance", "finance_all", "admin"})
@@ -71,6 +72,7 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "roles": IDENTITY_READERS,
     "role": IDENTITY_READERS,
     "peopleImpact": OWNERS,
+    "discoverySources": OPERATIONS | {"discovery_agent"},
 }
 
 MUTATION_RULES: dict[str, frozenset[str]] = {
@@ -114,6 +116,11 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
     "endRoleMembership": ADMIN,
     "entitleRole": ADMIN,
     "revokeRoleEntitlement": ADMIN,
+    # Mirrors discovery:write and discovery:admin in principal.py.
+    "ingestDiscoveryBatch": DISCOVERY_WRITERS,
+    "mergeConfigurationItems": DISCOVERY_WRITERS,
+    "registerDiscoverySource": ADMIN,
+    "sweepStaleConfigurationItems": ADMIN,
 }
 
 SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {

@@ -30,6 +30,9 @@ class Permission:
     IDENTITY_READ = "identity:read"  # every user, role, membership and desktop history
     IDENTITY_WRITE = "identity:write"  # users, roles, memberships, managers, entitlements
     VDI_INGEST = "vdi:ingest"  # the VDI broker's session feed
+    # Discovery: send batches and merge duplicates; register sources and sweep stale CIs.
+    DISCOVERY_WRITE = "discovery:write"
+    DISCOVERY_ADMIN = "discovery:admin"
 
 
 ROLES: tuple[str, ...] = (
@@ -64,9 +67,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "catalogue_admin": _CATALOGUE_ALL,
     "finance": _CATALOGUE_BROWSE,
     "finance_all": _CATALOGUE_BROWSE,
-    "discovery_agent": frozenset({Permission.ALARM_WRITE}),
+    "discovery_agent": frozenset({Permission.ALARM_WRITE, Permission.DISCOVERY_WRITE}),
     "monitoring": frozenset({Permission.ALARM_WRITE}),
-    "admin": _ALARMS | _CATALOGUE_ALL,
+    "admin": _ALARMS | _CATALOGUE_ALL | {Permission.DISCOVERY_WRITE,
+                                         Permission.DISCOVERY_ADMIN},
 }
 
 # People, roles and desktops (one block, added to the grants above).

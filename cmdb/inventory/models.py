@@ -134,6 +134,11 @@ class ConfigurationItem(ItemBase):
     identifiers: Identifiers = Identifiers()
     source: str | None = None
     last_seen_at: Any = None
+    # Discovery: provenance per attribute and sightings per source (JSON, read on demand).
+    provenance_json: str | None = None
+    seen_by_json: str | None = None
+    stale_since: Any = None
+    merged_into: str | None = None
 
 
 class CIWrite(BaseModel):

@@ -35,6 +35,10 @@ def ci_from_row(row: dict[str, Any]) -> ConfigurationItem:
         ),
         source=row.get("source"),
         last_seen_at=as_datetime(row.get("lastSeenAt")),
+        provenance_json=row.get("provenance"),
+        seen_by_json=row.get("seenBy"),
+        stale_since=as_datetime(row.get("staleSince")),
+        merged_into=row.get("mergedInto"),
     )
 
 

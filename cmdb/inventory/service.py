@@ -20,6 +20,7 @@ from cmdb.core.pagination import Page, page_request
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.discovery.service import record_manual_change
 from cmdb.health.repository import propagate, recompute, upward_closure
 from cmdb.inventory.models import CIWrite, ConfigurationItem, Identifiers
 from cmdb.inventory.repository import InventoryRepository, ci_from_row, identifier_properties
@@ -165,6 +166,7 @@ class InventoryService:
             refs = ref_params(data)
             await check_refs(tx, refs)
             now = utcnow()
+            await record_manual_change(tx, ci_id, row, props, now)
             ci = await self.repo.update(tx, ci_id, props, refs, now)
             if STATE_FIELDS & data.keys():
                 await propagate(tx, [ci_id], "updated", now)

@@ -14,6 +14,7 @@ from cmdb.catalog.service import CatalogService
 from cmdb.changes.service import ChangeService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
+from cmdb.discovery.service import DiscoveryService
 from cmdb.health.service import HealthService
 from cmdb.identity.models import (
     Entitlement,
@@ -54,6 +55,7 @@ class Services:
     catalog: CatalogService = field(init=False)
     identity: IdentityService = field(init=False)
     vdi: VdiService = field(init=False)
+    discovery: DiscoveryService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -65,6 +67,7 @@ class Services:
         self.catalog = CatalogService(self.db, self.settings)
         self.identity = IdentityService(self.db, self.settings)
         self.vdi = VdiService(self.db, self.settings)
+        self.discovery = DiscoveryService(self.db, self.settings)
 
 
 class CatalogLoaders:

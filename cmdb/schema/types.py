@@ -16,6 +16,12 @@ from cmdb.health.maintenance import in_maintenance
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.relations.models import Direction as DirectionModel
 from cmdb.relations.models import Relation as RelationModel
+from cmdb.schema.discovery import (
+    AttributeProvenance,
+    CIAsOf,
+    HistoryEntry,
+    Sighting,
+)
 from cmdb.schema.enums import (
     CIClass,
     Criticality,
@@ -195,8 +201,56 @@ class ConfigurationItem(Item):
     ci_class: CIClass
     families: list[str]
     identifiers: Identifiers
-    source: str | None
-    last_seen_at: datetime | None
+    source: str | None = strawberry.field(description="The source that first reported it.")
+    last_seen_at: datetime | None = strawberry.field(
+        description="When any discovery source last saw it.")
+    stale_since: datetime | None = strawberry.field(
+        description="Set when no source has seen it for the stale period; cleared when seen.")
+    merged_into: strawberry.ID | None = strawberry.field(
+        description="The CI this duplicate was merged into.")
+    provenance_json: strawberry.Private[str | None] = None
+    seen_by_json: strawberry.Private[str | None] = None
+
+    @strawberry.field(description="Per attribute: the value, the source that set it, when, "
+                      "and when that source last confirmed it.")
+    def provenance(self) -> list[AttributeProvenance]:
+        from cmdb.discovery.service import provenance_of
+
+        ids = self.identifiers
+        values: dict[str, Any] = {
+            "name": self.name, "description": self.description,
+            "serialNumber": ids.serial_number, "hostName": ids.host_name,
+            "domain": ids.domain, "macAddress": ids.mac_address,
+            "cloudInstanceId": ids.cloud_instance_id,
+        }
+        attrs = cast(dict[str, Any], self.attributes)
+        values.update({f"attributes.{k}": v for k, v in attrs.items()})
+        return [AttributeProvenance(attribute=p.attribute, value=p.value, source=p.source,
+                                    set_at=p.set_at, confirmed_at=p.confirmed_at)
+                for p in provenance_of(self.provenance_json, values)]
+
+    @strawberry.field(description="When each discovery source last saw this CI.")
+    def sightings(self) -> list[Sighting]:
+        from cmdb.discovery.service import sightings_of
+
+        return [Sighting(source=s.source, last_seen_at=s.last_seen_at)
+                for s in sightings_of(self.seen_by_json)]
+
+    @strawberry.field(description="Recorded changes, newest first: attributes (old and new "
+                      "value), relationships, staleness, retirement and merges, each with "
+                      "its source and time. One query per CI: ask for it on detail views.")
+    async def history(
+        self, info: strawberry.Info, first: int = 50, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[HistoryEntry]:
+        found = await info.context.services.discovery.history(str(self.id), since, until, first)
+        return [HistoryEntry.from_model(h) for h in found]
+
+    @strawberry.field(description="This CI as it was at a past time (its attributes, "
+                      "lifecycle and relationships), rebuilt from the recorded history.")
+    async def as_of(self, info: strawberry.Info, at: datetime) -> CIAsOf:
+        svc = info.context.services.discovery
+        return CIAsOf.from_model(await svc.as_of(str(self.id), at))
 
     @classmethod
     def from_model(cls, m: CIModel) -> ConfigurationItem:
@@ -214,6 +268,10 @@ class ConfigurationItem(Item):
             ),
             source=m.source,
             last_seen_at=m.last_seen_at,
+            stale_since=m.stale_since,
+            merged_into=strawberry.ID(m.merged_into) if m.merged_into else None,
+            provenance_json=m.provenance_json,
+            seen_by_json=m.seen_by_json,
         )
 
 
