@@ -16,10 +16,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from cmdb.alarms.http import router as alarms_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import current_version, migrate, pending
+from cmdb.discovery.http import router as discovery_router
 from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
-from cmdb.discovery.http import router as discovery_router
 from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, request_id_var
 from cmdb.resolvers.context import Context, Services
