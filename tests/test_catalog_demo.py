@@ -10,19 +10,15 @@ import pytest_asyncio
 
 from cmdb.demo.catalogue import ITEMS
 from cmdb.demo.loader import load_demo, load_demo_report
-from tests.catalog_world import APPROVE, DECOMMISSION, SUBSCRIPTION, add_users, submit
+from tests.catalog_world import APPROVE, DECOMMISSION, SUBSCRIPTION, submit
 
 pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture
 async def demo(gql, clean_db, test_settings):
+    # The demo's own people: johnW (CC-1200) reports to maryS, who owns CC-1200.
     await load_demo(clean_db, test_settings, echo=lambda _: None)
-    # The identity package will add the demo users; the contract is written directly here.
-    await add_users(clean_db, [
-        {"userName": "maryS", "costCentre": "CC-1200", "owns": ["CC-1200"]},
-        {"userName": "johnW", "costCentre": "CC-1200", "manager": "maryS"},
-    ])
     data = await gql.as_user("johnW", "requester").ok("{ catalogueItems { id name } }")
     return {i["name"]: i["id"] for i in data["catalogueItems"]}
 

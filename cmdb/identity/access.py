@@ -124,7 +124,9 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
 }
 
 SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {
-    "stateChanges": OPERATIONS,
+    # Narrowed inside: all items only for those who see everything; named ids within scope;
+    # a user's environment for themselves or for identity readers.
+    "stateChanges": EVERYONE,
     "orderStatus": CATALOGUE_BROWSE,
 }
 

@@ -177,11 +177,36 @@ class HealthMutation:
 
 @strawberry.type
 class HealthSubscription:
-    @strawberry.subscription(description="Rolled-up state changes as they happen, for the "
-                             "given items (all items when ids is null).")
+    @strawberry.subscription(description="Rolled-up state changes as they happen: of the "
+                             "given items, of everything a user's environment rests on "
+                             "(userName: their desktops, hosts, pools and the services their "
+                             "software needs, as of subscribing), or of all items (neither).")
     async def state_changes(
-        self, info: strawberry.Info, ids: list[strawberry.ID] | None = None
+        self, info: strawberry.Info, ids: list[strawberry.ID] | None = None,
+        user_name: str | None = None,
     ) -> AsyncIterator[StateChange]:
-        watched = [str(i) for i in ids] if ids is not None else None
+        watched = await _watched(info, ids, user_name)
         async for change in info.context.services.health.watch(watched):
             yield StateChange.from_model(change)
+
+
+async def _watched(info: strawberry.Info, ids: list[strawberry.ID] | None,
+                   user_name: str | None) -> list[str] | None:
+    """What a stateChanges subscription watches, within what the caller may see."""
+    ctx = info.context
+    if user_name is not None:
+        # The identity service decides who may look at whom (oneself, or identity:read);
+        # a user the caller may not see answers like one that does not exist.
+        user = await ctx.services.identity.user(user_name, ctx.principal)
+        if user is None:
+            raise DomainError.single("userName", f"user {user_name!r} not found", "NOT_FOUND")
+        [env] = await ctx.services.identity.environment_health([user.id])
+        return sorted({c.item_id for c in env.components} | {str(i) for i in ids or []})
+    if ids is None:
+        if not ctx.visible.everything:
+            raise DomainError.single(None, "your roles may not watch every item; name ids "
+                                     "or a userName", "FORBIDDEN")
+        return None
+    wanted = [str(i) for i in ids]
+    seen = await ctx.services.inventory.repo.visible_ids(wanted, ctx.visible)
+    return [i for i in wanted if i in seen]
