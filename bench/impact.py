@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import httpx
 from neo4j import GraphDatabase
 
-from bench.run import DOC, IDP, RESULTS, ROOT, _wait_http, machine, render
+from bench.run import IDP, RESULTS, ROOT, _wait_http, machine, render, write_doc
 from cmdb.health import queries as hq
 
 QUERY = """query($ids: [ID!]!) { impact(ids: $ids, servicesOnly: true, affectedOnly: false) {
@@ -107,7 +107,7 @@ def main() -> None:
     print(json.dumps(record, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"impact-{tier}.json").write_text(json.dumps(record, indent=1) + "\n")
-    DOC.write_text(render({p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}))
+    write_doc(render({p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}))
 
 
 if __name__ == "__main__":
