@@ -62,3 +62,24 @@ async def test_request_id_is_echoed_and_bad_json_is_a_400(client):
 async def test_unknown_field_is_a_graphql_error_not_a_500(gql):
     body = await gql("{ configurationItems { edges { node { nope } } } }")
     assert "Cannot query field 'nope'" in body["errors"][0]["message"]
+
+
+async def test_a_repeated_document_is_validated_once(gql, monkeypatch):
+    """The limiters' rules are built once, so the validation cache hits across requests."""
+    import uuid
+
+    import strawberry.schema.schema as strawberry_schema
+
+    calls = 0
+    original = strawberry_schema.validate
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(strawberry_schema, "validate", counting)
+    query = f"query Q{uuid.uuid4().hex} {{ services {{ totalCount }} }}"  # a new document
+    for _ in range(3):
+        await gql.ok(query)
+    assert calls == 1

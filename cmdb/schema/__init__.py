@@ -58,9 +58,16 @@ class CMDBSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     # Factories: a fresh extension per request.
+    # The limiters' validation rules are built once: the validation cache is keyed by the
+    # rule classes, and a limiter made per request brings new classes (a miss every time).
+    rules = (QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules
+             + MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
+    if not settings.is_development:
+        from graphql.validation import NoSchemaIntrospectionCustomRule
+
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         # Front ends send the same documents again and again: parse and validate each once.
         lambda: ParserCache(maxsize=256),
@@ -70,10 +77,6 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             error_message="Internal error; the request id is in the X-Request-ID header",
         ),
     ]
-    if not settings.is_development:
-        from graphql.validation import NoSchemaIntrospectionCustomRule
-
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     schema = CMDBSchema(
         query=Query,
         mutation=Mutation,
