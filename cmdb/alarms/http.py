@@ -23,6 +23,10 @@ from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.alarms.models import BatchResult, RaiseOutcome
 from cmdb.alarms.service import AlarmService
+from cmdb.core.httpbody import NDJSON_TYPES, read_body
+from cmdb.core.httpbody import BadBody as _BadBody
+from cmdb.core.httpbody import error_response as _error
+from cmdb.core.httpbody import loads as _loads
 from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
 
@@ -30,45 +34,12 @@ log = logging.getLogger("cmdb.alarms")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_ALARMS = 10_000
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines"}
 
 router = APIRouter()
 
 
-class _BadBody(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status)
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, parse_constant=_no_constants)
-
-
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise _BadBody(400, "INVALID", "Content-Length is not a number")
-        if int(declared) > MAX_BODY_BYTES:
-            raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, MAX_BODY_BYTES)
 
 
 def _too_many() -> _BadBody:

@@ -24,6 +24,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
+from cmdb.core.httpbody import NDJSON_TYPES, read_body
+from cmdb.core.httpbody import BadBody as _BadBody
+from cmdb.core.httpbody import error_response as _error
+from cmdb.core.httpbody import loads as _loads
 from cmdb.core.models import DomainError
 from cmdb.discovery.models import MAX_BATCH_RECORDS, IngestResult, batch_json_schema
 from cmdb.discovery.parsers import ParseError, parse_ndjson
@@ -34,41 +38,15 @@ from cmdb.identity.principal import Permission, has_permission
 log = logging.getLogger("cmdb.discovery")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
-NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
-                "application/x-jsonlines"}
 
 router = APIRouter()
 
 
-class _BadBody(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status)
-
-
 async def _read_body(request: Request) -> str:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BadBody(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
     try:
-        return b"".join(chunks).decode("utf-8")
+        return (await read_body(request, MAX_BODY_BYTES)).decode("utf-8")
     except UnicodeDecodeError:
         raise _BadBody(400, "INVALID", "the body is not UTF-8") from None
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -97,7 +75,7 @@ def _parse(request: Request, text: str) -> tuple[str, list[Any], list[Any], bool
         raise _BadBody(415, "UNSUPPORTED_MEDIA_TYPE",
                        "send application/json or application/x-ndjson")
     try:
-        body = json.loads(text, parse_constant=_no_constants)
+        body = _loads(text)
     except json.JSONDecodeError as e:
         raise _BadBody(400, "INVALID", f"malformed JSON at line {e.lineno} column {e.colno}: "
                        f"{e.msg}") from None

@@ -19,6 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
+from cmdb.core.httpbody import BadBody, read_body
+from cmdb.core.httpbody import error_response as _error
 from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
 from cmdb.vdi import feed
@@ -30,10 +32,6 @@ log = logging.getLogger("cmdb.vdi")
 MAX_BODY_BYTES = 20 * 1024 * 1024
 
 router = APIRouter()
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status)
 
 
 def report(result: IngestReport, fmt: feed.FeedFormat) -> dict[str, Any]:
@@ -55,17 +53,10 @@ def report(result: IngestReport, fmt: feed.FeedFormat) -> dict[str, Any]:
 
 
 async def _body(request: Request) -> bytes | JSONResponse:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return _error(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return _error(413, "TOO_LARGE", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, MAX_BODY_BYTES)
+    except BadBody as e:
+        return e.response()
 
 
 @router.post("/api/vdi/events")
