@@ -236,10 +236,13 @@ def section(res: dict[str, Any]) -> str:
 def write_doc(res: dict[str, Any]) -> None:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     block = section(res)
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        _, tail = rest.split(SECTION_END, 1)
-        text = head + block + tail
+    # The section may have lost its start marker when bench.run rewrote the file around it.
+    start = text.find(SECTION_START)
+    if start == -1:
+        start = text.find("## People and desktops")
+    if start != -1 and SECTION_END in text[start:]:
+        tail = text[start:].split(SECTION_END, 1)[1]
+        text = text[:start] + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     DOC.write_text(text)

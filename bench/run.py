@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -241,8 +242,10 @@ def write_doc(generated: str) -> None:
     """Write docs/benchmarks.md: the generated sections, then every section of the current
     file that the generator does not produce (other benchmarks write their own)."""
     def sections(text: str) -> list[tuple[str, str]]:
-        parts = text.split("\n## ")
-        return [(part.split("\n", 1)[0].strip(), "## " + part) for part in parts[1:]]
+        # A section starts at its heading, or at a marker comment right above it.
+        parts = re.split(r"\n(?=(?:<!--[^\n]*-->\n)?## )", text)
+        return [(re.sub(r"^(?:<!--[^\n]*-->\n)?## ", "", part).split("\n", 1)[0].strip(), part)
+                for part in parts[1:]]
 
     made = {title for title, _ in sections(generated)}
     kept = [body for title, body in sections(DOC.read_text() if DOC.exists() else "")
