@@ -1,0 +1,1 @@
+"""Per-consumption chargeback and showback calculated from the graph."""
