@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # source is older than this: re-sending a batch within it writes nothing.
     discovery_sighting_resolution_s: float = Field(300, ge=0)
 
+    # Chargeback: the one currency rates, pools, fees and lines are kept in (ISO 4217).
+    chargeback_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+
     # Bearer tokens (JWT). With no issuer set, development mode uses the built-in development
     # issuer (keys under <home>/dev-issuer); production mode refuses to start without one.
     auth_issuer: str | None = None

@@ -166,6 +166,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX fulfilment_task_status IF NOT EXISTS "
         "FOR (t:FulfilmentTask) ON (t.status)",
     )),
+    Migration(9, "chargeback: meters, usage records (one per record id), rate cards, pools, "
+              "periods and charge lines", (
+        "CREATE CONSTRAINT meter_code IF NOT EXISTS FOR (m:Meter) REQUIRE m.code IS UNIQUE",
+        "CREATE CONSTRAINT usage_record_id IF NOT EXISTS "
+        "FOR (u:UsageRecord) REQUIRE u.recordId IS UNIQUE",
+        "CREATE INDEX usage_billed_in IF NOT EXISTS FOR (u:UsageRecord) ON (u.billedIn)",
+        "CREATE CONSTRAINT rate_card_id IF NOT EXISTS FOR (r:RateCard) REQUIRE r.id IS UNIQUE",
+        "CREATE INDEX rate_card_meter IF NOT EXISTS FOR (r:RateCard) ON (r.meter)",
+        "CREATE CONSTRAINT cost_pool_code IF NOT EXISTS "
+        "FOR (p:CostPool) REQUIRE p.code IS UNIQUE",
+        "CREATE CONSTRAINT pool_cost_key IF NOT EXISTS "
+        "FOR (c:PoolCost) REQUIRE c.key IS UNIQUE",
+        "CREATE CONSTRAINT charge_period_id IF NOT EXISTS "
+        "FOR (p:ChargePeriod) REQUIRE p.id IS UNIQUE",
+        "CREATE CONSTRAINT charge_line_id IF NOT EXISTS "
+        "FOR (l:ChargeLine) REQUIRE l.id IS UNIQUE",
+        "CREATE INDEX charge_line_period IF NOT EXISTS FOR (l:ChargeLine) ON (l.period)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -32,6 +32,11 @@ CATALOGUE_APPROVE = CATALOGUE_MANAGE | {"approver"}
 CATALOGUE_ORDER = CATALOGUE_APPROVE | {"requester", "operator", "service_owner"}
 CATALOGUE_BROWSE = CATALOGUE_ORDER | {"executive", "finance", "finance_all"}
 DISCOVERY_WRITERS = frozenset({"discovery_agent", "admin"})
+# Mirrors the chargeback grants in principal.py; cost reads are narrowed by the service to
+# the caller's cost centres or own cost.
+FINANCE_READERS = frozenset({"finance", "finance_all", "admin"})
+FINANCE_MANAGERS = frozenset({"finance_all", "admin"})
+USAGE_SENDERS = FINANCE_MANAGERS | {"discovery_agent", "monitoring"}
 # Mirrors identity:read in principal.py.
 IDENTITY_READERS = frozenset({"operator", "service_owner", "approver", "catalogue_admin",
                               "finance", "finance_all", "admin"})
@@ -73,6 +78,13 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "role": IDENTITY_READERS,
     "peopleImpact": OWNERS,
     "discoverySources": OPERATIONS | {"discovery_agent"},
+    "meters": EVERYONE,
+    "rateCards": EVERYONE,
+    "costPools": FINANCE_READERS,
+    "chargePeriods": FINANCE_READERS,
+    "costReport": EVERYONE,
+    "chargeLines": EVERYONE,
+    "chargeLine": EVERYONE,
 }
 
 MUTATION_RULES: dict[str, frozenset[str]] = {
@@ -121,6 +133,15 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
     "mergeConfigurationItems": DISCOVERY_WRITERS,
     "registerDiscoverySource": ADMIN,
     "sweepStaleConfigurationItems": ADMIN,
+    "defineMeter": FINANCE_MANAGERS,
+    "publishRateCard": FINANCE_MANAGERS,
+    "defineCostPool": FINANCE_MANAGERS,
+    "setCostPoolAmount": FINANCE_MANAGERS,
+    "setBillingMode": FINANCE_MANAGERS,
+    "calculateChargePeriod": FINANCE_MANAGERS,
+    "closeChargePeriod": FINANCE_MANAGERS,
+    "bookAdjustment": FINANCE_MANAGERS,
+    "recordUsage": USAGE_SENDERS,
 }
 
 SUBSCRIPTION_RULES: dict[str, frozenset[str]] = {

@@ -33,6 +33,12 @@ class Permission:
     # Discovery: send batches and merge duplicates; register sources and sweep stale CIs.
     DISCOVERY_WRITE = "discovery:write"
     DISCOVERY_ADMIN = "discovery:admin"
+    # Chargeback: read the cost of one's cost centres (and below) or of all; manage meters,
+    # rates, pools and periods; send usage records. Everyone may read their own cost.
+    CHARGEBACK_READ = "chargeback:read"
+    CHARGEBACK_READ_ALL = "chargeback:read-all"
+    CHARGEBACK_MANAGE = "chargeback:manage"
+    USAGE_INGEST = "chargeback:usage"
 
 
 ROLES: tuple[str, ...] = (
@@ -86,6 +92,19 @@ _IDENTITY_GRANTS: dict[str, frozenset[str]] = {
                         Permission.VDI_INGEST}),
 }
 for _role, _perms in _IDENTITY_GRANTS.items():
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | _perms
+
+# Chargeback (one block, added to the grants above).
+_CHARGEBACK_ALL = frozenset({Permission.CHARGEBACK_READ_ALL, Permission.CHARGEBACK_MANAGE,
+                             Permission.USAGE_INGEST})
+_CHARGEBACK_GRANTS: dict[str, frozenset[str]] = {
+    "finance": frozenset({Permission.CHARGEBACK_READ}),
+    "finance_all": _CHARGEBACK_ALL,
+    "discovery_agent": frozenset({Permission.USAGE_INGEST}),
+    "monitoring": frozenset({Permission.USAGE_INGEST}),
+    "admin": _CHARGEBACK_ALL,
+}
+for _role, _perms in _CHARGEBACK_GRANTS.items():
     ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | _perms
 
 

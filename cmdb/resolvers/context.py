@@ -12,6 +12,7 @@ from strawberry.fastapi import BaseContext
 from cmdb.catalog import models as catalog_models
 from cmdb.catalog.service import CatalogService
 from cmdb.changes.service import ChangeService
+from cmdb.chargeback.service import ChargebackService
 from cmdb.core.models import OrgUnit
 from cmdb.db.driver import Database
 from cmdb.discovery.service import DiscoveryService
@@ -56,6 +57,7 @@ class Services:
     identity: IdentityService = field(init=False)
     vdi: VdiService = field(init=False)
     discovery: DiscoveryService = field(init=False)
+    chargeback: ChargebackService = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -68,6 +70,7 @@ class Services:
         self.identity = IdentityService(self.db, self.settings)
         self.vdi = VdiService(self.db, self.settings)
         self.discovery = DiscoveryService(self.db, self.settings)
+        self.chargeback = ChargebackService(self.db, self.settings)
 
 
 class CatalogLoaders:

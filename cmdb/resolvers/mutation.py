@@ -7,6 +7,7 @@ import strawberry
 from cmdb.core.models import DomainError, OrgKind
 from cmdb.resolvers.alarms import AlarmMutation
 from cmdb.resolvers.catalog import CatalogMutation
+from cmdb.resolvers.chargeback import ChargebackMutation
 from cmdb.resolvers.discovery import DiscoveryMutation
 from cmdb.resolvers.health import HealthMutation
 from cmdb.resolvers.identity import IdentityMutation
@@ -40,7 +41,7 @@ def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
 
 @strawberry.type
 class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation,
-               DiscoveryMutation):
+               DiscoveryMutation, ChargebackMutation):
     @strawberry.mutation(description="Create a configuration item.")
     async def create_configuration_item(
         self, info: strawberry.Info, input: CreateConfigurationItemInput

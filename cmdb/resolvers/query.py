@@ -15,6 +15,7 @@ from cmdb.inventory.models import CIClass, CIFamily, expand_classes
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.resolvers.alarms import AlarmQuery
 from cmdb.resolvers.catalog import CatalogQuery
+from cmdb.resolvers.chargeback import ChargebackQuery
 from cmdb.resolvers.discovery import DiscoveryQuery
 from cmdb.resolvers.health import HealthQuery
 from cmdb.resolvers.identity import IdentityQuery
@@ -97,7 +98,8 @@ def service_filter(f: ServiceFilter | None, visible: Visibility | None = None) -
 
 
 @strawberry.type
-class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery):
+class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery,
+            ChargebackQuery):
     @strawberry.field(description="Any item (configuration item or service) by id.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Item | None:
         found = await info.context.loaders.item_loader(

@@ -1,0 +1,405 @@
+"""One period's charge lines from data already read in bulk (``repository.CalculationInput``).
+
+Neo4j does the heavy reading (usage summed per CI, meter and rate card; the graph as edge
+lists); this module prices, allocates and rounds, and returns the lines as node properties.
+
+Where cost goes (documented in ``docs/chargeback.md``):
+- a subscription's fees go to the subscription (its cost centre and consumer);
+- a CI's usage goes to whoever consumes the CI: the subscriptions that provisioned it, or else
+  its direct consumers in the graph (what depends on it, runs on it, uses it; a cluster's or
+  pool's members), each an equal share, level by level, until a *payer* is reached: a
+  subscription, a business service (its own cost centre) or a user;
+- a cost pool is first shared among its *driver holders* under the pool's CIs by the driver
+  (vCPUs, GB, desktop sessions, equal split), then each holder's share travels on like usage;
+- cost that reaches no payer, and the idle share of a pool with a capacity, is unallocated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from cmdb.chargeback.allocation import NO_CONSUMER, CostGraph, Share, rate, split, to_cents
+from cmdb.chargeback.models import (
+    CENT,
+    BillingMode,
+    CostPool,
+    Driver,
+    LineKind,
+    RateCard,
+    period_bounds,
+)
+
+MICROS = Decimal(1_000_000)
+_HOLDER_CLASSES = {Driver.VCPU: {"VirtualMachine", "VirtualDesktop"},
+                   Driver.STORAGE_GB: {"StorageVolume"}}
+_SERVICES = {"BUSINESS_SERVICE", "TECHNICAL_SERVICE"}
+SUB, USER = "sub:", "user:"
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    id: str
+    name: str
+    cls: str
+    cost_centre: str | None
+    cpu: Decimal | None = None
+    size_gb: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    id: str
+    user: str
+    cost_centre: str
+    item_id: str
+    item_name: str
+    service_id: str | None
+    ci_ids: tuple[str, ...]
+    start: datetime
+    end: datetime | None
+    monthly: Decimal
+    one_off: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    ci: str
+    meter: str
+    month: str
+    rate_card: str | None
+    micros: int
+    records: int
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True)
+class CostCentreRow:
+    code: str
+    name: str
+    parent: str | None
+    mode: BillingMode
+
+
+@dataclass
+class CalculationInput:
+    period: str
+    currency: str
+    items: dict[str, ItemRow]
+    uses: dict[str, list[str]]  # provider -> consumers
+    subscriptions: list[SubscriptionRow]
+    users: dict[str, tuple[str, str | None]]  # user id -> (user name, cost centre)
+    cost_centres: dict[str, CostCentreRow]
+    rate_cards: dict[str, RateCard]  # by id
+    meter_units: dict[str, str]
+    usage: list[UsageGroup]
+    pools: list[CostPool]
+    sessions: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> user -> n
+
+
+@dataclass
+class Calculation:
+    rows: list[dict[str, Any]]
+    warnings: list[str]
+
+
+def _line_id(period: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join((period, *parts)).encode()).hexdigest()[:24]
+    return f"{period}:{digest}"
+
+
+def _days(start: date, end: date) -> int:
+    return (end - start).days
+
+
+class Engine:
+    def __init__(self, data: CalculationInput) -> None:
+        self.d = data
+        self.start, self.end = period_bounds(data.period)
+        subs_of_item: dict[str, list[str]] = {}
+        subs_of_service: dict[str, list[str]] = {}
+        for s in data.subscriptions:
+            for ci in s.ci_ids:
+                subs_of_item.setdefault(ci, []).append(SUB + s.id)
+            if s.service_id:
+                subs_of_service.setdefault(s.service_id, []).append(SUB + s.id)
+        consumers: dict[str, list[str]] = {}
+        for n in set(data.uses) | set(subs_of_item) | set(subs_of_service):
+            # Whoever subscribed to a CI or a service pays for it, alone.
+            paying = subs_of_item.get(n) or subs_of_service.get(n)
+            consumers[n] = sorted(paying) if paying else sorted(set(data.uses.get(n, ())))
+        self.consumers = consumers
+        payers = {SUB + s.id for s in data.subscriptions}
+        payers |= {USER + u for u in data.users}
+        payers |= {i.id for i in data.items.values()
+                   if i.cls == "BUSINESS_SERVICE" and i.id not in subs_of_service}
+        self.graph = CostGraph(consumers, frozenset(payers))
+        self.subs = {SUB + s.id: s for s in data.subscriptions}
+        self.rows: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+
+    # --- payers ------------------------------------------------------------------------------
+
+    def _name(self, node: str) -> str:
+        if node.startswith(SUB):
+            s = self.subs[node]
+            return f"{s.item_name} ({s.user})"
+        if node.startswith(USER):
+            return self.d.users[node[len(USER):]][0]
+        item = self.d.items.get(node)
+        return item.name if item else node
+
+    def _payer_fields(self, payer: str) -> dict[str, Any]:
+        if payer.startswith(NO_CONSUMER):
+            return {"costCentre": None}
+        if payer.startswith(SUB):
+            s = self.subs[payer]
+            svc = self.d.items.get(s.service_id) if s.service_id else None
+            return {"costCentre": s.cost_centre, "user": s.user, "subscriptionId": s.id,
+                    "itemId": s.item_id, "itemName": s.item_name,
+                    "serviceId": s.service_id, "serviceName": svc.name if svc else None}
+        if payer.startswith(USER):
+            name, cc = self.d.users[payer[len(USER):]]
+            return {"costCentre": cc, "user": name}
+        item = self.d.items[payer]
+        return {"costCentre": item.cost_centre, "serviceId": item.id, "serviceName": item.name}
+
+    def _invoiced(self, cc: str | None) -> bool:
+        if cc is None:
+            return False
+        row = self.d.cost_centres.get(cc)
+        return row is None or row.mode is BillingMode.CHARGEBACK
+
+    # --- lines -------------------------------------------------------------------------------
+
+    def _emit(self, kind: LineKind, cents: int, source: str, payer: str, description: str,
+              share: Fraction, path: Sequence[str], extra: Mapping[str, Any],
+              key: str = "") -> None:
+        fields = self._payer_fields(payer)
+        if payer.startswith(NO_CONSUMER):
+            kind = LineKind.UNALLOCATED
+            description = f"{description}: no consumer of {self._name(payer[len(NO_CONSUMER):])}"
+        amount = (Decimal(cents) * CENT).quantize(CENT)
+        row: dict[str, Any] = {
+            "id": _line_id(self.d.period, source, key, payer),
+            "period": self.d.period, "seq": len(self.rows) + 1, "kind": kind.value,
+            "amountMinor": cents, "amount": str(amount), "currency": self.d.currency,
+            "source": source, "description": description,
+            "invoiced": self._invoiced(fields.get("costCentre")),
+            "share": f"{share.numerator}/{share.denominator}",
+            "path": [self._name(p) for p in path],
+            "chargeStart": self.start, "chargeEnd": self.end, "manual": False,
+        }
+        row.update(fields)
+        row.update(extra)
+        self.rows.append({k: v for k, v in row.items() if v is not None})
+
+    def _spread(self, kind: LineKind, exact: Decimal | Fraction, source: str, origin: str,
+                description: str, extra: Mapping[str, Any], prefix: Sequence[str] = ()) -> None:
+        """Send ``exact`` from ``origin`` to its payers, rounded once by largest remainder."""
+        shares = self.graph.shares(origin)
+        self._lines(kind, to_cents(exact), source, description, extra,
+                    [(p, s, (*prefix, *s.path), origin) for p, s in shares.items()])
+
+    def _lines(self, kind: LineKind, cents: int, source: str, description: str,
+               extra: Mapping[str, Any],
+               parts: list[tuple[str, Share, Sequence[str], str]]) -> None:
+        # Keys lead with the payer's name, so ties between payers break by name, the same
+        # way every run and on every copy of the data.
+        keyed = {f"{self._name(payer)}|{payer}|{holder}": (payer, s, path, holder)
+                 for payer, s, path, holder in parts}
+        for key, c in split(cents, [(k, v[1].fraction) for k, v in keyed.items()]):
+            payer, s, path, holder = keyed[key]
+            more = dict(extra)
+            if holder and "ciId" not in more and holder in self.d.items:
+                item = self.d.items[holder]
+                more.update(ciId=item.id, ciName=item.name, ciClass=item.cls)
+            if callable(more.get("quantity")):
+                more["quantity"] = more["quantity"](holder)
+            self._emit(kind, c, source, payer, description, s.fraction, path, more, holder)
+
+    # --- fees --------------------------------------------------------------------------------
+
+    def fees(self) -> None:
+        days_in_period = _days(self.start.date(), self.end.date())
+        for s in self.d.subscriptions:
+            if s.currency != self.d.currency:
+                self.warnings.append(f"subscription {s.id} is priced in {s.currency}, the "
+                                     f"period in {self.d.currency}: its fees are left out")
+                continue
+            payer = SUB + s.id
+            first = max(s.start, self.start).date()
+            last = min(s.end, self.end).date() if s.end else self.end.date()
+            days = max(_days(first, last), 1 if s.end and s.end > self.start else 0)
+            share = Share(Fraction(1), (payer,))
+            base = {"quantity": str(days), "unit": "day", "itemId": s.item_id}
+            if s.monthly and days:
+                exact = Fraction(s.monthly) * days / days_in_period
+                self._lines(LineKind.RECURRING_FEE, to_cents(exact), f"subscription:{s.id}",
+                            f"{s.item_name}: {s.monthly} {s.currency} a month, {days} of "
+                            f"{days_in_period} days", base
+                            | {"unitPrice": str((s.monthly / days_in_period).quantize(
+                                Decimal("0.000001")))},
+                            [(payer, share, (payer,), "")])
+            if s.one_off and self.start <= s.start < self.end:
+                self._lines(LineKind.ONE_OFF_FEE, to_cents(s.one_off), f"order:{s.id}",
+                            f"{s.item_name}: one-off fee", {"quantity": "1", "unit": "order",
+                                                            "unitPrice": str(s.one_off)},
+                            [(payer, share, (payer,), "")])
+
+    # --- usage -------------------------------------------------------------------------------
+
+    def usage(self) -> None:
+        for g in self.d.usage:
+            unit = self.d.meter_units.get(g.meter, g.meter)
+            quantity = Decimal(g.micros) / MICROS
+            card = self.d.rate_cards.get(g.rate_card) if g.rate_card else None
+            if card is None:
+                self.warnings.append(f"usage of {g.meter} on {g.ci} in {g.month} "
+                                     f"({quantity} {unit}, {g.records} records) has no rate "
+                                     "card in force: not charged")
+                continue
+            if card.currency != self.d.currency:
+                self.warnings.append(f"rate card {g.meter} v{card.version} is in "
+                                     f"{card.currency}, the period in {self.d.currency}: usage "
+                                     "left out")
+                continue
+            exact = rate(quantity, card.tiers)
+            late = g.month < self.d.period
+            price = exact / quantity if quantity else Decimal(0)
+            extra: dict[str, Any] = {
+                "meter": g.meter, "unit": unit, "quantity": str(quantity),
+                "rateCardId": card.id, "rateVersion": card.version,
+                "unitPrice": str(price.quantize(Decimal("0.000001"))),
+            }
+            item = self.d.items.get(g.ci)
+            name = item.name if item else g.ci
+            tiers = " tiered" if card.tiered else ""
+            if late:
+                start, end = period_bounds(g.month)
+                extra |= {"adjusts": g.month, "chargeStart": start, "chargeEnd": end}
+                description = (f"late usage for {g.month}: {quantity} {unit} of {g.meter} on "
+                               f"{name} at rate card v{card.version}{tiers}")
+            else:
+                description = (f"{quantity} {unit} of {g.meter} on {name} at rate card "
+                               f"v{card.version}{tiers}")
+            if item:
+                extra |= {"ciId": item.id, "ciName": item.name, "ciClass": item.cls}
+            else:
+                extra |= {"ciId": g.ci}
+            self._spread(LineKind.ADJUSTMENT if late else LineKind.USAGE, exact,
+                         f"usage:{g.ci}:{g.meter}:{g.month}:{card.id}", g.ci, description,
+                         extra)
+
+    # --- pools -------------------------------------------------------------------------------
+
+    def reach(self, pool: CostPool) -> dict[str, tuple[str, ...]]:
+        """Items under the pool's CIs (members, what runs on or uses them), with the path
+        from the pool; services and holders are not walked through."""
+        holders = _HOLDER_CLASSES.get(pool.driver, set())
+        seen: dict[str, tuple[str, ...]] = {}
+        queue: deque[str] = deque()
+        for ci in sorted(pool.ci_ids):
+            if ci in self.d.items and ci not in seen:
+                seen[ci] = (ci,)
+                queue.append(ci)
+        while queue:
+            n = queue.popleft()
+            item = self.d.items[n]
+            if item.cls in _SERVICES or (item.cls in holders and len(seen[n]) > 1):
+                continue
+            for c in sorted(set(self.d.uses.get(n, ()))):
+                if c not in seen and c in self.d.items:
+                    seen[c] = (*seen[n], c)
+                    queue.append(c)
+        return seen
+
+    def _weights(self, pool: CostPool, reach: Mapping[str, tuple[str, ...]]
+                 ) -> dict[str, Decimal]:
+        if pool.driver is Driver.SESSIONS:
+            return {USER + u: Decimal(n) for u, n in self.d.sessions.get(pool.code, {}).items()
+                    if u in self.d.users}
+        if pool.driver is Driver.EQUAL:
+            direct = {c for ci in pool.ci_ids for c in self.consumers.get(ci, ())}
+            return {c: Decimal(1) for c in direct - set(pool.ci_ids)}
+        attr = "cpu" if pool.driver is Driver.VCPU else "size_gb"
+        out: dict[str, Decimal] = {}
+        for n in reach:
+            item = self.d.items[n]
+            value = getattr(item, attr)
+            if item.cls in _HOLDER_CLASSES[pool.driver] and value and value > 0:
+                out[n] = value
+        return out
+
+    def pools(self) -> None:
+        from cmdb.chargeback.allocation import weighted
+
+        for pool in self.d.pools:
+            amount = pool.amounts.get(self.d.period)
+            if amount is None:
+                continue
+            if pool.currency != self.d.currency:
+                self.warnings.append(f"pool {pool.code} is in {pool.currency}, the period in "
+                                     f"{self.d.currency}: left out")
+                continue
+            reach = self.reach(pool)
+            weights = self._weights(pool, reach)
+            shares, idle = weighted(weights, pool.capacity)
+            origin = pool.name
+            parts: list[tuple[str, Share, Sequence[str], str]] = []
+            for holder, f in sorted(shares.items()):
+                head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
+                    else (holder,)
+                for payer, s in self.graph.shares(holder).items():
+                    parts.append((payer, Share(f * s.fraction, s.path),
+                                  (*head[:-1], *s.path), holder))
+            if idle:
+                parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
+            used = sum(weights.values(), Decimal(0))
+
+            def quantity(holder: str, weights: Mapping[str, Decimal] = weights,
+                         used: Decimal = used, pool: CostPool = pool) -> str:
+                if holder == "idle":
+                    return str((pool.capacity or used) - used)
+                return str(weights.get(holder, ""))
+
+            extra = {"pool": pool.code, "driver": pool.driver.value, "quantity": quantity,
+                     "unit": _DRIVER_UNITS[pool.driver]}
+            self._pool_lines(pool, amount, origin, parts, extra)
+
+    def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
+                    parts: list[tuple[str, Share, Sequence[str], str]],
+                    extra: dict[str, Any]) -> None:
+        description = f"{pool.name}: {amount} {pool.currency} shared by {pool.driver.value}"
+        if not parts:
+            parts = [(NO_CONSUMER + "idle", Share(Fraction(1), ()), (), "idle")]
+        before = len(self.rows)
+        self._lines(LineKind.POOL, to_cents(amount), f"pool:{pool.code}", description,
+                    extra, parts)
+        for row in self.rows[before:]:
+            row["path"] = [origin, *row["path"]] if row["path"] else [origin]
+            if row.get("ciId") is None and row["kind"] == LineKind.UNALLOCATED.value:
+                row["description"] = f"{pool.name}: idle capacity ({pool.driver.value})"
+
+    def run(self) -> Calculation:
+        self.fees()
+        self.usage()
+        self.pools()
+        return Calculation(self.rows, self.warnings)
+
+
+_DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",
+                 Driver.EQUAL: "share"}
+
+
+def iter_batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]

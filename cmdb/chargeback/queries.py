@@ -1,0 +1,363 @@
+"""Cypher of chargeback.
+
+Graph contract read here: CIs and services (``:Item``, ``:CI``, ``:Service``) with their
+relationships, ``(:Item)-[:CHARGED_TO]->(:CostCentre {code})``, ``(:CostCentre)-[:PART_OF]->``
+parent, ``(:User)-[:IN_COST_CENTRE]->``, ``(:CostCentre)-[:MANAGED_BY]->(:User)``, catalogue
+subscriptions (``-[:PROVISIONED]->`` CIs, ``-[:OF_SERVICE]->``, ``-[:OF_VERSION]->`` with its
+price plan) and desktop sessions (``(:User)-[:HAD_SESSION]->(:DesktopSession)-[:ON_DESKTOP|
+ON_HOST|IN_POOL]->``).
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+# --- meters ----------------------------------------------------------------------------------
+
+_METER: LiteralString = "m {.code, .name, .unit, .description}"
+
+CREATE_METER: LiteralString = (
+    """
+MERGE (m:Meter {code: $code})
+ON CREATE SET m.name = $name, m.unit = $unit, m.description = $description,
+              m.createdAt = $now, m._new = true
+WITH m, coalesce(m._new, false) AS created
+REMOVE m._new
+RETURN created, """
+    + _METER
+    + " AS meter"
+)
+
+LIST_METERS: LiteralString = "MATCH (m:Meter) RETURN " + _METER + " AS meter ORDER BY m.code"
+
+KNOWN_METERS: LiteralString = "UNWIND $codes AS c MATCH (m:Meter {code: c}) RETURN m.code AS code"
+
+KNOWN_CIS: LiteralString = """
+UNWIND $ids AS id
+MATCH (n:CI {id: id})
+RETURN n.id AS id
+"""
+
+# --- rate cards ------------------------------------------------------------------------------
+
+_RATE: LiteralString = """r {.id, .meter, .version, .currency, .tiers, .createdBy,
+  effectiveFrom: toString(r.effectiveFrom), effectiveTo: toString(r.effectiveTo),
+  createdAt: toString(r.createdAt)}"""
+
+# Versions of one meter are made one at a time: the meter node is locked first.
+PUBLISH_RATE_CARD: LiteralString = (
+    """
+MATCH (m:Meter {code: $meter})
+SET m._lock = true REMOVE m._lock
+WITH m
+OPTIONAL MATCH (old:RateCard {meter: $meter})
+WITH m, max(old.version) AS top,
+     [o IN collect(old) WHERE o.effectiveFrom >= $from] AS clash
+WITH m, top, clash WHERE size(clash) = 0
+OPTIONAL MATCH (prev:RateCard {meter: $meter}) WHERE prev.effectiveFrom < $from
+WITH m, top, prev ORDER BY prev.effectiveFrom DESC LIMIT 1
+FOREACH (_ IN CASE WHEN prev IS NULL THEN [] ELSE [1] END | SET prev.effectiveTo = $from)
+CREATE (r:RateCard {id: $id, meter: $meter, version: coalesce(top, 0) + 1,
+                    effectiveFrom: $from, currency: $currency, tiers: $tiers,
+                    createdAt: $now, createdBy: $by})
+CREATE (r)-[:PRICES]->(m)
+RETURN """
+    + _RATE
+    + " AS rate"
+)
+
+RATE_CLASH: LiteralString = """
+MATCH (r:RateCard {meter: $meter}) WHERE r.effectiveFrom >= $from
+RETURN r.version AS version, toString(r.effectiveFrom) AS effectiveFrom
+ORDER BY r.effectiveFrom LIMIT 1
+"""
+
+LIST_RATE_CARDS: LiteralString = (
+    """
+MATCH (r:RateCard) WHERE $meter IS NULL OR r.meter = $meter
+RETURN """
+    + _RATE
+    + " AS rate ORDER BY r.meter, r.version"
+)
+
+# Rate cards in force at some time in [$start, $end) or for late usage before it.
+RATES_BEFORE: LiteralString = (
+    """
+MATCH (r:RateCard) WHERE r.effectiveFrom < date($end)
+RETURN """
+    + _RATE
+    + " AS rate ORDER BY r.meter, r.effectiveFrom"
+)
+
+# --- cost pools ------------------------------------------------------------------------------
+
+_POOL: LiteralString = """p {.id, .code, .name, .driver, .ciIds, .capacity, .description,
+  .currency, amounts: [(p)-[:COSTS]->(c:PoolCost) | [c.period, c.amount]]}"""
+
+UPSERT_POOL: LiteralString = (
+    """
+MERGE (p:CostPool {code: $code})
+ON CREATE SET p.id = $id, p.createdAt = $now
+SET p.name = $name, p.driver = $driver, p.ciIds = $ciIds, p.capacity = $capacity,
+    p.description = $description, p.currency = $currency, p.updatedAt = $now
+RETURN """
+    + _POOL
+    + " AS pool"
+)
+
+SET_POOL_COST: LiteralString = (
+    """
+MATCH (p:CostPool {code: $code})
+MERGE (c:PoolCost {key: $code + '@' + $period})
+ON CREATE SET c.period = $period, c.createdAt = $now
+SET c.amount = $amount, c.updatedAt = $now, c.updatedBy = $by
+MERGE (p)-[:COSTS]->(c)
+RETURN """
+    + _POOL
+    + " AS pool"
+)
+
+LIST_POOLS: LiteralString = "MATCH (p:CostPool) RETURN " + _POOL + " AS pool ORDER BY p.code"
+
+# --- periods ---------------------------------------------------------------------------------
+
+_PERIOD: LiteralString = """p {.id, .status, .currency, .closedBy, .totalMinor, .lineCount,
+  .checksum, .warnings, start: toString(p.start), end: toString(p.end),
+  calculatedAt: toString(p.calculatedAt), closedAt: toString(p.closedAt)}"""
+
+# Periods of a batch's months, made open when new, and locked until the batch commits so a
+# period cannot close while records for it are being written.
+LOCK_PERIODS: LiteralString = (
+    """
+UNWIND $periods AS per
+MERGE (p:ChargePeriod {id: per.id})
+ON CREATE SET p.start = per.start, p.end = per.end, p.status = 'OPEN',
+              p.currency = $currency, p.createdAt = $now
+SET p._lock = true REMOVE p._lock
+RETURN """
+    + _PERIOD
+    + " AS period"
+)
+
+CLOSED_PERIODS_FROM: LiteralString = """
+MATCH (p:ChargePeriod) WHERE p.id >= $from AND p.status <> 'OPEN'
+RETURN p.id AS id ORDER BY id
+"""
+
+GET_PERIOD: LiteralString = "MATCH (p:ChargePeriod {id: $id}) RETURN " + _PERIOD + " AS period"
+
+LIST_PERIODS: LiteralString = (
+    "MATCH (p:ChargePeriod) RETURN " + _PERIOD + " AS period ORDER BY p.id DESC"
+)
+
+SET_PERIOD_STATUS: LiteralString = (
+    """
+MATCH (p:ChargePeriod {id: $id}) WHERE p.status IN $from
+SET p.status = $to
+RETURN """
+    + _PERIOD
+    + " AS period"
+)
+
+FREEZE_PERIOD: LiteralString = (
+    """
+MATCH (p:ChargePeriod {id: $id}) WHERE p.status = 'CLOSING'
+SET p.status = 'CLOSED', p.closedAt = $now, p.closedBy = $by, p.checksum = $checksum
+RETURN """
+    + _PERIOD
+    + " AS period"
+)
+
+# --- usage -----------------------------------------------------------------------------------
+
+# Idempotent by record id: a record already stored is reported with whether it is the same.
+WRITE_USAGE: LiteralString = """
+UNWIND $rows AS row
+MERGE (u:UsageRecord {recordId: row.recordId})
+ON CREATE SET u += row, u.ingestedAt = $now, u._new = true
+WITH u, row, coalesce(u._new, false) AS created
+REMOVE u._new
+RETURN row.recordId AS recordId, created,
+       created OR (u.ciId = row.ciId AND u.meter = row.meter AND u.qtyMicros = row.qtyMicros
+                   AND u.at = row.at) AS same
+"""
+
+# Usage of a billing period grouped by CI, meter, month and the rate card in force at the
+# record's time ($bounds: meter -> [{id, from, to}]).
+AGGREGATE_USAGE: LiteralString = """
+MATCH (u:UsageRecord {billedIn: $period})
+WITH u, [b IN coalesce($bounds[u.meter], []) WHERE u.at >= b.from
+         AND (b.to IS NULL OR u.at < b.to) | b.id][0] AS rate
+RETURN u.ciId AS ci, u.meter AS meter, u.month AS month, rate,
+       sum(u.qtyMicros) AS micros, count(*) AS records,
+       toString(min(u.at)) AS first, toString(max(u.at)) AS last
+ORDER BY ci, meter, month
+"""
+
+# --- the graph costs flow through ------------------------------------------------------------
+
+ITEMS: LiteralString = """
+MATCH (n:Item) WHERE n.lifecycleStatus <> 'RETIRED'
+RETURN n.id AS id, n.name AS name,
+       CASE WHEN n:BusinessService THEN 'BUSINESS_SERVICE' WHEN n:Service THEN 'TECHNICAL_SERVICE'
+            ELSE n.ciClass END AS cls,
+       [(n)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0] AS cc,
+       n.attr_cpu AS cpu, n.attr_sizeGb AS sizeGb
+"""
+
+# Consumer -> provider edges that carry cost from the provider to the consumer.
+USE_EDGES: LiteralString = """
+MATCH (c:Item)-[:DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON]->(p:Item)
+WHERE c.lifecycleStatus <> 'RETIRED' AND p.lifecycleStatus <> 'RETIRED'
+RETURN p.id AS provider, c.id AS consumer
+UNION
+MATCH (m:CI)-[:MEMBER_OF]->(g:CI)
+WHERE m.lifecycleStatus <> 'RETIRED' AND g.lifecycleStatus <> 'RETIRED'
+RETURN g.id AS provider, m.id AS consumer
+"""
+
+SUBSCRIPTIONS: LiteralString = """
+MATCH (s:Subscription)
+WHERE s.startAt < $end AND (s.endAt IS NULL OR s.endAt > $start)
+OPTIONAL MATCH (s)-[:OF_VERSION]->(v:CatalogueItemVersion)
+RETURN s.id AS id, s.consumer AS user, s.costCentreCode AS cc, s.itemId AS itemId,
+       s.itemName AS itemName, s.serviceId AS serviceId, s.ciIds AS ciIds,
+       toString(s.startAt) AS startAt, toString(s.endAt) AS endAt, v.pricePlan AS pricePlan
+ORDER BY s.id
+"""
+
+USERS: LiteralString = """
+MATCH (u:User)
+RETURN u.id AS id, u.userName AS userName,
+       [(u)-[:IN_COST_CENTRE]->(cc:CostCentre) | cc.code][0] AS cc
+"""
+
+# Desktop sessions started in [$start, $end) on any of $ids (desktops, hosts or pools), per
+# user.
+SESSIONS_ON: LiteralString = """
+MATCH (u:User)-[:HAD_SESSION]->(s:DesktopSession)
+WHERE s.start >= $start AND s.start < $end
+  AND EXISTS { (s)-[:ON_DESKTOP|ON_HOST|IN_POOL]->(x:Item) WHERE x.id IN $ids }
+RETURN u.id AS user, count(s) AS sessions
+ORDER BY user
+"""
+
+COST_CENTRES: LiteralString = """
+MATCH (cc:CostCentre)
+RETURN cc.code AS code, cc.name AS name,
+       [(cc)-[:PART_OF]->(p:CostCentre) | p.code][0] AS parent,
+       coalesce(cc.billingMode, 'CHARGEBACK') AS mode
+ORDER BY code
+"""
+
+SET_BILLING_MODE: LiteralString = """
+MATCH (cc:CostCentre {code: $code})
+SET cc.billingMode = $mode
+RETURN cc.code AS code
+"""
+
+# Cost centres a finance person answers for: those they manage or belong to, and below.
+FINANCE_SCOPE: LiteralString = """
+MATCH (u:User {userNameLower: toLower($user)})
+MATCH (u)<-[:MANAGED_BY]-(top:CostCentre)
+RETURN top.code AS code
+UNION
+MATCH (u:User {userNameLower: toLower($user)})-[:IN_COST_CENTRE]->(top:CostCentre)
+RETURN top.code AS code
+"""
+
+# --- lines -----------------------------------------------------------------------------------
+
+LOCK_OPEN_PERIOD: LiteralString = """
+MATCH (p:ChargePeriod {id: $id})
+SET p._lock = true REMOVE p._lock
+RETURN p.status AS status
+"""
+
+DELETE_CALCULATED_LINES: LiteralString = """
+MATCH (l:ChargeLine {period: $period}) WHERE NOT coalesce(l.manual, false)
+WITH l LIMIT $limit
+DETACH DELETE l
+RETURN count(*) AS deleted
+"""
+
+CREATE_LINES: LiteralString = """
+UNWIND $rows AS row
+CREATE (l:ChargeLine)
+SET l = row
+"""
+
+MARK_CALCULATED: LiteralString = (
+    """
+MATCH (p:ChargePeriod {id: $id})
+CALL (p) {
+  MATCH (l:ChargeLine {period: p.id})
+  RETURN sum(l.amountMinor) AS total, count(l) AS n
+}
+SET p.calculatedAt = $now, p.totalMinor = total, p.lineCount = n, p.warnings = $warnings
+RETURN """
+    + _PERIOD
+    + " AS period"
+)
+
+CREATE_ADJUSTMENT: LiteralString = """
+MATCH (p:ChargePeriod {id: $period}) WHERE p.status = 'OPEN'
+CREATE (l:ChargeLine)
+SET l = $row
+WITH p, l
+SET p.totalMinor = coalesce(p.totalMinor, 0) + l.amountMinor,
+    p.lineCount = coalesce(p.lineCount, 0) + 1
+RETURN l.id AS id
+"""
+
+GET_LINE: LiteralString = "MATCH (l:ChargeLine {id: $id}) RETURN l {.*} AS line"
+
+# Every line of a period in a stable order, for snapshots, checksums and exports.
+PERIOD_LINES: LiteralString = """
+MATCH (l:ChargeLine {period: $period})
+WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+RETURN l {.*} AS line
+ORDER BY l.seq, l.id
+SKIP $skip LIMIT $limit
+"""
+
+CHECKSUM_LINES: LiteralString = """
+MATCH (l:ChargeLine {period: $period})
+WITH l ORDER BY l.id
+RETURN collect(l.id + '|' + toString(l.amountMinor) + '|' + coalesce(l.costCentre, '-'))
+       AS rows
+"""
+
+# A filtered page of lines for drill-down.
+FIND_LINES: LiteralString = """
+MATCH (l:ChargeLine {period: $period})
+WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+  AND ($costCentres IS NULL OR l.costCentre IN $costCentres)
+  AND ($forUser IS NULL OR l.user = $forUser)
+  AND ($service IS NULL OR l.serviceId = $service)
+  AND ($item IS NULL OR l.itemId = $item)
+  AND ($meter IS NULL OR l.meter = $meter)
+  AND ($kind IS NULL OR l.kind = $kind)
+  AND ($after IS NULL OR [l.seq, l.id] > $after)
+WITH l ORDER BY l.seq, l.id LIMIT $first
+RETURN l {.*} AS line
+"""
+
+# Totals per report key; $key names the line property (checked against an allow-list).
+REPORT_BY: dict[str, LiteralString] = {
+    prop: """
+MATCH (l:ChargeLine {period: $period})
+WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+RETURN l."""
+    + prop
+    + """ AS key, head(collect(l."""
+    + name
+    + """)) AS name, sum(l.amountMinor) AS minor,
+       sum(CASE WHEN l.invoiced THEN l.amountMinor ELSE 0 END) AS invoicedMinor,
+       count(l) AS lines
+ORDER BY key
+"""
+    for prop, name in (("costCentre", "costCentre"), ("user", "user"),
+                       ("serviceId", "serviceName"), ("itemId", "itemName"),
+                       ("meter", "unit"), ("kind", "kind"))
+}

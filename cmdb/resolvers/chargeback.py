@@ -1,0 +1,206 @@
+"""Root fields for chargeback. Permissions and the caller's cost scope are applied by the
+service with the request's principal."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+
+from cmdb.chargeback.models import BillingMode as BillingModeModel
+from cmdb.chargeback.models import ReportDimension
+from cmdb.chargeback.service import ChargebackService
+from cmdb.core.models import DomainError
+from cmdb.schema.chargeback import (
+    AdjustmentInput,
+    AdjustmentPayload,
+    BillingMode,
+    BillingModePayload,
+    CalculationPayload,
+    CalculationResult,
+    ChargeLine,
+    ChargeLineFilter,
+    ChargeLinePage,
+    ChargePeriod,
+    CostPool,
+    CostPoolPayload,
+    CostReport,
+    CostReportDimension,
+    DefineCostPoolInput,
+    DefineMeterInput,
+    Meter,
+    MeterPayload,
+    PublishRateCardInput,
+    RateCard,
+    RateCardPayload,
+    UsageIngestPayload,
+    UsageRecordInput,
+)
+from cmdb.schema.payloads import user_errors
+
+MAX_GRAPHQL_USAGE = 1000
+
+
+def _svc(info: strawberry.Info) -> ChargebackService:
+    service: ChargebackService = info.context.services.chargeback
+    return service
+
+
+@strawberry.type
+class ChargebackQuery:
+    @strawberry.field(description="Meters usage is recorded against.")
+    async def meters(self, info: strawberry.Info) -> list[Meter]:
+        return [Meter.from_model(x) for x in await _svc(info).meters()]
+
+    @strawberry.field(description="Rate card versions, by meter and version.")
+    async def rate_cards(self, info: strawberry.Info, meter: str | None = None
+                         ) -> list[RateCard]:
+        return [RateCard.from_model(x) for x in await _svc(info).rate_cards(meter)]
+
+    @strawberry.field(description="Shared cost pools and their cost per period.")
+    async def cost_pools(self, info: strawberry.Info) -> list[CostPool]:
+        return [CostPool.from_model(x) for x in await _svc(info).pools()]
+
+    @strawberry.field(description="Charge periods, newest first.")
+    async def charge_periods(self, info: strawberry.Info) -> list[ChargePeriod]:
+        return [ChargePeriod.from_model(x) for x in await _svc(info).periods()]
+
+    @strawberry.field(description="Cost of a period by cost centre (with the hierarchy rolled "
+                      "up), user, service, catalogue item, meter or kind. Finance sees their "
+                      "cost centres, finance_all everything, anyone else their own cost.")
+    async def cost_report(self, info: strawberry.Info, period: str,
+                          by: CostReportDimension = ReportDimension.COST_CENTRE,  # type: ignore[valid-type]
+                          ) -> CostReport:
+        report = await _svc(info).report(info.context.principal, period, ReportDimension(by))
+        return CostReport.from_model(report)
+
+    @strawberry.field(description="Drill-down: the lines of a period, filtered, in order "
+                      "(at most 1000 per page; pass endCursor as after).")
+    async def charge_lines(self, info: strawberry.Info, period: str,
+                           filter: ChargeLineFilter | None = None, first: int = 100,
+                           after: str | None = None) -> ChargeLinePage:
+        f = filter or ChargeLineFilter()
+        filters: dict[str, Any] = {
+            "costCentres": f.cost_centres, "forUser": f.user,
+            "service": f.service_id, "item": f.catalogue_item_id, "meter": f.meter,
+            "kind": None if f.kind is None else f.kind.value,
+        }
+        lines, more = await _svc(info).lines(info.context.principal, period, filters, first,
+                                             after)
+        end = f"{lines[-1].seq}|{lines[-1].id}" if lines else None
+        return ChargeLinePage(lines=[ChargeLine.from_model(x) for x in lines], end_cursor=end,
+                              has_next_page=more)
+
+    @strawberry.field(description="One charge line, if the caller may see it.")
+    async def charge_line(self, info: strawberry.Info, id: strawberry.ID) -> ChargeLine | None:
+        found = await _svc(info).line(info.context.principal, str(id))
+        return ChargeLine.from_model(found) if found else None
+
+
+@strawberry.type
+class ChargebackMutation:
+    @strawberry.mutation(description="Define a meter (idempotent by code).")
+    async def define_meter(self, info: strawberry.Info, input: DefineMeterInput
+                           ) -> MeterPayload:
+        try:
+            meter, created = await _svc(info).define_meter(info.context.principal, {
+                "code": input.code, "name": input.name, "unit": input.unit,
+                "description": input.description})
+        except DomainError as e:
+            return MeterPayload(errors=user_errors(e))
+        return MeterPayload(meter=Meter.from_model(meter), created=created)
+
+    @strawberry.mutation(description="Publish the next version of a meter's rate card, in "
+                         "force from effectiveFrom; the previous version ends there.")
+    async def publish_rate_card(self, info: strawberry.Info, input: PublishRateCardInput
+                                ) -> RateCardPayload:
+        try:
+            card = await _svc(info).publish_rate_card(info.context.principal, {
+                "meter": input.meter, "effective_from": input.effective_from,
+                "currency": input.currency,
+                "tiers": [{"upTo": t.up_to, "rate": t.rate} for t in input.tiers]})
+        except DomainError as e:
+            return RateCardPayload(errors=user_errors(e))
+        return RateCardPayload(rate_card=RateCard.from_model(card))
+
+    @strawberry.mutation(description="Define or change a shared cost pool (by code).")
+    async def define_cost_pool(self, info: strawberry.Info, input: DefineCostPoolInput
+                               ) -> CostPoolPayload:
+        try:
+            pool = await _svc(info).define_pool(info.context.principal, {
+                "code": input.code, "name": input.name, "driver": input.driver,
+                "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
+                "description": input.description})
+        except DomainError as e:
+            return CostPoolPayload(errors=user_errors(e))
+        return CostPoolPayload(pool=CostPool.from_model(pool))
+
+    @strawberry.mutation(description="Set what a pool costs in a period (not a closed one).")
+    async def set_cost_pool_amount(self, info: strawberry.Info, code: str, period: str,
+                                   amount: Decimal) -> CostPoolPayload:
+        try:
+            pool = await _svc(info).set_pool_cost(info.context.principal, code, period, amount)
+        except DomainError as e:
+            return CostPoolPayload(errors=user_errors(e))
+        return CostPoolPayload(pool=CostPool.from_model(pool))
+
+    @strawberry.mutation(description="Invoice a cost centre (CHARGEBACK) or only show it its "
+                         "cost (SHOWBACK). Applies from the next calculation.")
+    async def set_billing_mode(self, info: strawberry.Info, cost_centre: str,
+                               mode: BillingMode) -> BillingModePayload:  # type: ignore[valid-type]
+        try:
+            out = await _svc(info).set_billing_mode(info.context.principal, cost_centre,
+                                                    BillingModeModel(mode))
+        except DomainError as e:
+            return BillingModePayload(errors=user_errors(e))
+        return BillingModePayload(cost_centre=cost_centre, billing_mode=out)
+
+    @strawberry.mutation(description="Record a few usage records (at most 1000; POST "
+                         "/api/chargeback/usage takes files). Idempotent by recordId.")
+    async def record_usage(self, info: strawberry.Info, records: list[UsageRecordInput]
+                           ) -> UsageIngestPayload:
+        if len(records) > MAX_GRAPHQL_USAGE:
+            return UsageIngestPayload(errors=user_errors(DomainError.single(
+                "records", f"at most {MAX_GRAPHQL_USAGE} records; use POST "
+                "/api/chargeback/usage for more")))
+        raw = [{"recordId": r.record_id, "ciId": str(r.ci_id), "meter": r.meter,
+                "quantity": r.quantity, "at": r.at, "source": r.source} for r in records]
+        try:
+            result = await _svc(info).ingest_usage(info.context.principal, raw)
+        except DomainError as e:
+            return UsageIngestPayload(errors=user_errors(e))
+        return UsageIngestPayload.from_model(result)
+
+    @strawberry.mutation(description="Recalculate an open period from the graph (a closed "
+                         "period is left exactly as it is).")
+    async def calculate_charge_period(self, info: strawberry.Info, period: str
+                                      ) -> CalculationPayload:
+        try:
+            result = await _svc(info).calculate(info.context.principal, period)
+        except DomainError as e:
+            return CalculationPayload(errors=user_errors(e))
+        return CalculationPayload(result=CalculationResult.from_model(result))
+
+    @strawberry.mutation(description="Calculate a period one last time and freeze it.")
+    async def close_charge_period(self, info: strawberry.Info, period: str
+                                  ) -> CalculationPayload:
+        try:
+            result = await _svc(info).close(info.context.principal, period)
+        except DomainError as e:
+            return CalculationPayload(errors=user_errors(e))
+        return CalculationPayload(result=CalculationResult.from_model(result))
+
+    @strawberry.mutation(description="Book a correction in an open period, referencing the "
+                         "line it corrects.")
+    async def book_adjustment(self, info: strawberry.Info, input: AdjustmentInput
+                              ) -> AdjustmentPayload:
+        try:
+            line = await _svc(info).adjust(info.context.principal, {
+                "period": input.period, "cost_centre": input.cost_centre,
+                "amount": input.amount, "reason": input.reason,
+                "corrects_line": None if input.corrects_line is None
+                else str(input.corrects_line)})
+        except DomainError as e:
+            return AdjustmentPayload(errors=user_errors(e))
+        return AdjustmentPayload(line=ChargeLine.from_model(line))
