@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from cmdb.alarms.http import router as alarms_router
+from cmdb.chargeback.http import router as chargeback_router
 from cmdb.db.driver import Database
 from cmdb.db.migrations import current_version, migrate, pending
 from cmdb.discovery.http import router as discovery_router
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         app.include_router(dev_issuer_router(auth.dev_issuer))
     app.include_router(vdi_router)
     app.include_router(discovery_router)
+    app.include_router(chargeback_router)
     if assets is not None:
         mount_assets(app, assets)
 

@@ -28,6 +28,9 @@ app.add_typer(health_app, name="health")
 vdi_app = typer.Typer(help="Virtual desktops: the broker's session feed.", no_args_is_help=True)
 app.add_typer(vdi_app, name="vdi")
 app.add_typer(discovery_app, name="discovery")
+chargeback_app = typer.Typer(help="Chargeback: usage files, period calculation, exports.",
+                             no_args_is_help=True)
+app.add_typer(chargeback_app, name="chargeback")
 
 
 def connected_settings(start_local: bool = True) -> Settings:
@@ -427,6 +430,69 @@ def serve(
     """Serve the API; migrates the schema first. Uses the local Neo4j if no URI is set."""
     _run_db("migrate")
     _serve(host, port, workers, banner=True)
+
+
+@chargeback_app.command("import-usage")
+def chargeback_import_usage(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    format: str | None = typer.Option(None, "--format", "-f", help="json, ndjson or csv "
+                                      "(default: from the file's extension)."),
+    batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
+) -> None:
+    """Import a usage file: progress as it goes, counts and rejections at the end."""
+    from cmdb.chargeback.usagefile import UsageFileError, UsageFormat, parse_usage
+
+    ext = file.suffix.lower().lstrip(".")
+    name = (format or {"jsonl": "ndjson"}.get(ext, ext)).lower()
+    try:
+        fmt = UsageFormat(name)
+    except ValueError:
+        raise _fail(f"--format must be one of {', '.join(f.value for f in UsageFormat)}") \
+            from None
+    if not 1 <= batch_size <= 50_000:
+        raise _fail("--batch-size must be between 1 and 50000")
+    try:
+        records = parse_usage(fmt, file.read_text(encoding="utf-8"))
+    except (UsageFileError, UnicodeDecodeError) as e:
+        raise _fail(f"{file}: {e}") from None
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"  {done:,}/{total:,} records", err=True)
+
+    async def work(db: Any, settings: Settings) -> None:
+        from cmdb.chargeback.service import ChargebackService
+
+        typer.echo(f"{file.name}: {len(records):,} usage records", err=True)
+        result = await ChargebackService(db, settings).ingest_usage(
+            _cli_principal(), records, batch_size=batch_size, progress=progress)
+        typer.echo(f"created {result.created}, duplicates {result.duplicates}, late "
+                   f"{result.late}, rejected {len(result.rejected)}")
+        for r in result.rejected:
+            typer.echo(f"  rejected {r.index} ({r.record_id or '-'}): {r.reason}")
+
+    _run_with_db(work)
+
+
+@chargeback_app.command("calculate")
+def chargeback_calculate(
+    period: str = typer.Argument(..., help="The month, YYYY-MM."),
+    close: bool = typer.Option(False, "--close", help="Freeze the period afterwards."),
+) -> None:
+    """Calculate (and optionally close) a charge period; prints its totals."""
+
+    async def work(db: Any, settings: Settings) -> None:
+        from cmdb.chargeback.service import ChargebackService
+
+        svc = ChargebackService(db, settings)
+        result = await (svc.close if close else svc.calculate)(_cli_principal(), period)
+        state = "closed" if result.period.status == "CLOSED" else "open"
+        typer.echo(f"{period} ({state}): {result.lines:,} lines, total {result.total} "
+                   f"{result.period.currency}, allocated {result.allocated}, unallocated "
+                   f"{result.unallocated}{'' if result.changed else ' (unchanged)'}")
+        for w in result.warnings:
+            typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+
+    _run_with_db(work)
 
 
 @app.command()

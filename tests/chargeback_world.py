@@ -22,6 +22,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest_asyncio
+
 from cmdb.core import clock
 from cmdb.demo.loader import load_demo
 from tests.auth import auth_headers
@@ -144,3 +146,11 @@ async def script_october(gql: Any, client: Any, db: Any, settings: Any) -> dict[
         billingMode errors { message } } }""")
     assert mode["setBillingMode"]["billingMode"] == "SHOWBACK"
     return cis
+
+
+@pytest_asyncio.fixture
+async def october(gql: Any, client: Any, clean_db: Any, test_settings: Any) -> Any:
+    try:
+        yield await script_october(gql, client, clean_db, test_settings)
+    finally:
+        clock.pin(None)

@@ -27,6 +27,8 @@ CAT_MANAGE = frozenset({"catalogue_admin", "admin"})
 CAT_APPROVE = CAT_MANAGE | {"approver"}
 CAT_ORDER = CAT_APPROVE | {"requester", "operator", "service_owner"}
 CAT_BROWSE = CAT_ORDER | {"executive", "finance", "finance_all"}
+FINANCE = frozenset({"finance", "finance_all", "admin"})
+FINANCE_MANAGE = frozenset({"finance_all", "admin"})
 PEOPLE_READERS = frozenset({"operator", "service_owner", "approver", "catalogue_admin",
                             "finance", "finance_all", "admin"})
 
@@ -217,6 +219,42 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Mutation.sweepStaleConfigurationItems": (
         "mutation { sweepStaleConfigurationItems(staleAfterDays: -1) { errors { code } } }", {},
         frozenset({"admin"})),
+    # Chargeback: cost reads are open to everyone and narrowed to their scope; managing is
+    # for finance_all and admins; usage comes from metering integrations.
+    "Query.meters": ("{ meters { code } }", {}, ALL),
+    "Query.rateCards": ("{ rateCards { id } }", {}, ALL),
+    "Query.costPools": ("{ costPools { code } }", {}, FINANCE),
+    "Query.chargePeriods": ("{ chargePeriods { id } }", {}, FINANCE),
+    "Query.costReport": ("{ costReport(period: \"2026-10\") { total } }", {}, ALL),
+    "Query.chargeLines": ("{ chargeLines(period: \"2026-10\") { hasNextPage } }", {}, ALL),
+    "Query.chargeLine": ("query($id: ID!) { chargeLine(id: $id) { id } }", {"id": NOWHERE},
+                         ALL),
+    "Mutation.defineMeter": (
+        "mutation { defineMeter(input: {code: \"\", name: \"\", unit: \"\"}) "
+        "{ errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.publishRateCard": (
+        "mutation { publishRateCard(input: {meter: \"none\", effectiveFrom: \"2026-01-01\", "
+        "currency: \"EUR\", tiers: []}) { errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.defineCostPool": (
+        "mutation { defineCostPool(input: {code: \"p\", name: \"p\", driver: EQUAL, "
+        "ciIds: []}) { errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.setCostPoolAmount": (
+        "mutation { setCostPoolAmount(code: \"none\", period: \"never\", amount: \"1\") "
+        "{ errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.setBillingMode": (
+        "mutation { setBillingMode(costCentre: \"CC-NONE\", mode: SHOWBACK) "
+        "{ errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.calculateChargePeriod": (
+        "mutation { calculateChargePeriod(period: \"never\") { errors { code } } }", {},
+        FINANCE_MANAGE),
+    "Mutation.closeChargePeriod": (
+        "mutation { closeChargePeriod(period: \"never\") { errors { code } } }", {},
+        FINANCE_MANAGE),
+    "Mutation.bookAdjustment": (
+        "mutation { bookAdjustment(input: {period: \"never\", costCentre: \"CC-NONE\", "
+        "amount: \"1\", reason: \"r\"}) { errors { code } } }", {}, FINANCE_MANAGE),
+    "Mutation.recordUsage": ("mutation { recordUsage(records: []) { received } }", {},
+                             FINANCE_MANAGE | {"discovery_agent", "monitoring"}),
 }
 SUBSCRIPTIONS = {"Subscription.stateChanges": (OPS | {"monitoring"}, "stateChanges { itemId }"),
                  "Subscription.orderStatus": (CAT_BROWSE, f'orderStatus(id: "{NOWHERE}") {{ id }}')}

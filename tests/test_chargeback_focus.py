@@ -403,14 +403,14 @@ def test_focus_mapping_of_each_kind() -> None:
     rows = by_line(read(focus_csv(month())))
     fee, showback_fee, one_off = (rows[f"{PERIOD_ID}:{i}"] for i in (1, 2, 3))
     assert (fee["ChargeCategory"], fee["ChargeFrequency"]) == ("Purchase", "Recurring")
-    assert (fee["PricingQuantity"], fee["PricingUnit"]) == ("15", "Days")
+    assert (fee["PricingQuantity"], fee["PricingUnit"]) == ("15.0", "Days")
     assert fee["ChargePeriodStart"] == "2026-11-16T00:00:00Z"
     assert fee["BillingPeriodStart"] == "2026-11-01T00:00:00Z"
     assert fee["BillingPeriodEnd"] == "2026-12-01T00:00:00Z"
     assert fee["SubAccountId"] == "alice"
     assert fee["BillingAccountName"] == "Finance"
     assert fee["x_Path"] == "Mailbox > alice > Finance"
-    assert (showback_fee["PricingQuantity"], showback_fee["PricingUnit"]) == ("1", "Month")
+    assert (showback_fee["PricingQuantity"], showback_fee["PricingUnit"]) == ("1.0", "Month")
     assert (one_off["ChargeCategory"], one_off["ChargeFrequency"]) == ("Purchase", "One-Time")
     assert one_off["ConsumedQuantity"] == ""
     vm, tiered = rows[f"{PERIOD_ID}:4"], rows[f"{PERIOD_ID}:5"]
@@ -431,7 +431,7 @@ def test_focus_mapping_of_each_kind() -> None:
     assert (san["ServiceCategory"], san["ServiceSubcategory"]) == ("Storage", "Block Storage")
     assert (vdi["ServiceCategory"], vdi["ServiceSubcategory"]) == \
         ("Compute", "End User Computing")
-    assert (backup["ServiceSubcategory"], backup["PricingQuantity"]) == ("Backup Storage", "1")
+    assert (backup["ServiceSubcategory"], backup["PricingQuantity"]) == ("Backup Storage", "1.0")
     late, credit, manual = (rows[f"{PERIOD_ID}:{i}"] for i in (12, 13, 14))
     assert (late["ChargeCategory"], late["ChargeClass"], late["x_Adjusts"]) == \
         ("Usage", "Correction", "2026-10")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-import pytest_asyncio
 
 from cmdb.core import clock
 from tests.chargeback_world import (
@@ -19,20 +18,13 @@ from tests.chargeback_world import (
     REPORT,
     USAGE,
     at,
+    october,
     ok,
-    script_october,
 )
 
+__all__ = ["october"]  # the fixture
+
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def october(gql, client, clean_db, test_settings):
-    try:
-        cis = await script_october(gql, client, clean_db, test_settings)
-        yield cis
-    finally:
-        clock.pin(None)
 
 
 async def report(gql, by: str = "COST_CENTRE", period: str = PERIOD) -> dict:

@@ -62,6 +62,10 @@ def quantity(value: Decimal) -> str:
     return _decimal(normal)
 
 
+def _fractional(text: str) -> str:
+    return text if "." in text else text + ".0"
+
+
 def utc_text(at: datetime) -> str:
     """ISO 8601 in UTC with a Z, to the second: ``2026-11-01T00:00:00Z`` (FOCUS DateTimeFormat)."""
     if at.tzinfo is None:
@@ -412,7 +416,10 @@ def focus_row(period: Period, line: ChargeLine, cost_centre_names: Mapping[str, 
         consumed_quantity = consumed_unit = pricing_category = ""
     else:
         pq, unit, price = pricing
-        pricing_quantity, pricing_unit, unit_price = quantity(pq), unit, quantity(price)
+        # A whole number is written with a fraction ("21.0"): readers that infer column
+        # types from CSV would otherwise take the column as integer, not Decimal.
+        pricing_quantity, pricing_unit, unit_price = _fractional(quantity(pq)), unit, \
+            quantity(price)
         # ListCost = ListUnitPrice x PricingQuantity exactly (FOCUS); it differs from the amount
         # only by the rounding of the amount to the cent.
         list_cost = money(price * pq)

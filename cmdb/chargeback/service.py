@@ -226,6 +226,10 @@ class ChargebackService:
                 rejected.append(UsageRejection(index=i, record_id=None,
                                                reason="a record must be a JSON object"))
                 continue
+            if "__error__" in raw:  # a file row the reader could not take
+                rejected.append(UsageRejection(index=i, record_id=rid,
+                                               reason=str(raw["__error__"])))
+                continue
             try:
                 good.append((i, UsageRecordInput.model_validate(raw)))
             except ValidationError as e:

@@ -1,0 +1,92 @@
+"""Usage files as metering tools write them: JSON, NDJSON or CSV.
+
+Every format carries the same fields per record: ``recordId, ciId, meter, quantity, at,
+source``. JSON is ``{"records": [...]}`` or a bare array; NDJSON one object a line; CSV a
+header row naming those columns (others are refused, so a typo is not silently ignored).
+Quantities stay text until validated, so no float ever touches them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from typing import Any
+
+from cmdb.core.httpbody import loads
+
+FIELDS = ("recordId", "ciId", "meter", "quantity", "at", "source")
+MAX_RECORDS = 200_000
+
+
+class UsageFormat(StrEnum):
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+class UsageFileError(ValueError):
+    pass
+
+
+def _json_number_as_text(text: str) -> str:
+    return text
+
+
+def _loads_exact(text: str) -> Any:
+    """Strict JSON where numbers with a fraction keep their written digits."""
+    return loads(text) if "." not in text else json.loads(
+        text, parse_float=_json_number_as_text,
+        parse_constant=lambda name: (_ for _ in ()).throw(ValueError(f"{name} is not JSON")))
+
+
+def parse_usage(fmt: UsageFormat, text: str) -> list[Any]:
+    if fmt is UsageFormat.CSV:
+        out = _csv(text)
+    elif fmt is UsageFormat.NDJSON:
+        out = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(_loads_exact(line))
+            except ValueError as e:
+                raise UsageFileError(f"line {n}: malformed JSON: {e}") from None
+    else:
+        try:
+            body = _loads_exact(text)
+        except ValueError as e:
+            raise UsageFileError(f"malformed JSON: {e}") from None
+        if isinstance(body, dict):
+            extra = set(body) - {"records"}
+            if extra:
+                raise UsageFileError(f"unknown fields: {', '.join(sorted(extra))}")
+            body = body.get("records")
+        if not isinstance(body, list):
+            raise UsageFileError('expected {"records": [...]} or a JSON array of records')
+        out = body
+    if len(out) > MAX_RECORDS:
+        raise UsageFileError(f"at most {MAX_RECORDS} records per request or file")
+    return out
+
+
+def _csv(text: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    unknown = [h for h in header if h not in FIELDS]
+    missing = [f for f in FIELDS if f not in header]
+    if unknown or missing:
+        parts = []
+        if missing:
+            parts.append("missing columns: " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown columns: " + ", ".join(unknown))
+        raise UsageFileError("CSV header: " + "; ".join(parts))
+    rows: list[Any] = []
+    for row in reader:
+        if None in row:
+            rows.append({"__error__": "more cells than header columns"})
+            continue
+        rows.append({k: v for k, v in row.items() if v not in (None, "")})
+    return rows
