@@ -15,6 +15,7 @@ from tests.chargeback_world import (
     EXPECTED,
     LINES,
     PERIOD,
+    PUBLISH,
     REPORT,
     USAGE,
     at,
@@ -172,11 +173,13 @@ async def test_bad_input_is_refused_and_nothing_is_written(gql, october):
         {"recordId": "stor-trading-2026-10-a", "ciId": october["vol-trading-data"],
          "meter": "storage-gb-month", "quantity": "2000", "at": at(15).isoformat(),
          "source": "pure-lon-01"},
+        {"recordId": "x5", "ciId": october["vol-payroll-data"], "meter": "storage-gb-month",
+         "quantity": "1", "at": at(2, month=12).isoformat(), "source": "t"},
     ])
     out = bad["recordUsage"]
     assert (out["created"], out["duplicates"]) == (0, 1)
     reasons = {r["index"]: r["reason"] for r in out["rejected"]}
-    assert set(reasons) == {0, 1, 2, 3}
+    assert set(reasons) == {0, 1, 2, 3, 5} and "in the future" in reasons[5]
     assert "no such meter" in reasons[0] and "no such CI" in reasons[1]
     assert "quantity" in reasons[2] and "other values" in reasons[3]
     for tiers, field in (([{"upTo": "10", "rate": "1"}], "input.tiers"),
@@ -198,3 +201,25 @@ async def test_bad_input_is_refused_and_nothing_is_written(gql, october):
     # The rate card versions that exist are untouched.
     cards = await gql.ok("{ rateCards(meter: \"storage-gb-month\") { version effectiveTo } }")
     assert cards["rateCards"] == [{"version": 1, "effectiveTo": None}]
+
+
+async def test_a_rate_change_mid_month_prices_each_record_by_its_own_time(gql, october):
+    [vm] = [e["node"]["id"] for e in (await gql.ok(
+        "{ configurationItems(filter: {nameContains: \"payroll-app-vm01\"}) "
+        "{ edges { node { id } } } }"))["configurationItems"]["edges"]]
+    for start, price in (("2026-01-01", "0.02"), ("2026-10-16", "0.03")):
+        await ok(gql, PUBLISH, "publishRateCard", i={
+            "meter": "vcpu-hours", "effectiveFrom": start, "currency": "EUR",
+            "tiers": [{"rate": price}]})
+    cards = (await gql.ok("{ rateCards(meter: \"vcpu-hours\") { version effectiveFrom "
+                          "effectiveTo } }"))["rateCards"]
+    assert cards == [{"version": 1, "effectiveFrom": "2026-01-01", "effectiveTo": "2026-10-16"},
+                     {"version": 2, "effectiveFrom": "2026-10-16", "effectiveTo": None}]
+    sent = await ok(gql, USAGE, "recordUsage", r=[
+        {"recordId": f"cpu-{d}", "ciId": vm, "meter": "vcpu-hours", "quantity": "100",
+         "at": at(d).isoformat(), "source": "vcenter"} for d in (10, 20)])
+    assert sent["created"] == 2
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    lines = await all_lines(gql, meter="vcpu-hours")
+    assert sorted((x["rateVersion"], x["amount"], x["costCentre"]) for x in lines) == \
+        [(1, "2.00", "CC-1400"), (2, "3.00", "CC-1400")]

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,6 +58,8 @@ from cmdb.identity.principal import Permission, Principal, has_permission, requi
 from cmdb.settings import Settings
 
 DEFAULT_USAGE_BATCH = 5000
+# How far ahead of our clock a usage record may be (clock skew of metering sources).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_LINES_PAGE = 1000
 _REPORT_PROPS = {ReportDimension.COST_CENTRE: "costCentre", ReportDimension.USER: "user",
                  ReportDimension.SERVICE: "serviceId",
@@ -243,8 +245,12 @@ class ChargebackService:
         rows: list[dict[str, Any]] = []
         index_of: dict[str, int] = {}
         dup_in_batch = 0
+        latest = utcnow() + MAX_CLOCK_SKEW
         for i, r in good:
-            if r.meter not in meters:
+            if r.at > latest:
+                rejected.append(UsageRejection(index=i, record_id=r.record_id,
+                                               reason=f"at: {r.at.isoformat()} is in the future"))
+            elif r.meter not in meters:
                 rejected.append(UsageRejection(index=i, record_id=r.record_id,
                                                reason=f"meter: no such meter {r.meter!r}"))
             elif r.ci_id not in cis:
