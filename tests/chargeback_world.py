@@ -1,6 +1,6 @@
 """A scripted October 2026 over the demo enterprise, worked out by hand.
 
-- Storage is metered in GB-months at a tiered rate card: the first 1,000 GB at 0.10, up to
+- Storage is metered in GB-months at the demo's tiered rate card: the first 1,000 GB at 0.10, up to
   5,000 at 0.08, above at 0.05 (per CI and month).
   - vol-payroll-data, 2,048 GB: 1000 x 0.10 + 1048 x 0.08 = 183.84 -> Payroll (CC-1400);
   - vol-trading-data, 4,096 GB sent as 2,000 + 2,096: tiers apply to the sum:
@@ -105,13 +105,13 @@ async def script_october(gql: Any, client: Any, db: Any, settings: Any) -> dict[
     await load_demo(db, settings, echo=lambda _: None)
     cis = await ids_by_name(gql, "vol-payroll-data", "vol-trading-data", "pool-standard",
                             "pool-trader")
-    for code, name, unit in (("storage-gb-month", "Block storage", "GB-month"),
-                             ("vcpu-hours", "Virtual CPU time", "vCPU-hour")):
-        await ok(gql, DEFINE_METER, "defineMeter", i={"code": code, "name": name, "unit": unit})
-    await ok(gql, PUBLISH, "publishRateCard", i={
-        "meter": "storage-gb-month", "effectiveFrom": "2026-01-01", "currency": "EUR",
-        "tiers": [{"upTo": "1000", "rate": "0.10"}, {"upTo": "5000", "rate": "0.08"},
-                  {"rate": "0.05"}]})
+    # The demo's meters and rate cards are used as they are; their storage tiers are the ones
+    # worked out above.
+    cards = await gql.ok("{ rateCards(meter: \"storage-gb-month\") { version tiers { upTo rate }"
+                         " } }")
+    assert cards["rateCards"] == [{"version": 1, "tiers": [
+        {"upTo": "1000", "rate": "0.10"}, {"upTo": "5000", "rate": "0.08"},
+        {"upTo": None, "rate": "0.05"}]}]
     items = await gql.as_user("johnW", "requester").ok("{ catalogueItems { id name } }")
     site = next(i["id"] for i in items["catalogueItems"]
                 if i["name"] == "SharePoint collaboration site")

@@ -86,6 +86,11 @@ async def test_every_line_explains_itself(gql, october):
 
 
 async def test_closing_freezes_and_a_late_record_is_adjusted_next_month(gql, october):
+    # Periods close in order: the demo's own September comes first.
+    early = await gql.ok(CLOSE, p=PERIOD)
+    assert early["closeChargePeriod"]["errors"][0]["message"] == \
+        "close 2026-09 first: periods close in order"
+    await ok(gql, CLOSE, "closeChargePeriod", p="2026-09")
     closed = await ok(gql, CLOSE, "closeChargePeriod", p=PERIOD)
     period = closed["result"]["period"]
     assert period["status"] == "CLOSED" and len(period["checksum"]) == 64
@@ -120,6 +125,7 @@ async def test_closing_freezes_and_a_late_record_is_adjusted_next_month(gql, oct
 
 
 async def test_a_manual_adjustment_references_the_line_it_corrects(gql, october):
+    await ok(gql, CLOSE, "closeChargePeriod", p="2026-09")
     await ok(gql, CLOSE, "closeChargePeriod", p=PERIOD)
     [storage] = await all_lines(gql, costCentres=["CC-1400"], kind="USAGE")
     booked = await gql.ok("""mutation($i: AdjustmentInput!) { bookAdjustment(input: $i) {
@@ -207,10 +213,10 @@ async def test_a_rate_change_mid_month_prices_each_record_by_its_own_time(gql, o
     [vm] = [e["node"]["id"] for e in (await gql.ok(
         "{ configurationItems(filter: {nameContains: \"payroll-app-vm01\"}) "
         "{ edges { node { id } } } }"))["configurationItems"]["edges"]]
-    for start, price in (("2026-01-01", "0.02"), ("2026-10-16", "0.03")):
-        await ok(gql, PUBLISH, "publishRateCard", i={
-            "meter": "vcpu-hours", "effectiveFrom": start, "currency": "EUR",
-            "tiers": [{"rate": price}]})
+    # The demo prices vCPU-hours at 0.02 from January; 0.03 from 16 October.
+    await ok(gql, PUBLISH, "publishRateCard", i={
+        "meter": "vcpu-hours", "effectiveFrom": "2026-10-16", "currency": "EUR",
+        "tiers": [{"rate": "0.03"}]})
     cards = (await gql.ok("{ rateCards(meter: \"vcpu-hours\") { version effectiveFrom "
                           "effectiveTo } }"))["rateCards"]
     assert cards == [{"version": 1, "effectiveFrom": "2026-01-01", "effectiveTo": "2026-10-16"},

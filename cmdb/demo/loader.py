@@ -132,7 +132,16 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     await _load_people(services, echo, report, org, items)
     await _load_catalogue(services, db, echo, report.catalogue)
     await _register_discovery_sources(services, echo)
+    await _load_chargeback(services, echo, items)
     return report
+
+
+async def _load_chargeback(services: Services, echo: Echo, items: dict[str, _Found]) -> None:
+    from cmdb.demo.chargeback import load_chargeback
+
+    sizes = {spec.name: int(spec.attributes["sizeGb"]) for spec in data.STORAGE}
+    ids = {name: found.id for name, found in items.items() if not found.retired}
+    await load_chargeback(services.chargeback, _LOADER, ids, sizes, echo)
 
 
 # --- catalogue ---------------------------------------------------------------------------------
