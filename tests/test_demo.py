@@ -11,6 +11,9 @@ from cmdb.db.driver import Database
 from cmdb.demo import data
 from cmdb.demo.catalogue import CATEGORIES as CATALOGUE_CATEGORIES
 from cmdb.demo.catalogue import ITEMS as CATALOGUE_ITEMS
+from cmdb.demo.chargeback import METERS as CB_METERS
+from cmdb.demo.chargeback import POOLS as CB_POOLS
+from cmdb.demo.chargeback import STORAGE_VOLUMES as CB_VOLUMES
 from cmdb.demo.loader import DEMO_SOURCES, check_demo_data, load_demo, load_demo_report
 
 pytestmark = pytest.mark.integration
@@ -127,9 +130,13 @@ async def test_second_run_changes_nothing(gql, clean_db, test_settings):
     # The catalogue: categories, items with one version each; HAS_VERSION and IN_CATEGORY
     # per item (its roles and their ENTITLED_TO edges count with the people).
     catalogue_nodes = len(CATALOGUE_CATEGORIES) + 2 * len(CATALOGUE_ITEMS)
-    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes + len(DEMO_SOURCES),
+    # Chargeback: meters with one rate card each (PRICES), pools with this month's cost
+    # (COSTS), the month's storage usage records and their charge period.
+    chargeback_nodes = (2 * len(CB_METERS) + 2 * len(CB_POOLS) + len(CB_VOLUMES) + 1)
+    assert before[:2] == (N_ORG + N_SERVICES + N_CIS + catalogue_nodes + len(DEMO_SOURCES)
+                          + chargeback_nodes,
                           N_RELS + 3 * (N_SERVICES + N_CIS) + 6  # + OWNED_BY.., PART_OF
-                          + 2 * len(CATALOGUE_ITEMS))
+                          + 2 * len(CATALOGUE_ITEMS) + len(CB_METERS) + len(CB_POOLS))
     lines: list[str] = []
     assert await load_demo(clean_db, test_settings, echo=lines.append) == SECOND_RUN
     assert lines and all("(0 created," in line for line in lines)

@@ -71,5 +71,8 @@ async def load_chargeback(svc: ChargebackService, loader: Principal,
                 "at": utcnow().isoformat(), "source": "pure-array-export"}
                for name in STORAGE_VOLUMES]
     result = await svc.ingest_usage(loader, records)
-    echo(f"  chargeback: {len(METERS)} meters, {len(POOLS)} cost pools, "
-         f"{result.created} usage records for {month} ({created} definitions created)")
+    total = len(METERS) + len(RATES) + len(POOLS) + len(records)
+    created += result.created
+    echo(f"  chargeback: {len(METERS)} meters and rate cards, {len(POOLS)} cost pools, "
+         f"{len(records)} usage records for {month} ({created} created, "
+         f"{total - created} already present)")
