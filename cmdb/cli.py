@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from pathlib import Path
@@ -440,7 +441,7 @@ def chargeback_import_usage(
     batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
 ) -> None:
     """Import a usage file: progress as it goes, counts and rejections at the end."""
-    from cmdb.chargeback.usagefile import UsageFileError, UsageFormat, parse_usage
+    from cmdb.chargeback.usagefile import UsageFormat, iter_usage
 
     ext = file.suffix.lower().lstrip(".")
     name = (format or {"jsonl": "ndjson"}.get(ext, ext)).lower()
@@ -451,25 +452,42 @@ def chargeback_import_usage(
             from None
     if not 1 <= batch_size <= 50_000:
         raise _fail("--batch-size must be between 1 and 50000")
+    # CSV and NDJSON are read a batch at a time, so a file of millions of records needs the
+    # memory of one batch; the total for the progress line comes from counting lines first.
     try:
-        records = parse_usage(fmt, file.read_text(encoding="utf-8"))
-    except (UsageFileError, UnicodeDecodeError) as e:
+        with file.open(encoding="utf-8") as f:
+            total = sum(1 for line in f if line.strip()) - (fmt is UsageFormat.CSV)
+    except UnicodeDecodeError as e:
         raise _fail(f"{file}: {e}") from None
-
-    def progress(done: int, total: int) -> None:
-        typer.echo(f"  {done:,}/{total:,} records", err=True)
 
     async def work(db: Any, settings: Settings) -> None:
         from cmdb.chargeback.service import ChargebackService
 
-        typer.echo(f"{file.name}: {len(records):,} usage records", err=True)
-        result = await ChargebackService(db, settings).ingest_usage(
-            _cli_principal(), records, batch_size=batch_size, progress=progress)
-        typer.echo(f"created {result.created}, duplicates {result.duplicates}, late "
-                   f"{result.late}, rejected {len(result.rejected)}")
-        for r in result.rejected:
+        svc = ChargebackService(db, settings)
+        typer.echo(f"{file.name}: {total:,} usage records", err=True)
+        created = duplicates = late = done = 0
+        rejected: list[Any] = []
+        with file.open(encoding="utf-8") as f:
+            batch: list[Any] = []
+            records = iter_usage(fmt, f)
+            while True:
+                batch = list(itertools.islice(records, batch_size))
+                if not batch:
+                    break
+                result = await svc.ingest_usage(_cli_principal(), batch, batch_size=batch_size)
+                created, duplicates = created + result.created, duplicates + result.duplicates
+                late += result.late
+                rejected.extend(r.model_copy(update={"index": r.index + done})
+                                for r in result.rejected)
+                done += len(batch)
+                typer.echo(f"  {done:,}/{max(total, done):,} records", err=True)
+        typer.echo(f"created {created}, duplicates {duplicates}, late {late}, rejected "
+                   f"{len(rejected)}")
+        for r in rejected:
             typer.echo(f"  rejected {r.index} ({r.record_id or '-'}): {r.reason}")
 
+    # A malformed line met half way stops the import there; the batches before it are stored
+    # (each batch is one transaction) and a rerun skips them as duplicates.
     _run_with_db(work)
 
 

@@ -149,5 +149,12 @@ async def test_cli_imports_a_usage_file_with_progress(tmp_path: Path, test_setti
         assert "rejected 12 (bad): ciId: no such CI 'nope'" in result.output
         again = await asyncio.to_thread(run)
         assert "created 0, duplicates 12" in again.output
+        bad = tmp_path / "usage.csv"
+        bad.write_text("recordId,ci,meter\nx,y,z\n")
+        refused = await asyncio.to_thread(
+            lambda: CliRunner().invoke(app, ["chargeback", "import-usage", str(bad)]))
+        assert refused.exit_code == 1
+        assert "CSV header: missing columns: ciId, quantity, at, source; unknown columns: ci" \
+            in refused.output
     finally:
         get_settings.cache_clear()

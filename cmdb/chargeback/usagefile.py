@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from enum import StrEnum
-from typing import Any
+from typing import IO, Any
 
 from cmdb.core.httpbody import loads
 
@@ -73,7 +74,17 @@ def parse_usage(fmt: UsageFormat, text: str) -> list[Any]:
 
 def _csv(text: str) -> list[Any]:
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    _check_header(reader.fieldnames or [])
+    rows: list[Any] = []
+    for row in reader:
+        if None in row:
+            rows.append({"__error__": "more cells than header columns"})
+            continue
+        rows.append({k: v for k, v in row.items() if v not in (None, "")})
+    return rows
+
+
+def _check_header(header: Any) -> None:
     unknown = [h for h in header if h not in FIELDS]
     missing = [f for f in FIELDS if f not in header]
     if unknown or missing:
@@ -83,10 +94,28 @@ def _csv(text: str) -> list[Any]:
         if unknown:
             parts.append("unknown columns: " + ", ".join(unknown))
         raise UsageFileError("CSV header: " + "; ".join(parts))
-    rows: list[Any] = []
+
+
+def iter_usage(fmt: UsageFormat, stream: IO[str]) -> Iterator[Any]:
+    """Records one by one from a file, without reading it whole (CSV and NDJSON; a JSON
+    document has to be read whole)."""
+    if fmt is UsageFormat.JSON:
+        yield from parse_usage(fmt, stream.read())
+        return
+    if fmt is UsageFormat.NDJSON:
+        for n, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield _loads_exact(line)
+            except ValueError as e:
+                raise UsageFileError(f"line {n}: malformed JSON: {e}") from None
+        return
+    reader = csv.DictReader(stream)
+    header = reader.fieldnames or []
+    _check_header(header)
     for row in reader:
         if None in row:
-            rows.append({"__error__": "more cells than header columns"})
-            continue
-        rows.append({k: v for k, v in row.items() if v not in (None, "")})
-    return rows
+            yield {"__error__": "more cells than header columns"}
+        else:
+            yield {k: v for k, v in row.items() if v not in (None, "")}
