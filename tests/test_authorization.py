@@ -226,6 +226,8 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Query.costPools": ("{ costPools { code } }", {}, FINANCE),
     "Query.chargePeriods": ("{ chargePeriods { id } }", {}, FINANCE),
     "Query.costReport": ("{ costReport(period: \"2026-10\") { total } }", {}, ALL),
+    "Query.costTrend": ("{ costTrend(from: \"2026-09\", to: \"2026-10\") { total } }", {},
+                        ALL),
     "Query.chargeLines": ("{ chargeLines(period: \"2026-10\") { hasNextPage } }", {}, ALL),
     "Query.chargeLine": ("query($id: ID!) { chargeLine(id: $id) { id } }", {"id": NOWHERE},
                          ALL),

@@ -118,6 +118,14 @@ async def test_closing_freezes_and_a_late_record_is_adjusted_next_month(gql, oct
     # The subscription runs on: all 30 days of November.
     [fee] = await all_lines(gql, "2026-11", kind="RECURRING_FEE")
     assert (fee["amount"], fee["quantity"]) == ("15.00", "30")
+    trend = (await gql.ok("""{ costTrend(from: "2026-10", to: "2026-12") {
+        period { id status } rows { key amount } } }"""))["costTrend"]
+    assert [(t["period"]["id"], t["period"]["status"]) for t in trend] == \
+        [("2026-10", "CLOSED"), ("2026-11", "OPEN")]
+    assert [next(r["amount"] for r in t["rows"] if r["key"] == "CC-1400") for t in trend] == \
+        ["469.56", "10.00"]
+    backwards = await gql("""{ costTrend(from: "2026-11", to: "2026-10") { total } }""")
+    assert "must not be before from" in backwards["errors"][0]["message"]
     # A closed period takes no new pool cost and no rate card reaching back into it.
     refused = await gql.ok("""mutation { setCostPoolAmount(code: "vdi-platform",
         period: "2026-10", amount: "1.00") { errors { code message } } }""")

@@ -61,6 +61,7 @@ DEFAULT_USAGE_BATCH = 5000
 # How far ahead of our clock a usage record may be (clock skew of metering sources).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_LINES_PAGE = 1000
+MAX_TREND_PERIODS = 24
 _REPORT_PROPS = {ReportDimension.COST_CENTRE: "costCentre", ReportDimension.USER: "user",
                  ReportDimension.SERVICE: "serviceId",
                  ReportDimension.CATALOGUE_ITEM: "itemId", ReportDimension.METER: "meter",
@@ -453,6 +454,22 @@ class ChargebackService:
         invoiced = sum((r.invoiced for r in out), Decimal(0))
         return Report(period=found, dimension=dimension, rows=out, total=total,
                       invoiced=invoiced, currency=found.currency)
+
+    async def trend(self, principal: Principal | None, first: str, last: str,
+                    dimension: ReportDimension) -> list[Report]:
+        """The same report for every period from ``first`` to ``last`` (at most 24)."""
+        check_period(first, "from")
+        check_period(last, "to")
+        if last < first:
+            raise DomainError.single("to", "must not be before from")
+        months, at = [], first
+        while at <= last:
+            months.append(at)
+            if len(months) > MAX_TREND_PERIODS:
+                raise DomainError.single("to", f"at most {MAX_TREND_PERIODS} periods")
+            at = next_period(at)
+        known = {p.id for p in await self.repo.periods()}
+        return [await self.report(principal, m, dimension) for m in months if m in known]
 
     async def lines(self, principal: Principal | None, period: str, filters: dict[str, Any],
                     first: int, after: str | None) -> tuple[list[ChargeLine], bool]:

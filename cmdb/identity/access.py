@@ -83,6 +83,7 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "costPools": FINANCE_READERS,
     "chargePeriods": FINANCE_READERS,
     "costReport": EVERYONE,
+    "costTrend": EVERYONE,
     "chargeLines": EVERYONE,
     "chargeLine": EVERYONE,
 }

@@ -4,7 +4,7 @@ service with the request's principal."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -74,6 +74,16 @@ class ChargebackQuery:
                           ) -> CostReport:
         report = await _svc(info).report(info.context.principal, period, ReportDimension(by))
         return CostReport.from_model(report)
+
+    @strawberry.field(description="The same report for each period from `from` to `to` "
+                      "(YYYY-MM, at most 24; periods never calculated are left out).")
+    async def cost_trend(self, info: strawberry.Info,
+                         from_: Annotated[str, strawberry.argument(name="from")], to: str,
+                         by: CostReportDimension = ReportDimension.COST_CENTRE,  # type: ignore[valid-type]
+                         ) -> list[CostReport]:
+        reports = await _svc(info).trend(info.context.principal, from_, to,
+                                         ReportDimension(by))
+        return [CostReport.from_model(r) for r in reports]
 
     @strawberry.field(description="Drill-down: the lines of a period, filtered, in order "
                       "(at most 1000 per page; pass endCursor as after).")
