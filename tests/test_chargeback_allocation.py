@@ -28,6 +28,7 @@ from cmdb.chargeback.engine import (
     Engine,
     ItemRow,
     SubscriptionRow,
+    UsageGroup,
 )
 from cmdb.chargeback.models import BillingMode, CostPool, Driver, Tier
 
@@ -286,3 +287,32 @@ def test_pools_allocate_exactly_and_unallocated_is_what_reaches_no_payer(world):
     assert [(r["id"], r["amountMinor"]) for r in again] == \
         [(r["id"], r["amountMinor"]) for r in rows]
 
+
+
+def test_unpriced_usage_is_one_warning_per_meter_and_month_and_no_line():
+    items = {f"v{i}": ItemRow(f"v{i}", f"vm{i}", "VirtualMachine", "CC-A") for i in range(3)}
+    at_ = datetime(2026, 10, 5, tzinfo=UTC)
+    usage = [UsageGroup(f"v{i}", "gpu-hours", "2026-10", None, 1_500_000, 2, at_, at_)
+             for i in range(3)]
+    world = CalculationInput(period="2026-10", currency="EUR", items=items, uses={},
+                             subscriptions=[], users={}, cost_centres={}, rate_cards={},
+                             meter_units={"gpu-hours": "GPU-hour"}, usage=usage, pools=[])
+    calc = Engine(world).run()
+    assert calc.rows == []
+    assert calc.warnings == ["usage of gpu-hours in 2026-10 (4.5 GPU-hour, 6 records on 3 CIs) "
+                             "has no rate card in force in EUR: not charged"]
+
+
+def test_a_payer_without_a_cost_centre_is_unallocated_not_invoiced():
+    items = {"bs": ItemRow("bs", "Orphan service", "BUSINESS_SERVICE", None),
+             "vm": ItemRow("vm", "vm1", "VirtualMachine", "CC-A", cpu=Decimal(2))}
+    pool = CostPool(id="p", code="p", name="P", driver=Driver.VCPU, ci_ids=["vm"],
+                    capacity=None, description=None, amounts={"2026-10": Decimal("10.00")},
+                    currency="EUR")
+    world = CalculationInput(period="2026-10", currency="EUR", items=items,
+                             uses={"vm": ["bs"]}, subscriptions=[], users={},
+                             cost_centres={}, rate_cards={}, meter_units={}, usage=[],
+                             pools=[pool])
+    [line] = Engine(world).run().rows
+    assert (line["kind"], line["amountMinor"], line["invoiced"]) == ("UNALLOCATED", 1000, False)
+    assert "Orphan service has no cost centre" in line["description"]

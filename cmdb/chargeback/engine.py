@@ -187,6 +187,9 @@ class Engine:
         if payer.startswith(NO_CONSUMER):
             kind = LineKind.UNALLOCATED
             description = f"{description}: no consumer of {self._name(payer[len(NO_CONSUMER):])}"
+        elif fields.get("costCentre") is None:  # a payer nobody can be invoiced for
+            kind = LineKind.UNALLOCATED
+            description = f"{description}: {self._name(payer)} has no cost centre"
         amount = (Decimal(cents) * CENT).quantize(CENT)
         row: dict[str, Any] = {
             "id": _line_id(self.d.period, source, key, payer),
@@ -258,19 +261,17 @@ class Engine:
     # --- usage -------------------------------------------------------------------------------
 
     def usage(self) -> None:
+        # Unpriced usage is summed per meter and month: one warning each, not one per CI.
+        unpriced: dict[tuple[str, str], list[int]] = {}
         for g in self.d.usage:
             unit = self.d.meter_units.get(g.meter, g.meter)
             quantity = Decimal(g.micros) / MICROS
             card = self.d.rate_cards.get(g.rate_card) if g.rate_card else None
-            if card is None:
-                self.warnings.append(f"usage of {g.meter} on {g.ci} in {g.month} "
-                                     f"({quantity} {unit}, {g.records} records) has no rate "
-                                     "card in force: not charged")
-                continue
-            if card.currency != self.d.currency:
-                self.warnings.append(f"rate card {g.meter} v{card.version} is in "
-                                     f"{card.currency}, the period in {self.d.currency}: usage "
-                                     "left out")
+            if card is None or card.currency != self.d.currency:
+                tally = unpriced.setdefault((g.meter, g.month), [0, 0, 0])
+                tally[0] += g.micros
+                tally[1] += g.records
+                tally[2] += 1
                 continue
             exact = rate(quantity, card.tiers)
             late = g.month < self.d.period
@@ -298,6 +299,12 @@ class Engine:
             self._spread(LineKind.ADJUSTMENT if late else LineKind.USAGE, exact,
                          f"usage:{g.ci}:{g.meter}:{g.month}:{card.id}", g.ci, description,
                          extra)
+        for (meter, month), (micros, records, cis) in sorted(unpriced.items()):
+            unit = self.d.meter_units.get(meter, meter)
+            self.warnings.append(
+                f"usage of {meter} in {month} ({Decimal(micros) / MICROS} {unit}, {records} "
+                f"records on {cis} CIs) has no rate card in force in {self.d.currency}: "
+                "not charged")
 
     # --- pools -------------------------------------------------------------------------------
 
