@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     # Chargeback: the one currency rates, pools, fees and lines are kept in (ISO 4217).
     chargeback_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    # Usage older than this is refused: it would open (and hold up the closing of) a period
+    # long gone.
+    chargeback_usage_max_age_days: int = Field(400, ge=1)
 
     # Bearer tokens (JWT). With no issuer set, development mode uses the built-in development
     # issuer (keys under <home>/dev-issuer); production mode refuses to start without one.

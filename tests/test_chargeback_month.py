@@ -189,11 +189,16 @@ async def test_bad_input_is_refused_and_nothing_is_written(gql, october):
          "source": "pure-lon-01"},
         {"recordId": "x5", "ciId": october["vol-payroll-data"], "meter": "storage-gb-month",
          "quantity": "1", "at": at(2, month=12).isoformat(), "source": "t"},
+        {"recordId": "x6", "ciId": october["vol-payroll-data"], "meter": "storage-gb-month",
+         "quantity": "1", "at": "2019-03-01T00:00:00Z", "source": "t"},
     ])
     out = bad["recordUsage"]
     assert (out["created"], out["duplicates"]) == (0, 1)
     reasons = {r["index"]: r["reason"] for r in out["rejected"]}
-    assert set(reasons) == {0, 1, 2, 3, 5} and "in the future" in reasons[5]
+    assert set(reasons) == {0, 1, 2, 3, 5, 6} and "in the future" in reasons[5]
+    assert "older than 400 days" in reasons[6]
+    periods = await gql.ok("{ chargePeriods { id } }")
+    assert "2019-03" not in {p["id"] for p in periods["chargePeriods"]}
     assert "no such meter" in reasons[0] and "no such CI" in reasons[1]
     assert "quantity" in reasons[2] and "other values" in reasons[3]
     for tiers, field in (([{"upTo": "10", "rate": "1"}], "input.tiers"),

@@ -247,10 +247,16 @@ class ChargebackService:
         index_of: dict[str, int] = {}
         dup_in_batch = 0
         latest = utcnow() + MAX_CLOCK_SKEW
+        earliest = utcnow() - timedelta(days=self.settings.chargeback_usage_max_age_days)
         for i, r in good:
             if r.at > latest:
                 rejected.append(UsageRejection(index=i, record_id=r.record_id,
                                                reason=f"at: {r.at.isoformat()} is in the future"))
+            elif r.at < earliest:
+                rejected.append(UsageRejection(
+                    index=i, record_id=r.record_id,
+                    reason=f"at: {r.at.isoformat()} is older than "
+                    f"{self.settings.chargeback_usage_max_age_days} days (too old to bill)"))
             elif r.meter not in meters:
                 rejected.append(UsageRejection(index=i, record_id=r.record_id,
                                                reason=f"meter: no such meter {r.meter!r}"))
