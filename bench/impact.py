@@ -23,6 +23,7 @@ from neo4j import GraphDatabase
 
 from bench.run import IDP, RESULTS, ROOT, _wait_http, machine, render, write_doc
 from cmdb.health import queries as hq
+from cmdb.health.repository import impacted_params
 
 QUERY = """query($ids: [ID!]!) { impact(ids: $ids, servicesOnly: true, affectedOnly: false) {
   rank state pathNames item { id name } } }"""
@@ -63,8 +64,8 @@ def main() -> None:
     IDP.start()
     # The same statement and parameters the API runs (this month's SLA history included).
     now = datetime.now(UTC)
-    raw_params = {"servicesOnly": True, "start": now.replace(day=1, hour=0, minute=0, second=0,
-                                                             microsecond=0), "end": now}
+    raw_params = impacted_params([], True, now.replace(day=1, hour=0, minute=0, second=0,
+                                                       microsecond=0), now)
     env = {**os.environ, "CMDB_NEO4J_URI": instance.uri, "CMDB_NEO4J_USER": "neo4j",
            "CMDB_NEO4J_PASSWORD": instance.password(), "CMDB_MODE": "production",
            "CMDB_LOG_LEVEL": "WARNING", **IDP.env()}
@@ -81,7 +82,7 @@ def main() -> None:
                           headers={"Authorization": IDP.authorization()}) as client:
             for warm in ids[:20]:  # warm both paths the same way
                 client.post(url, json={"query": QUERY, "variables": {"ids": [warm]}})
-                driver.execute_query(hq.IMPACTED, {"ids": [warm], **raw_params})
+                driver.execute_query(hq.IMPACTED, {**raw_params, "ids": [warm]})
             for ci in ids:
                 t = time.perf_counter()
                 r = client.post(url, json={"query": QUERY, "variables": {"ids": [ci]}})
@@ -90,7 +91,7 @@ def main() -> None:
                 assert "errors" not in body, body
                 reached.append(len(body["data"]["impact"]))
                 t = time.perf_counter()
-                driver.execute_query(hq.IMPACTED, {"ids": [ci], **raw_params},
+                driver.execute_query(hq.IMPACTED, {**raw_params, "ids": [ci]},
                                      routing_="r")
                 raw.append((time.perf_counter() - t) * 1000)
     finally:

@@ -16,7 +16,12 @@ from cmdb.core.models import CRITICALITY_RANK, DomainError, OperationalState
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.models import PRECEDENCE, Availability, StateChange
-from cmdb.health.repository import HealthRepository, propagate, set_own_states
+from cmdb.health.repository import (
+    HealthRepository,
+    impacted_params,
+    propagate,
+    set_own_states,
+)
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.relations.repository import item_from_row
 from cmdb.servicemodel.models import Service
@@ -176,8 +181,7 @@ class HealthService:
             raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
                                      "NOT_FOUND")
         await propagate(tx, found, "what-if", now)
-        return await tx.rows(q.IMPACTED, {"ids": ids, "servicesOnly": services_only,
-                                          "start": start, "end": end})
+        return await tx.rows(q.IMPACTED, impacted_params(ids, services_only, start, end))
 
     def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
         entries: list[tuple[tuple[Any, ...], Impact]] = []
