@@ -93,7 +93,7 @@ async def test_unexpected_errors_are_masked_and_domain_errors_are_not(gql, monke
     async def broken(self, *args, **kwargs):
         raise RuntimeError("secret detail of a bug")
 
-    monkeypatch.setattr(HealthService, "impact", broken)
+    monkeypatch.setattr(HealthService, "ranked_impact", broken)
     body = await gql('{ impact(ids: ["x"]) { rank } }')
     assert body["errors"][0]["message"].startswith("Internal error")
     assert "secret" not in str(body)
@@ -101,7 +101,7 @@ async def test_unexpected_errors_are_masked_and_domain_errors_are_not(gql, monke
     async def refused(self, *args, **kwargs):
         raise DomainError.single("ids", "give at least one item id")
 
-    monkeypatch.setattr(HealthService, "impact", refused)
+    monkeypatch.setattr(HealthService, "ranked_impact", refused)
     body = await gql('{ impact(ids: ["x"]) { rank } }')
     assert body["errors"][0]["message"] == "give at least one item id"
 
