@@ -83,3 +83,39 @@ async def test_a_repeated_document_is_validated_once(gql, monkeypatch):
     for _ in range(3):
         await gql.ok(query)
     assert calls == 1
+
+
+@pytest.mark.integration
+async def test_unexpected_errors_are_masked_and_domain_errors_are_not(gql, monkeypatch):
+    from cmdb.core.models import DomainError
+    from cmdb.health.service import HealthService
+
+    async def broken(self, *args, **kwargs):
+        raise RuntimeError("secret detail of a bug")
+
+    monkeypatch.setattr(HealthService, "ranked_impact", broken)
+    body = await gql('{ impact(ids: ["x"]) { rank } }')
+    assert body["errors"][0]["message"].startswith("Internal error")
+    assert "secret" not in str(body)
+
+    async def refused(self, *args, **kwargs):
+        raise DomainError.single("ids", "give at least one item id")
+
+    monkeypatch.setattr(HealthService, "ranked_impact", refused)
+    body = await gql('{ impact(ids: ["x"]) { rank } }')
+    assert body["errors"][0]["message"] == "give at least one item id"
+
+
+@pytest.mark.integration
+async def test_an_unhandled_error_is_a_json_500_with_the_request_id(client, monkeypatch):
+    from cmdb.alarms.service import AlarmService
+
+    async def broken(self, *args, **kwargs):
+        raise RuntimeError("secret detail of a bug")
+
+    monkeypatch.setattr(AlarmService, "raise_batch", broken)
+    r = await client.post("/api/alarms", json={"alarms": []}, headers={"x-request-id": "r-1"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error", "request_id": "r-1"}
+    assert r.headers["x-request-id"] == "r-1"
+    assert "secret" not in r.text

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Hashable, Iterator
+from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
+from typing import NamedTuple
 
 from cmdb.core.models import OperationalState
 
@@ -13,6 +15,7 @@ _WEEKLY = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Daily) (\d\d):(\d\d)-(\d\d)
 _MONTHLY = re.compile(r"^Monthly (\d{1,2})(?:-(\d{1,2}))?$")
 
 Interval = tuple[datetime, datetime]
+_DAY = timedelta(days=1)
 
 
 def window_intervals(spec: str, start: datetime, end: datetime) -> list[Interval]:
@@ -21,48 +24,82 @@ def window_intervals(spec: str, start: datetime, end: datetime) -> list[Interval
     Weekly "Sun 02:00-04:00" and "Daily 23:00-01:00" (crossing midnight allowed), or
     monthly "Monthly 25" / "Monthly 25-28" (whole days). Times are UTC.
     """
+    # Equal instants in other zones give other day boundaries: the zones are in the key
+    # (a zone that cannot be a key, such as dateutil's, is worked out each time).
+    zones = (start.tzinfo, end.tzinfo)
+    if all(isinstance(z, Hashable) for z in zones):
+        return list(_clipped(spec, start, end, *zones))
+    return list(_clip(spec, start, end))
+
+
+# The same windows over the same month are asked for by every impact answer that reaches
+# a service (SLA minutes left): worked out once per spec and period.
+@lru_cache(maxsize=2048)
+def _clipped(spec: str, start: datetime, end: datetime, *_zones: tzinfo | None
+             ) -> tuple[Interval, ...]:
+    return _clip(spec, start, end)
+
+
+def _clip(spec: str, start: datetime, end: datetime) -> tuple[Interval, ...]:
     out: list[Interval] = []
     for a, b in _occurrences(spec, start, end):
         lo, hi = max(a, start), min(b, end)
         if lo < hi:
             out.append((lo, hi))
-    return out
+    return tuple(out)
 
 
-def _occurrences(spec: str, start: datetime, end: datetime) -> Iterator[Interval]:
-    day0 = start.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+class _Spec(NamedTuple):
+    """A parsed window: weekly (weekday, None for daily; offsets from midnight) or monthly
+    (first and last day of the month)."""
+
+    weekly: bool
+    weekday: int | None = None
+    opens: timedelta = timedelta(0)
+    closes: timedelta = timedelta(0)
+    first: int = 0
+    last: int = 0
+
+
+@lru_cache(maxsize=512)
+def _parse(spec: str) -> _Spec:
     m = _WEEKLY.match(spec)
     if m:
         day, h1, m1, h2, m2 = m.groups()
-        d = day0
-        while d < end:
-            if day == "Daily" or d.weekday() == _DAYS[day]:
-                a = d + timedelta(hours=int(h1), minutes=int(m1))
-                b = d + timedelta(hours=int(h2), minutes=int(m2))
-                if b <= a:
-                    b += timedelta(days=1)
-                yield a, b
-            d += timedelta(days=1)
-        return
+        a = timedelta(hours=int(h1), minutes=int(m1))
+        b = timedelta(hours=int(h2), minutes=int(m2))
+        if b <= a:
+            b += _DAY
+        return _Spec(True, None if day == "Daily" else _DAYS[day], a, b)
     m = _MONTHLY.match(spec)
     if m:
-        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-        d = day0
-        while d < end:
-            if first <= d.day <= last:
-                yield d, d + timedelta(days=1)
-            d += timedelta(days=1)
-        return
+        return _Spec(False, first=int(m.group(1)), last=int(m.group(2) or m.group(1)))
     raise ValueError(f"unrecognised period {spec!r}")
 
 
+def _occurrences(spec: str, start: datetime, end: datetime) -> Iterator[Interval]:
+    p = _parse(spec)
+    d = start.replace(hour=0, minute=0, second=0, microsecond=0) - _DAY
+    while d < end:
+        if p.weekly:
+            if p.weekday is None or d.weekday() == p.weekday:
+                yield d + p.opens, d + p.closes
+        elif p.first <= d.day <= p.last:
+            yield d, d + _DAY
+        d += _DAY
+
+
 def is_valid_period(spec: str) -> bool:
-    return bool(_WEEKLY.match(spec) or _MONTHLY.match(spec))
+    try:
+        _parse(spec)
+    except ValueError:
+        return False
+    return True
 
 
 def within(specs: list[str], at: datetime) -> bool:
     probe_end = at + timedelta(microseconds=1)
-    return any(window_intervals(s, at, probe_end) for s in specs)
+    return any(a <= at < b for s in specs for a, b in _occurrences(s, at, probe_end))
 
 
 def merge(intervals: list[Interval]) -> list[Interval]:

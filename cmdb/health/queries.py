@@ -169,14 +169,16 @@ WITH n, head(collect(p)) AS p
 WHERE NOT $servicesOnly OR n:Service
 // A service's state changes this month ride along: the SLA minutes left need them, and a
 // second round trip for them cost as much as the whole traversal.
+// $start and $end come as ISO strings: packing driver DateTimes costs the client more
+// than parsing them here (once per statement: a runtime constant of the index seek).
 CALL (n) {
-  OPTIONAL MATCH (sc:StateChange {itemId: n.id}) WHERE n:Service AND sc.at < $start
+  OPTIONAL MATCH (sc:StateChange {itemId: n.id}) WHERE n:Service AND sc.at < datetime($start)
   WITH sc ORDER BY sc.at DESC LIMIT 1
   RETURN collect(sc {.state, at: toString(sc.at)}) AS opening
 }
 CALL (n) {
   OPTIONAL MATCH (sc:StateChange {itemId: n.id})
-  WHERE n:Service AND $start <= sc.at < $end
+  WHERE n:Service AND datetime($start) <= sc.at < datetime($end)
   WITH sc ORDER BY sc.at
   // Times as strings: hydrating driver DateTimes was most of the statement's client cost.
   RETURN collect(sc {.state, at: toString(sc.at)}) AS inside

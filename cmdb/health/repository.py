@@ -18,6 +18,13 @@ log = logging.getLogger("cmdb.health")
 MAX_CLOSURE = 200_000
 
 
+def impacted_params(ids: list[str], services_only: bool, start: datetime,
+                    end: datetime) -> dict[str, Any]:
+    """Parameters of ``IMPACTED``; times as ISO strings (see the statement)."""
+    return {"ids": ids, "servicesOnly": services_only, "start": start.isoformat(),
+            "end": end.isoformat()}
+
+
 async def upward_closure(tx: CountingTx, ids: list[str]) -> list[str]:
     """The items and everything that consumes them, transitively (cycles visited once)."""
     seen = dict.fromkeys(ids)
@@ -91,8 +98,7 @@ class HealthRepository:
                        end: datetime) -> list[dict[str, Any]]:
         """What ``ids`` hold up, each service with its state changes in [start, end) and
         the last one before (``history``)."""
-        return await self.db.read(q.IMPACTED, {"ids": ids, "servicesOnly": services_only,
-                                               "start": start, "end": end})
+        return await self.db.read(q.IMPACTED, impacted_params(ids, services_only, start, end))
 
     async def model(self, item_id: str) -> list[dict[str, Any]]:
         return await self.db.read(q.MODEL, {"id": item_id})

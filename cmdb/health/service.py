@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,15 +12,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from cmdb.core.clock import utcnow
-from cmdb.core.mapping import as_datetime
-from cmdb.core.models import CRITICALITY_RANK, DomainError, OperationalState
+from cmdb.core.cypher import ATTRIBUTE_PREFIX
+from cmdb.core.mapping import as_datetime, native
+from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, OperationalState
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.models import PRECEDENCE, Availability, StateChange
-from cmdb.health.repository import HealthRepository, propagate, set_own_states
+from cmdb.health.repository import (
+    HealthRepository,
+    impacted_params,
+    propagate,
+    set_own_states,
+)
 from cmdb.inventory.models import ConfigurationItem
 from cmdb.relations.repository import item_from_row
 from cmdb.servicemodel.models import Service
+from cmdb.servicemodel.repository import decimal_or_none
 from cmdb.settings import Settings
 
 CRITICAL_PERIODS_ATTRIBUTE = "criticalPeriods"
@@ -38,6 +46,32 @@ class Impact(BaseModel):
     minutes_to_sla_breach: float | None = None
     rank: int = 0
     reasons: list[str] = []
+
+
+@dataclass(slots=True)
+class RankedImpact:
+    """One affected item ranked, its item still the row the impact statement projected:
+    GraphQL builds its view from it straight away; ``to_model`` gives the ``Impact``."""
+
+    item: dict[str, Any]
+    state: OperationalState
+    path: list[str]
+    path_names: list[str]
+    in_critical_period: bool
+    minutes_to_sla_breach: float | None
+    reasons: list[str]
+    rank: int = 0
+
+    @property
+    def item_id(self) -> str:
+        item_id: str = self.item["id"]
+        return item_id
+
+    def to_model(self) -> Impact:
+        return Impact(item=item_from_row(self.item), state=self.state, path=self.path,
+                      path_names=self.path_names, in_critical_period=self.in_critical_period,
+                      minutes_to_sla_breach=self.minutes_to_sla_breach, rank=self.rank,
+                      reasons=self.reasons)
 
 
 class ModelEntry(BaseModel):
@@ -151,6 +185,14 @@ class HealthService:
     ) -> list[Impact]:
         """What the given items hold up, ranked. With ``assume_down`` the items are treated
         as down in a transaction that is rolled back (nothing stored changes)."""
+        ranked = await self.ranked_impact(ids, services_only, assume_down, at)
+        return [r.to_model() for r in ranked]
+
+    async def ranked_impact(
+        self, ids: list[str], services_only: bool = True, assume_down: bool = False,
+        at: datetime | None = None,
+    ) -> list[RankedImpact]:
+        """``impact`` with each item left as its row (no model per entry)."""
         if not ids:
             raise DomainError.single("ids", "give at least one item id")
         at = at or utcnow()
@@ -176,58 +218,64 @@ class HealthService:
             raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
                                      "NOT_FOUND")
         await propagate(tx, found, "what-if", now)
-        return await tx.rows(q.IMPACTED, {"ids": ids, "servicesOnly": services_only,
-                                          "start": start, "end": end})
+        return await tx.rows(q.IMPACTED, impacted_params(ids, services_only, start, end))
 
-    def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[Impact]:
-        entries: list[tuple[tuple[Any, ...], Impact]] = []
+    def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[RankedImpact]:
+        """Rank on the rows as read: the fields ranking needs are read from the projected
+        item directly (building a model per entry cost more than the ranking itself)."""
+        entries: list[tuple[tuple[Any, ...], RankedImpact]] = []
         for r in rows:
-            item = item_from_row(r["item"])
+            item = r["item"]
             state = OperationalState(r["state"] or "UNKNOWN")
             critical = False
             to_breach: float | None = None
             reasons = [f"{state.value.lower()} via {' -> '.join(r['pathNames'])}"]
             revenue = Decimal(0)
             users = 0
-            if isinstance(item, Service):
-                specs = item.attributes.get(CRITICAL_PERIODS_ATTRIBUTE) or []
+            if item["kind"] == "SERVICE":
+                specs = native(item.get(ATTRIBUTE_PREFIX + CRITICAL_PERIODS_ATTRIBUTE)) or []
                 specs = [specs] if isinstance(specs, str) else list(specs)
                 critical = any(periods.is_valid_period(s) for s in specs) and periods.within(
                     [s for s in specs if periods.is_valid_period(s)], at)
                 if critical:
                     reasons.append("in a business-critical period now")
                 history = [{**c, "at": as_datetime(c["at"])} for c in r["history"]]
-                to_breach = self._minutes_to_breach(item, at, history)
+                to_breach = self._minutes_to_breach(
+                    decimal_or_none(item.get("slaAvailabilityTarget")),
+                    item.get("slaMaintenanceWindows") or [], at, history)
                 if to_breach is not None:
                     reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
-                revenue = item.business_value.revenue_per_hour or Decimal(0)
-                users = item.business_value.users or 0
+                revenue = decimal_or_none(item.get("revenuePerHour")) or Decimal(0)
+                users = item.get("users") or 0
                 if revenue:
                     reasons.append(f"{revenue} revenue per hour")
                 if users:
                     reasons.append(f"{users} users")
             key = (
-                -PRECEDENCE[state], not critical, CRITICALITY_RANK[item.criticality],
+                -PRECEDENCE[state], not critical,
+                CRITICALITY_RANK[Criticality(item["criticality"])],
                 to_breach if to_breach is not None else float("inf"), -revenue, -users,
-                item.name.lower(),
+                item["name"].lower(),
             )
-            entries.append((key, Impact(
-                item=item, state=state, path=r["path"],
-                path_names=r["pathNames"], in_critical_period=critical,
-                minutes_to_sla_breach=to_breach, reasons=reasons,
+            entries.append((key, RankedImpact(
+                item=item, state=state, path=r["path"], path_names=r["pathNames"],
+                in_critical_period=critical, minutes_to_sla_breach=to_breach,
+                reasons=reasons,
             )))
         entries.sort(key=lambda e: e[0])
-        return [e.model_copy(update={"rank": i + 1}) for i, (_, e) in enumerate(entries)]
+        for i, (_, e) in enumerate(entries):
+            e.rank = i + 1
+        return [e for _, e in entries]
 
     @staticmethod
     def _minutes_to_breach(
-        service: Service, at: datetime, changes: list[dict[str, Any]]
+        target: Decimal | None, maintenance_windows: list[str], at: datetime,
+        changes: list[dict[str, Any]],
     ) -> float | None:
-        target = service.sla.availability_target
         if target is None:
             return None
         start, end = month_of(at)
-        windows = [iv for w in service.sla.maintenance_windows
+        windows = [iv for w in maintenance_windows
                    for iv in periods.window_intervals(w, start, end)]
         period = (end - start).total_seconds() / 60 - periods.overlap_minutes((start, end),
                                                                                windows)

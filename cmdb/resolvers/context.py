@@ -241,6 +241,7 @@ class Context(BaseContext):
         self.services = services
         self.request_id = request_id
         self._principal: Principal | None = None
+        self._loaders: Loaders | None = None
         self.principal = principal  # None: anonymous
 
     @property
@@ -252,4 +253,11 @@ class Context(BaseContext):
         # Websockets learn their principal after the context is made (connection_init).
         self._principal = value
         self.visible = visibility(value)
-        self.loaders = Loaders(self.services, self.visible)
+        self._loaders = None
+
+    @property
+    def loaders(self) -> Loaders:
+        """The request's loaders, made on first use (many operations need none)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.services, self.visible)
+        return self._loaders

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -10,8 +11,8 @@ import strawberry
 
 from cmdb.core.models import DomainError, OperationalState
 from cmdb.health.models import PRECEDENCE
-from cmdb.health.service import Impact as ImpactModel
 from cmdb.health.service import ModelEntry as ModelEntryModel
+from cmdb.health.service import RankedImpact
 from cmdb.schema.health import (
     Availability,
     ImpactEntry,
@@ -36,7 +37,11 @@ async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped
     return found
 
 
-E = TypeVar("E", ImpactModel, ModelEntryModel)
+E = TypeVar("E", RankedImpact, ModelEntryModel)
+
+
+def _item_id(e: RankedImpact | ModelEntryModel) -> str:
+    return e.item_id if isinstance(e, RankedImpact) else e.item.id
 
 
 async def _narrow(info: strawberry.Info, entries: list[E]) -> list[E]:
@@ -44,15 +49,16 @@ async def _narrow(info: strawberry.Info, entries: list[E]) -> list[E]:
     visible = info.context.visible
     if visible.everything or not entries:
         return entries
-    ids = sorted({e.item.id for e in entries} | {p for e in entries for p in e.path})
+    ids = sorted({_item_id(e) for e in entries} | {p for e in entries for p in e.path})
     seen = await info.context.services.inventory.repo.visible_ids(ids, visible)
     out: list[E] = []
     for e in entries:
-        if e.item.id not in seen:
+        if _item_id(e) not in seen:
             continue
         steps = [(p, n) for p, n in zip(e.path, e.path_names, strict=False) if p in seen]
-        out.append(e.model_copy(update={"path": [p for p, _ in steps],
-                                        "path_names": [n for _, n in steps]}))
+        path, names = [p for p, _ in steps], [n for _, n in steps]
+        out.append(replace(e, path=path, path_names=names) if isinstance(e, RankedImpact)
+                   else e.model_copy(update={"path": path, "path_names": names}))
     return out
 
 
@@ -65,11 +71,11 @@ class HealthQuery:
         self, info: strawberry.Info, ids: list[strawberry.ID], services_only: bool = True,
         assume_down: bool = False, at: datetime | None = None, affected_only: bool = True,
     ) -> list[ImpactEntry]:
-        entries = await info.context.services.health.impact(
+        entries = await info.context.services.health.ranked_impact(
             [str(i) for i in ids], services_only, assume_down, at)
         if affected_only:
             entries = [e for e in entries if e.state is not OperationalState.UP]
-        return [ImpactEntry.from_model(e) for e in await _narrow(info, entries)]
+        return [ImpactEntry.from_ranked(e) for e in await _narrow(info, entries)]
 
     @strawberry.field(description="Top-down: an item's model with states and root-cause "
                       "candidates.")

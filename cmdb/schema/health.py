@@ -12,6 +12,8 @@ from cmdb.health.models import Availability as AvailabilityModel
 from cmdb.health.models import StateChange as StateChangeModel
 from cmdb.health.service import Impact as ImpactModel
 from cmdb.health.service import ModelEntry as ModelEntryModel
+from cmdb.health.service import RankedImpact
+from cmdb.relations.repository import item_from_row
 from cmdb.schema.enums import OperationalState
 from cmdb.schema.types import Item, UserError, item_view
 
@@ -70,6 +72,13 @@ class ImpactEntry:
                    path=[strawberry.ID(p) for p in m.path], path_names=m.path_names,
                    in_critical_period=m.in_critical_period,
                    minutes_to_sla_breach=m.minutes_to_sla_breach, reasons=m.reasons)
+
+    @classmethod
+    def from_ranked(cls, r: RankedImpact) -> ImpactEntry:
+        return cls(rank=r.rank, item=item_view(item_from_row(r.item)), state=r.state,
+                   path=[strawberry.ID(p) for p in r.path], path_names=r.path_names,
+                   in_critical_period=r.in_critical_period,
+                   minutes_to_sla_breach=r.minutes_to_sla_breach, reasons=r.reasons)
 
 
 @strawberry.type

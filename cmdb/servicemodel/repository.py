@@ -10,7 +10,7 @@ from cmdb.servicemodel import queries as q
 from cmdb.servicemodel.models import SERVICE_LABELS, SLA, BusinessValue, Service, ServiceKind
 
 
-def _decimal(v: Any) -> Decimal | None:
+def decimal_or_none(v: Any) -> Decimal | None:
     return Decimal(v) if v is not None else None
 
 
@@ -19,13 +19,13 @@ def service_from_row(row: dict[str, Any]) -> Service:
         **item_fields(row),
         kind=row["serviceKind"],
         sla=SLA(
-            availability_target=_decimal(row.get("slaAvailabilityTarget")),
+            availability_target=decimal_or_none(row.get("slaAvailabilityTarget")),
             response_target_minutes=row.get("slaResponseTargetMinutes"),
             restore_target_minutes=row.get("slaRestoreTargetMinutes"),
             maintenance_windows=row.get("slaMaintenanceWindows") or [],
         ),
         business_value=BusinessValue(
-            revenue_per_hour=_decimal(row.get("revenuePerHour")),
+            revenue_per_hour=decimal_or_none(row.get("revenuePerHour")),
             users=row.get("users"),
         ),
     )
