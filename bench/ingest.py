@@ -1,6 +1,6 @@
 """Discovery ingest: reconciliation and history on, against a plain ``UNWIND … MERGE``.
 
-    python -m bench.ingest [--count 100000] [--batch 5000] [--instance bench]
+    python -m bench.ingest [--count 100000] [--batch 5000] [--instance bench|test-N]
 
 Generates ``count`` discovered CIs (one server per ten, the rest VMs, each with identifiers
 and five attributes) and one ``RUNS_ON`` per VM to its server, then on an emptied graph:
@@ -222,5 +222,6 @@ if __name__ == "__main__":
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=5000)
-    p.add_argument("--instance", choices=("dev", "test", "bench"), default="bench")
+    p.add_argument("--instance", default="bench",
+                   choices=("dev", "test", "bench", *(f"test-{i}" for i in range(1, 10))))
     sys.exit(asyncio.run(main(p.parse_args())))
