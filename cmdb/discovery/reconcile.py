@@ -30,7 +30,8 @@ RETIRED = "RETIRED"
 _NOT_CARRIED = {"id", "createdAt", "updatedAt", "ciClass", "lifecycleStatus", "retiredAt",
                 "retiredReason", "provenance", "seenBy", "lastSeenAt", "staleSince", "source",
                 "healthState", "healthChangedAt", "operationalState", "mergedInto", "name",
-                "nameLower", "criticality", "criticalityRank", "fqdn"}
+                "nameLower", "criticality", "criticalityRank", "fqdn", "createdSeq",
+                "createdChanges"}
 
 
 class Rejected(Exception):

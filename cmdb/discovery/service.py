@@ -113,11 +113,18 @@ class _History:
 
     source: str
     records: list[Row] = field(default_factory=list)
+    seq: int = 0
+
+    def next_seq(self) -> int:
+        """A place in this transaction's order for a record kept elsewhere: a creation,
+        carried by the CI or relationship created (see ``queries.HISTORY``)."""
+        self.seq += 1
+        return self.seq - 1
 
     def add(self, item_id: str, kind: HistoryKind, changes: Mapping[str, Any] | None = None,
             **extra: Any) -> None:
         rec: Row = {"itemId": item_id, "kind": kind.value, "source": self.source,
-                    "seq": len(self.records)}
+                    "seq": self.next_seq()}
         if changes:
             rec["changes"] = dump_json(changes)
         for k, v in extra.items():
@@ -378,12 +385,14 @@ class DiscoveryService:
                 ci_id = str(uuid.uuid4())
                 claimed_ids[ci_id] = c.index
                 props = new_item_props(source, c, now_iso)
+                # The creation record travels on the CI itself (queries.HISTORY).
+                props["createdSeq"] = history.next_seq()
+                props["createdChanges"] = dump_json(
+                    {k: [None, v] for k, v in c.values.items()}
+                    | {"name": [None, props["name"]]})
                 rule = next(p for p in _rules(c) if p in c.unique)
                 creates[(class_labels(c.item.ci_class), rule)].append(
                     {"id": ci_id, "mergeValue": c.unique[rule], "props": props})
-                history.add(ci_id, HistoryKind.CREATED,
-                            {k: [None, v] for k, v in c.values.items()}
-                            | {"name": [None, props["name"]]})
                 out.created += 1
                 out.fresh[ci_id] = c.cls
             else:
@@ -547,12 +556,11 @@ class DiscoveryService:
         for i, rt, props, s, t in accepted:
             row = {"s": s, "t": t, "props": props}
             if i not in live:
-                creates[rt].append(row)
+                # The creation record travels on the relationship (queries.HISTORY).
+                creates[rt].append({**row, "seq": history.next_seq(), "changes": dump_json(
+                    {_rel_key(k): [None, v] for k, v in props.items()}) if props else None})
                 if s in fresh:
                     out.fresh_relations.add((s, rt.value, t))
-                history.add(s, HistoryKind.RELATION_CREATED,
-                            {_rel_key(k): [None, v] for k, v in props.items()},
-                            relationType=rt.value, otherId=t)
                 out.r_created += 1
             elif i in changed:
                 have = changed[i]
