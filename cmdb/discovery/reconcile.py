@@ -48,10 +48,12 @@ class Candidate:
     item: DiscoveredItem
     values: dict[str, Any]
     unique: dict[str, str]
+    cls: str = ""  # the class's value (as stored in ``ciClass``)
+    rules: tuple[str, ...] = ()  # the class's identification rules, in order
 
-    @property
-    def cls(self) -> str:
-        return self.item.ci_class.value
+    def __post_init__(self) -> None:
+        self.cls = self.item.ci_class.value
+        self.rules = IDENTIFICATION_RULES[self.item.ci_class]
 
 
 def candidate(index: int, item: DiscoveredItem) -> Candidate:
@@ -95,8 +97,7 @@ def identify(c: Candidate, found: Mapping[tuple[str, str], Row]) -> Identified:
     identifies it. Other CIs matched by the record's other identifiers are duplicates when
     nothing contradicts (same class, live, no different value of any identifier the record
     gives); otherwise the record is rejected with both CIs named, not guessed."""
-    rules = IDENTIFICATION_RULES[c.item.ci_class]
-    matches = [(p, found[(p, c.unique[p])]) for p in rules
+    matches = [(p, found[(p, c.unique[p])]) for p in c.rules
                if p in c.unique and (p, c.unique[p]) in found]
     if not matches:
         return Identified(None, None)
@@ -223,6 +224,14 @@ def apply(
         props["staleSince"] = None
         changes["staleSince"] = [stored["staleSince"], None]
     return Applied(props, changes, suppressed)
+
+
+def unchanged(stored: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether ``apply`` would change nothing but confirmation times: every value equal to
+    the stored one and the CI not stale."""
+    if stored.get("staleSince") is not None:
+        return False
+    return all(_same(stored.get(attribute_property(k)), v) for k, v in values.items())
 
 
 def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +32,6 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery import queries as q
 from cmdb.discovery.models import (
     DEFAULT_BATCH_SIZE,
-    IDENTIFICATION_RULES,
     AsOfRelation,
     AttributeChange,
     CIAsOf,
@@ -60,12 +59,13 @@ from cmdb.discovery.reconcile import (
     identify,
     load_json,
     new_item_props,
+    unchanged,
 )
 from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.health.models import rule_property_errors
 from cmdb.health.repository import propagate, recompute, upward_closure
 from cmdb.identity.principal import Permission, Principal, require_permission
-from cmdb.inventory.models import CIClass, class_labels
+from cmdb.inventory.models import class_labels
 from cmdb.relations.models import RelationType, rule_violation
 from cmdb.settings import Settings
 
@@ -281,9 +281,9 @@ class DiscoveryService:
         result.rejected.extend(rejected)
         if not cands and not rels:
             return
-        known = dict(result.ids)
-        fresh = result.fresh
-        classes = result.classes
+        # Earlier batches' outcomes (only updated once this batch has committed) under this
+        # batch's own: views, not copies (an import's maps grow to every CI it names).
+        known, fresh, classes = result.ids, result.fresh, result.classes
 
         async def work(tx: CountingTx) -> _Outcome:
             now = utcnow()
@@ -293,9 +293,9 @@ class DiscoveryService:
                 await self._write_items(tx, source, sources, cands, merge_duplicates, now,
                                         out, history)
             if rels:
-                await self._write_relations(tx, source, rels, {**known, **out.ids},
-                                            {**fresh, **out.fresh},
-                                            {**classes, **out.classes}, now, out, history)
+                await self._write_relations(tx, source, rels, ChainMap(out.ids, known),
+                                            ChainMap(out.fresh, fresh),
+                                            ChainMap(out.classes, classes), now, out, history)
             await self.repo.write_history(tx, history.records, now)
             return out
 
@@ -390,7 +390,7 @@ class DiscoveryService:
                 props["createdChanges"] = dump_json(
                     {k: [None, v] for k, v in c.values.items()}
                     | {"name": [None, props["name"]]})
-                rule = next(p for p in _rules(c) if p in c.unique)
+                rule = next(p for p in c.rules if p in c.unique)
                 creates[(class_labels(c.item.ci_class), rule)].append(
                     {"id": ci_id, "mergeValue": c.unique[rule], "props": props})
                 out.created += 1
@@ -420,6 +420,13 @@ class DiscoveryService:
                                                      "RETIRED"]},
                                 otherId=ci_id, detail=detail)
                     out.merged += 1
+                if not ident.duplicates and unchanged(stored, c.values) and \
+                        self._recently_seen(stored, source.name, now):
+                    out.unchanged += 1  # re-sent within the sighting resolution: a read
+                    out.classes[ci_id] = c.cls
+                    if c.item.key:
+                        out.ids[c.item.key] = ci_id
+                    continue
                 applied = apply(source, sources, stored, c.values, now_iso)
                 props = filled_props | applied.props
                 out.suppressed += applied.suppressed
@@ -464,7 +471,7 @@ class DiscoveryService:
         first: dict[str, set[str]] = defaultdict(set)
         lead: list[tuple[str, str] | None] = []
         for c in cands:
-            p0 = next((p for p in _rules(c) if p in c.unique), None)
+            p0 = next((p for p in c.rules if p in c.unique), None)
             lead.append((p0, c.unique[p0]) if p0 else None)
             if p0:
                 first[p0].add(c.unique[p0])
@@ -760,10 +767,6 @@ class DiscoveryService:
 def _rel_key(prop: str) -> str:
     """A relationship's property as clients name it (stored with the attribute prefix)."""
     return prop.removeprefix("attr_")
-
-
-def _rules(c: Candidate) -> tuple[str, ...]:
-    return IDENTIFICATION_RULES[CIClass(c.cls)]
 
 
 def _unique_of(end: EndpointRef) -> dict[str, str]:
