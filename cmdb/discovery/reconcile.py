@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError
@@ -261,8 +262,16 @@ def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[st
     return filled
 
 
+@lru_cache(maxsize=8)
+def _stamps(source: str, now: str) -> tuple[str, str]:
+    """A new CI's sightings (JSON) and one provenance entry (JSON), the same for every CI a
+    batch creates."""
+    return dump_json({source: now}), json.dumps([source, now, now], separators=(",", ":"))
+
+
 def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
     props: dict[str, Any] = {attribute_property(k): v for k, v in c.values.items()}
+    seen, entry = _stamps(source.name, now)
     ids = c.item.identifiers
     props.setdefault("name", ids.host_name or ids.cloud_instance_id or ids.serial_number
                      or ids.mac_address)
@@ -274,7 +283,9 @@ def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
         "ciClass": c.cls, "lifecycleStatus": "IN_SERVICE", "operationalState": "UNKNOWN",
         "healthState": "UNKNOWN", "criticality": Criticality.MEDIUM.value,
         "criticalityRank": CRITICALITY_RANK[Criticality.MEDIUM], "source": source.name,
-        "provenance": dump_json({k: [source.name, now, now] for k in (*c.values, "name")}),
-        "seenBy": dump_json({source.name: now}),
+        # = dump_json({k: [source.name, now, now] for k in keys}), built from one entry
+        "provenance": "{" + ",".join(f"{json.dumps(k)}:{entry}"
+                                     for k in sorted({*c.values, "name"})) + "}",
+        "seenBy": seen,
     })
     return props

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections import ChainMap, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery import queries as q
 from cmdb.discovery.models import (
     DEFAULT_BATCH_SIZE,
+    KEY_PATTERN,
     AsOfRelation,
     AttributeChange,
     CIAsOf,
@@ -793,8 +795,39 @@ def _resolve(end: EndpointRef, keys: Mapping[str, str], found: Mapping[tuple[str
     raise Rejected(RejectCode.NOT_FOUND, "no CI has these identifiers", f"{name}.identifiers")
 
 
+_KEY = re.compile(KEY_PATTERN.removeprefix("^").removesuffix("$"))
+_RELATION_FIELDS = frozenset(("source", "target", "type", "properties"))
+_RELATION_TYPES = {t.value: t for t in RelationType}
+
+
+def quick_relation(raw: Any) -> DiscoveredRelation | None:
+    """The usual record, both ends by key (``{"source": {"key": ...}, "target": {"key":
+    ...}, "type": ..., "properties"?: {...}}``), checked as ``DiscoveredRelation`` would
+    check it, without its general validator (a third of a large import's client time);
+    None for anything else, which is then validated in full."""
+    if type(raw) is not dict or not raw.keys() <= _RELATION_FIELDS:
+        return None
+    rel_type = raw.get("type")
+    props = raw.get("properties", {})
+    if type(rel_type) is not str or rel_type not in _RELATION_TYPES or type(props) is not dict \
+            or not all(type(k) is str for k in props):
+        return None
+    ends = []
+    for side in ("source", "target"):
+        end = raw.get(side)
+        if type(end) is not dict or len(end) != 1:
+            return None
+        key = end.get("key")
+        if type(key) is not str or not _KEY.fullmatch(key):
+            return None
+        ends.append(EndpointRef.model_construct(key=key))
+    return DiscoveredRelation.model_construct(source=ends[0], target=ends[1],
+                                              type=_RELATION_TYPES[rel_type],
+                                              properties=dict(props))
+
+
 def _prepare_relation(raw: Any) -> tuple[DiscoveredRelation, dict[str, Any]]:
-    r = _validated(DiscoveredRelation, raw)
+    r = quick_relation(raw) or _validated(DiscoveredRelation, raw)
     errors = rule_property_errors(r.properties)
     if errors:
         k, m = next(iter(errors.items()))
