@@ -232,7 +232,16 @@ def unchanged(stored: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
     the stored one and the CI not stale."""
     if stored.get("staleSince") is not None:
         return False
-    return all(_same(stored.get(attribute_property(k)), v) for k, v in values.items())
+    for key, value in values.items():  # = all(_same(...)), without a generator
+        current = stored.get(attribute_property(key))
+        if type(current) is not type(value):
+            return False
+        if type(value) is list:
+            if not _same(current, value):
+                return False
+        elif current != value:
+            return False
+    return True
 
 
 def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[str, list[Any]]:

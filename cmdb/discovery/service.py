@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections import ChainMap, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -181,6 +181,10 @@ def _prepare(items: list[tuple[int, Any]], relations: list[tuple[int, Any]]) -> 
     return cands, rels, rejected
 
 
+def _joined(earlier: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+    return {**earlier, **own} if own else earlier
+
+
 def _chunks(rows: Iterable[T], size: int, start: int = 0) -> Iterator[list[tuple[int, T]]]:
     chunk: list[tuple[int, T]] = []
     for item in enumerate(rows, start=start):
@@ -283,8 +287,9 @@ class DiscoveryService:
         result.rejected.extend(rejected)
         if not cands and not rels:
             return
-        # Earlier batches' outcomes (only updated once this batch has committed) under this
-        # batch's own: views, not copies (an import's maps grow to every CI it names).
+        # Earlier batches' outcomes (only updated once this batch has committed) and this
+        # batch's own; copied only when this batch has both items and relations (an
+        # import's maps grow to every CI it names, its relation batches have no items).
         known, fresh, classes = result.ids, result.fresh, result.classes
 
         async def work(tx: CountingTx) -> _Outcome:
@@ -295,9 +300,9 @@ class DiscoveryService:
                 await self._write_items(tx, source, sources, cands, merge_duplicates, now,
                                         out, history)
             if rels:
-                await self._write_relations(tx, source, rels, ChainMap(out.ids, known),
-                                            ChainMap(out.fresh, fresh),
-                                            ChainMap(out.classes, classes), now, out, history)
+                await self._write_relations(tx, source, rels, _joined(known, out.ids),
+                                            _joined(fresh, out.fresh),
+                                            _joined(classes, out.classes), now, out, history)
             await self.repo.write_history(tx, history.records, now)
             return out
 
