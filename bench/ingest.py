@@ -1,20 +1,23 @@
 """Discovery ingest: reconciliation and history on, against a plain ``UNWIND … MERGE``.
 
-    python -m bench.ingest [--count 100000] [--batch 5000] [--instance bench]
+    python -m bench.ingest [--count 100000] [--batch 5000] [--instance bench|test-N]
 
 Generates ``count`` discovered CIs (one server per ten, the rest VMs, each with identifiers
-and five attributes) and one ``RUNS_ON`` per VM to its server, then on an emptied graph:
+and five attributes) and one ``RUNS_ON`` per VM to its server, then, ``--rounds`` times:
 
-1. ``ceiling``: the same rows through a plain ``UNWIND $rows MERGE (n:…:CI {cloudInstanceId})
-   SET n += …`` making the same nodes (labels, id and indexed properties) and ``MERGE
-   (a)-[:RUNS_ON]->(b)``, batch by batch (no identification, precedence, provenance,
-   history or roll-up);
+1. on an emptied graph, ``ceiling``: the same rows through a plain ``UNWIND $rows MERGE
+   (n:…:CI {cloudInstanceId}) SET n += …`` making the same nodes (labels, id and indexed
+   properties) and ``MERGE (a)-[:RUNS_ON]->(b)``, batch by batch (no identification,
+   precedence, provenance, history or roll-up);
 2. emptied again, ``first load``: ``DiscoveryService.ingest`` (identification by the class
-   rules, precedence, provenance, history records, health roll-up over new relationships);
+   rules, precedence, provenance, history, health roll-up over new relationships);
 3. ``re-ingest``: the same batch again (everything unchanged; within the sighting
-   resolution, so nothing is written);
-4. emptied again, the ceiling once more: the faster ceiling run is the reference (the
-   machine may be shared; both runs are reported).
+   resolution, so nothing is written).
+
+Each phase's wall time and CPU time (this process, and the Neo4j server's for a managed
+local instance) are recorded. The machine may be shared: the best (least disturbed) wall
+time of each phase is compared with the best of the others, every run is reported, and CPU
+seconds, which hardly move with the machine's load, are compared as well.
 
 Prints a table with the machine and writes ``bench/results/ingest.json``.
 """
@@ -148,72 +151,126 @@ def machine() -> dict[str, Any]:
             "neo4j": f"{NEO4J_VERSION} Community"}
 
 
+class Clock:
+    """Wall time and CPU time of one phase: this process's (validation, reconciliation,
+    the driver) and, for a managed local instance, the Neo4j server process's. CPU seconds
+    hardly move when other workloads share the machine; wall seconds do."""
+
+    def __init__(self, neo4j_pid: int | None) -> None:
+        self.pid = neo4j_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _server(self) -> float:
+        if self.pid is None:
+            return float("nan")
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+    def start(self) -> tuple[float, float, float]:
+        return time.perf_counter(), time.process_time(), self._server()
+
+    def stop(self, t0: tuple[float, float, float]) -> dict[str, float]:
+        return {"wall_s": round(time.perf_counter() - t0[0], 2),
+                "client_cpu_s": round(time.process_time() - t0[1], 2),
+                "neo4j_cpu_s": round(self._server() - t0[2], 2)}
+
+
+def _neo4j_pid(instance: Any) -> int | None:
+    try:
+        return int(instance.pid_file.read_text().strip()) if instance is not None else None
+    except (OSError, ValueError):
+        return None
+
+
 async def main(args: argparse.Namespace) -> int:
-    settings, _instance = connect_settings(args.instance, 600.0, print)
+    settings, instance = connect_settings(args.instance, 600.0, print)
     pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
     db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
                           settings.neo4j_database, 600.0)
+    clock = Clock(_neo4j_pid(instance))
+    runs: dict[str, list[dict[str, float]]] = {"ceiling": [], "first": [], "reingest": []}
+    ok = True
     try:
         await migrate(db)
         items, relations = generate(args.count)
-        print(f"{len(items):,} CIs, {len(relations):,} relationships, batches of {args.batch}")
-        await wipe(db)
-        t_ceiling = await ceiling(db, items, relations, args.batch)
-        print(f"ceiling (plain UNWIND … MERGE): {t_ceiling:.1f} s")
-        await wipe(db)
-        svc = DiscoveryService(db, settings)
-        await svc.register_source(AGENT, {"name": "bench", "kind": "AGENT", "trust": 50})
+        print(f"{len(items):,} CIs, {len(relations):,} relationships, batches of {args.batch}, "
+              f"{args.rounds} rounds")
 
         def tick(done: int, total: int) -> None:
-            if done % (args.batch * 5) == 0 or done == total:
+            if done % (args.batch * 10) == 0 or done == total:
                 print(f"  {done:,}/{total:,}", file=sys.stderr)
 
-        started = time.perf_counter()
-        first = await svc.ingest(AGENT, "bench", items, relations, batch_size=args.batch,
-                                 progress=tick)
-        t_first = time.perf_counter() - started
-        print(f"first load: {t_first:.1f} s {first.counts()}")
-        started = time.perf_counter()
-        again = await svc.ingest(AGENT, "bench", items, relations, batch_size=args.batch,
-                                 progress=tick)
-        t_again = time.perf_counter() - started
-        print(f"re-ingest: {t_again:.1f} s {again.counts()}")
-        history = (await db.read("MATCH (h:HistoryRecord) RETURN count(h) AS n"))[0]["n"]
-        # The machine may be shared: the ceiling is measured again at the end and the faster
-        # of the two runs is the ceiling (both are reported).
-        await wipe(db)
-        t_ceiling_2 = await ceiling(db, items, relations, args.batch)
-        print(f"ceiling again: {t_ceiling_2:.1f} s")
+        # Each round measures all three on an emptied graph, one after the other, so that a
+        # busy spell of a shared machine hits one round, not one configuration.
+        for k in range(1, args.rounds + 1):
+            await wipe(db)
+            t0 = clock.start()
+            await ceiling(db, items, relations, args.batch)
+            runs["ceiling"].append(clock.stop(t0))
+            print(f"round {k} ceiling (plain UNWIND … MERGE): {runs['ceiling'][-1]}")
+            await wipe(db)
+            svc = DiscoveryService(db, settings)
+            await svc.register_source(AGENT, {"name": "bench", "kind": "AGENT", "trust": 50})
+            t0 = clock.start()
+            first = await svc.ingest(AGENT, "bench", items, relations,
+                                     batch_size=args.batch, progress=tick)
+            runs["first"].append(clock.stop(t0))
+            print(f"round {k} first load: {runs['first'][-1]} {first.counts()}")
+            t0 = clock.start()
+            again = await svc.ingest(AGENT, "bench", items, relations,
+                                     batch_size=args.batch, progress=tick)
+            runs["reingest"].append(clock.stop(t0))
+            print(f"round {k} re-ingest: {runs['reingest'][-1]} {again.counts()}")
+            history = (await db.read("MATCH (h:HistoryRecord) RETURN count(h) AS n"))[0]["n"]
+            ok = ok and (first.rejected == [] and first.created == len(items)
+                         and again.created == 0 and again.updated == 0
+                         and again.relations_created == 0)
         await wipe(db)
     finally:
         await db.close()
-    n = len(items)
-    ceilings = (round(t_ceiling, 2), round(t_ceiling_2, 2))
-    t_ceiling = min(t_ceiling, t_ceiling_2)
+    n, m = len(items), len(relations)
+
+    def best(name: str, key: str = "wall_s") -> float:
+        return min(r[key] for r in runs[name])
+
+    def cpu(name: str) -> float:
+        return min(r["client_cpu_s"] + r["neo4j_cpu_s"] for r in runs[name])
+
     result = {
-        "machine": machine(), "count": n, "relations": len(relations), "batch": args.batch,
-        "ceiling_s": round(t_ceiling, 2), "ceiling_runs_s": ceilings,
-        "first_s": round(t_first, 2),
-        "reingest_s": round(t_again, 2), "history_records": history,
+        "machine": machine(), "load_average": os.getloadavg(), "count": n, "relations": m,
+        "batch": args.batch, "rounds": args.rounds, "runs": runs,
+        "ceiling_s": best("ceiling"), "first_s": best("first"),
+        "reingest_s": best("reingest"), "history_records": history,
         "first_counts": first.counts(), "reingest_counts": again.counts(),
     }
-    rows = [("plain UNWIND … MERGE (ceiling)", t_ceiling),
-            ("discovery ingest, first load", t_first),
-            ("discovery ingest, unchanged re-ingest", t_again)]
+    labels = [("ceiling", "plain UNWIND … MERGE (ceiling)"),
+              ("first", "discovery ingest, first load"),
+              ("reingest", "discovery ingest, unchanged re-ingest")]
     print()
-    print("| run | seconds | CIs/s | records/s | x ceiling |")
-    print("|---|---:|---:|---:|---:|")
-    for name, t in rows:
-        print(f"| {name} | {t:.1f} | {n / t:,.0f} | {(n + len(relations)) / t:,.0f} | "
-              f"{t_ceiling / t:.2f} |")
-    print(f"\nceiling runs (before, after): {ceilings[0]} s, {ceilings[1]} s; re-ingest vs "
-          f"first load: {t_first / t_again:.2f}x faster; history records written: {history:,}")
-    print(f"machine: {result['machine']}")
+    print("| run | best s | all runs s | CIs/s (best) | x ceiling (best) | CPU s (client + "
+          "Neo4j) | x ceiling (CPU) |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for name, label in labels:
+        t = best(name)
+        walls = ", ".join(f"{r['wall_s']:.1f}" for r in runs[name])
+        c = min(runs[name], key=lambda r: r["client_cpu_s"] + r["neo4j_cpu_s"])
+        print(f"| {label} | {t:.1f} | {walls} | {n / t:,.0f} | {best('ceiling') / t:.2f} | "
+              f"{c['client_cpu_s'] + c['neo4j_cpu_s']:.1f} ({c['client_cpu_s']:.1f} + "
+              f"{c['neo4j_cpu_s']:.1f}) | {cpu('ceiling') / cpu(name):.2f} |")
+    print(f"\nre-ingest vs first load: {best('first') / best('reingest'):.2f}x faster (best "
+          f"runs); per round: " + ", ".join(
+              f"{f['wall_s'] / r['wall_s']:.2f}x" for f, r in zip(runs["first"],
+                                                                  runs["reingest"],
+                                                                  strict=True))
+          + f"; history nodes after a first load and a re-ingest: {history:,}")
+    print(f"machine: {result['machine']}; load average at the end: "
+          f"{', '.join(f'{x:.1f}' for x in result['load_average'])}")
     out = ROOT / "bench" / "results" / "ingest.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
-    ok = (first.rejected == [] and again.created == 0 and again.updated == 0
-          and again.relations_created == 0)
     return 0 if ok else 1
 
 
@@ -222,5 +279,8 @@ if __name__ == "__main__":
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=5000)
-    p.add_argument("--instance", choices=("dev", "test", "bench"), default="bench")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="measure ceiling, first load and re-ingest this many times each")
+    p.add_argument("--instance", default="bench",
+                   choices=("dev", "test", "bench", *(f"test-{i}" for i in range(1, 10))))
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -450,6 +450,62 @@ async def test_as_of_answers_what_it_was_before(svc, clean_db, gql, pinned):
         ("impact", "OPTIONAL", "REQUIRED")]
 
 
+async def test_creation_history_is_carried_by_what_was_created(svc, clean_db, pinned):
+    pinned(T0)
+    r = await svc.ingest(AGENT, "assets", [
+        {**server(serialNumber="H", hostName="h", domain="test.example",
+                  attributes={"os": "RHEL 9"}), "key": "h"},
+        {**server(serialNumber="H2"), "key": "h2"},
+        {"ciClass": "APPLICATION_INSTANCE", "key": "a", "identifiers": {"cloudInstanceId": "a"}},
+        {"ciClass": "APPLICATION_INSTANCE", "key": "b", "identifiers": {"cloudInstanceId": "b"}},
+        {"ciClass": "CLUSTER", "key": "c", "identifiers": {"cloudInstanceId": "c"}},
+    ], [{"source": {"key": "a"}, "target": {"key": "h"}, "type": "RUNS_ON",
+         "properties": {"impact": "OPTIONAL"}},
+        {"source": {"key": "b"}, "target": {"key": "h2"}, "type": "RUNS_ON"},
+        {"source": {"key": "h"}, "target": {"key": "c"}, "type": "MEMBER_OF"}])
+    h, h2, a, b, c = (r.ids[k] for k in ("h", "h2", "a", "b", "c"))
+    # Creations are not history nodes of their own, yet read back as such, newest first.
+    assert (await counts(clean_db))[1] == 0
+    history = await svc.history(a)
+    assert [(x.kind, x.source, x.at, x.relation_type, x.other_id) for x in history] == [
+        (HistoryKind.RELATION_CREATED, "assets", T0, "RUNS_ON", h),
+        (HistoryKind.CREATED, "assets", T0, None, None)]
+    assert [(x.attribute, x.old, x.new) for x in history[0].changes] == [
+        ("impact", None, "OPTIONAL")]
+    assert [x.kind for x in await svc.history(a, first=1)] == [HistoryKind.RELATION_CREATED]
+    assert await svc.history(a, since=T0 + timedelta(seconds=1)) == []
+    created = (await svc.history(h))[-1]
+    assert [(x.attribute, x.new) for x in created.changes] == [
+        ("attributes.os", "RHEL 9"), ("domain", "test.example"), ("hostName", "h"),
+        ("name", "h"), ("serialNumber", "H")]
+    # A group's HAS_MEMBER mirror is not a relationship it created.
+    assert [x.kind for x in await svc.history(c)] == [HistoryKind.CREATED]
+    assert [x.kind for x in await svc.history(h)] == [HistoryKind.RELATION_CREATED,
+                                                       HistoryKind.CREATED]
+    # Merged, b's creations move to a with the rest of its history; the relationship
+    # carried over to a is no creation of a's.
+    pinned(T0 + timedelta(days=1))
+    assert await svc.merge(ADMIN, a, [b]) == 1
+    moved = [(x.kind, x.other_id, x.detail.get("mergedFrom")) for x in await svc.history(a)]
+    assert moved[0] == (HistoryKind.MERGED, b, None)
+    expected = [(HistoryKind.RELATION_CREATED, h, None), (HistoryKind.CREATED, None, None),
+                (HistoryKind.RELATION_CREATED, h2, b), (HistoryKind.CREATED, None, b)]
+    assert sorted(moved[1:], key=str) == sorted(expected, key=str)
+    assert [(x.kind, x.other_id) for x in await svc.history(b)] == [
+        (HistoryKind.MERGED_INTO, a)]
+    # Re-sending the first batch changes nothing, history included.
+    before = await counts(clean_db)
+    assert len(await svc.history(h)) == 2
+    pinned(T0 + timedelta(days=1, seconds=1))
+    again = await svc.ingest(AGENT, "assets", [
+        {**server(serialNumber="H", hostName="h", domain="test.example",
+                  attributes={"os": "RHEL 9"}), "key": "h"},
+        {"ciClass": "CLUSTER", "key": "c", "identifiers": {"cloudInstanceId": "c"}}],
+        [{"source": {"key": "h"}, "target": {"key": "c"}, "type": "MEMBER_OF"}])
+    assert (again.created, again.updated, again.relations_created) == (0, 0, 0)
+    assert await counts(clean_db) == before and len(await svc.history(h)) == 2
+
+
 async def test_health_rolls_up_over_discovered_relationships(svc, clean_db, gql):
     r = await svc.ingest(AGENT, "cloud", [
         {"ciClass": "APPLICATION_INSTANCE", "key": "a", "identifiers": {"cloudInstanceId": "a"}},

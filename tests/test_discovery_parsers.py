@@ -145,3 +145,51 @@ def test_schema_is_published_with_the_record_shapes():
     assert set(schema["$defs"]["RecordIdentifiers"]["properties"]) == {
         "serialNumber", "hostName", "domain", "macAddress", "cloudInstanceId"}
     assert "Server" in schema["$defs"]["CIClass"]["enum"]
+
+
+RELATION_RECORDS = [
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "vm-1:x@y/z"}, "target": {"key": "B.2"}, "type": "MEMBER_OF",
+     "properties": {"impact": "OPTIONAL"}},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "RUNS_ON", "properties": {}},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "runs_on"},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "TOUCHES"},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": ["RUNS_ON"]},
+    {"source": {"key": "-a"}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a\n"}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": ""}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a" * 257}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a" * 256}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": 1}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a", "id": "x"}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a", "id": None}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"id": "x"}, "target": {"key": "b"}, "type": "RUNS_ON"},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "RUNS_ON", "colour": "red"},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "RUNS_ON", "properties": [1]},
+    {"source": {"key": "a"}, "target": {"key": "b"}, "type": "RUNS_ON",
+     "properties": {1: "x"}},
+    {"source": {"key": "a"}, "target": {"key": "b"}},
+    {"source": "a", "target": {"key": "b"}, "type": "RUNS_ON"},
+]
+
+
+@pytest.mark.parametrize("raw", RELATION_RECORDS)
+def test_quick_relation_check_agrees_with_the_model(raw):
+    """The fast path for relations by key accepts exactly what the model accepts, as the
+    model would build it, and leaves every other record to the model."""
+    from pydantic import ValidationError
+
+    from cmdb.discovery.models import DiscoveredRelation
+    from cmdb.discovery.service import quick_relation
+
+    quick = quick_relation(raw)
+    try:
+        full = DiscoveredRelation.model_validate(raw)
+    except ValidationError:
+        full = None
+    if quick is not None:
+        assert full is not None and quick.model_dump() == full.model_dump()
+    shape = {k for k in raw if k != "properties"} == {"source", "target", "type"} and \
+        all(isinstance(raw[s], dict) and list(raw[s]) == ["key"] for s in ("source", "target"))
+    if full is not None and shape:
+        assert quick is not None  # the usual record takes the fast path

@@ -35,7 +35,8 @@ ORDER BY s.name
 # Decoding driver DateTime values is the largest client-side cost of reading many CIs, and
 # reconciliation does not need them: times it reads travel as ISO strings (or not at all).
 _NO_DATES = (".*, createdAt: null, updatedAt: null, lastSeenAt: null, retiredAt: null, "
-             "healthChangedAt: null, lockedAt: null, staleSince: toString(x.staleSince)")
+             "healthChangedAt: null, lockedAt: null, staleSince: toString(x.staleSince), "
+             "createdChanges: null")
 
 
 def lookup_identifiers(props: tuple[str, ...]) -> LiteralString:
@@ -95,7 +96,8 @@ RETURN n.id AS id, CASE WHEN n:Service THEN 'SERVICE' ELSE n.ciClass END AS cls,
 
 def create_relations(rel_type: RelationType) -> LiteralString:
     """New live relationships; the consumer is locked first (as ``relate`` does) and a live
-    one made meanwhile by someone else is left alone, so there is never a second one."""
+    one made meanwhile by someone else is left alone, so there is never a second one. Each
+    carries its own creation record (``createdSeq``, ``createdChanges``: see ``HISTORY``)."""
     t = rel_type.value
     return trusted(f"""
 UNWIND $rows AS row
@@ -107,7 +109,7 @@ WHERE NOT EXISTS {{ MATCH (s)-[x:{t}]->(t) WHERE x.retiredAt IS NULL }}
 CREATE (s)-[r:{t}]->(t)
 SET r = row.props, r.createdAt = $now, r.updatedAt = $now, r.source = $source,
     r.sources = [$source], r.lastSeenAt = $now, r.propertiesSource = $source,
-    r.propertiesTrust = $trust
+    r.propertiesTrust = $trust, r.createdSeq = row.seq, r.createdChanges = row.changes
 RETURN count(*) AS created
 """)
 
@@ -152,6 +154,32 @@ RETURN collect(row.i) AS found,
 
 MERGEABLE_TYPES: tuple[str, ...] = (*(t.value for t in RelationType), "HAS_MEMBER")
 _ORG_TYPES = ("OWNED_BY", "CHARGED_TO", "LOCATED_IN")
+
+
+# A duplicate's implied creation records become HistoryRecord nodes before it is merged, so
+# that they move to the survivor with the rest of its history (``RETIRE_DUPLICATES``) and
+# relationships carried over (copies of the duplicate's) imply nothing of their own.
+MATERIALIZE_CREATION: LiteralString = """
+UNWIND $pairs AS p
+MATCH (d:Item {id: p.dup})
+CALL (d) {
+  WITH d WHERE d.createdSeq IS NOT NULL
+  CREATE (h:HistoryRecord)
+  SET h.itemId = d.id, h.kind = 'CREATED', h.source = d.source, h.seq = d.createdSeq,
+      h.changes = d.createdChanges, h.at = d.createdAt
+  REMOVE d.createdSeq, d.createdChanges
+}
+CALL (d) {
+  MATCH (d)-[r]->(o:Item)
+  WHERE r.createdSeq IS NOT NULL AND r.mergedFrom IS NULL AND type(r) <> 'HAS_MEMBER'
+  CREATE (h:HistoryRecord)
+  SET h.itemId = d.id, h.kind = 'RELATION_CREATED', h.source = r.source, h.seq = r.createdSeq,
+      h.changes = r.createdChanges, h.relationType = type(r), h.otherId = o.id,
+      h.at = r.createdAt
+  REMOVE r.createdSeq, r.createdChanges
+}
+RETURN count(*) AS done
+"""
 
 
 def move_relations(rel_type: str, outgoing: bool) -> LiteralString:
@@ -218,11 +246,35 @@ RETURN n.id AS id, properties(n) AS props
 
 # ------------------------------------------------------------------------------ history
 
+# Changes are HistoryRecord nodes, except creations by discovery: a CI and a relationship it
+# creates carry their own creation record (``createdSeq``: its place among the batch's
+# records; ``createdChanges``; ``source``; ``createdAt``), read back here as the same
+# CREATED / RELATION_CREATED records (100,000 CIs need no 100,000 extra nodes). Copies made
+# by a merge (``mergedFrom``) and HAS_MEMBER mirrors imply nothing.
 HISTORY: LiteralString = """
-MATCH (h:HistoryRecord {itemId: $id})
-WHERE h.at >= $since AND h.at < $until
-WITH h ORDER BY h.at DESC, h.seq DESC LIMIT $first
-RETURN h {.*, at: toString(h.at)} AS record
+CALL () {
+  MATCH (h:HistoryRecord {itemId: $id})
+  WHERE h.at >= $since AND h.at < $until
+  WITH h ORDER BY h.at DESC, h.seq DESC LIMIT $first
+  RETURN h.at AS at, h.seq AS seq, h {.*, at: toString(h.at)} AS record
+  UNION ALL
+  MATCH (n:Item {id: $id})
+  WHERE n.createdSeq IS NOT NULL AND n.createdAt >= $since AND n.createdAt < $until
+  RETURN n.createdAt AS at, n.createdSeq AS seq,
+         {itemId: n.id, kind: 'CREATED', source: n.source, seq: n.createdSeq,
+          changes: n.createdChanges, at: toString(n.createdAt)} AS record
+  UNION ALL
+  MATCH (n:Item {id: $id})-[r]->(o:Item)
+  WHERE r.createdSeq IS NOT NULL AND r.mergedFrom IS NULL AND type(r) <> 'HAS_MEMBER'
+    AND r.createdAt >= $since AND r.createdAt < $until
+  WITH n, r, o ORDER BY r.createdAt DESC, r.createdSeq DESC LIMIT $first
+  RETURN r.createdAt AS at, r.createdSeq AS seq,
+         {itemId: n.id, kind: 'RELATION_CREATED', source: r.source, seq: r.createdSeq,
+          changes: r.createdChanges, relationType: type(r), otherId: o.id,
+          at: toString(r.createdAt)} AS record
+}
+WITH at, seq, record ORDER BY at DESC, seq DESC LIMIT $first
+RETURN record
 """
 
 HISTORY_AFTER: LiteralString = """

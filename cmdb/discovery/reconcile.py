@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError
@@ -30,7 +31,8 @@ RETIRED = "RETIRED"
 _NOT_CARRIED = {"id", "createdAt", "updatedAt", "ciClass", "lifecycleStatus", "retiredAt",
                 "retiredReason", "provenance", "seenBy", "lastSeenAt", "staleSince", "source",
                 "healthState", "healthChangedAt", "operationalState", "mergedInto", "name",
-                "nameLower", "criticality", "criticalityRank", "fqdn"}
+                "nameLower", "criticality", "criticalityRank", "fqdn", "createdSeq",
+                "createdChanges"}
 
 
 class Rejected(Exception):
@@ -47,10 +49,12 @@ class Candidate:
     item: DiscoveredItem
     values: dict[str, Any]
     unique: dict[str, str]
+    cls: str = ""  # the class's value (as stored in ``ciClass``)
+    rules: tuple[str, ...] = ()  # the class's identification rules, in order
 
-    @property
-    def cls(self) -> str:
-        return self.item.ci_class.value
+    def __post_init__(self) -> None:
+        self.cls = self.item.ci_class.value
+        self.rules = IDENTIFICATION_RULES[self.item.ci_class]
 
 
 def candidate(index: int, item: DiscoveredItem) -> Candidate:
@@ -94,8 +98,7 @@ def identify(c: Candidate, found: Mapping[tuple[str, str], Row]) -> Identified:
     identifies it. Other CIs matched by the record's other identifiers are duplicates when
     nothing contradicts (same class, live, no different value of any identifier the record
     gives); otherwise the record is rejected with both CIs named, not guessed."""
-    rules = IDENTIFICATION_RULES[c.item.ci_class]
-    matches = [(p, found[(p, c.unique[p])]) for p in rules
+    matches = [(p, found[(p, c.unique[p])]) for p in c.rules
                if p in c.unique and (p, c.unique[p]) in found]
     if not matches:
         return Identified(None, None)
@@ -224,6 +227,23 @@ def apply(
     return Applied(props, changes, suppressed)
 
 
+def unchanged(stored: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether ``apply`` would change nothing but confirmation times: every value equal to
+    the stored one and the CI not stale."""
+    if stored.get("staleSince") is not None:
+        return False
+    for key, value in values.items():  # = all(_same(...)), without a generator
+        current = stored.get(attribute_property(key))
+        if type(current) is not type(value):
+            return False
+        if type(value) is list:
+            if not _same(current, value):
+                return False
+        elif current != value:
+            return False
+    return True
+
+
 def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Carry the duplicate's values into the survivor's gaps (with their provenance);
     returns what was filled, as changes. ``survivor`` is updated in place."""
@@ -251,8 +271,16 @@ def fill_from(survivor: dict[str, Any], duplicate: Mapping[str, Any]) -> dict[st
     return filled
 
 
+@lru_cache(maxsize=8)
+def _stamps(source: str, now: str) -> tuple[str, str]:
+    """A new CI's sightings (JSON) and one provenance entry (JSON), the same for every CI a
+    batch creates."""
+    return dump_json({source: now}), json.dumps([source, now, now], separators=(",", ":"))
+
+
 def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
     props: dict[str, Any] = {attribute_property(k): v for k, v in c.values.items()}
+    seen, entry = _stamps(source.name, now)
     ids = c.item.identifiers
     props.setdefault("name", ids.host_name or ids.cloud_instance_id or ids.serial_number
                      or ids.mac_address)
@@ -264,7 +292,9 @@ def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
         "ciClass": c.cls, "lifecycleStatus": "IN_SERVICE", "operationalState": "UNKNOWN",
         "healthState": "UNKNOWN", "criticality": Criticality.MEDIUM.value,
         "criticalityRank": CRITICALITY_RANK[Criticality.MEDIUM], "source": source.name,
-        "provenance": dump_json({k: [source.name, now, now] for k in (*c.values, "name")}),
-        "seenBy": dump_json({source.name: now}),
+        # = dump_json({k: [source.name, now, now] for k in keys}), built from one entry
+        "provenance": "{" + ",".join(f"{json.dumps(k)}:{entry}"
+                                     for k in sorted({*c.values, "name"})) + "}",
+        "seenBy": seen,
     })
     return props

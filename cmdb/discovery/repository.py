@@ -106,6 +106,7 @@ class DiscoveryRepository:
     async def merge(tx: CountingTx, pairs: list[Row], now: datetime) -> None:
         """Carry relationships over, then retire the duplicates (freeing their identifiers)
         and hand their history to the survivors."""
+        await tx.rows(q.MATERIALIZE_CREATION, {"pairs": pairs})
         for rel_type in q.MERGEABLE_TYPES:
             for outgoing in (True, False):
                 await tx.rows(q.move_relations(rel_type, outgoing),
