@@ -152,5 +152,7 @@ def weighted(weights: Mapping[str, Fraction | Decimal | int],
 def split(total_cents: int, parts: Iterable[tuple[str, Fraction]]) -> list[tuple[str, int]]:
     """``largest_remainder`` over (key, share) pairs; parts with zero cents are kept."""
     items = sorted(parts)
+    if len(items) == 1 and items[0][1] == 1:  # one payer of all of it: nothing to round
+        return [(items[0][0], total_cents)]
     cents = largest_remainder(total_cents, [s for _, s in items], [k for k, _ in items])
     return [(k, c) for (k, _), c in zip(items, cents, strict=True)]

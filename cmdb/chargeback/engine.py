@@ -145,10 +145,19 @@ class Engine:
         self.subs = {SUB + s.id: s for s in data.subscriptions}
         self.rows: list[dict[str, Any]] = []
         self.warnings: list[str] = []
+        # Names and payer fields repeat on many lines: worked out once per node.
+        self._names: dict[str, str] = {}
+        self._fields: dict[str, dict[str, Any]] = {}
 
     # --- payers ------------------------------------------------------------------------------
 
     def _name(self, node: str) -> str:
+        name = self._names.get(node)
+        if name is None:
+            name = self._names[node] = self._name_of(node)
+        return name
+
+    def _name_of(self, node: str) -> str:
         if node.startswith(SUB):
             s = self.subs[node]
             return f"{s.item_name} ({s.user})"
@@ -158,6 +167,13 @@ class Engine:
         return item.name if item else node
 
     def _payer_fields(self, payer: str) -> dict[str, Any]:
+        """The line fields that say who pays (shared between lines: not to be changed)."""
+        fields = self._fields.get(payer)
+        if fields is None:
+            fields = self._fields[payer] = self._payer_fields_of(payer)
+        return fields
+
+    def _payer_fields_of(self, payer: str) -> dict[str, Any]:
         if payer.startswith(NO_CONSUMER):
             return {"costCentre": None}
         if payer.startswith(SUB):

@@ -274,16 +274,22 @@ SET p._lock = true REMOVE p._lock
 RETURN p.status AS status
 """
 
+# Calculated lines of the period that the new calculation does not have ($keep: its ids).
 DELETE_CALCULATED_LINES: LiteralString = """
-MATCH (l:ChargeLine {period: $period}) WHERE NOT coalesce(l.manual, false)
+MATCH (l:ChargeLine {period: $period})
+WHERE NOT coalesce(l.manual, false) AND NOT l.id IN $keep
 WITH l LIMIT $limit
 DETACH DELETE l
 RETURN count(*) AS deleted
 """
 
-CREATE_LINES: LiteralString = """
+# A line's id is a digest of what it is (period, source, holder, payer), so a recalculation
+# finds most of its lines already there: those are overwritten in place (``SET l = row``
+# leaves exactly the row's properties), which is much cheaper than deleting and creating
+# them again in one transaction.
+WRITE_LINES: LiteralString = """
 UNWIND $rows AS row
-CREATE (l:ChargeLine)
+MERGE (l:ChargeLine {id: row.id})
 SET l = row
 """
 

@@ -263,13 +263,14 @@ class ChargebackRepository:
             status = found["status"] if found else "MISSING"
             if status == "CLOSED":
                 return status, None
+            keep = [row["id"] for row in rows]
             while True:
                 gone = await tx.one(q.DELETE_CALCULATED_LINES,
-                                    {"period": period, "limit": LINE_BATCH})
+                                    {"period": period, "keep": keep, "limit": LINE_BATCH})
                 if not gone or not gone["deleted"]:
                     break
             for i in range(0, len(rows), LINE_BATCH):
-                await tx.rows(q.CREATE_LINES, {"rows": rows[i:i + LINE_BATCH]})
+                await tx.rows(q.WRITE_LINES, {"rows": rows[i:i + LINE_BATCH]})
             marked = await tx.one(q.MARK_CALCULATED, {"id": period, "now": now,
                                                       "warnings": warnings})
             return status, period_from_row(marked["period"]) if marked else None

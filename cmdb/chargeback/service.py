@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -330,21 +331,33 @@ class ChargebackService:
         assert found is not None
         return found
 
-    async def calculate(self, principal: Principal | None, period: str) -> CalculationResult:
+    async def calculate(self, principal: Principal | None, period: str,
+                        timings: dict[str, float] | None = None) -> CalculationResult:
         """Recalculate an open period's lines from scratch (manual adjustments stay); a
-        closed period is left exactly as it was."""
+        closed period is left exactly as it was.
+
+        ``timings``, when given, receives the seconds each stage took ("read": the input
+        from Neo4j, "engine": pricing and allocation, "write": swapping the lines, "result":
+        the totals read back); the benchmark uses it."""
         self._manage(principal, "calculate charge periods")
+        clock = _Stages(timings)
         current = await self._ensure_period(period)
         if current.status is PeriodStatus.CLOSED:
             return await self._result(current, changed=False)
+        clock.lap("prepare")
         data = await self.repo.calculation_input(period, self.currency)
+        clock.lap("read")
         calc = await self._compute(data)
+        clock.lap("engine")
         status, done = await self.repo.replace_lines(period, calc.rows, calc.warnings, utcnow())
+        clock.lap("write")
         if status == "CLOSED" or done is None:  # closed while we were computing
             latest = await self.repo.period(period)
             assert latest is not None
             return await self._result(latest, changed=False)
-        return await self._result(done, changed=True)
+        out = await self._result(done, changed=True)
+        clock.lap("result")
+        return out
 
     async def _compute(self, data: CalculationInput) -> Any:
         engine = Engine(data)
@@ -524,6 +537,20 @@ class ChargebackService:
 
     async def cost_centre_names(self) -> dict[str, str]:
         return {c.code: c.name for c in (await self.repo.cost_centres()).values()}
+
+
+class _Stages:
+    """Seconds per stage into ``out`` (nothing when ``out`` is None)."""
+
+    def __init__(self, out: dict[str, float] | None) -> None:
+        self.out = out
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.out is not None:
+            now = time.perf_counter()
+            self.out[stage] = self.out.get(stage, 0.0) + now - self.t
+            self.t = now
 
 
 def _money(minor: int | None) -> Decimal:

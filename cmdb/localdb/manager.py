@@ -451,6 +451,19 @@ class LocalNeo4j:
 # --------------------------------------------------------------------- factory
 
 
+def _test_memory() -> tuple[str, str]:
+    """Heap and page cache of the test instances: 1g / 512m unless CMDB_TEST_NEO4J_HEAP or
+    CMDB_TEST_NEO4J_PAGECACHE say otherwise (a benchmark on a test instance may need more).
+    Read when the instance starts; a running instance keeps what it started with."""
+    sizes = []
+    for var, default in (("CMDB_TEST_NEO4J_HEAP", "1g"), ("CMDB_TEST_NEO4J_PAGECACHE", "512m")):
+        value = os.environ.get(var, default).strip().lower()
+        if not re.fullmatch(r"[1-9][0-9]*[kmg]", value):
+            raise LocalNeo4jError(f"{var}={value!r} is not a size such as 512m or 2g")
+        sizes.append(value)
+    return sizes[0], sizes[1]
+
+
 def instance_for(settings: Settings, name: str = "dev") -> LocalNeo4j:
     if name == "dev":
         spec = InstanceSpec(
@@ -464,11 +477,11 @@ def instance_for(settings: Settings, name: str = "dev") -> LocalNeo4j:
         # Off the default ports so tests never touch a dev server; overridable for parallel CI.
         bolt = int(os.environ.get("CMDB_TEST_NEO4J_BOLT_PORT", "17687"))
         http = int(os.environ.get("CMDB_TEST_NEO4J_HTTP_PORT", "17474"))
-        spec = InstanceSpec("test", bolt, http, "1g", "512m")
+        spec = InstanceSpec("test", bolt, http, *_test_memory())
     elif re.fullmatch(r"test-[1-9]", name):
         # Extra test instances, so parallel test runs on one machine do not share a graph.
         n = int(name[-1])
-        spec = InstanceSpec(name, 17687 + 10 * n, 17474 + 10 * n, "1g", "512m")
+        spec = InstanceSpec(name, 17687 + 10 * n, 17474 + 10 * n, *_test_memory())
     elif name == "bench":
         spec = InstanceSpec("bench", 27687, 27474, "4g", "8g")
     else:
