@@ -242,3 +242,23 @@ async def test_a_rate_change_mid_month_prices_each_record_by_its_own_time(gql, o
     lines = await all_lines(gql, meter="vcpu-hours")
     assert sorted((x["rateVersion"], x["amount"], x["costCentre"]) for x in lines) == \
         [(1, "2.00", "CC-1400"), (2, "3.00", "CC-1400")]
+
+
+async def test_a_run_half_written_is_never_seen_and_is_swept_by_the_next(gql, october,
+                                                                      clean_db):
+    from cmdb.chargeback import queries as q
+
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    before = await report(gql)
+    # A calculation that died after writing a batch of its run, before switching to it.
+    [one] = await clean_db.read("MATCH (l:ChargeLine {period: $p}) RETURN l {.*} AS l LIMIT 1",
+                                {"p": PERIOD})
+    await clean_db.write(q.CREATE_LINES, {"rows": [
+        {**one["l"], "run": "dead-run", "amountMinor": 99_999_99, "amount": "99999.99"}]})
+    assert await report(gql) == before
+    assert sum(Decimal(x["amount"]) for x in await all_lines(gql)) == Decimal("1541.68")
+    again = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    assert again["result"]["total"] == "1541.68"
+    left = await clean_db.read("MATCH (l:ChargeLine {period: $p}) "
+                               "RETURN collect(DISTINCT l.run) AS runs", {"p": PERIOD})
+    assert len(left[0]["runs"]) == 1 and "dead-run" not in left[0]["runs"]

@@ -274,70 +274,78 @@ SET p._lock = true REMOVE p._lock
 RETURN p.status AS status
 """
 
-# Calculated lines of the period that the new calculation does not have ($keep: its ids).
-DELETE_CALCULATED_LINES: LiteralString = """
-MATCH (l:ChargeLine {period: $period})
-WHERE NOT coalesce(l.manual, false) AND NOT l.id IN $keep
-WITH l LIMIT $limit
-DETACH DELETE l
-RETURN count(*) AS deleted
+# Lines are written by calculation run: a run's lines are created batch by batch (each batch
+# its own transaction, so no transaction holds a whole month), then one small transaction
+# points the period at the run. Readers see the period's current run and its manual
+# adjustments (run 'manual'), never a run half written; older runs are deleted afterwards.
+CURRENT_LINES: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+MATCH (l:ChargeLine) WHERE l.period = $period AND l.run IN [p.run, 'manual']
 """
 
-# A line's id is a digest of what it is (period, source, holder, payer), so a recalculation
-# finds most of its lines already there: those are overwritten in place (``SET l = row``
-# leaves exactly the row's properties), which is much cheaper than deleting and creating
-# them again in one transaction.
-WRITE_LINES: LiteralString = """
+CREATE_LINES: LiteralString = """
 UNWIND $rows AS row
-MERGE (l:ChargeLine {id: row.id})
+CREATE (l:ChargeLine)
 SET l = row
 """
 
-MARK_CALCULATED: LiteralString = (
+SWITCH_RUN: LiteralString = (
     """
-MATCH (p:ChargePeriod {id: $id})
+MATCH (p:ChargePeriod {id: $id}) WHERE p.status <> 'CLOSED'
 CALL (p) {
-  MATCH (l:ChargeLine {period: p.id})
-  RETURN sum(l.amountMinor) AS total, count(l) AS n
+  MATCH (l:ChargeLine) WHERE l.period = p.id AND l.run = 'manual'
+  RETURN sum(l.amountMinor) AS manualTotal, count(l) AS manualLines
 }
-SET p.calculatedAt = $now, p.totalMinor = total, p.lineCount = n, p.warnings = $warnings
+SET p.run = $run, p.calculatedAt = $now, p.totalMinor = $total + manualTotal,
+    p.lineCount = $lines + manualLines, p.warnings = $warnings
 RETURN """
     + _PERIOD
     + " AS period"
 )
 
+# Lines of runs other than the current one (replaced, or abandoned half written).
+DELETE_OLD_RUNS: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+MATCH (l:ChargeLine) WHERE l.period = $period AND l.run <> 'manual'
+  AND (p.run IS NULL OR l.run <> p.run)
+WITH l LIMIT $limit
+DETACH DELETE l
+RETURN count(*) AS deleted
+"""
+
 CREATE_ADJUSTMENT: LiteralString = """
 MATCH (p:ChargePeriod {id: $period}) WHERE p.status = 'OPEN'
 CREATE (l:ChargeLine)
-SET l = $row
+SET l = $row, l.run = 'manual'
 WITH p, l
 SET p.totalMinor = coalesce(p.totalMinor, 0) + l.amountMinor,
     p.lineCount = coalesce(p.lineCount, 0) + 1
 RETURN l.id AS id
 """
 
-GET_LINE: LiteralString = "MATCH (l:ChargeLine {id: $id}) RETURN l {.*} AS line"
+GET_LINE: LiteralString = """
+MATCH (l:ChargeLine {id: $id})
+MATCH (p:ChargePeriod {id: l.period}) WHERE l.run IN [p.run, 'manual']
+RETURN l {.*} AS line
+"""
 
 # Every line of a period in a stable order, for snapshots, checksums and exports.
-PERIOD_LINES: LiteralString = """
-MATCH (l:ChargeLine {period: $period})
-WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+PERIOD_LINES: LiteralString = CURRENT_LINES + """
+  AND ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
 RETURN l {.*} AS line
 ORDER BY l.seq, l.id
 SKIP $skip LIMIT $limit
 """
 
-CHECKSUM_LINES: LiteralString = """
-MATCH (l:ChargeLine {period: $period})
+CHECKSUM_LINES: LiteralString = CURRENT_LINES + """
 WITH l ORDER BY l.id
 RETURN collect(l.id + '|' + toString(l.amountMinor) + '|' + coalesce(l.costCentre, '-'))
        AS rows
 """
 
 # A filtered page of lines for drill-down.
-FIND_LINES: LiteralString = """
-MATCH (l:ChargeLine {period: $period})
-WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+FIND_LINES: LiteralString = CURRENT_LINES + """
+  AND ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
   AND ($costCentres IS NULL OR l.costCentre IN $costCentres)
   AND ($forUser IS NULL OR l.user = $forUser)
   AND ($service IS NULL OR l.serviceId = $service)
@@ -351,9 +359,8 @@ RETURN l {.*} AS line
 
 # Totals per report key; $key names the line property (checked against an allow-list).
 REPORT_BY: dict[str, LiteralString] = {
-    prop: """
-MATCH (l:ChargeLine {period: $period})
-WHERE ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
+    prop: CURRENT_LINES + """
+  AND ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
 RETURN l."""
     + prop
     + """ AS key, head(collect(l."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -255,27 +257,37 @@ class ChargebackRepository:
     # --- lines -------------------------------------------------------------------------------
 
     async def replace_lines(self, period: str, rows: list[dict[str, Any]], warnings: list[str],
-                            now: datetime) -> tuple[str, Period | None]:
-        """Swap the period's calculated lines for ``rows`` in one transaction, if it is open."""
+                            now: datetime, timings: dict[str, float] | None = None
+                            ) -> tuple[str, Period | None]:
+        """Make ``rows`` the period's calculated lines, if it is open.
 
-        async def work(tx: CountingTx) -> tuple[str, Period | None]:
-            found = await tx.one(q.LOCK_OPEN_PERIOD, {"id": period})
-            status = found["status"] if found else "MISSING"
-            if status == "CLOSED":
-                return status, None
-            keep = [row["id"] for row in rows]
-            while True:
-                gone = await tx.one(q.DELETE_CALCULATED_LINES,
-                                    {"period": period, "keep": keep, "limit": LINE_BATCH})
-                if not gone or not gone["deleted"]:
-                    break
-            for i in range(0, len(rows), LINE_BATCH):
-                await tx.rows(q.WRITE_LINES, {"rows": rows[i:i + LINE_BATCH]})
-            marked = await tx.one(q.MARK_CALCULATED, {"id": period, "now": now,
-                                                      "warnings": warnings})
-            return status, period_from_row(marked["period"]) if marked else None
-
-        return await self.db.write_tx(work)
+        The rows are written as a new run, batch by batch; one small transaction then makes
+        the run current (readers never see a run half written, and a period closed meanwhile
+        keeps its lines); the lines of earlier runs are deleted last, batch by batch.
+        """
+        found = await self.db.read(q.GET_PERIOD, {"id": period})
+        if found and found[0]["period"]["status"] == "CLOSED":
+            return "CLOSED", None
+        run = uuid.uuid4().hex
+        total = 0
+        started = time.perf_counter()
+        for i in range(0, len(rows), LINE_BATCH):
+            batch = [{**row, "run": run} for row in rows[i:i + LINE_BATCH]]
+            total += sum(row["amountMinor"] for row in batch)
+            await self.db.write(q.CREATE_LINES, {"rows": batch})
+        switched = await self.db.write(q.SWITCH_RUN, {
+            "id": period, "run": run, "now": now, "total": total, "lines": len(rows),
+            "warnings": warnings})
+        written = time.perf_counter()
+        while (await self.db.write(q.DELETE_OLD_RUNS, {"period": period,
+                                                       "limit": LINE_BATCH}))[0]["deleted"]:
+            pass
+        if timings is not None:
+            timings["write_lines"] = written - started
+            timings["delete_old_lines"] = time.perf_counter() - written
+        if not switched:  # closed while the run was written: its lines are gone again
+            return "CLOSED", None
+        return "OPEN", period_from_row(switched[0]["period"])
 
     async def add_adjustment(self, period: str, row: dict[str, Any]) -> bool:
         return bool(await self.db.write(q.CREATE_ADJUSTMENT, {"period": period, "row": row}))

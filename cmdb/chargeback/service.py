@@ -349,13 +349,16 @@ class ChargebackService:
         clock.lap("read")
         calc = await self._compute(data)
         clock.lap("engine")
-        status, done = await self.repo.replace_lines(period, calc.rows, calc.warnings, utcnow())
+        status, done = await self.repo.replace_lines(period, calc.rows, calc.warnings, utcnow(),
+                                                     timings)
         clock.lap("write")
         if status == "CLOSED" or done is None:  # closed while we were computing
             latest = await self.repo.period(period)
             assert latest is not None
             return await self._result(latest, changed=False)
-        out = await self._result(done, changed=True)
+        unallocated = sum(r["amountMinor"] for r in calc.rows
+                          if r["kind"] == LineKind.UNALLOCATED.value)
+        out = await self._result(done, changed=True, unallocated_minor=unallocated)
         clock.lap("result")
         return out
 
@@ -367,11 +370,18 @@ class ChargebackService:
                 data.sessions[pool.code] = await self.repo.sessions_on(ids, data.period)
         return engine.run()
 
-    async def _result(self, period: Period, changed: bool) -> CalculationResult:
-        totals = {r["key"]: int(r["minor"]) for r in
-                  await self.repo.totals("kind", period.id, None, None)}
-        total = sum(totals.values())
-        unallocated = totals.get(LineKind.UNALLOCATED.value, 0)
+    async def _result(self, period: Period, changed: bool,
+                      unallocated_minor: int | None = None) -> CalculationResult:
+        """Totals of a period; a fresh calculation passes its unallocated cents (manual
+        adjustments are never unallocated), a stored period has them summed by Neo4j."""
+        if unallocated_minor is None or period.total is None:
+            totals = {r["key"]: int(r["minor"]) for r in
+                      await self.repo.totals("kind", period.id, None, None)}
+            total = sum(totals.values())
+            unallocated = totals.get(LineKind.UNALLOCATED.value, 0)
+        else:
+            total = int(period.total / CENT)
+            unallocated = unallocated_minor
         return CalculationResult(
             period=period, changed=changed, lines=period.line_count or 0,
             total=_money(total), allocated=_money(total - unallocated),

@@ -184,6 +184,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "FOR (l:ChargeLine) REQUIRE l.id IS UNIQUE",
         "CREATE INDEX charge_line_period IF NOT EXISTS FOR (l:ChargeLine) ON (l.period)",
     )),
+    Migration(10, "charge lines by calculation run: the same line id in several runs", (
+        "DROP CONSTRAINT charge_line_id IF EXISTS",
+        "CREATE INDEX charge_line_id IF NOT EXISTS FOR (l:ChargeLine) ON (l.id)",
+        "CREATE INDEX charge_line_period_run IF NOT EXISTS "
+        "FOR (l:ChargeLine) ON (l.period, l.run)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
