@@ -291,8 +291,7 @@ def test_pools_allocate_exactly_and_unallocated_is_what_reaches_no_payer(world):
 
 def test_unpriced_usage_is_one_warning_per_meter_and_month_and_no_line():
     items = {f"v{i}": ItemRow(f"v{i}", f"vm{i}", "VirtualMachine", "CC-A") for i in range(3)}
-    at_ = datetime(2026, 10, 5, tzinfo=UTC)
-    usage = [UsageGroup(f"v{i}", "gpu-hours", "2026-10", None, 1_500_000, 2, at_, at_)
+    usage = [UsageGroup(f"v{i}", "gpu-hours", "2026-10", None, 1_500_000, 2)
              for i in range(3)]
     world = CalculationInput(period="2026-10", currency="EUR", items=items, uses={},
                              subscriptions=[], users={}, cost_centres={}, rate_cards={},

@@ -77,8 +77,6 @@ class UsageGroup:
     rate_card: str | None
     micros: int
     records: int
-    first: datetime
-    last: datetime
 
 
 @dataclass(frozen=True)

@@ -195,28 +195,32 @@ class ChargebackRepository:
 
     async def calculation_input(self, period: str, currency: str) -> CalculationInput:
         start, end = period_bounds(period)
-        items = {
-            r["id"]: ItemRow(r["id"], r["name"], r["cls"], r["cc"], _num(r["cpu"]),
-                             _num(r["sizeGb"]))
-            for r in await self.db.read(q.ITEMS)
-        }
+        [items_row] = await self.db.read(q.ITEMS)
+        items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size))
+                 for i, name, cls, cc, cpu, size in items_row["items"]}
         uses: dict[str, list[str]] = {}
-        for r in await self.db.read(q.USE_EDGES):
-            uses.setdefault(r["provider"], []).append(r["consumer"])
+        [edges] = await self.db.read(q.USE_EDGES)
+        for provider, consumer in edges["pairs"]:
+            uses.setdefault(provider, []).append(consumer)
         subs = []
-        for r in await self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end}):
-            plan = PricePlan.model_validate_json(r["pricePlan"]) if r["pricePlan"] else None
+        plans: dict[str, PricePlan] = {}  # versions are shared by many subscriptions
+        [subs_row] = await self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end})
+        for (sid, user, cc, item_id, item_name, service_id, ci_ids, start_at, end_at,
+             plan_text) in subs_row["subs"]:
+            plan = None
+            if plan_text:
+                plan = plans.get(plan_text) or plans.setdefault(
+                    plan_text, PricePlan.model_validate_json(plan_text))
             subs.append(SubscriptionRow(
-                id=r["id"], user=r["user"], cost_centre=r["cc"], item_id=r["itemId"],
-                item_name=r["itemName"], service_id=r["serviceId"],
-                ci_ids=tuple(r["ciIds"] or ()), start=_dt(r["startAt"]),
-                end=as_datetime(r["endAt"]), monthly=plan.monthly if plan else Decimal(0),
+                id=sid, user=user, cost_centre=cc, item_id=item_id, item_name=item_name,
+                service_id=service_id, ci_ids=tuple(ci_ids or ()), start=_dt(start_at),
+                end=as_datetime(end_at), monthly=plan.monthly if plan else Decimal(0),
                 one_off=plan.one_off if plan else Decimal(0),
                 currency=plan.currency if plan else currency,
             ))
-        users = {r["id"]: (r["userName"], r["cc"]) for r in await self.db.read(q.USERS)}
-        ccs = {r["code"]: CostCentreRow(r["code"], r["name"], r["parent"], BillingMode(r["mode"]))
-               for r in await self.db.read(q.COST_CENTRES)}
+        [users_row] = await self.db.read(q.USERS)
+        users = {uid: (name, cc) for uid, name, cc in users_row["users"]}
+        ccs = await self.cost_centres()
         cards = [rate_from_row(r["rate"]) for r in await self.db.read(q.RATES_BEFORE,
                                                                         {"end": end.date()})]
         bounds: dict[str, list[dict[str, Any]]] = {}
@@ -226,11 +230,10 @@ class ChargebackRepository:
                                                      start.tzinfo),
                 "to": None if c.effective_to is None else datetime.combine(
                     c.effective_to, datetime.min.time(), start.tzinfo)})
-        usage = [
-            UsageGroup(r["ci"], r["meter"], r["month"], r["rate"], int(r["micros"]),
-                       int(r["records"]), _dt(r["first"]), _dt(r["last"]))
-            for r in await self.db.read(q.AGGREGATE_USAGE, {"period": period, "bounds": bounds})
-        ]
+        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
+                                                             "bounds": bounds})
+        usage = [UsageGroup(ci, meter, month, rate, int(micros), int(records))
+                 for ci, meter, month, rate, micros, records in usage_row["groups"]]
         meters = {m.code: m.unit for m in await self.meters()}
         return CalculationInput(
             period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
