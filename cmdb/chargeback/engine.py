@@ -27,7 +27,6 @@ from typing import Any
 
 from cmdb.chargeback.allocation import NO_CONSUMER, CostGraph, Share, rate, split, to_cents
 from cmdb.chargeback.models import (
-    CENT,
     BillingMode,
     CostPool,
     Driver,
@@ -204,16 +203,15 @@ class Engine:
         elif fields.get("costCentre") is None:  # a payer nobody can be invoiced for
             kind = LineKind.UNALLOCATED
             description = f"{description}: {self._name(payer)} has no cost centre"
-        amount = (Decimal(cents) * CENT).quantize(CENT)
+        # Stored lean (a month has hundreds of thousands of lines): the amount as cents only,
+        # currency and charge period taken from the period unless the line says otherwise.
         row: dict[str, Any] = {
             "id": _line_id(self.d.period, source, key, payer),
             "period": self.d.period, "seq": len(self.rows) + 1, "kind": kind.value,
-            "amountMinor": cents, "amount": str(amount), "currency": self.d.currency,
-            "source": source, "description": description,
+            "amountMinor": cents, "source": source, "description": description,
             "invoiced": self._invoiced(fields.get("costCentre")),
             "share": f"{share.numerator}/{share.denominator}",
             "path": [self._name(p) for p in path],
-            "chargeStart": self.start, "chargeEnd": self.end, "manual": False,
         }
         row.update(fields)
         row.update(extra)

@@ -329,13 +329,15 @@ RETURN l.id AS id
 GET_LINE: LiteralString = """
 MATCH (l:ChargeLine {id: $id})
 MATCH (p:ChargePeriod {id: l.period}) WHERE l.run IN [p.run, 'manual']
-RETURN l {.*} AS line
+RETURN l {.*, periodCurrency: p.currency, periodStart: toString(p.start),
+          periodEnd: toString(p.end)} AS line
 """
 
 # Every line of a period in a stable order, for snapshots, checksums and exports.
 PERIOD_LINES: LiteralString = CURRENT_LINES + """
   AND ($codes IS NULL OR l.costCentre IN $codes) AND ($user IS NULL OR l.user = $user)
-RETURN l {.*} AS line
+RETURN l {.*, periodCurrency: p.currency, periodStart: toString(p.start),
+          periodEnd: toString(p.end)} AS line
 ORDER BY l.seq, l.id
 SKIP $skip LIMIT $limit
 """
@@ -356,8 +358,9 @@ FIND_LINES: LiteralString = CURRENT_LINES + """
   AND ($meter IS NULL OR l.meter = $meter)
   AND ($kind IS NULL OR l.kind = $kind)
   AND ($after IS NULL OR [l.seq, l.id] > $after)
-WITH l ORDER BY l.seq, l.id LIMIT $first
-RETURN l {.*} AS line
+WITH l, p ORDER BY l.seq, l.id LIMIT $first
+RETURN l {.*, periodCurrency: p.currency, periodStart: toString(p.start),
+          periodEnd: toString(p.end)} AS line
 """
 
 # Totals per report key; $key names the line property (checked against an allow-list).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -37,6 +38,7 @@ from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 
 LINE_BATCH = 10_000
+LINES_IN_FLIGHT = 2
 
 
 def _dt(v: Any) -> datetime:
@@ -88,7 +90,8 @@ def period_from_row(p: dict[str, Any]) -> Period:
 def line_from_row(r: dict[str, Any]) -> ChargeLine:
     return ChargeLine(
         id=r["id"], period=r["period"], seq=r["seq"], kind=LineKind(r["kind"]),
-        amount=Decimal(r["amount"]), currency=r["currency"], source=r["source"],
+        amount=(Decimal(r["amountMinor"]) * CENT).quantize(CENT),
+        currency=r.get("currency") or r["periodCurrency"], source=r["source"],
         description=r["description"], cost_centre=r.get("costCentre"),
         invoiced=bool(r.get("invoiced")), user=r.get("user"), service_id=r.get("serviceId"),
         service_name=r.get("serviceName"), item_id=r.get("itemId"),
@@ -99,8 +102,9 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         unit_price=_dec(r.get("unitPrice")), pool=r.get("pool"),
         driver=Driver(r["driver"]) if r.get("driver") else None, share=r.get("share"),
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
-        corrects_line=r.get("correctsLine"), charge_start=_dt(r["chargeStart"]),
-        charge_end=_dt(r["chargeEnd"]),
+        corrects_line=r.get("correctsLine"),
+        charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
+        charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),
     )
 
 
@@ -274,10 +278,24 @@ class ChargebackRepository:
         run = uuid.uuid4().hex
         total = 0
         started = time.perf_counter()
-        for i in range(0, len(rows), LINE_BATCH):
-            batch = [{**row, "run": run} for row in rows[i:i + LINE_BATCH]]
-            total += sum(row["amountMinor"] for row in batch)
-            await self.db.write(q.CREATE_LINES, {"rows": batch})
+        # Two batches in flight: one is packed and sent while Neo4j writes the other. A
+        # failure leaves a run nobody points at; the next calculation deletes it.
+        pending: set[asyncio.Future[Any]] = set()
+        try:
+            for i in range(0, len(rows), LINE_BATCH):
+                batch = [{**row, "run": run} for row in rows[i:i + LINE_BATCH]]
+                total += sum(row["amountMinor"] for row in batch)
+                if len(pending) >= LINES_IN_FLIGHT:
+                    done, pending = await asyncio.wait(pending,
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                pending.add(asyncio.ensure_future(
+                    self.db.write(q.CREATE_LINES, {"rows": batch})))
+            for task in list(pending):
+                await task
+        finally:
+            await asyncio.gather(*pending, return_exceptions=True)
         switched = await self.db.write(q.SWITCH_RUN, {
             "id": period, "run": run, "now": now, "total": total, "lines": len(rows),
             "warnings": warnings})
