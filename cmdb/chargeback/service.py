@@ -275,7 +275,8 @@ class ChargebackService:
                 seen[r.record_id] = r
                 index_of[r.record_id] = i
                 rows.append({"recordId": r.record_id, "ciId": r.ci_id, "meter": r.meter,
-                             "quantity": str(r.quantity),
+                             "quantity": format(abs(r.quantity) if r.quantity == 0
+                                                else r.quantity, "f"),  # "1000", not "1E+3"
                              "qtyMicros": int(r.quantity * 1_000_000), "at": r.at,
                              "source": r.source, "month": period_of(r.at)})
         if not rows:
