@@ -10,8 +10,9 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -19,6 +20,17 @@ CURRENCY = re.compile(r"^[A-Z]{3}$")
 MINOR_UNITS = 2  # cents: every supported currency has two decimals
 CENT = Decimal("0.01")
 MAX_QUANTITY = Decimal("1e12")
+
+
+def check_code(v: str) -> str:
+    """Codes of meters and pools: lower case, stable, safe in URLs and file names."""
+    if not CODE.match(v):
+        raise ValueError("must be lower case letters, digits, '.', '_' or '-', "
+                         "starting with a letter")
+    return v
+
+
+Code = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(check_code)]
 
 
 class Driver(StrEnum):
@@ -114,18 +126,11 @@ class Meter(BaseModel):
 class MeterInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: str = Field(min_length=1, max_length=63)
+    code: Code
     name: str = Field(min_length=1, max_length=200)
     unit: str = Field(min_length=1, max_length=50)
     description: str | None = Field(None, max_length=2000)
 
-    @field_validator("code")
-    @classmethod
-    def _code(cls, v: str) -> str:
-        if not CODE.match(v):
-            raise ValueError("must be lower case letters, digits, '.', '_' or '-', "
-                             "starting with a letter")
-        return v
 
 
 class UsageRecordInput(BaseModel):
@@ -243,20 +248,13 @@ class RateCard(BaseModel):
 class CostPoolInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: str = Field(min_length=1, max_length=63)
+    code: Code
     name: str = Field(min_length=1, max_length=200)
     driver: Driver
     ci_ids: list[str] = Field(min_length=1, max_length=1000)
     capacity: Decimal | None = Field(None, gt=0, le=MAX_QUANTITY, decimal_places=6)
     description: str | None = Field(None, max_length=2000)
 
-    @field_validator("code")
-    @classmethod
-    def _code(cls, v: str) -> str:
-        if not CODE.match(v):
-            raise ValueError("must be lower case letters, digits, '.', '_' or '-', "
-                             "starting with a letter")
-        return v
 
     @model_validator(mode="after")
     def _capacity(self) -> CostPoolInput:

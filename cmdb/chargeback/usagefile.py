@@ -43,18 +43,8 @@ def _loads_exact(text: str) -> Any:
 
 
 def parse_usage(fmt: UsageFormat, text: str) -> list[Any]:
-    if fmt is UsageFormat.CSV:
-        out = _csv(text)
-    elif fmt is UsageFormat.NDJSON:
-        out = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(_loads_exact(line))
-            except ValueError as e:
-                raise UsageFileError(f"line {n}: malformed JSON: {e}") from None
-    else:
+    """Every record of a request body or file read whole."""
+    if fmt is UsageFormat.JSON:
         try:
             body = _loads_exact(text)
         except ValueError as e:
@@ -67,21 +57,11 @@ def parse_usage(fmt: UsageFormat, text: str) -> list[Any]:
         if not isinstance(body, list):
             raise UsageFileError('expected {"records": [...]} or a JSON array of records')
         out = body
+    else:
+        out = list(iter_usage(fmt, io.StringIO(text)))
     if len(out) > MAX_RECORDS:
         raise UsageFileError(f"at most {MAX_RECORDS} records per request or file")
     return out
-
-
-def _csv(text: str) -> list[Any]:
-    reader = csv.DictReader(io.StringIO(text))
-    _check_header(reader.fieldnames or [])
-    rows: list[Any] = []
-    for row in reader:
-        if None in row:
-            rows.append({"__error__": "more cells than header columns"})
-            continue
-        rows.append({k: v for k, v in row.items() if v not in (None, "")})
-    return rows
 
 
 def _check_header(header: Any) -> None:
