@@ -42,6 +42,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, LiteralString
 
+from bench.doc import replace_section
 from bench.ingest import machine
 from bench.load import connect_settings
 from bench.run import DOC, RESULTS
@@ -684,17 +685,7 @@ def section(res: dict[str, Any]) -> str:
 
 
 def write_doc(res: dict[str, Any]) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = section(res)
-    start = text.find(SECTION_START)
-    if start == -1:
-        start = text.find("## Chargeback")
-    if start != -1 and SECTION_END in text[start:]:
-        tail = text[start:].split(SECTION_END, 1)[1]
-        text = text[:start] + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    replace_section(DOC, section(res), SECTION_START, SECTION_END, "## Chargeback")
 
 
 def main() -> None:

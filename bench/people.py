@@ -25,6 +25,7 @@ from typing import Any, LiteralString
 
 import httpx
 
+from bench.doc import replace_section
 from bench.run import DOC, RESULTS, ROOT, machine
 from cmdb.app import create_app
 from cmdb.db.driver import Database
@@ -234,18 +235,7 @@ def section(res: dict[str, Any]) -> str:
 
 
 def write_doc(res: dict[str, Any]) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = section(res)
-    # The section may have lost its start marker when bench.run rewrote the file around it.
-    start = text.find(SECTION_START)
-    if start == -1:
-        start = text.find("## People and desktops")
-    if start != -1 and SECTION_END in text[start:]:
-        tail = text[start:].split(SECTION_END, 1)[1]
-        text = text[:start] + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    replace_section(DOC, section(res), SECTION_START, SECTION_END, "## People and desktops")
 
 
 def main() -> None:
