@@ -3,7 +3,9 @@
 Body: JSON ``{"alarms": [{...}, ...]}`` (``Content-Type: application/json``) or one alarm
 object per line (``Content-Type: application/x-ndjson``). Each alarm has the fields of the
 ``raiseAlarm`` mutation: ``source``, ``ciId``, ``severity``, ``dedupKey``, ``message`` and
-optionally ``occurredAt`` (ISO 8601). The caller needs permission ``alarm:write``.
+optionally ``occurredAt`` (ISO 8601) and ``eventId`` (the occurrence's id at the source: a
+raise sent again with it is not counted again, its result says ``"replayed": true``). The
+caller needs permission ``alarm:write``.
 
 Responses: 200 with a result per alarm (``created``, ``deduplicated`` or ``rejected`` with
 its errors) and counts; 400 for a body that cannot be read (with what is wrong and where);
@@ -105,6 +107,8 @@ def _report(result: BatchResult) -> dict[str, Any]:
         entry: dict[str, Any] = {"index": r.index, "outcome": r.outcome.value}
         if r.alarm is not None:
             entry.update(alarmId=r.alarm.id, status=r.alarm.status.value, count=r.alarm.count)
+        if r.replayed:
+            entry["replayed"] = True
         if r.outcome is RaiseOutcome.REJECTED:
             entry["errors"] = [e.model_dump() for e in r.errors]
         results.append(entry)
