@@ -175,7 +175,8 @@ STORED = {
              COUNT { MATCH (s:Subscription {orderId: o.id}) RETURN s } AS subs,
              COUNT { MATCH (c:CI) WHERE c.attr_catalogueOrderId = o.id RETURN c } AS cis
         RETURN key, count(o) AS n,
-               all(x IN collect([submitted, o.status, subs, cis]) WHERE x[0] AND
+               all(x IN collect(CASE WHEN o IS NOT NULL
+                                     THEN [submitted, o.status, subs, cis] END) WHERE x[0] AND
                    CASE x[1] WHEN 'FULFILLED' THEN x[2] = 1 AND x[3] = 1
                              ELSE x[2] = 0 AND x[3] = 0 END) AS whole,
                collect(o.status) AS statuses""",
