@@ -16,6 +16,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from cmdb.alarms.http import router as alarms_router
 from cmdb.chargeback.http import router as chargeback_router
+from cmdb.db.availability import (
+    UNAVAILABLE_ERRORS,
+    is_unavailable,
+    retry_after_header,
+    unavailable_handler,
+    unavailable_response,
+)
 from cmdb.db.driver import Database
 from cmdb.db.migrations import current_version, migrate, pending
 from cmdb.discovery.http import router as discovery_router
@@ -78,7 +85,11 @@ class RequestContextMiddleware:
         try:
             try:
                 await self.app(scope, receive, send_with_id)
-            except Exception:
+            except Exception as e:
+                if is_unavailable(e) and not answered:  # raised outside a route
+                    log.warning("database unavailable: %s: %s", type(e).__name__, e)
+                    await unavailable_response(rid)(scope, receive, send_with_id)
+                    return
                 log.exception("unhandled error")
                 if answered:
                     raise
@@ -114,6 +125,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
             settings.neo4j_database,
             settings.neo4j_tx_timeout_s,
             settings.neo4j_pool_size,
+            settings.neo4j_retry_s,
         )
         app.state.db = database
         app.state.services = Services(database, settings)
@@ -149,6 +161,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         authenticator=auth,
     )
+    # Neo4j unreachable: 503 with Retry-After from every route, never a 500.
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, unavailable_handler)
     app.include_router(router, prefix="/graphql")
     app.include_router(alarms_router)
     app.state.auth = auth
@@ -187,7 +202,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
             checks["schema_version"] = version
             checks["schema_current"] = current
         ready = bool(checks["neo4j"]) and bool(checks.get("schema_current"))
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503,
+                            headers=None if ready else retry_after_header())
 
     return app
 

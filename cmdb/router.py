@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.types.unset import UnsetType
 
+from cmdb.db.availability import graphql_unavailable, retry_after_header
 from cmdb.graphiql import LocalGraphiQLRouter
 from cmdb.identity.auth import Authenticator
 from cmdb.identity.tokens import TokenError
@@ -36,3 +39,13 @@ class CMDBGraphQLRouter(LocalGraphiQLRouter[Context, None]):
             log.info("websocket refused: %s", e.reason)
             raise ConnectionRejectionError({"reason": e.reason}) from e
         return None
+
+    def create_response(self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+                        sub_response: Response) -> Response:
+        """A response holding a database-unavailable error is a 503 with Retry-After as a
+        whole (its data, if any, is partial)."""
+        response = super().create_response(response_data, sub_response)
+        if graphql_unavailable(response_data):
+            response.status_code = 503
+            response.headers.update(retry_after_header())
+        return response

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     neo4j_database: str = "neo4j"
     neo4j_tx_timeout_s: float = Field(30.0, gt=0)
     neo4j_pool_size: int = Field(50, ge=1)
+    # How long a request waits for an unreachable Neo4j (connection, pool and transaction
+    # retries) before it is answered 503 with Retry-After.
+    neo4j_retry_s: float = Field(5.0, gt=0, le=300)
 
     # API server
     api_host: str = "127.0.0.1"

@@ -3,12 +3,15 @@
 Body: JSON ``{"alarms": [{...}, ...]}`` (``Content-Type: application/json``) or one alarm
 object per line (``Content-Type: application/x-ndjson``). Each alarm has the fields of the
 ``raiseAlarm`` mutation: ``source``, ``ciId``, ``severity``, ``dedupKey``, ``message`` and
-optionally ``occurredAt`` (ISO 8601). The caller needs permission ``alarm:write``.
+optionally ``occurredAt`` (ISO 8601) and ``eventId`` (the occurrence's id at the source: a
+raise sent again with it is not counted again, its result says ``"replayed": true``). The
+caller needs permission ``alarm:write``.
 
 Responses: 200 with a result per alarm (``created``, ``deduplicated`` or ``rejected`` with
 its errors) and counts; 400 for a body that cannot be read (with what is wrong and where);
 403 without permission; 413 above ``MAX_BODY_BYTES`` or ``MAX_ALARMS``; 415 for other
-content types; 503 when the database cannot be reached.
+content types; 503 with Retry-After when the database cannot be
+reached (``cmdb.db.availability``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.alarms.models import BatchResult, RaiseOutcome
 from cmdb.alarms.service import AlarmService
@@ -105,6 +107,8 @@ def _report(result: BatchResult) -> dict[str, Any]:
         entry: dict[str, Any] = {"index": r.index, "outcome": r.outcome.value}
         if r.alarm is not None:
             entry.update(alarmId=r.alarm.id, status=r.alarm.status.value, count=r.alarm.count)
+        if r.replayed:
+            entry["replayed"] = True
         if r.outcome is RaiseOutcome.REJECTED:
             entry["errors"] = [e.model_dump() for e in r.errors]
         results.append(entry)
@@ -123,11 +127,7 @@ async def post_alarms(request: Request) -> JSONResponse:
         items = _parse(media_type, await _read_body(request))
     except _BadBody as e:
         return _error(e.status, e.code, e.message)
-    try:
-        result = await AlarmService(services.db, services.settings).raise_batch(items, principal)
-    except (ServiceUnavailable, SessionExpired):
-        log.exception("alarm bulk raise: database unavailable")
-        return _error(503, "UNAVAILABLE", "the database is unavailable; retry later")
+    result = await AlarmService(services.db, services.settings).raise_batch(items, principal)
     log.info("alarm bulk raise by %s: %s", principal.user if principal else None,
              ", ".join(f"{n} {k}" for k, n in result.counts.items()))
     return JSONResponse(_report(result))

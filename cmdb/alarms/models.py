@@ -5,6 +5,11 @@ An alarm is *open* while its status is OPEN or ACKNOWLEDGED. At most one alarm i
 another. In the graph that is enforced by ``openKey`` (source + NUL + dedupKey), set while the
 alarm is open, removed when it clears, and unique (migration 3).
 
+A raise may carry an ``eventId`` (the monitoring tool's id of the occurrence): a raise whose
+(source, eventId) was counted before is not counted again, it answers what the first one did
+(``replayed``), so a client may send a raise again after a timeout or a 503. In the graph:
+``(:AlarmEvent {key: source + NUL + eventId, alarmId, outcome, at})``, unique (migration 11).
+
 A CI's own operational state follows its open alarms: the worst state its open alarms map to
 (CRITICAL -> DOWN, MAJOR/MINOR -> DEGRADED, WARNING/INFO -> no effect), else its *baseline*:
 the state it had before its first open alarm, kept as ``baselineState`` while alarms are open
@@ -80,10 +85,21 @@ class AlarmRaise(BaseModel):
     dedup_key: str = Field(min_length=1, max_length=1000)
     message: str = Field(min_length=1, max_length=4000)
     occurred_at: datetime | None = None
+    event_id: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("source", "dedup_key", "ci_id")
     @classmethod
     def _text(cls, v: str) -> str:
+        v = _no_nul(v.strip())
+        if not v:
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("event_id")
+    @classmethod
+    def _event(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         v = _no_nul(v.strip())
         if not v:
             raise ValueError("must not be blank")
@@ -100,6 +116,11 @@ class AlarmRaise(BaseModel):
     @property
     def key(self) -> str:
         return open_key(self.source, self.dedup_key)
+
+    @property
+    def event_key(self) -> str | None:
+        """source + NUL + eventId: the raise's identity for counting it once."""
+        return None if self.event_id is None else open_key(self.source, self.event_id)
 
 
 class Alarm(BaseModel):
@@ -142,6 +163,8 @@ class RaiseResult(BaseModel):
     outcome: RaiseOutcome
     alarm: Alarm | None = None
     errors: list[FieldError] = []
+    # The event was counted before: nothing changed, ``outcome`` is the first raise's.
+    replayed: bool = False
 
 
 class BatchResult(BaseModel):

@@ -56,6 +56,25 @@ RETURN row.index AS index, created, accepted, a.ciId AS heldBy, """
 """
 )
 
+# Raises counted before, by source + NUL + eventId: what each did, and its alarm now.
+SEEN_EVENTS: LiteralString = (
+    """
+UNWIND $keys AS key
+MATCH (e:AlarmEvent {key: key})
+MATCH (a:Alarm {id: e.alarmId})
+RETURN key, e.outcome AS outcome, """
+    + ALARM_PROJECTION
+    + """ AS alarm
+"""
+)
+
+# Raises just counted. CREATE, not MERGE: raises on one CI are serialised by its lock, so a
+# key seen here is new unless a client reused an event id on another CI (a conflict).
+RECORD_EVENTS: LiteralString = """
+UNWIND $events AS e
+CREATE (:AlarmEvent {key: e.key, alarmId: e.alarmId, outcome: e.outcome, at: $now})
+"""
+
 # Severities of the open alarms of each item.
 OPEN_SEVERITIES: LiteralString = """
 UNWIND $ids AS id

@@ -57,6 +57,20 @@ class AlarmRepository:
         return [{**r, "alarm": alarm_from_row(r["alarm"])} for r in found]
 
     @staticmethod
+    async def seen_events(tx: CountingTx, keys: list[str]) -> dict[str, tuple[str, Alarm]]:
+        """Event key -> (outcome, alarm now) of the raises already counted."""
+        if not keys:
+            return {}
+        rows = await tx.rows(q.SEEN_EVENTS, {"keys": keys})
+        return {r["key"]: (r["outcome"], alarm_from_row(r["alarm"])) for r in rows}
+
+    @staticmethod
+    async def record_events(tx: CountingTx, events: list[dict[str, str]],
+                            now: datetime) -> None:
+        if events:
+            await tx.rows(q.RECORD_EVENTS, {"events": events, "now": now})
+
+    @staticmethod
     async def open_severities(tx: CountingTx, ids: list[str]) -> dict[str, list[AlarmSeverity]]:
         rows = await tx.rows(q.OPEN_SEVERITIES, {"ids": ids})
         return {r["id"]: [AlarmSeverity(s) for s in r["severities"]] for r in rows}

@@ -145,9 +145,25 @@ class AlarmService:
         self, tx: CountingTx, specs: list[tuple[int, AlarmRaise]], now: datetime
     ) -> list[RaiseResult]:
         items = await self.repo.lock_items(tx, [s.ci_id for _, s in specs])
+        # Read after the locks: a twin of a raise on the same CI has committed by now.
+        seen = await self.repo.seen_events(
+            tx, sorted({key for _, s in specs if (key := s.event_key) is not None}))
         out: dict[int, RaiseResult] = {}
         rows: list[dict[str, Any]] = []
+        first_of: dict[str, int] = {}  # event key -> index of its first raise in this batch
+        repeats: list[tuple[int, str]] = []  # later raises of an event of this batch
         for index, spec in specs:
+            key = spec.event_key
+            if key is not None:
+                if key in seen:
+                    outcome, counted_on = seen[key]
+                    out[index] = RaiseResult(index=index, outcome=RaiseOutcome(outcome),
+                                             alarm=counted_on, replayed=True)
+                    continue
+                if key in first_of:
+                    repeats.append((index, key))
+                    continue
+                first_of[key] = index
             item = items.get(spec.ci_id)
             if item is None:
                 out[index] = _rejected(index, _error(
@@ -178,6 +194,15 @@ class AlarmService:
             out[r["index"]] = RaiseResult(
                 index=r["index"], alarm=alarm,
                 outcome=RaiseOutcome.CREATED if r["created"] else RaiseOutcome.DEDUPLICATED)
+        await self.repo.record_events(tx, [
+            {"key": key, "alarmId": done.alarm.id, "outcome": done.outcome.value}
+            for key, i in first_of.items()
+            if (done := out[i]).alarm is not None and done.outcome is not RaiseOutcome.REJECTED
+        ], now)
+        for index, key in repeats:
+            first = out[first_of[key]]
+            out[index] = first.model_copy(update={
+                "index": index, "replayed": first.outcome is not RaiseOutcome.REJECTED})
         touched = sorted({a.ci_id for a in accepted})
         changed = await self._apply_states(tx, touched, items, now)
         if changed:

@@ -67,6 +67,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
+from cmdb.db.availability import is_unavailable
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health.models import rule_property_errors
 from cmdb.health.repository import propagate, recompute, upward_closure
@@ -418,9 +419,22 @@ class CatalogService:
             return order, True
 
         order, created = await self.db.write_tx(work)
+        # Also for an order sent again: its fulfilment may have been cut off before (the
+        # database gone between the transactions); sending it again carries it on.
         if order.status is OrderStatus.APPROVED:
             order = await self._fulfil_quietly(order.id)
+        elif not created and order.status is OrderStatus.FULFILLING:
+            order = await self._resume_recipe(order)
         return order, created
+
+    async def _resume_recipe(self, order: Order) -> Order:
+        """Run the recipe of a FULFILLING order with no manual task open (its run was cut
+        off). Safe beside a run in progress: ``_provision`` locks the order and does nothing
+        once it has left FULFILLING."""
+        tasks = (await self.repo.tasks_of([order.id])).get(order.id, [])
+        if any(t.status is not TaskStatus.DONE for t in tasks):
+            return order
+        return await self._run_recipe(order.id, SYSTEM)
 
     @staticmethod
     def _repeat(row: dict[str, Any], fingerprint: str) -> tuple[Order, bool]:
@@ -597,6 +611,8 @@ class CatalogService:
         try:
             return await self.db.write_tx(lambda tx: self._provision(tx, order_id, by))
         except (DomainError, Neo4jError) as e:
+            if is_unavailable(e):  # not the order's fault: it stays FULFILLING, to carry on
+                raise
             message = (e.errors[0].message if isinstance(e, DomainError) and e.errors
                        else f"the database refused the fulfilment ({getattr(e, 'code', e)})")
             if isinstance(e, DomainError) and e.errors and e.errors[0].field:

@@ -5,8 +5,8 @@ NDJSON (``application/x-ndjson``) or CSV (``text/csv``); see ``usagefile``. Need
 ``chargeback:usage``. Policy per record: each bad record is rejected with its index and
 reason, the rest stored (each batch of 5,000 in one transaction). Idempotent by recordId.
 Responses: 200 with counts and rejections; 400 for a body that cannot be read; 401/403; 413
-above ``MAX_BODY_BYTES`` or ``usagefile.MAX_RECORDS``; 415 for other content types; 503 when
-the database cannot be reached.
+above ``MAX_BODY_BYTES`` or ``usagefile.MAX_RECORDS``; 415 for other content types; 503 with
+Retry-After when the database cannot be reached (``cmdb.db.availability``).
 
 ``GET /api/chargeback/periods/{period}/lines.csv`` and ``.../focus.csv``: the period's lines
 the caller may read (finance: their cost centres; finance_all: all; others: their own), as a
@@ -23,7 +23,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.chargeback.export import FOCUS_COLUMNS, LINE_CSV_COLUMNS, focus_rows, line_csv_rows
 from cmdb.chargeback.models import ChargeLine
@@ -85,9 +84,6 @@ async def post_usage(request: Request) -> JSONResponse:
         result = await svc.ingest_usage(principal, records)
     except DomainError as e:
         return error_response(*_status(e))
-    except (ServiceUnavailable, SessionExpired):
-        log.exception("usage batch: database unavailable")
-        return error_response(503, "UNAVAILABLE", "the database is unavailable; retry later")
     log.info("usage from %s: %s received, %s created, %s duplicates, %s rejected",
              principal.user if principal else None, result.received, result.created,
              result.duplicates, len(result.rejected))

@@ -53,7 +53,16 @@ class Database:
         database: str = "neo4j",
         tx_timeout_s: float = 30.0,
         pool_size: int = 50,
+        retry_s: float | None = None,
     ) -> Database:
+        """``retry_s`` bounds how long a call waits for an unreachable server: the managed
+        transactions' retry time, the TCP connect and the wait for a pooled connection (the
+        driver's defaults, 30 to 60 s, when None)."""
+        bounds: dict[str, Any] = {} if retry_s is None else {
+            "max_transaction_retry_time": retry_s,
+            "connection_timeout": retry_s,
+            "connection_acquisition_timeout": retry_s,
+        }
         # Server notifications (e.g. "property key does not exist" on an empty graph) are
         # not errors; they would only flood the logs.
         driver = AsyncGraphDatabase.driver(
@@ -61,6 +70,7 @@ class Database:
             auth=(user, password),
             max_connection_pool_size=pool_size,
             notifications_min_severity="OFF",
+            **bounds,
         )
         return cls(driver, database, tx_timeout_s)
 
@@ -116,8 +126,11 @@ class Database:
         return run
 
     async def ping(self) -> bool:
+        """One attempt, no retries: a health check answers at once while Neo4j is gone."""
+        self.round_trips.count += 1
         try:
-            await self.read("RETURN 1 AS ok")
+            async with self.driver.session(database=self.database) as session:
+                await (await session.run("RETURN 1 AS ok")).consume()
         except Exception:
             return False
         return True

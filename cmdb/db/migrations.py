@@ -192,6 +192,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX charge_line_period_run IF NOT EXISTS "
         "FOR (l:ChargeLine) ON (l.period, l.run)",
     )),
+    Migration(11, "alarm events counted once: source + event id of each counted raise", (
+        # source + NUL + eventId: a raise sent again (a client retrying) is not counted again.
+        "CREATE CONSTRAINT alarm_event_key IF NOT EXISTS "
+        "FOR (e:AlarmEvent) REQUIRE e.key IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -8,8 +8,8 @@ accepted ones written in one transaction (all or none).
 
 Responses: 200 with counts and each rejected record (its index, reason, field); 400 for a
 body that cannot be read; 401/403; 404 for an unregistered source; 413 above
-``MAX_BODY_BYTES`` or ``MAX_BATCH_RECORDS``; 415 for other content types; 503 when the
-database cannot be reached.
+``MAX_BODY_BYTES`` or ``MAX_BATCH_RECORDS``; 415 for other content types; 503 with
+Retry-After when the database cannot be reached (``cmdb.db.availability``).
 
 ``GET /api/discovery/schema``: the JSON Schema of the payload.
 """
@@ -22,7 +22,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.core.httpbody import NDJSON_TYPES, read_body
 from cmdb.core.httpbody import BadBody as _BadBody
@@ -133,9 +132,6 @@ async def post_batch(request: Request) -> JSONResponse:
         first = e.errors[0]
         status = {"NOT_FOUND": 404, "FORBIDDEN": 403}.get(first.code, 400)
         return _error(status, first.code, first.message)
-    except (ServiceUnavailable, SessionExpired):
-        log.exception("discovery batch: database unavailable")
-        return _error(503, "UNAVAILABLE", "the database is unavailable; retry later")
     log.info("discovery batch from %s by %s: %s", source,
              principal.user if principal else None, result.counts())
     return JSONResponse(report(result))

@@ -57,7 +57,7 @@ class AlarmMutation:
         data = {
             "source": input.source, "ci_id": str(input.ci_id), "severity": input.severity,
             "dedup_key": input.dedup_key, "message": input.message,
-            "occurred_at": input.occurred_at,
+            "occurred_at": input.occurred_at, "event_id": input.event_id,
         }
         try:
             result = await _alarms(info).raise_alarm(data, info.context.principal)
@@ -65,7 +65,8 @@ class AlarmMutation:
             return RaiseAlarmPayload(errors=user_errors(e))
         assert result.alarm is not None
         return RaiseAlarmPayload(alarm=Alarm.from_model(result.alarm),
-                                 deduplicated=result.outcome is RaiseOutcome.DEDUPLICATED)
+                                 deduplicated=result.outcome is RaiseOutcome.DEDUPLICATED,
+                                 replayed=result.replayed)
 
     @strawberry.mutation(description="Clear an alarm (needs alarm:write); the CI goes back to "
                          "the state it had before its alarms when none is left open. "

@@ -21,6 +21,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 
 from cmdb.core.models import DomainError
+from cmdb.db.availability import is_unavailable, unavailable_graphql_error
 from cmdb.identity.access import guard_root_fields
 from cmdb.resolvers.catalog import CatalogSubscription
 from cmdb.resolvers.health import HealthSubscription
@@ -42,6 +43,8 @@ def _is_internal(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, DomainError | GraphQLError):
         return False
+    if is_unavailable(original):  # replaced by a plain "unavailable" error, no traceback
+        return True
     log.error("unexpected error in %s", error.path, exc_info=original)
     return True
 
@@ -111,6 +114,11 @@ class MaskInternalErrors(MaskErrors):
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if is_unavailable(error.original_error):
+            return unavailable_graphql_error(error)  # the router answers it with 503
+        return super().anonymise_error(error)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:

@@ -93,6 +93,9 @@ class RaiseAlarmInput:
     message: str
     occurred_at: datetime | None = strawberry.field(
         default=None, description="When it happened (default: now; no offset means UTC).")
+    event_id: str | None = strawberry.field(
+        default=None, description="The occurrence's id at its source: a raise sent again with "
+        "the same source and eventId (e.g. a client retrying) is not counted again.")
 
 
 @strawberry.input(description="Which alarm to clear: its id, or the source and dedup key of "
@@ -108,6 +111,9 @@ class RaiseAlarmPayload:
     alarm: Alarm | None = None
     deduplicated: bool = strawberry.field(
         default=False, description="The raise updated an open alarm instead of creating one.")
+    replayed: bool = strawberry.field(
+        default=False, description="This eventId was counted before: nothing changed; "
+        "deduplicated and alarm are the first raise's outcome and the alarm now.")
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 

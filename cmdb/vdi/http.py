@@ -7,7 +7,8 @@ Body: JSON ``{"events": [...]}`` (``application/json``), one event per line
 Responses: 200 with counts (stored, duplicate, rejected) and a result per record (rejections
 name the field and the reason; ``line`` is the CSV line); 400 for a feed that cannot be read;
 401/403 without permission; 413 above ``MAX_BODY_BYTES`` or ``feed.MAX_EVENTS``; 415 for
-other content types; 503 when the database cannot be reached.
+other content types; 503 with Retry-After when the database cannot be
+reached (``cmdb.db.availability``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
 from cmdb.core.httpbody import BadBody, read_body
 from cmdb.core.httpbody import error_response as _error
@@ -82,11 +82,7 @@ async def post_events(request: Request) -> JSONResponse:
     except feed.FeedError as e:
         status = 413 if "at most" in str(e) else 400
         return _error(status, "TOO_LARGE" if status == 413 else "INVALID", str(e))
-    try:
-        result = await VdiService(services.db, services.settings).ingest(records, principal)
-    except (ServiceUnavailable, SessionExpired):
-        log.exception("VDI feed: database unavailable")
-        return _error(503, "UNAVAILABLE", "the database is unavailable; retry later")
+    result = await VdiService(services.db, services.settings).ingest(records, principal)
     log.info("VDI feed by %s: %s", principal.user if principal else None,
              ", ".join(f"{n} {k}" for k, n in result.counts.items()))
     return JSONResponse(report(result, fmt))
