@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -14,10 +15,12 @@ from graphql.language import DocumentNode, parse
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
+from strawberry.schema.types.base_scalars import isoformat, wrap_parser
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.types.scalar import ScalarDefinition
 
 from cmdb.chargeback.service import MAX_LINES_PAGE
 from cmdb.core.models import DomainError
@@ -48,6 +51,33 @@ def _is_internal(error: GraphQLError) -> bool:
     log.error("unexpected error in %s", error.path, exc_info=original)
     return True
 
+
+# Times the CMDB computes with (windows, months, durations): near datetime's own limits
+# (year 1, year 9999) that arithmetic overflowed into a 500.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _aware(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError("years 1900 to 2999 only")
+    return parsed
+
+
+# DateTime as strawberry's, except that a value without an offset is read as UTC (services
+# compare input with the aware clock, and a naive value made that a TypeError) and that
+# it must lie between 1900 and 2999.
+SCALARS: dict[object, ScalarDefinition] = {datetime: ScalarDefinition(
+    name="DateTime",
+    description="Date with time (isoformat)",
+    specified_by_url=None,
+    serialize=isoformat,
+    parse_value=wrap_parser(_aware, "DateTime"),
+    parse_literal=None,
+    origin=datetime,
+)}
 
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
@@ -236,6 +266,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=Subscription,
         types=[ConfigurationItem, Service],
         extensions=extensions,
+        scalar_overrides=SCALARS,
         config=StrawberryConfig(auto_camel_case=True,
                                 disable_field_suggestions=hide_suggestions,
                                 batching_config=batching),
@@ -248,4 +279,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
 def sdl() -> str:
     """The schema as SDL; settings do not change it."""
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription,
-                             types=[ConfigurationItem, Service]).as_str() + "\n"
+                             types=[ConfigurationItem, Service],
+                             scalar_overrides=SCALARS).as_str() + "\n"
