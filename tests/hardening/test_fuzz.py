@@ -10,7 +10,7 @@ graph exactly as it was (nodes, relationships and every property).
 Arguments are not only random text: IDs and strings are drawn partly from the graph (item
 ids, user names, codes, periods), so generated operations reach past "not found".
 
-The run is bounded for CI: ``CMDB_FUZZ_EXAMPLES`` operations in all (default 2000, shared
+The run is bounded for CI: ``CMDB_FUZZ_EXAMPLES`` operations in all (default 1500, shared
 among the tests below by fixed shares). A longer run (``-s`` prints the counts):
 
     CMDB_FUZZ_EXAMPLES=20000 .venv/bin/pytest -s tests/hardening/test_fuzz.py
@@ -44,7 +44,7 @@ from tests.hardening.abuse_fixtures import GRAPHQL, authenticator, production
 
 pytestmark = pytest.mark.integration
 
-TOTAL = int(os.environ.get("CMDB_FUZZ_EXAMPLES", "2000"))
+TOTAL = int(os.environ.get("CMDB_FUZZ_EXAMPLES", "1500"))
 SCHEMA = sdl()
 AS_ADMIN = auth_headers(ADMIN[0], *ADMIN[1])
 AS_REQUESTER = auth_headers("fuzzy-requester", "requester")

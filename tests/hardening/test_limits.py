@@ -4,6 +4,7 @@ GraphQL error (or a 4xx JSON for the HTTP layer), never a 500."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from graphql import get_introspection_query
 
 from cmdb.db.driver import Database
+from cmdb.settings import Settings
 from tests.hardening import abuse_fixtures
 from tests.hardening.abuse_fixtures import GRAPHQL, app_client, only_error, post, production
 
@@ -222,3 +224,21 @@ async def test_a_statement_over_the_transaction_timeout_is_stopped_with_a_clear_
         assert error["extensions"]["code"] == "TIMEOUT"
         assert error["message"].startswith(f"the query took longer than {timeout_s:g} s")
         assert "Internal" not in error["message"]
+
+
+def test_the_cost_example_of_the_readme():
+    from graphql import parse
+
+    from cmdb.schema import PAGE_SIZE_OVERRIDES, build_schema
+    from cmdb.schema.limits import Limits, compile_cost
+
+    settings = Settings()
+    limits = Limits(settings.max_query_depth, settings.max_aliases, settings.max_directives,
+                    settings.max_field_repeats, settings.max_query_cost,
+                    settings.default_page_size, settings.max_page_size, PAGE_SIZE_OVERRIDES)
+    query = ("{ services(first: 100) { edges { node { name relationships(first: 20) "
+             "{ item { name } } } } } }")
+    plan = compile_cost(build_schema(settings)._schema, parse(query), None, limits)
+    assert plan.expr == (4302, ())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"`{query[2:-2]}`" in readme.replace("\n", " ")
