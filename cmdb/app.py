@@ -154,7 +154,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         build_schema(settings),
         context_getter=context_getter,
         graphql_ide="graphiql" if settings.is_development else None,
-        allow_queries_via_get=True,
+        # Mutations and subscriptions are never run over GET; queries in development only
+        # unless the setting says otherwise.
+        allow_queries_via_get=(settings.is_development if settings.graphql_get_queries is None
+                               else settings.graphql_get_queries),
         multipart_uploads_enabled=False,
         assets_dir=assets,
         # graphql-transport-ws only: the legacy graphql-ws protocol is off.

@@ -1,13 +1,17 @@
-"""The GraphQL router: GraphiQL served locally, websockets authenticated in connection_init."""
+"""The GraphQL router: GraphiQL served locally, websockets authenticated in connection_init,
+JSON bodies only, and every refusal of the HTTP layer answered as JSON."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from fastapi.responses import JSONResponse
 from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.unset import UnsetType
 
 from cmdb.db.availability import graphql_unavailable, retry_after_header
@@ -18,11 +22,63 @@ from cmdb.resolvers.context import Context
 
 log = logging.getLogger("cmdb.api")
 
+_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+          415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def refusal(status: int, message: str) -> JSONResponse:
+    """An HTTP-level refusal in the shape of a GraphQL response (no data, one error)."""
+    return JSONResponse(
+        {"errors": [{"message": message,
+                     "extensions": {"code": _CODES.get(status, "BAD_REQUEST")}}]},
+        status_code=status)
+
 
 class CMDBGraphQLRouter(LocalGraphiQLRouter[Context, None]):
     def __init__(self, *args: Any, authenticator: Authenticator, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.authenticator = authenticator
+
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        # strawberry answers its refusals (bad JSON, GET mutations, ...) as plain text.
+        try:
+            return await super().run(*args, **kwargs)
+        except HTTPException as e:
+            return refusal(e.status_code, e.reason)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> Any:
+        """POST bodies are JSON only. Forms (urlencoded, multipart) and text/plain are what a
+        page on another site can make a browser send without asking (CSRF), so they are
+        refused with 415 whatever they hold."""
+        if request.method == "POST":
+            content_type, _ = parse_content_type(request.content_type or "")
+            if content_type != "application/json":
+                raise HTTPException(
+                    415, "send GraphQL requests as JSON (Content-Type: application/json); "
+                         f"{content_type or 'a body without a content type'} is refused")
+        return await super().parse_http_body(request)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body is one JSON object, or a list of them for a batch."""
+        parsed = super().parse_json(data)
+        for item in parsed if isinstance(parsed, list) else (parsed,):
+            if not isinstance(item, dict):
+                raise HTTPException(400, "expected a JSON object with a query "
+                                         "(and optionally variables and operationName)")
+            name = item.get("operationName")
+            if name is not None and not isinstance(name, str):
+                raise HTTPException(400, "operationName must be a string or null")
+        return parsed
+
+    def _validate_batch_request(self, request_data: list[Any], protocol: Any) -> None:
+        config = self.schema.config.batching_config
+        if config is None:
+            raise HTTPException(400, "batched operations (a JSON array) are not accepted; "
+                                     "send one operation per request")
+        if len(request_data) > config["max_operations"]:
+            raise HTTPException(400, f"a batch holds at most {config['max_operations']} "
+                                     f"operations; this one has {len(request_data)}")
+        super()._validate_batch_request(request_data, protocol)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a graphql-transport-ws connection from its connection_init payload.

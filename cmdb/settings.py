@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     max_aliases: int = Field(30, ge=1)
     max_tokens: int = Field(4000, ge=100)
     max_relationship_depth: int = Field(5, ge=1)
+    # Directives per operation (fragments count each time they are spread).
+    max_directives: int = Field(25, ge=1)
+    # How often one field (response name) may be selected in one selection set.
+    max_field_repeats: int = Field(10, ge=1)
+    # One unit per field, times the page sizes of the lists it is in (README: Hardening).
+    max_query_cost: int = Field(100_000, ge=1)
+    # Operations in one batched request (a JSON array); 0 refuses batches.
+    max_batch_operations: int = Field(0, ge=0, le=50)
+    # Queries over GET (never mutations or subscriptions); unset: in development only.
+    graphql_get_queries: bool | None = None
 
     # Discovery: CIs no source has seen for this long become stale, later retired.
     discovery_stale_after_days: float = Field(7, gt=0)

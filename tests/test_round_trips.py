@@ -18,9 +18,9 @@ NESTED = """
 query($n: Int!) {
   services(first: $n) {
     edges { node { name costCentre { code parent { code } }
-      relationships(direction: OUTGOING, types: [DEPENDS_ON]) {
+      relationships(direction: OUTGOING, types: [DEPENDS_ON], first: 5) {
         item { name ... on ConfigurationItem {
-          relationships(direction: OUTGOING, types: [RUNS_ON]) {
+          relationships(direction: OUTGOING, types: [RUNS_ON], first: 5) {
             item { name ownerGroup { name } } } } } } } } } }"""
 
 

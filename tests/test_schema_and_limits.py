@@ -68,7 +68,7 @@ async def test_a_repeated_document_is_validated_once(gql, monkeypatch):
     """The limiters' rules are built once, so the validation cache hits across requests."""
     import uuid
 
-    import strawberry.schema.schema as strawberry_schema
+    import cmdb.schema as strawberry_schema
 
     calls = 0
     original = strawberry_schema.validate

@@ -13,6 +13,10 @@ MAX_ATTRIBUTES = 100
 
 def attribute_properties(attributes: dict[str, Any], field: str = "attributes") -> dict[str, Any]:
     """Validate attributes and return them as node properties (null removes one)."""
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):  # JSON input may be any value
+        raise DomainError.single(field, f"{field} must be a JSON object")
     errors: list[FieldError] = []
     if len(attributes) > MAX_ATTRIBUTES:
         raise DomainError.single(field, f"at most {MAX_ATTRIBUTES} attributes")

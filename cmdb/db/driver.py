@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, LiteralString, TypeVar
+from typing import Any, Concatenate, Literal, LiteralString, ParamSpec, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, Query, unit_of_work
+from neo4j.exceptions import ClientError
+
+from cmdb.core.models import DomainError, FieldError
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Params = dict[str, Any]
 Row = dict[str, Any]
 
@@ -35,6 +39,38 @@ class CountingTx:
     async def one(self, query: LiteralString, params: Params | None = None) -> Row | None:
         found = await self.rows(query, params)
         return found[0] if found else None
+
+
+TIMEOUT_CODES = frozenset({
+    "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+    "Neo.ClientError.Transaction.TransactionTimedOut",
+})
+
+
+class QueryTimeout(DomainError):
+    """Neo4j stopped a transaction that ran past its timeout (``neo4j_tx_timeout_s``)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__([FieldError(
+            field=None, code="TIMEOUT",
+            message=f"the query took longer than {timeout_s:g} s and was stopped; ask for "
+                    "less (smaller pages, fewer nested lists, narrower filters)")])
+
+
+def _timeouts(
+    method: Callable[Concatenate[Database, P], Awaitable[T]],
+) -> Callable[Concatenate[Database, P], Awaitable[T]]:
+    """Neo4j's transaction timeout as a :class:`QueryTimeout`: a clear answer, not a 500."""
+
+    async def run(self: Database, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except ClientError as e:
+            if e.code in TIMEOUT_CODES:
+                raise QueryTimeout(self.tx_timeout_s) from e
+            raise
+
+    return run
 
 
 class Database:
@@ -83,6 +119,7 @@ class Database:
     async def write(self, query: LiteralString, params: Params | None = None) -> list[Row]:
         return await self._execute(query, params, "w")
 
+    @_timeouts
     async def _execute(
         self, query: LiteralString, params: Params | None, mode: Literal["r", "w"]
     ) -> list[Row]:
@@ -97,15 +134,18 @@ class Database:
         # Record.data() walks every nested value and was the largest client-side cost.
         return [dict(zip(r.keys(), r.values(), strict=True)) for r in records]
 
+    @_timeouts
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         async with self.driver.session(database=self.database) as session:
             return await session.execute_read(self._wrap(work))
 
+    @_timeouts
     async def write_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         """Run ``work`` in one managed write transaction (retried on transient errors)."""
         async with self.driver.session(database=self.database) as session:
             return await session.execute_write(self._wrap(work))
 
+    @_timeouts
     async def rolled_back(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         """Run ``work`` in a write transaction that is always rolled back: what-if questions
         see their own changes and leave the graph as it was."""

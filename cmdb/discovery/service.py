@@ -75,6 +75,8 @@ log = logging.getLogger("cmdb.discovery")
 T = TypeVar("T")
 Row = dict[str, Any]
 _ATTEMPTS = 3
+# The largest page of an item's history (GraphQL refuses more before running).
+MAX_HISTORY_PAGE = 1000
 # Properties an as-of view shows (provenance keys and lifecycle).
 _AS_OF_KEYS = ("name", "description", "serialNumber", "hostName", "domain", "macAddress",
                "cloudInstanceId", "lifecycleStatus", "staleSince", "retiredReason")
@@ -726,7 +728,7 @@ class DiscoveryService:
     ) -> list[HistoryEntry]:
         since = since or datetime(1970, 1, 1, tzinfo=utcnow().tzinfo)
         until = until or utcnow() + timedelta(days=1)
-        rows = await self.repo.history(item_id, since, until, max(1, min(first, 1000)))
+        rows = await self.repo.history(item_id, since, until, max(1, min(first, MAX_HISTORY_PAGE)))
         return [_entry(r) for r in rows]
 
     async def as_of(self, item_id: str, at: datetime) -> CIAsOf:

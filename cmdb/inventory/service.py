@@ -153,7 +153,9 @@ class InventoryService:
             ) | {"ci_class": current.ci_class}
             merged.update(data)
             if "identifiers" in data:  # identifiers given are merged field by field
-                merged["identifiers"] = current.identifiers.model_dump() | data["identifiers"]
+                # (null changes none)
+                merged["identifiers"] = (current.identifiers.model_dump()
+                                         | (data["identifiers"] or {}))
             merged["attributes"] = {}  # attributes validated below, as a patch
             spec = validate(CIWrite, merged)
             changed = {k: getattr(spec, k) for k in data if k in CIWrite.model_fields}

@@ -69,6 +69,9 @@ class RelationService:
     ) -> Relation:
         if source_id == target_id:
             raise DomainError.single("input.targetId", "an item cannot be related to itself")
+        if properties is not None and not isinstance(properties, dict):
+            # JSON input may be any value; anything but an object was a 500.
+            raise DomainError.single("input.properties", "properties must be a JSON object")
         rule_errors = rule_property_errors(properties or {})
         if rule_errors:
             raise DomainError([FieldError(field=f"input.properties.{k}", message=m)

@@ -27,6 +27,7 @@ from cmdb.schema.payloads import (
 from cmdb.schema.types import ConfigurationItem
 
 MAX_GRAPHQL_RECORDS = 500
+MAX_SWEEP_DAYS = 36500  # a hundred years
 
 
 def _discovery(info: strawberry.Info) -> DiscoveryService:
@@ -104,6 +105,13 @@ class DiscoveryMutation:
         self, info: strawberry.Info, stale_after_days: float | None = None,
         retire_after_days: float | None = None,
     ) -> SweepPayload:
+        for name, days in (("staleAfterDays", stale_after_days),
+                           ("retireAfterDays", retire_after_days)):
+            # A day count outside this range overflowed the date arithmetic (a 500), and a
+            # negative one would have marked everything stale.
+            if days is not None and not 0 < days <= MAX_SWEEP_DAYS:
+                return SweepPayload(errors=user_errors(DomainError.single(
+                    name, f"{name} must be more than 0 and at most {MAX_SWEEP_DAYS}")))
         try:
             r = await _discovery(info).sweep(
                 info.context.principal,
