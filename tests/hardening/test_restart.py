@@ -58,6 +58,9 @@ class Request:
     key: str
     attempts: int = 0
     acknowledged: bool = False
+    # A client resends the same request: its CI and time are chosen once.
+    ci: str | None = None
+    at: str | None = None
     statuses: list[int] = field(default_factory=list)
     retry_after: list[str | None] = field(default_factory=list)
 
@@ -98,7 +101,10 @@ class Load:
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))
 
     async def post(self, r: Request) -> httpx.Response:
-        ci = random.choice(self.world.cis)
+        if r.ci is None:
+            r.ci = random.choice(self.world.cis)
+            r.at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        ci = r.ci
         if r.kind == "order":
             return await self.client.post("/graphql", headers=REQUESTER, json={
                 "query": SUBMIT, "variables": {"i": {
@@ -109,10 +115,9 @@ class Load:
                 "source": "zabbix", "ciId": ci, "severity": "MINOR", "dedupKey": r.key,
                 "eventId": r.key, "message": "disk filling"}]})
         if r.kind == "usage":
-            at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
             return await self.client.post("/api/chargeback/usage", headers=METERING, json={
                 "records": [{"recordId": r.key, "ciId": ci, "meter": "storage-gb-month",
-                             "quantity": "10", "at": at, "source": "pure-lon-01"}]})
+                             "quantity": "10", "at": r.at, "source": "pure-lon-01"}]})
         return await self.client.post("/api/discovery/batches", headers=AGENT,
                                       json=discovery_batch(r.key))
 
