@@ -11,6 +11,7 @@ import strawberry
 from graphql import GraphQLError
 from graphql.language import DocumentNode, parse
 from graphql.validation import ASTValidationRule
+from opentelemetry.trace import TracerProvider
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -22,6 +23,8 @@ from strawberry.schema.schema import validate_document
 
 from cmdb.core.models import DomainError
 from cmdb.identity.access import guard_root_fields
+from cmdb.observability.metrics import note_errors, note_operation
+from cmdb.observability.tracing import schema_extensions
 from cmdb.resolvers.catalog import CatalogSubscription
 from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
@@ -52,6 +55,7 @@ class CMDBSchema(strawberry.Schema):
         """Client errors (refusals, validation, domain errors) are answers, not incidents:
         log them briefly; unexpected ones are logged with their traceback by the masking
         extension (``_is_internal``)."""
+        note_errors(errors)  # metrics: errors by kind
         for error in errors:
             log.info("graphql error at %s: %s", error.path, error.message)
 
@@ -83,6 +87,7 @@ class DocumentLimitsAndCache(SchemaExtension):
         ctx.parse_options["max_tokens"] = self.max_tokens
         ctx.validation_rules = ctx.validation_rules + self.rules
         yield
+        note_operation(ctx)  # metrics: the operation's name
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -113,7 +118,8 @@ class MaskInternalErrors(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings,
+                 tracer_provider: TracerProvider | None = None) -> strawberry.Schema:
     # The limiters' validation rules are built once (a limiter made per request would
     # bring new rule classes with it).
     rules = (QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules
@@ -143,6 +149,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             error_message="Internal error; the request id is in the X-Request-ID header",
         ),
     ]
+    extensions[:0] = schema_extensions(tracer_provider)  # tracing: none unless configured
     schema = CMDBSchema(
         query=Query,
         mutation=Mutation,
