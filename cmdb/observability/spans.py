@@ -20,6 +20,8 @@ def statement_names() -> dict[str, str]:
     module (built once, when the first span is made)."""
     names: dict[str, str] = {}
     for info in pkgutil.iter_modules(cmdb.__path__):
+        if not info.ispkg:
+            continue
         try:
             module = importlib.import_module(f"cmdb.{info.name}.queries")
         except ImportError:
