@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from opentelemetry.trace import TracerProvider
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -30,7 +31,9 @@ from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
 from cmdb.identity.http import request_principal
-from cmdb.logs import configure_logging, request_id_var
+from cmdb.logs import configure_logging, principal_var, request_id_var
+from cmdb.observability.metrics import MetricsMiddleware, metrics_router
+from cmdb.observability.tracing import instrument_app, provider_from_settings, trace_database
 from cmdb.resolvers.context import Context, Services
 from cmdb.router import CMDBGraphQLRouter
 from cmdb.schema import build_schema
@@ -68,6 +71,7 @@ class RequestContextMiddleware:
         rid = _request_id(scope)
         rid_header = (b"x-request-id", rid.encode("latin-1"))
         token = request_id_var.set(rid)
+        principal_token = principal_var.set(None)  # set by authentication, for the logs
         started = time.perf_counter()
         status = 500
         answered = False
@@ -100,20 +104,24 @@ class RequestContextMiddleware:
                     "method": scope.get("method"), "path": scope.get("path"), "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         finally:
+            principal_var.reset(principal_token)
             request_id_var.reset(token)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None,
-               authenticator: Authenticator | None = None) -> FastAPI:
+               authenticator: Authenticator | None = None,
+               tracer_provider: TracerProvider | None = None) -> FastAPI:
     """Build the app. ``db`` lets tests share one driver; otherwise one is made per process.
 
     ``authenticator`` defaults to the one the settings describe (external issuer or, in
-    development, the built-in development issuer).
+    development, the built-in development issuer). ``tracer_provider`` turns tracing on
+    (default: the one the settings configure, or off).
     """
     settings = settings or get_settings()
     if settings.neo4j_uri is None:
         raise RuntimeError("CMDB_NEO4J_URI is not set; start the API with `cmdb serve`")
     auth = authenticator or Authenticator.from_settings(settings)
+    tracer_provider = tracer_provider or provider_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,7 +143,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         except Exception:  # the API still starts; /readyz reports why it is not ready
             log.exception("schema migration at start failed")
         try:
-            yield
+            with trace_database(database, tracer_provider):
+                yield
         finally:
             if own:
                 await database.close()
@@ -151,7 +160,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     # GraphiQL's scripts are served from this process when installed (no CDN needed).
     assets = local_assets_dir(settings.home) if settings.is_development else None
     router = CMDBGraphQLRouter(
-        build_schema(settings),
+        build_schema(settings, tracer_provider),
         context_getter=context_getter,
         graphql_ide="graphiql" if settings.is_development else None,
         # Mutations and subscriptions are never run over GET; queries in development only
@@ -175,11 +184,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     app.include_router(vdi_router)
     app.include_router(discovery_router)
     app.include_router(chargeback_router)
+    app.include_router(metrics_router(settings))
     if assets is not None:
         mount_assets(app, assets)
 
     # Added before the request-id middleware, so it runs inside it: refusals get an id too.
     app.add_middleware(BearerAuthMiddleware, authenticator=auth)
+    # Counts and times every request, refusals included (see /metrics).
+    app.add_middleware(MetricsMiddleware)
 
     # Outermost: every answer, refusals and 500s included, carries the request id.
     app.add_middleware(RequestContextMiddleware)
@@ -208,6 +220,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503,
                             headers=None if ready else retry_after_header())
 
+    instrument_app(app, tracer_provider)  # tracing: a no-op unless configured
     return app
 
 

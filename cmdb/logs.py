@@ -7,8 +7,13 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.trace import get_current_span
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The caller (``identity.principal.Principal``) once authentication has resolved it.
+principal_var: ContextVar[Any] = ContextVar("principal", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +27,14 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        principal = principal_var.get()
+        if principal is not None:
+            entry["user"] = principal.user
+            entry["roles"] = sorted(principal.roles)
+        span = get_current_span().get_span_context()
+        if span.is_valid:  # tracing on: the line joins its trace
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         for key in ("method", "path", "status", "duration_ms", "operation"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)

@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     auth_max_header_bytes: int = Field(8192, ge=1024)
     dev_issuer_token_ttl_s: int = Field(8 * 3600, ge=60)
 
+    # Operations. /metrics needs permission metrics:read unless public; the business gauges
+    # (open alarms, orders waiting, services down) are read from Neo4j at most once per
+    # metrics_cache_s. Tracing is off unless an OTLP endpoint is set here or in the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT.
+    metrics_public: bool = False
+    metrics_cache_s: float = Field(5.0, ge=0)
+    metrics_max_operations: int = Field(200, ge=1)
+    otel_endpoint: str | None = None
+    otel_service_name: str = "cmdb-api"
+
     @field_validator("auth_issuer", "auth_jwks_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, v: object) -> object:

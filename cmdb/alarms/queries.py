@@ -181,3 +181,10 @@ def list_alarms(ci: bool, statuses: bool, severities: bool, source: bool,
         + ALARM_PROJECTION
         + " AS alarm\nORDER BY a.lastOccurredAt DESC, a.id DESC\nLIMIT $first\n"
     )
+
+# Metrics: alarms still open (acknowledged ones included), by severity and status.
+OPEN_ALARM_COUNTS: LiteralString = """
+MATCH (a:Alarm) USING INDEX a:Alarm(status, lastOccurredAt)
+WHERE a.status IN ['OPEN', 'ACKNOWLEDGED'] AND a.lastOccurredAt IS NOT NULL
+RETURN a.severity AS severity, a.status AS status, count(*) AS n
+"""

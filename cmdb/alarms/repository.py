@@ -37,6 +37,11 @@ class AlarmRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def open_counts(self) -> list[tuple[str, str, int]]:
+        """(severity, status, count) of the alarms still open, for metrics."""
+        rows = await self.db.read(q.OPEN_ALARM_COUNTS)
+        return [(r["severity"], r["status"], int(r["n"])) for r in rows]
+
     async def get(self, alarm_id: str) -> Alarm | None:
         rows = await self.db.read(q.GET_BY_ID, {"id": alarm_id})
         return alarm_from_row(rows[0]["alarm"]) if rows else None

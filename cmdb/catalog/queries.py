@@ -530,3 +530,11 @@ UNWIND $ids AS id
 MATCH (n:Item {id: id}) WHERE n.lifecycleStatus <> 'RETIRED'
 RETURN n.id AS id
 """
+
+# Metrics: orders waiting on someone, by status (approval: SUBMITTED, AWAITING_APPROVAL;
+# fulfilment: APPROVED, FULFILLING, and FAILED until retried or cancelled).
+WAITING_ORDER_COUNTS: LiteralString = """
+MATCH (o:Order)
+WHERE o.status IN ['SUBMITTED', 'AWAITING_APPROVAL', 'APPROVED', 'FULFILLING', 'FAILED']
+RETURN o.status AS status, count(*) AS n
+"""

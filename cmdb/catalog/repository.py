@@ -129,6 +129,11 @@ class CatalogRepository:
 
     # --- reads ---
 
+    async def waiting_order_counts(self) -> dict[str, int]:
+        """Status -> number of orders waiting in it (approval or fulfilment), for metrics."""
+        rows = await self.db.read(q.WAITING_ORDER_COUNTS)
+        return {r["status"]: int(r["n"]) for r in rows}
+
     async def categories(self) -> list[Category]:
         rows = await self.db.read(q.LIST_CATEGORIES)
         return [c for r in rows if (c := category_from_row(r["category"])) is not None]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, LiteralString, ParamSpec, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, Query, unit_of_work
 from neo4j.exceptions import ClientError
+from opentelemetry.trace import Tracer
 
 from cmdb.core.models import DomainError, FieldError
+from cmdb.observability.instruments import NEO4J_READ, NEO4J_TX, NEO4J_WRITE
+from cmdb.observability.spans import statement_span, transaction_span
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -27,12 +31,25 @@ class RoundTrips:
 class CountingTx:
     """A managed transaction that counts each statement it runs."""
 
-    def __init__(self, tx: AsyncManagedTransaction, counter: RoundTrips) -> None:
+    def __init__(self, tx: AsyncManagedTransaction, counter: RoundTrips,
+                 tracer: Tracer | None = None, database: str = "") -> None:
         self._tx = tx
         self._counter = counter
+        self._tracer = tracer
+        self._database = database
 
     async def rows(self, query: LiteralString, params: Params | None = None) -> list[Row]:
         self._counter.count += 1
+        started = time.perf_counter()
+        try:
+            if self._tracer is None:
+                return await self._rows(query, params)
+            with statement_span(self._tracer, query, "tx", self._database):
+                return await self._rows(query, params)
+        finally:
+            NEO4J_TX.observe(time.perf_counter() - started)
+
+    async def _rows(self, query: LiteralString, params: Params | None) -> list[Row]:
         result = await self._tx.run(query, params or {})
         return [dict(zip(r.keys(), r.values(), strict=True)) async for r in result]
 
@@ -74,11 +91,17 @@ def _timeouts(
 
 
 class Database:
-    def __init__(self, driver: AsyncDriver, database: str, tx_timeout_s: float) -> None:
+    def __init__(self, driver: AsyncDriver, database: str, tx_timeout_s: float,
+                 pool_size: int = 50) -> None:
         self.driver = driver
         self.database = database
         self.tx_timeout_s = tx_timeout_s
         self.round_trips = RoundTrips()
+        # Read by /metrics: the pool's size, and statements or transactions running now.
+        self.pool_size = pool_size
+        self.in_flight = 0
+        # Set while tracing is on (``cmdb.observability.tracing``); None costs nothing.
+        self.tracer: Tracer | None = None
 
     @classmethod
     def connect(
@@ -108,7 +131,7 @@ class Database:
             notifications_min_severity="OFF",
             **bounds,
         )
-        return cls(driver, database, tx_timeout_s)
+        return cls(driver, database, tx_timeout_s, pool_size)
 
     async def close(self) -> None:
         await self.driver.close()
@@ -124,26 +147,57 @@ class Database:
         self, query: LiteralString, params: Params | None, mode: Literal["r", "w"]
     ) -> list[Row]:
         self.round_trips.count += 1
+        self.in_flight += 1
+        started = time.perf_counter()
+        try:
+            if self.tracer is None:
+                records = await self._query(query, params, mode)
+            else:
+                with statement_span(self.tracer, query, mode, self.database):
+                    records = await self._query(query, params, mode)
+        finally:
+            self.in_flight -= 1
+            (NEO4J_READ if mode == "r" else NEO4J_WRITE).observe(time.perf_counter() - started)
+        # Queries return maps and lists, never graph objects, so a shallow dict is enough;
+        # Record.data() walks every nested value and was the largest client-side cost.
+        return [dict(zip(r.keys(), r.values(), strict=True)) for r in records]
+
+    async def _query(self, query: LiteralString, params: Params | None,
+                     mode: Literal["r", "w"]) -> list[Any]:
         records, _, _ = await self.driver.execute_query(
             Query(query, timeout=self.tx_timeout_s),
             params or {},
             database_=self.database,
             routing_=mode,
         )
-        # Queries return maps and lists, never graph objects, so a shallow dict is enough;
-        # Record.data() walks every nested value and was the largest client-side cost.
-        return [dict(zip(r.keys(), r.values(), strict=True)) for r in records]
+        return records
 
     @_timeouts
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_read(self._wrap(work))
+        self.in_flight += 1
+        try:
+            if self.tracer is None:
+                async with self.driver.session(database=self.database) as session:
+                    return await session.execute_read(self._wrap(work))
+            with transaction_span(self.tracer, "read", self.database):
+                async with self.driver.session(database=self.database) as session:
+                    return await session.execute_read(self._wrap(work))
+        finally:
+            self.in_flight -= 1
 
     @_timeouts
     async def write_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         """Run ``work`` in one managed write transaction (retried on transient errors)."""
-        async with self.driver.session(database=self.database) as session:
-            return await session.execute_write(self._wrap(work))
+        self.in_flight += 1
+        try:
+            if self.tracer is None:
+                async with self.driver.session(database=self.database) as session:
+                    return await session.execute_write(self._wrap(work))
+            with transaction_span(self.tracer, "write", self.database):
+                async with self.driver.session(database=self.database) as session:
+                    return await session.execute_write(self._wrap(work))
+        finally:
+            self.in_flight -= 1
 
     @_timeouts
     async def rolled_back(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
@@ -152,7 +206,8 @@ class Database:
         async with self.driver.session(database=self.database) as session:
             tx = await session.begin_transaction(timeout=self.tx_timeout_s)
             try:
-                return await work(CountingTx(tx, self.round_trips))  # type: ignore[arg-type]
+                return await work(CountingTx(
+                    tx, self.round_trips, self.tracer, self.database))  # type: ignore[arg-type]
             finally:
                 await tx.rollback()
 
@@ -161,7 +216,7 @@ class Database:
     ) -> Callable[[AsyncManagedTransaction], Awaitable[T]]:
         @unit_of_work(timeout=self.tx_timeout_s)
         async def run(tx: AsyncManagedTransaction) -> T:
-            return await work(CountingTx(tx, self.round_trips))
+            return await work(CountingTx(tx, self.round_trips, self.tracer, self.database))
 
         return run
 

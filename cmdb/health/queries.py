@@ -247,3 +247,10 @@ ITEM_IDS_PAGE: LiteralString = """
 MATCH (x:Item) WHERE x.id > $after AND x.lifecycleStatus <> 'RETIRED'
 RETURN x.id AS id ORDER BY x.id LIMIT $limit
 """
+
+# Metrics: services in service (not retired) whose rolled-up health is DOWN.
+SERVICES_DOWN_COUNT: LiteralString = """
+MATCH (s:Service)
+WHERE s.healthState = 'DOWN' AND s.lifecycleStatus <> 'RETIRED'
+RETURN count(s) AS n
+"""

@@ -81,6 +81,11 @@ class HealthRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def services_down(self) -> int:
+        """Services in service whose rolled-up health is DOWN, for metrics."""
+        rows = await self.db.read(q.SERVICES_DOWN_COUNT)
+        return int(rows[0]["n"]) if rows else 0
+
     async def states(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = await self.db.read(q.STATES, {"ids": ids})
         return {r["id"]: {**r, "since": as_datetime(r["since"])} for r in rows}

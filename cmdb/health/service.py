@@ -162,12 +162,13 @@ class HealthService:
         )
 
     async def watch(
-        self, ids: list[str] | None, interval_s: float = 1.0
+        self, ids: list[str] | None, interval_s: float = 1.0, since: datetime | None = None,
     ) -> AsyncIterator[StateChange]:
-        """State changes from now on, for the given items (None: all), as they are recorded.
+        """State changes from now on (or after ``since``), for the given items (None: all),
+        as they are recorded.
 
         Reads the stored history, so changes made by any API worker are seen."""
-        since = utcnow()
+        since = since or utcnow()
         while True:
             changes = await self.repo.changes_since(ids, since)
             for change in changes:

@@ -23,6 +23,7 @@ from cmdb.identity.devissuer import DEV_ISSUER, JWKS_PATH, TOKEN_PATH, DevIssuer
 from cmdb.identity.jwks import JWKSCache, KeySource, StaticKeys, http_fetch
 from cmdb.identity.principal import Principal
 from cmdb.identity.tokens import TokenError, TokenVerifier
+from cmdb.logs import principal_var
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.identity.auth")
@@ -30,6 +31,7 @@ log = logging.getLogger("cmdb.identity.auth")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 DEV_PUBLIC_PATHS = frozenset({TOKEN_PATH, JWKS_PATH})
 ASSET_PREFIX = "/graphiql-assets/"
+METRICS_PATH = "/metrics"  # public only with CMDB_METRICS_PUBLIC=true
 # All request headers together; the Authorization header has its own, smaller limit.
 MAX_TOTAL_HEADER_BYTES = 32 * 1024
 
@@ -61,6 +63,8 @@ class Authenticator:
     def is_public(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
         if path in PUBLIC_PATHS:
+            return True
+        if path == METRICS_PATH and self.settings.metrics_public:
             return True
         if self.dev_issuer is None:
             return False
@@ -123,4 +127,5 @@ class BearerAuthMiddleware:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["principal"] = principal
+        principal_var.set(principal)  # every log line of the request names the caller
         await self.app(scope, receive, send)

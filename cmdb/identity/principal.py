@@ -39,6 +39,8 @@ class Permission:
     CHARGEBACK_READ_ALL = "chargeback:read-all"
     CHARGEBACK_MANAGE = "chargeback:manage"
     USAGE_INGEST = "chargeback:usage"
+    # Operations: scrape /metrics (unless CMDB_METRICS_PUBLIC makes it public).
+    METRICS_READ = "metrics:read"
 
 
 ROLES: tuple[str, ...] = (
@@ -105,6 +107,14 @@ _CHARGEBACK_GRANTS: dict[str, frozenset[str]] = {
     "admin": _CHARGEBACK_ALL,
 }
 for _role, _perms in _CHARGEBACK_GRANTS.items():
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | _perms
+
+# Operations (one block, added to the grants above).
+_OPERATIONS_GRANTS: dict[str, frozenset[str]] = {
+    "monitoring": frozenset({Permission.METRICS_READ}),
+    "admin": frozenset({Permission.METRICS_READ}),
+}
+for _role, _perms in _OPERATIONS_GRANTS.items():
     ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | _perms
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -90,3 +91,25 @@ def status(instance: str = InstanceOpt) -> None:
         typer.echo(f"logs:     {st.logs_dir}")
         installed = (db.install_dir / "lib").is_dir()
         typer.echo(f"neo4j:    {NEO4J_VERSION} ({'installed' if installed else 'not installed'})")
+
+
+@app.command()
+def backup(
+    instance: str = InstanceOpt,
+    to: Path | None = typer.Option(
+        None, "--to", help="Dump file to write (default .cmdb/backups/<instance>-<time>.dump)."),
+) -> None:
+    """Dump the graph to a file, offline: a running instance is stopped and started again."""
+    with _clean_errors():
+        _instance(instance).backup(to, echo=_echo)
+
+
+@app.command()
+def restore(
+    file: Path = typer.Argument(..., help="A dump written by `cmdb db backup`."),
+    instance: str = InstanceOpt,
+) -> None:
+    """Replace the graph with a backup, offline (stopped, loaded, started again). Everything
+    written since the backup is lost; users and passwords of the server are kept."""
+    with _clean_errors():
+        _instance(instance).restore(file, echo=_echo)

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 NEO4J_VERSION = "5.26.30"
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+# neo4j-admin's main class (in neo4j-command-line); offline dump and load of a database.
+ADMIN_ENTRY_POINT = "org.neo4j.cli.AdminTool"
+GRAPH_DATABASE = "neo4j"  # the database the API uses; users and passwords live in "system"
 DEFAULT_USER = "neo4j"
 _DEFAULT_PASSWORD = "neo4j"  # what a fresh Neo4j accepts (expired until changed)
 _MARKER = "INSTALL_COMPLETE"
@@ -299,6 +302,85 @@ class LocalNeo4j:
             self.pid_file.unlink(missing_ok=True)
             echo("Stopped.")
             return True
+
+    # ----------------------------------------------------------------- backup
+
+    def admin_command(self, java: str, lib: Path, *args: str) -> list[str]:
+        """``neo4j-admin <args>`` for this instance, run from the installed jars."""
+        return [java, "-Xmx512m", "-Dfile.encoding=UTF-8", "-cp", f"{lib}/*",
+                ADMIN_ENTRY_POINT, *args]
+
+    def backup(self, to: Path | None = None, echo: Echo = print) -> Path:
+        """Dump the graph database to ``to`` (default ``<home>/backups/<instance>-<time>.dump``)
+        offline: a running instance is stopped for the dump and started again."""
+        if not (self.data_dir / "databases" / GRAPH_DATABASE).is_dir():
+            raise LocalNeo4jError(f"instance {self.spec.name!r} has no database to back up "
+                                  "(start it once first)")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = Path(to or self.home / "backups" / f"{self.spec.name}-{stamp}.dump")
+        target = target.expanduser().resolve()
+        if target.exists():
+            raise LocalNeo4jError(f"{target} already exists; choose another file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._offline(echo), tempfile.TemporaryDirectory(
+                prefix=".dump-", dir=target.parent) as tmp:
+            echo(f"Dumping database {GRAPH_DATABASE!r} of instance {self.spec.name!r} ...")
+            self._admin("database", "dump", GRAPH_DATABASE, f"--to-path={tmp}")
+            os.replace(Path(tmp) / f"{GRAPH_DATABASE}.dump", target)
+        echo(f"Backup written to {target} ({_size(target)} bytes).")
+        return target
+
+    def restore(self, dump: Path, echo: Echo = print) -> None:
+        """Replace the graph database with a dump made by ``backup``, offline: a running
+        instance is stopped for the load and started again. Everything written since the
+        dump is lost; users and passwords (the system database) are kept."""
+        dump = Path(dump).expanduser().resolve()
+        if not dump.is_file():
+            raise LocalNeo4jError(f"no backup file at {dump}")
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        with self._offline(echo), tempfile.TemporaryDirectory(
+                prefix=".load-", dir=self.instance_dir) as tmp:
+            # neo4j-admin loads <database>.dump from a folder: link the file in under that name.
+            os.symlink(dump, Path(tmp) / f"{GRAPH_DATABASE}.dump")
+            echo(f"Loading {dump} into instance {self.spec.name!r} ...")
+            self._admin("database", "load", GRAPH_DATABASE, f"--from-path={tmp}",
+                        "--overwrite-destination=true")
+        echo("Restore done.")
+
+    @contextlib.contextmanager
+    def _offline(self, echo: Echo) -> Iterator[None]:
+        """Stopped while the block runs (and no one may start it); started again after it
+        if it was running, whether or not the block succeeded."""
+        was_running = self.status().running
+        if was_running:
+            self.stop(echo=echo)
+        try:
+            with _locked(self.instance_dir / ".lock"):
+                if self._live_pid() is not None or _port_open(self.spec.bolt_port):
+                    raise LocalNeo4jError(f"instance {self.spec.name!r} was started again by "
+                                          "another process; nothing was done")
+                yield
+        finally:
+            if was_running:
+                self.start(echo=echo)
+
+    def _admin(self, *args: str) -> None:
+        lib = self.install()
+        for sub in ("conf", "data", "logs", "run"):
+            (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.conf_dir / "neo4j.conf").write_text(self.render_conf())
+        env = {**os.environ, "NEO4J_HOME": str(self.instance_dir),
+               "NEO4J_CONF": str(self.conf_dir)}
+        proc = subprocess.run(self.admin_command(_java(), lib, *args), env=env,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            out = "\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines()
+                            if not ln.startswith("Files:"))
+            errors = [ln for ln in out.splitlines() if "ERROR" in ln or "rror:" in ln] \
+                or [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
+            raise LocalNeo4jError(
+                f"neo4j-admin {' '.join(args[:2])} failed with exit code {proc.returncode}: "
+                f"{errors[0].strip()[:300]}\n{_tail_text(out, 25)}")
 
     # ----------------------------------------------------------------- internals
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import strawberry
 
+from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState
 from cmdb.health.models import PRECEDENCE
 from cmdb.health.service import ModelEntry as ModelEntryModel
@@ -191,8 +192,11 @@ class HealthSubscription:
         self, info: strawberry.Info, ids: list[strawberry.ID] | None = None,
         user_name: str | None = None,
     ) -> AsyncIterator[StateChange]:
+        # "From now on" is from subscribing: a change made while the watched set is worked
+        # out is not missed.
+        since = utcnow()
         watched = await _watched(info, ids, user_name)
-        async for change in info.context.services.health.watch(watched):
+        async for change in info.context.services.health.watch(watched, since=since):
             yield StateChange.from_model(change)
 
 

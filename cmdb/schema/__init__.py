@@ -13,6 +13,7 @@ import strawberry
 from graphql import GraphQLError, validate
 from graphql.language import DocumentNode, parse
 from graphql.validation import ASTValidationRule
+from opentelemetry.trace import TracerProvider
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import BatchingConfig, StrawberryConfig
 from strawberry.schema.types.base_scalars import isoformat, wrap_parser
@@ -28,6 +29,8 @@ from cmdb.db.availability import is_unavailable, unavailable_graphql_error
 from cmdb.discovery.service import MAX_HISTORY_PAGE
 from cmdb.identity.access import guard_root_fields
 from cmdb.logs import request_id_var
+from cmdb.observability.metrics import note_errors, note_operation
+from cmdb.observability.tracing import schema_extensions
 from cmdb.resolvers.catalog import CatalogSubscription
 from cmdb.resolvers.health import HealthSubscription
 from cmdb.resolvers.mutation import Mutation
@@ -94,6 +97,7 @@ class CMDBSchema(strawberry.Schema):
         log them briefly; unexpected ones are logged with their traceback by the masking
         extension (``_is_internal``). Outside development, "Did you mean ...?" hints (which
         would spell out the schema to someone guessing names) are cut from every message."""
+        note_errors(errors)  # metrics: errors by kind
         for error in errors:
             if self.hide_suggestions and "Did you mean" in error.message:
                 error.message = _SUGGESTION.sub("", error.message)
@@ -186,6 +190,7 @@ class DocumentLimitsAndCache(SchemaExtension):
         ctx.parse_options["max_tokens"] = self.checks.max_tokens
         ctx.validation_rules = ctx.validation_rules + self.rules
         yield
+        note_operation(ctx)  # metrics: the operation's name
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -233,7 +238,8 @@ PAGE_SIZE_OVERRIDES = {
 }
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings,
+                 tracer_provider: TracerProvider | None = None) -> strawberry.Schema:
     limits = Limits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -263,6 +269,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             error_message="Internal error",
         ),
     ]
+    extensions[:0] = schema_extensions(tracer_provider)  # tracing: none unless configured
     batching = (BatchingConfig(max_operations=settings.max_batch_operations)
                 if settings.max_batch_operations > 0 else None)
     schema = CMDBSchema(

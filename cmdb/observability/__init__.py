@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, OpenTelemetry tracing, and what they instrument."""

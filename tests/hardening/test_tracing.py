@@ -1,0 +1,157 @@
+"""OpenTelemetry: one GraphQL request is one trace (HTTP span, GraphQL spans, Neo4j spans);
+no parameter values in spans; nothing at all on the request path when tracing is off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cmdb.app import create_app
+from cmdb.observability.tracing import provider_from_settings, tracing_endpoint
+from tests.auth import ADMIN, auth_headers
+
+pytestmark = pytest.mark.integration
+
+QUERY = """query FindServer($name: String!) {
+  configurationItems(filter: {nameContains: $name}) { totalCount }
+}"""
+
+
+@pytest_asyncio.fixture
+async def traced(clean_db, test_settings) -> AsyncIterator[tuple[httpx.AsyncClient,
+                                                                 InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(test_settings, db=clean_db, tracer_provider=provider)
+    async with app.router.lifespan_context(app):
+        assert clean_db.tracer is not None
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers=auth_headers(ADMIN[0], *ADMIN[1])) as c:
+            yield c, exporter
+    assert clean_db.tracer is None  # the shared database is left untraced
+
+
+async def test_one_graphql_request_is_one_trace(traced):
+    client, exporter = traced
+    secret = "payroll-secret-host"
+    r = await client.post("/graphql", json={"query": QUERY, "variables": {"name": secret}})
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+    spans = exporter.get_finished_spans()
+    by_id = {s.context.span_id: s for s in spans}
+
+    http = [s for s in spans if s.name.startswith("POST /graphql")]
+    assert len(http) == 1, [s.name for s in spans]
+    root = http[0]
+    assert root.parent is None
+    operation = [s for s in spans if s.name == "GraphQL Query: FindServer"]
+    resolver = [s for s in spans if s.name == "GraphQL Resolving: configurationItems"]
+    neo4j = [s for s in spans if s.name.startswith("neo4j ")]
+    assert operation and resolver and neo4j, [s.name for s in spans]
+    assert {s.name for s in spans} >= {"GraphQL Parsing", "GraphQL Validation"}
+    assert len({s.context.trace_id for s in spans}) == 1
+
+    def ancestors(span):
+        while span.parent is not None:
+            span = by_id[span.parent.span_id]
+            yield span
+
+    # Neo4j spans nest under the resolver that ran them, under the operation, under HTTP.
+    for span in neo4j:
+        chain = list(ancestors(span))
+        assert resolver[0] in chain and operation[0] in chain and chain[-1] is root
+        assert span.attributes["db.system.name"] == "neo4j"
+        assert span.attributes["db.operation.name"].isalpha()
+    # Statement names, never parameter values (nor argument values in GraphQL spans).
+    for span in neo4j + resolver:
+        assert all(secret not in str(v) for v in span.attributes.values()), span.attributes
+
+
+async def test_log_lines_of_a_traced_request_name_its_trace(traced):
+    import io
+    import json
+    import logging
+
+    from cmdb.logs import JsonFormatter
+
+    client, exporter = traced
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("cmdb.api")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        r = await client.post("/graphql", json={"query": "{ services { totalCount } }"},
+                              headers={"X-Request-ID": "traced-1"})
+        assert r.status_code == 200
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    [access] = [json.loads(x) for x in stream.getvalue().splitlines()
+                if json.loads(x).get("request_id") == "traced-1"]
+    [http] = [s for s in exporter.get_finished_spans() if s.name.startswith("POST /graphql")]
+    assert access["trace_id"] == format(http.context.trace_id, "032x")
+
+
+async def test_transactions_nest_their_statements(traced):
+    client, exporter = traced
+    r = await client.post("/graphql", json={"query": """mutation {
+      createConfigurationItem(input: {name: "web-1", ciClass: SERVER}) {
+        configurationItem { id } errors { message } } }"""})
+    assert r.status_code == 200 and r.json()["data"]["createConfigurationItem"]["errors"] == []
+    spans = exporter.get_finished_spans()
+    by_id = {s.context.span_id: s for s in spans}
+    transactions = [s for s in spans if s.name == "neo4j write transaction"]
+    assert transactions, [s.name for s in spans]
+    inner = [s for s in spans if s.parent is not None and s.parent.span_id
+             in {t.context.span_id for t in transactions}]
+    assert inner and all(s.name.startswith("neo4j ") for s in inner)
+    # Statements kept as constants in a queries module are named after them.
+    named = [s for s in inner if "db.query.summary" in s.attributes]
+    assert named, [s.name for s in inner]
+    assert all(s.name == f"neo4j {s.attributes['db.query.summary']}" for s in named)
+    assert all(s.attributes["db.query.summary"].split(".")[0] in {"inventory", "health",
+               "relations", "discovery"} for s in named), [s.name for s in named]
+    assert all(by_id[t.parent.span_id].name.startswith("GraphQL Resolving")
+               for t in transactions if t.parent is not None)
+
+
+async def test_tracing_is_off_unless_configured(client, clean_db, test_settings, monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert tracing_endpoint(test_settings) is None
+    assert provider_from_settings(test_settings) is None
+    app = client._transport.app  # the default app of the client fixture
+    assert clean_db.tracer is None
+    assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+    from strawberry.extensions.tracing import OpenTelemetryExtension
+
+    from cmdb.schema import build_schema
+
+    def kinds(schema):
+        return {type(factory()) for factory in schema.extensions}
+
+    assert OpenTelemetryExtension not in kinds(build_schema(test_settings))
+    assert OpenTelemetryExtension in kinds(build_schema(test_settings, TracerProvider()))
+    r = await client.post("/graphql", json={"query": "{ services { totalCount } }"})
+    assert r.status_code == 200
+
+
+def test_the_standard_variable_turns_tracing_on(test_settings, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert tracing_endpoint(test_settings) == "http://127.0.0.1:4318"
+    provider = provider_from_settings(test_settings)
+    try:
+        assert provider is not None
+    finally:
+        provider.shutdown()
+    ours = test_settings.model_copy(update={"otel_endpoint": "http://collector:4318"})
+    assert tracing_endpoint(ours) == "http://collector:4318"
