@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,57 @@ def requests_file(path: Path, world: World, n: int, run: str, segments: int,
             f.write(f"{kind}\t{TOKEN_INDEX[who]}\t{body}\n")
 
 
+_BUCKET = re.compile(r'^cmdb_request_duration_seconds_bucket\{(?P<labels>[^}]*)\} (?P<n>\S+)$')
+
+
+def scrape_latencies(url: str, auth: str, scrapes: int = 12) -> dict[str, dict[str, float]]:
+    """Per GraphQL operation: requests and p50/p95 (ms, interpolated in the histogram's
+    buckets) from the API's own /metrics. Each worker keeps its own registry and a scrape
+    reaches one of them, so distinct snapshots are summed."""
+    snapshots: dict[tuple[tuple[str, float], ...], dict[str, dict[float, float]]] = {}
+    for _ in range(scrapes):
+        req = urllib.request.Request(url, headers={"authorization": auth})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+        hist: dict[str, dict[float, float]] = {}
+        for line in text.splitlines():
+            m = _BUCKET.match(line)
+            if not m:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+            if labels.get("route") != "/graphql":
+                continue
+            le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+            hist.setdefault(labels["operation"], {})[le] = float(m["n"])
+        key = tuple(sorted((op, b[float("inf")]) for op, b in hist.items()))
+        snapshots[key] = hist
+    merged: dict[str, dict[float, float]] = {}
+    for hist in snapshots.values():
+        for op, buckets in hist.items():
+            for le, n in buckets.items():
+                merged.setdefault(op, {})[le] = merged.get(op, {}).get(le, 0) + n
+    out = {}
+    for op, buckets in merged.items():
+        total = buckets[float("inf")]
+        out[op] = {"requests": total, "p50_ms": _quantile(buckets, 0.5) * 1000,
+                   "p95_ms": _quantile(buckets, 0.95) * 1000}
+    return out
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    edges = sorted(buckets)
+    target = q * buckets[float("inf")]
+    lower, below = 0.0, 0.0
+    for le in edges:
+        if buckets[le] >= target:
+            if le == float("inf"):
+                return lower
+            share = (target - below) / max(buckets[le] - below, 1e-9)
+            return lower + (le - lower) * share
+        lower, below = le, buckets[le]
+    return lower
+
+
 def _rss_kb(pids: set[int]) -> int:
     total = 0
     for pid in pids:
@@ -273,6 +325,9 @@ def main() -> None:
                 capture_output=True, text=True, timeout=seconds + 120, check=True)
             stop.set()
             sampler.join()
+            monitor = tokens[f"BENCH_TOKEN_{TOKEN_INDEX['monitoring']}"]
+            by_operation = scrape_latencies(f"http://127.0.0.1:{PORT}/metrics",
+                                            "Bearer " + monitor)
             samples.append({"s": round(time.monotonic() - started),
                             "api_mb": round(_rss_kb(_tree(api.pid)) / 1024, 1),
                             "neo4j_mb": round(_rss_kb({neo4j_pid}) / 1024, 1)})
@@ -291,6 +346,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(),
         "minutes": args.minutes, "target_rate": args.rate, "connections": args.connections,
         "workers": args.workers, "result": result, "memory": samples,
+        "by_operation": by_operation,
         "memory_bound_mb": args.memory_bound_mb,
         "nodes_before": before[0]["n"], "nodes_after": after[0]["n"],
         "server_errors_logged": api_log.count('"level": "error"'),
@@ -350,6 +406,13 @@ def render(rec: dict[str, Any]) -> str:
         lines.append("Failed by kind: " + ", ".join(
             f"{k} {v}" for k, v in sorted(r["failed"].items())) + "; by status: " + ", ".join(
             f"{k} {v}" for k, v in sorted(r["failed_status"].items())) + ".")
+    if rec.get("by_operation"):
+        lines += ["", "Latency by operation, from the API's own `/metrics` histograms "
+                  "(interpolated within buckets):", "",
+                  "| operation | requests | p50 ms | p95 ms |", "|---|---:|---:|---:|"]
+        for op, v in sorted(rec["by_operation"].items(), key=lambda kv: -kv[1]["requests"]):
+            lines.append(f"| {op} | {v['requests']:,.0f} | {v['p50_ms']:.1f} | "
+                         f"{v['p95_ms']:.1f} |")
     lines.append("")
     lines.append("Memory over the run (API, all workers / Neo4j, MB): " + ", ".join(
         f"{s['s']}s {s['api_mb']:.0f}/{s['neo4j_mb']:.0f}" for s in mem[:: max(1, len(mem) // 12)]
