@@ -134,8 +134,11 @@ async def test_errors_are_counted_by_kind(api):
                        'ciClass: SERVER}) { errors { code } } }',
                        headers=auth_headers("erin", "executive"))).json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    # domain: a page size out of range (refused by the service)
+    # validation too: a page size out of range is refused before execution
     body = (await post(api, "{ configurationItems(first: -5) { totalCount } }")).json()
+    assert body["errors"][0]["extensions"]["code"] == "INVALID"
+    # domain: a period that is not a month (refused by the service)
+    body = (await post(api, '{ costReport(period: "2026-13") { total } }')).json()
     assert body["errors"][0]["extensions"]["code"] == "INVALID"
     after = await scrape(api)
 
@@ -143,7 +146,7 @@ async def test_errors_are_counted_by_kind(api):
         return value(after, "cmdb_errors_total", kind=kind) \
             - value(before, "cmdb_errors_total", kind=kind)
 
-    assert delta("validation") == 1
+    assert delta("validation") == 2
     assert delta("auth") == 1
     assert delta("forbidden") == 1
     assert delta("domain") == 1
