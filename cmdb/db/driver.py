@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, LiteralString, ParamSpec, TypeVar
 
@@ -172,30 +173,24 @@ class Database:
         )
         return records
 
-    @_timeouts
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
-        self.in_flight += 1
-        try:
-            if self.tracer is None:
-                async with self.driver.session(database=self.database) as session:
-                    return await session.execute_read(self._wrap(work))
-            with transaction_span(self.tracer, "read", self.database):
-                async with self.driver.session(database=self.database) as session:
-                    return await session.execute_read(self._wrap(work))
-        finally:
-            self.in_flight -= 1
+        return await self._managed(work, "read")
 
-    @_timeouts
     async def write_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         """Run ``work`` in one managed write transaction (retried on transient errors)."""
+        return await self._managed(work, "write")
+
+    @_timeouts
+    async def _managed(self, work: Callable[[CountingTx], Awaitable[T]],
+                       mode: Literal["read", "write"]) -> T:
         self.in_flight += 1
         try:
-            if self.tracer is None:
+            span = (nullcontext() if self.tracer is None
+                    else transaction_span(self.tracer, mode, self.database))
+            with span:
                 async with self.driver.session(database=self.database) as session:
-                    return await session.execute_write(self._wrap(work))
-            with transaction_span(self.tracer, "write", self.database):
-                async with self.driver.session(database=self.database) as session:
-                    return await session.execute_write(self._wrap(work))
+                    run = session.execute_read if mode == "read" else session.execute_write
+                    return await run(self._wrap(work))
         finally:
             self.in_flight -= 1
 
