@@ -76,6 +76,29 @@ def _wait_http(url: str, body: dict[str, Any], timeout_s: float = 90) -> None:
         time.sleep(0.5)
 
 
+def rss_mb(root: int, children: bool = True) -> float:
+    """Resident memory (MB) of a process and, with ``children``, its child processes."""
+    pids = {root}
+    if children:
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            if int(fields.get("PPid", "0").strip()) in pids:
+                pids.add(int(status.parent.name))
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total_kb / 1024, 1)
+
+
 class Servers:
     """The three HTTP front ends over the bench Neo4j, started and stopped together."""
 
@@ -115,25 +138,7 @@ class Servers:
 
     def rss_mb(self, name: str) -> float:
         """Resident memory of a server and its worker processes."""
-        root = self.procs[name].pid
-        pids = {root}
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                text = status.read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-            if int(fields.get("PPid", "0").strip()) in pids:
-                pids.add(int(status.parent.name))
-        total_kb = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total_kb += int(line.split()[1])
-            except OSError:
-                continue
-        return round(total_kb / 1024, 1)
+        return rss_mb(self.procs[name].pid)
 
     def stop(self) -> None:
         for proc in self.procs.values():

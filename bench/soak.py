@@ -33,7 +33,7 @@ from typing import Any
 from bench.doc import replace_section
 from bench.idp import BenchIdP
 from bench.queries import sample_ids
-from bench.run import machine
+from bench.run import machine, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -214,31 +214,6 @@ def _quantile(buckets: dict[float, float], q: float) -> float:
     return lower
 
 
-def _rss_kb(pids: set[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
-def _tree(root: int) -> set[int]:
-    pids = {root}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            ppid = next(int(ln.split()[1]) for ln in status.read_text().splitlines()
-                        if ln.startswith("PPid:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        if ppid in pids:
-            pids.add(int(status.parent.name))
-    return pids
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -305,8 +280,8 @@ def main() -> None:
                 while True:
                     samples.append({
                         "s": round(time.monotonic() - started),
-                        "api_mb": round(_rss_kb(_tree(api.pid)) / 1024, 1),
-                        "neo4j_mb": round(_rss_kb({neo4j_pid}) / 1024, 1)})
+                        "api_mb": rss_mb(api.pid),
+                        "neo4j_mb": rss_mb(neo4j_pid, children=False)})
                     print(f"  {samples[-1]['s']:5}s  API {samples[-1]['api_mb']} MB  "
                           f"Neo4j {samples[-1]['neo4j_mb']} MB", flush=True)
                     if stop.wait(args.sample_s):
@@ -329,8 +304,8 @@ def main() -> None:
             by_operation = scrape_latencies(f"http://127.0.0.1:{PORT}/metrics",
                                             "Bearer " + monitor)
             samples.append({"s": round(time.monotonic() - started),
-                            "api_mb": round(_rss_kb(_tree(api.pid)) / 1024, 1),
-                            "neo4j_mb": round(_rss_kb({neo4j_pid}) / 1024, 1)})
+                            "api_mb": rss_mb(api.pid),
+                            "neo4j_mb": rss_mb(neo4j_pid, children=False)})
         finally:
             os.killpg(api.pid, 15)
             api.wait(timeout=30)
