@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from opentelemetry.trace import TracerProvider
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -30,12 +29,11 @@ from cmdb.discovery.http import router as discovery_router
 from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
-from cmdb.identity.http import request_principal
 from cmdb.logs import configure_logging, principal_var, request_id_var
 from cmdb.observability.metrics import MetricsMiddleware, metrics_router
 from cmdb.observability.tracing import instrument_app, provider_from_settings, trace_database
-from cmdb.resolvers.context import Context, Services
-from cmdb.router import CMDBGraphQLRouter
+from cmdb.resolvers.context import Services
+from cmdb.router import CMDBGraphQL
 from cmdb.schema import build_schema
 from cmdb.settings import Settings, get_settings
 from cmdb.vdi.http import router as vdi_router
@@ -152,16 +150,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     app = FastAPI(title="CMDB API", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
 
-    # HTTPConnection: the same getter serves HTTP requests and websocket subscriptions.
-    async def context_getter(request: HTTPConnection) -> Context:
-        return Context(request.app.state.services, request_id_var.get() or "",
-                       request_principal(request))
-
     # GraphiQL's scripts are served from this process when installed (no CDN needed).
     assets = local_assets_dir(settings.home) if settings.is_development else None
-    router = CMDBGraphQLRouter(
+    graphql = CMDBGraphQL(
         build_schema(settings, tracer_provider),
-        context_getter=context_getter,
         graphql_ide="graphiql" if settings.is_development else None,
         # Mutations and subscriptions are never run over GET; queries in development only
         # unless the setting says otherwise.
@@ -176,7 +168,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     # Neo4j unreachable: 503 with Retry-After from every route, never a 500.
     for error in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, unavailable_handler)
-    app.include_router(router, prefix="/graphql")
+    # Every method reaches the view, which refuses what it does not serve as JSON.
+    # strawberry's view is an ASGI app; Starlette routes take one as their endpoint.
+    app.router.add_route(graphql.route_path, graphql)  # type: ignore[arg-type]
+    app.router.add_websocket_route(graphql.route_path, graphql)  # type: ignore[arg-type]
     app.include_router(alarms_router)
     app.state.auth = auth
     if auth.dev_issuer is not None:

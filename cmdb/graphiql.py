@@ -2,9 +2,9 @@
 
 strawberry's GraphiQL page loads React, GraphiQL, the explorer plugin and js-cookie from
 unpkg.com. ``scripts/graphiql-assets`` installs exactly those files from the npm registry into
-``<home>/graphiql/node_modules``; :class:`LocalGraphiQLRouter` rewrites the page to load them
+``<home>/graphiql/node_modules``; :class:`LocalGraphiQL` rewrites the page to load them
 from ``/graphiql-assets/...`` and :func:`mount_assets` serves them (an allow-list, nothing
-else). Without the local files everything behaves like strawberry's own router (CDN).
+else). Without the local files everything behaves like strawberry's own view (CDN).
 
 The versions below are the ones strawberry-graphql's ``static/graphiql.html`` pins, and the
 files must hash to the page's ``integrity`` attributes; if strawberry's page changes and no
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from strawberry.fastapi import GraphQLRouter
+from strawberry.asgi import GraphQL
 
 log = logging.getLogger("cmdb.graphiql")
 
@@ -104,8 +104,8 @@ def integrity_mismatches(html: str, assets_dir: Path) -> list[str]:
     return bad
 
 
-class LocalGraphiQLRouter(GraphQLRouter[Context, RootValue]):
-    """strawberry's FastAPI router whose GraphiQL page loads its assets from this server.
+class LocalGraphiQL(GraphQL[Context, RootValue]):
+    """strawberry's ASGI GraphQL view whose GraphiQL page loads its assets from this server.
 
     ``assets_dir`` is the node_modules folder (see :func:`local_assets_dir`); the app must also
     call :func:`mount_assets` with it. With ``assets_dir=None``, or an IDE other than GraphiQL,
@@ -169,7 +169,7 @@ def mount_assets(app: FastAPI, assets_dir: Path) -> None:
 __all__ = [
     "ASSETS",
     "ASSETS_PATH",
-    "LocalGraphiQLRouter",
+    "LocalGraphiQL",
     "integrity_mismatches",
     "local_assets_dir",
     "mount_assets",

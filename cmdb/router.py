@@ -1,5 +1,9 @@
-"""The GraphQL router: GraphiQL served locally, websockets authenticated in connection_init,
-JSON bodies only, and every refusal of the HTTP layer answered as JSON."""
+"""The GraphQL endpoint: GraphiQL served locally, websockets authenticated in connection_init,
+JSON bodies only, and every refusal of the HTTP layer answered as JSON.
+
+It is strawberry's plain ASGI view on a Starlette route, not its FastAPI router: the router
+resolves FastAPI dependencies (the context getter, request, response, background tasks) on
+every request, which cost about 0.2 ms of CPU per request for nothing the API uses."""
 
 from __future__ import annotations
 
@@ -8,16 +12,20 @@ from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from fastapi.responses import JSONResponse
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.unset import UnsetType
 
 from cmdb.db.availability import graphql_unavailable, retry_after_header
-from cmdb.graphiql import LocalGraphiQLRouter
+from cmdb.graphiql import LocalGraphiQL
 from cmdb.identity.auth import Authenticator
+from cmdb.identity.http import request_principal
 from cmdb.identity.tokens import TokenError
+from cmdb.logs import request_id_var
 from cmdb.resolvers.context import Context
 
 log = logging.getLogger("cmdb.api")
@@ -34,10 +42,19 @@ def refusal(status: int, message: str) -> JSONResponse:
         status_code=status)
 
 
-class CMDBGraphQLRouter(LocalGraphiQLRouter[Context, None]):
-    def __init__(self, *args: Any, authenticator: Authenticator, **kwargs: Any) -> None:
+class CMDBGraphQL(LocalGraphiQL[Context, None]):
+    def __init__(self, *args: Any, authenticator: Authenticator, route_path: str = "/graphql",
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.authenticator = authenticator
+        self.route_path = route_path  # where it is served: metrics label requests with it
+
+    async def get_context(self, request: Request | WebSocket,
+                          response: Response | WebSocket) -> Context:
+        # The same context for HTTP requests and websocket subscriptions; over a websocket
+        # the principal is set from connection_init (on_ws_connect).
+        return Context(request.app.state.services, request_id_var.get() or "",
+                       request_principal(request))
 
     async def run(self, *args: Any, **kwargs: Any) -> Any:
         # strawberry answers its refusals (bad JSON, GET mutations, ...) as plain text.

@@ -11,13 +11,13 @@ import pytest
 import strawberry
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from strawberry.fastapi import GraphQLRouter
+from strawberry.asgi import GraphQL
 from strawberry.http.ides import get_graphql_ide_html
 
 from cmdb.graphiql import (
     ASSETS,
     ASSETS_PATH,
-    LocalGraphiQLRouter,
+    LocalGraphiQL,
     integrity_mismatches,
     local_assets_dir,
     mount_assets,
@@ -69,12 +69,12 @@ def page_matching(modules: Path) -> str:
 
 
 def serve_page(monkeypatch: pytest.MonkeyPatch, page: str) -> None:
-    """Make strawberry's router (the parent class) serve ``page`` as its GraphiQL page."""
-    monkeypatch.setattr(GraphQLRouter, "graphql_ide_html", property(lambda _: page))
+    """Make strawberry's view (the parent class) serve ``page`` as its GraphiQL page."""
+    monkeypatch.setattr(GraphQL, "graphql_ide_html", property(lambda _: page))
 
 
-def make_router(assets_dir: Path | None) -> LocalGraphiQLRouter[None, None]:
-    return LocalGraphiQLRouter(SCHEMA, assets_dir=assets_dir)
+def make_view(assets_dir: Path | None) -> LocalGraphiQL[None, None]:
+    return LocalGraphiQL(SCHEMA, assets_dir=assets_dir)
 
 
 def test_local_assets_dir(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_every_cdn_url_of_strawberrys_page_is_allow_listed() -> None:
 def test_page_loads_local_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     modules = fake_assets(tmp_path)
     serve_page(monkeypatch, page_matching(modules))
-    html = make_router(local_assets_dir(tmp_path)).graphql_ide_html
+    html = make_view(local_assets_dir(tmp_path)).graphql_ide_html
     assert "unpkg.com" not in html
     assert html.count(f'"{ASSETS_PATH}/') == len(ASSETS)
     assert integrity_mismatches(html, modules) == []
@@ -105,7 +105,7 @@ def test_page_served_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     modules = fake_assets(tmp_path)
     serve_page(monkeypatch, page_matching(modules))
     app = FastAPI()
-    app.include_router(make_router(modules), prefix="/graphql")
+    app.add_route("/graphql", make_view(modules))
     mount_assets(app, modules)
     with TestClient(app) as client:
         page = client.get("/graphql", headers={"accept": "text/html"})
@@ -117,14 +117,14 @@ def test_page_served_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_files_not_matching_the_page_integrity_fall_back_to_the_cdn(tmp_path: Path) -> None:
     modules = fake_assets(tmp_path)  # fake contents: strawberry's SRI hashes cannot match
-    assert make_router(modules).graphql_ide_html == ORIGINAL
+    assert make_view(modules).graphql_ide_html == ORIGINAL
 
 
 def test_without_assets_the_page_is_strawberrys(tmp_path: Path) -> None:
-    assert make_router(None).graphql_ide_html == ORIGINAL
-    assert make_router(None).graphql_ide_html == GraphQLRouter(SCHEMA).graphql_ide_html
+    assert make_view(None).graphql_ide_html == ORIGINAL
+    assert make_view(None).graphql_ide_html == GraphQL(SCHEMA).graphql_ide_html
     modules = fake_assets(tmp_path)
-    router: LocalGraphiQLRouter[None, None] = LocalGraphiQLRouter(
+    router: LocalGraphiQL[None, None] = LocalGraphiQL(
         SCHEMA, graphql_ide="apollo-sandbox", assets_dir=modules
     )
     assert router.graphql_ide_html == get_graphql_ide_html("apollo-sandbox")
@@ -135,7 +135,7 @@ def test_without_assets_the_page_is_strawberrys(tmp_path: Path) -> None:
 def test_installed_assets_match_strawberrys_integrity() -> None:
     modules = local_assets_dir(ROOT / ".cmdb")
     assert modules is not None
-    html = make_router(modules).graphql_ide_html
+    html = make_view(modules).graphql_ide_html
     assert "unpkg.com" not in html
     assert integrity_mismatches(html, modules) == []
 

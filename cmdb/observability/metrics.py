@@ -156,8 +156,12 @@ def route_path(scope: Scope) -> str:
             if path:
                 return str(path)
     route = scope.get("route")
-    return str(getattr(route, "path_format", None) or getattr(route, "path", None)
-               or "unmatched")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not path:
+        # A plain ASGI app on a Starlette route (the GraphQL view): FastAPI's router records
+        # no route for it, so the app names the path it is served at.
+        path = getattr(scope.get("endpoint"), "route_path", None)
+    return str(path or "unmatched")
 
 
 class MetricsMiddleware:
