@@ -247,6 +247,7 @@ async def test_a_rate_change_mid_month_prices_each_record_by_its_own_time(gql, o
 async def test_a_run_half_written_is_never_seen_and_is_swept_by_the_next(gql, october,
                                                                       clean_db):
     from cmdb.chargeback import queries as q
+    from cmdb.chargeback.repository import settle
 
     await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     before = await report(gql)
@@ -259,6 +260,33 @@ async def test_a_run_half_written_is_never_seen_and_is_swept_by_the_next(gql, oc
     assert sum(Decimal(x["amount"]) for x in await all_lines(gql)) == Decimal("1541.68")
     again = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     assert again["result"]["total"] == "1541.68"
+    await settle()  # the replaced and abandoned lines are deleted in the background
     left = await clean_db.read("MATCH (l:ChargeLine {period: $p}) "
                                "RETURN collect(DISTINCT l.run) AS runs", {"p": PERIOD})
     assert len(left[0]["runs"]) == 1 and "dead-run" not in left[0]["runs"]
+
+
+async def test_a_run_still_being_written_is_left_alone_until_it_ends(gql, october, clean_db):
+    from cmdb.chargeback import queries as q
+    from cmdb.chargeback.repository import settle
+
+    async def runs() -> set[str]:
+        rows = await clean_db.read("MATCH (l:ChargeLine {period: $p}) "
+                                   "RETURN collect(DISTINCT l.run) AS runs", {"p": PERIOD})
+        return set(rows[0]["runs"])
+
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    [one] = await clean_db.read("MATCH (l:ChargeLine {period: $p}) RETURN l {.*} AS l LIMIT 1",
+                                {"p": PERIOD})
+    # Another calculation of the month has registered its run and written a batch of it.
+    assert await clean_db.write(q.START_RUN, {"period": PERIOD, "run": "other-run"})
+    await clean_db.write(q.CREATE_LINES, {"rows": [{**one["l"], "run": "other-run"}]})
+    again = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    await settle()
+    assert again["result"]["total"] == "1541.68"
+    assert len(await runs()) == 2 and "other-run" in await runs()
+    # That calculation failed: once its run is no longer being written, the next sweep takes it.
+    await clean_db.write(q.END_RUN, {"period": PERIOD, "run": "other-run"})
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    await settle()
+    assert len(await runs()) == 1 and "other-run" not in await runs()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -145,6 +145,9 @@ class Engine:
         # Names and payer fields repeat on many lines: worked out once per node.
         self._names: dict[str, str] = {}
         self._fields: dict[str, dict[str, Any]] = {}
+        self._sink: Callable[[list[dict[str, Any]]], None] | None = None
+        self._chunk = 2_000
+        self._sent = 0  # rows handed to the sink so far
 
     # --- payers ------------------------------------------------------------------------------
 
@@ -264,11 +267,13 @@ class Engine:
                             | {"unitPrice": str((s.monthly / days_in_period).quantize(
                                 Decimal("0.000001")))},
                             [(payer, share, (payer,), "")])
+            self._flush()
             if s.one_off and self.start <= s.start < self.end:
                 self._lines(LineKind.ONE_OFF_FEE, to_cents(s.one_off), f"order:{s.id}",
                             f"{s.item_name}: one-off fee", {"quantity": "1", "unit": "order",
                                                             "unitPrice": str(s.one_off)},
                             [(payer, share, (payer,), "")])
+            self._flush()
 
     # --- usage -------------------------------------------------------------------------------
 
@@ -311,6 +316,7 @@ class Engine:
             self._spread(LineKind.ADJUSTMENT if late else LineKind.USAGE, exact,
                          f"usage:{g.ci}:{g.meter}:{g.month}:{card.id}", g.ci, description,
                          extra)
+            self._flush()
         for (meter, month), (micros, records, cis) in sorted(unpriced.items()):
             unit = self.d.meter_units.get(meter, meter)
             self.warnings.append(
@@ -393,6 +399,7 @@ class Engine:
             extra = {"pool": pool.code, "driver": pool.driver.value, "quantity": quantity,
                      "unit": _DRIVER_UNITS[pool.driver]}
             self._pool_lines(pool, amount, origin, parts, extra)
+            self._flush()
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],
@@ -408,11 +415,23 @@ class Engine:
             if row.get("ciId") is None and row["kind"] == LineKind.UNALLOCATED.value:
                 row["description"] = f"{pool.name}: idle capacity ({pool.driver.value})"
 
-    def run(self) -> Calculation:
+    def run(self, sink: Callable[[list[dict[str, Any]]], None] | None = None,
+            chunk: int = 2_000) -> Calculation:
+        """All lines of the period; ``sink``, when given, receives them as they are final,
+        in order, about ``chunk`` at a time (so they can be written while the rest is
+        calculated)."""
+        self._sink, self._chunk = sink, chunk
         self.fees()
         self.usage()
         self.pools()
+        self._flush(final=True)
         return Calculation(self.rows, self.warnings)
+
+    def _flush(self, final: bool = False) -> None:
+        if self._sink is not None and (len(self.rows) - self._sent >= self._chunk
+                                       or (final and len(self.rows) > self._sent)):
+            self._sink(self.rows[self._sent:])
+            self._sent = len(self.rows)
 
 
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",

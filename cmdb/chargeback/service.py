@@ -11,11 +11,12 @@ Who may do what:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cmdb.chargeback.engine import CalculationInput, CostCentreRow, Engine
+from cmdb.chargeback.engine import Calculation, CalculationInput, CostCentreRow, Engine
 from cmdb.chargeback.models import (
     CENT,
     AdjustmentInput,
@@ -50,7 +51,7 @@ from cmdb.chargeback.models import (
     period_bounds,
     period_of,
 )
-from cmdb.chargeback.repository import ChargebackRepository
+from cmdb.chargeback.repository import ChargebackRepository, settle
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.validation import field_path, validate
@@ -338,8 +339,10 @@ class ChargebackService:
         closed period is left exactly as it was.
 
         ``timings``, when given, receives the seconds each stage took ("read": the input
-        from Neo4j, "engine": pricing and allocation, "write": swapping the lines, "result":
-        the totals read back); the benchmark uses it."""
+        from Neo4j; "write": pricing and allocation with the lines written as they come,
+        until the last is stored; "engine": the part of it pricing and allocating took;
+        "result": making the new lines current and the totals read back); the benchmark
+        uses it. The replaced lines are deleted afterwards, without waiting for it."""
         self._manage(principal, "calculate charge periods")
         clock = _Stages(timings)
         current = await self._ensure_period(period)
@@ -348,12 +351,19 @@ class ChargebackService:
         clock.lap("prepare")
         data = await self.repo.calculation_input(period, self.currency)
         clock.lap("read")
-        calc = await self._compute(data)
-        clock.lap("engine")
-        status, done = await self.repo.replace_lines(period, calc.rows, calc.warnings, utcnow(),
-                                                     timings)
+        run = await self.repo.start_run(period)
+        if run is None:  # closed meanwhile
+            latest = await self.repo.period(period)
+            assert latest is not None
+            return await self._result(latest, changed=False)
+        try:
+            calc, lines, total = await self._compute_and_write(data, run, timings)
+        except BaseException:
+            self.repo.discard_run(period, run)
+            raise
         clock.lap("write")
-        if status == "CLOSED" or done is None:  # closed while we were computing
+        done = await self.repo.switch_run(period, run, lines, total, calc.warnings, utcnow())
+        if done is None:  # closed while we were computing
             latest = await self.repo.period(period)
             assert latest is not None
             return await self._result(latest, changed=False)
@@ -363,13 +373,57 @@ class ChargebackService:
         clock.lap("result")
         return out
 
-    async def _compute(self, data: CalculationInput) -> Any:
+    async def _compute_and_write(self, data: CalculationInput, run: str,
+                                 timings: dict[str, float] | None
+                                 ) -> tuple[Calculation, int, int]:
+        """Calculate in a worker thread and write the lines as they come: Neo4j stores one
+        batch while the next is being priced and allocated."""
         engine = Engine(data)
         for pool in data.pools:
             if pool.driver is Driver.SESSIONS and data.period in pool.amounts:
                 ids = sorted(engine.reach(pool))
                 data.sessions[pool.code] = await self.repo.sessions_on(ids, data.period)
-        return engine.run()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
+        stop = False
+        engine_s = 0.0
+
+        def sink(rows: list[dict[str, Any]]) -> None:
+            if stop:
+                raise _Abandoned
+            loop.call_soon_threadsafe(queue.put_nowait, rows)
+
+        def work() -> Calculation:
+            nonlocal engine_s
+            t = time.perf_counter()
+            try:
+                return engine.run(sink)
+            finally:
+                engine_s = time.perf_counter() - t
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        calculating = asyncio.ensure_future(asyncio.to_thread(work))
+
+        async def chunks() -> AsyncIterator[list[dict[str, Any]]]:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+
+        try:
+            lines, total = await self.repo.write_run(run, chunks())
+            calc = await calculating
+        finally:
+            stop = True
+            if not calculating.done():
+                await asyncio.wait({calculating})
+            if not calculating.cancelled():
+                calculating.exception()  # seen: the writer's own error is the one raised
+        if timings is not None:
+            timings["engine"] = timings.get("engine", 0.0) + engine_s
+        return calc, lines, total
+
+    async def settle(self) -> None:
+        """Wait for the deletion of replaced lines still going on (before shutting down)."""
+        await settle()
 
     async def _result(self, period: Period, changed: bool,
                       unallocated_minor: int | None = None) -> CalculationResult:
@@ -412,6 +466,10 @@ class ChargebackService:
             await self.repo.set_status(period, ["CLOSING"], "OPEN")
             raise
         assert frozen is not None
+        # Frozen: no calculation writes here any more; lines of runs that were replaced or
+        # left half written (a calculation that failed) go now.
+        await settle()
+        await self.repo.sweep_runs(period)
         return await self._result(frozen, changed=True)
 
     async def adjust(self, principal: Principal | None, data: dict[str, Any]) -> ChargeLine:
@@ -548,6 +606,10 @@ class ChargebackService:
 
     async def cost_centre_names(self) -> dict[str, str]:
         return {c.code: c.name for c in (await self.repo.cost_centres()).values()}
+
+
+class _Abandoned(Exception):
+    """The lines' writer failed: the calculation stops."""
 
 
 class _Stages:
