@@ -229,7 +229,10 @@ class Engine:
 
     def _lines(self, kind: LineKind, cents: int, source: str, description: str,
                extra: Mapping[str, Any],
-               parts: list[tuple[str, Share, Sequence[str], str]]) -> None:
+               parts: list[tuple[str, Share, Sequence[str], str]],
+               more_of: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Lines of one source's parts (payer, share, path, holder), rounded together;
+        ``more_of`` adds fields to the line of a payer."""
         # Keys lead with the payer's name, so ties between payers break by name, the same
         # way every run and on every copy of the data.
         keyed = {f"{self._name(payer)}|{payer}|{holder}": (payer, s, path, holder)
@@ -240,8 +243,8 @@ class Engine:
             if holder and "ciId" not in more and holder in self.d.items:
                 item = self.d.items[holder]
                 more.update(ciId=item.id, ciName=item.name, ciClass=item.cls)
-            if callable(more.get("quantity")):
-                more["quantity"] = more["quantity"](holder)
+            if more_of and payer in more_of:
+                more.update(more_of[payer])
             self._emit(kind, c, source, payer, description, s.fraction, path, more, holder)
 
     # --- fees --------------------------------------------------------------------------------
@@ -378,42 +381,69 @@ class Engine:
             reach = self.reach(pool)
             weights = self._weights(pool, reach)
             shares, idle = weighted(weights, pool.capacity)
-            origin = pool.name
-            parts: list[tuple[str, Share, Sequence[str], str]] = []
+            # One line per payer: its exact share of the pool summed over the driver holders
+            # whose cost reaches it, each holder listed with its quantity, share and path.
+            by_payer: dict[str, list[Any]] = {}  # payer -> [fraction, first path, holders]
             for holder, f in sorted(shares.items()):
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
                     else (holder,)
                 for payer, s in self.graph.shares(holder).items():
-                    parts.append((payer, Share(f * s.fraction, s.path),
-                                  (*head[:-1], *s.path), holder))
+                    part = f * s.fraction
+                    path = (*head[:-1], *s.path)
+                    entry = by_payer.get(payer)
+                    if entry is None:
+                        entry = by_payer[payer] = [Fraction(0), path, []]
+                    entry[0] += part
+                    entry[2].append((holder, part, s.fraction, path))
+            unit = _DRIVER_UNITS[pool.driver]
+            parts: list[tuple[str, Share, Sequence[str], str]] = []
+            more: dict[str, dict[str, Any]] = {}
+            for payer, (fraction, path, held) in by_payer.items():
+                only = held[0][0] if len(held) == 1 else ""
+                parts.append((payer, Share(fraction, path), path, only))
+                quantity = sum((Fraction(weights[h]) * of for h, _, of, _ in held), Fraction(0))
+                info: dict[str, Any] = {"quantity": _decimal_text(quantity)}
+                if not only:
+                    info["holders"] = [self._holder(h, weights[h], part, of, (pool.name, *p))
+                                       for h, part, of, p in held]
+                more[payer] = info
             if idle:
+                used = sum(weights.values(), Decimal(0))
                 parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
-            used = sum(weights.values(), Decimal(0))
-
-            def quantity(holder: str, weights: Mapping[str, Decimal] = weights,
-                         used: Decimal = used, pool: CostPool = pool) -> str:
-                if holder == "idle":
-                    return str((pool.capacity or used) - used)
-                return str(weights.get(holder, ""))
-
-            extra = {"pool": pool.code, "driver": pool.driver.value, "quantity": quantity,
-                     "unit": _DRIVER_UNITS[pool.driver]}
-            self._pool_lines(pool, amount, origin, parts, extra)
+                more[NO_CONSUMER + "idle"] = {
+                    "quantity": str((pool.capacity or used) - used),
+                    "description": f"{pool.name}: idle capacity ({pool.driver.value})"}
+            extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
+            self._pool_lines(pool, amount, pool.name, parts, extra, more)
             self._flush()
+
+    def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
+                path: Sequence[str]) -> dict[str, Any]:
+        """How one driver holder adds to a payer's pool line: the holder's driver quantity,
+        the fraction of the holder's cost that reaches the payer, its exact share of the
+        pool, and the path from the pool to the payer."""
+        item = self.d.items.get(holder)
+        out: dict[str, Any] = {"id": holder, "name": self._name(holder),
+                               "quantity": str(weight), "reaching": _fraction_text(of),
+                               "share": _fraction_text(part),
+                               "path": [self._name(n) for n in path]}
+        if item is not None:
+            out["class"] = item.cls
+        return out
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],
-                    extra: dict[str, Any]) -> None:
+                    extra: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> None:
         description = f"{pool.name}: {amount} {pool.currency} shared by {pool.driver.value}"
         if not parts:
             parts = [(NO_CONSUMER + "idle", Share(Fraction(1), ()), (), "idle")]
+            more = {NO_CONSUMER + "idle": {
+                "description": f"{pool.name}: idle capacity ({pool.driver.value})"}}
         before = len(self.rows)
         self._lines(LineKind.POOL, to_cents(amount), f"pool:{pool.code}", description,
-                    extra, parts)
+                    extra, parts, more)
         for row in self.rows[before:]:
             row["path"] = [origin, *row["path"]] if row["path"] else [origin]
-            if row.get("ciId") is None and row["kind"] == LineKind.UNALLOCATED.value:
-                row["description"] = f"{pool.name}: idle capacity ({pool.driver.value})"
 
     def run(self, sink: Callable[[list[dict[str, Any]]], None] | None = None,
             chunk: int = 2_000) -> Calculation:
@@ -432,6 +462,19 @@ class Engine:
                                        or (final and len(self.rows) > self._sent)):
             self._sink(self.rows[self._sent:])
             self._sent = len(self.rows)
+
+
+def _fraction_text(f: Fraction) -> str:
+    return f"{f.numerator}/{f.denominator}"
+
+
+def _decimal_text(f: Fraction) -> str:
+    """An exact quantity as a decimal, to six places when it does not end sooner."""
+    exact = Decimal(f.numerator) / Decimal(f.denominator)
+    if exact == exact.quantize(Decimal("0.000001")):
+        return str(exact.normalize()) if exact != exact.to_integral() else str(
+            exact.quantize(Decimal(1)))
+    return str(exact.quantize(Decimal("0.000001")))
 
 
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",

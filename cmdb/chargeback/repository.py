@@ -30,6 +30,7 @@ from cmdb.chargeback.models import (
     Meter,
     Period,
     PeriodStatus,
+    PoolHolder,
     RateCard,
     Tier,
     period_bounds,
@@ -136,6 +137,10 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         unit_price=_dec(r.get("unitPrice")), pool=r.get("pool"),
         driver=Driver(r["driver"]) if r.get("driver") else None, share=r.get("share"),
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
+        holders=[PoolHolder(id=h["id"], name=h["name"], ci_class=h.get("class"),
+                            quantity=Decimal(h["quantity"]), reaching=h["reaching"],
+                            share=h["share"], path=list(h.get("path") or []))
+                 for h in r.get("holders") or []],
         corrects_line=r.get("correctsLine"),
         charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
         charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),
