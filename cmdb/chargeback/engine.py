@@ -446,14 +446,18 @@ class Engine:
             row["path"] = [origin, *row["path"]] if row["path"] else [origin]
 
     def run(self, sink: Callable[[list[dict[str, Any]]], None] | None = None,
-            chunk: int = 2_000) -> Calculation:
-        """All lines of the period; ``sink``, when given, receives them as they are final,
-        in order, about ``chunk`` at a time (so they can be written while the rest is
-        calculated)."""
+            chunk: int = 2_000,
+            usage: Callable[[], list[UsageGroup]] | None = None) -> Calculation:
+        """All lines of the period: fees, pools, then usage. ``sink``, when given, receives
+        them as they are final, in order, about ``chunk`` at a time (so they can be written
+        while the rest is calculated); ``usage``, when given, is called for the usage groups
+        once fees and pools are done (so they can be read meanwhile)."""
         self._sink, self._chunk = sink, chunk
         self.fees()
-        self.usage()
         self.pools()
+        if usage is not None:
+            self.d.usage = usage()
+        self.usage()
         self._flush(final=True)
         return Calculation(self.rows, self.warnings)
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -236,7 +236,10 @@ class ChargebackRepository:
 
     # --- calculation input -------------------------------------------------------------------
 
-    async def calculation_input(self, period: str, currency: str) -> CalculationInput:
+    async def calculation_input(self, period: str, currency: str, usage: bool = True
+                                ) -> CalculationInput:
+        """Everything a period's calculation reads; without ``usage``, all but the usage
+        (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile)."""
         start, end = period_bounds(period)
         [items_row] = await self.db.read(q.ITEMS)
         items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size))
@@ -266,23 +269,30 @@ class ChargebackRepository:
         ccs = await self.cost_centres()
         cards = [rate_from_row(r["rate"]) for r in await self.db.read(q.RATES_BEFORE,
                                                                         {"end": end.date()})]
-        bounds: dict[str, list[dict[str, Any]]] = {}
-        for c in cards:
-            bounds.setdefault(c.meter, []).append({
-                "id": c.id, "from": datetime.combine(c.effective_from, datetime.min.time(),
-                                                     start.tzinfo),
-                "to": None if c.effective_to is None else datetime.combine(
-                    c.effective_to, datetime.min.time(), start.tzinfo)})
-        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
-                                                             "bounds": bounds})
-        usage = [UsageGroup(ci, meter, month, rate, int(micros), int(records))
-                 for ci, meter, month, rate, micros, records in usage_row["groups"]]
         meters = {m.code: m.unit for m in await self.meters()}
-        return CalculationInput(
+        data = CalculationInput(
             period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
             users=users, cost_centres=ccs, rate_cards={c.id: c for c in cards},
-            meter_units=meters, usage=usage, pools=await self.pools(),
+            meter_units=meters, usage=[], pools=await self.pools(),
         )
+        if usage:
+            data.usage = await self.usage_groups(period, data.rate_cards.values())
+        return data
+
+    async def usage_groups(self, period: str, cards: Iterable[RateCard]) -> list[UsageGroup]:
+        """The usage billed in the period, summed per CI, meter, month and the rate card
+        version in force at each record's time (Neo4j does the summing)."""
+        tz = period_bounds(period)[0].tzinfo
+        bounds: dict[str, list[dict[str, Any]]] = {}
+        for c in sorted(cards, key=lambda c: (c.meter, c.effective_from)):
+            bounds.setdefault(c.meter, []).append({
+                "id": c.id, "from": datetime.combine(c.effective_from, datetime.min.time(), tz),
+                "to": None if c.effective_to is None else datetime.combine(
+                    c.effective_to, datetime.min.time(), tz)})
+        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
+                                                             "bounds": bounds})
+        return [UsageGroup(ci, meter, month, rate, int(micros), int(records))
+                for ci, meter, month, rate, micros, records in usage_row["groups"]]
 
     async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
         start, end = period_bounds(period)

@@ -24,7 +24,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cmdb.chargeback.engine import Calculation, CalculationInput, CostCentreRow, Engine
+from cmdb.chargeback.engine import (
+    Calculation,
+    CalculationInput,
+    CostCentreRow,
+    Engine,
+    UsageGroup,
+)
 from cmdb.chargeback.models import (
     CENT,
     AdjustmentInput,
@@ -339,8 +345,10 @@ class ChargebackService:
         closed period is left exactly as it was.
 
         ``timings``, when given, receives the seconds each stage took ("read": the input
-        from Neo4j; "write": pricing and allocation with the lines written as they come,
-        until the last is stored; "engine": the part of it pricing and allocating took;
+        from Neo4j but the usage; "write": pricing and allocation with the lines written as
+        they come, until the last is stored; within it, "read_usage": Neo4j summing the
+        usage while fees and pools are calculated, "engine": the time pricing and
+        allocating took;
         "result": making the new lines current and the totals read back); the benchmark
         uses it. The replaced lines are deleted afterwards, without waiting for it."""
         self._manage(principal, "calculate charge periods")
@@ -349,7 +357,7 @@ class ChargebackService:
         if current.status is PeriodStatus.CLOSED:
             return await self._result(current, changed=False)
         clock.lap("prepare")
-        data = await self.repo.calculation_input(period, self.currency)
+        data = await self.repo.calculation_input(period, self.currency, usage=False)
         clock.lap("read")
         run = await self.repo.start_run(period)
         if run is None:  # closed meanwhile
@@ -386,7 +394,20 @@ class ChargebackService:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
         stop = False
-        engine_s = 0.0
+        engine_s = usage_s = 0.0
+        # Neo4j sums the usage while the engine works out fees and pools.
+        started = time.perf_counter()
+        reading = asyncio.ensure_future(self.repo.usage_groups(data.period,
+                                                               data.rate_cards.values()))
+        read_at = [started]
+        reading.add_done_callback(lambda _: read_at.__setitem__(0, time.perf_counter()))
+
+        def read_usage() -> list[UsageGroup]:
+            nonlocal usage_s
+            t = time.perf_counter()
+            out = asyncio.run_coroutine_threadsafe(_result_of(reading), loop).result()
+            usage_s = time.perf_counter() - t
+            return out
 
         def sink(rows: list[dict[str, Any]]) -> None:
             if stop:
@@ -397,7 +418,7 @@ class ChargebackService:
             nonlocal engine_s
             t = time.perf_counter()
             try:
-                return engine.run(sink)
+                return engine.run(sink, usage=read_usage)
             finally:
                 engine_s = time.perf_counter() - t
                 loop.call_soon_threadsafe(queue.put_nowait, None)
@@ -417,8 +438,14 @@ class ChargebackService:
                 await asyncio.wait({calculating})
             if not calculating.cancelled():
                 calculating.exception()  # seen: the writer's own error is the one raised
+            if not reading.done():
+                reading.cancel()
+            await asyncio.wait({reading})
+            if not reading.cancelled():
+                reading.exception()
         if timings is not None:
-            timings["engine"] = timings.get("engine", 0.0) + engine_s
+            timings["engine"] = timings.get("engine", 0.0) + engine_s - usage_s
+            timings["read_usage"] = read_at[0] - started
         return calc, lines, total
 
     async def settle(self) -> None:
@@ -606,6 +633,10 @@ class ChargebackService:
 
     async def cost_centre_names(self) -> dict[str, str]:
         return {c.code: c.name for c in (await self.repo.cost_centres()).values()}
+
+
+async def _result_of(task: asyncio.Future[list[UsageGroup]]) -> list[UsageGroup]:
+    return await task
 
 
 class _Abandoned(Exception):
