@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -56,16 +57,24 @@ def largest_remainder(total_cents: int, shares: Sequence[Fraction],
         if total_cents:
             raise ValueError("cannot split a non-zero amount into no parts")
         return []
-    if any(s < 0 for s in shares) or sum(shares, Fraction(0)) != 1:
+    # Integers over the shares' common denominator: exact, and far cheaper than fractions.
+    den = math.lcm(*(s.denominator for s in shares))
+    nums = [s.numerator * (den // s.denominator) for s in shares]
+    if any(n < 0 for n in nums) or sum(nums) != den:
         raise ValueError("shares must be non-negative and sum to 1")
     sign = -1 if total_cents < 0 else 1
     total = abs(total_cents)
-    exact = [total * s for s in shares]
-    parts = [int(e) for e in exact]  # floor: every e is >= 0
+    parts = []
+    rems = []
+    for n in nums:
+        q, r = divmod(total * n, den)  # floor of the exact share, and what is left of it
+        parts.append(q)
+        rems.append(r)
     left = total - sum(parts)
-    order = sorted(range(len(parts)), key=lambda i: (-(exact[i] - parts[i]), keys[i]))
-    for i in order[:left]:
-        parts[i] += 1
+    if left:
+        order = sorted(range(len(parts)), key=lambda i: (-rems[i], keys[i]))
+        for i in order[:left]:
+            parts[i] += 1
     return [sign * p for p in parts]
 
 

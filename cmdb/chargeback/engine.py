@@ -145,6 +145,7 @@ class Engine:
         # Names and payer fields repeat on many lines: worked out once per node.
         self._names: dict[str, str] = {}
         self._fields: dict[str, dict[str, Any]] = {}
+        self._payers: dict[str, tuple[dict[str, Any], bool, str | None]] = {}
         self._sink: Callable[[list[dict[str, Any]]], None] | None = None
         self._chunk = 2_000
         self._sent = 0  # rows handed to the sink so far
@@ -196,29 +197,46 @@ class Engine:
 
     # --- lines -------------------------------------------------------------------------------
 
+    def _payer_of(self, payer: str) -> tuple[dict[str, Any], bool, str | None]:
+        """The payer's line fields (no None among them), whether it is invoiced, and why
+        its lines are unallocated (None when they are not); worked out once per payer."""
+        found = self._payers.get(payer)
+        if found is None:
+            fields = {k: v for k, v in self._payer_fields(payer).items() if v is not None}
+            cc = fields.get("costCentre")
+            why = None
+            if payer.startswith(NO_CONSUMER):
+                why = f"no consumer of {self._name(payer[len(NO_CONSUMER):])}"
+            elif cc is None:  # a payer nobody can be invoiced for
+                why = f"{self._name(payer)} has no cost centre"
+            found = self._payers[payer] = (fields, self._invoiced(cc), why)
+        return found
+
     def _emit(self, kind: LineKind, cents: int, source: str, payer: str, description: str,
               share: Fraction, path: Sequence[str], extra: Mapping[str, Any],
               key: str = "") -> None:
-        fields = self._payer_fields(payer)
-        if payer.startswith(NO_CONSUMER):
+        fields, invoiced, why = self._payer_of(payer)
+        if why is not None:
             kind = LineKind.UNALLOCATED
-            description = f"{description}: no consumer of {self._name(payer[len(NO_CONSUMER):])}"
-        elif fields.get("costCentre") is None:  # a payer nobody can be invoiced for
-            kind = LineKind.UNALLOCATED
-            description = f"{description}: {self._name(payer)} has no cost centre"
+            description = f"{description}: {why}"
         # Stored lean (a month has hundreds of thousands of lines): the amount as cents only,
         # currency and charge period taken from the period unless the line says otherwise.
+        names = self._names
         row: dict[str, Any] = {
             "id": _line_id(self.d.period, source, key, payer),
             "period": self.d.period, "seq": len(self.rows) + 1, "kind": kind.value,
             "amountMinor": cents, "source": source, "description": description,
-            "invoiced": self._invoiced(fields.get("costCentre")),
+            "invoiced": invoiced,
             "share": f"{share.numerator}/{share.denominator}",
-            "path": [self._name(p) for p in path],
+            "path": [names[p] if p in names else self._name(p) for p in path],
         }
         row.update(fields)
-        row.update(extra)
-        self.rows.append({k: v for k, v in row.items() if v is not None})
+        for k, v in extra.items():  # None: the field is left out
+            if v is None:
+                row.pop(k, None)
+            else:
+                row[k] = v
+        self.rows.append(row)
 
     def _spread(self, kind: LineKind, exact: Decimal | Fraction, source: str, origin: str,
                 description: str, extra: Mapping[str, Any], prefix: Sequence[str] = ()) -> None:
