@@ -148,14 +148,12 @@ def weighted(weights: Mapping[str, Fraction | Decimal | int],
     Without a capacity (or when use exceeds it) the whole amount goes to the holders; with
     no holder at all, everything is idle.
     """
-    used = sum((Fraction(w) for w in weights.values()), Fraction(0))
-    base = used
-    if capacity is not None and Fraction(capacity) > used:
-        base = Fraction(capacity)
+    exact = {k: Fraction(w) for k, w in weights.items() if w}
+    used = sum(exact.values(), Fraction(0))
+    base = max(used, Fraction(capacity)) if capacity is not None else used
     if base == 0:
         return {}, Fraction(1)
-    out = {k: Fraction(w) / base for k, w in weights.items() if w}
-    return out, 1 - sum(out.values(), Fraction(0))
+    return {k: w / base for k, w in exact.items()}, (base - used) / base
 
 
 def split(total_cents: int, parts: Iterable[tuple[str, Fraction]]) -> list[tuple[str, int]]:

@@ -399,6 +399,9 @@ class Engine:
             reach = self.reach(pool)
             weights = self._weights(pool, reach)
             shares, idle = weighted(weights, pool.capacity)
+            used = sum(weights.values(), Decimal(0))
+            # What the shares are of: the capacity when it exceeds what is used.
+            base = Fraction(max(used, pool.capacity) if pool.capacity is not None else used)
             # One line per payer: its exact share of the pool summed over the driver holders
             # whose cost reaches it, each holder listed with its quantity, share and path.
             by_payer: dict[str, list[Any]] = {}  # payer -> [fraction, first path, holders]
@@ -419,14 +422,13 @@ class Engine:
             for payer, (fraction, path, held) in by_payer.items():
                 only = held[0][0] if len(held) == 1 else ""
                 parts.append((payer, Share(fraction, path), path, only))
-                quantity = sum((Fraction(weights[h]) * of for h, _, of, _ in held), Fraction(0))
-                info: dict[str, Any] = {"quantity": _decimal_text(quantity)}
+                # The driver quantity reaching the payer: sum of weight x reaching share.
+                info: dict[str, Any] = {"quantity": _decimal_text(fraction * base)}
                 if not only:
                     info["holders"] = [self._holder(h, weights[h], part, of, (pool.name, *p))
                                        for h, part, of, p in held]
                 more[payer] = info
             if idle:
-                used = sum(weights.values(), Decimal(0))
                 parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
                 more[NO_CONSUMER + "idle"] = {
                     "quantity": str((pool.capacity or used) - used),
