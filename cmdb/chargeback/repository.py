@@ -11,6 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from cmdb.catalog.models import PricePlan
 from cmdb.chargeback import queries as q
 from cmdb.chargeback.engine import (
@@ -113,16 +115,15 @@ def stored_line(row: dict[str, Any], run: str) -> dict[str, Any]:
         if k in LINE_PROPS:
             out[k] = v
         else:
-            detail[k] = v.isoformat() if isinstance(v, datetime) else v
-    if detail:
-        out["detail"] = json.dumps(detail, separators=(",", ":"), ensure_ascii=False,
-                                   default=str)
+            detail[k] = v
+    if detail:  # datetimes as ISO 8601, decimals as their text
+        out["detail"] = orjson.dumps(detail, default=str).decode()
     return out
 
 
 def line_from_row(r: dict[str, Any]) -> ChargeLine:
     if r.get("detail"):
-        r = {**json.loads(r["detail"]), **r}
+        r = {**orjson.loads(r["detail"]), **r}
     return ChargeLine(
         id=r["id"], period=r["period"], seq=r["seq"], kind=LineKind(r["kind"]),
         amount=(Decimal(r["amountMinor"]) * CENT).quantize(CENT),
