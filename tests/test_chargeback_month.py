@@ -290,3 +290,44 @@ async def test_a_run_still_being_written_is_left_alone_until_it_ends(gql, octobe
     await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     await settle()
     assert len(await runs()) == 1 and "other-run" not in await runs()
+
+
+async def test_a_calculation_whose_lines_fail_to_be_written_changes_nothing(
+        gql, october, clean_db, test_settings, monkeypatch):
+    from cmdb.chargeback import queries as q
+    from cmdb.chargeback import repository
+    from cmdb.chargeback.service import ChargebackService
+    from cmdb.identity.principal import Principal
+
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    before = await report(gql)
+    svc = ChargebackService(clean_db, test_settings)
+    write = clean_db.write
+    batches = 0
+
+    async def failing(query, params=None):
+        nonlocal batches
+        if query == q.CREATE_LINES:
+            batches += 1
+            if batches == 3:
+                raise RuntimeError("Neo4j went away")
+        return await write(query, params)
+
+    from cmdb.chargeback import service
+
+    # Many small batches, the engine a chunk ahead at most: it waits for the writer, which
+    # fails on its third batch.
+    monkeypatch.setattr(repository, "LINE_BATCH", 2)
+    monkeypatch.setattr(service, "LINE_CHUNK", 1)
+    monkeypatch.setattr(service, "LINE_CHUNKS_AHEAD", 1)
+    monkeypatch.setattr(clean_db, "write", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        await svc.calculate(Principal("fin", frozenset({"admin"})), PERIOD)
+    monkeypatch.undo()
+    await repository.settle()
+    assert await report(gql) == before
+    rows = await clean_db.read("MATCH (p:ChargePeriod {id: $p}) "
+                               "MATCH (l:ChargeLine {period: $p}) "
+                               "RETURN count(DISTINCT l.run) AS runs, p.writing AS writing",
+                               {"p": PERIOD})
+    assert rows[0]["runs"] == 1 and rows[0]["writing"] == []  # the failed run is gone

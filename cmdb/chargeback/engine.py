@@ -148,7 +148,7 @@ class Engine:
         self._payers: dict[str, tuple[dict[str, Any], bool, str | None]] = {}
         self._sink: Callable[[list[dict[str, Any]]], None] | None = None
         self._chunk = 2_000
-        self._sent = 0  # rows handed to the sink so far
+        self._sent = 0  # lines handed to the sink so far
 
     # --- payers ------------------------------------------------------------------------------
 
@@ -224,7 +224,8 @@ class Engine:
         names = self._names
         row: dict[str, Any] = {
             "id": _line_id(self.d.period, source, key, payer),
-            "period": self.d.period, "seq": len(self.rows) + 1, "kind": kind.value,
+            "period": self.d.period, "seq": self._sent + len(self.rows) + 1,
+            "kind": kind.value,
             "amountMinor": cents, "source": source, "description": description,
             "invoiced": invoiced,
             "share": f"{share.numerator}/{share.denominator}",
@@ -470,8 +471,9 @@ class Engine:
             usage: Callable[[], list[UsageGroup]] | None = None) -> Calculation:
         """All lines of the period: fees, pools, then usage. ``sink``, when given, receives
         them as they are final, in order, about ``chunk`` at a time (so they can be written
-        while the rest is calculated); ``usage``, when given, is called for the usage groups
-        once fees and pools are done (so they can be read meanwhile)."""
+        while the rest is calculated), and the result's rows are then empty; ``usage``,
+        when given, is called for the usage groups once fees and pools are done (so they
+        can be read meanwhile)."""
         self._sink, self._chunk = sink, chunk
         self.fees()
         self.pools()
@@ -482,10 +484,13 @@ class Engine:
         return Calculation(self.rows, self.warnings)
 
     def _flush(self, final: bool = False) -> None:
-        if self._sink is not None and (len(self.rows) - self._sent >= self._chunk
-                                       or (final and len(self.rows) > self._sent)):
-            self._sink(self.rows[self._sent:])
-            self._sent = len(self.rows)
+        """Hand the lines made so far to the sink, which keeps them from then on (the
+        engine does not: a month has hundreds of thousands)."""
+        if self._sink is not None and (len(self.rows) >= self._chunk
+                                       or (final and self.rows)):
+            rows, self.rows = self.rows, []
+            self._sent += len(rows)
+            self._sink(rows)
 
 
 def _fraction_text(f: Fraction) -> str:

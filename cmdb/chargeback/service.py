@@ -70,6 +70,8 @@ DEFAULT_USAGE_BATCH = 5000
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_LINES_PAGE = 1000
 MAX_TREND_PERIODS = 24
+LINE_CHUNK = 2_000  # lines the engine hands to the writer at a time (about)
+LINE_CHUNKS_AHEAD = 8  # chunks calculated but not yet written, at most
 _REPORT_PROPS = {ReportDimension.COST_CENTRE: "costCentre", ReportDimension.USER: "user",
                  ReportDimension.SERVICE: "serviceId",
                  ReportDimension.CATALOGUE_ITEM: "itemId", ReportDimension.METER: "meter",
@@ -365,7 +367,8 @@ class ChargebackService:
             assert latest is not None
             return await self._result(latest, changed=False)
         try:
-            calc, lines, total = await self._compute_and_write(data, run, timings)
+            calc, lines, total, unallocated = await self._compute_and_write(data, run,
+                                                                            timings)
         except BaseException:
             self.repo.discard_run(period, run)
             raise
@@ -375,15 +378,13 @@ class ChargebackService:
             latest = await self.repo.period(period)
             assert latest is not None
             return await self._result(latest, changed=False)
-        unallocated = sum(r["amountMinor"] for r in calc.rows
-                          if r["kind"] == LineKind.UNALLOCATED.value)
         out = await self._result(done, changed=True, unallocated_minor=unallocated)
         clock.lap("result")
         return out
 
     async def _compute_and_write(self, data: CalculationInput, run: str,
                                  timings: dict[str, float] | None
-                                 ) -> tuple[Calculation, int, int]:
+                                 ) -> tuple[Calculation, int, int, int]:
         """Calculate in a worker thread and write the lines as they come: Neo4j stores one
         batch while the next is being priced and allocated."""
         engine = Engine(data)
@@ -392,7 +393,9 @@ class ChargebackService:
                 ids = sorted(engine.reach(pool))
                 data.sessions[pool.code] = await self.repo.sessions_on(ids, data.period)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue()
+        # A few chunks ahead at most: when Neo4j writes slower than the engine calculates,
+        # the engine waits rather than the lines piling up in memory.
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(LINE_CHUNKS_AHEAD)
         stop = False
         engine_s = usage_s = 0.0
         # Neo4j sums the usage while the engine works out fees and pools.
@@ -409,24 +412,30 @@ class ChargebackService:
             usage_s = time.perf_counter() - t
             return out
 
-        def sink(rows: list[dict[str, Any]]) -> None:
+        def sink(rows: list[dict[str, Any]] | None) -> None:
             if stop:
                 raise _Abandoned
-            loop.call_soon_threadsafe(queue.put_nowait, rows)
+            asyncio.run_coroutine_threadsafe(queue.put(rows), loop).result()
 
         def work() -> Calculation:
             nonlocal engine_s
             t = time.perf_counter()
             try:
-                return engine.run(sink, usage=read_usage)
+                return engine.run(sink, LINE_CHUNK, usage=read_usage)
             finally:
                 engine_s = time.perf_counter() - t
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                if not stop:
+                    sink(None)
 
         calculating = asyncio.ensure_future(asyncio.to_thread(work))
 
+        unallocated = 0
+
         async def chunks() -> AsyncIterator[list[dict[str, Any]]]:
+            nonlocal unallocated
             while (chunk := await queue.get()) is not None:
+                unallocated += sum(r["amountMinor"] for r in chunk
+                                   if r["kind"] == LineKind.UNALLOCATED.value)
                 yield chunk
 
         try:
@@ -434,8 +443,10 @@ class ChargebackService:
             calc = await calculating
         finally:
             stop = True
-            if not calculating.done():
-                await asyncio.wait({calculating})
+            while not calculating.done():  # let a sink waiting for room go on, and stop
+                while not queue.empty():
+                    queue.get_nowait()
+                await asyncio.wait({calculating}, timeout=0.05)
             if not calculating.cancelled():
                 calculating.exception()  # seen: the writer's own error is the one raised
             if not reading.done():
@@ -446,7 +457,7 @@ class ChargebackService:
         if timings is not None:
             timings["engine"] = timings.get("engine", 0.0) + engine_s - usage_s
             timings["read_usage"] = read_at[0] - started
-        return calc, lines, total
+        return calc, lines, total, unallocated
 
     async def settle(self) -> None:
         """Wait for the deletion of replaced lines still going on (before shutting down)."""
