@@ -651,8 +651,8 @@ def table(res: dict[str, Any]) -> list[str]:
     neo = res.get("neo4j", {})
     rows = ["| measure | value | goal |", "|---|---:|---|"]
     for r in res["runs"]:
-        stages = ", ".join(f"{k} {r[k]}" for k in ("read", "engine", "write", "result")
-                           if k in r)
+        stages = ", ".join(f"{k} {r[k]}" for k in ("read", "read_usage", "engine", "write",
+                                                   "result", "delete_replaced") if k in r)
         cpu = ""
         if r.get("python_cpu_s") is not None:
             cpu = f"; CPU python {r['python_cpu_s']}, neo4j {r.get('neo4j_cpu_s', '?')}"
@@ -694,7 +694,11 @@ def section(res: dict[str, Any]) -> str:
         "services with diamonds, catalogue subscriptions, usage records as `ingest_usage` "
         "stores them on four meters, one tiered and one with a rate change mid-month), "
         f"{res['pools']} cost pools (VCPU per cluster with a capacity, STORAGE_GB, EQUAL); "
-        "then `ChargebackService.calculate` of the month (stages in seconds), a "
+        "then `ChargebackService.calculate` of the month (stages in seconds, overlapping: "
+        "`write` runs from the end of `read` until the last line is stored, with the "
+        "engine calculating and `read_usage` summing the usage meanwhile; "
+        "`delete_replaced` is the deletion of the replaced lines after the answer; CPU "
+        "seconds of the Python process and of Neo4j during the call), a "
         "recalculation, the cost-centre report and a drill-down page, and a check that each "
         "source's lines add up to the source's total. Goals: calculation under "
         f"{TARGET_CALC_S:.0f} s, cost-centre report under {TARGET_REPORT_S:.0f} s, memory "
