@@ -581,8 +581,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu = time.process_time() - cpu
             after_cpu = proc_cpu_s(pid)
             t = time.perf_counter()
-            if hasattr(svc, "settle"):
-                await svc.settle()  # the replaced lines, deleted after the answer
+            await svc.settle()  # the replaced lines, deleted after the answer
             stages["delete_replaced"] = time.perf_counter() - t
             runs.append({"run": name, "s": round(elapsed, 2),
                          **{k: round(v, 2) for k, v in stages.items()},
