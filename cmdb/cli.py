@@ -503,6 +503,7 @@ def chargeback_calculate(
 
         svc = ChargebackService(db, settings)
         result = await (svc.close if close else svc.calculate)(_cli_principal(), period)
+        await svc.settle()
         state = "closed" if result.period.status == "CLOSED" else "open"
         typer.echo(f"{period} ({state}): {result.lines:,} lines, total {result.total} "
                    f"{result.period.currency}, allocated {result.allocated}, unallocated "

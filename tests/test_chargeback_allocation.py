@@ -315,3 +315,56 @@ def test_a_payer_without_a_cost_centre_is_unallocated_not_invoiced():
     [line] = Engine(world).run().rows
     assert (line["kind"], line["amountMinor"], line["invoiced"]) == ("UNALLOCATED", 1000, False)
     assert "Orphan service has no cost centre" in line["description"]
+
+
+def test_a_pool_books_one_line_per_payer_listing_the_holders_that_reach_it():
+    items = {"c": ItemRow("c", "cluster-1", "Cluster", None),
+             "h": ItemRow("h", "esx-1", "HypervisorHost", None),
+             "vm1": ItemRow("vm1", "vm-1", "VirtualMachine", None, cpu=Decimal(2)),
+             "vm2": ItemRow("vm2", "vm-2", "VirtualMachine", None, cpu=Decimal(6)),
+             "vm3": ItemRow("vm3", "vm-3", "VirtualMachine", None, cpu=Decimal(4)),
+             "app": ItemRow("app", "shop-app", "ApplicationInstance", None),
+             "bs": ItemRow("bs", "Shop", "BUSINESS_SERVICE", "CC-A")}
+    pool = CostPool(id="p", code="cl", name="Cluster 1", driver=Driver.VCPU, ci_ids=["c"],
+                    capacity=None, description=None, amounts={"2026-10": Decimal("100.00")},
+                    currency="EUR")
+    world = CalculationInput(
+        period="2026-10", currency="EUR", items=items,
+        uses={"c": ["h"], "h": ["vm1", "vm2", "vm3"], "vm1": ["app"], "vm2": ["app"],
+              "app": ["bs"]},
+        subscriptions=[], users={}, cost_centres={}, rate_cards={}, meter_units={},
+        usage=[], pools=[pool])
+    rows = Engine(world).run().rows
+    shop = next(r for r in rows if r.get("serviceId") == "bs")
+    lost = next(r for r in rows if r["kind"] == "UNALLOCATED")
+    assert len(rows) == 2
+    # 8 of 12 vCPUs reach the Shop through two VMs: one line, 66.67 (the extra cent by the
+    # larger remainder), quantity 8 vCPU, share 2/3, each VM listed with its way there.
+    assert (shop["amountMinor"], shop["quantity"], shop["share"], shop["unit"]) == \
+        (6667, "8", "2/3", "vCPU")
+    assert "ciId" not in shop
+    assert shop["path"] == ["Cluster 1", "cluster-1", "esx-1", "vm-1", "shop-app", "Shop"]
+    assert [(h["id"], h["quantity"], h["reaching"], h["share"], h["path"])
+            for h in shop["holders"]] == [
+        ("vm1", "2", "1/1", "1/6", ["Cluster 1", "cluster-1", "esx-1", "vm-1", "shop-app",
+                                    "Shop"]),
+        ("vm2", "6", "1/1", "1/2", ["Cluster 1", "cluster-1", "esx-1", "vm-2", "shop-app",
+                                    "Shop"])]
+    # The VM nobody consumes keeps its share, as its own unallocated line.
+    assert (lost["amountMinor"], lost["ciId"], lost["quantity"]) == (3333, "vm3", "4")
+    assert "no consumer of vm-3" in lost["description"] and "holders" not in lost
+    # Stored lean (what reports read as properties, the rest as one JSON detail) and read
+    # back whole.
+    from cmdb.chargeback.repository import LINE_PROPS, line_from_row, stored_line
+
+    stored = stored_line(shop, "run-1")
+    assert set(stored) <= LINE_PROPS | {"run", "detail"} and "holders" not in stored
+    line = line_from_row({**stored, "periodCurrency": "EUR",
+                          "periodStart": "2026-10-01T00:00:00+00:00",
+                          "periodEnd": "2026-11-01T00:00:00+00:00"})
+    assert (line.amount, line.quantity, line.share, line.pool, line.driver) == \
+        (Decimal("66.67"), Decimal(8), "2/3", "cl", Driver.VCPU)
+    assert line.path == shop["path"] and line.service_name == "Shop"
+    assert [(h.id, h.name, h.ci_class, h.quantity, h.share) for h in line.holders] == [
+        ("vm1", "vm-1", "VirtualMachine", Decimal(2), "1/6"),
+        ("vm2", "vm-2", "VirtualMachine", Decimal(6), "1/2")]

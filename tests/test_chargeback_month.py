@@ -247,6 +247,7 @@ async def test_a_rate_change_mid_month_prices_each_record_by_its_own_time(gql, o
 async def test_a_run_half_written_is_never_seen_and_is_swept_by_the_next(gql, october,
                                                                       clean_db):
     from cmdb.chargeback import queries as q
+    from cmdb.chargeback.repository import settle
 
     await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     before = await report(gql)
@@ -259,6 +260,74 @@ async def test_a_run_half_written_is_never_seen_and_is_swept_by_the_next(gql, oc
     assert sum(Decimal(x["amount"]) for x in await all_lines(gql)) == Decimal("1541.68")
     again = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     assert again["result"]["total"] == "1541.68"
+    await settle()  # the replaced and abandoned lines are deleted in the background
     left = await clean_db.read("MATCH (l:ChargeLine {period: $p}) "
                                "RETURN collect(DISTINCT l.run) AS runs", {"p": PERIOD})
     assert len(left[0]["runs"]) == 1 and "dead-run" not in left[0]["runs"]
+
+
+async def test_a_run_still_being_written_is_left_alone_until_it_ends(gql, october, clean_db):
+    from cmdb.chargeback import queries as q
+    from cmdb.chargeback.repository import settle
+
+    async def runs() -> set[str]:
+        rows = await clean_db.read("MATCH (l:ChargeLine {period: $p}) "
+                                   "RETURN collect(DISTINCT l.run) AS runs", {"p": PERIOD})
+        return set(rows[0]["runs"])
+
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    [one] = await clean_db.read("MATCH (l:ChargeLine {period: $p}) RETURN l {.*} AS l LIMIT 1",
+                                {"p": PERIOD})
+    # Another calculation of the month has registered its run and written a batch of it.
+    assert await clean_db.write(q.START_RUN, {"period": PERIOD, "run": "other-run"})
+    await clean_db.write(q.CREATE_LINES, {"rows": [{**one["l"], "run": "other-run"}]})
+    again = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    await settle()
+    assert again["result"]["total"] == "1541.68"
+    assert len(await runs()) == 2 and "other-run" in await runs()
+    # That calculation failed: once its run is no longer being written, the next sweep takes it.
+    await clean_db.write(q.END_RUN, {"period": PERIOD, "run": "other-run"})
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    await settle()
+    assert len(await runs()) == 1 and "other-run" not in await runs()
+
+
+async def test_a_calculation_whose_lines_fail_to_be_written_changes_nothing(
+        gql, october, clean_db, test_settings, monkeypatch):
+    from cmdb.chargeback import queries as q
+    from cmdb.chargeback import repository
+    from cmdb.chargeback.service import ChargebackService
+    from cmdb.identity.principal import Principal
+
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    before = await report(gql)
+    svc = ChargebackService(clean_db, test_settings)
+    write = clean_db.write
+    batches = 0
+
+    async def failing(query, params=None):
+        nonlocal batches
+        if query == q.CREATE_LINES:
+            batches += 1
+            if batches == 3:
+                raise RuntimeError("Neo4j went away")
+        return await write(query, params)
+
+    from cmdb.chargeback import service
+
+    # Many small batches, the engine a chunk ahead at most: it waits for the writer, which
+    # fails on its third batch.
+    monkeypatch.setattr(repository, "LINE_BATCH", 2)
+    monkeypatch.setattr(service, "LINE_CHUNK", 1)
+    monkeypatch.setattr(service, "LINE_CHUNKS_AHEAD", 1)
+    monkeypatch.setattr(clean_db, "write", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        await svc.calculate(Principal("fin", frozenset({"admin"})), PERIOD)
+    monkeypatch.undo()
+    await repository.settle()
+    assert await report(gql) == before
+    rows = await clean_db.read("MATCH (p:ChargePeriod {id: $p}) "
+                               "MATCH (l:ChargeLine {period: $p}) "
+                               "RETURN count(DISTINCT l.run) AS runs, p.writing AS writing",
+                               {"p": PERIOD})
+    assert rows[0]["runs"] == 1 and rows[0]["writing"] == []  # the failed run is gone

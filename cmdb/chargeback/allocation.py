@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -56,16 +57,24 @@ def largest_remainder(total_cents: int, shares: Sequence[Fraction],
         if total_cents:
             raise ValueError("cannot split a non-zero amount into no parts")
         return []
-    if any(s < 0 for s in shares) or sum(shares, Fraction(0)) != 1:
+    # Integers over the shares' common denominator: exact, and far cheaper than fractions.
+    den = math.lcm(*(s.denominator for s in shares))
+    nums = [s.numerator * (den // s.denominator) for s in shares]
+    if any(n < 0 for n in nums) or sum(nums) != den:
         raise ValueError("shares must be non-negative and sum to 1")
     sign = -1 if total_cents < 0 else 1
     total = abs(total_cents)
-    exact = [total * s for s in shares]
-    parts = [int(e) for e in exact]  # floor: every e is >= 0
+    parts = []
+    rems = []
+    for n in nums:
+        q, r = divmod(total * n, den)  # floor of the exact share, and what is left of it
+        parts.append(q)
+        rems.append(r)
     left = total - sum(parts)
-    order = sorted(range(len(parts)), key=lambda i: (-(exact[i] - parts[i]), keys[i]))
-    for i in order[:left]:
-        parts[i] += 1
+    if left:
+        order = sorted(range(len(parts)), key=lambda i: (-rems[i], keys[i]))
+        for i in order[:left]:
+            parts[i] += 1
     return [sign * p for p in parts]
 
 
@@ -139,14 +148,12 @@ def weighted(weights: Mapping[str, Fraction | Decimal | int],
     Without a capacity (or when use exceeds it) the whole amount goes to the holders; with
     no holder at all, everything is idle.
     """
-    used = sum((Fraction(w) for w in weights.values()), Fraction(0))
-    base = used
-    if capacity is not None and Fraction(capacity) > used:
-        base = Fraction(capacity)
+    exact = {k: Fraction(w) for k, w in weights.items() if w}
+    used = sum(exact.values(), Fraction(0))
+    base = max(used, Fraction(capacity)) if capacity is not None else used
     if base == 0:
         return {}, Fraction(1)
-    out = {k: Fraction(w) / base for k, w in weights.items() if w}
-    return out, 1 - sum(out.values(), Fraction(0))
+    return {k: w / base for k, w in exact.items()}, (base - used) / base
 
 
 def split(total_cents: int, parts: Iterable[tuple[str, Fraction]]) -> list[tuple[str, int]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -145,6 +145,10 @@ class Engine:
         # Names and payer fields repeat on many lines: worked out once per node.
         self._names: dict[str, str] = {}
         self._fields: dict[str, dict[str, Any]] = {}
+        self._payers: dict[str, tuple[dict[str, Any], bool, str | None]] = {}
+        self._sink: Callable[[list[dict[str, Any]]], None] | None = None
+        self._chunk = 2_000
+        self._sent = 0  # lines handed to the sink so far
 
     # --- payers ------------------------------------------------------------------------------
 
@@ -193,29 +197,47 @@ class Engine:
 
     # --- lines -------------------------------------------------------------------------------
 
+    def _payer_of(self, payer: str) -> tuple[dict[str, Any], bool, str | None]:
+        """The payer's line fields (no None among them), whether it is invoiced, and why
+        its lines are unallocated (None when they are not); worked out once per payer."""
+        found = self._payers.get(payer)
+        if found is None:
+            fields = {k: v for k, v in self._payer_fields(payer).items() if v is not None}
+            cc = fields.get("costCentre")
+            why = None
+            if payer.startswith(NO_CONSUMER):
+                why = f"no consumer of {self._name(payer[len(NO_CONSUMER):])}"
+            elif cc is None:  # a payer nobody can be invoiced for
+                why = f"{self._name(payer)} has no cost centre"
+            found = self._payers[payer] = (fields, self._invoiced(cc), why)
+        return found
+
     def _emit(self, kind: LineKind, cents: int, source: str, payer: str, description: str,
               share: Fraction, path: Sequence[str], extra: Mapping[str, Any],
               key: str = "") -> None:
-        fields = self._payer_fields(payer)
-        if payer.startswith(NO_CONSUMER):
+        fields, invoiced, why = self._payer_of(payer)
+        if why is not None:
             kind = LineKind.UNALLOCATED
-            description = f"{description}: no consumer of {self._name(payer[len(NO_CONSUMER):])}"
-        elif fields.get("costCentre") is None:  # a payer nobody can be invoiced for
-            kind = LineKind.UNALLOCATED
-            description = f"{description}: {self._name(payer)} has no cost centre"
+            description = f"{description}: {why}"
         # Stored lean (a month has hundreds of thousands of lines): the amount as cents only,
         # currency and charge period taken from the period unless the line says otherwise.
+        names = self._names
         row: dict[str, Any] = {
             "id": _line_id(self.d.period, source, key, payer),
-            "period": self.d.period, "seq": len(self.rows) + 1, "kind": kind.value,
+            "period": self.d.period, "seq": self._sent + len(self.rows) + 1,
+            "kind": kind.value,
             "amountMinor": cents, "source": source, "description": description,
-            "invoiced": self._invoiced(fields.get("costCentre")),
+            "invoiced": invoiced,
             "share": f"{share.numerator}/{share.denominator}",
-            "path": [self._name(p) for p in path],
+            "path": [names[p] if p in names else self._name(p) for p in path],
         }
         row.update(fields)
-        row.update(extra)
-        self.rows.append({k: v for k, v in row.items() if v is not None})
+        for k, v in extra.items():  # None: the field is left out
+            if v is None:
+                row.pop(k, None)
+            else:
+                row[k] = v
+        self.rows.append(row)
 
     def _spread(self, kind: LineKind, exact: Decimal | Fraction, source: str, origin: str,
                 description: str, extra: Mapping[str, Any], prefix: Sequence[str] = ()) -> None:
@@ -226,7 +248,10 @@ class Engine:
 
     def _lines(self, kind: LineKind, cents: int, source: str, description: str,
                extra: Mapping[str, Any],
-               parts: list[tuple[str, Share, Sequence[str], str]]) -> None:
+               parts: list[tuple[str, Share, Sequence[str], str]],
+               more_of: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Lines of one source's parts (payer, share, path, holder), rounded together;
+        ``more_of`` adds fields to the line of a payer."""
         # Keys lead with the payer's name, so ties between payers break by name, the same
         # way every run and on every copy of the data.
         keyed = {f"{self._name(payer)}|{payer}|{holder}": (payer, s, path, holder)
@@ -237,8 +262,8 @@ class Engine:
             if holder and "ciId" not in more and holder in self.d.items:
                 item = self.d.items[holder]
                 more.update(ciId=item.id, ciName=item.name, ciClass=item.cls)
-            if callable(more.get("quantity")):
-                more["quantity"] = more["quantity"](holder)
+            if more_of and payer in more_of:
+                more.update(more_of[payer])
             self._emit(kind, c, source, payer, description, s.fraction, path, more, holder)
 
     # --- fees --------------------------------------------------------------------------------
@@ -264,11 +289,13 @@ class Engine:
                             | {"unitPrice": str((s.monthly / days_in_period).quantize(
                                 Decimal("0.000001")))},
                             [(payer, share, (payer,), "")])
+            self._flush()
             if s.one_off and self.start <= s.start < self.end:
                 self._lines(LineKind.ONE_OFF_FEE, to_cents(s.one_off), f"order:{s.id}",
                             f"{s.item_name}: one-off fee", {"quantity": "1", "unit": "order",
                                                             "unitPrice": str(s.one_off)},
                             [(payer, share, (payer,), "")])
+            self._flush()
 
     # --- usage -------------------------------------------------------------------------------
 
@@ -311,6 +338,7 @@ class Engine:
             self._spread(LineKind.ADJUSTMENT if late else LineKind.USAGE, exact,
                          f"usage:{g.ci}:{g.meter}:{g.month}:{card.id}", g.ci, description,
                          extra)
+            self._flush()
         for (meter, month), (micros, records, cis) in sorted(unpriced.items()):
             unit = self.d.meter_units.get(meter, meter)
             self.warnings.append(
@@ -372,47 +400,110 @@ class Engine:
             reach = self.reach(pool)
             weights = self._weights(pool, reach)
             shares, idle = weighted(weights, pool.capacity)
-            origin = pool.name
-            parts: list[tuple[str, Share, Sequence[str], str]] = []
+            used = sum(weights.values(), Decimal(0))
+            # What the shares are of: the capacity when it exceeds what is used.
+            base = Fraction(max(used, pool.capacity) if pool.capacity is not None else used)
+            # One line per payer: its exact share of the pool summed over the driver holders
+            # whose cost reaches it, each holder listed with its quantity, share and path.
+            by_payer: dict[str, list[Any]] = {}  # payer -> [fraction, first path, holders]
             for holder, f in sorted(shares.items()):
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
                     else (holder,)
                 for payer, s in self.graph.shares(holder).items():
-                    parts.append((payer, Share(f * s.fraction, s.path),
-                                  (*head[:-1], *s.path), holder))
+                    part = f * s.fraction
+                    path = (*head[:-1], *s.path)
+                    entry = by_payer.get(payer)
+                    if entry is None:
+                        entry = by_payer[payer] = [Fraction(0), path, []]
+                    entry[0] += part
+                    entry[2].append((holder, part, s.fraction, path))
+            unit = _DRIVER_UNITS[pool.driver]
+            parts: list[tuple[str, Share, Sequence[str], str]] = []
+            more: dict[str, dict[str, Any]] = {}
+            for payer, (fraction, path, held) in by_payer.items():
+                only = held[0][0] if len(held) == 1 else ""
+                parts.append((payer, Share(fraction, path), path, only))
+                # The driver quantity reaching the payer: sum of weight x reaching share.
+                info: dict[str, Any] = {"quantity": _decimal_text(fraction * base)}
+                if not only:
+                    info["holders"] = [self._holder(h, weights[h], part, of, (pool.name, *p))
+                                       for h, part, of, p in held]
+                more[payer] = info
             if idle:
                 parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
-            used = sum(weights.values(), Decimal(0))
+                more[NO_CONSUMER + "idle"] = {
+                    "quantity": str((pool.capacity or used) - used),
+                    "description": f"{pool.name}: idle capacity ({pool.driver.value})"}
+            extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
+            self._pool_lines(pool, amount, pool.name, parts, extra, more)
+            self._flush()
 
-            def quantity(holder: str, weights: Mapping[str, Decimal] = weights,
-                         used: Decimal = used, pool: CostPool = pool) -> str:
-                if holder == "idle":
-                    return str((pool.capacity or used) - used)
-                return str(weights.get(holder, ""))
-
-            extra = {"pool": pool.code, "driver": pool.driver.value, "quantity": quantity,
-                     "unit": _DRIVER_UNITS[pool.driver]}
-            self._pool_lines(pool, amount, origin, parts, extra)
+    def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
+                path: Sequence[str]) -> dict[str, Any]:
+        """How one driver holder adds to a payer's pool line: the holder's driver quantity,
+        the fraction of the holder's cost that reaches the payer, its exact share of the
+        pool, and the path from the pool to the payer."""
+        item = self.d.items.get(holder)
+        out: dict[str, Any] = {"id": holder, "name": self._name(holder),
+                               "quantity": str(weight), "reaching": _fraction_text(of),
+                               "share": _fraction_text(part),
+                               "path": [self._name(n) for n in path]}
+        if item is not None:
+            out["class"] = item.cls
+        return out
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],
-                    extra: dict[str, Any]) -> None:
+                    extra: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> None:
         description = f"{pool.name}: {amount} {pool.currency} shared by {pool.driver.value}"
         if not parts:
             parts = [(NO_CONSUMER + "idle", Share(Fraction(1), ()), (), "idle")]
+            more = {NO_CONSUMER + "idle": {
+                "description": f"{pool.name}: idle capacity ({pool.driver.value})"}}
         before = len(self.rows)
         self._lines(LineKind.POOL, to_cents(amount), f"pool:{pool.code}", description,
-                    extra, parts)
+                    extra, parts, more)
         for row in self.rows[before:]:
             row["path"] = [origin, *row["path"]] if row["path"] else [origin]
-            if row.get("ciId") is None and row["kind"] == LineKind.UNALLOCATED.value:
-                row["description"] = f"{pool.name}: idle capacity ({pool.driver.value})"
 
-    def run(self) -> Calculation:
+    def run(self, sink: Callable[[list[dict[str, Any]]], None] | None = None,
+            chunk: int = 2_000,
+            usage: Callable[[], list[UsageGroup]] | None = None) -> Calculation:
+        """All lines of the period: fees, pools, then usage. ``sink``, when given, receives
+        them as they are final, in order, about ``chunk`` at a time (so they can be written
+        while the rest is calculated), and the result's rows are then empty; ``usage``,
+        when given, is called for the usage groups once fees and pools are done (so they
+        can be read meanwhile)."""
+        self._sink, self._chunk = sink, chunk
         self.fees()
-        self.usage()
         self.pools()
+        if usage is not None:
+            self.d.usage = usage()
+        self.usage()
+        self._flush(final=True)
         return Calculation(self.rows, self.warnings)
+
+    def _flush(self, final: bool = False) -> None:
+        """Hand the lines made so far to the sink, which keeps them from then on (the
+        engine does not: a month has hundreds of thousands)."""
+        if self._sink is not None and (len(self.rows) >= self._chunk
+                                       or (final and self.rows)):
+            rows, self.rows = self.rows, []
+            self._sent += len(rows)
+            self._sink(rows)
+
+
+def _fraction_text(f: Fraction) -> str:
+    return f"{f.numerator}/{f.denominator}"
+
+
+def _decimal_text(f: Fraction) -> str:
+    """An exact quantity as a decimal, to six places when it does not end sooner."""
+    exact = Decimal(f.numerator) / Decimal(f.denominator)
+    if exact == exact.quantize(Decimal("0.000001")):
+        return str(exact.normalize()) if exact != exact.to_integral() else str(
+            exact.quantize(Decimal(1)))
+    return str(exact.quantize(Decimal("0.000001")))
 
 
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",

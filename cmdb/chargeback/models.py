@@ -285,6 +285,21 @@ class CostPool(BaseModel):
 # --- charge lines ----------------------------------------------------------------------------
 
 
+class PoolHolder(BaseModel):
+    """A driver holder behind a pool line: what it holds, how much of its cost reaches the
+    line's payer, the exact share of the pool that makes, and the path it takes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # the CI (or user, for desktop sessions) holding the driver
+    name: str
+    ci_class: str | None = None
+    quantity: Decimal  # its driver quantity (vCPUs, GB, sessions, 1 for an equal split)
+    reaching: str  # the fraction of its cost that reaches the payer, "a/b"
+    share: str  # the exact fraction of the pool it adds to the line, "a/b"
+    path: list[str] = []
+
+
 class ChargeLine(BaseModel):
     """One amount charged (or shown) to one consumer, with everything that explains it."""
 
@@ -319,6 +334,8 @@ class ChargeLine(BaseModel):
     driver: Driver | None = None
     share: str | None = None  # the exact fraction of the source this line carries, "a/b"
     path: list[str] = []  # names from the cost's origin to the consumer
+    # A pool's line for a payer reached through several driver holders: each of them.
+    holders: list[PoolHolder] = []
     adjusts: str | None = None  # the closed period a late record or correction belongs to
     corrects_line: str | None = None
     charge_start: datetime

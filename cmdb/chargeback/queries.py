@@ -299,12 +299,37 @@ CALL (p) {
   MATCH (l:ChargeLine) WHERE l.period = p.id AND l.run = 'manual'
   RETURN sum(l.amountMinor) AS manualTotal, count(l) AS manualLines
 }
-SET p.run = $run, p.calculatedAt = $now, p.totalMinor = $total + manualTotal,
+SET p.run = $run, p.writing = [r IN coalesce(p.writing, []) WHERE r <> $run],
+    p.calculatedAt = $now, p.totalMinor = $total + manualTotal,
     p.lineCount = $lines + manualLines, p.warnings = $warnings
 RETURN """
     + _PERIOD
     + " AS period"
 )
+
+# A calculation registers its run before writing a line of it: the sweep below leaves the
+# runs being written alone.
+START_RUN: LiteralString = """
+MATCH (p:ChargePeriod {id: $period}) WHERE p.status <> 'CLOSED'
+SET p.writing = coalesce(p.writing, []) + $run
+RETURN p.id AS id
+"""
+
+# The run is no longer being written (it failed, or it is current now).
+END_RUN: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+SET p.writing = [r IN coalesce(p.writing, []) WHERE r <> $run]
+"""
+
+# Lines of runs that are neither current, manual nor being written: replaced, or abandoned.
+SWEEP_RUNS: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+MATCH (l:ChargeLine) WHERE l.period = $period AND l.run <> 'manual'
+  AND (p.run IS NULL OR l.run <> p.run) AND NOT l.run IN coalesce(p.writing, [])
+WITH l LIMIT $limit
+DETACH DELETE l
+RETURN count(*) AS deleted
+"""
 
 # Lines of runs other than the current one (replaced, or abandoned half written).
 DELETE_OLD_RUNS: LiteralString = """

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from cmdb.catalog.models import PricePlan
 from cmdb.chargeback import queries as q
@@ -30,6 +32,7 @@ from cmdb.chargeback.models import (
     Meter,
     Period,
     PeriodStatus,
+    PoolHolder,
     RateCard,
     Tier,
     period_bounds,
@@ -37,8 +40,19 @@ from cmdb.chargeback.models import (
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 
-LINE_BATCH = 10_000
+log = logging.getLogger(__name__)
+
+LINE_BATCH = 2_500
 LINES_IN_FLIGHT = 2
+# Deletions of replaced runs still going on (kept referenced until done).
+_CLEANUP: set[asyncio.Future[None]] = set()
+# What a stored line keeps as properties of its own: what reports group by, filters and
+# checksums read, and the source (reconciliation). The rest of its explanation (description,
+# share, path, quantity, rate card, pool, driver, CI...) is one JSON string, ``detail``: a
+# month has hundreds of thousands of lines, and each property is a record Neo4j writes.
+LINE_PROPS = frozenset({"id", "period", "seq", "kind", "amountMinor", "invoiced",
+                        "costCentre", "user", "serviceId", "serviceName", "itemId",
+                        "itemName", "meter", "unit", "source"})
 
 
 def _dt(v: Any) -> datetime:
@@ -87,7 +101,29 @@ def period_from_row(p: dict[str, Any]) -> Period:
     )
 
 
+async def settle() -> None:
+    """Wait for the deletions of replaced runs still going on (before closing the driver)."""
+    while _CLEANUP:
+        await asyncio.gather(*list(_CLEANUP), return_exceptions=True)
+
+
+def stored_line(row: dict[str, Any], run: str) -> dict[str, Any]:
+    """A calculated line as node properties: ``LINE_PROPS`` and the rest as ``detail``."""
+    out: dict[str, Any] = {"run": run}
+    detail: dict[str, Any] = {}
+    for k, v in row.items():
+        if k in LINE_PROPS:
+            out[k] = v
+        else:
+            detail[k] = v
+    if detail:  # datetimes as ISO 8601, decimals as their text
+        out["detail"] = orjson.dumps(detail, default=str).decode()
+    return out
+
+
 def line_from_row(r: dict[str, Any]) -> ChargeLine:
+    if r.get("detail"):
+        r = {**orjson.loads(r["detail"]), **r}
     return ChargeLine(
         id=r["id"], period=r["period"], seq=r["seq"], kind=LineKind(r["kind"]),
         amount=(Decimal(r["amountMinor"]) * CENT).quantize(CENT),
@@ -102,6 +138,10 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         unit_price=_dec(r.get("unitPrice")), pool=r.get("pool"),
         driver=Driver(r["driver"]) if r.get("driver") else None, share=r.get("share"),
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
+        holders=[PoolHolder(id=h["id"], name=h["name"], ci_class=h.get("class"),
+                            quantity=Decimal(h["quantity"]), reaching=h["reaching"],
+                            share=h["share"], path=list(h.get("path") or []))
+                 for h in r.get("holders") or []],
         corrects_line=r.get("correctsLine"),
         charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
         charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),
@@ -197,7 +237,10 @@ class ChargebackRepository:
 
     # --- calculation input -------------------------------------------------------------------
 
-    async def calculation_input(self, period: str, currency: str) -> CalculationInput:
+    async def calculation_input(self, period: str, currency: str, usage: bool = True
+                                ) -> CalculationInput:
+        """Everything a period's calculation reads; without ``usage``, all but the usage
+        (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile)."""
         start, end = period_bounds(period)
         [items_row] = await self.db.read(q.ITEMS)
         items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size))
@@ -227,23 +270,30 @@ class ChargebackRepository:
         ccs = await self.cost_centres()
         cards = [rate_from_row(r["rate"]) for r in await self.db.read(q.RATES_BEFORE,
                                                                         {"end": end.date()})]
-        bounds: dict[str, list[dict[str, Any]]] = {}
-        for c in cards:
-            bounds.setdefault(c.meter, []).append({
-                "id": c.id, "from": datetime.combine(c.effective_from, datetime.min.time(),
-                                                     start.tzinfo),
-                "to": None if c.effective_to is None else datetime.combine(
-                    c.effective_to, datetime.min.time(), start.tzinfo)})
-        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
-                                                             "bounds": bounds})
-        usage = [UsageGroup(ci, meter, month, rate, int(micros), int(records))
-                 for ci, meter, month, rate, micros, records in usage_row["groups"]]
         meters = {m.code: m.unit for m in await self.meters()}
-        return CalculationInput(
+        data = CalculationInput(
             period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
             users=users, cost_centres=ccs, rate_cards={c.id: c for c in cards},
-            meter_units=meters, usage=usage, pools=await self.pools(),
+            meter_units=meters, usage=[], pools=await self.pools(),
         )
+        if usage:
+            data.usage = await self.usage_groups(period, data.rate_cards.values())
+        return data
+
+    async def usage_groups(self, period: str, cards: Iterable[RateCard]) -> list[UsageGroup]:
+        """The usage billed in the period, summed per CI, meter, month and the rate card
+        version in force at each record's time (Neo4j does the summing)."""
+        tz = period_bounds(period)[0].tzinfo
+        bounds: dict[str, list[dict[str, Any]]] = {}
+        for c in sorted(cards, key=lambda c: (c.meter, c.effective_from)):
+            bounds.setdefault(c.meter, []).append({
+                "id": c.id, "from": datetime.combine(c.effective_from, datetime.min.time(), tz),
+                "to": None if c.effective_to is None else datetime.combine(
+                    c.effective_to, datetime.min.time(), tz)})
+        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
+                                                             "bounds": bounds})
+        return [UsageGroup(ci, meter, month, rate, int(micros), int(records))
+                for ci, meter, month, rate, micros, records in usage_row["groups"]]
 
     async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
         start, end = period_bounds(period)
@@ -263,52 +313,96 @@ class ChargebackRepository:
 
     # --- lines -------------------------------------------------------------------------------
 
-    async def replace_lines(self, period: str, rows: list[dict[str, Any]], warnings: list[str],
-                            now: datetime, timings: dict[str, float] | None = None
-                            ) -> tuple[str, Period | None]:
-        """Make ``rows`` the period's calculated lines, if it is open.
-
-        The rows are written as a new run, batch by batch; one small transaction then makes
-        the run current (readers never see a run half written, and a period closed meanwhile
-        keeps its lines); the lines of earlier runs are deleted last, batch by batch.
-        """
-        found = await self.db.read(q.GET_PERIOD, {"id": period})
-        if found and found[0]["period"]["status"] == "CLOSED":
-            return "CLOSED", None
+    async def start_run(self, period: str) -> str | None:
+        """A new run for the period's lines, registered as being written (the sweep leaves
+        it alone), or None when the period is closed."""
         run = uuid.uuid4().hex
-        total = 0
-        started = time.perf_counter()
-        # Two batches in flight: one is packed and sent while Neo4j writes the other. A
-        # failure leaves a run nobody points at; the next calculation deletes it.
+        if not await self.db.write(q.START_RUN, {"period": period, "run": run}):
+            return None
+        return run
+
+    async def write_run(self, run: str, chunks: AsyncIterator[Sequence[dict[str, Any]]]
+                        ) -> tuple[int, int]:
+        """Write the lines of a run (not yet current) as they come; (lines, total cents).
+
+        Batches of ``LINE_BATCH`` lines, ``LINES_IN_FLIGHT`` at a time: one is packed and sent
+        while Neo4j writes another, and the lines still being calculated keep coming. A
+        failure leaves a run nobody points at (``discard_run`` deletes it).
+        """
+        lines = total = 0
         pending: set[asyncio.Future[Any]] = set()
+        batch: list[dict[str, Any]] = []
+
+        async def send() -> None:
+            nonlocal pending
+            while len(pending) >= LINES_IN_FLIGHT:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            pending.add(asyncio.ensure_future(self.db.write(q.CREATE_LINES, {"rows": batch})))
+
         try:
-            for i in range(0, len(rows), LINE_BATCH):
-                batch = [{**row, "run": run} for row in rows[i:i + LINE_BATCH]]
-                total += sum(row["amountMinor"] for row in batch)
-                if len(pending) >= LINES_IN_FLIGHT:
-                    done, pending = await asyncio.wait(pending,
-                                                       return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-                pending.add(asyncio.ensure_future(
-                    self.db.write(q.CREATE_LINES, {"rows": batch})))
+            async for chunk in chunks:
+                for row in chunk:
+                    batch.append(stored_line(row, run))
+                    total += row["amountMinor"]
+                    if len(batch) >= LINE_BATCH:
+                        await send()
+                        batch = []
+                lines += len(chunk)
+            if batch:
+                await send()
             for task in list(pending):
                 await task
         finally:
             await asyncio.gather(*pending, return_exceptions=True)
+        return lines, total
+
+    async def switch_run(self, period: str, run: str, lines: int, total: int,
+                         warnings: list[str], now: datetime) -> Period | None:
+        """Make ``run`` the period's current lines in one small transaction (None when the
+        period closed meanwhile). The replaced lines are deleted afterwards, in the
+        background: nobody reads them any more (every read goes through the current run)."""
         switched = await self.db.write(q.SWITCH_RUN, {
-            "id": period, "run": run, "now": now, "total": total, "lines": len(rows),
+            "id": period, "run": run, "now": now, "total": total, "lines": lines,
             "warnings": warnings})
-        written = time.perf_counter()
+        if not switched:  # closed while the run was written: its lines go again
+            self.discard_run(period, run)
+            return None
+        self._background(self._sweep(period))
+        return period_from_row(switched[0]["period"])
+
+    def discard_run(self, period: str, run: str) -> None:
+        """Forget a run that failed to be written and delete its lines, without waiting."""
+        self._background(self._discard(period, run))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        _CLEANUP.add(task)
+        task.add_done_callback(_CLEANUP.discard)
+
+    async def _discard(self, period: str, run: str) -> None:
+        try:
+            await self.db.write(q.END_RUN, {"period": period, "run": run})
+        except Exception:  # the run stays registered: swept when the period closes
+            log.warning("forgetting run %s of %s failed", run, period, exc_info=True)
+            return
+        await self._sweep(period)
+
+    async def _sweep(self, period: str) -> None:
+        try:
+            while (await self.db.write(q.SWEEP_RUNS, {"period": period,
+                                                      "limit": LINE_BATCH}))[0]["deleted"]:
+                pass
+        except Exception:  # the lines stay unread; the next sweep takes them
+            log.warning("deleting replaced lines of %s failed", period, exc_info=True)
+
+    async def sweep_runs(self, period: str) -> None:
+        """Delete every run of a closed period that is not current (left by a calculation
+        that failed or was interrupted while the period closed)."""
         while (await self.db.write(q.DELETE_OLD_RUNS, {"period": period,
                                                        "limit": LINE_BATCH}))[0]["deleted"]:
             pass
-        if timings is not None:
-            timings["write_lines"] = written - started
-            timings["delete_old_lines"] = time.perf_counter() - written
-        if not switched:  # closed while the run was written: its lines are gone again
-            return "CLOSED", None
-        return "OPEN", period_from_row(switched[0]["period"])
 
     async def add_adjustment(self, period: str, row: dict[str, Any]) -> bool:
         return bool(await self.db.write(q.CREATE_ADJUSTMENT, {"period": period, "row": row}))

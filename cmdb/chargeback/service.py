@@ -11,11 +11,12 @@ Who may do what:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cmdb.chargeback.engine import CalculationInput, CostCentreRow, Engine
+from cmdb.chargeback.engine import (
+    Calculation,
+    CalculationInput,
+    CostCentreRow,
+    Engine,
+    UsageGroup,
+)
 from cmdb.chargeback.models import (
     CENT,
     AdjustmentInput,
@@ -50,7 +57,7 @@ from cmdb.chargeback.models import (
     period_bounds,
     period_of,
 )
-from cmdb.chargeback.repository import ChargebackRepository
+from cmdb.chargeback.repository import ChargebackRepository, settle
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.validation import field_path, validate
@@ -63,6 +70,8 @@ DEFAULT_USAGE_BATCH = 5000
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_LINES_PAGE = 1000
 MAX_TREND_PERIODS = 24
+LINE_CHUNK = 2_000  # lines the engine hands to the writer at a time (about)
+LINE_CHUNKS_AHEAD = 8  # chunks calculated but not yet written, at most
 _REPORT_PROPS = {ReportDimension.COST_CENTRE: "costCentre", ReportDimension.USER: "user",
                  ReportDimension.SERVICE: "serviceId",
                  ReportDimension.CATALOGUE_ITEM: "itemId", ReportDimension.METER: "meter",
@@ -338,38 +347,121 @@ class ChargebackService:
         closed period is left exactly as it was.
 
         ``timings``, when given, receives the seconds each stage took ("read": the input
-        from Neo4j, "engine": pricing and allocation, "write": swapping the lines, "result":
-        the totals read back); the benchmark uses it."""
+        from Neo4j but the usage; "write": pricing and allocation with the lines written as
+        they come, until the last is stored; within it, "read_usage": Neo4j summing the
+        usage while fees and pools are calculated, "engine": the time pricing and
+        allocating took;
+        "result": making the new lines current and the totals read back); the benchmark
+        uses it. The replaced lines are deleted afterwards, without waiting for it."""
         self._manage(principal, "calculate charge periods")
         clock = _Stages(timings)
         current = await self._ensure_period(period)
         if current.status is PeriodStatus.CLOSED:
             return await self._result(current, changed=False)
         clock.lap("prepare")
-        data = await self.repo.calculation_input(period, self.currency)
+        data = await self.repo.calculation_input(period, self.currency, usage=False)
         clock.lap("read")
-        calc = await self._compute(data)
-        clock.lap("engine")
-        status, done = await self.repo.replace_lines(period, calc.rows, calc.warnings, utcnow(),
-                                                     timings)
-        clock.lap("write")
-        if status == "CLOSED" or done is None:  # closed while we were computing
+        run = await self.repo.start_run(period)
+        if run is None:  # closed meanwhile
             latest = await self.repo.period(period)
             assert latest is not None
             return await self._result(latest, changed=False)
-        unallocated = sum(r["amountMinor"] for r in calc.rows
-                          if r["kind"] == LineKind.UNALLOCATED.value)
+        try:
+            calc, lines, total, unallocated = await self._compute_and_write(data, run,
+                                                                            timings)
+        except BaseException:
+            self.repo.discard_run(period, run)
+            raise
+        clock.lap("write")
+        done = await self.repo.switch_run(period, run, lines, total, calc.warnings, utcnow())
+        if done is None:  # closed while we were computing
+            latest = await self.repo.period(period)
+            assert latest is not None
+            return await self._result(latest, changed=False)
         out = await self._result(done, changed=True, unallocated_minor=unallocated)
         clock.lap("result")
         return out
 
-    async def _compute(self, data: CalculationInput) -> Any:
+    async def _compute_and_write(self, data: CalculationInput, run: str,
+                                 timings: dict[str, float] | None
+                                 ) -> tuple[Calculation, int, int, int]:
+        """Calculate in a worker thread and write the lines as they come: Neo4j stores one
+        batch while the next is being priced and allocated."""
         engine = Engine(data)
         for pool in data.pools:
             if pool.driver is Driver.SESSIONS and data.period in pool.amounts:
                 ids = sorted(engine.reach(pool))
                 data.sessions[pool.code] = await self.repo.sessions_on(ids, data.period)
-        return engine.run()
+        loop = asyncio.get_running_loop()
+        # A few chunks ahead at most: when Neo4j writes slower than the engine calculates,
+        # the engine waits rather than the lines piling up in memory.
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(LINE_CHUNKS_AHEAD)
+        stop = False
+        engine_s = usage_s = 0.0
+        # Neo4j sums the usage while the engine works out fees and pools.
+        started = time.perf_counter()
+        reading = asyncio.ensure_future(self.repo.usage_groups(data.period,
+                                                               data.rate_cards.values()))
+        read_at = [started]
+        reading.add_done_callback(lambda _: read_at.__setitem__(0, time.perf_counter()))
+
+        def read_usage() -> list[UsageGroup]:
+            nonlocal usage_s
+            t = time.perf_counter()
+            out = asyncio.run_coroutine_threadsafe(_result_of(reading), loop).result()
+            usage_s = time.perf_counter() - t
+            return out
+
+        def sink(rows: list[dict[str, Any]] | None) -> None:
+            if stop:
+                raise _Abandoned
+            asyncio.run_coroutine_threadsafe(queue.put(rows), loop).result()
+
+        def work() -> Calculation:
+            nonlocal engine_s
+            t = time.perf_counter()
+            try:
+                return engine.run(sink, LINE_CHUNK, usage=read_usage)
+            finally:
+                engine_s = time.perf_counter() - t
+                if not stop:
+                    sink(None)
+
+        calculating = asyncio.ensure_future(asyncio.to_thread(work))
+
+        unallocated = 0
+
+        async def chunks() -> AsyncIterator[list[dict[str, Any]]]:
+            nonlocal unallocated
+            while (chunk := await queue.get()) is not None:
+                unallocated += sum(r["amountMinor"] for r in chunk
+                                   if r["kind"] == LineKind.UNALLOCATED.value)
+                yield chunk
+
+        try:
+            lines, total = await self.repo.write_run(run, chunks())
+            calc = await calculating
+        finally:
+            stop = True
+            while not calculating.done():  # let a sink waiting for room go on, and stop
+                while not queue.empty():
+                    queue.get_nowait()
+                await asyncio.wait({calculating}, timeout=0.05)
+            if not calculating.cancelled():
+                calculating.exception()  # seen: the writer's own error is the one raised
+            if not reading.done():
+                reading.cancel()
+            await asyncio.wait({reading})
+            if not reading.cancelled():
+                reading.exception()
+        if timings is not None:
+            timings["engine"] = timings.get("engine", 0.0) + engine_s - usage_s
+            timings["read_usage"] = read_at[0] - started
+        return calc, lines, total, unallocated
+
+    async def settle(self) -> None:
+        """Wait for the deletion of replaced lines still going on (before shutting down)."""
+        await settle()
 
     async def _result(self, period: Period, changed: bool,
                       unallocated_minor: int | None = None) -> CalculationResult:
@@ -412,6 +504,10 @@ class ChargebackService:
             await self.repo.set_status(period, ["CLOSING"], "OPEN")
             raise
         assert frozen is not None
+        # Frozen: no calculation writes here any more; lines of runs that were replaced or
+        # left half written (a calculation that failed) go now.
+        await settle()
+        await self.repo.sweep_runs(period)
         return await self._result(frozen, changed=True)
 
     async def adjust(self, principal: Principal | None, data: dict[str, Any]) -> ChargeLine:
@@ -548,6 +644,14 @@ class ChargebackService:
 
     async def cost_centre_names(self) -> dict[str, str]:
         return {c.code: c.name for c in (await self.repo.cost_centres()).values()}
+
+
+async def _result_of(task: asyncio.Future[list[UsageGroup]]) -> list[UsageGroup]:
+    return await task
+
+
+class _Abandoned(Exception):
+    """The lines' writer failed: the calculation stops."""
 
 
 class _Stages:

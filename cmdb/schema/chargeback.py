@@ -114,6 +114,20 @@ class ChargePeriod:
                    warnings=list(x.warnings))
 
 
+@strawberry.type(description="A driver holder behind a cost pool's line: what it holds, how "
+                 "much of its cost reaches the line's payer, and the way there.")
+class ChargeLineHolder:
+    id: strawberry.ID = strawberry.field(description="The CI (or user) holding the driver.")
+    name: str
+    ci_class: str | None
+    quantity: Decimal = strawberry.field(description="Its driver quantity.")
+    reaching: str = strawberry.field(description="Exact fraction of its cost that reaches "
+                                     "the payer, a/b.")
+    share: str = strawberry.field(description="Exact fraction of the pool it adds to the "
+                                  "line, a/b.")
+    path: list[str] = strawberry.field(description="From the pool to the payer.")
+
+
 @strawberry.type(description="One amount charged (or shown) to one consumer, and why.")
 class ChargeLine:
     id: strawberry.ID
@@ -146,6 +160,10 @@ class ChargeLine:
     driver: CostDriver | None  # type: ignore[valid-type]
     share: str | None = strawberry.field(description="Exact fraction of the source, a/b.")
     path: list[str] = strawberry.field(description="From the cost's origin to the consumer.")
+    holders: list[ChargeLineHolder] = strawberry.field(
+        description="A pool's line for a payer its cost reaches through several driver "
+        "holders (VMs, volumes, ...): each holder; empty otherwise (the line's CI is the "
+        "holder).")
     adjusts: str | None = strawberry.field(description="The closed period this corrects.")
     corrects_line: strawberry.ID | None
     charge_start: datetime
@@ -166,7 +184,10 @@ class ChargeLine:
             ci_class=x.ci_class, meter=x.meter, unit=x.unit, quantity=x.quantity,
             rate_card_id=opt(x.rate_card_id), rate_version=x.rate_version,
             unit_price=x.unit_price, pool=x.pool, driver=x.driver, share=x.share,
-            path=list(x.path), adjusts=x.adjusts, corrects_line=opt(x.corrects_line),
+            path=list(x.path), holders=[ChargeLineHolder(
+                id=strawberry.ID(h.id), name=h.name, ci_class=h.ci_class, quantity=h.quantity,
+                reaching=h.reaching, share=h.share, path=list(h.path)) for h in x.holders],
+            adjusts=x.adjusts, corrects_line=opt(x.corrects_line),
             charge_start=x.charge_start, charge_end=x.charge_end)
 
 
