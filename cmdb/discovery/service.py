@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from neo4j.exceptions import ClientError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cmdb.core.clock import utcnow
 from cmdb.core.mapping import as_datetime, native
@@ -365,8 +365,11 @@ class DiscoveryService:
         out = _Outcome()
         history = _History(source.name)
         if cands and not rels:
-            found = await self.db.read_tx(lambda tx: self._lookup(tx, cands))
-            if found:
+            values: dict[str, list[str]] = defaultdict(list)
+            for c in cands:
+                for p, v in c.unique.items():
+                    values[p].append(v)
+            if await self.db.read_tx(lambda tx: self.repo.identifiers_held(tx, values)):
                 return None
             writes = await asyncio.to_thread(self._reconcile_items, source, sources, cands,
                                              {}, False, now, out, history)
@@ -936,8 +939,11 @@ def _plan_relations(
     fresh: Mapping[str, str], classes: Mapping[str, str], out: _Outcome, history: _History,
 ) -> _RelationWrites | None:
     """The relationships' writes when they need nothing read (see ``_plan``), else None."""
-    for _, r, _ in rels:
+    for _, r, _ in rels:  # what rules a plan out, at the first such record
         if r.source.identifiers is not None or r.target.identifiers is not None:
+            return None
+        s = r.source.id if r.source.key is None else keys.get(r.source.key)
+        if s is not None and s not in fresh:
             return None
     resolved = _resolve_relations(rels, keys, {}, out)
     if any(i not in classes for x in resolved for i in (x[3], x[4])):
@@ -1003,10 +1009,29 @@ def quick_relation(raw: Any) -> DiscoveredRelation | None:
         key = end.get("key")
         if type(key) is not str or not _KEY.fullmatch(key):
             return None
-        ends.append(EndpointRef.model_construct(key=key))
-    return DiscoveredRelation.model_construct(source=ends[0], target=ends[1],
-                                              type=_RELATION_TYPES[rel_type],
-                                              properties=dict(props))
+        ends.append(_built(EndpointRef, {"key": key, "id": None, "identifiers": None},
+                           _KEY_SET))
+    return _built(DiscoveredRelation, {"source": ends[0], "target": ends[1],
+                                       "type": _RELATION_TYPES[rel_type],
+                                       "properties": dict(props)},
+                  _RELATION_SET if "properties" in raw else _RELATION_SET_BARE)
+
+
+_KEY_SET = frozenset(("key",))
+_RELATION_SET = frozenset(("source", "target", "type", "properties"))
+_RELATION_SET_BARE = frozenset(("source", "target", "type"))
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _built(model: type[_M], values: dict[str, Any], fields_set: frozenset[str]) -> _M:
+    """A model of checked values, every field given: what ``model_construct`` makes (its
+    ``__dict__``, fields set, no extra or private values), at a tenth of its cost."""
+    m = model.__new__(model)
+    object.__setattr__(m, "__dict__", values)
+    object.__setattr__(m, "__pydantic_fields_set__", set(fields_set))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
 
 
 def _prepare_relation(raw: Any) -> tuple[DiscoveredRelation, dict[str, Any]]:
