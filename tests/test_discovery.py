@@ -756,5 +756,20 @@ async def test_relationships_planned_ahead_join_cis_of_earlier_batches(svc, clea
     assert sorted((x["a"], x["b"]) for x in rows) == [
         ("R0", "R1"), ("R1", "R2"), ("R1", "R3"), ("R2", "R3"), ("R3", "OLD"), ("R3", "R0")]
     assert {(x["seq"], x["source"]) for x in rows} == {(True, "assets")}
+    assert all(p.relations is not None for p in plans[1:] if p is not None)
+    # Sent again: relationships are checked ahead, then looked for in the transaction.
+    plans.clear()
     again = await svc.ingest(AGENT, "assets", items, rels, batch_size=2)
+    assert [p if p is None else p.relations for p in plans] == [None, None, None, None]
+    assert [p is not None and p.accepted is not None for p in plans] == [
+        False, True, False, True]
     assert (again.relations_created, again.relations_unchanged) == (0, 6)
+    assert sorted((x.index, x.code) for x in again.rejected) == [
+        (5, RejectCode.NOT_FOUND), (7, RejectCode.INVALID)]
+    # A property changed on a planned batch's relationship is an update, with its history.
+    rels[3] = {**rels[3], "properties": {"impact": "OPTIONAL"}}
+    third = await svc.ingest(AGENT, "assets", items, rels, batch_size=2)
+    assert (third.relations_created, third.relations_updated) == (0, 1)
+    hist = await svc.history(third.ids["h3"])
+    assert [(h.kind, h.other_id) for h in hist][:1] == [
+        (HistoryKind.RELATION_UPDATED, third.ids["h0"])]

@@ -133,6 +133,7 @@ class _Plan:
     history: _History
     items: _ItemWrites | None = None
     relations: _RelationWrites | None = None
+    accepted: list[_Accepted] | None = None  # relationships to look for first, then write
 
 
 @dataclass
@@ -375,10 +376,10 @@ class DiscoveryService:
                                              {}, False, now, out, history)
             return _Plan(now, out, history, items=writes)
         if rels and not cands:
-            relations = await asyncio.to_thread(_plan_relations, rels, result.ids,
-                                                result.fresh, result.classes, out, history)
-            return None if relations is None else _Plan(now, out, history,
-                                                         relations=relations)
+            planned = await asyncio.to_thread(_plan_relations, rels, result.ids,
+                                              result.fresh, result.classes, out, history)
+            if planned is not None:
+                return _Plan(now, out, history, relations=planned[1], accepted=planned[0])
         return None
 
     async def _batch(
@@ -402,6 +403,9 @@ class DiscoveryService:
                     await self._write_item_changes(tx, p.items, p.now)
                 if p.relations is not None:
                     await self._write_relation_changes(tx, source, p.relations, p.now)
+                elif p.accepted is not None:
+                    await self._seen_relations(tx, source, p.accepted, fresh, p.now, p.out,
+                                               p.history)
                 await self.repo.write_history(tx, p.history.records, p.now)
                 return p.out
             now = utcnow()
@@ -646,7 +650,14 @@ class DiscoveryService:
         ends.update({i: (cls, "IN_SERVICE") for x in resolved for i in (x[3], x[4])
                      if (cls := classes.get(i)) is not None})
         accepted = _accept_relations(resolved, ends, out)
-        # Seen again first (one statement per type); what is not live yet is created.
+        await self._seen_relations(tx, source, accepted, fresh, now, out, history)
+
+    async def _seen_relations(
+        self, tx: CountingTx, source: Source, accepted: list[_Accepted],
+        fresh: Mapping[str, str], now: datetime, out: _Outcome, history: _History,
+    ) -> None:
+        """Write the accepted relationships: those live already are seen again first (one
+        statement per type; their properties by precedence); the others are created."""
         touch: dict[RelationType, list[Row]] = defaultdict(list)
         for i, rt, props, s, t in accepted:
             if s not in fresh or (s, rt.value, t) in out.fresh_relations:
@@ -937,22 +948,22 @@ def _relation_writes(
 def _plan_relations(
     rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]], keys: Mapping[str, str],
     fresh: Mapping[str, str], classes: Mapping[str, str], out: _Outcome, history: _History,
-) -> _RelationWrites | None:
-    """The relationships' writes when they need nothing read (see ``_plan``), else None."""
+) -> tuple[list[_Accepted], _RelationWrites | None] | None:
+    """The accepted relationships when both ends of each are CIs this ingest identified
+    (see ``_plan``), and their writes too when each source end is one it created (no
+    live relationship to look for first); None when an end is to be read."""
     for _, r, _ in rels:  # what rules a plan out, at the first such record
-        if r.source.identifiers is not None or r.target.identifiers is not None:
-            return None
-        s = r.source.id if r.source.key is None else keys.get(r.source.key)
-        if s is not None and s not in fresh:
-            return None
+        for end in (r.source, r.target):
+            if end.identifiers is not None or (end.id is not None and end.id not in classes):
+                return None
     resolved = _resolve_relations(rels, keys, {}, out)
     if any(i not in classes for x in resolved for i in (x[3], x[4])):
         return None
     ends = {i: (classes[i], "IN_SERVICE") for x in resolved for i in (x[3], x[4])}
     accepted = _accept_relations(resolved, ends, out)
     if any(s not in fresh for _, _, _, s, _ in accepted):
-        return None
-    return _relation_writes(accepted, set(), {}, fresh, out, history)
+        return accepted, None
+    return accepted, _relation_writes(accepted, set(), {}, fresh, out, history)
 
 
 def _rel_key(prop: str) -> str:
