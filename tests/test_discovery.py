@@ -773,3 +773,16 @@ async def test_relationships_planned_ahead_join_cis_of_earlier_batches(svc, clea
     hist = await svc.history(third.ids["h3"])
     assert [(h.kind, h.other_id) for h in hist][:1] == [
         (HistoryKind.RELATION_UPDATED, third.ids["h0"])]
+
+
+async def test_a_plan_that_fails_leaves_the_batch_to_its_own_transaction(
+        svc, clean_db, plans, monkeypatch):
+    async def broken(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("read failed")
+
+    monkeypatch.setattr(svc.repo, "identifiers_held", broken)
+    items = [keyed(f"k{i}", serialNumber=f"F-{i}") for i in range(6)]
+    r = await svc.ingest(AGENT, "assets", items, batch_size=2)
+    assert (r.created, r.rejected, r.batches) == (6, [], 3)
+    assert plans == []  # every _plan call failed: nothing planned, nothing lost
+    assert (await counts(clean_db))[0] == 6

@@ -7,6 +7,9 @@ accepted records of one batch are written in ONE transaction: all of them or non
 is one REST request, one GraphQL call, or one chunk of ``batch_size`` records of a CLI
 import (items first, then relationships, so relations may name items of earlier chunks by
 their key). A batch killed half way is rolled back by Neo4j: the graph is as before it.
+
+An import of several batches is a pipeline: while batch k is written, batch k+1 is validated
+and, when its transaction would not read anything it depends on, reconciled (``_plan``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from neo4j.exceptions import ClientError
@@ -72,6 +76,7 @@ from cmdb.relations.models import RelationType, rule_violation
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.discovery")
+_labels = lru_cache(maxsize=None)(class_labels)  # one label text per class (an enum)
 T = TypeVar("T")
 Row = dict[str, Any]
 _ATTEMPTS = 3
@@ -315,7 +320,11 @@ class DiscoveryService:
             # Relationships are planned once every item batch is written (their ends).
             if k == 0 or (batches[k][1] and batches[k - 1][0]):
                 return prepared, None
-            return prepared, await self._plan(source, sources, prepared, result)
+            try:
+                return prepared, await self._plan(source, sources, prepared, result)
+            except Exception:  # a plan saves time only: the batch is reconciled as usual
+                log.warning("batch %d of an import not planned ahead", k, exc_info=True)
+                return prepared, None
 
         step = asyncio.ensure_future(ahead(0))
         claimed: set[tuple[str, str]] = set()  # the identifier values of the last batch
@@ -524,7 +533,7 @@ class DiscoveryService:
                     {k: [None, v] for k, v in c.values.items()}
                     | {"name": [None, props["name"]]})
                 rule = next(p for p in c.rules if p in c.unique)
-                creates[(class_labels(c.item.ci_class), rule)].append(
+                creates[(_labels(c.item.ci_class), rule)].append(
                     {"id": ci_id, "mergeValue": c.unique[rule], "props": props})
                 out.created += 1
                 out.fresh[ci_id] = c.cls
