@@ -221,6 +221,14 @@ def _prepare(items: list[tuple[int, Any]], relations: list[tuple[int, Any]]) -> 
     return cands, rels, rejected
 
 
+@lru_cache(maxsize=1024)
+def _seen_at(seen_json: str | None, source: str) -> datetime | None:
+    """When ``source`` last saw a CI, from its sightings (JSON): parsed once for the many
+    CIs a batch saw at the same time."""
+    at = load_json(seen_json).get(source)
+    return None if at is None else datetime.fromisoformat(at)
+
+
 def _identifier_values(cands: list[Candidate]) -> set[tuple[str, str]]:
     return {pv for c in cands for pv in c.unique.items()}
 
@@ -315,6 +323,7 @@ class DiscoveryService:
 
         async def ahead(k: int) -> tuple[_Prepared, _Plan | None]:
             prepared = await prepare(k)
+            del prepares[k]  # an import's batches are not kept once they are written
             if k + 1 < len(batches):
                 prepare(k + 1)
             # Relationships are planned once every item batch is written (their ends).
@@ -366,8 +375,9 @@ class DiscoveryService:
           someone else holding one is caught at the write (the ``MERGE`` on the leading
           identifier, the uniqueness constraints), which then reconciles the batch again
           in its transaction;
-        - relationships, when both ends of each are CIs this ingest identified and each
-          source end one it created (no live relationship to find first).
+        - relationships, when both ends of each are CIs this ingest identified: resolved
+          and checked ahead; written ahead too when each source end is one it created (no
+          live relationship to look for first), else looked for in the transaction.
 
         None when the batch is to be reconciled in its transaction, as usual."""
         cands, rels, _ = prepared
@@ -604,8 +614,8 @@ class DiscoveryService:
     def _recently_seen(self, stored: Mapping[str, Any], source: str, now: datetime) -> bool:
         """Whether this source's last sighting is within the sighting resolution (then an
         unchanged record writes nothing: re-sending a batch is a read)."""
-        at = load_json(stored.get("seenBy")).get(source)
-        return at is not None and datetime.fromisoformat(at) >= now - self._resolution
+        at = _seen_at(stored.get("seenBy"), source)
+        return at is not None and at >= now - self._resolution
 
     async def _lookup(
         self, tx: CountingTx, cands: list[Candidate]
