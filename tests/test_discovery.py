@@ -624,3 +624,165 @@ async def test_a_large_import_goes_in_batches_with_progress(svc, clean_db):
     assert seen == [(3, 14), (6, 14), (8, 14), (11, 14), (14, 14)]
     rows = await clean_db.read("MATCH (:CI)-[r:DEPENDS_ON]->(:CI) RETURN count(r) AS n")
     assert rows == [{"n": 6}]
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+def keyed(key: str, **ids: Any) -> dict[str, Any]:
+    return {"key": key, **server(**ids)}
+
+
+@pytest.fixture
+def plans(svc, monkeypatch) -> list[Any]:
+    """The plans ``_plan`` makes (None: reconciled in the batch's own transaction)."""
+    made: list[Any] = []
+    real = svc._plan
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        plan = await real(*args, **kwargs)
+        made.append(plan)
+        return plan
+
+    monkeypatch.setattr(svc, "_plan", spy)
+    return made
+
+
+@pytest.fixture
+def merged_on(svc, monkeypatch) -> list[str]:
+    """The identifier values CIs are created (MERGEd) on, each write slowed down so that
+    the next batch is planned while it is written (before it commits)."""
+    values: list[str] = []
+    real = svc.repo.create_items
+
+    async def slow(tx: Any, labels: str, merge_prop: str, rows: list[Any], now: Any) -> int:
+        values.extend(r["mergeValue"] for r in rows)
+        await asyncio.sleep(0.3)
+        return await real(tx, labels, merge_prop, rows, now)
+
+    monkeypatch.setattr(svc.repo, "create_items", slow)
+    return values
+
+
+async def test_a_batch_planned_ahead_sees_what_the_batch_before_it_wrote(
+        svc, clean_db, plans, merged_on):
+    await svc.ingest(AGENT, "assets", [server(serialNumber="OLD")])
+    mac = "02:00:00:00:00:0C"
+    items = [
+        # batch 0: reconciled in its transaction
+        keyed("a", serialNumber="S-A", attributes={"v": 1}), keyed("b", serialNumber="S-B"),
+        # batch 1: new CIs, planned while batch 0 is written
+        keyed("c", serialNumber="S-C", macAddress=mac, attributes={"v": 1}),
+        keyed("d", serialNumber="S-D"),
+        # batch 2: planned while batch 1 (which creates the CI holding this MAC) is written,
+        # so its read cannot see that CI: the plan is dropped, the record updates the CI
+        keyed("c2", macAddress=mac, attributes={"v": 2}), keyed("e", serialNumber="S-E"),
+        # batch 3: a CI of batch 0 and one stored before: found by the plan's read
+        keyed("a2", serialNumber="S-A", attributes={"v": 3}),
+        keyed("old", serialNumber="OLD", attributes={"v": 4}),
+        # batch 4: new again
+        keyed("f", serialNumber="S-F"), keyed("g", serialNumber="S-G"),
+    ]
+    r = await svc.ingest(AGENT, "assets", items, batch_size=2)
+    assert not r.rejected
+    assert (r.created, r.updated, r.batches) == (7, 3, 5)
+    # batch 1 and 4 planned and written as planned; 2 planned, then reconciled again; 3 not
+    assert [p is not None for p in plans] == [True, True, False, True]
+    assert mac not in merged_on  # batch 2's plan (creating a CI on this MAC) never ran
+    assert merged_on.count("S-C") == 1 and merged_on.count("S-F") == 1
+    assert (await counts(clean_db))[0] == 8
+    c = await ci(clean_db, macAddress=mac)
+    assert (c["serialNumber"], c["attr_v"]) == ("S-C", 2)
+    assert (await ci(clean_db, serialNumber="S-A"))["attr_v"] == 3
+    assert (await ci(clean_db, serialNumber="OLD"))["attr_v"] == 4
+    assert r.ids["c"] == r.ids["c2"] == c["id"]
+    # Sent again: nothing new, nothing planned (every record identifies a stored CI).
+    plans.clear()
+    again = await svc.ingest(AGENT, "assets", items, batch_size=2)
+    assert (again.created, again.rejected) == (0, [])
+    assert set(plans) == {None}
+    assert (await counts(clean_db))[0] == 8
+
+
+async def test_a_ci_made_by_another_source_after_a_plan_was_read_is_updated(
+        svc, clean_db, monkeypatch):
+    real = svc._plan
+    other = DiscoveryService(clean_db, svc.settings)
+
+    async def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        plan = await real(*args, **kwargs)
+        if plan is not None:  # another source creates one of the planned CIs
+            made = await other.ingest(AGENT, "cloud", [server(serialNumber="S-2",
+                                                              attributes={"by": "cloud"})])
+            assert made.created == 1
+        return plan
+
+    monkeypatch.setattr(svc, "_plan", meanwhile)
+    items = [keyed(f"k{i}", serialNumber=f"S-{i}", attributes={"n": i}) for i in range(4)]
+    r = await svc.ingest(AGENT, "assets", items, batch_size=2)
+    assert not r.rejected
+    assert (r.created, r.updated) == (3, 1)
+    rows = await clean_db.read("MATCH (n:CI) RETURN count(n) AS n, "
+                               "count(DISTINCT n.serialNumber) AS s")
+    assert rows == [{"n": 4, "s": 4}]
+    s2 = await ci(clean_db, serialNumber="S-2")
+    assert (s2["attr_by"], s2["attr_n"], s2["source"]) == ("cloud", 2, "cloud")
+    assert r.ids["k2"] == s2["id"]
+
+
+async def test_relationships_planned_ahead_join_cis_of_earlier_batches(svc, clean_db, plans):
+    old = await svc.ingest(AGENT, "assets", [keyed("old", serialNumber="OLD")])
+    old_id = old.ids["old"]
+    items = [keyed(f"h{i}", serialNumber=f"R{i}") for i in range(4)]
+
+    def dep(s: str, t: dict[str, Any]) -> dict[str, Any]:
+        return {"source": {"key": s}, "target": t, "type": "DEPENDS_ON"}
+
+    rels = [
+        dep("h0", {"key": "h1"}), dep("h1", {"key": "h2"}),  # after items: not planned
+        dep("h2", {"key": "h3"}), dep("h3", {"key": "h0"}),  # planned
+        dep("h3", {"id": old_id}), dep("h0", {"key": "nope"}),  # a CI not of this ingest
+        dep("h1", {"key": "h3"}), dep("h2", {"key": "h2"}),  # planned
+    ]
+    r = await svc.ingest(AGENT, "assets", items, rels, batch_size=2)
+    # items batch 1, relations batches 3 and 5 (batch 4 names a CI stored before)
+    assert [p is not None for p in plans] == [True, True, False, True]
+    assert r.relations_created == 6
+    assert sorted((x.index, x.code) for x in r.rejected) == [
+        (5, RejectCode.NOT_FOUND), (7, RejectCode.INVALID)]
+    rows = await clean_db.read("MATCH (a:CI)-[r:DEPENDS_ON]->(b:CI) "
+                               "RETURN a.serialNumber AS a, b.serialNumber AS b, "
+                               "r.createdSeq IS NOT NULL AS seq, r.source AS source")
+    assert sorted((x["a"], x["b"]) for x in rows) == [
+        ("R0", "R1"), ("R1", "R2"), ("R1", "R3"), ("R2", "R3"), ("R3", "OLD"), ("R3", "R0")]
+    assert {(x["seq"], x["source"]) for x in rows} == {(True, "assets")}
+    assert all(p.relations is not None for p in plans[1:] if p is not None)
+    # Sent again: relationships are checked ahead, then looked for in the transaction.
+    plans.clear()
+    again = await svc.ingest(AGENT, "assets", items, rels, batch_size=2)
+    assert [p if p is None else p.relations for p in plans] == [None, None, None, None]
+    assert [p is not None and p.accepted is not None for p in plans] == [
+        False, True, False, True]
+    assert (again.relations_created, again.relations_unchanged) == (0, 6)
+    assert sorted((x.index, x.code) for x in again.rejected) == [
+        (5, RejectCode.NOT_FOUND), (7, RejectCode.INVALID)]
+    # A property changed on a planned batch's relationship is an update, with its history.
+    rels[3] = {**rels[3], "properties": {"impact": "OPTIONAL"}}
+    third = await svc.ingest(AGENT, "assets", items, rels, batch_size=2)
+    assert (third.relations_created, third.relations_updated) == (0, 1)
+    hist = await svc.history(third.ids["h3"])
+    assert [(h.kind, h.other_id) for h in hist][:1] == [
+        (HistoryKind.RELATION_UPDATED, third.ids["h0"])]
+
+
+async def test_a_plan_that_fails_leaves_the_batch_to_its_own_transaction(
+        svc, clean_db, plans, monkeypatch):
+    async def broken(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("read failed")
+
+    monkeypatch.setattr(svc.repo, "identifiers_held", broken)
+    items = [keyed(f"k{i}", serialNumber=f"F-{i}") for i in range(6)]
+    r = await svc.ingest(AGENT, "assets", items, batch_size=2)
+    assert (r.created, r.rejected, r.batches) == (6, [], 3)
+    assert plans == []  # every _plan call failed: nothing planned, nothing lost
+    assert (await counts(clean_db))[0] == 6

@@ -189,6 +189,10 @@ def test_quick_relation_check_agrees_with_the_model(raw):
         full = None
     if quick is not None:
         assert full is not None and quick.model_dump() == full.model_dump()
+        assert quick == full and quick.model_fields_set == full.model_fields_set
+        for end in ("source", "target"):
+            assert getattr(quick, end) == getattr(full, end)
+            assert getattr(quick, end).model_fields_set == getattr(full, end).model_fields_set
     shape = {k for k in raw if k != "properties"} == {"source", "target", "type"} and \
         all(isinstance(raw[s], dict) and list(raw[s]) == ["key"] for s in ("source", "target"))
     if full is not None and shape:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -200,6 +201,7 @@ IDENTIFICATION_RULES: dict[CIClass, tuple[str, ...]] = {
 }
 
 
+@lru_cache(maxsize=4096)
 def attribute_property(key: str) -> str:
     """Provenance key -> node property (``attributes.os`` -> ``attr_os``)."""
     if key.startswith("attributes."):

@@ -54,6 +54,14 @@ def lookup_identifiers(props: tuple[str, ...]) -> LiteralString:
     )
 
 
+def identifiers_held(props: tuple[str, ...]) -> LiteralString:
+    """Whether any stored CI holds any of the given identifier values (index seeks, stopped
+    at the first found; nothing else read). ``props`` from ``UNIQUE_KEYS``."""
+    assert set(props) <= set(UNIQUE_KEYS)
+    return trusted("RETURN " + "\n    OR ".join(
+        f"EXISTS {{ UNWIND ${p} AS v MATCH (n:CI {{{p}: v}}) }}" for p in props) + " AS held")
+
+
 def create_items(labels: str, merge_prop: str) -> LiteralString:
     """Create CIs, MERGEd on a unique identifier so that two sources sending the same new CI
     at once make one node. A row that finds a node (made by a concurrent batch after this

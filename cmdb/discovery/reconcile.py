@@ -278,6 +278,13 @@ def _stamps(source: str, now: str) -> tuple[str, str]:
     return dump_json({source: now}), json.dumps([source, now, now], separators=(",", ":"))
 
 
+@lru_cache(maxsize=256)
+def _provenance(keys: tuple[str, ...], entry: str) -> str:
+    """= ``dump_json({k: [source, now, now] for k in keys})``, built from one entry (JSON),
+    once for the many new CIs of a batch that give the same keys."""
+    return "{" + ",".join(f"{json.dumps(k)}:{entry}" for k in keys) + "}"
+
+
 def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
     props: dict[str, Any] = {attribute_property(k): v for k, v in c.values.items()}
     seen, entry = _stamps(source.name, now)
@@ -292,9 +299,7 @@ def new_item_props(source: Source, c: Candidate, now: str) -> dict[str, Any]:
         "ciClass": c.cls, "lifecycleStatus": "IN_SERVICE", "operationalState": "UNKNOWN",
         "healthState": "UNKNOWN", "criticality": Criticality.MEDIUM.value,
         "criticalityRank": CRITICALITY_RANK[Criticality.MEDIUM], "source": source.name,
-        # = dump_json({k: [source.name, now, now] for k in keys}), built from one entry
-        "provenance": "{" + ",".join(f"{json.dumps(k)}:{entry}"
-                                     for k in sorted({*c.values, "name"})) + "}",
+        "provenance": _provenance(tuple(sorted({*c.values, "name"})), entry),
         "seenBy": seen,
     })
     return props

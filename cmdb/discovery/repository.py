@@ -48,6 +48,15 @@ class DiscoveryRepository:
         return {(h["prop"], h["value"]): nodes[h["id"]] for h in row["hits"]}
 
     @staticmethod
+    async def identifiers_held(tx: CountingTx, values: dict[str, list[str]]) -> bool:
+        """Whether a stored CI holds any of these (identifier -> values)."""
+        props = tuple(p for p in UNIQUE_KEYS if values.get(p))
+        if not props:
+            return False
+        row = await tx.one(q.identifiers_held(props), {p: values[p] for p in props})
+        return bool(row and row["held"])
+
+    @staticmethod
     async def create_items(
         tx: CountingTx, labels: str, merge_prop: str, rows: list[Row], now: datetime
     ) -> int:
