@@ -273,7 +273,7 @@ def render(all_results: dict[str, dict[str, Any]]) -> str:
     impact = {k: v for k, v in all_results.items() if k.startswith("impact-")}
     # Throughput suites only; other benchmarks keep result files of other shapes here.
     suites = {k: v for k, v in all_results.items()
-              if not k.startswith("impact-") and "workers" in v and "machine" in v}
+              if not k.startswith("impact-") and "measurements" in v and "machine" in v}
     for tier, res in sorted(suites.items()):
         m = res["machine"]
         lines += [f"## Tier {tier}", "",
