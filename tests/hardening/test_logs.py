@@ -3,38 +3,22 @@ the caller (user and roles), the access log line included; nothing leaks past th
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from cmdb.logs import JsonFormatter
 from tests.auth import auth_headers
+from tests.hardening.logcapture import Lines, json_lines
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def capture() -> Iterator[io.StringIO]:
+def capture() -> Iterator[Lines]:
     """The JSON lines of the ``cmdb`` loggers, formatted as they are emitted (in context)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("cmdb")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def lines_of(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(x) for x in stream.getvalue().splitlines()]
+    with json_lines("cmdb") as lines:
+        yield lines
 
 
 async def test_every_line_of_a_request_names_the_request_and_the_caller(client, capture):
@@ -45,7 +29,7 @@ async def test_every_line_of_a_request_names_the_request_and_the_caller(client, 
     assert r.status_code == 200 and r.headers["x-request-id"] == "req-logs-1"
     logging.getLogger("cmdb.test").info("after the request")
 
-    lines = lines_of(capture)
+    lines = capture()
     during = [x for x in lines if x.get("request_id") == "req-logs-1"]
     messages = [x["msg"] for x in during]
     assert "request" in messages  # the access log line
@@ -64,7 +48,7 @@ async def test_a_refused_request_has_an_id_and_no_caller(client, capture):
                           headers={"Authorization": "Bearer not-a-token",
                                    "X-Request-ID": "req-logs-2"})
     assert r.status_code == 401
-    [access] = [x for x in lines_of(capture) if x.get("request_id") == "req-logs-2"]
+    [access] = [x for x in capture() if x.get("request_id") == "req-logs-2"]
     assert access["msg"] == "request" and access["status"] == 401
     assert "user" not in access and "roles" not in access
 
@@ -79,7 +63,7 @@ async def test_concurrent_requests_keep_their_own_caller(client, capture):
 
     await asyncio.gather(*(call(f"user{i}", role, f"req-c{i}")
                            for i, role in enumerate(["operator", "executive"] * 4)))
-    access = {x["request_id"]: x for x in lines_of(capture) if x["msg"] == "request"}
+    access = {x["request_id"]: x for x in capture() if x["msg"] == "request"}
     for i, role in enumerate(["operator", "executive"] * 4):
         assert access[f"req-c{i}"]["user"] == f"user{i}"
         assert access[f"req-c{i}"]["roles"] == [role]

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from cmdb.app import create_app
 from cmdb.observability.tracing import provider_from_settings, tracing_endpoint
 from tests.auth import ADMIN, auth_headers
+from tests.hardening.logcapture import json_lines
 
 pytestmark = pytest.mark.integration
 
@@ -75,29 +76,12 @@ async def test_one_graphql_request_is_one_trace(traced):
 
 
 async def test_log_lines_of_a_traced_request_name_its_trace(traced):
-    import io
-    import json
-    import logging
-
-    from cmdb.logs import JsonFormatter
-
     client, exporter = traced
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("cmdb.api")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with json_lines("cmdb.api") as lines:
         r = await client.post("/graphql", json={"query": "{ services { totalCount } }"},
                               headers={"X-Request-ID": "traced-1"})
         assert r.status_code == 200
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    [access] = [json.loads(x) for x in stream.getvalue().splitlines()
-                if json.loads(x).get("request_id") == "traced-1"]
+    [access] = [x for x in lines() if x.get("request_id") == "traced-1"]
     [http] = [s for s in exporter.get_finished_spans() if s.name.startswith("POST /graphql")]
     assert access["trace_id"] == format(http.context.trace_id, "032x")
 
