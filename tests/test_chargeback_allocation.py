@@ -368,3 +368,32 @@ def test_a_pool_books_one_line_per_payer_listing_the_holders_that_reach_it():
     assert [(h.id, h.name, h.ci_class, h.quantity, h.share) for h in line.holders] == [
         ("vm1", "vm-1", "VirtualMachine", Decimal(2), "1/6"),
         ("vm2", "vm-2", "VirtualMachine", Decimal(6), "1/2")]
+
+
+def test_usage_windows_cover_all_time_per_meter_with_gaps_unpriced() -> None:
+    from datetime import UTC, date, datetime
+
+    from cmdb.chargeback.models import RateCard
+    from cmdb.chargeback.repository import usage_windows
+
+    def card(id_: str, start: date, end: date | None) -> RateCard:
+        return RateCard(id=id_, meter="cpu", version=1, currency="EUR", tiers=[],
+                        effective_from=start, effective_to=end,
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    got = usage_windows(UTC, [card("v2", date(2026, 10, 16), None),
+                              card("v1", date(2026, 1, 1), date(2026, 10, 16))],
+                        ["cpu", "gb"])
+    day = lambda d: datetime.combine(d, datetime.min.time(), UTC)  # noqa: E731
+    assert [(w["meter"], w["rate"]) for w in got] == [
+        ("cpu", None), ("cpu", "v1"), ("cpu", "v2"), ("gb", None)]
+    assert got[0]["to"] == got[1]["from"] == day(date(2026, 1, 1))
+    assert got[1]["to"] == got[2]["from"] == day(date(2026, 10, 16))
+    assert got[2]["to"] == got[3]["to"] and got[3]["from"] == got[0]["from"]
+    # A gap between two cards is a window without a rate.
+    gap = usage_windows(UTC, [card("a", date(2026, 1, 1), date(2026, 2, 1)),
+                              card("b", date(2026, 3, 1), None)], ["cpu"])
+    assert [(w["rate"], w["from"], w["to"]) for w in gap][1:4] == [
+        ("a", day(date(2026, 1, 1)), day(date(2026, 2, 1))),
+        (None, day(date(2026, 2, 1)), day(date(2026, 3, 1))),
+        ("b", day(date(2026, 3, 1)), gap[-1]["to"])]

@@ -182,18 +182,21 @@ RETURN row.recordId AS recordId, created,
                    AND u.at = row.at) AS same
 """
 
-# Usage of a billing period grouped by CI, meter, month and the rate card in force at the
-# record's time ($bounds: meter -> [{id, from, to}]). The bulk reads below answer with one
-# record holding a list: the driver decodes one list of rows several times faster than as
-# many records.
+# Usage of a billing period summed per CI and month within each rate window ($windows:
+# {meter, rate, from, to}, covering all time for every meter; rate null where no rate card is
+# in force). Each window is one seek of the (billedIn, meter, at) index, so no record's time
+# is compared with every rate card. The bulk reads below answer with one list per window:
+# the driver decodes one list of rows several times faster than as many records.
 AGGREGATE_USAGE: LiteralString = """
-MATCH (u:UsageRecord {billedIn: $period})
-WITH u, [b IN coalesce($bounds[u.meter], []) WHERE u.at >= b.from
-         AND (b.to IS NULL OR u.at < b.to) | b.id][0] AS rate
-WITH u.ciId AS ci, u.meter AS meter, u.month AS month, rate,
-     sum(u.qtyMicros) AS micros, count(*) AS records
-ORDER BY ci, meter, month
-RETURN collect([ci, meter, month, rate, micros, records]) AS groups
+UNWIND $windows AS w
+CALL (w) {
+  MATCH (u:UsageRecord)
+  WHERE u.billedIn = $period AND u.meter = w.meter AND u.at >= w.from AND u.at < w.to
+  WITH u.ciId AS ci, u.month AS month, sum(u.qtyMicros) AS micros, count(*) AS records
+  ORDER BY ci, month
+  RETURN collect([ci, w.meter, month, w.rate, micros, records]) AS groups
+}
+RETURN groups
 """
 
 # --- the graph costs flow through ------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -277,23 +277,18 @@ class ChargebackRepository:
             meter_units=meters, usage=[], pools=await self.pools(),
         )
         if usage:
-            data.usage = await self.usage_groups(period, data.rate_cards.values())
+            data.usage = await self.usage_groups(period, data.rate_cards.values(), meters)
         return data
 
-    async def usage_groups(self, period: str, cards: Iterable[RateCard]) -> list[UsageGroup]:
+    async def usage_groups(self, period: str, cards: Iterable[RateCard],
+                           meters: Iterable[str]) -> list[UsageGroup]:
         """The usage billed in the period, summed per CI, meter, month and the rate card
         version in force at each record's time (Neo4j does the summing)."""
-        tz = period_bounds(period)[0].tzinfo
-        bounds: dict[str, list[dict[str, Any]]] = {}
-        for c in sorted(cards, key=lambda c: (c.meter, c.effective_from)):
-            bounds.setdefault(c.meter, []).append({
-                "id": c.id, "from": datetime.combine(c.effective_from, datetime.min.time(), tz),
-                "to": None if c.effective_to is None else datetime.combine(
-                    c.effective_to, datetime.min.time(), tz)})
-        [usage_row] = await self.db.read(q.AGGREGATE_USAGE, {"period": period,
-                                                             "bounds": bounds})
+        windows = usage_windows(period_bounds(period)[0].tzinfo, cards, meters)
+        rows = await self.db.read(q.AGGREGATE_USAGE, {"period": period, "windows": windows})
         return [UsageGroup(ci, meter, month, rate, int(micros), int(records))
-                for ci, meter, month, rate, micros, records in usage_row["groups"]]
+                for row in rows
+                for ci, meter, month, rate, micros, records in row["groups"]]
 
     async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
         start, end = period_bounds(period)
@@ -428,6 +423,35 @@ class ChargebackRepository:
                      user: str | None) -> list[dict[str, Any]]:
         return await self.db.read(q.REPORT_BY[prop], {"period": period, "codes": codes,
                                                       "user": user})
+
+
+# Bounds of the rate windows: before any rate card, and after the last one ends.
+_DAWN = datetime(1, 1, 1, tzinfo=UTC)
+_DOOM = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def usage_windows(tz: tzinfo | None, cards: Iterable[RateCard], meters: Iterable[str]
+                  ) -> list[dict[str, Any]]:
+    """Per meter, the spans of time each rate card is in force, and the gaps without one
+    (rate None), together covering all time: ``{meter, rate, from, to}``, ``to`` excluded."""
+    by_meter: dict[str, list[RateCard]] = {m: [] for m in meters}
+    for c in cards:
+        by_meter.setdefault(c.meter, []).append(c)
+    out: list[dict[str, Any]] = []
+    for meter in sorted(by_meter):
+        at = _DAWN
+        for c in sorted(by_meter[meter], key=lambda c: c.effective_from):
+            start = datetime.combine(c.effective_from, datetime.min.time(), tz)
+            end = _DOOM if c.effective_to is None else datetime.combine(
+                c.effective_to, datetime.min.time(), tz)
+            if start > at:
+                out.append({"meter": meter, "rate": None, "from": at, "to": start})
+            if end > start:
+                out.append({"meter": meter, "rate": c.id, "from": start, "to": end})
+            at = max(at, end)
+        if at < _DOOM:
+            out.append({"meter": meter, "rate": None, "from": at, "to": _DOOM})
+    return out
 
 
 def _num(v: Any) -> Decimal | None:

@@ -400,8 +400,8 @@ class ChargebackService:
         engine_s = usage_s = 0.0
         # Neo4j sums the usage while the engine works out fees and pools.
         started = time.perf_counter()
-        reading = asyncio.ensure_future(self.repo.usage_groups(data.period,
-                                                               data.rate_cards.values()))
+        reading = asyncio.ensure_future(self.repo.usage_groups(
+            data.period, data.rate_cards.values(), data.meter_units))
         read_at = [started]
         reading.add_done_callback(lambda _: read_at.__setitem__(0, time.perf_counter()))
 

@@ -197,6 +197,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE CONSTRAINT alarm_event_key IF NOT EXISTS "
         "FOR (e:AlarmEvent) REQUIRE e.key IS UNIQUE",
     )),
+    Migration(12, "usage by billing period, meter and time: a period's usage is summed per "
+              "rate card window, each window one index seek", (
+        "CREATE INDEX usage_window IF NOT EXISTS "
+        "FOR (u:UsageRecord) ON (u.billedIn, u.meter, u.at)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
