@@ -407,6 +407,13 @@ MATCH (l:ChargeLine {period: $period})
 RETURN l.source AS source, sum(l.amountMinor) AS minor, count(*) AS lines
 """
 
+# Usage lines with what they sum: the CI of a line of one, or each CI's cents in the detail.
+_USAGE_LINES: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+MATCH (l:ChargeLine) WHERE l.period = $period AND l.run = p.run AND l.source STARTS WITH 'usage:'
+RETURN l.meter AS meter, l.amountMinor AS minor, l.detail AS detail
+"""
+
 # Usage per CI, meter and rate version worked out independently of the product's query.
 _USAGE_CHECK: LiteralString = """
 MATCH (u:UsageRecord {billedIn: $period})
@@ -443,10 +450,14 @@ async def verify(db: Database, est: Estate, pools: dict[str, Decimal]) -> dict[s
         usage[(r["ci"], r["meter"])] = usage.get((r["ci"], r["meter"]), 0) \
             + _priced(int(r["micros"]), tiers)
     lines_usage: dict[tuple[str, str], int] = {}
-    for source, minor in got.items():
-        if source.startswith("usage:"):
-            _, ci, meter, _rest = source.split(":", 3)
-            lines_usage[(ci, meter)] = lines_usage.get((ci, meter), 0) + minor
+    for r in await db.read(_USAGE_LINES, {"period": PERIOD}):
+        detail = json.loads(r["detail"])
+        held = detail.get("holders") or [{"id": detail["ciId"], "amountMinor": r["minor"]}]
+        if sum(h["amountMinor"] for h in held) != r["minor"]:
+            problems.append(f"a {r['meter']} line's CIs do not add up to it")
+        for h in held:
+            key = (h["id"], r["meter"])
+            lines_usage[key] = lines_usage.get(key, 0) + h["amountMinor"]
     bad = [k for k in usage if usage[k] != lines_usage.get(k)]
     if bad or len(lines_usage) != len(usage):
         problems.append(f"usage: {len(bad)} of {len(usage)} CI/meter totals differ")

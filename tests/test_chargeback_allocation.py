@@ -397,3 +397,101 @@ def test_usage_windows_cover_all_time_per_meter_with_gaps_unpriced() -> None:
         ("a", day(date(2026, 1, 1)), day(date(2026, 2, 1))),
         (None, day(date(2026, 2, 1)), day(date(2026, 3, 1))),
         ("b", day(date(2026, 3, 1)), gap[-1]["to"])]
+
+
+def _card(id_: str, version: int, tiers: list[Tier]) -> Any:
+    from datetime import date
+
+    from cmdb.chargeback.models import RateCard
+
+    return RateCard(id=id_, meter="m", version=version, currency="EUR", tiers=tiers,
+                    effective_from=date(2026, 1, 1), effective_to=None,
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+FLAT = [Tier(rate=Decimal("0.013"))]
+TIERED = [Tier(up_to=Decimal(10), rate=Decimal("0.5")), Tier(rate=Decimal("0.333"))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(world=worlds(), seed=st.integers(0, 10**6))
+def test_usage_lines_sum_each_cis_usage_exactly_one_line_per_payer_and_card(world, seed):
+    from cmdb.chargeback.export import per_resource
+    from cmdb.chargeback.repository import line_from_row, stored_line
+
+    rnd = random.Random(seed)
+    world.rate_cards = {"flat": _card("flat", 1, FLAT), "tiered": _card("tiered", 2, TIERED)}
+    world.meter_units = {"m": "unit"}
+    metered = [i for i in world.items if not i.startswith("bs")]
+    world.usage = list(
+        UsageGroup(ci, "m", rnd.choice(["2026-09", "2026-10"]), card,
+                   rnd.randint(0, 40_000_000), 1)
+        for ci in rnd.sample(metered, k=min(len(metered), rnd.randint(1, 12)))
+        for card in rnd.sample(["flat", "tiered"], k=rnd.randint(1, 2)))
+    world.usage.sort(key=lambda g: (g.ci, g.month, g.rate_card))
+    world.pools = []
+    rows = Engine(world).run().rows
+    assert len({r["id"] for r in rows}) == len(rows)
+    got: dict[tuple[str, str, str], int] = {}
+    keys = set()
+    for row in rows:
+        assert row["amountMinor"] >= 0
+        held = row.get("holders") or [{"id": row["ciId"], "amountMinor": row["amountMinor"]}]
+        assert sum(h["amountMinor"] for h in held) == row["amountMinor"]
+        payer = row.get("subscriptionId") or row.get("serviceId") or row["description"]
+        key = (payer, row["rateCardId"], row.get("adjusts", "2026-10"))
+        assert key not in keys  # one line per payer, rate card and month
+        keys.add(key)
+        assert row["kind"] == ("ADJUSTMENT" if "adjusts" in row else "USAGE") or \
+            (row["kind"] == "UNALLOCATED" and row.get("costCentre") is None)
+        for h in held:
+            k = (h["id"], row["rateCardId"], row.get("adjusts", "2026-10"))
+            got[k] = got.get(k, 0) + h["amountMinor"]
+        # Each CI's part becomes one FOCUS row: they add up to the line.
+        line = line_from_row({**stored_line(row, "r"), "periodCurrency": "EUR",
+                              "periodStart": "2026-10-01T00:00:00+00:00",
+                              "periodEnd": "2026-11-01T00:00:00+00:00"})
+        parts = list(per_resource(line))
+        assert sum(p.amount for p in parts) == line.amount
+        assert [p.ci_id for p in parts] == [h["id"] for h in held]
+    # Every CI's usage is priced and rounded once, and all of it lands on some line.
+    want = {(g.ci, g.rate_card, g.month): int((rate(Decimal(g.micros) / 10**6,
+                                                    world.rate_cards[g.rate_card].tiers)
+                                               * 100).quantize(Decimal(1),
+                                                               rounding="ROUND_HALF_EVEN"))
+            for g in world.usage}
+    assert got == want
+    again = Engine(world).run().rows
+    assert [(r["id"], r["amountMinor"]) for r in again] == \
+        [(r["id"], r["amountMinor"]) for r in rows]
+
+
+def test_a_usage_line_sums_a_payers_cis_and_splits_a_shared_ci():
+    items = {"vm1": ItemRow("vm1", "vm-1", "VirtualMachine", None),
+             "vm2": ItemRow("vm2", "vm-2", "VirtualMachine", None),
+             "db": ItemRow("db", "shared-db", "Database", None),
+             "a": ItemRow("a", "Shop", "BUSINESS_SERVICE", "CC-A"),
+             "b": ItemRow("b", "Mail", "BUSINESS_SERVICE", "CC-B")}
+    world = CalculationInput(
+        period="2026-10", currency="EUR", items=items,
+        uses={"vm1": ["a"], "vm2": ["a"], "db": ["a", "b"]}, subscriptions=[], users={},
+        cost_centres={}, rate_cards={"flat": _card("flat", 1, FLAT)},
+        meter_units={"m": "GB"},
+        usage=[UsageGroup("db", "m", "2026-10", "flat", 100_000_000, 3),
+               UsageGroup("vm1", "m", "2026-10", "flat", 10_000_000, 1),
+               UsageGroup("vm2", "m", "2026-10", "flat", 20_500_000, 2)], pools=[])
+    shop, mail = sorted(Engine(world).run().rows, key=lambda r: r["serviceName"], reverse=True)
+    # db: 100 GB x 0.013 = 1.30, half each; vm1 0.13, vm2 0.2665 -> 0.27.
+    assert (shop["amountMinor"], shop["quantity"], shop["unitPrice"]) == (105, "80.5", "0.013000")
+    assert shop["description"] == "80.5 GB of m on 3 CIs at rate card v1"
+    assert shop["source"] == "usage:m:2026-10:flat" and "ciId" not in shop and \
+        "share" not in shop
+    assert [(h["id"], h["quantity"], h["reaching"], h["amountMinor"], h["path"])
+            for h in shop["holders"]] == [
+        ("db", "100", "1/2", 65, ["shared-db", "Shop"]),
+        ("vm1", "10", "1/1", 13, ["vm-1", "Shop"]),
+        ("vm2", "20.5", "1/1", 27, ["vm-2", "Shop"])]
+    # A payer reached by one CI: the line names it, with its share of the CI's usage.
+    assert (mail["amountMinor"], mail["quantity"], mail["ciId"], mail["share"]) == \
+        (65, "50", "db", "1/2")
+    assert "holders" not in mail and mail["path"] == ["shared-db", "Mail"]

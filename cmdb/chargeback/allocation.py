@@ -134,7 +134,7 @@ class CostGraph:
         k = len(consumers)
         for c in consumers:
             for payer, s in self._memo[c].items():
-                part = s.fraction / k
+                part = s.fraction / k if k > 1 else s.fraction  # one consumer: all of it
                 have = out.get(payer)
                 out[payer] = Share(part, (n, *s.path)) if have is None else \
                     Share(have.fraction + part, have.path)

@@ -102,6 +102,18 @@ class CalculationInput:
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> user -> n
 
 
+@dataclass(slots=True)
+class _UsagePart:
+    """One CI's usage reaching one payer: its quantity and exact amount (whole), the share
+    that reaches the payer and the cents of it."""
+
+    ci: str
+    quantity: Decimal
+    exact: Decimal
+    share: Share
+    cents: int
+
+
 @dataclass
 class Calculation:
     rows: list[dict[str, Any]]
@@ -213,7 +225,7 @@ class Engine:
         return found
 
     def _emit(self, kind: LineKind, cents: int, source: str, payer: str, description: str,
-              share: Fraction, path: Sequence[str], extra: Mapping[str, Any],
+              share: Fraction | None, path: Sequence[str], extra: Mapping[str, Any],
               key: str = "") -> None:
         fields, invoiced, why = self._payer_of(payer)
         if why is not None:
@@ -228,9 +240,10 @@ class Engine:
             "kind": kind.value,
             "amountMinor": cents, "source": source, "description": description,
             "invoiced": invoiced,
-            "share": f"{share.numerator}/{share.denominator}",
             "path": [names[p] if p in names else self._name(p) for p in path],
         }
+        if share is not None:
+            row["share"] = f"{share.numerator}/{share.denominator}"
         row.update(fields)
         for k, v in extra.items():  # None: the field is left out
             if v is None:
@@ -246,18 +259,26 @@ class Engine:
         self._lines(kind, to_cents(exact), source, description, extra,
                     [(p, s, (*prefix, *s.path), origin) for p, s in shares.items()])
 
+    def _rounded(self, cents: int, parts: list[tuple[str, Share, Sequence[str], str]]
+                 ) -> list[tuple[int, str, Share, Sequence[str], str]]:
+        """One source's ``cents`` over its parts (payer, share, path, holder), by largest
+        remainder: (cents, payer, share, path, holder) per part."""
+        if len(parts) == 1 and parts[0][1].fraction == 1:  # one payer of all of it
+            return [(cents, *parts[0])]
+        # Keys lead with the payer's name, so ties between payers break by name, the same
+        # way every run and on every copy of the data.
+        keyed = {f"{self._name(payer)}|{payer}|{holder}": (payer, s, path, holder)
+                 for payer, s, path, holder in parts}
+        return [(c, *keyed[key]) for key, c in split(cents, [(k, v[1].fraction)
+                                                              for k, v in keyed.items()])]
+
     def _lines(self, kind: LineKind, cents: int, source: str, description: str,
                extra: Mapping[str, Any],
                parts: list[tuple[str, Share, Sequence[str], str]],
                more_of: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Lines of one source's parts (payer, share, path, holder), rounded together;
         ``more_of`` adds fields to the line of a payer."""
-        # Keys lead with the payer's name, so ties between payers break by name, the same
-        # way every run and on every copy of the data.
-        keyed = {f"{self._name(payer)}|{payer}|{holder}": (payer, s, path, holder)
-                 for payer, s, path, holder in parts}
-        for key, c in split(cents, [(k, v[1].fraction) for k, v in keyed.items()]):
-            payer, s, path, holder = keyed[key]
+        for c, payer, s, path, holder in self._rounded(cents, parts):
             more = dict(extra)
             if holder and "ciId" not in more and holder in self.d.items:
                 item = self.d.items[holder]
@@ -300,11 +321,13 @@ class Engine:
     # --- usage -------------------------------------------------------------------------------
 
     def usage(self) -> None:
+        """Usage lines: one per payer, meter, month and rate card. Each CI's usage is priced
+        and rounded to the cent on its own, then split among the payers it reaches; a payer's
+        line sums its parts and lists the CIs as holders (a line of one CI names it)."""
         # Unpriced usage is summed per meter and month: one warning each, not one per CI.
         unpriced: dict[tuple[str, str], list[int]] = {}
+        lines: dict[tuple[str, str, str, str], list[_UsagePart]] = {}
         for g in self.d.usage:
-            unit = self.d.meter_units.get(g.meter, g.meter)
-            quantity = Decimal(g.micros) / MICROS
             card = self.d.rate_cards.get(g.rate_card) if g.rate_card else None
             if card is None or card.currency != self.d.currency:
                 tally = unpriced.setdefault((g.meter, g.month), [0, 0, 0])
@@ -312,32 +335,26 @@ class Engine:
                 tally[1] += g.records
                 tally[2] += 1
                 continue
+            quantity = Decimal(g.micros) / MICROS
             exact = rate(quantity, card.tiers)
-            late = g.month < self.d.period
-            price = exact / quantity if quantity else Decimal(0)
-            extra: dict[str, Any] = {
-                "meter": g.meter, "unit": unit, "quantity": str(quantity),
-                "rateCardId": card.id, "rateVersion": card.version,
-                "unitPrice": str(price.quantize(Decimal("0.000001"))),
-            }
-            item = self.d.items.get(g.ci)
-            name = item.name if item else g.ci
-            tiers = " tiered" if card.tiered else ""
-            if late:
-                start, end = period_bounds(g.month)
-                extra |= {"adjusts": g.month, "chargeStart": start, "chargeEnd": end}
-                description = (f"late usage for {g.month}: {quantity} {unit} of {g.meter} on "
-                               f"{name} at rate card v{card.version}{tiers}")
+            shares = self.graph.shares(g.ci)
+            if len(shares) == 1:
+                [(payer, s)] = shares.items()
+                parts = [(to_cents(exact), payer, s)]
             else:
-                description = (f"{quantity} {unit} of {g.meter} on {name} at rate card "
-                               f"v{card.version}{tiers}")
-            if item:
-                extra |= {"ciId": item.id, "ciName": item.name, "ciClass": item.cls}
-            else:
-                extra |= {"ciId": g.ci}
-            self._spread(LineKind.ADJUSTMENT if late else LineKind.USAGE, exact,
-                         f"usage:{g.ci}:{g.meter}:{g.month}:{card.id}", g.ci, description,
-                         extra)
+                parts = [(c, payer, s) for c, payer, s, _, _ in self._rounded(
+                    to_cents(exact), [(p, s, s.path, g.ci) for p, s in shares.items()])]
+            for c, payer, s in parts:
+                key = (payer, g.meter, g.month, card.id)
+                found = lines.get(key)
+                if found is None:
+                    found = lines[key] = []
+                found.append(_UsagePart(g.ci, quantity, exact, s, c))
+        # In a stable order: by meter, month, rate card version, then payer.
+        order = sorted(lines, key=lambda k: (k[1], k[2], self.d.rate_cards[k[3]].version,
+                                             self._name(k[0]), k[0]))
+        for key in order:
+            self._usage_line(*key, lines.pop(key))
             self._flush()
         for (meter, month), (micros, records, cis) in sorted(unpriced.items()):
             unit = self.d.meter_units.get(meter, meter)
@@ -345,6 +362,72 @@ class Engine:
                 f"usage of {meter} in {month} ({Decimal(micros) / MICROS} {unit}, {records} "
                 f"records on {cis} CIs) has no rate card in force in {self.d.currency}: "
                 "not charged")
+
+    def _usage_line(self, payer: str, meter: str, month: str, card_id: str,
+                    parts: list[_UsagePart]) -> None:
+        card = self.d.rate_cards[card_id]
+        unit = self.d.meter_units.get(meter, meter)
+        # What reaches the payer: each CI's quantity and exact amount times its share. Both
+        # are shown to six places only (the cents are exact), so decimals do.
+        quantity, exact = Decimal(0), Decimal(0)
+        for p in parts:
+            f = p.share.fraction
+            if f.denominator == 1:
+                quantity += p.quantity
+                exact += p.exact
+            else:
+                quantity += p.quantity * f.numerator / f.denominator
+                exact += p.exact * f.numerator / f.denominator
+        price = str((exact / quantity).quantize(SIX)) if quantity else "0.000000"
+        q_text = _quantity_text(quantity)
+        extra: dict[str, Any] = {
+            "meter": meter, "unit": unit, "quantity": q_text,
+            "rateCardId": card.id, "rateVersion": card.version, "unitPrice": price,
+        }
+        tiers = " tiered" if card.tiered else ""
+        share: Fraction | None = None
+        if len(parts) == 1:
+            only = parts[0]
+            item = self.d.items.get(only.ci)
+            on = item.name if item else only.ci
+            if item:
+                extra |= {"ciId": item.id, "ciName": item.name, "ciClass": item.cls}
+            else:
+                extra |= {"ciId": only.ci}
+            share = only.share.fraction
+        else:
+            on = f"{len(parts)} CIs"
+            flat = None if card.tiered else str(card.tiers[0].rate.quantize(SIX))
+            extra["holders"] = [self._usage_holder(p, flat) for p in parts]
+        description = (f"{extra['quantity']} {unit} of {meter} on {on} at rate card "
+                       f"v{card.version}{tiers}")
+        late = month < self.d.period
+        if late:
+            start, end = period_bounds(month)
+            extra |= {"adjusts": month, "chargeStart": start, "chargeEnd": end}
+            description = f"late usage for {month}: {description}"
+        self._emit(LineKind.ADJUSTMENT if late else LineKind.USAGE,
+                   sum(p.cents for p in parts), f"usage:{meter}:{month}:{card.id}", payer,
+                   description, share, parts[0].share.path, extra)
+
+    def _usage_holder(self, part: _UsagePart, flat: str | None) -> dict[str, Any]:
+        """One CI behind a usage line: its metered quantity, the fraction of its usage that
+        reaches the payer, its part of the line in cents, its unit price (``flat``: the
+        rate card's one rate) and the path."""
+        item = self.d.items.get(part.ci)
+        f = part.share.fraction
+        names = self._names
+        if flat is None:
+            flat = str((part.exact / part.quantity).quantize(SIX)) if part.quantity \
+                else "0.000000"
+        out: dict[str, Any] = {
+            "id": part.ci, "name": item.name if item else part.ci,
+            "quantity": str(part.quantity), "reaching": f"{f.numerator}/{f.denominator}",
+            "amountMinor": part.cents, "unitPrice": flat,
+            "path": [names[n] if n in names else self._name(n) for n in part.share.path]}
+        if item is not None:
+            out["class"] = item.cls
+        return out
 
     # --- pools -------------------------------------------------------------------------------
 
@@ -491,6 +574,20 @@ class Engine:
             rows, self.rows = self.rows, []
             self._sent += len(rows)
             self._sink(rows)
+
+
+SIX = Decimal("0.000001")
+
+
+def _six(f: Fraction) -> str:
+    """An exact fraction as a decimal to six places (a unit price)."""
+    return str((Decimal(f.numerator) / Decimal(f.denominator)).quantize(SIX))
+
+
+def _quantity_text(q: Decimal) -> str:
+    """A quantity to six places at most, without trailing zeros ("730.5", "2048")."""
+    q = q.quantize(SIX) if q != q.quantize(SIX) else q
+    return str(q.quantize(Decimal(1))) if q == q.to_integral() else str(q.normalize())
 
 
 def _fraction_text(f: Fraction) -> str:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import IO
 
 from cmdb.chargeback.models import CENT, ChargeLine, Driver, LineKind, Period
@@ -30,6 +31,7 @@ SHARED_SERVICE_NAME = "Shared infrastructure"
 ADJUSTMENTS_SERVICE_NAME = "Adjustments"
 TAG_PREFIX = "cmdb/"  # provider-defined tag keys carry the provider's prefix (FOCUS Tags)
 UNIT_PRICE_PLACES = Decimal("1e-10")  # a unit price derived by division, when it does not end
+SIX_PLACES = Decimal("0.000001")  # a CI's share of a quantity, when it does not end
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -493,8 +495,32 @@ def focus_row(period: Period, line: ChargeLine, cost_centre_names: Mapping[str, 
     }
 
 
+def per_resource(line: ChargeLine) -> Iterator[ChargeLine]:
+    """A usage line summing several CIs as one line per CI, each with its own amount,
+    quantity reaching the payer, unit price and path (they add up to the line); any other
+    line as it is."""
+    if not line.holders or line.holders[0].amount is None:
+        yield line
+        return
+    for h in line.holders:
+        reach = Fraction(h.reaching)
+        q = h.quantity if reach == 1 else _six_places(Fraction(h.quantity) * reach)
+        yield line.model_copy(update={
+            "amount": h.amount, "quantity": q, "unit_price": h.unit_price, "ci_id": h.id,
+            "ci_name": h.name, "ci_class": h.ci_class, "share": h.reaching,
+            "path": list(h.path), "holders": []})
+
+
+def _six_places(f: Fraction) -> Decimal:
+    exact = Decimal(f.numerator) / Decimal(f.denominator)
+    return exact if exact == exact.quantize(SIX_PLACES) else exact.quantize(SIX_PLACES)
+
+
 def focus_rows(period: Period, lines: Iterable[ChargeLine], cost_centre_names: Mapping[str, str],
                provider: str = "CMDB internal IT") -> Iterator[dict[str, str]]:
-    """The FOCUS 1.2 cost and usage dataset of a period: one row per charge line."""
+    """The FOCUS 1.2 cost and usage dataset of a period: one row per charge line, and per CI
+    for a usage line of several CIs (FOCUS rows are per resource; ``x_LineId`` names the
+    line they add up to)."""
     for line in lines:
-        yield focus_row(period, line, cost_centre_names, provider)
+        for one in per_resource(line):
+            yield focus_row(period, one, cost_centre_names, provider)

@@ -286,18 +286,22 @@ class CostPool(BaseModel):
 
 
 class PoolHolder(BaseModel):
-    """A driver holder behind a pool line: what it holds, how much of its cost reaches the
-    line's payer, the exact share of the pool that makes, and the path it takes."""
+    """What a line sums for its payer: a pool's driver holder, or a CI whose usage it bills.
+    What it holds or used, how much of its cost reaches the line's payer, the exact share of
+    the source that makes, and the path it takes; a usage line's CI also has its cents."""
 
     model_config = ConfigDict(frozen=True)
 
-    id: str  # the CI (or user, for desktop sessions) holding the driver
+    id: str  # the CI (or user, for desktop sessions) holding the driver, or the metered CI
     name: str
     ci_class: str | None = None
-    quantity: Decimal  # its driver quantity (vCPUs, GB, sessions, 1 for an equal split)
+    quantity: Decimal  # its driver quantity (vCPUs, GB, sessions, 1 for an equal split),
+    # or its metered quantity
     reaching: str  # the fraction of its cost that reaches the payer, "a/b"
-    share: str  # the exact fraction of the pool it adds to the line, "a/b"
+    share: str  # the exact fraction of the pool (or of the CI's usage) it adds, "a/b"
     path: list[str] = []
+    amount: Decimal | None = None  # usage lines: its part of the line, exact to the cent
+    unit_price: Decimal | None = None  # usage lines: its rate, or amount / quantity (tiered)
 
 
 class ChargeLine(BaseModel):
@@ -311,7 +315,9 @@ class ChargeLine(BaseModel):
     kind: LineKind
     amount: Decimal  # exact to the cent
     currency: str
-    source: str  # what the cost came from: "subscription:<id>", "usage:<ci>:<meter>", "pool:<code>"
+    # What the cost came from: "subscription:<id>", "order:<id>",
+    # "usage:<meter>:<month>:<rate card id>" (the usage of the line's CIs), "pool:<code>".
+    source: str
     description: str
     cost_centre: str | None  # code; None for unallocated cost
     invoiced: bool  # False for showback cost centres and unallocated cost
@@ -334,7 +340,8 @@ class ChargeLine(BaseModel):
     driver: Driver | None = None
     share: str | None = None  # the exact fraction of the source this line carries, "a/b"
     path: list[str] = []  # names from the cost's origin to the consumer
-    # A pool's line for a payer reached through several driver holders: each of them.
+    # A pool's line for a payer reached through several driver holders, or a usage line
+    # summing several CIs: each of them.
     holders: list[PoolHolder] = []
     adjusts: str | None = None  # the closed period a late record or correction belongs to
     corrects_line: str | None = None

@@ -121,6 +121,17 @@ def stored_line(row: dict[str, Any], run: str) -> dict[str, Any]:
     return out
 
 
+def _holder(h: dict[str, Any]) -> PoolHolder:
+    cents = h.get("amountMinor")
+    return PoolHolder(
+        id=h["id"], name=h["name"], ci_class=h.get("class"), quantity=Decimal(h["quantity"]),
+        # a usage line's CI adds the fraction of its usage that reaches the payer
+        reaching=h["reaching"], share=h.get("share") or h["reaching"],
+        path=list(h.get("path") or []),
+        amount=None if cents is None else (Decimal(cents) * CENT).quantize(CENT),
+        unit_price=_dec(h.get("unitPrice")))
+
+
 def line_from_row(r: dict[str, Any]) -> ChargeLine:
     if r.get("detail"):
         r = {**orjson.loads(r["detail"]), **r}
@@ -138,10 +149,7 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         unit_price=_dec(r.get("unitPrice")), pool=r.get("pool"),
         driver=Driver(r["driver"]) if r.get("driver") else None, share=r.get("share"),
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
-        holders=[PoolHolder(id=h["id"], name=h["name"], ci_class=h.get("class"),
-                            quantity=Decimal(h["quantity"]), reaching=h["reaching"],
-                            share=h["share"], path=list(h.get("path") or []))
-                 for h in r.get("holders") or []],
+        holders=[_holder(h) for h in r.get("holders") or []],
         corrects_line=r.get("correctsLine"),
         charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
         charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),

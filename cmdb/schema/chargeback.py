@@ -114,18 +114,26 @@ class ChargePeriod:
                    warnings=list(x.warnings))
 
 
-@strawberry.type(description="A driver holder behind a cost pool's line: what it holds, how "
-                 "much of its cost reaches the line's payer, and the way there.")
+@strawberry.type(description="What a line sums for its payer: a cost pool's driver holder "
+                 "(what it holds), or a CI whose usage the line bills (what it used, and "
+                 "its part of the amount); how much of its cost reaches the line's payer, "
+                 "and the way there.")
 class ChargeLineHolder:
-    id: strawberry.ID = strawberry.field(description="The CI (or user) holding the driver.")
+    id: strawberry.ID = strawberry.field(description="The CI (or user) holding the driver, "
+                                         "or the metered CI.")
     name: str
     ci_class: str | None
-    quantity: Decimal = strawberry.field(description="Its driver quantity.")
+    quantity: Decimal = strawberry.field(description="Its driver quantity, or its metered "
+                                         "quantity.")
     reaching: str = strawberry.field(description="Exact fraction of its cost that reaches "
                                      "the payer, a/b.")
-    share: str = strawberry.field(description="Exact fraction of the pool it adds to the "
-                                  "line, a/b.")
-    path: list[str] = strawberry.field(description="From the pool to the payer.")
+    share: str = strawberry.field(description="Exact fraction of the pool (or of the CI's "
+                                  "usage) it adds to the line, a/b.")
+    path: list[str] = strawberry.field(description="From the pool (or the CI) to the payer.")
+    amount: Decimal | None = strawberry.field(description="Usage lines: its part of the "
+                                              "line's amount, exact to the cent.")
+    unit_price: Decimal | None = strawberry.field(description="Usage lines: its rate, or "
+                                                  "its amount / quantity under tiers.")
 
 
 @strawberry.type(description="One amount charged (or shown) to one consumer, and why.")
@@ -137,7 +145,8 @@ class ChargeLine:
     currency: str
     description: str
     source: str = strawberry.field(description="subscription:<id>, order:<id>, "
-                                   "usage:<ci>:<meter>:<month>:<rate card>, pool:<code>, "
+                                   "usage:<meter>:<month>:<rate card> (the usage of the line's "
+                                   "CIs), pool:<code>, "
                                    "adjustment:<user>.")
     cost_centre: str | None
     invoiced: bool
@@ -152,18 +161,21 @@ class ChargeLine:
     ci_class: str | None
     meter: str | None
     unit: str | None
-    quantity: Decimal | None
+    quantity: Decimal | None = strawberry.field(description="What reaches the payer: usage "
+                                                "quantity, driver quantity or active days.")
     rate_card_id: strawberry.ID | None
     rate_version: int | None
     unit_price: Decimal | None
     pool: str | None
     driver: CostDriver | None  # type: ignore[valid-type]
-    share: str | None = strawberry.field(description="Exact fraction of the source, a/b.")
-    path: list[str] = strawberry.field(description="From the cost's origin to the consumer.")
+    share: str | None = strawberry.field(description="Exact fraction of the source, a/b "
+                                         "(a usage line of several CIs: see holders).")
+    path: list[str] = strawberry.field(description="From the cost's origin to the consumer "
+                                       "(several holders: the first one's).")
     holders: list[ChargeLineHolder] = strawberry.field(
         description="A pool's line for a payer its cost reaches through several driver "
-        "holders (VMs, volumes, ...): each holder; empty otherwise (the line's CI is the "
-        "holder).")
+        "holders (VMs, volumes, ...), or a usage line summing several CIs' usage for its "
+        "payer: each of them; empty otherwise (the line's CI is the one).")
     adjusts: str | None = strawberry.field(description="The closed period this corrects.")
     corrects_line: strawberry.ID | None
     charge_start: datetime
@@ -186,7 +198,8 @@ class ChargeLine:
             unit_price=x.unit_price, pool=x.pool, driver=x.driver, share=x.share,
             path=list(x.path), holders=[ChargeLineHolder(
                 id=strawberry.ID(h.id), name=h.name, ci_class=h.ci_class, quantity=h.quantity,
-                reaching=h.reaching, share=h.share, path=list(h.path)) for h in x.holders],
+                reaching=h.reaching, share=h.share, path=list(h.path), amount=h.amount,
+                unit_price=h.unit_price) for h in x.holders],
             adjusts=x.adjusts, corrects_line=opt(x.corrects_line),
             charge_start=x.charge_start, charge_end=x.charge_end)
 
