@@ -40,6 +40,7 @@ from cmdb.chargeback.models import (
     LineKind,
     Period,
     PeriodStatus,
+    PoolHolder,
     period_bounds,
 )
 
@@ -155,6 +156,21 @@ def month() -> list[ChargeLine]:
               charge_start=PREV_START, charge_end=PREV_END),
         _line(14, LineKind.ADJUSTMENT, "5.50", cost_centre="mkt",
               description="Manual: extra support hours", source="adjustment:adj-2"),
+        # one line for the ERP's usage on two VMs, one of them shared half with another payer:
+        # 100 x 0.012345 = 1.2345 -> 1.23 and 20 x 0.012345 = 0.2469 -> 0.25, half of it 0.12
+        _line(15, LineKind.USAGE, "1.35", description="110 vCPU-hour of vcpu-hours on 2 CIs",
+              service_id="svc-erp", service_name="ERP", meter="vcpu-hours", unit="vCPU-hour",
+              quantity=Decimal(110), rate_card_id="rc-vcpu-1", rate_version=1,
+              unit_price=Decimal("0.012345"), source="usage:vcpu-hours:2026-11:rc-vcpu-1",
+              path=["vm-app-02", "ERP", "Finance"], holders=[
+                  PoolHolder(id="ci-vm-app-02", name="vm-app-02", ci_class="VirtualMachine",
+                             quantity=Decimal(100), reaching="1/1", share="1/1",
+                             amount=Decimal("1.23"), unit_price=Decimal("0.012345"),
+                             path=["vm-app-02", "ERP", "Finance"]),
+                  PoolHolder(id="ci-vm-db-03", name="vm-db-03", ci_class="VirtualMachine",
+                             quantity=Decimal(20), reaching="1/2", share="1/2",
+                             amount=Decimal("0.12"), unit_price=Decimal("0.012345"),
+                             path=["vm-db-03", "ERP", "Finance"])]),
     ]
 
 
@@ -304,8 +320,20 @@ def test_focus_month_meets_the_focus_requirements() -> None:
     header = next(csv.reader(io.StringIO(text)))
     rows = read(text)
     assert header == list(FOCUS_COLUMNS)
-    assert len(rows) == len(month())
+    # one row per line, and per CI of a usage line of several
+    assert len(rows) == len(month()) + 1
     assert focus_problems(header, rows) == []
+
+
+def test_a_usage_line_of_several_cis_is_one_row_per_ci_adding_up_to_it() -> None:
+    rows = [r for r in read(focus_csv(month())) if r["x_LineId"] == f"{PERIOD_ID}:15"]
+    assert [(r["ResourceId"], r["ResourceName"], r["EffectiveCost"], r["PricingQuantity"],
+             r["ListUnitPrice"], r["x_Share"], r["x_Path"]) for r in rows] == [
+        ("ci-vm-app-02", "vm-app-02", "1.23", "100.0", "0.012345", "1/1",
+         "vm-app-02 > ERP > Finance"),
+        ("ci-vm-db-03", "vm-db-03", "0.12", "10.0", "0.012345", "1/2",
+         "vm-db-03 > ERP > Finance")]
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("1.35")
 
 
 def test_focus_check_catches_broken_rows() -> None:
@@ -346,16 +374,20 @@ def test_every_mandatory_and_applicable_column_is_there() -> None:
 
 def test_billed_cost_is_zero_for_showback_and_unallocated() -> None:
     lines = month()
-    rows = by_line(read(focus_csv(lines)))
+    every = read(focus_csv(lines))
+    rows = by_line(every)
     for line in lines:
-        row = rows[line.id]
+        # a usage line of several CIs is several rows: they add up to it
+        mine = [r for r in every if r["x_LineId"] == line.id]
+        billed = sum((Decimal(r["BilledCost"]) for r in mine), Decimal(0))
+        effective = sum((Decimal(r["EffectiveCost"]) for r in mine), Decimal(0))
         if line.cost_centre in SHOWBACK or line.cost_centre is None:
-            assert row["BilledCost"] == "0.00", line.id
-            assert row["InvoiceId"] == ""
-            assert Decimal(row["EffectiveCost"]) == line.amount
+            assert billed == 0, line.id
+            assert {r["InvoiceId"] for r in mine} == {""}
+            assert effective == line.amount
         else:
-            assert Decimal(row["BilledCost"]) == line.amount
-            assert row["InvoiceId"] == f"{PERIOD_ID}/{line.cost_centre}"
+            assert billed == line.amount
+            assert {r["InvoiceId"] for r in mine} == {f"{PERIOD_ID}/{line.cost_centre}"}
     unallocated = next(r for r in rows.values() if r["x_Kind"] == "UNALLOCATED")
     assert unallocated["BillingAccountId"] == "UNALLOCATED"
     assert unallocated["x_Invoiced"] == "false"
@@ -485,6 +517,11 @@ def test_line_csv_round_trips_with_exact_totals() -> None:
         assert rec["description"] == line.description
     api = records[5]
     assert api["amount"] == "0.10"
+    # what a line sums is one JSON cell
+    assert records[5]["holders"] == ""
+    assert [(h["id"], h["amount"], h["quantity"], h["reaching"])
+            for h in json.loads(records[14]["holders"])] == [
+        ("ci-vm-app-02", "1.23", "100", "1/1"), ("ci-vm-db-03", "0.12", "20", "1/2")]
 
 
 def test_csv_chunks_are_the_same_csv() -> None:

@@ -22,7 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import IO
 
-from cmdb.chargeback.models import CENT, ChargeLine, Driver, LineKind, Period
+from cmdb.chargeback.models import CENT, ChargeLine, Driver, LineKind, Period, PoolHolder
 
 PATH_SEPARATOR = " > "
 UNALLOCATED_ACCOUNT_ID = "UNALLOCATED"
@@ -153,9 +153,23 @@ def _line_cell(line: ChargeLine, field: str) -> str:
         return _iso_utc(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if field == "holders":  # what a line sums, as a JSON array (empty: none)
+        return json.dumps([_holder_json(h) for h in value], separators=(",", ":")) \
+            if value else ""
     if isinstance(value, list):
         return PATH_SEPARATOR.join(value)
     return str(value)
+
+
+def _holder_json(h: PoolHolder) -> dict[str, object]:
+    out: dict[str, object] = {"id": h.id, "name": h.name, "class": h.ci_class,
+                              "quantity": quantity(h.quantity), "reaching": h.reaching,
+                              "share": h.share, "path": h.path}
+    if h.amount is not None:
+        out["amount"] = money(h.amount)
+    if h.unit_price is not None:
+        out["unitPrice"] = quantity(h.unit_price)
+    return out
 
 
 def line_csv_rows(lines: Iterable[ChargeLine]) -> Iterator[list[str]]:
