@@ -47,6 +47,7 @@ from bench.doc import replace_section
 from bench.ingest import machine
 from bench.load import connect_settings
 from bench.run import DOC, RESULTS
+from cmdb.chargeback.engine import HOLDER_FIELDS
 from cmdb.chargeback.models import ReportDimension
 from cmdb.chargeback.service import ChargebackService
 from cmdb.db.driver import Database
@@ -452,7 +453,8 @@ async def verify(db: Database, est: Estate, pools: dict[str, Decimal]) -> dict[s
     lines_usage: dict[tuple[str, str], int] = {}
     for r in await db.read(_USAGE_LINES, {"period": PERIOD}):
         detail = json.loads(r["detail"])
-        held = detail.get("holders") or [{"id": detail["ciId"], "amountMinor": r["minor"]}]
+        held = [dict(zip(HOLDER_FIELDS, h, strict=True)) for h in detail.get("holders", [])] \
+            or [{"id": detail["ciId"], "amountMinor": r["minor"]}]
         if sum(h["amountMinor"] for h in held) != r["minor"]:
             problems.append(f"a {r['meter']} line's CIs do not add up to it")
         for h in held:

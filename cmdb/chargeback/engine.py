@@ -102,6 +102,14 @@ class CalculationInput:
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> user -> n
 
 
+# A line's holders are stored as arrays of these fields, in this order (a month has hundreds
+# of thousands): the CI (or user), its name and class, its driver or metered quantity, the
+# fraction of its cost reaching the payer, its exact share of a pool (None for usage: the
+# fraction reaching), its cents and unit price (usage only), and its path.
+HOLDER_FIELDS = ("id", "name", "class", "quantity", "reaching", "share", "amountMinor",
+                 "unitPrice", "path")
+
+
 @dataclass(slots=True)
 class _UsagePart:
     """One CI's usage reaching one payer: its quantity and exact amount (whole), the share
@@ -112,6 +120,7 @@ class _UsagePart:
     exact: Decimal
     share: Share
     cents: int
+    payer: str  # as the graph walk found it (unallocated: where the cost stops)
 
 
 @dataclass
@@ -217,7 +226,9 @@ class Engine:
             fields = {k: v for k, v in self._payer_fields(payer).items() if v is not None}
             cc = fields.get("costCentre")
             why = None
-            if payer.startswith(NO_CONSUMER):
+            if payer == NO_CONSUMER:  # several CIs' cost stops short: their paths say where
+                why = "no consumer (each CI's path shows where its cost stops)"
+            elif payer.startswith(NO_CONSUMER):
                 why = f"no consumer of {self._name(payer[len(NO_CONSUMER):])}"
             elif cc is None:  # a payer nobody can be invoiced for
                 why = f"{self._name(payer)} has no cost centre"
@@ -345,16 +356,22 @@ class Engine:
                 parts = [(c, payer, s) for c, payer, s, _, _ in self._rounded(
                     to_cents(exact), [(p, s, s.path, g.ci) for p, s in shares.items()])]
             for c, payer, s in parts:
-                key = (payer, g.meter, g.month, card.id)
+                # What reaches no payer is one line per meter, month and rate card too.
+                group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
+                key = (group, g.meter, g.month, card.id)
                 found = lines.get(key)
                 if found is None:
                     found = lines[key] = []
-                found.append(_UsagePart(g.ci, quantity, exact, s, c))
+                found.append(_UsagePart(g.ci, quantity, exact, s, c, payer))
         # In a stable order: by meter, month, rate card version, then payer.
         order = sorted(lines, key=lambda k: (k[1], k[2], self.d.rate_cards[k[3]].version,
                                              self._name(k[0]), k[0]))
         for key in order:
-            self._usage_line(*key, lines.pop(key))
+            held = lines.pop(key)
+            payer = key[0]
+            if payer == NO_CONSUMER and all(p.payer == held[0].payer for p in held):
+                payer = held[0].payer  # one place where cost stops: the line names it
+            self._usage_line(payer, *key[1:], held)
             self._flush()
         for (meter, month), (micros, records, cis) in sorted(unpriced.items()):
             unit = self.d.meter_units.get(meter, meter)
@@ -410,24 +427,19 @@ class Engine:
                    sum(p.cents for p in parts), f"usage:{meter}:{month}:{card.id}", payer,
                    description, share, parts[0].share.path, extra)
 
-    def _usage_holder(self, part: _UsagePart, flat: str | None) -> dict[str, Any]:
-        """One CI behind a usage line: its metered quantity, the fraction of its usage that
-        reaches the payer, its part of the line in cents, its unit price (``flat``: the
-        rate card's one rate) and the path."""
+    def _usage_holder(self, part: _UsagePart, flat: str | None) -> list[Any]:
+        """One CI behind a usage line (``HOLDER_FIELDS``): its metered quantity, the fraction
+        of its usage that reaches the payer, its part of the line in cents, its unit price
+        (``flat``: the rate card's one rate) and the path."""
         item = self.d.items.get(part.ci)
         f = part.share.fraction
         names = self._names
         if flat is None:
             flat = str((part.exact / part.quantity).quantize(SIX)) if part.quantity \
                 else "0.000000"
-        out: dict[str, Any] = {
-            "id": part.ci, "name": item.name if item else part.ci,
-            "quantity": str(part.quantity), "reaching": f"{f.numerator}/{f.denominator}",
-            "amountMinor": part.cents, "unitPrice": flat,
-            "path": [names[n] if n in names else self._name(n) for n in part.share.path]}
-        if item is not None:
-            out["class"] = item.cls
-        return out
+        return [part.ci, item.name if item else part.ci, item.cls if item else None,
+                str(part.quantity), f"{f.numerator}/{f.denominator}", None, part.cents, flat,
+                [names[n] if n in names else self._name(n) for n in part.share.path]]
 
     # --- pools -------------------------------------------------------------------------------
 
@@ -488,6 +500,7 @@ class Engine:
             base = Fraction(max(used, pool.capacity) if pool.capacity is not None else used)
             # One line per payer: its exact share of the pool summed over the driver holders
             # whose cost reaches it, each holder listed with its quantity, share and path.
+            # What reaches no payer is one line too, listing each holder's path.
             by_payer: dict[str, list[Any]] = {}  # payer -> [fraction, first path, holders]
             for holder, f in sorted(shares.items()):
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
@@ -495,15 +508,18 @@ class Engine:
                 for payer, s in self.graph.shares(holder).items():
                     part = f * s.fraction
                     path = (*head[:-1], *s.path)
-                    entry = by_payer.get(payer)
+                    group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
+                    entry = by_payer.get(group)
                     if entry is None:
-                        entry = by_payer[payer] = [Fraction(0), path, []]
+                        entry = by_payer[group] = [Fraction(0), path, [], payer]
+                    elif entry[3] != payer:
+                        entry[3] = NO_CONSUMER  # several places where cost stops
                     entry[0] += part
                     entry[2].append((holder, part, s.fraction, path))
             unit = _DRIVER_UNITS[pool.driver]
             parts: list[tuple[str, Share, Sequence[str], str]] = []
             more: dict[str, dict[str, Any]] = {}
-            for payer, (fraction, path, held) in by_payer.items():
+            for fraction, path, held, payer in by_payer.values():
                 only = held[0][0] if len(held) == 1 else ""
                 parts.append((payer, Share(fraction, path), path, only))
                 # The driver quantity reaching the payer: sum of weight x reaching share.
@@ -522,18 +538,14 @@ class Engine:
             self._flush()
 
     def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
-                path: Sequence[str]) -> dict[str, Any]:
-        """How one driver holder adds to a payer's pool line: the holder's driver quantity,
-        the fraction of the holder's cost that reaches the payer, its exact share of the
-        pool, and the path from the pool to the payer."""
+                path: Sequence[str]) -> list[Any]:
+        """How one driver holder adds to a payer's pool line (``HOLDER_FIELDS``): the
+        holder's driver quantity, the fraction of the holder's cost that reaches the payer,
+        its exact share of the pool, and the path from the pool to the payer."""
         item = self.d.items.get(holder)
-        out: dict[str, Any] = {"id": holder, "name": self._name(holder),
-                               "quantity": str(weight), "reaching": _fraction_text(of),
-                               "share": _fraction_text(part),
-                               "path": [self._name(n) for n in path]}
-        if item is not None:
-            out["class"] = item.cls
-        return out
+        return [holder, self._name(holder), item.cls if item else None, str(weight),
+                _fraction_text(of), _fraction_text(part), None, None,
+                [self._name(n) for n in path]]
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],

@@ -16,6 +16,7 @@ import orjson
 from cmdb.catalog.models import PricePlan
 from cmdb.chargeback import queries as q
 from cmdb.chargeback.engine import (
+    HOLDER_FIELDS,
     CalculationInput,
     CostCentreRow,
     ItemRow,
@@ -121,7 +122,9 @@ def stored_line(row: dict[str, Any], run: str) -> dict[str, Any]:
     return out
 
 
-def _holder(h: dict[str, Any]) -> PoolHolder:
+def _holder(h: dict[str, Any] | list[Any]) -> PoolHolder:
+    if isinstance(h, list):  # stored compact (lines written before were objects)
+        h = dict(zip(HOLDER_FIELDS, h, strict=True))
     cents = h.get("amountMinor")
     return PoolHolder(
         id=h["id"], name=h["name"], ci_class=h.get("class"), quantity=Decimal(h["quantity"]),
@@ -245,10 +248,19 @@ class ChargebackRepository:
 
     # --- calculation input -------------------------------------------------------------------
 
-    async def calculation_input(self, period: str, currency: str, usage: bool = True
-                                ) -> CalculationInput:
+    async def pricing(self, period: str) -> tuple[list[RateCard], dict[str, str]]:
+        """The rate cards a period's usage can be priced at, and the meters (code -> unit)."""
+        cards = [rate_from_row(r["rate"]) for r in await self.db.read(
+            q.RATES_BEFORE, {"end": period_bounds(period)[1].date()})]
+        return cards, {m.code: m.unit for m in await self.meters()}
+
+    async def calculation_input(
+        self, period: str, currency: str, usage: bool = True,
+        pricing: tuple[list[RateCard], dict[str, str]] | None = None,
+    ) -> CalculationInput:
         """Everything a period's calculation reads; without ``usage``, all but the usage
-        (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile)."""
+        (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile);
+        ``pricing``: what :meth:`pricing` answered, when already read."""
         start, end = period_bounds(period)
         [items_row] = await self.db.read(q.ITEMS)
         items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size))
@@ -276,9 +288,7 @@ class ChargebackRepository:
         [users_row] = await self.db.read(q.USERS)
         users = {uid: (name, cc) for uid, name, cc in users_row["users"]}
         ccs = await self.cost_centres()
-        cards = [rate_from_row(r["rate"]) for r in await self.db.read(q.RATES_BEFORE,
-                                                                        {"end": end.date()})]
-        meters = {m.code: m.unit for m in await self.meters()}
+        cards, meters = pricing or await self.pricing(period)
         data = CalculationInput(
             period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
             users=users, cost_centres=ccs, rate_cards={c.id: c for c in cards},

@@ -359,19 +359,31 @@ class ChargebackService:
         if current.status is PeriodStatus.CLOSED:
             return await self._result(current, changed=False)
         clock.lap("prepare")
-        data = await self.repo.calculation_input(period, self.currency, usage=False)
-        clock.lap("read")
-        run = await self.repo.start_run(period)
-        if run is None:  # closed meanwhile
-            latest = await self.repo.period(period)
-            assert latest is not None
-            return await self._result(latest, changed=False)
+        cards, meters = await self.repo.pricing(period)
+        # Neo4j sums the usage from now on: while the rest is read, and while the engine
+        # works out fees and pools.
+        reading = asyncio.ensure_future(self.repo.usage_groups(period, cards, meters))
         try:
-            calc, lines, total, unallocated = await self._compute_and_write(data, run,
-                                                                            timings)
-        except BaseException:
-            self.repo.discard_run(period, run)
-            raise
+            data = await self.repo.calculation_input(period, self.currency, usage=False,
+                                                     pricing=(cards, meters))
+            clock.lap("read")
+            run = await self.repo.start_run(period)
+            if run is None:  # closed meanwhile
+                latest = await self.repo.period(period)
+                assert latest is not None
+                return await self._result(latest, changed=False)
+            try:
+                calc, lines, total, unallocated = await self._compute_and_write(
+                    data, run, reading, timings)
+            except BaseException:
+                self.repo.discard_run(period, run)
+                raise
+        finally:
+            if not reading.done():
+                reading.cancel()
+            await asyncio.wait({reading})
+            if not reading.cancelled():
+                reading.exception()  # seen: an error of the engine or writer is raised
         clock.lap("write")
         done = await self.repo.switch_run(period, run, lines, total, calc.warnings, utcnow())
         if done is None:  # closed while we were computing
@@ -383,6 +395,7 @@ class ChargebackService:
         return out
 
     async def _compute_and_write(self, data: CalculationInput, run: str,
+                                 reading: asyncio.Future[list[UsageGroup]],
                                  timings: dict[str, float] | None
                                  ) -> tuple[Calculation, int, int, int]:
         """Calculate in a worker thread and write the lines as they come: Neo4j stores one
@@ -398,12 +411,10 @@ class ChargebackService:
         queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(LINE_CHUNKS_AHEAD)
         stop = False
         engine_s = usage_s = 0.0
-        # Neo4j sums the usage while the engine works out fees and pools.
         started = time.perf_counter()
-        reading = asyncio.ensure_future(self.repo.usage_groups(
-            data.period, data.rate_cards.values(), data.meter_units))
         read_at = [started]
-        reading.add_done_callback(lambda _: read_at.__setitem__(0, time.perf_counter()))
+        if not reading.done():
+            reading.add_done_callback(lambda _: read_at.__setitem__(0, time.perf_counter()))
 
         def read_usage() -> list[UsageGroup]:
             nonlocal usage_s
