@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from cmdb.chargeback.allocation import NO_CONSUMER, CostGraph, Share, rate, split, to_cents
 from cmdb.chargeback.models import (
@@ -68,8 +68,9 @@ class SubscriptionRow:
     currency: str
 
 
-@dataclass(frozen=True)
-class UsageGroup:
+class UsageGroup(NamedTuple):
+    """A CI's usage of a meter in a month at one rate card (None: none in force), summed."""
+
     ci: str
     meter: str
     month: str
@@ -414,8 +415,7 @@ class Engine:
             share = only.share.fraction
         else:
             on = f"{len(parts)} CIs"
-            flat = None if card.tiered else str(card.tiers[0].rate.quantize(SIX))
-            extra["holders"] = [self._usage_holder(p, flat) for p in parts]
+            extra["holders"] = self._usage_holders(parts, card)
         description = (f"{extra['quantity']} {unit} of {meter} on {on} at rate card "
                        f"v{card.version}{tiers}")
         late = month < self.d.period
@@ -427,19 +427,23 @@ class Engine:
                    sum(p.cents for p in parts), f"usage:{meter}:{month}:{card.id}", payer,
                    description, share, parts[0].share.path, extra)
 
-    def _usage_holder(self, part: _UsagePart, flat: str | None) -> list[Any]:
-        """One CI behind a usage line (``HOLDER_FIELDS``): its metered quantity, the fraction
-        of its usage that reaches the payer, its part of the line in cents, its unit price
-        (``flat``: the rate card's one rate) and the path."""
-        item = self.d.items.get(part.ci)
-        f = part.share.fraction
-        names = self._names
-        if flat is None:
-            flat = str((part.exact / part.quantity).quantize(SIX)) if part.quantity \
-                else "0.000000"
-        return [part.ci, item.name if item else part.ci, item.cls if item else None,
-                str(part.quantity), f"{f.numerator}/{f.denominator}", None, part.cents, flat,
-                [names[n] if n in names else self._name(n) for n in part.share.path]]
+    def _usage_holders(self, parts: list[_UsagePart], card: RateCard) -> list[list[Any]]:
+        """The CIs behind a usage line (``HOLDER_FIELDS``): each one's metered quantity, the
+        fraction of its usage that reaches the payer, its part of the line in cents, its unit
+        price and the path. (One loop: a month has hundreds of thousands.)"""
+        items, names, name_of = self.d.items, self._names, self._name
+        flat = None if card.tiered else str(card.tiers[0].rate.quantize(SIX))
+        out = []
+        for p in parts:
+            item = items.get(p.ci)
+            f = p.share.fraction
+            price = flat if flat is not None else (
+                str((p.exact / p.quantity).quantize(SIX)) if p.quantity else "0.000000")
+            out.append([p.ci, item.name if item else p.ci, item.cls if item else None,
+                        str(p.quantity), f"{f.numerator}/{f.denominator}", None, p.cents,
+                        price, [names[n] if n in names else name_of(n)
+                                for n in p.share.path]])
+        return out
 
     # --- pools -------------------------------------------------------------------------------
 
@@ -506,7 +510,7 @@ class Engine:
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
                     else (holder,)
                 for payer, s in self.graph.shares(holder).items():
-                    part = f * s.fraction
+                    part = f if s.fraction == 1 else f * s.fraction
                     path = (*head[:-1], *s.path)
                     group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
                     entry = by_payer.get(group)

@@ -304,9 +304,8 @@ class ChargebackRepository:
         version in force at each record's time (Neo4j does the summing)."""
         windows = usage_windows(period_bounds(period)[0].tzinfo, cards, meters)
         rows = await self.db.read(q.AGGREGATE_USAGE, {"period": period, "windows": windows})
-        return [UsageGroup(ci, meter, month, rate, int(micros), int(records))
-                for row in rows
-                for ci, meter, month, rate, micros, records in row["groups"]]
+        # Rows come as [ci, meter, month, rate card, micros, records]: sums of integers.
+        return [UsageGroup._make(g) for row in rows for g in row["groups"]]
 
     async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
         start, end = period_bounds(period)
