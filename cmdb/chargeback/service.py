@@ -59,6 +59,7 @@ from cmdb.chargeback.models import (
 )
 from cmdb.chargeback.repository import ChargebackRepository, settle
 from cmdb.core.clock import utcnow
+from cmdb.core.collector import fewer_collections
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.validation import field_path, validate
 from cmdb.db.driver import CountingTx, Database
@@ -354,6 +355,11 @@ class ChargebackService:
         "result": making the new lines current and the totals read back); the benchmark
         uses it. The replaced lines are deleted afterwards, without waiting for it."""
         self._manage(principal, "calculate charge periods")
+        with fewer_collections():
+            return await self._calculate(period, timings)
+
+    async def _calculate(self, period: str, timings: dict[str, float] | None
+                         ) -> CalculationResult:
         clock = _Stages(timings)
         current = await self._ensure_period(period)
         if current.status is PeriodStatus.CLOSED:
