@@ -16,6 +16,7 @@ from neo4j import (
     AsyncDriver,
     AsyncGraphDatabase,
     AsyncManagedTransaction,
+    AsyncSession,
     Query,
     unit_of_work,
 )
@@ -125,6 +126,10 @@ class Database:
         self.in_flight = 0
         # Set while tracing is on (``cmdb.observability.tracing``); None costs nothing.
         self.tracer: Tracer | None = None
+        # Read sessions not in use. A session serves one task at a time; between statements
+        # it holds no connection (an auto-commit result gives it back once consumed), and
+        # taking an idle one costs less than opening a new one.
+        self._idle_reads: list[AsyncSession] = []
 
     @classmethod
     def connect(
@@ -157,6 +162,9 @@ class Database:
         return cls(driver, database, tx_timeout_s, pool_size, retry_s)
 
     async def close(self) -> None:
+        idle, self._idle_reads = self._idle_reads, []
+        for session in idle:
+            await session.close()
         await self.driver.close()
 
     async def read(self, query: LiteralString, params: Params | None = None) -> list[Row]:
@@ -203,7 +211,7 @@ class Database:
         round trip. A read has no effect to lose or repeat, so failures the driver deems
         retryable (server unavailable, leader switch, transient errors) are retried here as
         a managed transaction would be, on the same schedule and within ``retry_s``.
-        The session shares ``execute_query``'s bookmark manager: reads stay causally after
+        The sessions share ``execute_query``'s bookmark manager: reads stay causally after
         the writes made through it."""
         statement = Query(query, timeout=self.tx_timeout_s)
         parameters = params or {}
@@ -211,12 +219,7 @@ class Database:
         first_failure: float | None = None
         while True:
             try:
-                async with self.driver.session(
-                        database=self.database, default_access_mode=READ_ACCESS,
-                        bookmark_manager=self.driver.execute_query_bookmark_manager,
-                ) as session:
-                    result = await session.run(statement, parameters)
-                    return [record async for record in result]
+                return await self._read_once(statement, parameters)
             except (DriverError, Neo4jError) as error:
                 if not error.is_retryable():
                     raise
@@ -229,6 +232,23 @@ class Database:
                 log.warning("read failed and will be retried in %.2fs (%s)", pause, error)
                 await asyncio.sleep(pause)
                 delay *= RETRY_MULTIPLIER
+
+    async def _read_once(self, statement: Query, parameters: Params) -> list[Any]:
+        session = self._idle_reads.pop() if self._idle_reads else self.driver.session(
+            database=self.database, default_access_mode=READ_ACCESS,
+            bookmark_manager=self.driver.execute_query_bookmark_manager)
+        done = False
+        try:
+            result = await session.run(statement, parameters)
+            records = [record async for record in result]
+            done = True
+            return records
+        finally:
+            # Kept only after a clean run; after an error or a cancellation it is closed.
+            if done and len(self._idle_reads) < self.pool_size:
+                self._idle_reads.append(session)
+            else:
+                await session.close()
 
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         return await self._managed(work, "read")

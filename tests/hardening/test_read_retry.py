@@ -1,5 +1,6 @@
 """Reads run in auto-commit transactions with their own retries: they ride out a Neo4j
-restart as managed transactions do, and give up within the configured bound."""
+restart as managed transactions do, and give up within the configured bound. Their sessions
+are kept between statements, holding no connection."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from neo4j.exceptions import CypherSyntaxError, ServiceUnavailable
 
 from cmdb.db.driver import Database
+from cmdb.observability.metrics import pool_usage
 from tests.hardening.conftest import Outage, connect, fast_settings
 
 pytestmark = pytest.mark.integration
@@ -42,19 +44,47 @@ async def test_an_unreachable_server_fails_the_read_after_the_bound(test_setting
         await own.close()
 
 
-async def test_a_statement_error_is_not_retried(db: Database):
+async def test_a_statement_error_is_not_retried(test_settings):
+    own = connect(test_settings)
     sessions = 0
-    real = db.driver.session
+    real = own.driver.session
 
     def counting(**config):  # type: ignore[no-untyped-def]
         nonlocal sessions
         sessions += 1
         return real(**config)
 
-    db.driver.session = counting  # type: ignore[method-assign]
+    own.driver.session = counting  # type: ignore[method-assign]
     try:
         with pytest.raises(CypherSyntaxError):
-            await db.read("RETURN 1 AS")  # type: ignore[arg-type]
+            await own.read("RETURN 1 AS")  # type: ignore[arg-type]
+        assert sessions == 1
+        # The failed session is not kept: the next read opens another.
+        assert await own.read("RETURN 1 AS one") == [{"one": 1}]
+        assert sessions == 2
     finally:
-        db.driver.session = real  # type: ignore[method-assign]
-    assert sessions == 1
+        await own.close()
+
+
+async def test_kept_read_sessions_hold_no_connection(test_settings):
+    own = connect(test_settings)
+    sessions = 0
+    real = own.driver.session
+
+    def counting(**config):  # type: ignore[no-untyped-def]
+        nonlocal sessions
+        sessions += 1
+        return real(**config)
+
+    own.driver.session = counting  # type: ignore[method-assign]
+    try:
+        concurrent = await asyncio.gather(*(own.read("RETURN $n AS n", {"n": n})
+                                            for n in range(4)))
+        assert [rows for rows in concurrent] == [[{"n": n}] for n in range(4)]
+        assert sessions == 4  # one each while they ran at once
+        for n in range(10):  # one after the other: sessions are taken again, not opened
+            assert await own.read("RETURN $n AS n", {"n": n}) == [{"n": n}]
+        assert sessions == 4
+        assert pool_usage(own) is not None and pool_usage(own)[0] == 0  # type: ignore[index]
+    finally:
+        await own.close()
