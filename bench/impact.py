@@ -1,6 +1,6 @@
 """Bottom-up impact latency on the loaded tier: through our GraphQL API and through the raw
 statement (the same Cypher and parameters, straight through the synchronous driver, in an
-auto-commit transaction as the API runs reads), sequential, alternating.
+auto-commit transaction on a kept session as the API runs reads), sequential, alternating.
 
     .venv/bin/python -m bench.impact --n 200      # uses the bench instance and its tier
     .venv/bin/python -m bench.impact --instance test-3   # another managed instance
@@ -75,11 +75,10 @@ class Client:
         self.conn.close()
 
 
-def raw_read(driver: Any, params: dict[str, Any]) -> list[Any]:
+def raw_read(session: Any, params: dict[str, Any]) -> list[Any]:
     """The statement as the API runs a read: one auto-commit transaction (RUN and PULL in
-    one round trip), all records fetched."""
-    with driver.session(database="neo4j", default_access_mode=READ_ACCESS) as session:
-        return list(session.run(hq.IMPACTED, params))
+    one round trip) on a session kept between statements, all records fetched."""
+    return list(session.run(hq.IMPACTED, params))
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -131,10 +130,11 @@ def main() -> None:
     try:
         _wait_http(url, {"query": "{ __typename }"})
         client = Client(args.port, IDP.authorization(), args.client)
+        raw_session = driver.session(database="neo4j", default_access_mode=READ_ACCESS)
         try:
             for warm in ids[:20]:  # warm both paths the same way
                 client.post({"query": QUERY, "variables": {"ids": [warm]}})
-                raw_read(driver, {**raw_params, "ids": [warm]})
+                raw_read(raw_session, {**raw_params, "ids": [warm]})
             for ci in ids:
                 t = time.perf_counter()
                 body = client.post({"query": QUERY, "variables": {"ids": [ci]}})
@@ -142,9 +142,10 @@ def main() -> None:
                 assert "errors" not in body, body
                 reached.append(len(body["data"]["impact"]))
                 t = time.perf_counter()
-                raw_read(driver, {**raw_params, "ids": [ci]})
+                raw_read(raw_session, {**raw_params, "ids": [ci]})
                 raw.append((time.perf_counter() - t) * 1000)
         finally:
+            raw_session.close()
             client.close()
     finally:
         server.terminate()
