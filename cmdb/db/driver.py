@@ -129,7 +129,7 @@ class Database:
         # Read sessions not in use. A session serves one task at a time; between statements
         # it holds no connection (an auto-commit result gives it back once consumed), and
         # taking an idle one costs less than opening a new one.
-        self._idle_reads: list[AsyncSession] = []
+        self._idle_reads: list[tuple[AsyncDriver, AsyncSession]] = []
 
     @classmethod
     def connect(
@@ -163,7 +163,7 @@ class Database:
 
     async def close(self) -> None:
         idle, self._idle_reads = self._idle_reads, []
-        for session in idle:
+        for _, session in idle:
             await session.close()
         await self.driver.close()
 
@@ -233,10 +233,19 @@ class Database:
                 await asyncio.sleep(pause)
                 delay *= RETRY_MULTIPLIER
 
+    async def _read_session(self) -> AsyncSession:
+        driver = self.driver
+        while self._idle_reads:
+            owner, session = self._idle_reads.pop()
+            if owner is driver:
+                return session
+            await session.close()  # of a driver since replaced (and its bookmarks)
+        return driver.session(database=self.database, default_access_mode=READ_ACCESS,
+                              bookmark_manager=driver.execute_query_bookmark_manager)
+
     async def _read_once(self, statement: Query, parameters: Params) -> list[Any]:
-        session = self._idle_reads.pop() if self._idle_reads else self.driver.session(
-            database=self.database, default_access_mode=READ_ACCESS,
-            bookmark_manager=self.driver.execute_query_bookmark_manager)
+        driver = self.driver
+        session = await self._read_session()
         done = False
         try:
             result = await session.run(statement, parameters)
@@ -246,7 +255,7 @@ class Database:
         finally:
             # Kept only after a clean run; after an error or a cancellation it is closed.
             if done and len(self._idle_reads) < self.pool_size:
-                self._idle_reads.append(session)
+                self._idle_reads.append((driver, session))
             else:
                 await session.close()
 

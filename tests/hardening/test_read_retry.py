@@ -88,3 +88,17 @@ async def test_kept_read_sessions_hold_no_connection(test_settings):
         assert pool_usage(own) is not None and pool_usage(own)[0] == 0  # type: ignore[index]
     finally:
         await own.close()
+
+
+async def test_sessions_of_a_replaced_driver_are_not_taken_again(test_settings):
+    own = connect(test_settings)
+    try:
+        assert await own.read("RETURN 1 AS one") == [{"one": 1}]
+        (_, kept), = own._idle_reads
+        old, own.driver = own.driver, connect(test_settings).driver
+        await old.close()
+        assert await own.read("RETURN 2 AS two") == [{"two": 2}]
+        assert kept.closed()
+        assert [owner for owner, _ in own._idle_reads] == [own.driver]
+    finally:
+        await own.close()
