@@ -1,8 +1,9 @@
 """Bottom-up impact latency on the loaded tier: through our GraphQL API and through the raw
-statement (the same Cypher and parameters, straight through the driver), sequential,
-alternating.
+statement (the same Cypher and parameters, straight through the synchronous driver, in an
+auto-commit transaction on a kept session as the API runs reads), sequential, alternating.
 
     .venv/bin/python -m bench.impact --n 200      # uses the bench instance and its tier
+    .venv/bin/python -m bench.impact --instance test-3   # another managed instance
 
 The GraphQL client is ``http.client`` on one kept-alive connection (``--client httpx`` for
 httpx, which costs the calling process about 0.5 ms of CPU per request more: the client's
@@ -26,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from neo4j import GraphDatabase
+from neo4j import READ_ACCESS, GraphDatabase
 
+from bench.chargeback import INSTANCES
 from bench.run import IDP, RESULTS, ROOT, _wait_http, machine, render, write_doc
 from cmdb.health import queries as hq
 from cmdb.health.repository import impacted_params
@@ -73,6 +75,12 @@ class Client:
         self.conn.close()
 
 
+def raw_read(session: Any, params: dict[str, Any]) -> list[Any]:
+    """The statement as the API runs a read: one auto-commit transaction (RUN and PULL in
+    one round trip) on a session kept between statements, all records fetched."""
+    return list(session.run(hq.IMPACTED, params))
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))], 2)
@@ -83,6 +91,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--port", type=int, default=8111)
     ap.add_argument("--client", choices=["http.client", "httpx"], default="http.client")
+    ap.add_argument("--instance", choices=INSTANCES, default="bench",
+                    help="the managed local instance holding the loaded tier")
+    ap.add_argument("--idp-port", type=int, default=IDP.port,
+                    help="loopback port of the stand-in identity provider")
     ap.add_argument("--no-write", action="store_true",
                     help="print the figures only (no results file, no docs)")
     args = ap.parse_args()
@@ -90,7 +102,7 @@ def main() -> None:
     from cmdb.localdb.manager import instance_for
     from cmdb.settings import Settings
 
-    instance = instance_for(Settings(home=ROOT / ".cmdb"), "bench")
+    instance = instance_for(Settings(home=ROOT / ".cmdb"), args.instance)
     instance.ensure_running()
     driver = GraphDatabase.driver(instance.uri, auth=(instance.user, instance.password()),
                                   notifications_min_severity="OFF")
@@ -99,6 +111,7 @@ def main() -> None:
     cis = driver.execute_query("MATCH (n:CI) RETURN count(n) AS c").records[0]["c"]
     ids = [r["id"] for r in driver.execute_query(
         SAMPLE, {"n": args.n, "skip": random.Random(7).randint(0, max(cis - 5000, 0))}).records]
+    IDP.port = args.idp_port
     IDP.start()
     # The same statement and parameters the API runs (this month's SLA history included).
     now = datetime.now(UTC)
@@ -117,10 +130,11 @@ def main() -> None:
     try:
         _wait_http(url, {"query": "{ __typename }"})
         client = Client(args.port, IDP.authorization(), args.client)
+        raw_session = driver.session(database="neo4j", default_access_mode=READ_ACCESS)
         try:
             for warm in ids[:20]:  # warm both paths the same way
                 client.post({"query": QUERY, "variables": {"ids": [warm]}})
-                driver.execute_query(hq.IMPACTED, {**raw_params, "ids": [warm]})
+                raw_read(raw_session, {**raw_params, "ids": [warm]})
             for ci in ids:
                 t = time.perf_counter()
                 body = client.post({"query": QUERY, "variables": {"ids": [ci]}})
@@ -128,10 +142,10 @@ def main() -> None:
                 assert "errors" not in body, body
                 reached.append(len(body["data"]["impact"]))
                 t = time.perf_counter()
-                driver.execute_query(hq.IMPACTED, {**raw_params, "ids": [ci]},
-                                     routing_="r")
+                raw_read(raw_session, {**raw_params, "ids": [ci]})
                 raw.append((time.perf_counter() - t) * 1000)
         finally:
+            raw_session.close()
             client.close()
     finally:
         server.terminate()

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, LiteralString, ParamSpec, TypeVar
 
-from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction, Query, unit_of_work
-from neo4j.exceptions import ClientError
+from neo4j import (
+    READ_ACCESS,
+    AsyncDriver,
+    AsyncGraphDatabase,
+    AsyncManagedTransaction,
+    AsyncSession,
+    Query,
+    unit_of_work,
+)
+from neo4j.exceptions import ClientError, DriverError, Neo4jError
 from opentelemetry.trace import Tracer
 
 from cmdb.core.models import DomainError, FieldError
 from cmdb.observability.instruments import NEO4J_READ, NEO4J_TX, NEO4J_WRITE
 from cmdb.observability.spans import statement_span, transaction_span
+
+log = logging.getLogger("cmdb.db")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -91,18 +104,32 @@ def _timeouts(
     return run
 
 
+# The driver's retry schedule for managed transactions: 1 s, then doubling, +-20 % jitter.
+RETRY_FIRST_DELAY_S = 1.0
+RETRY_MULTIPLIER = 2.0
+RETRY_JITTER = 0.2
+# The driver's default bound on retries (``max_transaction_retry_time``).
+DEFAULT_RETRY_S = 30.0
+
+
 class Database:
     def __init__(self, driver: AsyncDriver, database: str, tx_timeout_s: float,
-                 pool_size: int = 50) -> None:
+                 pool_size: int = 50, retry_s: float | None = None) -> None:
         self.driver = driver
         self.database = database
         self.tx_timeout_s = tx_timeout_s
+        # How long reads retry transient failures (the managed transactions' bound too).
+        self.retry_s = DEFAULT_RETRY_S if retry_s is None else retry_s
         self.round_trips = RoundTrips()
         # Read by /metrics: the pool's size, and statements or transactions running now.
         self.pool_size = pool_size
         self.in_flight = 0
         # Set while tracing is on (``cmdb.observability.tracing``); None costs nothing.
         self.tracer: Tracer | None = None
+        # Read sessions not in use. A session serves one task at a time; between statements
+        # it holds no connection (an auto-commit result gives it back once consumed), and
+        # taking an idle one costs less than opening a new one.
+        self._idle_reads: list[tuple[AsyncDriver, AsyncSession]] = []
 
     @classmethod
     def connect(
@@ -132,9 +159,12 @@ class Database:
             notifications_min_severity="OFF",
             **bounds,
         )
-        return cls(driver, database, tx_timeout_s, pool_size)
+        return cls(driver, database, tx_timeout_s, pool_size, retry_s)
 
     async def close(self) -> None:
+        idle, self._idle_reads = self._idle_reads, []
+        for _, session in idle:
+            await session.close()
         await self.driver.close()
 
     async def read(self, query: LiteralString, params: Params | None = None) -> list[Row]:
@@ -165,6 +195,8 @@ class Database:
 
     async def _query(self, query: LiteralString, params: Params | None,
                      mode: Literal["r", "w"]) -> list[Any]:
+        if mode == "r":
+            return await self._auto_commit_read(query, params)
         records, _, _ = await self.driver.execute_query(
             Query(query, timeout=self.tx_timeout_s),
             params or {},
@@ -172,6 +204,60 @@ class Database:
             routing_=mode,
         )
         return records
+
+    async def _auto_commit_read(self, query: LiteralString, params: Params | None) -> list[Any]:
+        """One read statement in an auto-commit transaction: RUN and PULL in one round trip,
+        where a managed transaction (``execute_query``) adds BEGIN and COMMIT and a second
+        round trip. A read has no effect to lose or repeat, so failures the driver deems
+        retryable (server unavailable, leader switch, transient errors) are retried here as
+        a managed transaction would be, on the same schedule and within ``retry_s``.
+        The sessions share ``execute_query``'s bookmark manager: reads stay causally after
+        the writes made through it."""
+        statement = Query(query, timeout=self.tx_timeout_s)
+        parameters = params or {}
+        delay = RETRY_FIRST_DELAY_S
+        first_failure: float | None = None
+        while True:
+            try:
+                return await self._read_once(statement, parameters)
+            except (DriverError, Neo4jError) as error:
+                if not error.is_retryable():
+                    raise
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                elif now - first_failure > self.retry_s:
+                    raise
+                pause = delay * (1 + random.uniform(-RETRY_JITTER, RETRY_JITTER))
+                log.warning("read failed and will be retried in %.2fs (%s)", pause, error)
+                await asyncio.sleep(pause)
+                delay *= RETRY_MULTIPLIER
+
+    async def _read_session(self) -> AsyncSession:
+        driver = self.driver
+        while self._idle_reads:
+            owner, session = self._idle_reads.pop()
+            if owner is driver:
+                return session
+            await session.close()  # of a driver since replaced (and its bookmarks)
+        return driver.session(database=self.database, default_access_mode=READ_ACCESS,
+                              bookmark_manager=driver.execute_query_bookmark_manager)
+
+    async def _read_once(self, statement: Query, parameters: Params) -> list[Any]:
+        driver = self.driver
+        session = await self._read_session()
+        done = False
+        try:
+            result = await session.run(statement, parameters)
+            records = [record async for record in result]
+            done = True
+            return records
+        finally:
+            # Kept only after a clean run; after an error or a cancellation it is closed.
+            if done and len(self._idle_reads) < self.pool_size:
+                self._idle_reads.append((driver, session))
+            else:
+                await session.close()
 
     async def read_tx(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:
         return await self._managed(work, "read")
