@@ -683,8 +683,11 @@ def table(res: dict[str, Any]) -> list[str]:
         f"{neo.get('old_gen_peak_mb', '?')} / {neo.get('heap_max_mb', '?')} MB | |",
         f"| Neo4j process RSS now / peak | {neo.get('VmRSS', '?')} / {neo.get('VmHWM', '?')} "
         "MB | |",
-        f"| every source's lines add up (pools exact) | {'yes' if res['check']['ok'] else 'NO'}"
-        f" ({res['check']['sources']:,} sources) | |",
+        "| every source's lines add up (pools exact; each CI's usage through the lines' CIs, "
+        f"priced independently) | {'yes' if res['check']['ok'] else 'NO'} "
+        f"({res['check']['sources']:,} line sources, "
+        f"{res['check']['usage_sources_checked']:,} CI and meter usage totals, "
+        f"{res['check']['fees_checked']:,} fees, {res['check']['pools_checked']} pools) | |",
         f"| `ingest_usage`, {res['ingest']['records']:,} records | {res['ingest']['s']} s, "
         f"{res['ingest']['records_per_s']:,} records/s | |",
     ]
