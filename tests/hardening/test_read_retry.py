@@ -44,47 +44,44 @@ async def test_an_unreachable_server_fails_the_read_after_the_bound(test_setting
         await own.close()
 
 
-async def test_a_statement_error_is_not_retried(test_settings):
-    own = connect(test_settings)
-    sessions = 0
-    real = own.driver.session
+def count_sessions(db: Database) -> list[int]:
+    """Counts the sessions ``db`` opens from now on (the list's one item)."""
+    opened = [0]
+    real = db.driver.session
 
     def counting(**config):  # type: ignore[no-untyped-def]
-        nonlocal sessions
-        sessions += 1
+        opened[0] += 1
         return real(**config)
 
-    own.driver.session = counting  # type: ignore[method-assign]
+    db.driver.session = counting  # type: ignore[method-assign]
+    return opened
+
+
+async def test_a_statement_error_is_not_retried(test_settings):
+    own = connect(test_settings)
+    opened = count_sessions(own)
     try:
         with pytest.raises(CypherSyntaxError):
             await own.read("RETURN 1 AS")  # type: ignore[arg-type]
-        assert sessions == 1
+        assert opened == [1]
         # The failed session is not kept: the next read opens another.
         assert await own.read("RETURN 1 AS one") == [{"one": 1}]
-        assert sessions == 2
+        assert opened == [2]
     finally:
         await own.close()
 
 
 async def test_kept_read_sessions_hold_no_connection(test_settings):
     own = connect(test_settings)
-    sessions = 0
-    real = own.driver.session
-
-    def counting(**config):  # type: ignore[no-untyped-def]
-        nonlocal sessions
-        sessions += 1
-        return real(**config)
-
-    own.driver.session = counting  # type: ignore[method-assign]
+    opened = count_sessions(own)
     try:
         concurrent = await asyncio.gather(*(own.read("RETURN $n AS n", {"n": n})
                                             for n in range(4)))
         assert [rows for rows in concurrent] == [[{"n": n}] for n in range(4)]
-        assert sessions == 4  # one each while they ran at once
+        assert opened == [4]  # one each while they ran at once
         for n in range(10):  # one after the other: sessions are taken again, not opened
             assert await own.read("RETURN $n AS n", {"n": n}) == [{"n": n}]
-        assert sessions == 4
+        assert opened == [4]
         assert pool_usage(own) is not None and pool_usage(own)[0] == 0  # type: ignore[index]
     finally:
         await own.close()
