@@ -35,6 +35,16 @@ async def test_service_with_sla_round_trips_exact_decimals(gql):
     got = upd["updateService"]["service"]
     assert got["businessValue"] == {"users": 5000, "revenuePerHour": "125000.50"}
     assert got["sla"]["availabilityTarget"] == "99.95"
+    # null for a nested value is refused by name, and nothing changes
+    for field in ("sla", "businessValue"):
+        bad = await gql.ok(UPDATE, id=svc["id"], i={field: None, "name": "Renamed"})
+        assert bad["updateService"]["errors"] == [{
+            "field": f"input.{field}", "code": "INVALID",
+            "message": f"{field} cannot be null: leave it out to keep it, or give the fields "
+                       "to change"}]
+    kept = await gql.ok(UPDATE, id=svc["id"], i={})
+    assert kept["updateService"]["service"]["name"] == "Payroll"
+    assert kept["updateService"]["service"]["businessValue"]["users"] == 5000
 
 
 async def test_service_validation(gql, clean_db):

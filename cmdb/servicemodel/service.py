@@ -100,6 +100,11 @@ class ServiceModelService:
             )
         if data.get("lifecycle_status") in (LifecycleStatus.RETIRED, "RETIRED"):
             raise DomainError.single("input.lifecycleStatus", "use retireService to retire it")
+        for key, name in (("sla", "sla"), ("business_value", "businessValue")):
+            if key in data and data[key] is None:  # null: neither a change nor a value
+                raise DomainError.single(
+                    f"input.{name}", f"{name} cannot be null: leave it out to keep it, or "
+                    "give the fields to change")
 
         async def work(tx: CountingTx) -> Service:
             row = await self.items.get_in_tx(tx, service_id)
