@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -263,13 +263,6 @@ class Engine:
             else:
                 row[k] = v
         self.rows.append(row)
-
-    def _spread(self, kind: LineKind, exact: Decimal | Fraction, source: str, origin: str,
-                description: str, extra: Mapping[str, Any], prefix: Sequence[str] = ()) -> None:
-        """Send ``exact`` from ``origin`` to its payers, rounded once by largest remainder."""
-        shares = self.graph.shares(origin)
-        self._lines(kind, to_cents(exact), source, description, extra,
-                    [(p, s, (*prefix, *s.path), origin) for p, s in shares.items()])
 
     def _rounded(self, cents: int, parts: list[tuple[str, Share, Sequence[str], str]]
                  ) -> list[tuple[int, str, Share, Sequence[str], str]]:
@@ -595,11 +588,6 @@ class Engine:
 SIX = Decimal("0.000001")
 
 
-def _six(f: Fraction) -> str:
-    """An exact fraction as a decimal to six places (a unit price)."""
-    return str((Decimal(f.numerator) / Decimal(f.denominator)).quantize(SIX))
-
-
 def _quantity_text(q: Decimal) -> str:
     """A quantity to six places at most, without trailing zeros ("730.5", "2048")."""
     q = q.quantize(SIX) if q != q.quantize(SIX) else q
@@ -621,8 +609,3 @@ def _decimal_text(f: Fraction) -> str:
 
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",
                  Driver.EQUAL: "share"}
-
-
-def iter_batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for i in range(0, len(rows), size):
-        yield rows[i:i + size]
