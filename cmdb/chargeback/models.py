@@ -16,8 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
-MINOR_UNITS = 2  # cents: every supported currency has two decimals
 CENT = Decimal("0.01")
 MAX_QUANTITY = Decimal("1e12")
 
@@ -401,6 +399,3 @@ class Report(BaseModel):
     invoiced: Decimal
     currency: str
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

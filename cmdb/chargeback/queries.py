@@ -274,12 +274,6 @@ RETURN top.code AS code
 
 # --- lines -----------------------------------------------------------------------------------
 
-LOCK_OPEN_PERIOD: LiteralString = """
-MATCH (p:ChargePeriod {id: $id})
-SET p._lock = true REMOVE p._lock
-RETURN p.status AS status
-"""
-
 # Lines are written by calculation run: a run's lines are created batch by batch (each batch
 # its own transaction, so no transaction holds a whole month), then one small transaction
 # points the period at the run. Readers see the period's current run and its manual
