@@ -144,6 +144,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
             with trace_database(database, tracer_provider):
                 yield
         finally:
+            await app.state.services.close()
             await app.state.services.chargeback.settle()
             if own:
                 await database.close()

@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     auth_max_header_bytes: int = Field(8192, ge=1024)
     dev_issuer_token_ttl_s: int = Field(8 * 3600, ge=60)
 
+    # Subscriptions (stateChanges, orderStatus). One change feed per API process reads the
+    # stored change log every subscription_interval_s while anyone subscribes, re-reading the
+    # last subscription_overlap_s (changes commit out of stamp order, and replicas' clocks
+    # differ): it must exceed the longest stamp-to-commit delay of a write plus the clock skew
+    # between replicas. A subscriber with more than subscription_queue_size changes waiting
+    # to be sent is closed (it fell behind). subscription_shared_feed=false makes each
+    # subscriber poll Neo4j on its own every second (the former design; benchmarks compare).
+    subscription_interval_s: float = Field(0.25, gt=0, le=60)
+    subscription_overlap_s: float = Field(30.0, gt=0, le=3600)
+    subscription_queue_size: int = Field(1000, ge=1)
+    subscription_shared_feed: bool = True
+
     # Operations. /metrics needs permission metrics:read unless public; the business gauges
     # (open alarms, orders waiting, services down) are read from Neo4j at most once per
     # metrics_cache_s. Tracing is off unless an OTLP endpoint is set here or in the standard

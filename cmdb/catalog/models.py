@@ -423,6 +423,16 @@ class Order(BaseModel):
     subscription_id: str | None = None
 
 
+class OrderChange(BaseModel):
+    """A recorded transition of an order (its id and stamp), with the order as read then."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    at: datetime
+    order: Order
+
+
 class Subscription(BaseModel):
     model_config = ConfigDict(frozen=True)
 

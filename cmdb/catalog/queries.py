@@ -295,6 +295,18 @@ RETURN """
     + " AS order"
 )
 
+# The order change feed's read (cmdb/core/feed.py): transitions stamped within the window,
+# leaving out those already seen, each with its order as it is now.
+ORDER_CHANGES_WINDOW: LiteralString = (
+    """
+MATCH (t:OrderTransition) WHERE t.at >= $from AND NOT t.id IN $seen
+WITH t ORDER BY t.at LIMIT $limit
+MATCH (o:Order {id: t.orderId})
+RETURN t.id AS id, t.at AS at, """
+    + _ORDER
+    + " AS order"
+)
+
 # The first transition (into SUBMITTED) of a new order.
 FIRST_TRANSITION: LiteralString = """
 MATCH (o:Order {id: $id})

@@ -16,6 +16,7 @@ from cmdb.catalog.models import (
     FulfilmentTask,
     ItemVersion,
     Order,
+    OrderChange,
     PricePlan,
     Recipe,
     Subscription,
@@ -165,6 +166,15 @@ class CatalogRepository:
     async def orders_by_id(self, ids: list[str]) -> dict[str, Order]:
         rows = await self.db.read(q.GET_ORDERS, {"ids": ids})
         return {r["order"]["id"]: order_from_row(r["order"]) for r in rows}
+
+    async def order_changes_window(self, since: datetime, seen: list[str], limit: int
+                                   ) -> list[OrderChange]:
+        """Transitions stamped at or after ``since`` whose ids are not in ``seen``, oldest
+        first, each with its order as it is now: one statement, whoever is watching."""
+        rows = await self.db.read(q.ORDER_CHANGES_WINDOW,
+                                  {"from": since, "seen": seen, "limit": limit})
+        return [OrderChange(id=r["id"], at=_dt(r["at"]), order=order_from_row(r["order"]))
+                for r in rows]
 
     async def orders(self, user: str | None, statuses: list[str] | None,
                      first: int) -> list[Order]:

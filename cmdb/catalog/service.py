@@ -19,6 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,7 @@ from cmdb.catalog.models import (
     ItemVersion,
     ItemWrite,
     Order,
+    OrderChange,
     OrderStatus,
     OrderSubmit,
     StepKind,
@@ -64,6 +66,7 @@ from cmdb.catalog.repository import (
     version_content,
 )
 from cmdb.core.clock import utcnow
+from cmdb.core.feed import Feed
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
@@ -112,6 +115,17 @@ class CatalogService:
         self.db = db
         self.settings = settings
         self.repo = CatalogRepository(db)
+        # Order transitions for every orderStatus subscriber of this process: one read per
+        # tick, whoever watches (see cmdb/core/feed.py).
+        self.feed: Feed[OrderChange] = Feed(
+            "order-changes", self.repo.order_changes_window, lambda c: c.id, lambda c: c.at,
+            interval_s=settings.subscription_interval_s,
+            overlap_s=settings.subscription_overlap_s,
+            queue_size=settings.subscription_queue_size)
+
+    async def close(self) -> None:
+        """Stop the change feed; open streams end."""
+        await self.feed.close()
 
     # --- categories ---------------------------------------------------------------------------
 
@@ -317,7 +331,36 @@ class CatalogService:
 
     async def watch_order(self, principal: Principal | None, order_id: str,
                           interval_s: float = 1.0) -> AsyncIterator[Order]:
-        """The order now and after each change, until it is fulfilled or ends otherwise."""
+        """The order now and after each change, until it is fulfilled or ends otherwise.
+
+        Changes come from the shared feed (or, with ``subscription_shared_feed`` off, from
+        polling the order every ``interval_s``). The feed is joined before the order is read,
+        so a change committed in between is not lost; changes the first read already shows
+        are passed over by the order's revision."""
+        if not self.settings.subscription_shared_feed:
+            async for order in self._poll_order(principal, order_id, interval_s):
+                yield order
+            return
+        async with self.feed.subscribe(lambda c: c.order.id == order_id,
+                                       since=datetime.min.replace(tzinfo=UTC)) as changes:
+            found = await self.order(principal, order_id)
+            if found is None:
+                raise NotFound("order", order_id)
+            last = found.revision
+            yield found
+            if found.status in WATCH_ENDS:
+                return
+            async for change in changes:
+                if change.order.revision <= last:
+                    continue
+                last = change.order.revision
+                yield change.order
+                if change.order.status in WATCH_ENDS:
+                    return
+
+    async def _poll_order(self, principal: Principal | None, order_id: str,
+                          interval_s: float) -> AsyncIterator[Order]:
+        """The former design, one read per subscriber per ``interval_s``."""
         last: int | None = None
         while True:
             found = await self.order(principal, order_id)

@@ -202,6 +202,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX usage_window IF NOT EXISTS "
         "FOR (u:UsageRecord) ON (u.billedIn, u.meter, u.at)",
     )),
+    Migration(13, "change feeds: order transitions by time (state changes have theirs)", (
+        "CREATE INDEX order_transition_at IF NOT EXISTS FOR (t:OrderTransition) ON (t.at)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -48,6 +48,9 @@ class StateChange(BaseModel):
     previous: OperationalState | None
     at: datetime
     cause: str | None = None
+    # The recorded change's identity (the change feed de-duplicates by it); None for
+    # changes recorded before ids were given, and for history read back.
+    id: str | None = None
 
 
 class Availability(BaseModel):

@@ -122,10 +122,11 @@ RECORD_CHANGES: LiteralString = """
 UNWIND $before AS b
 MATCH (x:Item {id: b.id})
 WHERE coalesce(b.before, '') <> x.healthState
-CREATE (x)-[:HAD_STATE]->(:StateChange {itemId: x.id, state: x.healthState,
-                                        previous: b.before, at: $now, cause: $cause})
+CREATE (x)-[:HAD_STATE]->(c:StateChange {id: randomUUID(), itemId: x.id,
+                                         state: x.healthState, previous: b.before, at: $now,
+                                         cause: $cause})
 SET x.healthChangedAt = $now
-RETURN x.id AS id, x.healthState AS state, b.before AS previous
+RETURN x.id AS id, x.healthState AS state, b.before AS previous, c.id AS changeId
 """
 
 STATE_AS_OF: LiteralString = """
@@ -226,6 +227,16 @@ CHANGES_SINCE: LiteralString = """
 MATCH (c:StateChange) WHERE c.at > $since AND ($ids IS NULL OR c.itemId IN $ids)
 RETURN c {.itemId, .state, .previous, .at, .cause} AS change
 ORDER BY c.at LIMIT $limit
+"""
+
+# The change feed's read (cmdb/core/feed.py): changes stamped within the window, leaving out
+# those already seen. Changes recorded before they had ids are known by their element id.
+CHANGES_WINDOW: LiteralString = """
+MATCH (c:StateChange) WHERE c.at >= $from
+WITH c, coalesce(c.id, elementId(c)) AS key
+WHERE NOT key IN $seen
+WITH c, key ORDER BY c.at LIMIT $limit
+RETURN key, c {.itemId, .state, .previous, .at, .cause} AS change
 """
 
 HISTORIES: LiteralString = """

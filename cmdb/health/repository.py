@@ -58,7 +58,7 @@ async def recompute(
     rows = await tx.rows(q.RECORD_CHANGES, {"before": before, "now": now, "cause": cause})
     return [
         StateChange(item_id=r["id"], state=r["state"], previous=r["previous"], at=now,
-                    cause=cause)
+                    cause=cause, id=r["changeId"])
         for r in rows
     ]
 
@@ -116,6 +116,19 @@ class HealthRepository:
             StateChange(item_id=c["itemId"], state=c["state"], previous=c["previous"],
                         at=as_datetime(c["at"]), cause=c["cause"])
             for c in (r["change"] for r in rows)
+        ]
+
+    async def changes_window(
+        self, since: datetime, seen: list[str], limit: int
+    ) -> list[StateChange]:
+        """Changes stamped at or after ``since`` whose ids are not in ``seen``, oldest
+        first: one statement, whoever is watching."""
+        rows = await self.db.read(q.CHANGES_WINDOW,
+                                  {"from": since, "seen": seen, "limit": limit})
+        return [
+            StateChange(item_id=c["itemId"], state=c["state"], previous=c["previous"],
+                        at=as_datetime(c["at"]), cause=c["cause"], id=r["key"])
+            for r in rows for c in (r["change"],)
         ]
 
     async def histories(

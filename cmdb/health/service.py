@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ATTRIBUTE_PREFIX
+from cmdb.core.feed import Feed
 from cmdb.core.mapping import as_datetime, native
 from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, OperationalState
 from cmdb.db.driver import CountingTx, Database
@@ -85,6 +86,10 @@ class ModelEntry(BaseModel):
     root_cause: bool
 
 
+def _change_key(c: StateChange) -> str:
+    return c.id or f"{c.item_id}@{c.at.isoformat()}"
+
+
 def month_of(at: datetime) -> tuple[datetime, datetime]:
     start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = (start + timedelta(days=32)).replace(day=1)
@@ -96,6 +101,17 @@ class HealthService:
         self.db = db
         self.settings = settings
         self.repo = HealthRepository(db)
+        # State changes for every stateChanges subscriber of this process: one read per
+        # tick, whoever watches (see cmdb/core/feed.py).
+        self.feed: Feed[StateChange] = Feed(
+            "state-changes", self.repo.changes_window, _change_key, lambda c: c.at,
+            interval_s=settings.subscription_interval_s,
+            overlap_s=settings.subscription_overlap_s,
+            queue_size=settings.subscription_queue_size)
+
+    async def close(self) -> None:
+        """Stop the change feed; open streams end."""
+        await self.feed.close()
 
     # --- writing states ---------------------------------------------------------------------
 
@@ -162,13 +178,33 @@ class HealthService:
         )
 
     async def watch(
-        self, ids: list[str] | None, interval_s: float = 1.0, since: datetime | None = None,
+        self, ids: list[str] | None, since: datetime | None = None,
     ) -> AsyncIterator[StateChange]:
         """State changes from now on (or after ``since``), for the given items (None: all),
-        as they are recorded.
+        as they are recorded. The caller has narrowed ``ids`` to what its caller may see
+        (None only for callers who see everything).
 
-        Reads the stored history, so changes made by any API worker are seen."""
+        Reads the stored history, so changes made by any API process are seen: through the
+        shared feed, or (``subscription_shared_feed`` off) by polling on its own."""
         since = since or utcnow()
+        if not self.settings.subscription_shared_feed:
+            async for change in self.poll(ids, since):
+                yield change
+            return
+        wanted = None if ids is None else frozenset(ids)
+        if wanted is not None and not wanted:
+            # Nothing the caller may see: the stream stays open and quiet, reading nothing.
+            await asyncio.Event().wait()
+        async with self.feed.subscribe(
+                lambda c: wanted is None or c.item_id in wanted, since) as changes:
+            async for change in changes:
+                yield change
+
+    async def poll(
+        self, ids: list[str] | None, since: datetime, interval_s: float = 1.0,
+    ) -> AsyncIterator[StateChange]:
+        """The former design, one poll of Neo4j per subscriber per second: kept as the
+        baseline the subscription benchmark compares the shared feed with."""
         while True:
             changes = await self.repo.changes_since(ids, since)
             for change in changes:

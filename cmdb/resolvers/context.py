@@ -72,6 +72,11 @@ class Services:
         self.discovery = DiscoveryService(self.db, self.settings)
         self.chargeback = ChargebackService(self.db, self.settings)
 
+    async def close(self) -> None:
+        """Stop what runs in the background (the change feeds); open subscriptions end."""
+        await self.health.close()
+        await self.catalog.close()
+
 
 class CatalogLoaders:
     """Nested catalogue fields, one round trip per field and level."""
