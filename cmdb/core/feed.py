@@ -12,9 +12,14 @@ identity, so a change that commits late is read in a later tick, and each change
 once. A change that commits more than ``overlap_s`` after its stamp (or comes from a replica
 whose clock is more than that behind) falls outside the window and is not seen.
 
-Which changes a subscriber gets: every change first read by a tick that started after it
-subscribed, plus, from the tick in flight when it subscribed (and from the first tick of a
-feed, which only learns what the window holds), those stamped after ``since``.
+Which changes a subscriber gets: those stamped after ``since`` that the feed holds from its
+window when the subscriber joins (so a change made while a subscription was being set up is
+not lost), then every change the feed reads afterwards. The first read of a feed only learns
+what the window holds: of it, subscribers get what is stamped after their ``since``.
+
+A burst of many changes (a roll-up of the whole estate) is read in pages; until it leaves the
+window, each read sends the ids of what it has seen, so such a burst costs more per read for
+``overlap_s``.
 
 Slow subscribers: each has a bounded queue. One whose queue is full when a change arrives is
 dropped by the feed, its queue emptied, and its stream ends with :class:`FellBehind`; the
@@ -68,11 +73,10 @@ class FeedSubscription(Generic[C]):
     (or leave the ``async with``) when done."""
 
     def __init__(self, feed: Feed[C], accept: Callable[[C], bool], since: datetime,
-                 joined: int, limit: int) -> None:
+                 limit: int) -> None:
         self._feed = feed
         self.accept = accept
         self.since = since
-        self.joined = joined  # reads started before this subscriber joined
         self.limit = limit
         self._queue: asyncio.Queue[C | _End] = asyncio.Queue()
         self.closed = False
@@ -133,7 +137,7 @@ class Feed(Generic[C]):
         self.batch = batch
         self._subscribers: dict[FeedSubscription[C], None] = {}
         self._task: asyncio.Task[None] | None = None
-        self._seen: dict[str, datetime] = {}
+        self._recent: dict[str, C] = {}  # the window's changes read so far, by key
         self._primed = False
         self.reads = 0  # statements sent to the log, for tests and benchmarks
         self.ticks = 0
@@ -148,8 +152,14 @@ class Feed(Generic[C]):
 
     def subscribe(self, accept: Callable[[C], bool], since: datetime | None = None
                   ) -> FeedSubscription[C]:
-        sub = FeedSubscription(self, accept, since or utcnow(), self.ticks, self.queue_size)
+        sub = FeedSubscription(self, accept, since or utcnow(), self.queue_size)
         self._subscribers[sub] = None
+        if self._primed:
+            held = sorted((c for c in self._recent.values()
+                           if self._stamp(c) > sub.since and accept(c)), key=self._order)
+            for change in held:
+                if not sub.offer(change):
+                    break
         if not self.running:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"feed:{self.name}")
@@ -168,8 +178,11 @@ class Feed(Generic[C]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _order(self, change: C) -> tuple[datetime, str]:
+        return self._stamp(change), self._key(change)
+
     async def _run(self) -> None:
-        self._seen.clear()
+        self._recent.clear()
         self._primed = False
         try:
             while self._subscribers:
@@ -183,33 +196,32 @@ class Feed(Generic[C]):
                     break
                 await asyncio.sleep(self.interval_s)
         finally:
-            self._seen.clear()
+            self._recent.clear()
+            self._primed = False
 
     async def _tick(self) -> None:
         self.ticks += 1
-        tick = self.ticks
         lower = utcnow() - timedelta(seconds=self.overlap_s)
-        self._seen = {k: at for k, at in self._seen.items() if at >= lower}
+        self._recent = {k: c for k, c in self._recent.items() if self._stamp(c) >= lower}
         while True:
             self.reads += 1
-            rows = await self._read(lower, list(self._seen), self.batch)
-            fresh = [r for r in rows if self._key(r) not in self._seen]
+            rows = await self._read(lower, list(self._recent), self.batch)
+            fresh = [r for r in rows if self._key(r) not in self._recent]
             for r in fresh:
-                self._seen[self._key(r)] = self._stamp(r)
-            fresh.sort(key=lambda r: (self._stamp(r), self._key(r)))
-            self._deliver(fresh, tick)
+                self._recent[self._key(r)] = r
+            fresh.sort(key=self._order)
+            self._deliver(fresh)
             if len(rows) < self.batch:
                 break
         self._primed = True
 
-    def _deliver(self, changes: list[C], tick: int) -> None:
+    def _deliver(self, changes: list[C]) -> None:
         if not changes:
             return
         for sub in list(self._subscribers):
-            whole = self._primed and sub.joined < tick
             for change in changes:
-                if not whole and self._stamp(change) <= sub.since:
-                    continue
+                if not self._primed and self._stamp(change) <= sub.since:
+                    continue  # history the first read found, from before the subscriber
                 if sub.accept(change) and not sub.offer(change):
                     log.warning("change feed %s: a subscriber fell behind and was closed",
                                 self.name)
