@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # between replicas. A subscriber with more than subscription_queue_size changes waiting
     # to be sent is closed (it fell behind). subscription_shared_feed=false makes each
     # subscriber poll Neo4j on its own every second (the former design; benchmarks compare).
-    subscription_interval_s: float = Field(0.25, gt=0, le=60)
+    subscription_interval_s: float = Field(0.1, gt=0, le=60)
     subscription_overlap_s: float = Field(30.0, gt=0, le=3600)
     subscription_queue_size: int = Field(1000, ge=1)
     subscription_shared_feed: bool = True
