@@ -211,7 +211,15 @@ async def _watched(info: strawberry.Info, ids: list[strawberry.ID] | None,
         if user is None:
             raise DomainError.single("userName", f"user {user_name!r} not found", "NOT_FOUND")
         [env] = await ctx.services.identity.environment_health([user.id])
-        return sorted({c.item_id for c in env.components} | {str(i) for i in ids or []})
+        components = {c.item_id for c in env.components}
+        named = {str(i) for i in ids or []}
+        # One's own environment is watched whole; someone else's, and ids named besides,
+        # only as far as the caller may see them.
+        own = (ctx.principal is not None
+               and user.user_name.lower() == ctx.principal.user.lower())
+        vetted = named if own else named | components
+        seen = await ctx.services.inventory.repo.visible_ids(sorted(vetted), ctx.visible)
+        return sorted((components if own else set()) | (vetted & seen))
     if ids is None:
         if not ctx.visible.everything:
             raise DomainError.single(None, "your roles may not watch every item; name ids "
