@@ -156,7 +156,7 @@ class Feed(Generic[C]):
         self._subscribers[sub] = None
         if self._primed:
             held = sorted((c for c in self._recent.values()
-                           if self._stamp(c) > sub.since and accept(c)), key=self._order)
+                           if self._stamp(c) > sub.since and accept(c)), key=self._stamp)
             for change in held:
                 if not sub.offer(change):
                     break
@@ -177,9 +177,6 @@ class Feed(Generic[C]):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def _order(self, change: C) -> tuple[datetime, str]:
-        return self._stamp(change), self._key(change)
 
     async def _run(self) -> None:
         self._recent.clear()
@@ -209,7 +206,9 @@ class Feed(Generic[C]):
             fresh = [r for r in rows if self._key(r) not in self._recent]
             for r in fresh:
                 self._recent[self._key(r)] = r
-            fresh.sort(key=self._order)
+            # By stamp; changes of one transaction share it and keep the order they were
+            # read in (the order they were recorded: a cause before what it rolls up to).
+            fresh.sort(key=self._stamp)
             self._deliver(fresh)
             if len(rows) < self.batch:
                 break
