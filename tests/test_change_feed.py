@@ -302,3 +302,63 @@ async def test_shutdown_stops_the_feeds_and_ends_open_streams(gql, clean_db, tes
     assert not services.health.feed.running
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, WAIT_S)
+
+
+async def test_a_user_environment_is_watched_within_the_callers_scope(gql, clean_db,
+                                                                      test_settings):
+    from cmdb.demo.loader import load_demo
+
+    await load_demo(clean_db, test_settings, echo=lambda _: None)
+    env = (await gql.ok('{ user(userName: "johnW") { environmentHealth { components { '
+                        'kind itemId item { ... on Service { kind } } } } } }'))
+    parts = env["user"]["environmentHealth"]["components"]
+    desk = next(c["itemId"] for c in parts if c["kind"] == "DESKTOP")
+    business = next(c["itemId"] for c in parts
+                    if c["kind"] == "SERVICE" and c["item"]["kind"] == "BUSINESS")
+    outside = (await create_ci(gql, name="not-johns", ciClass="SERVER",
+                               operationalState="UP"))["id"]
+    settings = fast(test_settings)
+    services = Services(clean_db, settings)
+    sub = "subscription($u: String, $ids: [ID!]) { stateChanges(userName: $u, ids: $ids) " \
+          "{ itemId state } }"
+
+    async def watch(user: str, role: str, ids: list[str]) -> Any:
+        ctx = Context(services, "t", Principal(user, frozenset({role})))
+        return await build_schema(settings).subscribe(
+            sub, variable_values={"u": "johnW", "ids": ids}, context_value=ctx)
+
+    # An approver may look at johnW (identity:read) but sees no CI: only the business
+    # services of his environment reach them. johnW watches his whole environment, but an
+    # id he names besides only as far as he may see it.
+    approver = await watch("ann", "approver", [])
+    john = await watch("johnW", "requester", [outside])
+    firsts = [asyncio.ensure_future(nxt(s)) for s in (approver, john)]
+    await until(lambda: services.health.feed.subscribers == 2)
+    await gql.ok(SET, ids=[outside], s="DOWN")
+    await gql.ok(SET, ids=[desk], s="DOWN")
+    await gql.ok(SET, ids=[business], s="DOWN")
+    first_seen = [(await f).data["stateChanges"] for f in firsts]
+    assert first_seen[0] == {"itemId": business, "state": "DOWN"}
+    # The desktop's change (and what it rolls up to in his environment), never the other.
+    assert first_seen[1]["itemId"] in {c["itemId"] for c in parts}
+    await approver.aclose()
+    await john.aclose()
+
+
+@pytest.mark.parametrize("name", ["state changes", "order transitions"])
+async def test_the_feed_reads_seek_by_time(db, name):
+    from cmdb.catalog import queries as cq
+    from cmdb.health import queries as hq
+
+    statement = {"state changes": hq.CHANGES_WINDOW,
+                 "order transitions": cq.ORDER_CHANGES_WINDOW}[name]
+    async with db.driver.session(database=db.database) as session:
+        result = await session.run("EXPLAIN " + statement,
+                                   {"from": utcnow(), "seen": ["x"], "limit": 500})
+        plan = (await result.consume()).plan
+
+    def operators(p: Any) -> list[str]:
+        return [p["operatorType"], *(o for c in p.get("children", []) for o in operators(c))]
+
+    found = operators(plan)
+    assert not [o for o in found if "AllNodesScan" in o or "NodeByLabelScan" in o], found
