@@ -221,12 +221,15 @@ async def measure(server: Server, item_id: str, n: int, changes: int, gap_s: flo
             window = time.perf_counter() - t_before
             statements = await reads(client) - reads_before
             errors = sum(len(s.errors) for s in subs)
+            first_error = next((json.dumps(e.get("payload"))[:300] for s in subs
+                                for e in s.errors), None)
         finally:
             await asyncio.gather(*(s.close() for s in subs), return_exceptions=True)
     return {"subscribers": n, "changes": changes, "deliveries": len(latencies), "lost": lost,
             "errors": errors, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95),
             "max_ms": round(max(latencies), 1) if latencies else float("nan"),
-            "statements_per_s": round(statements / window, 1), "window_s": round(window, 1)}
+            "statements_per_s": round(statements / window, 1), "window_s": round(window, 1),
+            "first_error": first_error}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -298,6 +301,10 @@ def section(res: dict[str, Any]) -> str:
         lines.append(f"| {MODES[r['mode']]} | {r['subscribers']:,} | {r['p50_ms']} | "
                      f"{r['p95_ms']} | {r['max_ms']} | {r['statements_per_s']} | {r['lost']} | "
                      f"{r['errors']} |")
+    for r in res["rows"]:
+        if r.get("first_error"):
+            lines += ["", f"{MODES[r['mode']]}, {r['subscribers']:,} subscribers: streams ended "
+                      f"with errors such as `{r['first_error']}`."]
     if res.get("notes"):
         lines += ["", res["notes"]]
     lines.append(SECTION_END)
