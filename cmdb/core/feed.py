@@ -181,14 +181,25 @@ class Feed(Generic[C]):
     async def _run(self) -> None:
         self._recent.clear()
         self._primed = False
+        failing_since: datetime | None = None  # the window's start when reads began to fail
         try:
             while self._subscribers:
+                lower = utcnow() - timedelta(seconds=self.overlap_s)
                 try:
-                    await self._tick()
+                    # After failed reads, from where the window stood when they began: what
+                    # was committed meanwhile is not skipped.
+                    await self._tick(lower if failing_since is None
+                                     else min(lower, failing_since))
+                    if failing_since is not None:
+                        log.info("change feed %s: reading again", self.name)
+                    failing_since = None
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # Neo4j away: the subscribers wait, the feed retries
-                    log.warning("change feed %s: read failed (%s); retrying", self.name, e)
+                    if failing_since is None:
+                        log.warning("change feed %s: read failed (%s); retrying", self.name,
+                                    e)
+                        failing_since = lower
                 if not self._subscribers:
                     break
                 await asyncio.sleep(self.interval_s)
@@ -196,9 +207,8 @@ class Feed(Generic[C]):
             self._recent.clear()
             self._primed = False
 
-    async def _tick(self) -> None:
+    async def _tick(self, lower: datetime) -> None:
         self.ticks += 1
-        lower = utcnow() - timedelta(seconds=self.overlap_s)
         self._recent = {k: c for k, c in self._recent.items() if self._stamp(c) >= lower}
         while True:
             self.reads += 1
