@@ -289,20 +289,24 @@ SET o.status = $to, o.revision = o.revision + 1, o.seq = o.seq + 1, o.updatedAt 
     o.lastError = CASE WHEN $clearError THEN null ELSE coalesce($error, o.lastError) END
 CREATE (o)-[:HAS_TRANSITION]->(t:OrderTransition {
   id: $transitionId, orderId: o.id, seq: o.seq, fromStatus: previous, toStatus: $to,
-  by: $by, at: $now, reason: $reason})
+  by: $by, at: $now, reason: $reason,
+  revision: o.revision, stepIndex: o.stepIndex, attempts: o.attempts, lastError: o.lastError})
 RETURN """
     + _ORDER
     + " AS order"
 )
 
 # The order change feed's read (cmdb/core/feed.py): transitions stamped within the window,
-# leaving out those already seen, each with its order as it is now.
+# leaving out those already seen, each with its order as it is now and what the move made of
+# it (its status, revision, step, attempts and error then; transitions recorded before these
+# were kept have only the status).
 ORDER_CHANGES_WINDOW: LiteralString = (
     """
 MATCH (t:OrderTransition) WHERE t.at >= $from AND NOT t.id IN $seen
-WITH t ORDER BY t.at LIMIT $limit
+WITH t ORDER BY t.at, t.seq LIMIT $limit
 MATCH (o:Order {id: t.orderId})
-RETURN t.id AS id, t.at AS at, """
+RETURN t.id AS id, t.at AS at,
+       t {.toStatus, .revision, .stepIndex, .attempts, .lastError} AS moved, """
     + _ORDER
     + " AS order"
 )
@@ -313,7 +317,8 @@ MATCH (o:Order {id: $id})
 SET o.seq = o.seq + 1
 CREATE (o)-[:HAS_TRANSITION]->(t:OrderTransition {
   id: $transitionId, orderId: o.id, seq: o.seq, fromStatus: null, toStatus: o.status,
-  by: $by, at: $now, reason: $reason})
+  by: $by, at: $now, reason: $reason,
+  revision: o.revision, stepIndex: o.stepIndex, attempts: o.attempts})
 """
 
 MY_ORDERS: LiteralString = (

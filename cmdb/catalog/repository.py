@@ -17,6 +17,7 @@ from cmdb.catalog.models import (
     ItemVersion,
     Order,
     OrderChange,
+    OrderStatus,
     PricePlan,
     Recipe,
     Subscription,
@@ -86,6 +87,22 @@ def order_from_row(o: dict[str, Any]) -> Order:
         revision=o["revision"], step_index=o["stepIndex"], attempts=o["attempts"],
         last_error=o.get("lastError"), subscription_id=o.get("subscriptionId"),
     )
+
+
+def as_moved(order: Order, moved: dict[str, Any], at: Any) -> Order:
+    """The order as a transition left it: ``order`` (read later) with the status, revision,
+    step, attempts and error the transition recorded. A transition recorded without them
+    gives the order as read."""
+    if moved.get("revision") is None:
+        return order
+    status = OrderStatus(moved["toStatus"])
+    return order.model_copy(update={
+        "status": status, "revision": moved["revision"], "step_index": moved["stepIndex"],
+        "attempts": moved["attempts"], "last_error": moved.get("lastError"),
+        "updated_at": _dt(at),
+        # The subscription is made in the move to FULFILLED.
+        "subscription_id": order.subscription_id if status in (
+            OrderStatus.FULFILLED, OrderStatus.DECOMMISSIONED) else None})
 
 
 def step_from_row(s: dict[str, Any]) -> ApprovalStep:
@@ -173,7 +190,8 @@ class CatalogRepository:
         first, each with its order as it is now: one statement, whoever is watching."""
         rows = await self.db.read(q.ORDER_CHANGES_WINDOW,
                                   {"from": since, "seen": seen, "limit": limit})
-        return [OrderChange(id=r["id"], at=_dt(r["at"]), order=order_from_row(r["order"]))
+        return [OrderChange(id=r["id"], at=_dt(r["at"]),
+                            order=as_moved(order_from_row(r["order"]), r["moved"], r["at"]))
                 for r in rows]
 
     async def orders(self, user: str | None, statuses: list[str] | None,
