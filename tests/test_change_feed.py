@@ -350,3 +350,73 @@ async def test_the_feed_reads_seek_by_time(db, name):
 
     found = operators(plan)
     assert not [o for o in found if "AllNodesScan" in o or "NodeByLabelScan" in o], found
+
+
+class Relay:
+    """A TCP relay in front of the test Neo4j that can be cut and mended: a network partition
+    between one API process and the database, while others still reach it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def mend(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+
+async def test_after_a_partition_the_feed_reads_what_was_committed_meanwhile(
+        gql, clean_db, test_settings):
+    from urllib.parse import urlparse
+
+    host = (await create_ci(gql, name="h1", ciClass="SERVER", operationalState="UP"))["id"]
+    relay = Relay(urlparse(test_settings.neo4j_uri or "").port or 7687)
+    await relay.mend()
+    # The window is short, so the partition outlasts it.
+    settings = fast(test_settings, subscription_overlap_s=0.5,
+                    neo4j_uri=f"bolt://127.0.0.1:{relay.port}")
+    pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
+    cut_off = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
+                               retry_s=0.3)
+    services = Services(cut_off, settings)
+    sub = await Subscriber(services, settings, "olga", "operator", ids=[host]).start()
+    try:
+        [first] = await joined(services, [sub])
+        feed = services.health.feed
+        await until(lambda: feed.ticks >= 2)
+        await relay.cut()
+        ticks = feed.ticks
+        await until(lambda: feed.ticks >= ticks + 2)  # reads are failing now
+        await gql.ok(SET, ids=[host], s="DOWN")  # through a process that still reaches Neo4j
+        await asyncio.sleep(1.0)  # the change is now older than the window
+        await relay.mend()
+        assert await first == {"itemId": host, "state": "DOWN"}
+    finally:
+        await sub.close()
+        await cut_off.close()
+        await relay.cut()
