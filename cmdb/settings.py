@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     auth_max_header_bytes: int = Field(8192, ge=1024)
     dev_issuer_token_ttl_s: int = Field(8 * 3600, ge=60)
 
+    # Request bodies: the cap of every route without one of its own (the bulk endpoints keep
+    # theirs); over it, 413. The default is the alarms endpoint's.
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
     # Operations. /metrics needs permission metrics:read unless public; the business gauges
     # (open alarms, orders waiting, services down) are read from Neo4j at most once per
     # metrics_cache_s. Tracing is off unless an OTLP endpoint is set here or in the standard
