@@ -10,8 +10,9 @@ blocks after it:
   ``.venv/bin/cmdb`` talking to the test Neo4j. A bare ``cmdb`` is not on the PATH, as in a
   fresh shell. ``curl`` fails on an HTTP error (``--fail-with-body``).
 - ```` ```graphql ```` blocks are split into their operations, each posted on its own. The
-  caller is the user of the last ``cmdb token USER --roles ROLES`` the prose names between the
-  previous block and this one, else an admin.
+  caller is the user of the last `` `.venv/bin/cmdb token USER --roles ROLES --header` `` the
+  prose names between the previous block and this one (the command is run and its header
+  used, as a reader pastes it into GraphiQL), else an admin.
 - Lines starting ``#>`` show output: after a shell command, what it printed; after a GraphQL
   operation, its JSON answer. They are compared with what was printed or answered, ignoring
   whitespace, with ``...`` standing for anything and ``<name>`` placeholders filled by
@@ -150,6 +151,7 @@ class Placeholders:
     def __init__(self, api: Served) -> None:
         self.api = api
         self.headers = auth_headers("admin", "admin")
+        self.answer: Any = None  # the last GraphQL answer, for <field> of it (<endCursor>)
 
     def _ok(self, query: str, **variables: Any) -> dict[str, Any]:
         r = httpx.post(f"{self.api.url}/graphql", headers=self.headers, timeout=60,
@@ -172,6 +174,8 @@ class Placeholders:
             rows = self._ok(f"{{ {field}(first: 1) {{ id }} }}")[field]
             assert rows, f"<{name}>: there is no {field[:-1]} yet"
             return str(rows[0]["id"])
+        if re.fullmatch(r"\w+", name) and (found := field_of(self.answer, name)) is not None:
+            return str(found)
         if name.endswith(" id"):
             return self._id_by_name(name[: -len(" id")])
         raise AssertionError(f"<{name}>: the test does not know this placeholder "
@@ -223,6 +227,17 @@ def transcript(block: Block, what: str, printed: str) -> None:
             f.write(f"==== {block.id} {what}\n{printed.rstrip()}\n")
 
 
+def field_of(answer: Any, name: str) -> Any:
+    """The first value of the field ``name`` in a GraphQL answer."""
+    if isinstance(answer, dict):
+        if name in answer:
+            return answer[name]
+        answer = list(answer.values())
+    if isinstance(answer, list):
+        return next((v for v in (field_of(x, name) for x in answer) if v is not None), None)
+    return None
+
+
 def assert_shows(values: Placeholders, shown: str, actual: str, where: str) -> None:
     assert values.pattern(shown).search(actual), (
         f"{where}: the docs show\n{shown}\nbut it printed\n{actual[-6000:]}")
@@ -230,16 +245,24 @@ def assert_shows(values: Placeholders, shown: str, actual: str, where: str) -> N
 
 # ----------------------------------------------------------------------------- running blocks
 
-TOKEN_COMMAND = re.compile(r"cmdb token (\S+) --roles (\S+)")
+TOKEN_COMMAND = re.compile(r"`(\.venv/bin/cmdb token (\S+) --roles ([\w,]+)(?: --header)?)`")
 
 
-def caller(block: Block) -> tuple[str, tuple[str, ...]]:
-    """The user a GraphQL block runs as: the last token command of the prose before it."""
+def caller(api: Served, block: Block) -> tuple[str, dict[str, str]]:
+    """Who a GraphQL block runs as, and the headers it is sent with: the last token command
+    (`` `.venv/bin/cmdb token USER --roles ROLES --header` ``) the prose names between the
+    previous block and this one, run as the reader runs it; else an admin."""
     found = TOKEN_COMMAND.findall(block.prose)
     if not found:
-        return "admin", ("admin",)
-    user, roles = found[-1]
-    return user, tuple(r for r in roles.strip("`").split(",") if r)
+        return "admin: admin", auth_headers("admin", "admin")
+    command, user, roles = found[-1]
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=shell_env(api),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{block.id}: {command}: {done.stderr}"
+    printed = done.stdout.strip()
+    headers = json.loads(printed) if printed.startswith("{") else {
+        "Authorization": f"Bearer {printed}"}
+    return f"{user}: {roles}", headers
 
 
 def operations(block: Block) -> list[tuple[str, str]]:
@@ -271,14 +294,14 @@ def payload_errors(value: Any) -> list[Any]:
 
 
 def run_graphql(api: Served, values: Placeholders, block: Block) -> None:
-    user, roles = caller(block)
-    headers = auth_headers(user, *roles)
+    who, headers = caller(api, block)
     for n, (operation, shown) in enumerate(operations(block), 1):
-        where = f"{block.id} operation {n} (as {user}: {','.join(roles)})"
+        where = f"{block.id} operation {n} (as {who})"
         r = httpx.post(f"{api.url}/graphql", headers=headers, timeout=120,
                        json={"query": values.fill(operation)})
         assert r.status_code == 200, f"{where}: HTTP {r.status_code}: {r.text}"
         body = r.json()
+        values.answer = body
         transcript(block, f"operation {n}", json.dumps(body, separators=(",", ":")))
         if shown:
             assert_shows(values, shown, json.dumps(body, separators=(",", ":")), where)
