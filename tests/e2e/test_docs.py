@@ -72,6 +72,11 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "backup and restore on a test instance)",
 }
 
+# Commands never run by this test: a block with one of them must be listed in NOT_RUN (a new
+# document cannot make the test stop a database, start containers or run the suite in itself).
+NEVER_RUN = re.compile(r"\bdocker\b|\bcmdb db (?:stop|start|restore|backup|install)\b|"
+                       r"scripts/(?:run|test|setup)\b|\bpytest\b|-m bench\.|\bkill(?:all)?\b")
+
 # Non-command blocks compared with what the served process did: (document, text) -> check.
 SAMPLES: dict[tuple[str, str], str] = {
     ("docs/operations.md", '"msg": "request"'): "log line",
@@ -239,8 +244,9 @@ def field_of(answer: Any, name: str) -> Any:
 
 
 def assert_shows(values: Placeholders, shown: str, actual: str, where: str) -> None:
-    assert values.pattern(shown).search(actual), (
-        f"{where}: the docs show\n{shown}\nbut it printed\n{actual[-6000:]}")
+    if not values.pattern(shown).search(actual):
+        pytest.fail(f"{where}: the docs show\n{shown}\nbut it printed\n{actual[-6000:]}",
+                    pytrace=False)
 
 
 # ----------------------------------------------------------------------------- running blocks
@@ -343,6 +349,9 @@ def shell_env(api: Served) -> dict[str, str]:
 
 
 def run_shell(api: Served, values: Placeholders, block: Block) -> None:
+    never = NEVER_RUN.search(block.text)
+    assert never is None, (f"{block.id}: `{never.group(0)}` is not run by tests: list the block "
+                           "in NOT_RUN (tests/e2e/test_docs.py) with the reason")
     script, steps = shell_script(block, api)
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT,
                           env=shell_env(api), capture_output=True, text=True, timeout=600)
@@ -390,6 +399,14 @@ def test_every_listed_block_exists() -> None:
     """Each exemption and sample names exactly one block (none left over from old docs)."""
     for key in [*NOT_RUN, *SAMPLES]:
         assert len([b for b in BLOCKS if b.matches(key)]) == 1, f"{key} matches no single block"
+
+
+def test_blocks_that_cannot_run_are_listed() -> None:
+    """A block with a command tests never run (it stops a database, starts containers, runs
+    the suite or a benchmark) is listed in NOT_RUN."""
+    for block in BLOCKS:
+        if NEVER_RUN.search(block.text) and block.lang in SHELL:
+            assert exemption(block) is not None, f"{block.id} must be listed in NOT_RUN"
 
 
 def test_every_doc_is_read() -> None:
