@@ -289,6 +289,11 @@ def operations(block: Block) -> list[tuple[str, str]]:
     return out
 
 
+def shows_errors(shown: str) -> bool:
+    """Whether output shown in the docs has errors (a list of errors that is not empty)."""
+    return re.search(r'"errors"\s*:\s*\[\s*[^\]\s]', shown) is not None
+
+
 def payload_errors(value: Any) -> list[Any]:
     """Non-empty ``errors`` lists anywhere in an answer's data."""
     if isinstance(value, dict):
@@ -311,7 +316,7 @@ def run_graphql(api: Served, values: Placeholders, block: Block) -> None:
         transcript(block, f"operation {n}", json.dumps(body, separators=(",", ":")))
         if shown:
             assert_shows(values, shown, json.dumps(body, separators=(",", ":")), where)
-        if "errors" not in shown:
+        if not shows_errors(shown):
             assert "errors" not in body, f"{where}: {body['errors']}"
             assert not payload_errors(body.get("data")), f"{where}: {body}"
 
@@ -353,17 +358,18 @@ def run_shell(api: Served, values: Placeholders, block: Block) -> None:
     assert never is None, (f"{block.id}: `{never.group(0)}` is not run by tests: list the block "
                            "in NOT_RUN (tests/e2e/test_docs.py) with the reason")
     script, steps = shell_script(block, api)
+    # What a reader sees in the terminal: stdout and stderr as one stream.
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT,
-                          env=shell_env(api), capture_output=True, text=True, timeout=600)
-    printed = done.stdout + done.stderr
-    transcript(block, "stdout", done.stdout)
-    transcript(block, "stderr", done.stderr)
+                          env=shell_env(api), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    printed = done.stdout
+    transcript(block, "output", printed)
     assert done.returncode == 0, f"{block.id}: exit {done.returncode}:\n{printed[-6000:]}"
-    chunks = done.stdout.split(f"\n{STEP_MARK}\n")
+    chunks = printed.split(f"\n{STEP_MARK}\n")
     assert len(chunks) == len(steps) + 1, f"{block.id}: {len(chunks)} outputs: {printed}"
     for n, (shown, chunk) in enumerate(zip(steps, chunks, strict=False), 1):
         assert_shows(values, shown, chunk, f"{block.id} output {n}")
-    if "errors" not in "".join(steps):
+    if not any(shows_errors(step) for step in steps):
         assert '"errors":[{' not in done.stdout, f"{block.id}: {done.stdout[-6000:]}"
 
 
