@@ -321,11 +321,11 @@ def run_graphql(api: Served, values: Placeholders, block: Block) -> None:
             assert not payload_errors(body.get("data")), f"{where}: {body}"
 
 
-def shell_script(block: Block, api: Served) -> tuple[str, list[str]]:
-    """The block as bash runs it (a marker printed after each command with output shown) and
-    the output shown for each marked step."""
-    text = block.text.replace("http://127.0.0.1:8000", api.url).replace(
-        "localhost:8000", f"127.0.0.1:{api.port}")
+def shell_script(block: Block, base_url: str) -> tuple[str, list[str]]:
+    """The block as bash runs it against ``base_url`` (a marker printed after each command
+    with output shown) and the output shown for each marked step."""
+    text = block.text.replace("http://127.0.0.1:8000", base_url).replace(
+        "localhost:8000", base_url.removeprefix("http://"))
     lines: list[str] = ["curl() { command curl --fail-with-body \"$@\"; }"]
     steps: list[str] = []
     shown: list[str] = []
@@ -357,7 +357,7 @@ def run_shell(api: Served, values: Placeholders, block: Block) -> None:
     never = NEVER_RUN.search(block.text)
     assert never is None, (f"{block.id}: `{never.group(0)}` is not run by tests: list the block "
                            "in NOT_RUN (tests/e2e/test_docs.py) with the reason")
-    script, steps = shell_script(block, api)
+    script, steps = shell_script(block, api.url)
     # What a reader sees in the terminal: stdout and stderr as one stream.
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT,
                           env=shell_env(api), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -439,3 +439,53 @@ def test_block(block: Block, docs_api: Served, values: Placeholders) -> None:
         f"{block.id}: a {block.lang or 'plain'} block is neither run nor listed in NOT_RUN "
         "(tests/e2e/test_docs.py) with the reason it cannot run")
     runner(docs_api, values, block)
+
+
+# ----------------------------------------------------------------------------- the harness itself
+
+
+class FixedValues(Placeholders):
+    """Placeholders with given values, for checking the comparison without a served API."""
+
+    def __init__(self, **named: str) -> None:
+        self.named = named
+
+    def value(self, name: str) -> str:
+        return self.named[name]
+
+
+def make_block(text: str, lang: str = "bash", prose: str = "") -> Block:
+    return Block("README.md", 1, lang, text, prose)
+
+
+def test_shown_output_is_compared_whitespace_aside() -> None:
+    values = FixedValues(**{"server123 id": "c2bc", "this month": "2026-12"})
+    printed = '{"data":{"x":{"id":"c2bc","total":"9442.40","period":"2026-12"}}}'
+    assert values.pattern('{"data": {"x": {"id": "<server123 id>", ...}}}').search(printed)
+    assert values.pattern('{"data":{"x":{...,"period":"<this month>"}}}').search(printed)
+    assert not values.pattern('{"data":{"x":{"id":"c2bd",...}}}').search(printed)
+    assert not values.pattern('{"data":{"x":{"total":"9442.41"}}}').search(printed)
+    assert FixedValues().pattern('{"Authorization": "Bearer <token>"}').search(
+        '{"Authorization": "Bearer aa.bb.cc"}')
+
+
+def test_shell_output_is_split_by_command() -> None:
+    script, steps = shell_script(make_block(
+        "curl -s http://127.0.0.1:8000/a\n#> one\n#>   two\n# a comment\n"
+        "curl -s localhost:8000/b\n#> three\n"), "http://127.0.0.1:5555")
+    assert steps == ["one\ntwo", "three"]
+    assert script.count(STEP_MARK) == 2
+    assert "http://127.0.0.1:5555/a" in script and " 127.0.0.1:5555/b" in script
+    assert "8000" not in script and "#>" not in script
+
+
+def test_output_must_be_marked() -> None:
+    """A comment that looks like output but is not marked would never be compared."""
+    with pytest.raises(AssertionError, match="looks like output"):
+        shell_script(make_block('curl -s http://127.0.0.1:8000/x\n# {"data": 1}\n'), "http://h:1")
+
+
+def test_graphql_operations_and_their_answers() -> None:
+    ops = operations(make_block('# one\n{ a }\n#> {"data":{"a":1}}\n\nmutation { b }\n', "graphql"))
+    assert ops == [("{ a }", '{"data":{"a":1}}'), ("mutation { b }", "")]
+    assert shows_errors('{"errors":[{"message":"x"}]}') and not shows_errors('"errors":[]')
