@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
+import pytest
 import websockets
 from neo4j import GraphDatabase
 
@@ -19,6 +21,14 @@ from tests.auth import ADMIN, auth_headers
 
 PROTOCOL = "graphql-transport-ws"
 ADMIN_AUTH = auth_headers(ADMIN[0], *ADMIN[1])["Authorization"]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A tool the test needs is missing or does not start: a failure under CI (``CI=true``),
+    where ``scripts/setup`` provides it, and a skip elsewhere; the reason either way."""
+    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+        pytest.fail(f"cannot run under CI: {reason}")
+    pytest.skip(reason)
 
 
 def wipe_graph(instance: LocalNeo4j) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Error, Page, sync_playwright
 
-from tests.e2e.remote import ADMIN_AUTH, SET_STATE, Http, create_ci, unique
+from tests.e2e.remote import ADMIN_AUTH, SET_STATE, Http, create_ci, unavailable, unique
 from tests.served import Served
 
 CHROMIUM = os.environ.get("CMDB_CHROMIUM", "/usr/bin/chromium")
@@ -29,22 +29,16 @@ LOOPBACK = {"127.0.0.1"}
 WAIT_MS = 30_000
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-        pytest.fail(f"the browser test cannot run under CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
-        _unavailable(f"no Chromium at {CHROMIUM} (scripts/setup installs Debian's chromium)")
+        unavailable(f"no Chromium at {CHROMIUM} (scripts/setup installs Debian's chromium)")
     # Playwright starts Chromium with a fresh temporary profile (--user-data-dir) of its own.
     with sync_playwright() as pw:
         try:
             launched = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         except Error as e:
-            _unavailable(f"Chromium ({CHROMIUM}) did not start: {e}")
+            unavailable(f"Chromium ({CHROMIUM}) did not start: {e}")
         try:
             yield launched
         finally:
