@@ -192,7 +192,12 @@ def test_the_proxy_balances_requests_over_both_replicas(
                          headers={"X-Request-ID": rid})
         assert r.status_code == 200, r.text
         assert r.headers["x-request-id"] == rid  # passed through the proxy both ways
+    # Each replica logs a request once it has answered it: wait for the last lines.
+    deadline = time.monotonic() + 30
     seen = [_request_ids_in_log(server, ids) for server in replicas]
+    while seen[0] | seen[1] != set(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = [_request_ids_in_log(server, ids) for server in replicas]
     assert seen[0] and seen[1], f"not balanced over both replicas: {seen}"
     assert seen[0] | seen[1] == set(ids) and not seen[0] & seen[1]
 
