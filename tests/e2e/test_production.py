@@ -14,7 +14,16 @@ from joserfc.jwk import RSAKey
 from cmdb.identity.devissuer import JWKS_PATH, TOKEN_PATH
 from cmdb.localdb.manager import LocalNeo4j
 from tests.auth import ADMIN, auth_headers
-from tests.e2e.remote import STATE_CHANGES, Http, create_ci, subscriptions, unique
+from tests.e2e.remote import (
+    CREATE_CI,
+    SET_STATE,
+    STATE_CHANGES,
+    Http,
+    create_ci,
+    state_change_arrives,
+    subscriptions,
+    unique,
+)
 from tests.idp import LocalIdP
 from tests.served import Served, served
 
@@ -46,7 +55,10 @@ def test_a_token_of_the_identity_provider_is_accepted(prod: Served, idp: LocalId
     r = post_query(prod, bearer(idp.token("ops-1", ("operator",))))
     assert r.status_code == 200, r.text
     assert "errors" not in r.json(), r.json()
-    # Roles come from the token: an operator may not create items; an admin may.
+    # Roles come from the token's roles claim: a requester may not create items; an admin may.
+    requester = Http(prod.url, idp.authorization("req-1", ("requester",)))
+    refused = requester.gql(CREATE_CI, i={"name": unique("e2e-refused"), "ciClass": "SERVER"})
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"], refused
     admin = Http(prod.url, idp.authorization("ops-admin", ("admin",)))
     ci_id = create_ci(admin, unique("e2e-prod"))
     read = admin.ok("query($id: ID!) { configurationItem(id: $id) { id } }", id=ci_id)
@@ -124,9 +136,13 @@ def test_metrics_can_be_made_public(neo4j_instance: LocalNeo4j, idp: LocalIdP) -
 
 
 async def test_websocket_takes_the_providers_token(prod: Served, idp: LocalIdP) -> None:
-    async with subscriptions(prod.ws_url, idp.authorization("ops", ("admin",))) as client:
-        op = await client.subscribe(STATE_CHANGES, ids=["nothing-yet"])
-        assert op  # acknowledged: connection_init with the provider's token was accepted
+    admin = Http(prod.url, idp.authorization("ops-admin", ("admin",)))
+    ci_id = create_ci(admin, unique("e2e-prod-watched"))
+    # Acknowledged with the provider's token in connection_init, and the change arrives.
+    async with subscriptions(prod.ws_url, idp.authorization("ops", ("operator",))) as client:
+        op = await client.subscribe(STATE_CHANGES, ids=[ci_id])
+        await state_change_arrives(client, op, ci_id,
+                                   lambda state: admin.ok(SET_STATE, ids=[ci_id], s=state))
     async with websockets.connect(prod.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
         expired = f"Bearer {idp.token('late', ('admin',), ttl_s=-3600)}"
         await ws.send(json.dumps({"type": "connection_init",
