@@ -106,7 +106,8 @@ def test_graphiql_loads_only_from_this_server_and_runs_a_query(api: Served, page
 
     assert page.evaluate("typeof window.GraphiQL") == "function", "GraphiQL did not load"
     assets = [u for u in requests if urlsplit(u).path.startswith("/graphiql-assets/")]
-    assert len(assets) >= 5, requests
+    assert len(assets) >= 5, ("GraphiQL did not load its assets from this server (installed "
+                              f"by scripts/graphiql-assets with npm); it asked for {requests}")
     away = [u for u in requests
             if urlsplit(u).scheme in ("http", "https", "ws", "wss")
             and urlsplit(u).hostname not in LOOPBACK]
