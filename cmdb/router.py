@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.parse_content_type import parse_content_type
@@ -44,7 +46,32 @@ def refusal(status: int, message: str) -> JSONResponse:
         status_code=status)
 
 
+# Why on_ws_connect refused the connection being set up (read when strawberry closes it).
+_ws_refusal: ContextVar[str | None] = ContextVar("cmdb_ws_refusal", default=None)
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a websocket close frame can carry (whole characters)."""
+    return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+class RefusalReasonWebSocket(ASGIWebSocketAdapter):
+    """strawberry closes a connection that ``on_ws_connect`` refused with 4403 "Forbidden";
+    this says why (e.g. "Forbidden: a bearer token is required ..."), so that a client can
+    tell a missing token from an expired one."""
+
+    async def close(self, code: int, reason: str) -> None:
+        refusal = _ws_refusal.get()
+        if code == 4403 and refusal:
+            reason = close_reason(f"{reason}: {refusal}")
+        await super().close(code, reason)
+
+
 class CMDBGraphQL(LocalGraphiQL[Context, None]):
+    # strawberry types the attribute as a callable of its base view (it ignores it too).
+    websocket_adapter_class = RefusalReasonWebSocket  # type: ignore[assignment]
+
     def __init__(self, *args: Any, authenticator: Authenticator, route_path: str = "/graphql",
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,7 +149,8 @@ class CMDBGraphQL(LocalGraphiQL[Context, None]):
         """Authenticate a graphql-transport-ws connection from its connection_init payload.
 
         The payload carries ``{"Authorization": "Bearer <token>"}`` (browsers cannot set
-        headers on a websocket). A refusal closes the socket with 4403 before any operation.
+        headers on a websocket). A refusal closes the socket with 4403 before any operation,
+        its reason saying what was wrong with the token.
         """
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         raw = params.get("Authorization", params.get("authorization"))
@@ -131,6 +159,7 @@ class CMDBGraphQL(LocalGraphiQL[Context, None]):
                 raw if isinstance(raw, str) else None)
         except TokenError as e:
             log.info("websocket refused: %s", e.reason)
+            _ws_refusal.set(e.reason)
             raise ConnectionRejectionError({"reason": e.reason}) from e
         return None
 
