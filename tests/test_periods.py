@@ -4,7 +4,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from dateutil.tz import tzutc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cmdb.core.models import OperationalState
 from cmdb.health import periods
 
 
@@ -56,3 +59,119 @@ def test_within_and_validity():
     with pytest.raises(ValueError, match="unrecognised period"):
         periods.window_intervals("Sunday 02:00-04:00", datetime(2026, 11, 1, tzinfo=UTC),
                                  datetime(2026, 11, 2, tzinfo=UTC))
+
+
+# ------------------------------------------------- the counted part of a period, by hand
+
+UP, DOWN = OperationalState.UP, OperationalState.DOWN
+D1 = datetime(2026, 3, 1, tzinfo=UTC)  # a Sunday
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)
+
+
+def test_an_item_created_mid_interval_counts_from_its_creation():
+    created = D1 + hours(36)  # Mon 2 Mar 12:00, state recorded then
+    counted, m = periods.counted_minutes([(created, UP), (created + hours(12), DOWN)],
+                                         D1, D1 + hours(72), created, [])
+    assert counted == (created, D1 + hours(72))
+    assert (m["UP"], m["DOWN"], m["UNKNOWN"]) == (720.0, 1_440.0, 0.0)
+
+
+def test_a_history_that_starts_after_creation_counts_from_its_first_change():
+    created, first = D1 - timedelta(days=3), D1 + hours(6)
+    counted, m = periods.counted_minutes([(first, DOWN), (first + hours(1), UP)],
+                                         D1, D1 + hours(24), created, [])
+    assert counted == (first, D1 + hours(24))
+    assert (m["DOWN"], m["UP"], m["UNKNOWN"]) == (60.0, 17 * 60.0, 0.0)
+
+
+def test_a_history_that_began_before_the_interval_gives_the_opening_state():
+    counted, m = periods.counted_minutes([(D1 - hours(5), DOWN), (D1 + hours(2), UP)],
+                                         D1, D1 + hours(4), D1 - hours(6), [])
+    assert counted == (D1, D1 + hours(4)) and (m["DOWN"], m["UP"]) == (120.0, 120.0)
+
+
+def test_an_item_created_after_the_interval_has_nothing_counted():
+    created = D1 + timedelta(days=40)
+    counted, m = periods.counted_minutes([(created, UP)], D1, D1 + timedelta(days=31),
+                                         created, [])
+    assert counted is None and set(m.values()) == {0.0}
+    # No recorded state at all: nothing counts either.
+    assert periods.counted_minutes([], D1, D1 + hours(1), D1 - hours(1), [])[0] is None
+    # Created exactly at the end: nothing.
+    assert periods.counted_interval(D1, D1 + hours(1), D1 + hours(1), D1 + hours(1)) is None
+
+
+def test_a_maintenance_window_overlapping_creation_counts_only_its_part_after_it():
+    windows = periods.window_intervals("Sun 02:00-04:00", D1, D1 + timedelta(days=8))
+    created = D1 + hours(3)  # inside Sun 1 Mar 02:00-04:00
+    counted, m = periods.counted_minutes([(created, UP)], D1, D1 + timedelta(days=8),
+                                         created, windows)
+    # 8 days less 3 hours counted; the first window's last hour and all of Sun 8 Mar's.
+    assert counted == (created, D1 + timedelta(days=8))
+    assert m["MAINTENANCE"] == 60.0 + 120.0
+    assert m["UP"] == 8 * 24 * 60 - 180.0 - 180.0
+
+
+# ----------------------------------------------- the same, against a minute-by-minute walk
+
+_DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+SPECS = ["Sun 02:00-04:00", "Daily 23:00-01:00", "Wed 22:30-00:15", "Monthly 3", "Monthly 5-6"]
+
+
+def covers(spec: str, t: datetime) -> bool:
+    """Whether the window ``spec`` covers minute ``t``, read from the spec afresh."""
+    kind, rest = spec.split(" ", 1)
+    if kind == "Monthly":
+        first, _, last = rest.partition("-")
+        return int(first) <= t.day <= int(last or first)
+    opens, closes = (int(x[:2]) * 60 + int(x[3:]) for x in rest.split("-"))
+    minute = t.hour * 60 + t.minute
+    day = t.weekday()
+    if closes > opens:
+        return (kind == "Daily" or _DAY_NAMES[day] == kind) and opens <= minute < closes
+    # Crosses midnight: the evening of the named day, or the morning after it.
+    evening = (kind == "Daily" or _DAY_NAMES[day] == kind) and minute >= opens
+    morning = (kind == "Daily" or _DAY_NAMES[(day - 1) % 7] == kind) and minute < closes
+    return evening or morning
+
+
+def walk(changes, start, end, created, specs):
+    """Minutes per state, one minute at a time: a minute counts once the item exists and
+    has a recorded state; its state is the last change at or before it."""
+    totals = dict.fromkeys(["UP", "DEGRADED", "DOWN", "UNKNOWN", "MAINTENANCE"], 0.0)
+    t = start
+    while t < end:
+        known = [s for at, s in sorted(changes) if at <= t]
+        if t >= created and known:
+            key = "MAINTENANCE" if any(covers(s, t) for s in specs) else known[-1].value
+            totals[key] += 1
+        t += timedelta(minutes=1)
+    return totals
+
+
+SPAN = 4 * 24 * 60  # minutes: a window of days around 1 March
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=st.integers(0, SPAN), length=st.integers(1, 2 * 24 * 60),
+    created=st.integers(-600, SPAN + 600),
+    changes=st.lists(st.tuples(st.integers(-600, SPAN + 600),
+                               st.sampled_from(list(OperationalState))),
+                     max_size=6, unique_by=lambda c: c[0]),
+    specs=st.lists(st.sampled_from(SPECS), max_size=2, unique=True),
+)
+def test_counted_minutes_agree_with_a_minute_by_minute_walk(start, length, created, changes,
+                                                            specs):
+    base = datetime(2026, 2, 28, tzinfo=UTC)
+    at = [(base + timedelta(minutes=m), s) for m, s in changes]
+    lo, hi = base + timedelta(minutes=start), base + timedelta(minutes=start + length)
+    born = base + timedelta(minutes=created)
+    windows = [iv for s in specs for iv in periods.window_intervals(s, lo, hi)]
+    counted, got = periods.counted_minutes(at, lo, hi, born, windows)
+    want = walk(at, lo, hi, born, specs)
+    assert got == want
+    assert (counted is None) == (sum(want.values()) == 0)
