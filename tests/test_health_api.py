@@ -131,6 +131,21 @@ async def test_sla_minutes_left_count_from_when_the_service_existed(
     assert not any("SLA downtime" in r for r in payroll["reasons"])
 
 
+async def test_a_service_inside_its_window_still_passes_its_state_on(gql, demo):
+    # Payroll Application Service and Payroll are inside Sun 02:00-04:00 at 02:30: a failure
+    # under them still reaches them and Payroll (the window is no shield), and the impact
+    # says the time is inside the window.
+    sunday = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
+    data = await gql.ok(IMPACT, ids=[demo["server123"]], at=sunday.isoformat(), assume=True)
+    payroll = next(e for e in data["impact"] if e["item"]["name"] == "Payroll")
+    assert payroll["state"] == "DOWN"
+    assert any("inside its SLA maintenance window now" in r for r in payroll["reasons"])
+    monday = await gql.ok(IMPACT, ids=[demo["server123"]], assume=True,
+                          at=(sunday + timedelta(days=1)).isoformat())
+    payroll = next(e for e in monday["impact"] if e["item"]["name"] == "Payroll")
+    assert not any("maintenance window" in r for r in payroll["reasons"])
+
+
 async def test_one_cluster_node_down_degrades_two_take_it_down(gql, demo):
     await gql.ok(SET, ids=[demo["esx-a-01"]], s="DOWN")
     assert await health(gql, demo["esx-cluster-a"]) == "DEGRADED"

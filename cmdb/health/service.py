@@ -254,6 +254,10 @@ class HealthService:
                     as_datetime(item.get("createdAt")))
                 if to_breach is not None:
                     reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
+                windows = item.get("slaMaintenanceWindows") or []
+                if windows and periods.within(list(windows), at):
+                    reasons.append("inside its SLA maintenance window now: not counted "
+                                   "against its SLA")
                 revenue = decimal_or_none(item.get("revenuePerHour")) or Decimal(0)
                 users = item.get("users") or 0
                 if revenue:
