@@ -66,8 +66,8 @@ class Availability:
         "without one."
     )
     met: bool | None = strawberry.field(
-        description="availabilityPercent >= targetPercent; null without a target or "
-        "without a figure."
+        description="The availability, unrounded, is at least targetPercent; null without "
+        "a target or without a figure."
     )
 
     @classmethod
