@@ -298,8 +298,9 @@ class HealthService:
         if counted is None or counted[0] > at:
             return None
         lo, hi = counted
-        windows = [iv for w in maintenance_windows
-                   for iv in periods.window_intervals(w, start, end)]
+        # Merged: where two windows overlap, their common minutes are left out once.
+        windows = periods.merge([iv for w in maintenance_windows
+                                 for iv in periods.window_intervals(w, start, end)])
         period = (hi - lo).total_seconds() / 60 - periods.overlap_minutes((lo, hi), windows)
         allowed = period * (1 - float(target) / 100)
         minutes = periods.minutes_by_state(
