@@ -334,6 +334,26 @@ async def test_what_if_a_planned_change(gql, demo, clean_db):
     assert bad["planChange"]["errors"][0]["field"] == "input.end"
 
 
+async def test_a_change_is_inside_windows_only_where_they_cover_it(gql):
+    # Two windows over the same Wednesday hours do not add up to cover a longer change.
+    svc = await make_service(gql, "Mail")
+    await gql.ok("mutation($id: ID!) { updateService(id: $id, input: {sla: {maintenanceWindows:"
+                 " [\"Daily 01:00-03:00\", \"Wed 01:00-03:00\"]}}) { errors { message } } }",
+                 id=svc)
+    host = (await create_ci(gql, name="mail-host", ciClass="SERVER", operationalState="UP"))["id"]
+    await relate(gql, svc, host, "DEPENDS_ON")
+    wednesday = datetime(2026, 12, 9, tzinfo=UTC)
+
+    async def inside(start, hours):
+        data = await gql.ok(WHAT_IF, ids=[host], s=start.isoformat(),
+                            e=(start + timedelta(hours=hours)).isoformat())
+        [fit] = data["whatIf"]["affected"]
+        return fit["insideMaintenanceWindow"]
+
+    assert await inside(wednesday, 3) is False  # 00:00-03:00: the first hour is outside
+    assert await inside(wednesday + timedelta(hours=1), 2) is True
+
+
 async def test_impact_is_one_round_trip(gql, demo, clean_db):
     """Traversal, items and this month's SLA history in one statement (was two)."""
     query = ("query($ids: [ID!]!) { impact(ids: $ids, affectedOnly: false) { "

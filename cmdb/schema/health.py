@@ -162,8 +162,8 @@ class PlannedChange:
 class ServiceWindowFit:
     impact: ImpactEntry
     inside_maintenance_window: bool = strawberry.field(
-        description="The whole change window falls inside one of the service's maintenance "
-        "windows."
+        description="The whole change window falls inside the service's maintenance "
+        "windows (one, or several that adjoin or overlap)."
     )
 
 
