@@ -9,7 +9,7 @@ MEMBER_OF through the normal services), rolls every item up with
 ``HealthService.set_states`` and checks:
 - every stored ``healthState`` equals the oracle's;
 - every item's ``inMaintenance`` flag (lifecycle MAINTENANCE, or a service inside an SLA
-  window now) is the oracle's;
+  window now), read over GraphQL, is the oracle's, and GraphQL shows the stored states;
 - a few later changes (own states of any items or of services only, maintenance on/off, a
   service's window opened or closed) roll up incrementally to the states the oracle
   computes from scratch, and report exactly the items whose state changed;
@@ -47,10 +47,11 @@ from cmdb.bulk import BulkService, CIRow, RelationRow, ServiceRow
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, LifecycleStatus, OperationalState
 from cmdb.db.driver import Database
-from cmdb.health.maintenance import in_maintenance
+from cmdb.identity.principal import Principal
 from cmdb.inventory.models import CIClass
 from cmdb.relations.models import RULES, SERVICE, RelationType
-from cmdb.resolvers.context import Services
+from cmdb.resolvers.context import Context, Services
+from cmdb.schema import build_schema
 from cmdb.servicemodel.models import SLA, ServiceKind
 from cmdb.settings import Settings
 from tests import health_oracle as o
@@ -367,18 +368,26 @@ def passes_on_in_window(graph: o.Graph, state: dict[str, str]) -> bool:
                and consumers[i] for i, it in graph.items.items())
 
 
+_SCHEMA: list[Any] = []
+OPERATOR = Principal("olga", frozenset({"operator"}))
+
+
 async def compare_maintenance_flags(svc: Services, graph: o.Graph) -> None:
-    """Each live item's ``inMaintenance`` flag (as ``Item.inMaintenance`` shows it) is the
-    oracle's."""
-    now = utcnow()
+    """Each live item's ``inMaintenance`` flag and ``healthState``, read over GraphQL, are
+    the oracle's flag and the stored state."""
+    if not _SCHEMA:
+        _SCHEMA.append(build_schema(svc.settings))
     live = [i for i, it in graph.items.items() if it.lifecycle != o.RETIRED]
-    cis = dict(zip(live, await svc.inventory.get_many(live), strict=True))
-    services = dict(zip(live, await svc.servicemodel.get_many(live), strict=True))
+    rows = await stored(svc.db)
     got: dict[str, bool] = {}
-    for i in live:
-        model = services[i] if graph.items[i].service else cis[i]
-        assert model is not None, i
-        got[i] = in_maintenance(model, now)
+    for chunk in (live[n:n + 8] for n in range(0, len(live), 8)):  # repeated-field limit
+        query = "{ " + " ".join(f'{i}: node(id: "{i}") {{ inMaintenance healthState }}'
+                                for i in chunk) + " }"
+        result = await _SCHEMA[0].execute(query, context_value=Context(svc, "test", OPERATOR))
+        assert result.errors is None and result.data is not None, result.errors
+        for i in chunk:
+            assert result.data[i]["healthState"] == rows[i]["health"], i
+            got[i] = result.data[i]["inMaintenance"]
     want = {i: o.in_maintenance(graph.items[i]) for i in live}
     assert got == want, {i: (got[i], want[i]) for i in live if got[i] != want[i]}
 
