@@ -28,6 +28,31 @@ def test_probes_answer_without_a_token(demo_api: Served) -> None:
     assert r.headers["x-request-id"] == "probe-1"
 
 
+AVAILABILITY = """query($id: ID!, $start: DateTime!, $end: DateTime!) {
+  availability(id: $id, start: $start, end: $end) {
+    countedFrom availabilityPercent met minutesUnknown minutesDown } }"""
+
+
+def test_right_after_loading_every_demo_service_is_available_since_it_was_loaded(
+        demo_http: Http) -> None:
+    # A new user's first look: the demo was loaded seconds ago, nothing has failed, so the
+    # month so far shows 100 % for every service, counted from when it was loaded (the time
+    # before it existed is not UNKNOWN), for an operator and for an executive alike.
+    now = datetime.now(UTC)
+    start, end = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now
+    for caller in (as_role(demo_http, "olga", "operator"), as_role(demo_http, "erin", "executive")):
+        services = caller.ok("{ services(first: 100) { edges { node { id name createdAt "
+                             "sla { availabilityTarget } } } } }")["services"]["edges"]
+        assert len(services) == 12
+        for node in (e["node"] for e in services):
+            a = caller.ok(AVAILABILITY, id=node["id"], start=start.isoformat(),
+                          end=end.isoformat())["availability"]
+            assert a["availabilityPercent"] == 100.0, (node["name"], a)
+            assert a["minutesUnknown"] == 0 and a["minutesDown"] == 0, (node["name"], a)
+            assert a["countedFrom"] >= node["createdAt"], (node["name"], a)
+            assert a["met"] is (True if node["sla"]["availabilityTarget"] else None), a
+
+
 def test_graphql_needs_a_bearer_token(demo_http: Http) -> None:
     r = demo_http.as_caller(None).post("/graphql", json={"query": "{ __typename }"})
     assert r.status_code == 401, r.text
