@@ -14,8 +14,11 @@ from opentelemetry.trace import TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from cmdb.alarms.http import MAX_BODY_BYTES as ALARMS_MAX_BODY
 from cmdb.alarms.http import router as alarms_router
+from cmdb.chargeback.http import MAX_BODY_BYTES as USAGE_MAX_BODY
 from cmdb.chargeback.http import router as chargeback_router
+from cmdb.core.bodylimit import BodyLimitMiddleware
 from cmdb.db.availability import (
     UNAVAILABLE_ERRORS,
     is_unavailable,
@@ -25,6 +28,7 @@ from cmdb.db.availability import (
 )
 from cmdb.db.driver import Database
 from cmdb.db.migrations import current_version, migrate, pending
+from cmdb.discovery.http import MAX_BODY_BYTES as DISCOVERY_MAX_BODY
 from cmdb.discovery.http import router as discovery_router
 from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
@@ -36,6 +40,7 @@ from cmdb.resolvers.context import Services
 from cmdb.router import CMDBGraphQL
 from cmdb.schema import build_schema
 from cmdb.settings import Settings, get_settings
+from cmdb.vdi.http import MAX_BODY_BYTES as VDI_MAX_BODY
 from cmdb.vdi.http import router as vdi_router
 
 log = logging.getLogger("cmdb.api")
@@ -187,6 +192,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
 
     # Added before the request-id middleware, so it runs inside it: refusals get an id too.
     app.add_middleware(BearerAuthMiddleware, authenticator=auth)
+    # Every body is capped before any route reads it; the bulk endpoints keep their own caps.
+    app.add_middleware(BodyLimitMiddleware, default_cap=settings.max_body_bytes, caps={
+        "/api/alarms": ALARMS_MAX_BODY, "/api/chargeback/usage": USAGE_MAX_BODY,
+        "/api/discovery/batches": DISCOVERY_MAX_BODY, "/api/vdi/events": VDI_MAX_BODY,
+    }, graphql_path=graphql.route_path)
     # Counts and times every request, refusals included (see /metrics).
     app.add_middleware(MetricsMiddleware)
 

@@ -7,7 +7,9 @@ every request, which cost about 0.2 ms of CPU per request for nothing the API us
 
 from __future__ import annotations
 
+import json
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -15,11 +17,13 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.unset import UnsetType
 
+from cmdb.core.httpbody import loads
 from cmdb.db.availability import graphql_unavailable, retry_after_header
 from cmdb.graphiql import LocalGraphiQL
 from cmdb.identity.auth import Authenticator
@@ -42,7 +46,32 @@ def refusal(status: int, message: str) -> JSONResponse:
         status_code=status)
 
 
+# Why on_ws_connect refused the connection being set up (read when strawberry closes it).
+_ws_refusal: ContextVar[str | None] = ContextVar("cmdb_ws_refusal", default=None)
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a websocket close frame can carry (whole characters)."""
+    return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+class RefusalReasonWebSocket(ASGIWebSocketAdapter):
+    """strawberry closes a connection that ``on_ws_connect`` refused with 4403 "Forbidden";
+    this says why (e.g. "Forbidden: a bearer token is required ..."), so that a client can
+    tell a missing token from an expired one."""
+
+    async def close(self, code: int, reason: str) -> None:
+        refusal = _ws_refusal.get()
+        if code == 4403 and refusal:
+            reason = close_reason(f"{reason}: {refusal}")
+        await super().close(code, reason)
+
+
 class CMDBGraphQL(LocalGraphiQL[Context, None]):
+    # strawberry types the attribute as a callable of its base view (it ignores it too).
+    websocket_adapter_class = RefusalReasonWebSocket  # type: ignore[assignment]
+
     def __init__(self, *args: Any, authenticator: Authenticator, route_path: str = "/graphql",
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,9 +104,28 @@ class CMDBGraphQL(LocalGraphiQL[Context, None]):
                          f"{content_type or 'a body without a content type'} is refused")
         return await super().parse_http_body(request)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Strict JSON (no NaN or Infinity). Whatever cannot be decoded, too deeply nested or
+        not UTF-8 included, is a JSONDecodeError: a 400 over HTTP, a 4400 close over a
+        websocket, never an internal error."""
+        try:
+            return loads(data)
+        except json.JSONDecodeError:
+            raise
+        except RecursionError:
+            raise json.JSONDecodeError("the JSON is nested too deeply", "", 0) from None
+        except UnicodeDecodeError as e:
+            raise json.JSONDecodeError(f"the body is not valid UTF-8 (byte {e.start})",
+                                       "", 0) from None
+        except ValueError as e:
+            raise json.JSONDecodeError(str(e), "", 0) from None
+
     def parse_json(self, data: str | bytes) -> Any:
         """A request body is one JSON object, or a list of them for a batch."""
-        parsed = super().parse_json(data)
+        try:
+            parsed = self.decode_json(data)
+        except json.JSONDecodeError as e:
+            raise HTTPException(400, f"the body is not valid JSON: {e.msg}") from e
         for item in parsed if isinstance(parsed, list) else (parsed,):
             if not isinstance(item, dict):
                 raise HTTPException(400, "expected a JSON object with a query "
@@ -101,7 +149,8 @@ class CMDBGraphQL(LocalGraphiQL[Context, None]):
         """Authenticate a graphql-transport-ws connection from its connection_init payload.
 
         The payload carries ``{"Authorization": "Bearer <token>"}`` (browsers cannot set
-        headers on a websocket). A refusal closes the socket with 4403 before any operation.
+        headers on a websocket). A refusal closes the socket with 4403 before any operation,
+        its reason saying what was wrong with the token.
         """
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         raw = params.get("Authorization", params.get("authorization"))
@@ -110,6 +159,7 @@ class CMDBGraphQL(LocalGraphiQL[Context, None]):
                 raw if isinstance(raw, str) else None)
         except TokenError as e:
             log.info("websocket refused: %s", e.reason)
+            _ws_refusal.set(e.reason)
             raise ConnectionRejectionError({"reason": e.reason}) from e
         return None
 

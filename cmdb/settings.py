@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(1000, ge=1)
     subscription_shared_feed: bool = True
 
+    # Request bodies: the cap of every route without one of its own (the bulk endpoints keep
+    # theirs); over it, 413. The default is the alarms endpoint's.
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
     # Operations. /metrics needs permission metrics:read unless public; the business gauges
     # (open alarms, orders waiting, services down) are read from Neo4j at most once per
     # metrics_cache_s. Tracing is off unless an OTLP endpoint is set here or in the standard

@@ -1,25 +1,31 @@
 """A plain-Python reference for health roll-up and impact reachability.
 
-Written from the rules in the docstring of ``cmdb/health/models.py`` (not from the Cypher), so
-that property tests can compare what Neo4j computes with an independent evaluation:
+Written from the rules in ``docs/health.md`` (not from the Cypher), so that property tests can
+compare what Neo4j computes with an independent evaluation:
 
 - Precedence, worst first: DOWN > DEGRADED > UNKNOWN > UP.
-- An item's own state is what monitoring says; a service with an UNKNOWN own state is neutral
-  (UP), since services are not monitored themselves.
+- An item's own state is what monitoring or an operator says. A service's own state UNKNOWN
+  is neutral (UP), whether set explicitly or left at its default: services are not monitored
+  themselves, so UNKNOWN on a service says only that nobody asserted anything. A service's
+  own DEGRADED or DOWN counts like a CI's.
 - Impact flows from provider to consumer: a consumer DEPENDS_ON / RUNS_ON / USES /
   INSTALLED_ON a provider; for MEMBER_OF the group (the target) consumes its members (the
   sources), which form one redundancy group, named "members", unless an edge names another.
 - Rule of an edge: ``impact`` REQUIRED (default) / OPTIONAL / INFORMATIONAL;
   ``required: false`` means OPTIONAL. CONNECTS_TO and CONTAINS are INFORMATIONAL unless their
-  ``impact`` says otherwise. INFORMATIONAL edges have no effect at all.
-- A provider in MAINTENANCE passes UP on to its consumers. RETIRED items and retired
-  relationships are ignored.
+  ``impact`` says otherwise (``required`` does not apply to them). INFORMATIONAL edges have no
+  effect at all.
+- A provider whose lifecycle status is MAINTENANCE passes UP on to its consumers. A service
+  inside one of its SLA maintenance windows (``Item.window``) passes its state on like any
+  other item: a window only takes its minutes out of the service's own SLA accounting. Both
+  are "in maintenance" (``in_maintenance``). RETIRED items and retired relationships are
+  ignored.
 - Redundancy groups: the providers of one consumer whose edges carry the same
   ``redundancyGroup``; every edge without one is a group of its own. A group needs
-  k = minUp, else ceil(minUpPercent * n / 100), else 1 of its n members (distinct providers).
-  Contribution: DOWN if n - down < k; else DEGRADED if any member is down or degraded; else
-  UNKNOWN if n - down - unknown < k; else UP. A group all of whose edges are OPTIONAL contributes
-  DEGRADED when it would be DOWN or DEGRADED, and UP otherwise.
+  k = minUp, else ceil(minUpPercent * n / 100), else 1 of its n members (distinct live
+  providers). Contribution: DOWN if n - down < k; else DEGRADED if any member is down or
+  degraded; else UNKNOWN if n - down - unknown < k; else UP. A group all of whose edges are
+  OPTIONAL contributes DEGRADED when it would be DOWN or DEGRADED, and UP otherwise.
 - An item's state is worst(own state, contributions of its groups), computed as the fixpoint
   reached from own states by applying that rule to all items at once until nothing changes.
 """
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -52,6 +58,7 @@ class Item:
     own: str  # own operational state
     lifecycle: str = IN_SERVICE
     cls: str = "Service"  # CI class, or "Service"; only used to build graphs
+    window: bool = False  # a service inside one of its SLA maintenance windows now
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def worst(states: Iterable[str]) -> str:
 def rule(rel: Rel) -> str:
     impact = rel.props.get("impact")
     if impact is not None:
-        return str(impact)
+        return str(impact).upper()
     if rel.type in INFORMATIONAL_BY_DEFAULT:
         return INFORMATIONAL
     if rel.props.get("required") is False:
@@ -113,8 +120,14 @@ def own_state(item: Item) -> str:
 
 
 def passed_on(item: Item, state: str) -> str:
-    """What a provider passes on to its consumers."""
+    """What a provider passes on to its consumers: UP in lifecycle MAINTENANCE, else its
+    state (an open SLA maintenance window changes nothing here)."""
     return UP if item.lifecycle == MAINTENANCE else state
+
+
+def in_maintenance(item: Item) -> bool:
+    """The ``inMaintenance`` flag: lifecycle MAINTENANCE, or a service inside a window."""
+    return item.lifecycle == MAINTENANCE or (item.service and item.window)
 
 
 @dataclass
@@ -183,8 +196,7 @@ def groups_of(graph: Graph) -> dict[str, dict[Any, Group]]:
 
 def _live_items(graph: Graph, own: Mapping[str, str] | None) -> dict[str, Item]:
     return {
-        i: it if own is None or i not in own else Item(i, it.service, own[i], it.lifecycle,
-                                                       it.cls)
+        i: it if own is None or i not in own else replace(it, own=own[i])
         for i, it in graph.items.items() if it.lifecycle != RETIRED
     }
 

@@ -141,14 +141,27 @@ def test_websockets_authenticate_in_connection_init(test_settings):
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 4403
+            # The close frame says why, not only "Forbidden".
+            assert closed.value.reason == ("Forbidden: a bearer token is required "
+                                           "(Authorization: Bearer <token>)")
         with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
             ws.send_json({"type": "connection_init", "payload": {"Authorization": "Bearer x.y.z"}})
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 4403
+            assert closed.value.reason.startswith("Forbidden: the token")
         with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
             ws.send_json({"type": "connection_init",
                           "payload": auth_headers("olga", "operator")})
             assert ws.receive_json()["type"] == "connection_ack"
             ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": WHO}})
             assert ws.receive_json()["payload"] == {"data": {"__typename": "Query"}}
+
+
+def test_websocket_close_reasons_fit_a_close_frame():
+    from cmdb.router import MAX_CLOSE_REASON_BYTES, close_reason
+
+    assert close_reason("Forbidden: expired") == "Forbidden: expired"
+    cut = close_reason("é" * 100)  # 200 bytes: cut at a whole character
+    assert cut == "é" * (MAX_CLOSE_REASON_BYTES // 2)
+    assert len(close_reason("x" * 500).encode()) == MAX_CLOSE_REASON_BYTES

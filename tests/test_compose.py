@@ -220,3 +220,103 @@ def test_dockerfile_cmd_is_a_project_script() -> None:
     if command is not None:
         parts = command.split() if isinstance(command, str) else list(command)
         assert parts[0] in scripts, f"api command {parts!r} is not in [project.scripts]"
+
+
+# --- profile "replicas": two API replicas behind nginx (docs/scaling.md) -----------------
+
+REPLICAS = ("api-1", "api-2")
+NGINX_CONF = ROOT / "deploy" / "nginx-replicas.conf"
+
+
+def _nginx_conf() -> str:
+    """The proxy's config without comments."""
+    return "\n".join(line.split("#", 1)[0] for line in
+                     NGINX_CONF.read_text(encoding="utf-8").splitlines())
+
+
+def _seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value)
+    assert match, f"not an nginx time: {value!r}"
+    factor = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return int(int(match.group(1)) * factor)
+
+
+def _size_bytes(value: str) -> int:
+    match = re.fullmatch(r"(\d+)([kKmMgG])?", value)
+    assert match, f"not an nginx size: {value!r}"
+    unit = (match.group(2) or "").lower()
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def _directive(conf: str, name: str) -> list[str]:
+    return [m.strip() for m in re.findall(rf"(?m)^\s*{name}\s+([^;]+);", conf)]
+
+
+def test_replicas_run_the_api_service_as_it_is() -> None:
+    api = _service("api")
+    assert "profiles" not in api, "the single api service starts without a profile"
+    for name in REPLICAS:
+        replica = _service(name)
+        assert replica.get("profiles") == ["replicas"], name
+        for key in ("image", "command", "environment", "healthcheck"):
+            assert replica.get(key) == api.get(key), f"{name}.{key} differs from api.{key}"
+        assert not replica.get("ports"), f"{name} must be reached through the proxy only"
+    first = _service("api-1").get("depends_on") or {}
+    assert (first.get("neo4j") or {}).get("condition") == "service_healthy"
+    # The second starts once the first is healthy (it has migrated the schema by then).
+    second = _service("api-2").get("depends_on") or {}
+    assert (second.get("api-1") or {}).get("condition") == "service_healthy"
+
+
+def test_replicas_proxy_balances_both_and_passes_websocket_upgrades() -> None:
+    proxy = _service("proxy")
+    assert proxy.get("profiles") == ["replicas"]
+    assert str(proxy.get("image", "")).startswith("nginx:")
+    depends = proxy.get("depends_on") or {}
+    for name in REPLICAS:
+        assert (depends.get(name) or {}).get("condition") == "service_healthy", name
+    ports = [str(p) for p in proxy.get("ports") or []]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+    mounts = [str(v) for v in proxy.get("volumes") or []]
+    assert any(m.startswith("./deploy/nginx-replicas.conf:/etc/nginx/conf.d/")
+               and m.split(":")[1].endswith(".conf") for m in mounts), mounts
+    assert (proxy.get("healthcheck") or {}).get("test"), "proxy needs a healthcheck"
+
+    conf = _nginx_conf()
+    api_port = str(_service("api")["environment"]["CMDB_API_PORT"])
+    upstream = re.search(r"upstream\s+(\w+)\s*\{([^}]*)\}", conf)
+    assert upstream, "no upstream block"
+    servers = re.findall(r"server\s+([\w.-]+):(\d+)", upstream.group(2))
+    assert servers == [(name, api_port) for name in REPLICAS], servers
+    assert _directive(conf, "proxy_pass") == [f"http://{upstream.group(1)}"]
+    listen = _directive(conf, "listen")
+    assert listen and all(p.rsplit(":", 1)[1] == listen[0] for p in ports), (listen, ports)
+
+    # Websockets (GraphQL subscriptions): HTTP/1.1 upstream with Upgrade and Connection passed.
+    assert _directive(conf, "proxy_http_version") == ["1.1"]
+    headers = dict(h.split(None, 1) for h in _directive(conf, "proxy_set_header"))
+    assert headers.get("Upgrade") == "$http_upgrade", headers
+    connection = headers.get("Connection", "")
+    mapped = re.search(r"map\s+\$http_upgrade\s+\$(\w+)\s*\{([^}]*)\}", conf)
+    assert mapped and connection == f"${mapped.group(1)}", (connection, mapped)
+    assert re.search(r"default\s+upgrade\s*;", mapped.group(2)), mapped.group(2)
+    # A quiet subscription carries only the server's websocket pings (uvicorn's default
+    # interval, which `cmdb serve` keeps): the proxy must wait longer than that.
+    import inspect
+
+    import uvicorn
+
+    ping_s = inspect.signature(uvicorn.Config).parameters["ws_ping_interval"].default
+    [read_timeout] = _directive(conf, "proxy_read_timeout")
+    assert _seconds(read_timeout) > ping_s, (read_timeout, ping_s)
+
+    # Every body an endpoint accepts passes the proxy.
+    from cmdb.alarms import http as alarms_http
+    from cmdb.chargeback import http as chargeback_http
+    from cmdb.discovery import http as discovery_http
+    from cmdb.vdi import http as vdi_http
+
+    largest = max(m.MAX_BODY_BYTES for m in (alarms_http, chargeback_http, discovery_http,
+                                             vdi_http))
+    [body] = _directive(conf, "client_max_body_size")
+    assert _size_bytes(body) >= largest, (body, largest)

@@ -6,8 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cmdb.bulk import BulkService, CIRow
 from cmdb.core import clock
+from cmdb.core.models import OperationalState
 from cmdb.demo.loader import load_demo
+from cmdb.inventory.models import CIClass
 from tests.auth import auth_headers
 from tests.test_ci_api import create_ci
 from tests.test_relations_api import make_service, relate
@@ -61,9 +64,21 @@ async def test_demo_starts_healthy(gql, demo):
     assert {e["node"]["healthState"] for e in data["services"]["edges"]} == {"UP"}
 
 
+async def load_demo_at(gql, db, test_settings, pin, when):
+    """The demo, loaded with the clock at ``when`` (its items created, and their states first
+    recorded, then)."""
+    pin(when)
+    await load_demo(db, test_settings, echo=lambda _: None)
+    pin(None)
+    return await ids_by_name(gql, "server123", "payroll-db", "Payroll", "Trading")
+
+
 async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(
-    gql, demo, pinned
+    gql, clean_db, test_settings, pinned
 ):
+    # Loaded before November: the whole month counts for the SLA minutes left.
+    demo = await load_demo_at(gql, clean_db, test_settings, pinned,
+                              datetime(2026, 10, 1, tzinfo=UTC))
     pinned(PAYDAY - timedelta(minutes=30))
     result = await gql.ok(SET, ids=[demo["server123"]], s="DOWN")
     pinned(None)
@@ -91,6 +106,44 @@ async def test_server123_down_takes_payroll_down_and_ranks_it_first_on_payday(
     recovered = await gql.ok(SET, ids=[demo["server123"]], s="UP")
     assert recovered["setOperationalState"]["errors"] == []
     assert await health(gql, demo["Payroll"]) == "UP"
+
+
+async def test_sla_minutes_left_count_from_when_the_service_existed(
+    gql, clean_db, test_settings, pinned
+):
+    # Loaded Mon 16 Nov 00:00: 15 days of November count, less the Sunday 02:00-04:00
+    # windows of the 22nd and 29th: 21,600 - 240 = 21,360 min; 0.1 % of that is 21.36 min.
+    # server123 goes down at 09:50 on pay day; at 10:00 10 min are used: 11.36 left.
+    demo = await load_demo_at(gql, clean_db, test_settings, pinned,
+                              datetime(2026, 11, 16, tzinfo=UTC))
+    pinned(PAYDAY - timedelta(minutes=10))
+    await gql.ok(SET, ids=[demo["server123"]], s="DOWN")
+    pinned(None)
+    data = await gql.ok(IMPACT, ids=[demo["server123"]], at=PAYDAY.isoformat(), assume=False)
+    payroll = next(e for e in data["impact"] if e["item"]["name"] == "Payroll")
+    assert payroll["minutesToSlaBreach"] == pytest.approx(11.4)
+    assert any("11 min of SLA downtime left" in r for r in payroll["reasons"])
+    # Before the demo existed there is no figure: asked for 1 November, 10:00.
+    early = await gql.ok(IMPACT, ids=[demo["server123"]], assume=True,
+                         at=datetime(2026, 11, 1, 10, tzinfo=UTC).isoformat())
+    payroll = next(e for e in early["impact"] if e["item"]["name"] == "Payroll")
+    assert payroll["minutesToSlaBreach"] is None
+    assert not any("SLA downtime" in r for r in payroll["reasons"])
+
+
+async def test_a_service_inside_its_window_still_passes_its_state_on(gql, demo):
+    # Payroll Application Service and Payroll are inside Sun 02:00-04:00 at 02:30: a failure
+    # under them still reaches them and Payroll (the window is no shield), and the impact
+    # says the time is inside the window.
+    sunday = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
+    data = await gql.ok(IMPACT, ids=[demo["server123"]], at=sunday.isoformat(), assume=True)
+    payroll = next(e for e in data["impact"] if e["item"]["name"] == "Payroll")
+    assert payroll["state"] == "DOWN"
+    assert any("inside its SLA maintenance window now" in r for r in payroll["reasons"])
+    monday = await gql.ok(IMPACT, ids=[demo["server123"]], assume=True,
+                          at=(sunday + timedelta(days=1)).isoformat())
+    payroll = next(e for e in monday["impact"] if e["item"]["name"] == "Payroll")
+    assert not any("maintenance window" in r for r in payroll["reasons"])
 
 
 async def test_one_cluster_node_down_degrades_two_take_it_down(gql, demo):
@@ -281,6 +334,26 @@ async def test_what_if_a_planned_change(gql, demo, clean_db):
     assert bad["planChange"]["errors"][0]["field"] == "input.end"
 
 
+async def test_a_change_is_inside_windows_only_where_they_cover_it(gql):
+    # Two windows over the same Wednesday hours do not add up to cover a longer change.
+    svc = await make_service(gql, "Mail")
+    await gql.ok("mutation($id: ID!) { updateService(id: $id, input: {sla: {maintenanceWindows:"
+                 " [\"Daily 01:00-03:00\", \"Wed 01:00-03:00\"]}}) { errors { message } } }",
+                 id=svc)
+    host = (await create_ci(gql, name="mail-host", ciClass="SERVER", operationalState="UP"))["id"]
+    await relate(gql, svc, host, "DEPENDS_ON")
+    wednesday = datetime(2026, 12, 9, tzinfo=UTC)
+
+    async def inside(start, hours):
+        data = await gql.ok(WHAT_IF, ids=[host], s=start.isoformat(),
+                            e=(start + timedelta(hours=hours)).isoformat())
+        [fit] = data["whatIf"]["affected"]
+        return fit["insideMaintenanceWindow"]
+
+    assert await inside(wednesday, 3) is False  # 00:00-03:00: the first hour is outside
+    assert await inside(wednesday + timedelta(hours=1), 2) is True
+
+
 async def test_impact_is_one_round_trip(gql, demo, clean_db):
     """Traversal, items and this month's SLA history in one statement (was two)."""
     query = ("query($ids: [ID!]!) { impact(ids: $ids, affectedOnly: false) { "
@@ -290,3 +363,141 @@ async def test_impact_is_one_round_trip(gql, demo, clean_db):
     data = await gql.ok(query, ids=[demo["server123"]])
     assert clean_db.round_trips.count - before == 1
     assert "Payroll" in {e["item"]["name"] for e in data["impact"]}
+
+
+# --------------------------------------------------------------- availability since existence
+# Worked out by hand; the clock is pinned, so every minute is known.
+
+AVAILABILITY = """query($id: ID!, $s: DateTime!, $e: DateTime!) {
+  availability(id: $id, start: $s, end: $e) { countedFrom countedUntil minutesUp
+    minutesDegraded minutesDown minutesUnknown minutesInMaintenance availabilityPercent
+    targetPercent met } }"""
+MARCH = datetime(2026, 3, 1, tzinfo=UTC)
+APRIL = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+async def availability(gql, item_id, start, end):
+    data = await gql.ok(AVAILABILITY, id=item_id, s=start.isoformat(), e=end.isoformat())
+    return data["availability"]
+
+
+async def service_on_a_host(gql, name="Billing"):
+    svc = await make_service(gql, name)
+    await gql.ok("mutation($id: ID!) { updateService(id: $id, input: {sla: "
+                 "{availabilityTarget: \"99\", maintenanceWindows: [\"Sun 02:00-04:00\"]}})"
+                 " { errors { message } } }", id=svc)
+    host = (await create_ci(gql, name=f"{name}-host", ciClass="SERVER",
+                            operationalState="UP"))["id"]
+    await relate(gql, svc, host, "DEPENDS_ON")
+    return svc, host
+
+
+async def test_availability_of_an_item_created_mid_month(gql, pinned):
+    # Created Wed 4 Mar 12:00, asked for March at Sat 14 Mar 12:00: 10 days = 14,400 min
+    # count, of which Sun 8 Mar 02:00-04:00 is maintenance (120). Down Tue 10 Mar 00:00-02:00.
+    created = datetime(2026, 3, 4, 12, tzinfo=UTC)
+    pinned(created)
+    svc, host = await service_on_a_host(gql)
+    pinned(datetime(2026, 3, 10, tzinfo=UTC))
+    await gql.ok(SET, ids=[host], s="DOWN")
+    pinned(datetime(2026, 3, 10, 2, tzinfo=UTC))
+    await gql.ok(SET, ids=[host], s="UP")
+    pinned(datetime(2026, 3, 14, 12, tzinfo=UTC))
+    a = await availability(gql, svc, MARCH, APRIL)
+    assert a == {
+        "countedFrom": "2026-03-04T12:00:00+00:00", "countedUntil": "2026-03-14T12:00:00+00:00",
+        "minutesUp": 14_160.0, "minutesDegraded": 0.0, "minutesDown": 120.0,
+        "minutesUnknown": 0.0, "minutesInMaintenance": 120.0,
+        "availabilityPercent": 99.1597,  # 14,160 / 14,280
+        "targetPercent": 99.0, "met": True,
+    }
+    # The host (a CI: no windows, no target) counts from its creation too.
+    h = await availability(gql, host, MARCH, APRIL)
+    assert (h["minutesUp"], h["minutesDown"], h["minutesInMaintenance"]) == (14_280.0, 120.0, 0.0)
+    assert h["availabilityPercent"] == pytest.approx(99.1667) and h["met"] is None
+    # Only February asked: the service did not exist; no figure, nothing counted.
+    feb = await availability(gql, svc, datetime(2026, 2, 1, tzinfo=UTC), MARCH)
+    assert feb == {"countedFrom": None, "countedUntil": None, "minutesUp": 0.0,
+                   "minutesDegraded": 0.0, "minutesDown": 0.0, "minutesUnknown": 0.0,
+                   "minutesInMaintenance": 0.0, "availabilityPercent": None,
+                   "targetPercent": 99.0, "met": None}
+    # A period still to come counts nothing yet.
+    later = await availability(gql, svc, datetime(2026, 3, 20, tzinfo=UTC), APRIL)
+    assert later["countedFrom"] is None and later["availabilityPercent"] is None
+
+
+async def test_availability_counts_from_the_first_recorded_state(
+    gql, clean_db, test_settings, pinned
+):
+    # Loaded in bulk on 2 Mar (no state recorded then); its first state is set a day later.
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    pinned(t0)
+    await BulkService(clean_db, test_settings).upsert_items(
+        [CIRow(id="bulk-host", name="bulk-host", ci_class=CIClass.SERVER,
+               operational_state=OperationalState.UP)])
+    pinned(t0 + timedelta(days=3))
+    before = await availability(gql, "bulk-host", MARCH, APRIL)
+    assert before["countedFrom"] is None and before["availabilityPercent"] is None
+    pinned(t0 + timedelta(days=1))
+    await gql.ok(SET, ids=["bulk-host"], s="UP")
+    pinned(t0 + timedelta(days=1, hours=6))
+    await gql.ok(SET, ids=["bulk-host"], s="DOWN")
+    pinned(t0 + timedelta(days=1, hours=8))
+    await gql.ok(SET, ids=["bulk-host"], s="UNKNOWN")
+    pinned(t0 + timedelta(days=1, hours=9))
+    await gql.ok(SET, ids=["bulk-host"], s="UP")
+    pinned(t0 + timedelta(days=2))
+    # 3 Mar 00:00 to 4 Mar 00:00: 1,440 min, 120 down and 60 unknown.
+    a = await availability(gql, "bulk-host", MARCH, APRIL)
+    assert a["countedFrom"] == "2026-03-03T00:00:00+00:00"
+    assert (a["minutesUp"], a["minutesDown"], a["minutesUnknown"]) == (1_260.0, 120.0, 60.0)
+    assert a["availabilityPercent"] == 87.5  # 1,260 / 1,440
+
+
+async def test_availability_when_a_maintenance_window_overlaps_creation(gql, pinned):
+    # Created Sun 8 Mar 03:00, inside the 02:00-04:00 window; asked a day later: 1,440 min
+    # counted, the window's last 60 apart; up the rest.
+    pinned(datetime(2026, 3, 8, 3, tzinfo=UTC))
+    svc, _ = await service_on_a_host(gql)
+    pinned(datetime(2026, 3, 9, 3, tzinfo=UTC))
+    a = await availability(gql, svc, MARCH, APRIL)
+    assert (a["countedFrom"], a["minutesInMaintenance"], a["minutesUp"]) == (
+        "2026-03-08T03:00:00+00:00", 60.0, 1_380.0)
+    assert a["availabilityPercent"] == 100.0 and a["met"] is True
+    # Asked while still inside the window: every counted minute is maintenance, no figure.
+    pinned(datetime(2026, 3, 8, 3, 30, tzinfo=UTC))
+    inside = await availability(gql, svc, MARCH, APRIL)
+    assert inside["minutesInMaintenance"] == 30.0 and inside["minutesUp"] == 0.0
+    assert inside["availabilityPercent"] is None and inside["met"] is None
+
+
+async def test_availability_ends_at_retirement(gql, pinned):
+    pinned(datetime(2026, 3, 2, tzinfo=UTC))
+    host = (await create_ci(gql, name="old", ciClass="SERVER", operationalState="UP"))["id"]
+    pinned(datetime(2026, 3, 3, tzinfo=UTC))
+    retired = await gql.ok('mutation($id: ID!) { retireConfigurationItem(id: $id, reason: "x")'
+                           ' { errors { message } } }', id=host)
+    assert retired["retireConfigurationItem"]["errors"] == []
+    pinned(datetime(2026, 3, 10, tzinfo=UTC))
+    a = await availability(gql, host, MARCH, APRIL)
+    assert (a["countedUntil"], a["minutesUp"], a["availabilityPercent"]) == (
+        "2026-03-03T00:00:00+00:00", 1_440.0, 100.0)
+
+
+async def test_right_after_loading_the_demo_every_service_is_fully_available(
+    gql, clean_db, test_settings, pinned
+):
+    # The reported case: loaded on 7 December, asked for 1-7 December minutes later.
+    loaded = datetime(2026, 12, 7, 17, 30, tzinfo=UTC)
+    await load_demo_at(gql, clean_db, test_settings, pinned, loaded)
+    pinned(loaded + timedelta(minutes=5))
+    services = await gql.ok("{ services(first: 100) { edges { node { id name } } } }")
+    week = (datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 8, tzinfo=UTC))
+    ceo = gql.as_user("erin", "executive")
+    for edge in services["services"]["edges"]:
+        for who in (gql, ceo):
+            a = await availability(who, edge["node"]["id"], *week)
+            assert a["countedFrom"] == loaded.isoformat(), edge["node"]["name"]
+            assert (a["minutesUp"], a["minutesUnknown"]) == (5.0, 0.0), edge["node"]["name"]
+            assert a["availabilityPercent"] == 100.0, edge["node"]["name"]
+            assert a["met"] in (True, None), edge["node"]["name"]

@@ -1,13 +1,18 @@
 """Property tests: the health roll-up and impact answers Neo4j computes, compared with the
 plain-Python reference in ``tests/health_oracle.py`` on random graphs (layers, diamonds,
-cycles, redundancy groups, optional and informational edges, maintenance, retirement).
+cycles, redundancy groups, optional and informational edges, maintenance by lifecycle,
+services inside and outside their SLA maintenance windows, services' own states set
+explicitly, UNKNOWN included, retirement).
 
 Each example wipes the graph, loads it through the bulk path (retirements and every other
 MEMBER_OF through the normal services), rolls every item up with
 ``HealthService.set_states`` and checks:
 - every stored ``healthState`` equals the oracle's;
-- a few later changes (own states, maintenance on/off) roll up incrementally to the states
-  the oracle computes from scratch, and report exactly the items whose state changed;
+- every item's ``inMaintenance`` flag (lifecycle MAINTENANCE, or a service inside an SLA
+  window now), read over GraphQL, is the oracle's, and GraphQL shows the stored states;
+- a few later changes (own states of any items or of services only, maintenance on/off, a
+  service's window opened or closed) roll up incrementally to the states the oracle
+  computes from scratch, and report exactly the items whose state changed;
 - ``impact`` reaches exactly the oracle's upward reachability, each along a shortest valid
   path, with the stored states; ``servicesOnly`` keeps the services of it;
 - ``impact(assumeDown)`` gives the oracle's what-if states and stores nothing;
@@ -31,6 +36,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -38,12 +44,15 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from cmdb.bulk import BulkService, CIRow, RelationRow, ServiceRow
+from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, LifecycleStatus, OperationalState
 from cmdb.db.driver import Database
+from cmdb.identity.principal import Principal
 from cmdb.inventory.models import CIClass
 from cmdb.relations.models import RULES, SERVICE, RelationType
-from cmdb.resolvers.context import Services
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.resolvers.context import Context, Services
+from cmdb.schema import build_schema
+from cmdb.servicemodel.models import SLA, ServiceKind
 from cmdb.settings import Settings
 from tests import health_oracle as o
 
@@ -81,6 +90,9 @@ CI_CLASSES = [
     "SoftwarePackage", "VirtualDesktop", "DesktopPool",
 ]
 SERVICE_KINDS = ["BUSINESS", "TECHNICAL"]
+# Services weigh more than their share of kinds: in-window services and services' own
+# states matter only where services consume services.
+ITEM_KINDS = [*CI_CLASSES, "BUSINESS", "BUSINESS", "TECHNICAL", "TECHNICAL", "TECHNICAL"]
 TYPES = [t.value for t in RelationType]
 PERCENTS = [0, 25, 33.3, 50, 66.7, 75, 100]
 
@@ -103,10 +115,21 @@ def rank(item: o.Item) -> int:
 
 @dataclass(frozen=True)
 class Step:
-    """A change after the first roll-up: own states of some items, or maintenance on/off."""
+    """A change after the first roll-up: own states of some items, maintenance on/off, or a
+    service's SLA maintenance window opened or closed."""
 
     states: tuple[tuple[str, str], ...] = ()
     maintenance: tuple[str, bool] | None = None
+    window: tuple[str, bool] | None = None
+
+
+def window_spec(open_now: bool) -> str:
+    """A daily SLA maintenance window: open from an hour ago for four hours, or one that
+    opens in six hours."""
+    now = utcnow()
+    a, b = (now - timedelta(hours=1), now + timedelta(hours=3)) if open_now else (
+        now + timedelta(hours=6), now + timedelta(hours=8))
+    return f"Daily {a:%H:%M}-{b:%H:%M}"
 
 
 @dataclass
@@ -115,6 +138,7 @@ class Scenario:
     steps: list[Step]
     failing: list[str]
     top: str
+    windows: dict[str, bool] | None = None  # services with an SLA window: open now or not
 
 
 def _lifecycle(v: int) -> str:
@@ -137,9 +161,10 @@ def _params(v: int, min_up: int, pct: float) -> dict[str, Any]:
     return choices[v]
 
 
-# One item: (class or service kind, own state, lifecycle draw).
-ITEMS = st.tuples(st.sampled_from(CI_CLASSES + SERVICE_KINDS), st.sampled_from(o.STATES),
-                  st.integers(0, 19))
+# One item: (class or service kind, own state, lifecycle draw, window draw: a service is
+# inside an SLA maintenance window now on 0, has a closed one on 1, none otherwise).
+ITEMS = st.tuples(st.sampled_from(ITEM_KINDS), st.sampled_from(o.STATES),
+                  st.integers(0, 19), st.integers(0, 2))
 
 
 def edges(n: int) -> st.SearchStrategy[tuple[Any, ...]]:
@@ -173,11 +198,14 @@ def scenarios(draw: Callable[[Any], Any]) -> Scenario:
     size = draw(st.integers(5, 24))
     raw = draw(st.lists(ITEMS, min_size=size, max_size=size))
     items: dict[str, o.Item] = {}
-    for n, (cls, own, life) in enumerate(raw):
+    windows: dict[str, bool] = {}
+    for n, (cls, own, life, win) in enumerate(raw):
         service = cls in SERVICE_KINDS
         ident = f"{'s' if service else 'c'}{n:02d}"
         lifecycle = _lifecycle(life) if n else o.IN_SERVICE  # at least one stays live
-        items[ident] = o.Item(ident, service, own, lifecycle, cls)
+        items[ident] = o.Item(ident, service, own, lifecycle, cls, service and win == 0)
+        if service and win < 2:
+            windows[ident] = win == 0
     ids = list(items)
 
     rels: list[o.Rel] = []
@@ -232,27 +260,36 @@ def scenarios(draw: Callable[[Any], Any]) -> Scenario:
                 add(group_item, member, (member.id, o.MEMBER_OF, group_item.id), tuple(rest))
 
     alive = [i for i in ids if items[i].lifecycle != o.RETIRED]
+    services = [i for i in alive if items[i].service]
     steps: list[Step] = []
-    for _ in range(draw(st.integers(0, 2))):
-        if draw(st.integers(0, 3)) == 0:
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.integers(0, 4))
+        if kind == 0:
             target = draw(st.sampled_from(alive))
             steps.append(Step(maintenance=(target, draw(st.booleans()))))
+        elif kind == 1 and services:
+            target = draw(st.sampled_from(services))
+            steps.append(Step(window=(target, draw(st.booleans()))))
         else:
-            picked = draw(st.lists(st.sampled_from(alive), min_size=1, max_size=3, unique=True))
+            # Own states set explicitly, on services only one time in three.
+            pool = services if kind == 2 and services else alive
+            picked = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3, unique=True))
             steps.append(Step(states=tuple((i, draw(st.sampled_from(o.STATES)))
                                            for i in picked)))
     cis = [i for i in alive if not items[i].service] or alive
     failing = draw(st.lists(st.sampled_from(cis), min_size=1, max_size=2, unique=True))
     top = draw(st.sampled_from([i for i in alive if items[i].service] or alive))
-    return Scenario(o.Graph(items, rels), steps, failing, top)
+    return Scenario(o.Graph(items, rels), steps, failing, top, windows)
 
 
 # ------------------------------------------------------------------------------ loading
 
 
-async def load(svc: Services, graph: o.Graph, token: str) -> None:
+async def load(svc: Services, graph: o.Graph, token: str,
+               windows: dict[str, bool] | None = None) -> None:
     """Bulk-load ``graph``; retirements (and half of MEMBER_OF) go through the services.
-    No roll-up yet (the bulk path leaves it to the caller). ``token`` marks this load."""
+    No roll-up yet (the bulk path leaves it to the caller). ``token`` marks this load.
+    ``windows``: the services with an SLA maintenance window, open now or not."""
     await svc.db.write(WIPE)
     await svc.db.write(MARK, {"token": token})
     bulk = BulkService(svc.db, svc.settings)
@@ -261,8 +298,11 @@ async def load(svc: Services, graph: o.Graph, token: str) -> None:
         lifecycle = LifecycleStatus(o.IN_SERVICE if it.lifecycle == o.RETIRED else it.lifecycle)
         state = OperationalState(it.own)
         if it.service:
+            sla = (SLA(maintenance_windows=[window_spec(windows[it.id])])
+                   if windows and it.id in windows else SLA())
             rows.append(ServiceRow(id=it.id, name=it.id, kind=ServiceKind(it.cls),
-                                   lifecycle_status=lifecycle, operational_state=state))
+                                   lifecycle_status=lifecycle, operational_state=state,
+                                   sla=sla))
         else:
             rows.append(CIRow(id=it.id, name=it.id, ci_class=CIClass(it.cls),
                               lifecycle_status=lifecycle, operational_state=state))
@@ -320,6 +360,38 @@ def compare_states(graph: o.Graph, want: dict[str, str], rows: dict[str, dict[st
     assert not wrong, f"(neo4j, oracle) differ: {wrong}"
 
 
+def passes_on_in_window(graph: o.Graph, state: dict[str, str]) -> bool:
+    """Whether a service inside its window, not UP, has a consumer: where an open window
+    passing UP on (as lifecycle MAINTENANCE does) would change an answer."""
+    consumers = o.consumers_of(graph)
+    return any(it.window and it.lifecycle == o.IN_SERVICE and state[i] != o.UP
+               and consumers[i] for i, it in graph.items.items())
+
+
+_SCHEMA: list[Any] = []
+OPERATOR = Principal("olga", frozenset({"operator"}))
+
+
+async def compare_maintenance_flags(svc: Services, graph: o.Graph) -> None:
+    """Each live item's ``inMaintenance`` flag and ``healthState``, read over GraphQL, are
+    the oracle's flag and the stored state."""
+    if not _SCHEMA:
+        _SCHEMA.append(build_schema(svc.settings))
+    live = [i for i, it in graph.items.items() if it.lifecycle != o.RETIRED]
+    rows = await stored(svc.db)
+    got: dict[str, bool] = {}
+    for chunk in (live[n:n + 8] for n in range(0, len(live), 8)):  # repeated-field limit
+        query = "{ " + " ".join(f'{i}: node(id: "{i}") {{ inMaintenance healthState }}'
+                                for i in chunk) + " }"
+        result = await _SCHEMA[0].execute(query, context_value=Context(svc, "test", OPERATOR))
+        assert result.errors is None and result.data is not None, result.errors
+        for i in chunk:
+            assert result.data[i]["healthState"] == rows[i]["health"], i
+            got[i] = result.data[i]["inMaintenance"]
+    want = {i: o.in_maintenance(graph.items[i]) for i in live}
+    assert got == want, {i: (got[i], want[i]) for i in live if got[i] != want[i]}
+
+
 def with_item(graph: o.Graph, item: o.Item) -> o.Graph:
     return o.Graph({**graph.items, item.id: item}, graph.rels)
 
@@ -374,16 +446,25 @@ async def test_roll_up_and_impact_match_the_oracle(
 async def check(sc: Scenario, db: Database, test_settings: Settings, token: str) -> None:
     graph = sc.graph
     svc = Services(db, test_settings)
-    await load(svc, graph, token)
+    await load(svc, graph, token, sc.windows)
     await roll_up_all(svc, graph)
     want = expected(graph)
     if want is not None:
         compare_states(graph, want, await stored(db))
+        if passes_on_in_window(graph, want):
+            event("an in-window service passes a failure on")
+    await compare_maintenance_flags(svc, graph)
 
     # Later changes roll up from the changed items only; the result must be the same as
     # rolling everything up from scratch, and the changes reported are the states that moved.
     for step in sc.steps:
-        if step.maintenance is not None:
+        if step.window is not None:
+            ident, on = step.window
+            graph = with_item(graph, replace(graph.items[ident], window=on))
+            await svc.servicemodel.update(
+                ident, {"sla": {"maintenance_windows": [window_spec(on)]}})
+            changes = None
+        elif step.maintenance is not None:
             ident, on = step.maintenance
             it = graph.items[ident]
             lifecycle = o.MAINTENANCE if on else o.IN_SERVICE
@@ -405,6 +486,8 @@ async def check(sc: Scenario, db: Database, test_settings: Settings, token: str)
                 assert {c.item_id: c.state.value for c in changes} == moved
         else:
             want = None  # stored states are not comparable any more
+        if step.states == ():
+            await compare_maintenance_flags(svc, graph)
 
     # Bottom-up impact: reachability, shortest explaining paths, stored states.
     failing = set(sc.failing)

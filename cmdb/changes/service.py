@@ -89,9 +89,10 @@ class ChangeService:
         fits = []
         for e in hit:
             windows = e.item.sla.maintenance_windows if isinstance(e.item, Service) else []
+            # Merged, so that two windows over the same minutes do not add up.
             inside = bool(windows) and periods.overlap_minutes(
-                (start, end), [iv for w in windows
-                               for iv in periods.window_intervals(w, start, end)]
+                (start, end), periods.merge([iv for w in windows
+                                             for iv in periods.window_intervals(w, start, end)])
             ) >= (end - start).total_seconds() / 60 - 1e-9
             fits.append(ServiceWindowFit(impact=e, inside_maintenance_window=inside))
         users = sum(e.item.business_value.users or 0 for e in hit

@@ -54,6 +54,6 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """Strict JSON: NaN and Infinity are refused."""
     return json.loads(text, parse_constant=_no_constants)

@@ -274,7 +274,12 @@ class Database:
             span = (nullcontext() if self.tracer is None
                     else transaction_span(self.tracer, mode, self.database))
             with span:
-                async with self.driver.session(database=self.database) as session:
+                # The bookmarks of execute_query and the auto-commit reads: with a cluster,
+                # a read after a write_tx (in this process) waits until its reader has it.
+                driver = self.driver
+                async with driver.session(
+                        database=self.database,
+                        bookmark_manager=driver.execute_query_bookmark_manager) as session:
                     run = session.execute_read if mode == "read" else session.execute_write
                     return await run(self._wrap(work))
         finally:

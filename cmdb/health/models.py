@@ -1,16 +1,22 @@
 """Health states, their precedence, and the roll-up rules a relationship can carry.
 
-Precedence (worst first): DOWN > DEGRADED > UNKNOWN > UP. Maintenance is shown as a flag:
-an item whose lifecycle status is MAINTENANCE does not pass its state on to consumers.
+The full rules, with examples, are in docs/health.md; in short:
+
+Precedence (worst first): DOWN > DEGRADED > UNKNOWN > UP. A service's own state UNKNOWN is
+neutral (services are not monitored; UNKNOWN means nothing was asserted). An item whose
+lifecycle status is MAINTENANCE passes UP on to its consumers; a service inside one of its
+SLA maintenance windows passes its real state on (the window only keeps its minutes out of
+that service's SLA accounting).
 
 Rules live on relationships as properties (set with ``relate``):
-- ``impact``: REQUIRED (default), OPTIONAL (a provider down only degrades the consumer;
-  ``required: false`` means the same) or INFORMATIONAL (no effect).
+- ``impact``: REQUIRED (default), OPTIONAL (a provider down only degrades the consumer, one
+  unknown does not affect it; ``required: false`` means the same) or INFORMATIONAL (no
+  effect).
 - ``redundancyGroup``: providers of one consumer that stand in for each other; the group is
-  down when fewer than ``minUp`` (or ``minUpPercent`` % of its members, rounded up) are
-  available, else degraded while any member is down or degraded, else unknown when unknown
+  down when fewer than ``minUp`` (or ``minUpPercent`` % of its members, rounded up) are not
+  down, else degraded while any member is down or degraded, else unknown when the unknown
   members decide. Without minUp/minUpPercent a group needs one member. A provider counts
-  once per group however many edges join it.
+  once per group however many edges join it; retired ones do not count.
 Direction: a consumer DEPENDS_ON / RUNS_ON / USES / INSTALLED_ON a provider; for MEMBER_OF the
 group (cluster, pool) is the consumer of its members, which form one redundancy group
 ("members") by default. CONNECTS_TO and CONTAINS are informational unless ``impact`` says
@@ -54,19 +60,25 @@ class StateChange(BaseModel):
 
 
 class Availability(BaseModel):
-    """Minutes in each state over a period, and the SLA attainment that follows."""
+    """Minutes in each state over the counted part of a period, and the SLA attainment that
+    follows. The counted part runs from the latest of the period's start, the item's creation
+    and its first recorded state to the earliest of the period's end, now and its retirement
+    (``counted_from``/``counted_until``, None when nothing counts); ``availability_percent``
+    and ``met`` are None when no minute counts."""
 
     model_config = ConfigDict(frozen=True)
 
     item_id: str
     start: datetime
     end: datetime
+    counted_from: datetime | None
+    counted_until: datetime | None
     minutes_up: float
     minutes_degraded: float
     minutes_down: float
     minutes_unknown: float
     minutes_in_maintenance: float
-    availability_percent: float
+    availability_percent: float | None
     target_percent: float | None
     met: bool | None
 

@@ -121,6 +121,33 @@ def overlap_minutes(a: Interval, windows: list[Interval]) -> float:
     return total
 
 
+def counted_interval(
+    start: datetime, end: datetime, created: datetime | None,
+    first_change: datetime | None,
+) -> Interval | None:
+    """The part of [start, end) that availability figures count: from the latest of
+    ``start``, the item's creation and its first recorded state (no recorded state: nothing
+    counts), to ``end`` (which the caller has already cut at now, or at retirement). None
+    when that leaves nothing: the item did not exist, or had no state, in the interval."""
+    if first_change is None:
+        return None
+    lo = max(start, first_change) if created is None else max(start, created, first_change)
+    return (lo, end) if lo < end else None
+
+
+def counted_minutes(
+    changes: list[tuple[datetime, OperationalState]], start: datetime, end: datetime,
+    created: datetime | None, maintenance: list[Interval],
+) -> tuple[Interval | None, dict[str, float]]:
+    """The counted part of [start, end) (``counted_interval``, the first change being the
+    earliest of ``changes``) and the minutes per state over it (``minutes_by_state``)."""
+    first = min((at for at, _ in changes), default=None)
+    counted = counted_interval(start, end, created, first)
+    if counted is None:
+        return None, minutes_by_state([], start, start, [])
+    return counted, minutes_by_state(changes, counted[0], counted[1], maintenance)
+
+
 def minutes_by_state(
     changes: list[tuple[datetime, OperationalState]],
     start: datetime,
@@ -129,7 +156,10 @@ def minutes_by_state(
 ) -> dict[str, float]:
     """Minutes in each state over [start, end) from a change log (the last change before
     ``start`` gives the opening state; none means UNKNOWN), with the minutes that fell
-    inside maintenance windows counted apart, not against any state."""
+    inside maintenance windows counted apart, not against any state.
+
+    Availability figures start ``start`` where ``counted_interval`` says, at or after the
+    first change, so the opening state is always one that was recorded."""
     totals = {s.value: 0.0 for s in OperationalState}
     totals["MAINTENANCE"] = 0.0
     windows = merge(maintenance)

@@ -149,32 +149,39 @@ class HealthService:
     async def availability(
         self, item: ConfigurationItem | Service, start: datetime, end: datetime
     ) -> Availability:
+        """Minutes per state and SLA attainment over [start, end), counting only the time
+        the item existed with a recorded state, up to now (see ``periods.counted_interval``)."""
         if end <= start:
             raise DomainError.single("end", "end must be after start")
         changes = await self.repo.history(item.id, start, end)
+        until = min(end, utcnow())
+        if item.retired_at is not None:
+            until = min(until, item.retired_at)
         windows = (
             [iv for w in item.sla.maintenance_windows
              for iv in periods.window_intervals(w, start, end)]
             if isinstance(item, Service) else []
         )
-        until = min(end, utcnow()) if start < utcnow() else end
-        minutes = periods.minutes_by_state(
-            [(c["at"], OperationalState(c["state"])) for c in changes], start, until, windows
-        )
-        counted = sum(minutes[s.value] for s in OperationalState)
+        counted, minutes = periods.counted_minutes(
+            [(c["at"], OperationalState(c["state"])) for c in changes], start, until,
+            item.created_at, windows)
+        total = sum(minutes[s.value] for s in OperationalState)
         available = minutes["UP"] + minutes["DEGRADED"]
-        pct = 100.0 * available / counted if counted else 100.0
+        pct = 100.0 * available / total if total else None
         target = (
             float(item.sla.availability_target)
             if isinstance(item, Service) and item.sla.availability_target is not None else None
         )
         return Availability(
             item_id=item.id, start=start, end=end,
+            counted_from=counted[0] if counted else None,
+            counted_until=counted[1] if counted else None,
             minutes_up=minutes["UP"], minutes_degraded=minutes["DEGRADED"],
             minutes_down=minutes["DOWN"], minutes_unknown=minutes["UNKNOWN"],
             minutes_in_maintenance=minutes["MAINTENANCE"],
-            availability_percent=round(pct, 4), target_percent=target,
-            met=(pct >= target) if target is not None else None,
+            availability_percent=round(pct, 4) if pct is not None else None,
+            target_percent=target,
+            met=(pct >= target) if target is not None and pct is not None else None,
         )
 
     async def watch(
@@ -279,9 +286,14 @@ class HealthService:
                 history = [{**c, "at": as_datetime(c["at"])} for c in r["history"]]
                 to_breach = self._minutes_to_breach(
                     decimal_or_none(item.get("slaAvailabilityTarget")),
-                    item.get("slaMaintenanceWindows") or [], at, history)
+                    item.get("slaMaintenanceWindows") or [], at, history,
+                    as_datetime(item.get("createdAt")))
                 if to_breach is not None:
                     reasons.append(f"{to_breach:.0f} min of SLA downtime left this month")
+                windows = item.get("slaMaintenanceWindows") or []
+                if windows and periods.within(list(windows), at):
+                    reasons.append("inside its SLA maintenance window now: not counted "
+                                   "against its SLA")
                 revenue = decimal_or_none(item.get("revenuePerHour")) or Decimal(0)
                 users = item.get("users") or 0
                 if revenue:
@@ -307,19 +319,30 @@ class HealthService:
     @staticmethod
     def _minutes_to_breach(
         target: Decimal | None, maintenance_windows: list[str], at: datetime,
-        changes: list[dict[str, Any]],
+        changes: list[dict[str, Any]], created: datetime | None,
     ) -> float | None:
+        """SLA minutes left this month: what the target allows over the counted part of the
+        month (from the latest of its start, the service's creation and its first recorded
+        state, to its end; maintenance windows left out), less the minutes already
+        unavailable (down or unknown, as ``availability`` counts them) up to ``at``. None
+        without a target, or when the service did not exist with a recorded state at ``at``."""
         if target is None:
             return None
         start, end = month_of(at)
-        windows = [iv for w in maintenance_windows
-                   for iv in periods.window_intervals(w, start, end)]
-        period = (end - start).total_seconds() / 60 - periods.overlap_minutes((start, end),
-                                                                               windows)
+        counted = periods.counted_interval(start, end, created,
+                                           changes[0]["at"] if changes else None)
+        if counted is None or counted[0] > at:
+            return None
+        lo, hi = counted
+        # Merged: where two windows overlap, their common minutes are left out once.
+        windows = periods.merge([iv for w in maintenance_windows
+                                 for iv in periods.window_intervals(w, start, end)])
+        period = (hi - lo).total_seconds() / 60 - periods.overlap_minutes((lo, hi), windows)
         allowed = period * (1 - float(target) / 100)
-        used = periods.minutes_by_state(
-            [(c["at"], OperationalState(c["state"])) for c in changes], start, at, windows
-        )["DOWN"]
+        minutes = periods.minutes_by_state(
+            [(c["at"], OperationalState(c["state"])) for c in changes], lo, at, windows
+        )
+        used = minutes["DOWN"] + minutes["UNKNOWN"]
         return round(max(allowed - used, 0.0), 1)
 
     # --- top-down ---------------------------------------------------------------------------

@@ -32,20 +32,43 @@ class StateChange:
                    at=m.at, cause=m.cause)
 
 
-@strawberry.type(description="Minutes per state over a period; maintenance minutes are "
-                 "counted apart and do not count against the SLA. Degraded counts as available.")
+@strawberry.type(description="Minutes per state over the counted part of a period: from the "
+                 "latest of start, the item's creation and its first recorded state, to the "
+                 "earliest of end, now and its retirement. Time before the item existed is not "
+                 "counted at all. Minutes inside a service's SLA maintenance windows are counted "
+                 "apart and do not count against the SLA. Degraded counts as available; down "
+                 "and unknown do not.")
 class Availability:
     item_id: strawberry.ID
     start: datetime
     end: datetime
+    counted_from: datetime | None = strawberry.field(
+        description="Start of the counted part of the period; null when nothing of the "
+        "period counts (the item did not exist in it, had no recorded state, or the period "
+        "has not begun)."
+    )
+    counted_until: datetime | None = strawberry.field(
+        description="End of the counted part: end, now or the item's retirement, whichever "
+        "is first; null when nothing counts."
+    )
     minutes_up: float
     minutes_degraded: float
     minutes_down: float
     minutes_unknown: float
     minutes_in_maintenance: float
-    availability_percent: float
-    target_percent: float | None
-    met: bool | None
+    availability_percent: float | None = strawberry.field(
+        description="(up + degraded) / (up + degraded + down + unknown) minutes, in percent, "
+        "rounded to 4 decimals; null when no minute counts (nothing counted, or all of it "
+        "inside maintenance windows)."
+    )
+    target_percent: float | None = strawberry.field(
+        description="The service's SLA availability target; null for CIs and services "
+        "without one."
+    )
+    met: bool | None = strawberry.field(
+        description="The availability, unrounded, is at least targetPercent; null without "
+        "a target or without a figure."
+    )
 
     @classmethod
     def from_model(cls, m: AvailabilityModel) -> Availability:
@@ -63,7 +86,12 @@ class ImpactEntry:
     )
     path_names: list[str]
     in_critical_period: bool
-    minutes_to_sla_breach: float | None
+    minutes_to_sla_breach: float | None = strawberry.field(
+        description="A service's SLA downtime left this month: what its availability target "
+        "allows over the month since it existed with a recorded state (maintenance windows "
+        "left out), less the minutes it has been down or unknown so far. Null for CIs, "
+        "services without a target, and services that did not exist yet at that time."
+    )
     reasons: list[str]
 
     @classmethod
@@ -134,8 +162,8 @@ class PlannedChange:
 class ServiceWindowFit:
     impact: ImpactEntry
     inside_maintenance_window: bool = strawberry.field(
-        description="The whole change window falls inside one of the service's maintenance "
-        "windows."
+        description="The whole change window falls inside the service's maintenance "
+        "windows (one, or several that adjoin or overlap)."
     )
 
 

@@ -110,11 +110,13 @@ class Item:
     description: str | None
     lifecycle_status: LifecycleStatus
     operational_state: OperationalState = strawberry.field(
-        description="The item's own state, as monitoring or an operator set it."
+        description="The item's own state, as monitoring or an operator set it. A service's "
+        "own UNKNOWN (its default) means nothing was asserted and does not count in its "
+        "roll-up; its own DEGRADED or DOWN does."
     )
     health_state: OperationalState = strawberry.field(
         description="The state rolled up from the item's own state and its providers "
-        "(precedence DOWN > DEGRADED > UNKNOWN > UP)."
+        "(precedence DOWN > DEGRADED > UNKNOWN > UP); rules in docs/health.md."
     )
     criticality: Criticality
     owner_group: OwnerGroup | None
@@ -126,8 +128,10 @@ class Item:
     retired_at: datetime | None
     retired_reason: str | None
     in_maintenance: bool = strawberry.field(
-        description="Lifecycle status MAINTENANCE, or (a service) inside an SLA maintenance "
-        "window now; an item in maintenance does not pass its state on."
+        description="Lifecycle status MAINTENANCE, or (a service) inside one of its SLA "
+        "maintenance windows now. Lifecycle MAINTENANCE passes UP on to consumers; an open "
+        "window does not change what the service passes on (its state still reaches its "
+        "consumers), it keeps the window's minutes out of the service's SLA figures."
     )
 
     @strawberry.field(
@@ -283,7 +287,10 @@ class SLA:
     response_target_minutes: int | None
     restore_target_minutes: int | None
     maintenance_windows: list[str] = strawberry.field(
-        description="Weekly windows in UTC, e.g. 'Sun 02:00-04:00'."
+        description="Weekly or daily windows in UTC, e.g. 'Sun 02:00-04:00' or "
+        "'Daily 23:00-01:00'. Their minutes do not count against this service's SLA "
+        "(availability, minutesToSlaBreach); they do not change the service's state or what "
+        "it passes on to its consumers."
     )
 
 
