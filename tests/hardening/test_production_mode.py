@@ -158,7 +158,7 @@ async def test_json_with_a_charset_is_json(prod):
     (b'{"query": "{ __typename }", "operationName": ["a"]}', "operationName must be a string"),
     (b'{"query": 5}', "`query` must be a string"),
     (b'{"query": "{ __typename }", "variables": [1]}', "`variables` must be an object"),
-    (b"{not json", "Unable to parse request body as JSON"),
+    (b"{not json", "the body is not valid JSON: Expecting property name"),
 ])
 async def test_malformed_bodies_are_a_json_400(prod, body, message):
     r = await prod.post(GRAPHQL, content=body, headers={"content-type": "application/json",
