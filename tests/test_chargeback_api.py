@@ -14,9 +14,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cmdb.chargeback.export import (
+    FOCUS_NUMERIC_COLUMNS,
+    LINE_CSV_NUMERIC_COLUMNS,
+    formula_like,
+    unneutralise,
+)
 from tests.auth import auth_headers
-from tests.chargeback_world import CALCULATE, PERIOD, at, october, ok
-from tests.test_chargeback_focus import _real_failures, focus_problems, run_validator
+from tests.chargeback_world import CALCULATE, PERIOD, POOL, at, october, ok
+from tests.test_chargeback_focus import NUMBER, _real_failures, focus_problems, run_validator
+from tests.test_chargeback_month import all_lines
 
 pytestmark = pytest.mark.integration
 __all__ = ["october"]  # the fixture
@@ -158,3 +165,130 @@ async def test_cli_imports_a_usage_file_with_progress(tmp_path: Path, test_setti
             in refused.output
     finally:
         get_settings.cache_clear()
+
+
+# --- names a spreadsheet would run as formulas ----------------------------------------------------
+
+CI_NAME = '=HYPERLINK("http://x","y")'
+SERVICE_NAME = "+SUM(1,2) Payroll"
+CC_NAME = "-Research & payroll"
+POOL_NAME = "@SUM(1+1)*cmd|' /C calc'!A0"
+CREDIT = "-20.00 credit: storage over-reported"
+SPACED = " \t=1+1 rounding"
+
+
+async def name_everything_dangerously(gql, cis: dict[str, str]) -> None:
+    """The payroll volume, the Payroll service, a new cost centre it is moved to, the VDI pool
+    and two manual adjustments (negative) named with the prefixes a spreadsheet runs."""
+    ci = await gql.ok("""mutation($id: ID!, $n: String!) { updateConfigurationItem(id: $id,
+        input: {name: $n}) { configurationItem { name } errors { message } } }""",
+                      id=cis["vol-payroll-data"], n=CI_NAME)
+    assert ci["updateConfigurationItem"]["configurationItem"]["name"] == CI_NAME
+    cc = await ok(gql, """mutation($n: String!) { createCostCentre(input: {code: "CC-9000",
+        name: $n}) { costCentre { id name } errors { field message } } }""", "createCostCentre",
+                  n=CC_NAME)
+    assert cc["costCentre"]["name"] == CC_NAME
+    found = await gql.ok("""{ services(filter: {nameContains: "Payroll"}) { edges { node {
+        id name } } } }""")
+    [payroll] = [e["node"]["id"] for e in found["services"]["edges"]
+                 if e["node"]["name"] == "Payroll"]
+    moved = await ok(gql, """mutation($id: ID!, $n: String!, $cc: ID!) { updateService(id: $id,
+        input: {name: $n, costCentreId: $cc}) { service { name } errors { field message } } }""",
+                     "updateService", id=payroll, n=SERVICE_NAME, cc=cc["costCentre"]["id"])
+    assert moved["service"]["name"] == SERVICE_NAME
+    await ok(gql, POOL, "defineCostPool", i={
+        "code": "vdi-platform", "name": POOL_NAME, "driver": "SESSIONS",
+        "ciIds": [cis["pool-standard"], cis["pool-trader"]]})
+    for amount, reason in (("-20.00", CREDIT), ("-0.50", SPACED)):
+        await ok(gql, """mutation($i: AdjustmentInput!) { bookAdjustment(input: $i) {
+            line { id } errors { field message code } } }""", "bookAdjustment", i={
+            "period": PERIOD, "costCentre": "CC-9000", "amount": amount, "reason": reason})
+
+
+def read_back(text: str, numeric: frozenset[str]) -> tuple[list[dict[str, str]], int]:
+    """The rows of an export with the one escape taken off each text cell, and how many
+    cells had one; every text cell is checked to be safe to open in a spreadsheet."""
+    header, *raw = list(csv.reader(io.StringIO(text)))
+    escaped, out = 0, []
+    for row in raw:
+        record = {}
+        for column, cell in zip(header, row, strict=True):
+            if column in numeric:
+                assert cell == "" or NUMBER.fullmatch(cell), (column, cell)
+                record[column] = cell
+                continue
+            assert not formula_like(cell), (column, cell)
+            text_ = unneutralise(cell)
+            if text_ != cell:
+                # the escape is there only for text that needs it
+                assert formula_like(text_) or text_.startswith("'"), (column, cell)
+                escaped += 1
+            record[column] = text_
+        out.append(record)
+    return out, escaped
+
+
+async def test_exports_neutralise_names_a_spreadsheet_would_run(client, gql, october,
+                                                                tmp_path: Path):
+    await name_everything_dangerously(gql, october)
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    lines = {x["id"]: x for x in await all_lines(gql)}
+    total = sum((Decimal(x["amount"]) for x in lines.values()), Decimal(0))
+    # the month as scripted, less the two credits
+    assert total == Decimal("1541.68") - Decimal("20.50")
+
+    r = await client.get(f"/api/chargeback/periods/{PERIOD}/lines.csv")
+    assert r.status_code == 200
+    raw = rows(r.text)
+    got, escaped = read_back(r.text, LINE_CSV_NUMERIC_COLUMNS)
+    assert escaped >= 8
+    assert [x["id"] for x in got] == [x["id"] for x in raw] and set(lines) == \
+        {x["id"] for x in got}
+    for rec, cells in zip(got, raw, strict=True):
+        line = lines[rec["id"]]
+        # after taking one quote off, the text is the line's own
+        assert rec["description"] == line["description"]
+        assert rec["path"] == " > ".join(line["path"])
+        assert rec["ci_name"] == (line["ciName"] or "")
+        assert rec["service_name"] == (line["serviceName"] or "")
+        assert rec["amount"] == cells["amount"] == line["amount"]  # numbers as they are
+    by_text = {x["description"]: x for x in raw}
+    assert by_text["'" + CREDIT]["amount"] == "-20.00"
+    assert by_text["'" + SPACED]["amount"] == "-0.50"
+    assert by_text["'" + CREDIT]["cost_centre"] == "CC-9000"
+    [storage] = [x for x in raw if x["ci_name"]
+                 and unneutralise(x["ci_name"]) == CI_NAME]
+    assert storage["ci_name"] == "'" + CI_NAME
+    assert storage["service_name"] == "'" + SERVICE_NAME
+    assert storage["path"].startswith("'" + CI_NAME + " > ")
+    assert storage["cost_centre"] == "CC-9000" and storage["amount"] == "183.84"
+    pooled = [x for x in raw if x["kind"] == "POOL"]
+    assert len(pooled) == 3 and all(x["description"].startswith("'" + POOL_NAME + ": ")
+                                    and x["path"].startswith("'" + POOL_NAME) for x in pooled)
+    assert sum(Decimal(x["amount"]) for x in raw) == total
+
+    r = await client.get(f"/api/chargeback/periods/{PERIOD}/focus.csv")
+    assert r.status_code == 200
+    raw = rows(r.text)
+    header = next(csv.reader(io.StringIO(r.text)))
+    got, escaped = read_back(r.text, FOCUS_NUMERIC_COLUMNS)
+    assert escaped >= 12
+    for rec in got:
+        line = lines[rec["x_LineId"]]
+        assert rec["ChargeDescription"] == line["description"]
+        assert rec["x_Path"] == " > ".join(line["path"])
+        assert rec["x_ServiceName"] == (line["serviceName"] or "")
+        assert rec["ResourceName"] == (line["ciName"] or "")
+    credit = next(x for x in raw if x["ChargeDescription"] == "'" + CREDIT)
+    assert (credit["EffectiveCost"], credit["BilledCost"], credit["ChargeCategory"]) == \
+        ("-20.00", "-20.00", "Adjustment")
+    assert credit["BillingAccountId"] == "CC-9000"
+    assert credit["BillingAccountName"] == "'" + CC_NAME
+    assert any(x["ResourceName"] == "'" + CI_NAME and x["x_ServiceName"] == "'" + SERVICE_NAME
+               for x in raw)
+    assert sum(Decimal(x["EffectiveCost"]) for x in raw) == total
+    assert focus_problems(header, raw) == []
+    path = tmp_path / "focus-2026-10.csv"
+    path.write_text(r.text)
+    _passed, failed, out = run_validator(path)
+    assert _real_failures(failed) == set(), out[-3000:]

@@ -26,11 +26,17 @@ from cmdb.chargeback.export import (
     FOCUS_COLUMNS,
     FOCUS_CONDITIONAL_COLUMNS,
     FOCUS_MANDATORY_COLUMNS,
+    FOCUS_NUMERIC_COLUMNS,
     LINE_CSV_COLUMNS,
+    LINE_CSV_NUMERIC_COLUMNS,
+    CsvWriter,
     csv_chunks,
     focus_rows,
     focus_unit,
+    formula_like,
     line_csv_rows,
+    neutralise,
+    unneutralise,
     write_csv,
     write_dict_csv,
 )
@@ -632,3 +638,111 @@ def test_focus_validator_reports_broken_rows(tmp_path: Path) -> None:
     assert {"ListUnitPrice-C-008-M", "BillingCurrency-C-004-M",
             "ChargePeriodStart-C-002-M"} <= _real_failures(failed), report[-5000:]
 
+
+
+# --- spreadsheet formulas (CSV injection) ---------------------------------------------------------
+
+# Text a spreadsheet would run as a formula, each with what it starts with.
+DANGEROUS = ['=HYPERLINK("http://x","y")', "+SUM(1,2)", "-2+3", "@SUM(A1:A2)",
+             "\t=1+1", "\r=1+1", " =1+1", "\n\t -1"]
+
+
+@pytest.mark.parametrize("text", [*DANGEROUS, "\u00a0@cmd"])
+def test_text_a_spreadsheet_would_run_gets_one_quote(text: str) -> None:
+    assert formula_like(text)
+    assert neutralise(text) == "'" + text
+    assert unneutralise(neutralise(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "vm-app-01", "Finance", "1/2", "2026-11-01T00:00:00Z",
+                                  "a=b", "x-1", " plain", "[]", '{"cmdb/kind":"POOL"}'])
+def test_other_text_is_left_as_it_is(text: str) -> None:
+    assert not formula_like(text)
+    assert neutralise(text) == text == unneutralise(neutralise(text))
+
+
+def test_text_beginning_with_the_quote_gets_one_more_so_it_reads_back() -> None:
+    for text in ("'quoted", "'=1+1", "''"):
+        assert neutralise(text) == "'" + text
+        assert unneutralise(neutralise(text)) == text
+
+
+def test_numbers_stay_numbers_only_in_numeric_columns() -> None:
+    assert {"amount", "quantity", "unit_price", "seq", "rate_version"} == \
+        LINE_CSV_NUMERIC_COLUMNS
+    writer = CsvWriter(["amount", "quantity", "description", "charge_start"], io.StringIO())
+    assert writer.cells(["-12.00", "-0.5", "-12.00", "2026-11-01T00:00:00Z"]) == \
+        ["-12.00", "-0.5", "'-12.00", "2026-11-01T00:00:00Z"]
+    # what is not a plain number in a numeric column is text too
+    assert writer.cells(["=1+1", "-1e5", "", ""]) == ["'=1+1", "'-1e5", "", ""]
+    with pytest.raises(ValueError):  # a row that does not fit its header
+        writer.cells(["1.00"])
+
+
+def named_dangerously() -> tuple[list[ChargeLine], dict[str, str]]:
+    """The month with every name and text people choose beginning dangerously (or with the
+    quote), and the cost centres' names."""
+    bad = iter([*DANGEROUS, "'quoted"] * 40)
+    names = {"fin": "=Finance", "mkt": "+Marketing", "eng": "@Engineering"}
+    lines = []
+    for line in month():
+        update: dict[str, Any] = {"description": next(bad),
+                                  "path": [next(bad) for _ in line.path]}
+        for field in ("user", "service_name", "item_name", "ci_name"):
+            if getattr(line, field) is not None:
+                update[field] = next(bad)
+        update["holders"] = [h.model_copy(update={"name": next(bad)}) for h in line.holders]
+        lines.append(line.model_copy(update=update))
+    return lines, names
+
+
+def check_escaped(header: list[str], raw: list[list[str]], expected: list[list[str]],
+                  numeric: frozenset[str]) -> None:
+    """Every cell of ``raw`` (as read back) is the ``expected`` text, a text cell a spreadsheet
+    could run carrying exactly one more quote, a numeric cell unchanged."""
+    assert len(raw) == len(expected) > 0
+    escaped = 0
+    for got, want in zip(raw, expected, strict=True):
+        for column, cell, text in zip(header, got, want, strict=True):
+            if column in numeric:
+                assert cell == text and (not cell or Decimal(cell).is_finite()), (column, cell)
+                continue
+            if formula_like(text) or text.startswith("'"):
+                assert cell == "'" + text and unneutralise(cell) == text, (column, cell)
+                escaped += 1
+            else:
+                assert cell == text == unneutralise(cell), (column, cell)
+            assert not formula_like(cell), (column, cell)
+    assert escaped > len(raw)
+
+
+def test_line_csv_neutralises_every_dangerous_text_cell() -> None:
+    lines, _ = named_dangerously()
+    out = io.StringIO()
+    write_csv(LINE_CSV_COLUMNS, line_csv_rows(lines), out)
+    header, *raw = list(csv.reader(io.StringIO(out.getvalue())))
+    check_escaped(header, raw, list(line_csv_rows(lines)), LINE_CSV_NUMERIC_COLUMNS)
+    amounts = [r[header.index("amount")] for r in raw]
+    assert "-25.00" in amounts  # the credit is still a number
+    assert sum(Decimal(a) for a in amounts) == sum(line.amount for line in lines)
+    # chunked for HTTP, the same text
+    assert "".join(csv_chunks(LINE_CSV_COLUMNS, line_csv_rows(lines), batch=4)) == \
+        out.getvalue()
+
+
+def test_focus_csv_neutralises_every_dangerous_text_cell(tmp_path: Path) -> None:
+    lines, names = named_dangerously()
+    out = io.StringIO()
+    rows = list(focus_rows(period(), lines, names))
+    write_dict_csv(FOCUS_COLUMNS, rows, out)
+    header, *raw = list(csv.reader(io.StringIO(out.getvalue())))
+    check_escaped(header, raw, [[r[c] for c in FOCUS_COLUMNS] for r in rows],
+                  FOCUS_NUMERIC_COLUMNS)
+    got = read(out.getvalue())
+    assert {r["BillingAccountName"] for r in got} >= {"'=Finance", "'+Marketing", "'@Engineering"}
+    assert "-25.00" in {r["EffectiveCost"] for r in got}
+    assert focus_problems(header, got) == []
+    path = tmp_path / "focus.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    _passed, failed, report = run_validator(path)
+    assert _real_failures(failed) == set(), report[-5000:]

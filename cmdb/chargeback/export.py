@@ -1,6 +1,7 @@
 """Exports of charge lines: a plain CSV for finance tools and the FinOps FOCUS 1.2 cost and usage
 dataset. Pure functions over the models: the callers (REST endpoints, the CLI) read the lines and
-stream the rows out with :func:`write_csv`.
+stream the rows out with :func:`write_csv`. Every cell goes out through :class:`CsvWriter`,
+which keeps a spreadsheet from running text as a formula (CSV injection).
 
 FOCUS 1.2 (https://focus.finops.org) is written here for an internal IT provider that supports:
 usage measurement, sub accounts (the user a charge is for), billing based on provisioned
@@ -13,14 +14,16 @@ specification allows.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import IO
+from types import UnionType
+from typing import IO, Protocol, Union, get_args, get_origin
+
+from pydantic import BaseModel
 
 from cmdb.chargeback.models import CENT, ChargeLine, Driver, LineKind, Period, PoolHolder
 
@@ -86,13 +89,100 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+# --- spreadsheet formulas ----------------------------------------------------------------------
+
+# A spreadsheet opening a CSV runs a cell that begins with one of these as a formula (OWASP,
+# "CSV Injection"); some also skip whitespace before it.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+FORMULA_ESCAPE = "'"
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")  # the numbers money() and quantity() write
+
+
+def formula_like(text: str) -> bool:
+    """Whether a spreadsheet could take a text cell for a formula: it begins with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return, either right away or after whitespace."""
+    if text[:1] in FORMULA_STARTS:
+        return True
+    rest = text.lstrip()
+    return rest != text and rest[:1] in FORMULA_STARTS
+
+
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet shows as text and never runs: a single quote before a cell that
+    is :func:`formula_like`, and before a cell that already begins with a quote, so that taking
+    one leading quote off every text cell that has one always gives the text back."""
+    if formula_like(text) or text.startswith(FORMULA_ESCAPE):
+        return FORMULA_ESCAPE + text
+    return text
+
+
+def unneutralise(text: str) -> str:
+    """The text a cell written by :func:`neutralise` stands for."""
+    return text.removeprefix(FORMULA_ESCAPE)
+
+
+def _numeric_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a model that hold numbers (``Decimal`` or ``int``, possibly None)."""
+    out = set()
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        types = set(get_args(kind)) - {type(None)} if get_origin(kind) in (Union, UnionType) \
+            else {kind}
+        if types and types <= {Decimal, int}:
+            out.add(name)
+    return frozenset(out)
+
+
+class Writable(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
+class CsvWriter:
+    """Rows of an export under its header. The one place CSV cells are written: every cell is
+    text and :func:`neutralise`-d, except a number in a column of :data:`NUMERIC_COLUMNS`
+    (a credit's ``-12.00`` stays a number). A new column is therefore text unless it is named
+    there; a cell of a numeric column that is not a plain number is treated as text."""
+
+    def __init__(self, header: Sequence[str], stream: Writable) -> None:
+        self.header = tuple(header)
+        self._numeric = tuple(column in NUMERIC_COLUMNS for column in self.header)
+        self._stream = stream
+
+    def _write(self, cells: Iterable[str]) -> None:
+        # RFC 4180 with "\n" line ends. Not csv.writer: with that line end it leaves a field
+        # holding a lone carriage return unquoted, and readers then split the row there.
+        self._stream.write(",".join(_field(cell) for cell in cells) + "\n")
+
+    def write_header(self) -> None:
+        self._write(self.header)
+
+    def cells(self, row: Sequence[str]) -> list[str]:
+        return [cell if numeric and _NUMBER.fullmatch(cell) else neutralise(cell)
+                for numeric, cell in zip(self._numeric, row, strict=True)]
+
+    def write_row(self, row: Sequence[str]) -> None:
+        self._write(self.cells(row))
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def _field(cell: str) -> str:
+    """One CSV field: in double quotes (doubled inside) when it holds a comma, a quote or a
+    line break."""
+    if _NEEDS_QUOTES.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
 def write_csv(header: Sequence[str], rows: Iterable[Sequence[str]], stream: IO[str]) -> int:
-    """Write a header and rows of text cells as CSV (``\\n`` line endings); returns the rows."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(header)
+    """Write a header and rows of text cells as CSV (``\\n`` line endings) through
+    :class:`CsvWriter`; returns the rows."""
+    writer = CsvWriter(header, stream)
+    writer.write_header()
     count = 0
     for row in rows:
-        writer.writerow(row)
+        writer.write_row(row)
         count += 1
     return count
 
@@ -103,15 +193,27 @@ def write_dict_csv(header: Sequence[str], rows: Iterable[Mapping[str, str]],
     return write_csv(header, ([row.get(column, "") for column in header] for row in rows), stream)
 
 
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[str]], *,
+             with_header: bool = True) -> str:
+    """Rows (and the header) as CSV text through :class:`CsvWriter`, for a response piece."""
+    buffer = _Buffer()
+    writer = CsvWriter(header, buffer)
+    if with_header:
+        writer.write_header()
+    for row in rows:
+        writer.write_row(row)
+    return buffer.take()
+
+
 def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[str]],
                batch: int = 500) -> Iterator[str]:
     """CSV text in chunks of ``batch`` rows, for a streaming HTTP response."""
     buffer = _Buffer()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
+    writer = CsvWriter(header, buffer)
+    writer.write_header()
     pending = 1
     for row in rows:
-        writer.writerow(row)
+        writer.write_row(row)
         pending += 1
         if pending >= batch:
             yield buffer.take()
@@ -139,6 +241,8 @@ class _Buffer:
 # --- plain CSV of charge lines -----------------------------------------------------------------
 
 LINE_CSV_COLUMNS: tuple[str, ...] = tuple(ChargeLine.model_fields)
+# amount, quantity, unit price, seq, rate version: the line's number fields
+LINE_CSV_NUMERIC_COLUMNS: frozenset[str] = _numeric_fields(ChargeLine)
 
 
 def _line_cell(line: ChargeLine, field: str) -> str:
@@ -244,6 +348,14 @@ FOCUS_CUSTOM_COLUMNS: tuple[str, ...] = (
 )
 
 FOCUS_COLUMNS: tuple[str, ...] = FOCUS_SPEC_COLUMNS + FOCUS_CUSTOM_COLUMNS
+FOCUS_NUMERIC_COLUMNS: frozenset[str] = frozenset({
+    "BilledCost", "ConsumedQuantity", "ContractedCost", "ContractedUnitPrice", "EffectiveCost",
+    "ListCost", "ListUnitPrice", "PricingQuantity", "x_RateVersion",
+})
+
+# The columns of the product's CSV exports whose cells are numbers; every other cell is text
+# (see CsvWriter). Dates and times are text: they begin with a digit.
+NUMERIC_COLUMNS: frozenset[str] = LINE_CSV_NUMERIC_COLUMNS | FOCUS_NUMERIC_COLUMNS
 
 # The columns FOCUS 1.2 requires in every cost and usage dataset, and those it requires for a
 # provider with the features described in the module docstring.

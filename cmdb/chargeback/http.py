@@ -10,13 +10,12 @@ Retry-After when the database cannot be reached (``cmdb.db.availability``).
 
 ``GET /api/chargeback/periods/{period}/lines.csv`` and ``.../focus.csv``: the period's lines
 the caller may read (finance: their cost centres; finance_all: all; others: their own), as a
-plain CSV or as the FinOps FOCUS 1.2 dataset, streamed.
+plain CSV or as the FinOps FOCUS 1.2 dataset, streamed; a text cell a spreadsheet would take for
+a formula is written with a leading single quote (``export.neutralise``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -24,7 +23,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from cmdb.chargeback.export import FOCUS_COLUMNS, LINE_CSV_COLUMNS, focus_rows, line_csv_rows
+from cmdb.chargeback.export import (
+    FOCUS_COLUMNS,
+    LINE_CSV_COLUMNS,
+    csv_text,
+    focus_rows,
+    line_csv_rows,
+)
 from cmdb.chargeback.models import ChargeLine
 from cmdb.chargeback.service import ChargebackService
 from cmdb.chargeback.usagefile import MAX_RECORDS, UsageFileError, UsageFormat, parse_usage
@@ -96,15 +101,6 @@ async def post_usage(request: Request) -> JSONResponse:
     })
 
 
-def _csv_text(header: Sequence[str] | None, rows: Iterable[Sequence[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 async def _export(request: Request, period: str, name: str, header: Sequence[str],
                   rows: Callable[[Any, list[ChargeLine]], Iterable[Sequence[str]]]) -> Response:
     svc: ChargebackService = request.app.state.services.chargeback
@@ -116,15 +112,17 @@ async def _export(request: Request, period: str, name: str, header: Sequence[str
         return error_response(*_status(e))
 
     async def body() -> AsyncIterator[str]:
-        yield _csv_text(header, [])
+        # Every piece is written by export.CsvWriter, which keeps text cells from being taken
+        # for formulas by a spreadsheet.
+        yield csv_text(header, [])
         batch: list[ChargeLine] = []
         async for line in lines:
             batch.append(line)
             if len(batch) >= 2000:
-                yield _csv_text(None, rows((found, names), batch))
+                yield csv_text(header, rows((found, names), batch), with_header=False)
                 batch = []
         if batch:
-            yield _csv_text(None, rows((found, names), batch))
+            yield csv_text(header, rows((found, names), batch), with_header=False)
 
     return StreamingResponse(body(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}-{found.id}.csv"'})
