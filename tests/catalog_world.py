@@ -59,7 +59,7 @@ async def add_membership(db: Any, user: str, role: str, since: str | None = None
 ERR = "errors { field message code }"
 ORDER = """id status requester costCentreCode itemVersion revision currentStep attempts lastError
   subscriptionId price { currency oneOff monthly } form
-  approvalSteps { index kind status approvers decidedBy reason }
+  approvalSteps { index kind status approvers decidedBy reason origin why approversOnly }
   transitions { seq fromStatus toStatus by reason }
   tasks { id name status }"""
 

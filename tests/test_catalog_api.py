@@ -20,6 +20,7 @@ from tests.catalog_world import (
     SUBSCRIPTION,
     UPDATE_ITEM,
     add_membership,
+    add_users,
     build_world,
     create_item,
     key,
@@ -65,7 +66,9 @@ async def test_order_waits_for_the_manager_then_is_fulfilled_and_decommissioned(
     assert order["costCentreCode"] == "CC-1200" and order["form"]["quotaGb"] == 10
     assert order["approvalSteps"] == [{"index": 0, "kind": "MANAGER", "status": "PENDING",
                                        "approvers": ["maryS"], "decidedBy": None,
-                                       "reason": None}]
+                                       "reason": None, "origin": "POLICY",
+                                       "why": "the item's approval policy",
+                                       "approversOnly": False}]
     assert moves(order) == [(None, "SUBMITTED"), ("SUBMITTED", "AWAITING_APPROVAL")]
 
     queue = await mary.ok("{ approvalQueue { id } }")
@@ -249,6 +252,11 @@ async def test_approval_steps_in_order_with_cost_centre_threshold(gql, world):
                         costCentreCode="CC-1300"))["order"]
     assert [(s["kind"], s["status"], s["approvers"]) for s in big["approvalSteps"]] == [
         ("MANAGER", "PENDING", ["maryS"]), ("COST_CENTRE_OWNER", "WAITING", ["bob"])]
+    # ann is not in CC-1300: the policy's owner step, not skipped, is also bob's consent to
+    # the charge, so no step is added and only bob may decide it.
+    owner_step = big["approvalSteps"][1]
+    assert owner_step["origin"] == "POLICY" and owner_step["approversOnly"] is True
+    assert "above 1000.00" in owner_step["why"] and "CC-1300" in owner_step["why"]
     assert (await gql.as_user(*BOB).ok(APPROVE, id=big["id"]))["approveOrder"]["errors"][0][
         "code"] == "FORBIDDEN"
     big = (await gql.as_user(*MARY).ok(APPROVE, id=big["id"]))["approveOrder"]["order"]
@@ -273,6 +281,121 @@ async def test_missing_manager_is_an_error_not_a_stuck_order(gql, world):
     unknown_cc = await submit(gql.as_user(*JOHN), world["site"], {"siteName": "x-site"},
                               costCentreCode="CC-9999")
     assert unknown_cc["errors"][0]["field"] == "input.costCentreCode"
+
+
+async def add_cost_centre(gql, code: str, name: str) -> None:
+    r = await gql.ok("mutation($i: CostCentreInput!) { createCostCentre(input: $i) { "
+                     "errors { message } } }", i={"code": code, "name": name})
+    assert r["createCostCentre"]["errors"] == []
+
+
+@pytest_asyncio.fixture
+async def hr(gql, world, clean_db) -> dict[str, str]:
+    """CC-1400 (HR), owned by paulH; maryK works there; olga is in CC-1300 but owns CC-1400
+    too. CC-1500 has no owner."""
+    await add_cost_centre(gql, "CC-1400", "HR")
+    await add_cost_centre(gql, "CC-1500", "Facilities")
+    await add_users(clean_db, [
+        {"userName": "paulH", "costCentre": "CC-1400", "owns": ["CC-1400"], "manager": "bob"},
+        {"userName": "maryK", "costCentre": "CC-1400", "manager": "paulH"},
+        {"userName": "olga", "costCentre": "CC-1300", "owns": ["CC-1400"], "manager": "bob"},
+    ])
+    return world
+
+
+async def test_an_order_charged_to_another_cost_centre_waits_for_its_owner(gql, hr):
+    john, mary, paul = (gql.as_user(*JOHN), gql.as_user(*MARY),
+                        gql.as_user("paulH", "approver"))
+    # On his own cost centre: the item's policy alone.
+    own = (await submit(john, hr["site"], {"siteName": "own-site"}))["order"]
+    assert [(s["kind"], s["origin"]) for s in own["approvalSteps"]] == [("MANAGER", "POLICY")]
+
+    placed = await submit(john, hr["site"], {"siteName": "hr-site"}, costCentreCode="CC-1400")
+    assert placed["errors"] == []
+    order = placed["order"]
+    assert order["status"] == "AWAITING_APPROVAL" and order["costCentreCode"] == "CC-1400"
+    manager, consent = order["approvalSteps"]
+    assert (manager["kind"], manager["status"], manager["approvers"], manager["origin"]) == (
+        "MANAGER", "PENDING", ["maryS"], "POLICY")
+    assert (consent["index"], consent["kind"], consent["status"], consent["approvers"],
+            consent["origin"], consent["approversOnly"]) == (
+        1, "COST_CENTRE_OWNER", "WAITING", ["olga", "paulH"], "CROSS_CHARGE", True)
+    assert "CC-1400" in consent["why"] and "johnW" in consent["why"]
+
+    order = (await mary.ok(APPROVE, id=order["id"]))["approveOrder"]["order"]
+    assert order["status"] == "AWAITING_APPROVAL" and order["currentStep"] == 1
+    # Nobody but CC-1400's owner decides the consent: not another approver of CC-1400, not
+    # the requester's manager (owner of CC-1200), not a catalogue admin.
+    for who in (gql.as_user("maryK", "approver"), mary, gql.as_user(*BOB),
+                gql.as_user("cat", "catalogue_admin"), gql):
+        denied = (await who.ok(APPROVE, id=order["id"]))["approveOrder"]
+        assert denied["order"] is None and denied["errors"][0]["code"] == "FORBIDDEN"
+        queue = (await who.ok("{ approvalQueue { id } }"))["approvalQueue"]
+        assert order["id"] not in [o["id"] for o in queue]
+    assert "CC-1400" in denied["errors"][0]["message"]
+    assert (await john.ok(GET_ORDER, id=order["id"]))["order"]["status"] == \
+        "AWAITING_APPROVAL"
+
+    assert [o["id"] for o in (await paul.ok("{ approvalQueue { id } }"))["approvalQueue"]] \
+        == [order["id"]]
+    order = (await paul.ok(APPROVE, id=order["id"], step=1))["approveOrder"]["order"]
+    assert order["status"] == "FULFILLED"
+    assert [s["decidedBy"] for s in order["approvalSteps"]] == ["maryS", "paulH"]
+    sub = await john.ok("query($id: ID!) { subscription(id: $id) { costCentreCode } }",
+                        id=order["subscriptionId"])
+    assert sub["subscription"]["costCentreCode"] == "CC-1400"
+
+
+async def test_a_cross_charge_needs_consent_whatever_the_policy_and_price(gql, hr):
+    john, paul = gql.as_user(*JOHN), gql.as_user("paulH", "approver")
+    free = await create_item(gql, "Team mailbox", price={"oneOff": "0", "monthly": "1.00"})
+    cheap = await create_item(gql, "Small share", price={"oneOff": "0", "monthly": "1.00"},
+                              approval=[{"kind": "COST_CENTRE_OWNER", "above": "1000.00"}])
+    # No approval on his own cost centre...
+    mine = (await submit(john, free, {"siteName": "mbx-own"}))["order"]
+    assert mine["status"] == "FULFILLED" and mine["approvalSteps"] == []
+    # ...but charged to CC-1400, its owner must agree.
+    theirs = (await submit(john, free, {"siteName": "mbx-hr"},
+                           costCentreCode="CC-1400"))["order"]
+    assert theirs["status"] == "AWAITING_APPROVAL" and theirs["currentStep"] == 0
+    assert [(s["kind"], s["status"], s["approvers"], s["origin"])
+            for s in theirs["approvalSteps"]] == [
+        ("COST_CENTRE_OWNER", "PENDING", ["olga", "paulH"], "CROSS_CHARGE")]
+    # Under the policy's threshold its owner step is skipped; the consent is added after it.
+    under = (await submit(john, cheap, {"siteName": "share-hr"},
+                          costCentreCode="CC-1400"))["order"]
+    assert [(s["status"], s["origin"]) for s in under["approvalSteps"]] == [
+        ("SKIPPED", "POLICY"), ("PENDING", "CROSS_CHARGE")]
+    assert under["status"] == "AWAITING_APPROVAL" and under["currentStep"] == 1
+    rejected = (await paul.ok(REJECT, id=under["id"], r="not our budget"))["rejectOrder"]
+    assert rejected["order"]["status"] == "REJECTED"
+
+    # An owner of CC-1400 who works elsewhere charges it without a further step.
+    olga = (await submit(gql.as_user("olga", "requester"), free, {"siteName": "mbx-olga"},
+                         costCentreCode="CC-1400"))["order"]
+    assert olga["status"] == "FULFILLED" and olga["approvalSteps"] == []
+    # So does someone who works there.
+    kay = (await submit(gql.as_user("maryK", "requester"), free, {"siteName": "mbx-kay"},
+                        costCentreCode="CC-1400"))["order"]
+    assert kay["status"] == "FULFILLED"
+
+
+async def test_a_cross_charge_to_a_cost_centre_without_owner_is_refused(gql, hr):
+    john = gql.as_user(*JOHN)
+    free = await create_item(gql, "Team mailbox", price={"oneOff": "0", "monthly": "1.00"})
+    for item in (free, hr["site"]):
+        refused = await submit(john, item, {"siteName": "nobody"}, costCentreCode="CC-1500")
+        assert refused["order"] is None
+        [error] = refused["errors"]
+        assert (error["field"], error["code"]) == ("input.costCentreCode", "FORBIDDEN")
+        assert "CC-1500" in error["message"] and "owner" in error["message"]
+    assert (await john.ok("{ myOrders { id } }"))["myOrders"] == []
+    # A catalogue admin ordering for a team is held to the same rule.
+    admin = await submit(gql, free, {"siteName": "adm-box"}, costCentreCode="CC-1500")
+    assert admin["errors"][0]["code"] == "FORBIDDEN"
+    held = (await submit(gql, free, {"siteName": "adm-hr"}, costCentreCode="CC-1400"))["order"]
+    assert held["status"] == "AWAITING_APPROVAL"
+    assert held["approvalSteps"][0]["approvers"] == ["olga", "paulH"]
 
 
 FAILING_RECIPE = {

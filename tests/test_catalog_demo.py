@@ -67,6 +67,33 @@ async def test_johns_sharepoint_site_waits_for_mary(gql, demo):
     assert ended["subscription"]["configurationItems"][0]["lifecycleStatus"] == "RETIRED"
 
 
+async def test_johns_site_charged_to_hr_waits_for_hrs_owner(gql, demo):
+    """The demo's cross-charge: johnW (CC-1200) charging HR (CC-1400) needs paulH, who owns
+    CC-1400, after maryS; IT Operations (CC-1300) has no owner, so it cannot be charged."""
+    john, mary = gql.as_user("johnW", "requester"), gql.as_user("maryS", "approver")
+    paul = gql.as_user("paulH", "approver")
+    item = demo["SharePoint collaboration site"]
+    placed = await submit(john, item, {"siteName": "hr-portal", "title": "HR portal"},
+                          costCentreCode="CC-1400")
+    order = placed["order"]
+    assert [(s["kind"], s["approvers"], s["status"], s["origin"])
+            for s in order["approvalSteps"]] == [
+        ("MANAGER", ["maryS"], "PENDING", "POLICY"),
+        ("COST_CENTRE_OWNER", ["paulH"], "WAITING", "CROSS_CHARGE")]
+    order = (await mary.ok(APPROVE, id=order["id"]))["approveOrder"]["order"]
+    assert order["status"] == "AWAITING_APPROVAL" and order["currentStep"] == 1
+    denied = (await gql.as_user("maryK", "approver").ok(APPROVE, id=order["id"]))
+    assert denied["approveOrder"]["errors"][0]["code"] == "FORBIDDEN"
+    order = (await paul.ok(APPROVE, id=order["id"]))["approveOrder"]["order"]
+    assert order["status"] == "FULFILLED"
+
+    refused = await submit(john, item, {"siteName": "it-portal", "title": "IT portal"},
+                           costCentreCode="CC-1300")
+    assert refused["order"] is None
+    assert [(e["field"], e["code"]) for e in refused["errors"]] == [
+        ("input.costCentreCode", "FORBIDDEN")]
+
+
 async def test_every_demo_item_fulfils_with_real_cis(gql, demo):
     john, mary = gql.as_user("johnW", "requester"), gql.as_user("maryS", "approver")
     for n, spec in enumerate(ITEMS):

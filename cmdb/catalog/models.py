@@ -72,6 +72,13 @@ class StepKind(StrEnum):
     ROLE = "ROLE"  # anyone holding the given access role (not the requester)
 
 
+class StepOrigin(StrEnum):
+    POLICY = "POLICY"  # a step of the item's approval policy
+    # Added because the order is charged to a cost centre that is not the requester's own:
+    # the consent of that cost centre's owner, whatever the policy and the price.
+    CROSS_CHARGE = "CROSS_CHARGE"
+
+
 class StepStatus(StrEnum):
     WAITING = "WAITING"  # a later step
     PENDING = "PENDING"  # the step that decides now
@@ -370,6 +377,12 @@ class ApprovalStep(BaseModel):
     decided_by: str | None = None
     decided_at: datetime | None = None
     reason: str | None = None
+    origin: StepOrigin = StepOrigin.POLICY
+    # Why the order has this step (steps stored before this was kept have none).
+    why: str | None = None
+    # Only the named approvers may decide it; a catalogue admin cannot stand in. True for the
+    # step that is a cost centre owner's consent to an order charged from outside it.
+    approvers_only: bool = False
 
 
 class Transition(BaseModel):

@@ -332,12 +332,13 @@ RETURN """
 )
 
 # What waits for the caller: the pending step names them, or their role, or they may decide
-# any step ($all); never their own orders.
+# any step ($all) but one only its approvers may decide; never their own orders.
 APPROVAL_QUEUE: LiteralString = (
     """
 MATCH (o:Order {status: 'AWAITING_APPROVAL'})-[:HAS_STEP]->(s:ApprovalStep {status: 'PENDING'})
 WHERE o.requester <> $user
-  AND ($all OR $user IN s.approvers OR (s.kind = 'ROLE' AND s.role IN $roles))
+  AND (($all AND NOT coalesce(s.approversOnly, false)) OR $user IN s.approvers
+       OR (s.kind = 'ROLE' AND s.role IN $roles))
 WITH o ORDER BY o.submittedAt, o.id LIMIT $first
 RETURN """
     + _ORDER
@@ -345,7 +346,7 @@ RETURN """
 )
 
 _STEP = """s {.id, .index, .kind, .role, .above, .approvers, .status, .decidedBy, .reason,
-     decidedAt: toString(s.decidedAt)}"""
+     .origin, .why, .approversOnly, decidedAt: toString(s.decidedAt)}"""
 
 STEPS: LiteralString = (
     """

@@ -20,6 +20,7 @@ from cmdb.catalog.models import (
     OrderStatus,
     PricePlan,
     Recipe,
+    StepOrigin,
     Subscription,
     Transition,
 )
@@ -111,7 +112,8 @@ def step_from_row(s: dict[str, Any]) -> ApprovalStep:
         above=Decimal(s["above"]) if s.get("above") is not None else None,
         approvers=list(s.get("approvers") or []), status=s["status"],
         decided_by=s.get("decidedBy"), decided_at=as_datetime(s.get("decidedAt")),
-        reason=s.get("reason"),
+        reason=s.get("reason"), origin=s.get("origin") or StepOrigin.POLICY,
+        why=s.get("why"), approvers_only=bool(s.get("approversOnly")),
     )
 
 

@@ -49,6 +49,7 @@ from cmdb.catalog.models import (
     OrderStatus,
     OrderSubmit,
     StepKind,
+    StepOrigin,
     StepStatus,
     Subscription,
     SubscriptionStatus,
@@ -489,42 +490,81 @@ class CatalogService:
     async def _route(
         self, tx: CountingTx, user: str, cost_centre: str | None, version: ItemVersion
     ) -> tuple[str, list[dict[str, Any]]]:
-        """The order's cost centre and its approval steps with their approvers."""
+        """The order's cost centre and its approval steps with their approvers.
+
+        The item's policy gives the steps. An order charged to a cost centre that is not the
+        requester's own (one they are in, or own) also needs the consent of that cost
+        centre's owner: an unskippable COST_CENTRE_OWNER step only its owners may decide,
+        added after the policy's steps unless the policy already has one that is not
+        skipped (that step is then the consent). With no owner there, nobody could consent:
+        the order is refused."""
         person = await tx.one(q.PERSON, {"user": user})
         assert person is not None
+        own = [str(c) for c in person["costCentres"]]
         if cost_centre is None:
-            codes = person["costCentres"]
-            if len(codes) != 1:
+            if len(own) != 1:
                 raise DomainError.single(
                     "input.costCentreCode", "no cost centre is recorded for you; give one"
-                    if not codes else "you belong to several cost centres; give one")
-            cost_centre = str(codes[0])
+                    if not own else "you belong to several cost centres; give one")
+            cost_centre = own[0]
         owners = await tx.one(q.COST_CENTRE_OWNERS, {"code": cost_centre})
         assert owners is not None
         if not owners["exists"]:
             raise NotFound("cost centre", cost_centre, "input.costCentreCode")
+        owner_names = sorted(str(o) for o in owners["owners"])
+        cross_charge = cost_centre not in own and user not in owner_names
+        if cross_charge and not owner_names:
+            raise DomainError.single(
+                "input.costCentreCode", f"{cost_centre} is not your cost centre and has no "
+                "owner who could agree to be charged; order on your own cost centre, or ask "
+                f"for an owner of {cost_centre} to be recorded", "FORBIDDEN")
+        consent = (f"the order is charged to {cost_centre}, which is not {user}'s cost "
+                   "centre: its owner must agree")
         first_year: Decimal = version.price_plan.first_year
         steps: list[dict[str, Any]] = []
         opened = False
+        consented = False
         for index, s in enumerate(version.approval_policy.steps):
             approvers: list[str] = []
             if s.kind is StepKind.MANAGER:
                 approvers = list(person["managers"])
             elif s.kind is StepKind.COST_CENTRE_OWNER:
-                approvers = list(owners["owners"])
+                approvers = owner_names
             skipped = s.above is not None and first_year <= s.above
             if not skipped and s.kind is not StepKind.ROLE and not approvers:
                 who = ("no manager is recorded for you" if s.kind is StepKind.MANAGER
                        else f"cost centre {cost_centre} has no owner")
                 raise DomainError.single("input", f"this item needs approval by "
                                          f"{s.kind.value}, but {who}", "INVALID")
+            why = "the item's approval policy"
+            if s.above is not None:
+                why += (f": the first-year cost {first_year} is "
+                        f"{'not above' if skipped else 'above'} {s.above}")
+            only = False
+            if cross_charge and not skipped and not consented \
+                    and s.kind is StepKind.COST_CENTRE_OWNER:
+                consented = only = True
+                why += f"; also, {consent}"
             status = (StepStatus.SKIPPED if skipped else
                       StepStatus.WAITING if opened else StepStatus.PENDING)
             opened = opened or status is StepStatus.PENDING
-            steps.append({"id": str(uuid.uuid4()), "index": index, "kind": s.kind.value,
-                          "role": s.role, "above": str(s.above) if s.above is not None
-                          else None, "approvers": approvers, "status": status.value})
+            steps.append(self._step(index, s.kind, s.role, s.above, approvers, status,
+                                    StepOrigin.POLICY, why, only))
+        if cross_charge and not consented:
+            steps.append(self._step(
+                len(steps), StepKind.COST_CENTRE_OWNER, None, None, owner_names,
+                StepStatus.WAITING if opened else StepStatus.PENDING,
+                StepOrigin.CROSS_CHARGE, consent, True))
         return cost_centre, steps
+
+    @staticmethod
+    def _step(index: int, kind: StepKind, role: str | None, above: Decimal | None,
+              approvers: list[str], status: StepStatus, origin: StepOrigin, why: str,
+              approvers_only: bool) -> dict[str, Any]:
+        return {"id": str(uuid.uuid4()), "index": index, "kind": kind.value, "role": role,
+                "above": str(above) if above is not None else None, "approvers": approvers,
+                "status": status.value, "origin": origin.value, "why": why,
+                "approversOnly": approvers_only}
 
     # --- approving ------------------------------------------------------------------------
 
@@ -557,13 +597,18 @@ class CatalogService:
             if step is not None and step != current.index:
                 raise _conflict("step", f"step {step} is no longer the one waiting "
                                 f"(step {current.index} is)")
-            may = (p.user in current.approvers or _manages(p)
+            # A catalogue admin may stand in for any approver, except on a step only its
+            # approvers may decide (a cost centre owner's consent to be charged).
+            may = (p.user in current.approvers
+                   or (_manages(p) and not current.approvers_only)
                    or (current.kind is StepKind.ROLE and current.role in p.roles))
             if not may:
                 who = current.role if current.kind is StepKind.ROLE else \
                     ", ".join(current.approvers)
                 raise _forbidden(f"step {current.index + 1} ({current.kind.value}) waits "
-                                 f"for {who}, not you")
+                                 f"for {who}, not you" + (
+                                     f" (only an owner of {order.cost_centre_code} may agree "
+                                     "to charge it)" if current.approvers_only else ""))
             decision = StepStatus.APPROVED if approve else StepStatus.REJECTED
             decided = await tx.one(q.DECIDE_STEP, {
                 "id": order_id, "index": current.index, "revision": order.revision,

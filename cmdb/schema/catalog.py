@@ -15,6 +15,7 @@ from cmdb.catalog.models import (
     ItemStatus,
     OrderStatus,
     StepKind,
+    StepOrigin,
     StepStatus,
     SubscriptionStatus,
     TaskStatus,
@@ -28,6 +29,9 @@ strawberry.enum(OrderStatus, description="Where an order is in its life; see the
 strawberry.enum(StepKind, description="Who decides an approval step: the requester's manager, "
                 "the owner of the order's cost centre, or anyone with a role.")
 strawberry.enum(StepStatus)
+strawberry.enum(StepOrigin, description="Why an order has an approval step: POLICY, the item's "
+                "approval policy; CROSS_CHARGE, the order is charged to a cost centre that is "
+                "not the requester's own, whose owner must agree.")
 strawberry.enum(ItemStatus, description="RETIRED items cannot be ordered; their subscriptions "
                 "go on.")
 strawberry.enum(SubscriptionStatus)
@@ -39,6 +43,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "StepKind",
+    "StepOrigin",
     "StepStatus",
     "Subscription",
     "SubscriptionStatus",
@@ -162,13 +167,21 @@ class ApprovalStep:
     status: StepStatus
     decided_by: str | None
     decided_at: datetime | None
-    reason: str | None
+    reason: str | None = strawberry.field(description="What the approver said.")
+    origin: StepOrigin = strawberry.field(
+        description="From the item's policy, or added for a cross-charge.")
+    why: str | None = strawberry.field(
+        description="Why the order has this step, in words (none on old orders).")
+    approvers_only: bool = strawberry.field(
+        description="Only the approvers named may decide it; a catalogue admin cannot stand "
+        "in. True for a cost centre owner's consent to an order charged from outside it.")
 
     @classmethod
     def from_model(cls, s: m.ApprovalStep) -> ApprovalStep:
         return cls(id=strawberry.ID(s.id), index=s.index, kind=s.kind, role=s.role,
                    above=s.above, approvers=s.approvers, status=s.status,
-                   decided_by=s.decided_by, decided_at=s.decided_at, reason=s.reason)
+                   decided_by=s.decided_by, decided_at=s.decided_at, reason=s.reason,
+                   origin=s.origin, why=s.why, approvers_only=s.approvers_only)
 
 
 @strawberry.type(description="One recorded move of an order: who, when, why.")
