@@ -287,6 +287,8 @@ def section(res: dict[str, Any]) -> str:
         "over every subscriber and change. Statements/s are the server's Neo4j reads over the "
         "measured changes (its /metrics). The baseline is the former design, kept behind "
         "`CMDB_SUBSCRIPTION_SHARED_FEED=false`: every subscriber polls Neo4j once a second. "
+        "No peer runs beside them: the Neo4j GraphQL Library's subscriptions (version 7) read "
+        "Neo4j's change data capture, which Neo4j Community does not have. "
         f"The shared feed reads every {res['interval_s']} s (`CMDB_SUBSCRIPTION_INTERVAL_S`) "
         f"while anyone subscribes. Target: p95 under {res['target_p95_ms']:.0f} ms at "
         f"{top['subscribers'] if top else '?'} subscribers ({met}).", "",
