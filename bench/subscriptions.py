@@ -24,19 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import resource
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +39,7 @@ import websockets
 from bench.chargeback import INSTANCES
 from bench.doc import replace_section
 from bench.run import DOC, IDP, RESULTS, ROOT, machine
+from tests.served import Served, free_port, served
 
 SECTION_START, SECTION_END = "<!-- subscriptions:start -->", "<!-- subscriptions:end -->"
 HEADING = "## Subscriptions"
@@ -58,56 +53,13 @@ READS = re.compile(r'^cmdb_neo4j_statement_duration_seconds_count\{mode="read"\}
 MODES = {"feed": "shared feed", "poll": "poll per subscriber (before)"}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-class Server:
-    """``cmdb serve`` in a process of its own, stopped with Ctrl-C as a user stops it."""
-
-    def __init__(self, instance: Any, mode: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CMDB_")}
-        env.update({
-            "CMDB_NEO4J_URI": instance.uri, "CMDB_NEO4J_USER": instance.user,
-            "CMDB_NEO4J_PASSWORD": instance.password(), "CMDB_MODE": "production",
-            "CMDB_LOG_LEVEL": "WARNING", "CMDB_HOME": str(ROOT / ".cmdb"),
+def server_env(mode: str) -> dict[str, str]:
+    """The served process's settings: production mode behind the stand-in identity provider,
+    metrics public and their business gauges cached (so /metrics adds no Neo4j reads)."""
+    return {"CMDB_MODE": "production", "CMDB_LOG_LEVEL": "WARNING",
             "CMDB_METRICS_PUBLIC": "true", "CMDB_METRICS_CACHE_S": "86400",
             "CMDB_SUBSCRIPTION_SHARED_FEED": "true" if mode == "feed" else "false",
-            **IDP.env()})
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the process
-            prefix="bench-subscriptions-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "cmdb"), "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)], cwd=ROOT, env=env, stdout=self.log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("cmdb serve exited:\n" + Path(self.log.name).read_text())
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError("cmdb serve not ready:\n" + Path(self.log.name).read_text())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        Path(self.log.name).unlink(missing_ok=True)
+            **IDP.env()}
 
 
 class Subscriber:
@@ -162,7 +114,7 @@ async def reads(client: httpx.AsyncClient) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def measure(server: Server, item_id: str, n: int, changes: int, gap_s: float,
+async def measure(server: Served, item_id: str, n: int, changes: int, gap_s: float,
                   wait_s: float) -> dict[str, Any]:
     auth = IDP.authorization()
     ws_url = server.url.replace("http://", "ws://") + "/graphql"
@@ -244,9 +196,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     item_id = ""
     for mode in args.modes.split(","):
-        server = Server(instance, mode)
-        try:
-            server.wait_ready()
+        # ``cmdb serve`` as users start it, stopped with Ctrl-C as a user stops it.
+        with served(instance, env=server_env(mode)) as server:
             if not item_id:
                 created = httpx.post(f"{server.url}/graphql", timeout=30, headers={
                     "authorization": IDP.authorization()}, json={"query": CREATE, "variables": {
@@ -260,8 +211,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"p95 {row['p95_ms']:8.1f} ms  {row['statements_per_s']:7.1f} "
                       f"statements/s  lost {row['lost']}  errors {row['errors']}", flush=True)
                 rows.append(row)
-        finally:
-            server.stop()
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine(),
             "instance": args.instance, "changes": args.changes, "gap_s": args.gap,
             "interval_s": Settings().subscription_interval_s, "rows": rows,
