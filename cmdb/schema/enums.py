@@ -7,13 +7,14 @@ import strawberry
 from cmdb.core.models import Criticality, LifecycleStatus, OperationalState, SortDirection
 from cmdb.inventory.models import CIClass, CIFamily
 from cmdb.relations.models import Direction, RelationType
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.servicemodel.models import CostRecovery, ServiceKind
 
 # strawberry.enum registers the domain enum classes in place, so the classes themselves
 # are the GraphQL enums.
 __all__ = [
     "CIClass",
     "CIFamily",
+    "CostRecovery",
     "Criticality",
     "Direction",
     "ErrorCode",
@@ -35,6 +36,11 @@ strawberry.enum(SortDirection)
 strawberry.enum(CIClass, description="Concrete class of a configuration item.")
 strawberry.enum(CIFamily, description="Abstract class: selects every concrete class below it.")
 strawberry.enum(ServiceKind)
+strawberry.enum(
+    CostRecovery,
+    description="Who pays a service's own cost: its owning cost centre (OWNER, the default) "
+    "or its consumers, the subscriptions for it in equal shares (CONSUMERS).",
+)
 strawberry.enum(
     RelationType,
     description="Relationship type; impact flows from the target (provider) to the source "

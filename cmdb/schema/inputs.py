@@ -14,6 +14,7 @@ from cmdb.core.models import SortDirection as SortDirectionModel
 from cmdb.schema.enums import (
     CIClass,
     CIFamily,
+    CostRecovery,
     Criticality,
     ItemSortField,
     LifecycleStatus,
@@ -105,6 +106,7 @@ class CreateServiceInput:
     location_id: strawberry.ID | None = strawberry.UNSET
     sla: SLAInput | None = strawberry.UNSET
     business_value: BusinessValueInput | None = strawberry.UNSET
+    cost_recovery: CostRecovery | None = strawberry.UNSET
     attributes: JSON | None = strawberry.UNSET
 
 
@@ -120,6 +122,7 @@ class UpdateServiceInput:
     location_id: strawberry.ID | None = strawberry.UNSET
     sla: SLAInput | None = strawberry.UNSET
     business_value: BusinessValueInput | None = strawberry.UNSET
+    cost_recovery: CostRecovery | None = strawberry.UNSET
     attributes: JSON | None = strawberry.UNSET
 
 

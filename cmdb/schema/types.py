@@ -24,6 +24,7 @@ from cmdb.schema.discovery import (
 )
 from cmdb.schema.enums import (
     CIClass,
+    CostRecovery,
     Criticality,
     Direction,
     ErrorCode,
@@ -305,6 +306,9 @@ class Service(Item):
     kind: ServiceKind
     sla: SLA
     business_value: BusinessValue
+    cost_recovery: CostRecovery = strawberry.field(
+        description="Who pays this service's own cost in chargeback: its owning cost centre "
+        "(OWNER) or the subscriptions for it (CONSUMERS).")
 
     @classmethod
     def from_model(cls, m: ServiceModel) -> Service:
@@ -321,6 +325,7 @@ class Service(Item):
                 revenue_per_hour=m.business_value.revenue_per_hour,
                 users=m.business_value.users,
             ),
+            cost_recovery=m.cost_recovery,
         )
 
 

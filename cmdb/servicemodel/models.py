@@ -14,6 +14,15 @@ class ServiceKind(StrEnum):
     TECHNICAL = "TECHNICAL"
 
 
+class CostRecovery(StrEnum):
+    """Who pays a service's own cost (what reaches it from the CIs and services below it):
+    its owning cost centre (the default: showback to its owner), or its consumers (the
+    subscriptions for it, in equal shares, as chargeback walks them)."""
+
+    OWNER = "OWNER"
+    CONSUMERS = "CONSUMERS"
+
+
 SERVICE_LABELS = {ServiceKind.BUSINESS: ":Item:Service:BusinessService",
                   ServiceKind.TECHNICAL: ":Item:Service:TechnicalService"}
 
@@ -53,6 +62,7 @@ class Service(ItemBase):
     kind: ServiceKind
     sla: SLA = SLA()
     business_value: BusinessValue = BusinessValue()
+    cost_recovery: CostRecovery = CostRecovery.OWNER
 
 
 class ServiceWrite(BaseModel):
@@ -69,6 +79,7 @@ class ServiceWrite(BaseModel):
     location_id: str | None = None
     sla: SLA = SLA()
     business_value: BusinessValue = BusinessValue()
+    cost_recovery: CostRecovery = CostRecovery.OWNER
     attributes: dict[str, object] = {}
 
     @field_validator("name")

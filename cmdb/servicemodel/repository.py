@@ -7,7 +7,14 @@ from typing import Any
 from cmdb.core.mapping import item_fields
 from cmdb.db.driver import CountingTx
 from cmdb.servicemodel import queries as q
-from cmdb.servicemodel.models import SERVICE_LABELS, SLA, BusinessValue, Service, ServiceKind
+from cmdb.servicemodel.models import (
+    SERVICE_LABELS,
+    SLA,
+    BusinessValue,
+    CostRecovery,
+    Service,
+    ServiceKind,
+)
 
 
 def decimal_or_none(v: Any) -> Decimal | None:
@@ -28,6 +35,7 @@ def service_from_row(row: dict[str, Any]) -> Service:
             revenue_per_hour=decimal_or_none(row.get("revenuePerHour")),
             users=row.get("users"),
         ),
+        cost_recovery=row.get("costRecovery") or CostRecovery.OWNER,
     )
 
 

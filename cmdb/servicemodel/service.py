@@ -81,6 +81,7 @@ class ServiceModelService:
             {k: v for k, v in value_properties(spec.business_value).items() if v is not None}
         )
         props["serviceKind"] = spec.kind.value
+        props["costRecovery"] = spec.cost_recovery.value
         refs = ref_params(fields)
         service_id = str(uuid.uuid4())
 
@@ -115,7 +116,7 @@ class ServiceModelService:
                 raise DomainError.single("id", f"service {service_id!r} is retired", "CONFLICT")
             merged = current.model_dump(
                 include={"name", "kind", "description", "lifecycle_status",
-                         "operational_state", "criticality"}
+                         "operational_state", "criticality", "cost_recovery"}
             )
             merged["sla"] = current.sla.model_dump() | data.get("sla", {})
             merged["business_value"] = (
@@ -132,6 +133,8 @@ class ServiceModelService:
                 props.update(sla_properties(spec.sla))
             if "business_value" in data:
                 props.update(value_properties(spec.business_value))
+            if "cost_recovery" in data:
+                props["costRecovery"] = spec.cost_recovery.value
             refs = ref_params(data)
             await check_refs(tx, refs)
             now = utcnow()
