@@ -7,8 +7,14 @@ Where cost goes (documented in ``docs/chargeback.md``):
 - a subscription's fees go to the subscription (its cost centre and consumer);
 - a CI's usage goes to whoever consumes the CI: the subscriptions that provisioned it, or else
   its direct consumers in the graph (what depends on it, runs on it, uses it; a cluster's or
-  pool's members), each an equal share, level by level, until a *payer* is reached: a
-  subscription, a business service (its own cost centre) or a user;
+  pool's members) other than CIs that subscriptions provisioned, each an equal share, level
+  by level, until a *payer* is reached: a subscription, a business service (its own cost
+  centre) or a user;
+- a subscription *for* a service pays that service's cost only when the service recovers its
+  cost from its consumers (``costRecovery`` ``CONSUMERS``); by default (``OWNER``) a business
+  service keeps its cost, on its own cost centre, whoever subscribes to it;
+- a subscription's share of a pool is pro-rated by the days it was active in the month (the
+  rest of its CIs' share is unallocated);
 - a cost pool is first shared among its *driver holders* under the pool's CIs by the driver
   (vCPUs, GB, desktop sessions, equal split), then each holder's share travels on like usage;
 - cost that reaches no payer, and the idle share of a pool with a capacity, is unallocated.
@@ -34,6 +40,7 @@ from cmdb.chargeback.models import (
     RateCard,
     period_bounds,
 )
+from cmdb.servicemodel.models import CostRecovery
 
 MICROS = Decimal(1_000_000)
 _HOLDER_CLASSES = {Driver.VCPU: {"VirtualMachine", "VirtualDesktop"},
@@ -50,6 +57,7 @@ class ItemRow:
     cost_centre: str | None
     cpu: Decimal | None = None
     size_gb: Decimal | None = None
+    recovery: CostRecovery = CostRecovery.OWNER  # services: who pays their cost
 
 
 @dataclass(frozen=True)
@@ -148,20 +156,28 @@ class Engine:
         for s in data.subscriptions:
             for ci in s.ci_ids:
                 subs_of_item.setdefault(ci, []).append(SUB + s.id)
-            if s.service_id:
-                subs_of_service.setdefault(s.service_id, []).append(SUB + s.id)
+            svc = data.items.get(s.service_id) if s.service_id else None
+            # Being for a service pays its cost only when it recovers it from consumers.
+            if svc is not None and svc.recovery is CostRecovery.CONSUMERS:
+                subs_of_service.setdefault(svc.id, []).append(SUB + s.id)
         consumers: dict[str, list[str]] = {}
         for n in set(data.uses) | set(subs_of_item) | set(subs_of_service):
-            # Whoever subscribed to a CI or a service pays for it, alone.
+            # The subscriptions that provisioned a CI pay for it, alone; so do those for a
+            # service that recovers its cost from its consumers.
+            # A subscription's CIs take no equal share of what they rest on: a subscription
+            # pays what its CIs use and hold (by a pool's driver), not the shared CIs below.
             paying = subs_of_item.get(n) or subs_of_service.get(n)
-            consumers[n] = sorted(paying) if paying else sorted(set(data.uses.get(n, ())))
+            consumers[n] = sorted(paying) if paying else \
+                sorted(set(data.uses.get(n, ())) - subs_of_item.keys())
         self.consumers = consumers
+        self.provisioned = subs_of_item.keys()
         payers = {SUB + s.id for s in data.subscriptions}
         payers |= {USER + u for u in data.users}
         payers |= {i.id for i in data.items.values()
                    if i.cls == "BUSINESS_SERVICE" and i.id not in subs_of_service}
         self.graph = CostGraph(consumers, frozenset(payers))
         self.subs = {SUB + s.id: s for s in data.subscriptions}
+        self.days_in_period = _days(self.start.date(), self.end.date())
         self.rows: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         # Names and payer fields repeat on many lines: worked out once per node.
@@ -229,6 +245,8 @@ class Engine:
             why = None
             if payer == NO_CONSUMER:  # several CIs' cost stops short: their paths say where
                 why = "no consumer (each CI's path shows where its cost stops)"
+            elif payer.startswith(NO_CONSUMER + SUB):
+                why = f"{self._name(payer[len(NO_CONSUMER):])} was not active all month"
             elif payer.startswith(NO_CONSUMER):
                 why = f"no consumer of {self._name(payer[len(NO_CONSUMER):])}"
             elif cc is None:  # a payer nobody can be invoiced for
@@ -294,17 +312,22 @@ class Engine:
 
     # --- fees --------------------------------------------------------------------------------
 
+    def active_days(self, s: SubscriptionRow) -> int:
+        """Days of the period the subscription was active: the start day counts, the end
+        day does not; one started and ended on one day counts one day."""
+        first = max(s.start, self.start).date()
+        last = min(s.end, self.end).date() if s.end else self.end.date()
+        return max(_days(first, last), 1 if s.end and s.end > self.start else 0)
+
     def fees(self) -> None:
-        days_in_period = _days(self.start.date(), self.end.date())
+        days_in_period = self.days_in_period
         for s in self.d.subscriptions:
             if s.currency != self.d.currency:
                 self.warnings.append(f"subscription {s.id} is priced in {s.currency}, the "
                                      f"period in {self.d.currency}: its fees are left out")
                 continue
             payer = SUB + s.id
-            first = max(s.start, self.start).date()
-            last = min(s.end, self.end).date() if s.end else self.end.date()
-            days = max(_days(first, last), 1 if s.end and s.end > self.start else 0)
+            days = self.active_days(s)
             share = Share(Fraction(1), (payer,))
             base = {"quantity": str(days), "unit": "day", "itemId": s.item_id}
             if s.monthly and days:
@@ -467,7 +490,10 @@ class Engine:
             return {USER + u: Decimal(n) for u, n in self.d.sessions.get(pool.code, {}).items()
                     if u in self.d.users}
         if pool.driver is Driver.EQUAL:
-            direct = {c for ci in pool.ci_ids for c in self.consumers.get(ci, ())}
+            # The direct consumers, a subscription's CIs among them (each holds one share).
+            direct = {c for ci in pool.ci_ids for c in (
+                self.consumers.get(ci, ()) if ci in self.provisioned
+                else self.d.uses.get(ci, ()))}
             return {c: Decimal(1) for c in direct - set(pool.ci_ids)}
         attr = "cpu" if pool.driver is Driver.VCPU else "size_gb"
         out: dict[str, Decimal] = {}
@@ -502,7 +528,7 @@ class Engine:
             for holder, f in sorted(shares.items()):
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
                     else (holder,)
-                for payer, s in self.graph.shares(holder).items():
+                for payer, s in self._active_shares(holder):
                     part = f if s.fraction == 1 else f * s.fraction
                     path = (*head[:-1], *s.path)
                     group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
@@ -533,6 +559,22 @@ class Engine:
             extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
             self._pool_lines(pool, amount, pool.name, parts, extra, more)
             self._flush()
+
+    def _active_shares(self, holder: str) -> list[tuple[str, Share]]:
+        """Where a driver holder's share of a pool goes: a subscription pays for the days it
+        was active in the month; the rest of its part reaches no payer."""
+        out: list[tuple[str, Share]] = []
+        for payer, s in self.graph.shares(holder).items():
+            sub = self.subs.get(payer)
+            days = self.active_days(sub) if sub is not None else self.days_in_period
+            if days >= self.days_in_period:
+                out.append((payer, s))
+                continue
+            active = s.fraction * Fraction(days, self.days_in_period)
+            if active:
+                out.append((payer, Share(active, s.path)))
+            out.append((NO_CONSUMER + payer, Share(s.fraction - active, s.path)))
+        return out
 
     def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
                 path: Sequence[str]) -> list[Any]:

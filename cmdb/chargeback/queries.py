@@ -206,7 +206,8 @@ MATCH (n:Item) WHERE n.lifecycleStatus <> 'RETIRED'
 RETURN collect([n.id, n.name,
        CASE WHEN n:BusinessService THEN 'BUSINESS_SERVICE' WHEN n:Service THEN 'TECHNICAL_SERVICE'
             ELSE n.ciClass END,
-       [(n)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0], n.attr_cpu, n.attr_sizeGb]) AS items
+       [(n)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0], n.attr_cpu, n.attr_sizeGb,
+       n.costRecovery]) AS items
 """
 
 # Provider -> consumer pairs of the edges that carry cost from the provider to the consumer.

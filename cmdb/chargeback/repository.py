@@ -40,6 +40,7 @@ from cmdb.chargeback.models import (
 )
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
+from cmdb.servicemodel.models import CostRecovery
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +264,10 @@ class ChargebackRepository:
         ``pricing``: what :meth:`pricing` answered, when already read."""
         start, end = period_bounds(period)
         [items_row] = await self.db.read(q.ITEMS)
-        items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size))
-                 for i, name, cls, cc, cpu, size in items_row["items"]}
+        items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size),
+                            CostRecovery(recovery) if recovery in CostRecovery.__members__
+                            else CostRecovery.OWNER)
+                 for i, name, cls, cc, cpu, size, recovery in items_row["items"]}
         uses: dict[str, list[str]] = {}
         [edges] = await self.db.read(q.USE_EDGES)
         for provider, consumer in edges["pairs"]:
