@@ -587,3 +587,45 @@ def test_a_usage_line_sums_a_payers_cis_and_splits_a_shared_ci():
     assert (mail["amountMinor"], mail["quantity"], mail["ciId"], mail["share"]) == \
         (65, "50", "db", "1/2")
     assert "holders" not in mail and mail["path"] == ["shared-db", "Mail"]
+
+
+def test_a_subscription_pays_its_active_days_and_a_service_recovers_by_its_rule():
+    """Cluster pool 310.00 by vCPU over vm1 (2 vCPU) and vm2 (2 vCPU): 155.00 each.
+    vm1 is s1's, active from 11 October: 21 of 31 days, 155 x 21/31 = 105.00; the other
+    50.00 is unallocated. vm2 serves the Shop through an app; s2 is for the Shop: with
+    CONSUMERS s2 pays the 155.00, with OWNER the Shop keeps it on CC-A and s2 pays nothing."""
+    def world(recovery: CostRecovery) -> CalculationInput:
+        items = {"c": ItemRow("c", "cluster-1", "Cluster", None),
+                 "h": ItemRow("h", "esx-1", "HypervisorHost", None),
+                 "vm1": ItemRow("vm1", "vm-1", "VirtualMachine", None, cpu=Decimal(2)),
+                 "vm2": ItemRow("vm2", "vm-2", "VirtualMachine", None, cpu=Decimal(2)),
+                 "app": ItemRow("app", "shop-app", "ApplicationInstance", None),
+                 "bs": ItemRow("bs", "Shop", "BUSINESS_SERVICE", "CC-A", recovery=recovery)}
+        sub = dict(cost_centre="CC-B", item_id="it", monthly=Decimal(0), one_off=Decimal(0),
+                   currency="EUR", end=None)
+        subs = [SubscriptionRow(id="s1", user="u1", item_name="Linux VM", service_id=None,
+                                ci_ids=("vm1",), start=datetime(2026, 10, 11, tzinfo=UTC),
+                                **sub),
+                SubscriptionRow(id="s2", user="u2", item_name="Shop seat", service_id="bs",
+                                ci_ids=(), start=datetime(2026, 10, 1, tzinfo=UTC), **sub)]
+        pool = CostPool(id="p", code="cl", name="Cluster 1", driver=Driver.VCPU,
+                        ci_ids=["c"], capacity=None, description=None,
+                        amounts={"2026-10": Decimal("310.00")}, currency="EUR")
+        return CalculationInput(
+            period="2026-10", currency="EUR", items=items,
+            uses={"c": ["h"], "h": ["vm1", "vm2"], "vm2": ["app"], "app": ["bs"]},
+            subscriptions=subs, users={}, cost_centres={}, rate_cards={}, meter_units={},
+            usage=[], pools=[pool])
+
+    def paid(rows: list[dict[str, Any]]) -> set[tuple[str | None, str, int]]:
+        return {(r.get("costCentre"), r.get("subscriptionId") or r.get("serviceId")
+                 or r["kind"], r["amountMinor"]) for r in rows}
+
+    rows = Engine(world(CostRecovery.CONSUMERS)).run().rows
+    assert paid(rows) == {("CC-B", "s1", 10500), ("CC-B", "s2", 15500),
+                          (None, "UNALLOCATED", 5000)}
+    lost = next(r for r in rows if r["kind"] == "UNALLOCATED")
+    assert "Linux VM (u1) was not active all month" in lost["description"]
+    rows = Engine(world(CostRecovery.OWNER)).run().rows
+    assert paid(rows) == {("CC-B", "s1", 10500), ("CC-A", "bs", 15500),
+                          (None, "UNALLOCATED", 5000)}
