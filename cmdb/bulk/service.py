@@ -461,6 +461,9 @@ def _prepare_item(index: int, raw: ItemRow | Mapping[str, Any]) -> _Item:
         extra = sla_properties(row.sla) | value_properties(row.business_value)
         create |= {k: v for k, v in extra.items() if v is not None}
         create["serviceKind"] = row.kind.value
+        create["costRecovery"] = row.cost_recovery.value
+        if "cost_recovery" in given:
+            update["costRecovery"] = row.cost_recovery.value
         if "sla" in given:
             update |= sla_properties(row.sla)
         if "business_value" in given:
