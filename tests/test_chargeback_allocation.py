@@ -141,18 +141,24 @@ def graphs(draw: Any, acyclic: bool) -> tuple[dict[str, list[str]], frozenset[st
     return edges, payers
 
 
-def independent(edges: dict[str, list[str]], payers: frozenset[str], node: str
-                ) -> dict[str, Fraction]:
-    """Plain recursion on a DAG: equal split among consumers until a payer."""
+def independent(edges: dict[str, list[str]], payers: frozenset[str], node: str,
+                weights: dict[str, int] | None = None) -> dict[str, Fraction]:
+    """Plain recursion on a DAG: split among consumers by weight (equally when no consumer
+    has one) until a payer."""
     if node in payers:
         return {node: Fraction(1)}
     consumers = edges.get(node, [])
     if not consumers:
         return {NO_CONSUMER + node: Fraction(1)}
+    total = sum((weights or {}).get(c, 0) for c in consumers)
     out: dict[str, Fraction] = {}
     for c in consumers:
-        for k, f in independent(edges, payers, c).items():
-            out[k] = out.get(k, Fraction(0)) + f / len(consumers)
+        part = Fraction((weights or {}).get(c, 0), total) if total else \
+            Fraction(1, len(consumers))
+        if not part:
+            continue
+        for k, f in independent(edges, payers, c, weights).items():
+            out[k] = out.get(k, Fraction(0)) + f * part
     return out
 
 
@@ -174,6 +180,22 @@ def test_walk_on_diamonds_agrees_with_an_independent_evaluation(g):
     for node in sorted({*edges, *payers, *(c for cs in edges.values() for c in cs)}):
         got = {k: s.fraction for k, s in walk.shares(node).items()}
         assert got == independent(edges, payers, node)
+
+
+@MANY
+@given(g=graphs(acyclic=True), data=st.data())
+def test_weighted_walk_agrees_with_an_independent_evaluation(g, data):
+    edges, payers = g
+    nodes = sorted({*edges, *payers, *(c for cs in edges.values() for c in cs)})
+    if not nodes:
+        return
+    weights = data.draw(st.dictionaries(st.sampled_from(nodes),
+                                        st.integers(min_value=0, max_value=5)))
+    walk = CostGraph(edges, payers, {k: Fraction(v) for k, v in weights.items()})
+    for node in nodes:
+        got = {k: s.fraction for k, s in walk.shares(node).items()}
+        assert got == independent(edges, payers, node, weights)
+        assert sum(got.values(), Fraction(0)) == 1
 
 
 @MANY

@@ -88,10 +88,14 @@ class Share:
 
 @dataclass
 class CostGraph:
-    """Nodes by id; ``consumers[n]``: who n's cost goes to; ``payers``: nodes that pay."""
+    """Nodes by id; ``consumers[n]``: who n's cost goes to; ``payers``: nodes that pay;
+    ``weights``: a node's weight as a consumer. A node's cost divides among its live
+    consumers in proportion to their weights (absent: 0), equally when none has a positive
+    weight or no weights are given."""
 
     consumers: Mapping[str, Sequence[str]]
     payers: frozenset[str]
+    weights: Mapping[str, Fraction] | None = None
     _memo: dict[str, dict[str, Share]] = field(default_factory=dict)
 
     def shares(self, node: str) -> dict[str, Share]:
@@ -132,9 +136,18 @@ class CostGraph:
             return {NO_CONSUMER + n: Share(Fraction(1), (n,))}
         out: dict[str, Share] = {}
         k = len(consumers)
+        of: dict[str, Fraction] = {}
+        if k > 1 and self.weights is not None:
+            w = {c: max(self.weights.get(c, Fraction(0)), Fraction(0)) for c in consumers}
+            total = sum(w.values(), Fraction(0))
+            if total:
+                of = {c: v / total for c, v in w.items()}
         for c in consumers:
+            f = of.get(c, Fraction(0)) if of else (Fraction(1, k) if k > 1 else Fraction(1))
+            if not f:
+                continue
             for payer, s in self._memo[c].items():
-                part = s.fraction / k if k > 1 else s.fraction  # one consumer: all of it
+                part = s.fraction * f if f != 1 else s.fraction  # one consumer: all of it
                 have = out.get(payer)
                 out[payer] = Share(part, (n, *s.path)) if have is None else \
                     Share(have.fraction + part, have.path)
