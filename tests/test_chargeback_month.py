@@ -112,8 +112,10 @@ async def test_closing_freezes_and_a_late_record_is_adjusted_next_month(gql, oct
     nov = await ok(gql, CALCULATE, "calculateChargePeriod", p="2026-11")
     assert nov["result"]["changed"] is True
     [adjustment] = await all_lines(gql, "2026-11", kind="ADJUSTMENT")
+    # October's tiers continue: 2,048 GB were billed, so the late 100 GB fall in the second
+    # tier (1,000 to 5,000 at 0.08): 100 x 0.08 = 8.00, not 100 x 0.10 on their own.
     assert (adjustment["amount"], adjustment["adjusts"], adjustment["costCentre"]) == \
-        ("10.00", "2026-10", "CC-1400")
+        ("8.00", "2026-10", "CC-1400")
     assert adjustment["chargeStart"].startswith("2026-10-01")
     # The subscription runs on: all 30 days of November.
     [fee] = await all_lines(gql, "2026-11", kind="RECURRING_FEE")
@@ -123,7 +125,7 @@ async def test_closing_freezes_and_a_late_record_is_adjusted_next_month(gql, oct
     assert [(t["period"]["id"], t["period"]["status"]) for t in trend] == \
         [("2026-10", "CLOSED"), ("2026-11", "OPEN")]
     assert [next(r["amount"] for r in t["rows"] if r["key"] == "CC-1400") for t in trend] == \
-        ["469.56", "10.00"]
+        ["469.56", "8.00"]
     backwards = await gql("""{ costTrend(from: "2026-11", to: "2026-10") { total } }""")
     assert "must not be before from" in backwards["errors"][0]["message"]
     # A closed period takes no new pool cost and no rate card reaching back into it.

@@ -85,6 +85,9 @@ class UsageGroup(NamedTuple):
     rate_card: str | None
     micros: int
     records: int
+    # Late usage: what earlier periods already billed of this CI, meter, month and rate card
+    # (its tiers continue from there).
+    prior_micros: int = 0
 
 
 @dataclass(frozen=True)
@@ -364,7 +367,13 @@ class Engine:
                 tally[2] += 1
                 continue
             quantity = Decimal(g.micros) / MICROS
-            exact = rate(quantity, card.tiers)
+            if g.prior_micros:
+                # Late usage continues the month's tiers: its price is what it adds on top
+                # of the quantity already billed for that month.
+                prior = Decimal(g.prior_micros) / MICROS
+                exact = rate(prior + quantity, card.tiers) - rate(prior, card.tiers)
+            else:
+                exact = rate(quantity, card.tiers)
             shares = self.graph.shares(g.ci)
             if len(shares) == 1:
                 [(payer, s)] = shares.items()

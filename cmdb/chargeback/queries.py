@@ -199,6 +199,19 @@ CALL (w) {
 RETURN groups
 """
 
+# Late usage (a record of a month billed in a later period): what earlier periods billed of
+# the same CI, meter, month and rate card window, so its tiers continue from there.
+PRIOR_USAGE: LiteralString = """
+UNWIND $groups AS g
+CALL (g) {
+  MATCH (u:UsageRecord)
+  WHERE u.billedIn < $period AND u.meter = g.meter AND u.at >= g.from AND u.at < g.to
+    AND u.ciId = g.ci AND u.month = g.month
+  RETURN sum(u.qtyMicros) AS micros
+}
+RETURN g.i AS i, micros
+"""
+
 # --- the graph costs flow through ------------------------------------------------------------
 
 ITEMS: LiteralString = """

@@ -308,7 +308,17 @@ class ChargebackRepository:
         windows = usage_windows(period_bounds(period)[0].tzinfo, cards, meters)
         rows = await self.db.read(q.AGGREGATE_USAGE, {"period": period, "windows": windows})
         # Rows come as [ci, meter, month, rate card, micros, records]: sums of integers.
-        return [UsageGroup._make(g) for row in rows for g in row["groups"]]
+        groups = [UsageGroup._make((*g, 0)) for row in rows for g in row["groups"]]
+        late = [{"i": i, "ci": g.ci, "meter": g.meter, "month": g.month,
+                 "from": w["from"], "to": w["to"]}
+                for i, g in enumerate(groups) if g.month < period and g.rate_card
+                for w in windows if w["rate"] == g.rate_card and w["meter"] == g.meter]
+        if late:
+            # Late usage continues the tiers of its month: read what earlier periods billed.
+            for r in await self.db.read(q.PRIOR_USAGE, {"period": period, "groups": late}):
+                i = r["i"]
+                groups[i] = groups[i]._replace(prior_micros=int(r["micros"]))
+        return groups
 
     async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
         start, end = period_bounds(period)
