@@ -90,7 +90,7 @@ class CostPool:
     costs: list[PoolCost]
     attribute: str | None = strawberry.field(
         description="ATTRIBUTE: the CI attribute whose value is each holder's weight.")
-    holder_classes: list[str] = strawberry.field(
+    holder_classes: list[CIClass] = strawberry.field(
         description="ATTRIBUTE: the CI classes that can hold it (empty: any).")
     meter: str | None = strawberry.field(
         description="METER: the meter whose usage in the month is each CI's weight.")
@@ -108,7 +108,8 @@ class CostPool:
                    ci_ids=[strawberry.ID(i) for i in x.ci_ids], capacity=x.capacity,
                    description=x.description, currency=x.currency,
                    costs=[PoolCost(period=k, amount=v) for k, v in sorted(x.amounts.items())],
-                   attribute=x.attribute, holder_classes=list(x.holder_classes),
+                   attribute=x.attribute,
+                   holder_classes=[CIClass(c) for c in x.holder_classes],
                    meter=x.meter, role=x.role, onward=x.onward,
                    allocations=[PoolAllocation(cost_centre=a.cost_centre, percent=a.percent)
                                 for a in x.allocations])
