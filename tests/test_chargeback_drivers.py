@@ -15,17 +15,23 @@ The world (over the demo's users, roles and cost centres), built through the API
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmdb.chargeback.engine import CalculationInput, Engine, ItemRow
-from cmdb.chargeback.models import CostPool, Driver
+from cmdb.chargeback.models import CostPool, Driver, PoolAllocation
 from cmdb.core import clock
 from cmdb.demo.loader import load_demo
+from cmdb.servicemodel.models import CostRecovery
 from tests.auth import auth_headers
 from tests.catalog_world import APPROVE, SUBSCRIPTION, submit
 from tests.chargeback_world import (
@@ -37,6 +43,7 @@ from tests.chargeback_world import (
     at,
     ok,
 )
+from tests.test_chargeback_allocation import acyclic, worlds
 
 PERIOD = "2026-10"
 AGENT = auth_headers("horizon-export", "discovery_agent")
@@ -369,3 +376,98 @@ def test_an_attribute_holder_is_not_walked_through():
         (10000, "vm", "4", "bs")
     assert line["path"] == ["Memory", "host", "vm", "container", "Shop"]
 
+
+
+def pays_weighted(world: CalculationInput, node: str, weights: dict[str, Fraction],
+                  seen: frozenset[str] = frozenset()) -> dict[str | None, Fraction]:
+    """``tests.test_chargeback_allocation.pays`` with each node's cost divided among its
+    consumers by their weights (equally when none has one): the rule in words, no engine."""
+    made = [s.id for s in world.subscriptions if node in s.ci_ids]
+    item = world.items[node]
+    if not made and item.recovery is CostRecovery.CONSUMERS:
+        made = [s.id for s in world.subscriptions if s.service_id == node]
+    if made:
+        return {sub: Fraction(1, len(made)) for sub in made}
+    if item.cls == "BUSINESS_SERVICE":
+        return {node: Fraction(1)}
+    ours = {ci for s in world.subscriptions for ci in s.ci_ids}
+    consumers = sorted(set(world.uses.get(node, ())) - ours - seen - {node})
+    total_w = sum((weights.get(c, Fraction(0)) for c in consumers), Fraction(0))
+    out: dict[str | None, Fraction] = {}
+    for c in consumers:
+        part = weights.get(c, Fraction(0)) / total_w if total_w else Fraction(1, len(consumers))
+        if not part:
+            continue
+        for k, f in pays_weighted(world, c, weights, seen | {node}).items():
+            out[k] = out.get(k, Fraction(0)) + f * part
+    return out or {None: Fraction(1)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(world=worlds(), seed=st.integers(0, 10**6))
+def test_attribute_pools_onward_fixed_and_subscriptions_allocate_exactly(world, seed):
+    """Random clusters: an ATTRIBUTE pool over the VMs' memory passed onward by the apps'
+    load matches the weighted rule worked out independently (a subscription paying its
+    active days); a SUBSCRIPTIONS pool and a FIXED pool book exactly their amount, the FIXED
+    one its percentages of it; a second run gives the same lines."""
+    rnd = random.Random(seed)
+    items = {i: replace(x, attrs={"memoryGb": Decimal(rnd.randint(1, 16))})
+             if x.cls == "VirtualMachine" else
+             replace(x, attrs={"load": Decimal(rnd.choice([0, 1, 3]))})
+             if x.cls == "ApplicationInstance" else x for i, x in world.items.items()}
+    # A second app on each VM (so a VM's share has apps to divide among by load), serving
+    # a service when there is one.
+    uses = {k: list(v) for k, v in world.uses.items()}
+    services = sorted(i for i, x in items.items() if x.cls == "BUSINESS_SERVICE")
+    for vm in sorted(i for i, x in world.items.items() if x.cls == "VirtualMachine"):
+        app = "x" + vm
+        items[app] = ItemRow(app, app, "ApplicationInstance", None,
+                             attrs={"load": Decimal(rnd.choice([1, 2, 3]))})
+        uses.setdefault(vm, []).append(app)
+        if services:
+            uses[app] = [rnd.choice(services)]
+    cluster = sorted(i for i in items if i.startswith("cl"))[0]
+    base = dict(ci_ids=[cluster], capacity=None, description=None, currency="EUR")
+    amounts = {PERIOD: Decimal(rnd.randint(0, 10**6)) / 100}
+    pools = [CostPool(id="a", code="mem", name="Memory", driver=Driver.ATTRIBUTE,
+                      amounts=amounts, attribute="memoryGb",
+                      holder_classes=["VirtualMachine"], onward="load", **base),
+             CostPool(id="s", code="subs", name="Subs", driver=Driver.SUBSCRIPTIONS,
+                      amounts=amounts, **base),
+             CostPool(id="f", code="fixed", name="Fixed", driver=Driver.FIXED,
+                      amounts=amounts, allocations=[
+                          PoolAllocation(cost_centre="CC-A", percent=Decimal("33.33")),
+                          PoolAllocation(cost_centre="CC-B", percent=Decimal("50"))], **base)]
+    data = replace(world, items=items, uses=uses, pools=pools)
+    rows = Engine(data).run().rows
+    cents = int(amounts[PERIOD] * 100)
+    for code in ("mem", "subs", "fixed"):
+        mine = [r for r in rows if r["pool"] == code]
+        assert sum(r["amountMinor"] for r in mine) == cents and \
+            all(r["amountMinor"] >= 0 for r in mine)
+    fixed = {r.get("costCentre"): Fraction(r["share"]) for r in rows if r["pool"] == "fixed"}
+    assert fixed == {"CC-A": Fraction(3333, 10000), "CC-B": Fraction(1, 2),
+                     None: Fraction(1667, 10000)}
+    again = Engine(replace(data, items=dict(items))).run().rows
+    assert [(r["id"], r["amountMinor"]) for r in again] == \
+        [(r["id"], r["amountMinor"]) for r in rows]
+    if not acyclic(data):
+        return
+    host_of = {vm: h for h, cs in data.uses.items() if h.startswith("h") for vm in cs
+               if vm.startswith("vm")}
+    cluster_of = {h: c for c, cs in data.uses.items() if c.startswith("cl") for h in cs}
+    mem = {vm: Fraction(items[vm].attrs["memoryGb"]) for vm, h in host_of.items()
+           if cluster_of[h] == cluster}
+    load = {i: Fraction(x.attrs["load"]) for i, x in items.items() if x.attrs.get("load")}
+    used = sum(mem.values(), Fraction(0))
+    want: dict[str, Fraction] = {}
+    for vm, w in mem.items():
+        for payer, f in pays_weighted(data, vm, load).items():
+            sub = next((s for s in data.subscriptions if s.id == payer), None)
+            if sub is not None:
+                f *= Fraction((sub.end.day if sub.end else 32) - sub.start.day, 31)
+            if payer is not None and f:
+                want[payer] = want.get(payer, Fraction(0)) + w / used * f
+    got = {r.get("subscriptionId") or r["serviceId"]: Fraction(r["share"]) for r in rows
+           if r["pool"] == "mem" and (r.get("subscriptionId") or r.get("serviceId"))}
+    assert got == want
