@@ -259,8 +259,8 @@ async def test_role_users_share_equally_among_the_roles_members_in_the_month(gql
     clock.pin(at(5))
     assert not (await gql.ok(member, u="johnW", s=None))["addRoleMembership"]["errors"]
     pool = await define(gql, "100.00", code="drv-analysts", driver="ROLE_USERS",
-                        role="Drv Analyst", ciIds=[world["cluster"]])
-    assert pool["role"] == "Drv Analyst"
+                        role="drv analyst", ciIds=[world["cluster"]])
+    assert pool["role"] == "Drv Analyst"  # as the role spells it
     lines = await pool_lines(gql, "drv-analysts")
     assert {(x["user"], x["costCentre"], x["amount"], x["unit"]) for x in lines} == {
         ("johnW", "CC-1200", "50.00", "user"), ("priyaS", "CC-1100", "50.00", "user")}

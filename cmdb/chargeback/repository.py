@@ -182,8 +182,10 @@ class ChargebackRepository:
         rows = await self.db.read(q.KNOWN_METERS, {"codes": list(codes)})
         return {r["code"] for r in rows}
 
-    async def known_role(self, name: str) -> bool:
-        return bool(await self.db.read(q.KNOWN_ROLE, {"name": name}))
+    async def known_role(self, name: str) -> str | None:
+        """The role's name as it is spelt (names are matched whatever their case)."""
+        rows = await self.db.read(q.KNOWN_ROLE, {"name": name})
+        return str(rows[0]["name"]) if rows else None
 
     async def known_cis(self, ids: Sequence[str]) -> set[str]:
         rows = await self.db.read(q.KNOWN_CIS, {"ids": list(ids)})

@@ -171,7 +171,8 @@ class ChargebackService:
         errors = []
         if pool.meter is not None and not await self.repo.known_meters([pool.meter]):
             errors.append(FieldError(field="input.meter", message=f"no such meter: {pool.meter}"))
-        if pool.role is not None and not await self.repo.known_role(pool.role):
+        role = None if pool.role is None else await self.repo.known_role(pool.role)
+        if pool.role is not None and role is None:
             errors.append(FieldError(field="input.role", message=f"no such role: {pool.role}"))
         if pool.allocations:
             known = await self.repo.cost_centres()
@@ -185,7 +186,7 @@ class ChargebackService:
             "driver": pool.driver.value, "ciIds": sorted(set(pool.ci_ids)),
             "capacity": None if pool.capacity is None else str(pool.capacity),
             "description": pool.description, "currency": self.currency, "now": utcnow(),
-            "attribute": pool.attribute, "meter": pool.meter, "role": pool.role,
+            "attribute": pool.attribute, "meter": pool.meter, "role": role,
             "onward": pool.onward,
             "holderClasses": sorted({c.value for c in pool.holder_classes or ()}) or None,
             "allocations": json.dumps([[a.cost_centre, str(a.percent)]
