@@ -16,7 +16,10 @@ Where cost goes (documented in ``docs/chargeback.md``):
 - a subscription's share of a pool is pro-rated by the days it was active in the month (the
   rest of its CIs' share is unallocated);
 - a cost pool is first shared among its *driver holders* under the pool's CIs by the driver
-  (vCPUs, GB, desktop sessions, equal split), then each holder's share travels on like usage;
+  (vCPUs, GB, desktop sessions or their hours in the month, equal split, a CI attribute, a
+  meter's usage in the month), or among payers directly (a role's users, subscriptions by
+  active days, cost centres by fixed percentages); then each holder's share travels on like
+  usage, equally or, when the pool names an ``onward`` attribute, by the consumers' values;
 - cost that reaches no payer, and the idle share of a pool with a capacity, is unallocated.
 """
 
