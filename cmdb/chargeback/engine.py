@@ -16,7 +16,10 @@ Where cost goes (documented in ``docs/chargeback.md``):
 - a subscription's share of a pool is pro-rated by the days it was active in the month (the
   rest of its CIs' share is unallocated);
 - a cost pool is first shared among its *driver holders* under the pool's CIs by the driver
-  (vCPUs, GB, desktop sessions, equal split), then each holder's share travels on like usage;
+  (vCPUs, GB, desktop sessions or their hours in the month, equal split, a CI attribute, a
+  meter's usage in the month), or among payers directly (a role's users, subscriptions by
+  active days, cost centres by fixed percentages); then each holder's share travels on like
+  usage, equally or, when the pool names an ``onward`` attribute, by the consumers' values;
 - cost that reaches no payer, and the idle share of a pool with a capacity, is unallocated.
 """
 
@@ -46,7 +49,8 @@ MICROS = Decimal(1_000_000)
 _HOLDER_CLASSES = {Driver.VCPU: {"VirtualMachine", "VirtualDesktop"},
                    Driver.STORAGE_GB: {"StorageVolume"}}
 _SERVICES = {"BUSINESS_SERVICE", "TECHNICAL_SERVICE"}
-SUB, USER = "sub:", "user:"
+SUB, USER, CC = "sub:", "user:", "cc:"
+_AFTER_USAGE = {Driver.METER}  # pools shared by what the usage (read last) says
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ItemRow:
     cpu: Decimal | None = None
     size_gb: Decimal | None = None
     recovery: CostRecovery = CostRecovery.OWNER  # services: who pays their cost
+    attrs: Mapping[str, Decimal] = field(default_factory=dict)  # those pools read, numbers
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ class CalculationInput:
     usage: list[UsageGroup]
     pools: list[CostPool]
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)  # pool -> user -> n
+    # SESSION_HOURS and ROLE_USERS pools: pool -> user id -> hours (or 1), read beforehand.
+    pool_weights: dict[str, dict[str, Fraction]] = field(default_factory=dict)
 
 
 # A line's holders are stored as arrays of these fields, in this order (a month has hundreds
@@ -176,9 +183,12 @@ class Engine:
         self.provisioned = subs_of_item.keys()
         payers = {SUB + s.id for s in data.subscriptions}
         payers |= {USER + u for u in data.users}
+        payers |= {CC + c for c in data.cost_centres}  # FIXED pools' percentages
         payers |= {i.id for i in data.items.values()
                    if i.cls == "BUSINESS_SERVICE" and i.id not in subs_of_service}
         self.graph = CostGraph(consumers, frozenset(payers))
+        self._onward: dict[str, CostGraph] = {}  # a pool's onward attribute -> its graph
+        self._metered: dict[str, dict[str, Decimal]] = {}  # meter -> CI -> month's quantity
         self.subs = {SUB + s.id: s for s in data.subscriptions}
         self.days_in_period = _days(self.start.date(), self.end.date())
         self.rows: list[dict[str, Any]] = []
@@ -205,6 +215,9 @@ class Engine:
             return f"{s.item_name} ({s.user})"
         if node.startswith(USER):
             return self.d.users[node[len(USER):]][0]
+        if node.startswith(CC):
+            cc = self.d.cost_centres.get(node[len(CC):])
+            return cc.name if cc else node[len(CC):]
         item = self.d.items.get(node)
         return item.name if item else node
 
@@ -227,6 +240,8 @@ class Engine:
         if payer.startswith(USER):
             name, cc = self.d.users[payer[len(USER):]]
             return {"costCentre": cc, "user": name}
+        if payer.startswith(CC):
+            return {"costCentre": payer[len(CC):]}
         item = self.d.items[payer]
         return {"costCentre": item.cost_centre, "serviceId": item.id, "serviceName": item.name}
 
@@ -476,6 +491,7 @@ class Engine:
         """Items under the pool's CIs (members, what runs on or uses them), with the path
         from the pool; services and holders are not walked through."""
         holders = _HOLDER_CLASSES.get(pool.driver, set())
+        held = self._attribute_of(pool) if pool.driver is Driver.ATTRIBUTE else None
         seen: dict[str, tuple[str, ...]] = {}
         queue: deque[str] = deque()
         for ci in sorted(pool.ci_ids):
@@ -485,7 +501,8 @@ class Engine:
         while queue:
             n = queue.popleft()
             item = self.d.items[n]
-            if item.cls in _SERVICES or (item.cls in holders and len(seen[n]) > 1):
+            if item.cls in _SERVICES or (item.cls in holders and len(seen[n]) > 1) or (
+                    held is not None and held(item) is not None):
                 continue
             for c in sorted(set(self.d.uses.get(n, ()))):
                 if c not in seen and c in self.d.items:
@@ -493,8 +510,49 @@ class Engine:
                     queue.append(c)
         return seen
 
+    def _attribute_of(self, pool: CostPool) -> Callable[[ItemRow], Decimal | None]:
+        """An ATTRIBUTE pool's weight of an item: its positive value of the attribute when
+        its class is one of the pool's holder classes (any class when none are given)."""
+        attr, classes = pool.attribute or "", set(pool.holder_classes)
+
+        def weight(item: ItemRow) -> Decimal | None:
+            v = item.attrs.get(attr)
+            return v if v is not None and v > 0 and (
+                not classes or item.cls in classes) else None
+        return weight
+
+    def _metered_of(self, meter: str) -> dict[str, Decimal]:
+        """Each CI's usage of a meter in the period's month (on time: late records for
+        earlier months are not counted), summed over rate cards."""
+        found = self._metered.get(meter)
+        if found is None:
+            micros: dict[str, int] = {}
+            for g in self.d.usage:
+                if g.meter == meter and g.month == self.d.period:
+                    micros[g.ci] = micros.get(g.ci, 0) + g.micros
+            found = self._metered[meter] = {ci: Decimal(m) / MICROS
+                                            for ci, m in micros.items() if m > 0}
+        return found
+
     def _weights(self, pool: CostPool, reach: Mapping[str, tuple[str, ...]]
-                 ) -> dict[str, Decimal]:
+                 ) -> Mapping[str, Decimal | Fraction]:
+        driver = pool.driver
+        if driver in (Driver.SESSION_HOURS, Driver.ROLE_USERS):
+            return {USER + u: w for u, w in self.d.pool_weights.get(pool.code, {}).items()
+                    if u in self.d.users and w > 0}
+        if driver is Driver.FIXED:
+            return {CC + a.cost_centre: a.percent for a in pool.allocations}
+        if driver is Driver.SUBSCRIPTIONS:
+            # Active in the month, provisioned CIs or service among or under the pool's CIs.
+            return {SUB + s.id: Decimal(days) for s in self.d.subscriptions
+                    if (any(ci in reach for ci in s.ci_ids) or s.service_id in reach)
+                    and (days := self.active_days(s))}
+        if driver is Driver.METER:
+            metered = self._metered_of(pool.meter or "")
+            return {n: metered[n] for n in reach if n in metered}
+        if driver is Driver.ATTRIBUTE:
+            held = self._attribute_of(pool)
+            return {n: w for n in reach if (w := held(self.d.items[n])) is not None}
         if pool.driver is Driver.SESSIONS:
             return {USER + u: Decimal(n) for u, n in self.d.sessions.get(pool.code, {}).items()
                     if u in self.d.users}
@@ -513,10 +571,27 @@ class Engine:
                 out[n] = value
         return out
 
-    def pools(self) -> None:
+    def _graph_of(self, pool: CostPool) -> CostGraph:
+        """The graph a pool's holders' shares travel: divided by the pool's ``onward``
+        attribute among each node's consumers, or equally."""
+        if pool.onward is None:
+            return self.graph
+        graph = self._onward.get(pool.onward)
+        if graph is None:
+            attr = pool.onward
+            weights = {i.id: Fraction(v) for i in self.d.items.values()
+                       if (v := i.attrs.get(attr)) is not None and v > 0}
+            graph = self._onward[attr] = CostGraph(self.consumers, self.graph.payers, weights)
+        return graph
+
+    def pools(self, after_usage: bool = False) -> None:
+        """Lines of the pools, in their order; those whose driver reads the usage
+        (``_AFTER_USAGE``) when ``after_usage``, the others when not."""
         from cmdb.chargeback.allocation import weighted
 
         for pool in self.d.pools:
+            if (pool.driver in _AFTER_USAGE) is not after_usage:
+                continue
             amount = pool.amounts.get(self.d.period)
             if amount is None:
                 continue
@@ -526,10 +601,14 @@ class Engine:
                 continue
             reach = self.reach(pool)
             weights = self._weights(pool, reach)
-            shares, idle = weighted(weights, pool.capacity)
-            used = sum(weights.values(), Decimal(0))
+            # A FIXED pool's percentages are of 100: what they leave is unallocated.
+            capacity = Decimal(100) if pool.driver is Driver.FIXED else pool.capacity
+            shares, idle = weighted(weights, capacity)
+            used = sum((Fraction(w) for w in weights.values()), Fraction(0))
             # What the shares are of: the capacity when it exceeds what is used.
-            base = Fraction(max(used, pool.capacity) if pool.capacity is not None else used)
+            base = max(used, Fraction(capacity)) if capacity is not None else used
+            graph = self._graph_of(pool)
+            prorate = pool.driver is not Driver.SUBSCRIPTIONS  # its weights are active days
             # One line per payer: its exact share of the pool summed over the driver holders
             # whose cost reaches it, each holder listed with its quantity, share and path.
             # What reaches no payer is one line too, listing each holder's path.
@@ -537,7 +616,7 @@ class Engine:
             for holder, f in sorted(shares.items()):
                 head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
                     else (holder,)
-                for payer, s in self._active_shares(holder):
+                for payer, s in self._active_shares(holder, graph, prorate):
                     part = f if s.fraction == 1 else f * s.fraction
                     path = (*head[:-1], *s.path)
                     group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
@@ -548,7 +627,7 @@ class Engine:
                         entry[3] = NO_CONSUMER  # several places where cost stops
                     entry[0] += part
                     entry[2].append((holder, part, s.fraction, path))
-            unit = _DRIVER_UNITS[pool.driver]
+            unit = self._unit(pool)
             parts: list[tuple[str, Share, Sequence[str], str]] = []
             more: dict[str, dict[str, Any]] = {}
             for fraction, path, held, payer in by_payer.values():
@@ -562,19 +641,47 @@ class Engine:
                 more[payer] = info
             if idle:
                 parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
-                more[NO_CONSUMER + "idle"] = {
-                    "quantity": str((pool.capacity or used) - used),
-                    "description": f"{pool.name}: idle capacity ({pool.driver.value})"}
+                decimals = [w for w in weights.values() if isinstance(w, Decimal)]
+                if len(decimals) == len(weights):  # as given: "96", "39.5"
+                    in_use = sum(decimals, Decimal(0))
+                    idle_text = str((capacity or in_use) - in_use)
+                else:
+                    idle_text = _decimal_text(Fraction(capacity or 0) - used
+                                              if capacity is not None else Fraction(0))
+                more[NO_CONSUMER + "idle"] = {"quantity": idle_text,
+                                              "description": self._idle(pool)}
             extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
             self._pool_lines(pool, amount, pool.name, parts, extra, more)
             self._flush()
 
-    def _active_shares(self, holder: str) -> list[tuple[str, Share]]:
+    def _unit(self, pool: CostPool) -> str:
+        if pool.driver is Driver.ATTRIBUTE:
+            return pool.attribute or ""
+        if pool.driver is Driver.METER:
+            return self.d.meter_units.get(pool.meter or "", pool.meter or "")
+        return _DRIVER_UNITS[pool.driver]
+
+    def _how(self, pool: CostPool) -> str:
+        """How a pool is shared, for its lines' descriptions ("ATTRIBUTE memoryGb")."""
+        how = " ".join(x for x in (pool.driver.value, pool.attribute, pool.meter, pool.role)
+                       if x)
+        return how + (f", onward by {pool.onward}" if pool.onward else "")
+
+    def _idle(self, pool: CostPool) -> str:
+        if pool.driver is Driver.FIXED:
+            left = 100 - sum((a.percent for a in pool.allocations), Decimal(0))
+            return (f"{pool.name}: {_weight_text(left)} % unallocated: the pool's percentages "
+                    "leave it unallocated")
+        return f"{pool.name}: idle capacity ({pool.driver.value})"
+
+    def _active_shares(self, holder: str, graph: CostGraph | None = None,
+                       prorate: bool = True) -> list[tuple[str, Share]]:
         """Where a driver holder's share of a pool goes: a subscription pays for the days it
-        was active in the month; the rest of its part reaches no payer."""
+        was active in the month; the rest of its part reaches no payer (unless ``prorate``
+        is False: the holders' weights already counted the days)."""
         out: list[tuple[str, Share]] = []
-        for payer, s in self.graph.shares(holder).items():
-            sub = self.subs.get(payer)
+        for payer, s in (graph or self.graph).shares(holder).items():
+            sub = self.subs.get(payer) if prorate else None
             days = self.active_days(sub) if sub is not None else self.days_in_period
             if days >= self.days_in_period:
                 out.append((payer, s))
@@ -585,24 +692,23 @@ class Engine:
             out.append((NO_CONSUMER + payer, Share(s.fraction - active, s.path)))
         return out
 
-    def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
+    def _holder(self, holder: str, weight: Decimal | Fraction, part: Fraction, of: Fraction,
                 path: Sequence[str]) -> list[Any]:
         """How one driver holder adds to a payer's pool line (``HOLDER_FIELDS``): the
         holder's driver quantity, the fraction of the holder's cost that reaches the payer,
         its exact share of the pool, and the path from the pool to the payer."""
         item = self.d.items.get(holder)
-        return [holder, self._name(holder), item.cls if item else None, str(weight),
+        return [holder, self._name(holder), item.cls if item else None, _weight_text(weight),
                 _fraction_text(of), _fraction_text(part), None, None,
                 [self._name(n) for n in path]]
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],
                     extra: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> None:
-        description = f"{pool.name}: {amount} {pool.currency} shared by {pool.driver.value}"
+        description = f"{pool.name}: {amount} {pool.currency} shared by {self._how(pool)}"
         if not parts:
             parts = [(NO_CONSUMER + "idle", Share(Fraction(1), ()), (), "idle")]
-            more = {NO_CONSUMER + "idle": {
-                "description": f"{pool.name}: idle capacity ({pool.driver.value})"}}
+            more = {NO_CONSUMER + "idle": {"description": self._idle(pool)}}
         before = len(self.rows)
         self._lines(LineKind.POOL, to_cents(amount), f"pool:{pool.code}", description,
                     extra, parts, more)
@@ -612,7 +718,8 @@ class Engine:
     def run(self, sink: Callable[[list[dict[str, Any]]], None] | None = None,
             chunk: int = 2_000,
             usage: Callable[[], list[UsageGroup]] | None = None) -> Calculation:
-        """All lines of the period: fees, pools, then usage. ``sink``, when given, receives
+        """All lines of the period: fees, pools, the pools shared by usage (METER) once the
+        usage is read, then usage. ``sink``, when given, receives
         them as they are final, in order, about ``chunk`` at a time (so they can be written
         while the rest is calculated), and the result's rows are then empty; ``usage``,
         when given, is called for the usage groups once fees and pools are done (so they
@@ -622,6 +729,7 @@ class Engine:
         self.pools()
         if usage is not None:
             self.d.usage = usage()
+        self.pools(after_usage=True)
         self.usage()
         self._flush(final=True)
         return Calculation(self.rows, self.warnings)
@@ -645,6 +753,10 @@ def _quantity_text(q: Decimal) -> str:
     return str(q.quantize(Decimal(1))) if q == q.to_integral() else str(q.normalize())
 
 
+def _weight_text(w: Decimal | Fraction) -> str:
+    return str(w) if isinstance(w, Decimal) else _decimal_text(w)
+
+
 def _fraction_text(f: Fraction) -> str:
     return f"{f.numerator}/{f.denominator}"
 
@@ -659,4 +771,5 @@ def _decimal_text(f: Fraction) -> str:
 
 
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",
-                 Driver.EQUAL: "share"}
+                 Driver.EQUAL: "share", Driver.SESSION_HOURS: "hour", Driver.ROLE_USERS: "user",
+                 Driver.SUBSCRIPTIONS: "subscription-day", Driver.FIXED: "percent"}

@@ -455,7 +455,7 @@ def offering(line: ChargeLine) -> tuple[str, tuple[str, str]]:
         return line.meter, _by_words(f"{line.meter} {line.unit or ''}") or OTHER
     if line.pool:
         by_driver = {Driver.VCPU: COMPUTE_VMS, Driver.STORAGE_GB: BLOCK_STORAGE,
-                     Driver.SESSIONS: END_USER}
+                     Driver.SESSIONS: END_USER, Driver.SESSION_HOURS: END_USER}
         category = by_driver.get(line.driver) if line.driver is not None else None
         return line.pool, category or _by_words(line.pool) or OTHER
     name = line.item_name or line.service_name

@@ -10,11 +10,21 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from cmdb.inventory.models import CIClass
 
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # CI attribute: node prop attr_<name>
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CENT = Decimal("0.01")
 MAX_QUANTITY = Decimal("1e12")
@@ -38,6 +48,12 @@ class Driver(StrEnum):
     STORAGE_GB = "STORAGE_GB"  # sizeGb of the storage volumes among and under the pool's CIs
     SESSIONS = "SESSIONS"  # desktop sessions of users on the pool's desktops in the period
     EQUAL = "EQUAL"  # equal shares among the direct consumers of the pool's CIs
+    ATTRIBUTE = "ATTRIBUTE"  # a CI attribute's value, first holder on each path
+    METER = "METER"  # the month's usage of a meter by the CIs among and under the pool's
+    SESSION_HOURS = "SESSION_HOURS"  # hours of users' desktop sessions within the month
+    ROLE_USERS = "ROLE_USERS"  # the users holding a role, one share each
+    SUBSCRIPTIONS = "SUBSCRIPTIONS"  # active days of the subscriptions to what is under it
+    FIXED = "FIXED"  # fixed percentages per cost centre
 
 
 class LineKind(StrEnum):
@@ -243,6 +259,33 @@ class RateCard(BaseModel):
 # --- cost pools ------------------------------------------------------------------------------
 
 
+def check_attribute(v: str | None) -> str | None:
+    if v is not None and not ATTRIBUTE_NAME.match(v):
+        raise ValueError("must be a CI attribute name: a letter, then letters, digits or '_' "
+                         "(at most 63)")
+    return v
+
+
+class PoolAllocation(BaseModel):
+    """A FIXED pool's part for one cost centre."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cost_centre: str = Field(min_length=1, max_length=100)
+    percent: Decimal = Field(gt=0, le=100, decimal_places=2)
+
+
+# What each driver needs of the pool's optional fields, and which fields it takes at all.
+_NEEDS = {Driver.ATTRIBUTE: "attribute", Driver.METER: "meter", Driver.ROLE_USERS: "role",
+          Driver.FIXED: "allocations"}
+_ONLY_FOR = {"attribute": {Driver.ATTRIBUTE}, "holder_classes": {Driver.ATTRIBUTE},
+             "meter": {Driver.METER}, "role": {Driver.ROLE_USERS},
+             "allocations": {Driver.FIXED}}
+NO_CAPACITY = {Driver.EQUAL, Driver.FIXED, Driver.ROLE_USERS, Driver.SUBSCRIPTIONS}
+NO_ONWARD = {Driver.SESSIONS, Driver.SESSION_HOURS, Driver.ROLE_USERS, Driver.SUBSCRIPTIONS,
+             Driver.FIXED}  # their holders are payers: nothing passes on
+
+
 class CostPoolInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -250,15 +293,52 @@ class CostPoolInput(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     driver: Driver
     ci_ids: list[str] = Field(min_length=1, max_length=1000)
-    capacity: Decimal | None = Field(None, gt=0, le=MAX_QUANTITY, decimal_places=6)
+    capacity: Decimal | None = Field(None, gt=0, le=MAX_QUANTITY, decimal_places=6,
+                                     validate_default=True)
     description: str | None = Field(None, max_length=2000)
+    # Driver settings (see Driver); each field is checked against the driver given.
+    attribute: Annotated[str | None, AfterValidator(check_attribute)] = Field(
+        None, validate_default=True)
+    holder_classes: list[CIClass] | None = Field(None, max_length=20, validate_default=True)
+    meter: str | None = Field(None, min_length=1, max_length=63, validate_default=True)
+    role: str | None = Field(None, min_length=1, max_length=200, validate_default=True)
+    allocations: list[PoolAllocation] | None = Field(None, max_length=1000,
+                                                     validate_default=True)
+    onward: Annotated[str | None, AfterValidator(check_attribute)] = Field(
+        None, validate_default=True)
 
-
-    @model_validator(mode="after")
-    def _capacity(self) -> CostPoolInput:
-        if self.capacity is not None and self.driver is Driver.EQUAL:
-            raise ValueError("an EQUAL pool has no capacity")
-        return self
+    @field_validator("capacity", "attribute", "holder_classes", "meter", "role",
+                     "allocations", "onward")
+    @classmethod
+    def _for_driver(cls, v: Any, info: ValidationInfo) -> Any:
+        driver = info.data.get("driver")
+        if driver is None:  # the driver itself is wrong: said there
+            return v
+        name = info.field_name
+        if v is None:
+            if _NEEDS.get(driver) == name:
+                raise ValueError(f"required by the {driver.value} driver")
+            return v
+        if name == "capacity" and driver in NO_CAPACITY:
+            raise ValueError(f"the {driver.value} driver takes no capacity")
+        if name == "onward" and driver in NO_ONWARD:
+            raise ValueError(f"the {driver.value} driver's holders are payers: nothing "
+                             "passes onward")
+        if name in _ONLY_FOR and driver not in _ONLY_FOR[name]:
+            allowed = " or ".join(sorted(d.value for d in _ONLY_FOR[name]))
+            raise ValueError(f"only for the {allowed} driver")
+        if name == "allocations":
+            if not v:
+                raise ValueError("the FIXED driver needs at least one cost centre")
+            seen = set()
+            for a in v:
+                if a.cost_centre in seen:
+                    raise ValueError(f"cost centre {a.cost_centre} appears more than once")
+                seen.add(a.cost_centre)
+            total = sum((a.percent for a in v), Decimal(0))
+            if total > 100:
+                raise ValueError(f"the percentages add up to {total}, more than 100")
+        return v
 
 
 class CostPool(BaseModel):
@@ -278,6 +358,13 @@ class CostPool(BaseModel):
     description: str | None
     amounts: dict[str, Decimal]  # period -> cost of the pool in that period
     currency: str
+    # Driver settings (see CostPoolInput); allocations: cost centre code -> percent.
+    attribute: str | None = None
+    holder_classes: list[str] = []
+    meter: str | None = None
+    role: str | None = None
+    allocations: list[PoolAllocation] = []
+    onward: str | None = None
 
 
 # --- charge lines ----------------------------------------------------------------------------

@@ -32,6 +32,10 @@ LIST_METERS: LiteralString = "MATCH (m:Meter) RETURN " + _METER + " AS meter ORD
 
 KNOWN_METERS: LiteralString = "UNWIND $codes AS c MATCH (m:Meter {code: c}) RETURN m.code AS code"
 
+KNOWN_ROLE: LiteralString = """
+MATCH (r:Role WHERE toLower(r.name) = toLower($name)) RETURN r.name AS name LIMIT 1
+"""
+
 KNOWN_CIS: LiteralString = """
 UNWIND $ids AS id
 MATCH (n:Item {id: id}) WHERE n:CI
@@ -92,14 +96,17 @@ RETURN """
 # --- cost pools ------------------------------------------------------------------------------
 
 _POOL: LiteralString = """p {.id, .code, .name, .driver, .ciIds, .capacity, .description,
-  .currency, amounts: [(p)-[:COSTS]->(c:PoolCost) | [c.period, c.amount]]}"""
+  .currency, .attribute, .holderClasses, .meter, .role, .allocations, .onward,
+  amounts: [(p)-[:COSTS]->(c:PoolCost) | [c.period, c.amount]]}"""
 
 UPSERT_POOL: LiteralString = (
     """
 MERGE (p:CostPool {code: $code})
 ON CREATE SET p.id = $id, p.createdAt = $now
 SET p.name = $name, p.driver = $driver, p.ciIds = $ciIds, p.capacity = $capacity,
-    p.description = $description, p.currency = $currency, p.updatedAt = $now
+    p.description = $description, p.currency = $currency, p.updatedAt = $now,
+    p.attribute = $attribute, p.holderClasses = $holderClasses, p.meter = $meter,
+    p.role = $role, p.allocations = $allocations, p.onward = $onward
 RETURN """
     + _POOL
     + " AS pool"
@@ -220,7 +227,7 @@ RETURN collect([n.id, n.name,
        CASE WHEN n:BusinessService THEN 'BUSINESS_SERVICE' WHEN n:Service THEN 'TECHNICAL_SERVICE'
             ELSE n.ciClass END,
        [(n)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0], n.attr_cpu, n.attr_sizeGb,
-       n.costRecovery]) AS items
+       n.costRecovery, [a IN $attrs | n['attr_' + a]]]) AS items
 """
 
 # Provider -> consumer pairs of the edges that carry cost from the provider to the consumer.
@@ -259,6 +266,28 @@ MATCH (u:User)-[:HAD_SESSION]->(s:DesktopSession)
 WHERE s.start >= $start AND s.start < $end
   AND EXISTS { (s)-[:ON_DESKTOP|ON_HOST|IN_POOL]->(x:Item) WHERE x.id IN $ids }
 RETURN u.id AS user, count(s) AS sessions
+ORDER BY user
+"""
+
+# Seconds of desktop sessions on any of $ids within [$start, $until) per user: each session
+# clipped to the span, an open one counting until $until.
+SESSION_SECONDS_ON: LiteralString = """
+MATCH (u:User)-[:HAD_SESSION]->(s:DesktopSession)
+WHERE s.start < $until AND (s.end IS NULL OR s.end > $start)
+  AND EXISTS { (s)-[:ON_DESKTOP|ON_HOST|IN_POOL]->(x:Item) WHERE x.id IN $ids }
+WITH u, CASE WHEN s.start < $start THEN $start ELSE s.start END AS a,
+     CASE WHEN s.end IS NULL OR s.end > $until THEN $until ELSE s.end END AS b
+WITH u.id AS user, sum(duration.inSeconds(a, b).seconds) AS seconds
+WHERE seconds > 0
+RETURN user, seconds
+ORDER BY user
+"""
+
+# Users holding a role (by name, any case) at some time in [$start, $end).
+ROLE_HOLDERS: LiteralString = """
+MATCH (u:User)-[h:HAS_ROLE]->(r:Role WHERE toLower(r.name) = toLower($role))
+WHERE (h.since IS NULL OR h.since < $end) AND (h.until IS NULL OR h.until > $start)
+RETURN DISTINCT u.id AS user
 ORDER BY user
 """
 

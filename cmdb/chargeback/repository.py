@@ -33,6 +33,7 @@ from cmdb.chargeback.models import (
     Meter,
     Period,
     PeriodStatus,
+    PoolAllocation,
     PoolHolder,
     RateCard,
     Tier,
@@ -87,6 +88,10 @@ def pool_from_row(p: dict[str, Any]) -> CostPool:
         ci_ids=list(p["ciIds"]), capacity=_dec(p.get("capacity")),
         description=p.get("description"), currency=p["currency"],
         amounts={period: Decimal(amount) for period, amount in p.get("amounts") or []},
+        attribute=p.get("attribute"), holder_classes=list(p.get("holderClasses") or []),
+        meter=p.get("meter"), role=p.get("role"), onward=p.get("onward"),
+        allocations=[PoolAllocation(cost_centre=cc, percent=Decimal(pc))
+                     for cc, pc in json.loads(p.get("allocations") or "[]")],
     )
 
 
@@ -177,6 +182,11 @@ class ChargebackRepository:
         rows = await self.db.read(q.KNOWN_METERS, {"codes": list(codes)})
         return {r["code"] for r in rows}
 
+    async def known_role(self, name: str) -> str | None:
+        """The role's name as it is spelt (names are matched whatever their case)."""
+        rows = await self.db.read(q.KNOWN_ROLE, {"name": name})
+        return str(rows[0]["name"]) if rows else None
+
     async def known_cis(self, ids: Sequence[str]) -> set[str]:
         rows = await self.db.read(q.KNOWN_CIS, {"ids": list(ids)})
         return {r["id"] for r in rows}
@@ -263,11 +273,15 @@ class ChargebackRepository:
         (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile);
         ``pricing``: what :meth:`pricing` answered, when already read."""
         start, end = period_bounds(period)
-        [items_row] = await self.db.read(q.ITEMS)
+        pools = await self.pools()
+        # The CI attributes the period's pools share by or pass onward by, read with the items.
+        attrs = sorted({a for p in pools if period in p.amounts
+                        for a in (p.attribute, p.onward) if a is not None})
+        [items_row] = await self.db.read(q.ITEMS, {"attrs": attrs})
         items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size),
                             CostRecovery(recovery) if recovery in CostRecovery.__members__
-                            else CostRecovery.OWNER)
-                 for i, name, cls, cc, cpu, size, recovery in items_row["items"]}
+                            else CostRecovery.OWNER, _attrs(attrs, values))
+                 for i, name, cls, cc, cpu, size, recovery, values in items_row["items"]}
         uses: dict[str, list[str]] = {}
         [edges] = await self.db.read(q.USE_EDGES)
         for provider, consumer in edges["pairs"]:
@@ -295,7 +309,7 @@ class ChargebackRepository:
         data = CalculationInput(
             period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
             users=users, cost_centres=ccs, rate_cards={c.id: c for c in cards},
-            meter_units=meters, usage=[], pools=await self.pools(),
+            meter_units=meters, usage=[], pools=pools,
         )
         if usage:
             data.usage = await self.usage_groups(period, data.rate_cards.values(), meters)
@@ -325,6 +339,20 @@ class ChargebackRepository:
         rows = await self.db.read(q.SESSIONS_ON, {"ids": list(ids), "start": start,
                                                   "end": end})
         return {r["user"]: int(r["sessions"]) for r in rows}
+
+    async def session_seconds_on(self, ids: Sequence[str], period: str,
+                                 until: datetime) -> dict[str, int]:
+        """Seconds of desktop sessions on ``ids`` per user within the period, up to
+        ``until`` at the latest."""
+        start, end = period_bounds(period)
+        rows = await self.db.read(q.SESSION_SECONDS_ON, {
+            "ids": list(ids), "start": start, "until": min(end, max(until, start))})
+        return {r["user"]: int(r["seconds"]) for r in rows}
+
+    async def role_holders(self, role: str, period: str) -> list[str]:
+        start, end = period_bounds(period)
+        rows = await self.db.read(q.ROLE_HOLDERS, {"role": role, "start": start, "end": end})
+        return [r["user"] for r in rows]
 
     async def cost_centres(self) -> dict[str, CostCentreRow]:
         return {r["code"]: CostCentreRow(r["code"], r["name"], r["parent"], BillingMode(r["mode"]))
@@ -482,6 +510,17 @@ def usage_windows(tz: tzinfo | None, cards: Iterable[RateCard], meters: Iterable
         if at < _DOOM:
             out.append({"meter": meter, "rate": None, "from": at, "to": _DOOM})
     return out
+
+
+_NO_ATTRS: dict[str, Decimal] = {}
+
+
+def _attrs(names: Sequence[str], values: Sequence[Any]) -> dict[str, Decimal]:
+    """An item's values of the attributes pools read, those that are numbers."""
+    if not names:
+        return _NO_ATTRS
+    out = {a: n for a, v in zip(names, values, strict=True) if (n := _num(v)) is not None}
+    return out or _NO_ATTRS
 
 
 def _num(v: Any) -> Decimal | None:

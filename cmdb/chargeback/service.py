@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from pydantic import ValidationError
@@ -167,11 +168,30 @@ class ChargebackService:
         missing = set(pool.ci_ids) - await self.repo.known_cis(pool.ci_ids)
         if missing:
             raise DomainError.single("input.ciIds", "no such CI: " + ", ".join(sorted(missing)))
+        errors = []
+        if pool.meter is not None and not await self.repo.known_meters([pool.meter]):
+            errors.append(FieldError(field="input.meter", message=f"no such meter: {pool.meter}"))
+        role = None if pool.role is None else await self.repo.known_role(pool.role)
+        if pool.role is not None and role is None:
+            errors.append(FieldError(field="input.role", message=f"no such role: {pool.role}"))
+        if pool.allocations:
+            known = await self.repo.cost_centres()
+            errors += [FieldError(field=f"input.allocations[{i}].costCentre",
+                                  message=f"no such cost centre: {a.cost_centre}")
+                       for i, a in enumerate(pool.allocations) if a.cost_centre not in known]
+        if errors:
+            raise DomainError(errors)
         return await self.repo.upsert_pool({
             "id": str(uuid.uuid4()), "code": pool.code, "name": pool.name,
             "driver": pool.driver.value, "ciIds": sorted(set(pool.ci_ids)),
             "capacity": None if pool.capacity is None else str(pool.capacity),
-            "description": pool.description, "currency": self.currency, "now": utcnow()})
+            "description": pool.description, "currency": self.currency, "now": utcnow(),
+            "attribute": pool.attribute, "meter": pool.meter, "role": role,
+            "onward": pool.onward,
+            "holderClasses": sorted({c.value for c in pool.holder_classes or ()}) or None,
+            "allocations": json.dumps([[a.cost_centre, str(a.percent)]
+                                       for a in pool.allocations])
+            if pool.allocations else None})
 
     async def set_pool_cost(self, principal: Principal | None, code: str, period: str,
                             amount: Decimal) -> CostPool:
@@ -407,10 +427,21 @@ class ChargebackService:
         """Calculate in a worker thread and write the lines as they come: Neo4j stores one
         batch while the next is being priced and allocated."""
         engine = Engine(data)
+        now = utcnow()  # an open session counts until now at the latest
         for pool in data.pools:
-            if pool.driver is Driver.SESSIONS and data.period in pool.amounts:
+            if data.period not in pool.amounts:
+                continue
+            if pool.driver is Driver.SESSIONS:
                 ids = sorted(engine.reach(pool))
                 data.sessions[pool.code] = await self.repo.sessions_on(ids, data.period)
+            elif pool.driver is Driver.SESSION_HOURS:
+                ids = sorted(engine.reach(pool))
+                seconds = await self.repo.session_seconds_on(ids, data.period, now)
+                data.pool_weights[pool.code] = {u: Fraction(n, 3600)
+                                                for u, n in seconds.items()}
+            elif pool.driver is Driver.ROLE_USERS and pool.role is not None:
+                data.pool_weights[pool.code] = {
+                    u: Fraction(1) for u in await self.repo.role_holders(pool.role, data.period)}
         loop = asyncio.get_running_loop()
         # A few chunks ahead at most: when Neo4j writes slower than the engine calculates,
         # the engine waits rather than the lines piling up in memory.

@@ -141,7 +141,12 @@ class ChargebackMutation:
             pool = await _svc(info).define_pool(info.context.principal, {
                 "code": input.code, "name": input.name, "driver": input.driver,
                 "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
-                "description": input.description})
+                "description": input.description, "attribute": input.attribute,
+                "holder_classes": input.holder_classes, "meter": input.meter,
+                "role": input.role, "onward": input.onward,
+                "allocations": None if input.allocations is None else [
+                    {"cost_centre": a.cost_centre, "percent": a.percent}
+                    for a in input.allocations]})
         except DomainError as e:
             return CostPoolPayload(errors=user_errors(e))
         return CostPoolPayload(pool=CostPool.from_model(pool))

@@ -10,6 +10,7 @@ from typing import cast
 import strawberry
 
 from cmdb.chargeback import models as m
+from cmdb.schema.enums import CIClass
 from cmdb.schema.types import UserError
 
 CostDriver = strawberry.enum(cast(type[Enum], m.Driver), name="CostDriver",
@@ -69,6 +70,12 @@ class PoolCost:
     amount: Decimal
 
 
+@strawberry.type(description="A FIXED pool's percentage for one cost centre.")
+class PoolAllocation:
+    cost_centre: str
+    percent: Decimal
+
+
 @strawberry.type(description="A shared cost (a cluster, a storage array, the VDI platform) "
                  "allocated down the graph by a driver.")
 class CostPool:
@@ -81,13 +88,31 @@ class CostPool:
     description: str | None
     currency: str
     costs: list[PoolCost]
+    attribute: str | None = strawberry.field(
+        description="ATTRIBUTE: the CI attribute whose value is each holder's weight.")
+    holder_classes: list[CIClass] = strawberry.field(
+        description="ATTRIBUTE: the CI classes that can hold it (empty: any).")
+    meter: str | None = strawberry.field(
+        description="METER: the meter whose usage in the month is each CI's weight.")
+    role: str | None = strawberry.field(
+        description="ROLE_USERS: the role whose users share the pool.")
+    allocations: list[PoolAllocation] = strawberry.field(
+        description="FIXED: each cost centre's percentage; what they leave is unallocated.")
+    onward: str | None = strawberry.field(
+        description="A CI attribute by which a holder's share passes on to its consumers, "
+        "level by level (null: equally).")
 
     @classmethod
     def from_model(cls, x: m.CostPool) -> CostPool:
         return cls(code=x.code, name=x.name, driver=x.driver,
                    ci_ids=[strawberry.ID(i) for i in x.ci_ids], capacity=x.capacity,
                    description=x.description, currency=x.currency,
-                   costs=[PoolCost(period=k, amount=v) for k, v in sorted(x.amounts.items())])
+                   costs=[PoolCost(period=k, amount=v) for k, v in sorted(x.amounts.items())],
+                   attribute=x.attribute,
+                   holder_classes=[CIClass(c) for c in x.holder_classes],
+                   meter=x.meter, role=x.role, onward=x.onward,
+                   allocations=[PoolAllocation(cost_centre=a.cost_centre, percent=a.percent)
+                                for a in x.allocations])
 
 
 @strawberry.type(description="A month of charges: OPEN (recalculable) or CLOSED (frozen).")
@@ -311,6 +336,12 @@ class PublishRateCardInput:
 
 
 @strawberry.input
+class PoolAllocationInput:
+    cost_centre: str
+    percent: Decimal
+
+
+@strawberry.input
 class DefineCostPoolInput:
     code: str
     name: str
@@ -318,6 +349,19 @@ class DefineCostPoolInput:
     ci_ids: list[strawberry.ID]
     capacity: Decimal | None = None
     description: str | None = None
+    attribute: str | None = strawberry.field(
+        default=None, description="ATTRIBUTE (required): a CI attribute name.")
+    holder_classes: list[CIClass] | None = strawberry.field(
+        default=None, description="ATTRIBUTE: only CIs of these classes hold it.")
+    meter: str | None = strawberry.field(default=None,
+                                         description="METER (required): a meter code.")
+    role: str | None = strawberry.field(default=None,
+                                        description="ROLE_USERS (required): a role name.")
+    allocations: list[PoolAllocationInput] | None = strawberry.field(
+        default=None, description="FIXED (required): percentages (up to 2 places) per cost "
+        "centre, at most 100 in all.")
+    onward: str | None = strawberry.field(
+        default=None, description="A CI attribute by which shares pass on to consumers.")
 
 
 @strawberry.input
