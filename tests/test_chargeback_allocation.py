@@ -11,6 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -429,6 +430,22 @@ def test_a_payer_without_a_cost_centre_is_unallocated_not_invoiced():
     [line] = Engine(world).run().rows
     assert (line["kind"], line["amountMinor"], line["invoiced"]) == ("UNALLOCATED", 1000, False)
     assert "Orphan service has no cost centre" in line["description"]
+
+
+@pytest.mark.parametrize(("capacity", "why"), [
+    (None, "P: unallocated: nothing holds its driver (VCPU)"),
+    (Decimal(8), "P: idle capacity (VCPU)")])
+def test_a_pool_nothing_holds_is_unallocated_and_says_why(capacity, why):
+    items = {"h": ItemRow("h", "esx-1", "HypervisorHost", "CC-A")}  # no VM under it
+    pool = CostPool(id="p", code="p", name="P", driver=Driver.VCPU, ci_ids=["h"],
+                    capacity=capacity, description=None,
+                    amounts={"2026-10": Decimal("10.00")}, currency="EUR")
+    world = CalculationInput(period="2026-10", currency="EUR", items=items, uses={},
+                             subscriptions=[], users={}, cost_centres={}, rate_cards={},
+                             meter_units={}, usage=[], pools=[pool])
+    [line] = Engine(world).run().rows
+    assert (line["kind"], line["amountMinor"], line["description"]) == \
+        ("UNALLOCATED", 1000, why)
 
 
 def test_a_pool_books_one_line_per_payer_listing_the_holders_that_reach_it():

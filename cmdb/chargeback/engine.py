@@ -649,7 +649,7 @@ class Engine:
                     idle_text = _decimal_text(Fraction(capacity or 0) - used
                                               if capacity is not None else Fraction(0))
                 more[NO_CONSUMER + "idle"] = {"quantity": idle_text,
-                                              "description": self._idle(pool)}
+                                              "description": self._idle(pool, bool(weights))}
             extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
             self._pool_lines(pool, amount, pool.name, parts, extra, more)
             self._flush()
@@ -667,11 +667,15 @@ class Engine:
                        if x)
         return how + (f", onward by {pool.onward}" if pool.onward else "")
 
-    def _idle(self, pool: CostPool) -> str:
+    def _idle(self, pool: CostPool, held: bool = False) -> str:
+        """Why a pool's cost (or part of it) is unallocated: its percentages leave it, its
+        capacity is unused, or nothing under its CIs holds its driver."""
         if pool.driver is Driver.FIXED:
             left = 100 - sum((a.percent for a in pool.allocations), Decimal(0))
             return (f"{pool.name}: {_weight_text(left)} % unallocated: the pool's percentages "
                     "leave it unallocated")
+        if not held and pool.capacity is None:
+            return f"{pool.name}: unallocated: nothing holds its driver ({self._how(pool)})"
         return f"{pool.name}: idle capacity ({pool.driver.value})"
 
     def _active_shares(self, holder: str, graph: CostGraph | None = None,
