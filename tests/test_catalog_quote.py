@@ -275,3 +275,36 @@ async def test_listed_orders_carry_their_quote(gql, world):
     assert mine == [{"id": placed["id"], "quote": {"monthly": "20.00", "usage": [
         {"meter": "storage-gb"}, {"meter": "backup-gb"}, {"meter": "cpu-hours"},
         {"meter": "archive-gb"}]}}]
+
+
+async def test_estimates_of_a_page_of_items_read_the_rate_cards_once(gql, world, clean_db):
+    for n in range(3):
+        await create_item(gql, f"Storage {n}", price={**PLAN, "monthly": f"{n}.00"})
+    before = clean_db.round_trips.count
+    found = (await gql.as_user(*JOHN).ok(
+        "{ catalogueItems(search: \"storage\") { name estimate(quantities: "
+        "[{meter: \"storage-gb\", quantity: \"250\"}]) { monthlyTotal } } }"))["catalogueItems"]
+    # n.00 + 22.00 for "Storage n"; 20.00 + 22.00 for Team storage.
+    assert sorted((i["name"], i["estimate"]["monthlyTotal"]) for i in found) == [
+        ("Storage 0", "22.00"), ("Storage 1", "23.00"), ("Storage 2", "24.00"),
+        ("Team storage", "42.00")]
+    assert clean_db.round_trips.count - before == 3  # the items, the rate cards, the meters
+
+
+async def test_a_plan_in_another_currency_than_the_bills_is_noted(gql, world):
+    item = await create_item(gql, "Dollar storage", price={
+        "currency": "USD", "oneOff": "5.00", "monthly": "10.00",
+        "usage": [{"meter": "storage-gb", "unit": "GB-month", "rate": "0.10"}]})
+    got = (await gql.as_user(*JOHN).ok(ESTIMATE, id=item, q=[
+        {"meter": "storage-gb", "quantity": "250"}]))["catalogueItem"]["estimate"]
+    # The usage is billed in EUR (22.00, as above) and is not added to the USD fees:
+    # 10.00 a month, 5.00 + 10.00 the first.
+    assert [u["amount"] for u in got["usage"]] == ["22.00"]
+    assert (got["currency"], got["monthlyTotal"], got["firstMonth"]) == ("USD", "10.00",
+                                                                         "15.00")
+    assert got["notes"] == [
+        "the plan is priced in USD and bills are kept in EUR: its fees are left out of the "
+        "bill (the period warns), and usage is charged in EUR", STORAGE_NOTE]
+    placed = await order(gql, item, "dollars")
+    quote = (await gql.as_user(*JOHN).ok(ORDER_QUOTE, id=placed["id"]))["order"]["quote"]
+    assert quote["notes"] == got["notes"][:1] and quote["currency"] == "USD"

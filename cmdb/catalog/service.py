@@ -18,8 +18,8 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +71,7 @@ from cmdb.catalog.repository import (
     task_from_row,
     version_content,
 )
+from cmdb.chargeback.models import RateCard
 from cmdb.chargeback.service import ChargebackService
 from cmdb.core.clock import utcnow
 from cmdb.core.feed import Feed
@@ -183,22 +184,39 @@ class CatalogService:
         found = await self.repo.versions_of_items(ids)
         return [found.get(i, []) for i in ids]
 
-    async def estimate(self, principal: Principal | None, plan: PricePlan,
-                       quantities: list[dict[str, Any]] | None) -> Estimate:
-        """What an order of an item (its price plan ``plan``, as the caller was allowed to
-        read it) would be billed for a month of ``quantities`` ({meter, quantity}), by the
-        rate cards in force today: the estimate a catalogue page shows."""
+    async def estimates(
+        self, principal: Principal | None,
+        asks: Sequence[tuple[PricePlan, list[dict[str, Any]] | None]],
+    ) -> list[Estimate | DomainError]:
+        """What an order of each item (its price plan, as the caller was allowed to read it)
+        would be billed for a month of the quantities asked ({meter, quantity}), by the rate
+        cards in force today: the estimates of a catalogue page, the rate cards read once.
+        Each answer is its estimate or the error of its quantities."""
         require_permission(principal, Permission.CATALOGUE_READ, "browse the catalogue")
-        request = validate(EstimateRequest, {"quantities": quantities or []}, prefix="")
         today = utcnow().astimezone(UTC).date()
-        cards, units = await self.chargeback.pricing_on([u.meter for u in plan.usage], today)
-        return pricing.estimate(plan, cards, units, self.chargeback.currency,
-                                request.quantities, today)
+        cards, units = await self._pricing([u.meter for plan, _ in asks for u in plan.usage],
+                                           today)
+        out: list[Estimate | DomainError] = []
+        for plan, quantities in asks:
+            try:
+                request = validate(EstimateRequest, {"quantities": quantities or []},
+                                   prefix="")
+                out.append(pricing.estimate(plan, cards, units, self.chargeback.currency,
+                                            request.quantities, today))
+            except DomainError as e:
+                out.append(e)
+        return out
+
+    async def _pricing(self, meters: Sequence[str], on: date
+                       ) -> tuple[dict[str, RateCard], dict[str, str]]:
+        if not meters:  # a plan without usage reads nothing
+            return {}, {}
+        return await self.chargeback.pricing_on(meters, on)
 
     async def _quote(self, plan: PricePlan, at: datetime) -> Quote:
         """The quote of an order submitted at ``at``: its fees and the rate cards in force."""
-        cards, units = await self.chargeback.pricing_on([u.meter for u in plan.usage],
-                                                         at.astimezone(UTC).date())
+        cards, units = await self._pricing([u.meter for u in plan.usage],
+                                           at.astimezone(UTC).date())
         return pricing.quote(plan, cards, units, self.chargeback.currency, at)
 
     def _check_item(self, spec: ItemWrite) -> None:

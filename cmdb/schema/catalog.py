@@ -206,9 +206,8 @@ class CatalogueItem:
     async def estimate(self, info: strawberry.Info,
                        quantities: list[EstimateQuantityInput] | None = None
                        ) -> CatalogueEstimate:
-        found = await info.context.services.catalog.estimate(
-            info.context.principal, self.plan,
-            [{"meter": q.meter, "quantity": q.quantity} for q in quantities or []])
+        found = await info.context.loaders.catalog.estimates(info.context.principal).load(
+            (self.plan.model_dump_json(), tuple((q.meter, q.quantity) for q in quantities or [])))
         return CatalogueEstimate.from_model(found)
 
     @strawberry.field(description="Every version, oldest first.")
