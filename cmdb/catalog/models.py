@@ -18,7 +18,7 @@ Money is ``Decimal`` and is stored as strings.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from cmdb.chargeback.models import MAX_QUANTITY, Tier
 from cmdb.core.models import Criticality, OperationalState
 from cmdb.inventory.models import CIClass
 from cmdb.relations.models import SERVICE, RelationType, rule_violation
@@ -154,6 +155,92 @@ class PricePlan(BaseModel):
     def first_year(self) -> Decimal:
         """One-off fee plus twelve monthly fees: what approval thresholds compare with."""
         return self.one_off + MONTHS_PER_YEAR * self.monthly
+
+
+# --- prices at order time and estimates ------------------------------------------------------
+
+
+class QuotedRate(BaseModel):
+    """How a meter of an item's price plan is billed: the plan's listed rate, and the rate card
+    version in force (none when the meter has none; ``note`` then says so, as it does when the
+    listed rate is not what the rate card charges)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    meter: str
+    unit: str
+    listed_rate: Decimal
+    rate_card_id: str | None = None
+    rate_card_version: int | None = None
+    tiers: list[Tier] = []
+    note: str | None = None
+
+
+class Quote(BaseModel):
+    """The price an order was placed at, recorded when it was submitted: its fees (what its
+    subscription is billed) and the rate card in force for each meter of the plan then."""
+
+    model_config = ConfigDict(frozen=True)
+
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+    usage: list[QuotedRate] = []
+    notes: list[str] = []
+    quoted_at: datetime
+
+
+class EstimateQuantity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    meter: str = Field(min_length=1, max_length=100)
+    quantity: Decimal = Field(ge=0, le=MAX_QUANTITY, decimal_places=6)
+
+
+class EstimateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantities: list[EstimateQuantity] = Field(default=[], max_length=50)
+
+    @field_validator("quantities")
+    @classmethod
+    def _once(cls, v: list[EstimateQuantity]) -> list[EstimateQuantity]:
+        seen: set[str] = set()
+        for q in v:
+            if q.meter in seen:
+                raise ValueError(f"meter {q.meter!r} is given twice")
+            seen.add(q.meter)
+        return v
+
+
+class EstimateLine(BaseModel):
+    """A meter of the plan: its quantity (None: not given), the rate card it is billed at and
+    the amount (None without a quantity or a rate card)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    meter: str
+    unit: str
+    quantity: Decimal | None
+    rate_card_id: str | None
+    rate_card_version: int | None
+    tiers: list[Tier]
+    amount: Decimal | None
+
+
+class Estimate(BaseModel):
+    """What an order of an item made now would be billed, by the bill's own rules."""
+
+    model_config = ConfigDict(frozen=True)
+
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+    usage: list[EstimateLine]
+    monthly_total: Decimal  # monthly fee + usage amounts
+    first_month: Decimal  # one-off fee + monthly fee + usage amounts
+    notes: list[str]
+    rates_on: date  # the day whose rate cards price the usage
 
 
 class ApprovalStepSpec(BaseModel):
@@ -434,6 +521,7 @@ class Order(BaseModel):
     attempts: int
     last_error: str | None = None
     subscription_id: str | None = None
+    quote: Quote | None = None  # None for orders placed before quotes were recorded
 
 
 class OrderChange(BaseModel):

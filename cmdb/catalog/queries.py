@@ -213,7 +213,7 @@ RETURN cc IS NOT NULL AS exists, collect(DISTINCT m.userName) AS owners
 
 _ORDER = """o {.id, .itemId, .versionId, .itemVersion, .itemName, .requester, .costCentreCode,
      .form, .status, .currency, .oneOffFee, .monthlyFee, .comment, .revision, .stepIndex,
-     .attempts, .lastError, .subscriptionId, .fingerprint,
+     .attempts, .lastError, .subscriptionId, .fingerprint, .quote,
      submittedAt: toString(o.submittedAt), updatedAt: toString(o.updatedAt)}"""
 
 FIND_ORDER: LiteralString = (
@@ -468,6 +468,7 @@ OPTIONAL MATCH (cc:CostCentre {code: $code})
 RETURN cc.id AS id
 """
 
+# The subscription carries the fees quoted on its order (what chargeback bills it).
 CREATE_SUBSCRIPTION: LiteralString = """
 MATCH (o:Order {id: $orderId})
 MATCH (v:CatalogueItemVersion {id: o.versionId})
@@ -475,7 +476,8 @@ CREATE (s:Subscription {id: $id, orderId: o.id, itemId: o.itemId, versionId: o.v
                         itemVersion: o.itemVersion, itemName: o.itemName,
                         consumer: o.requester, costCentreCode: o.costCentreCode,
                         serviceId: $serviceId, ciIds: $ciIds, status: 'ACTIVE',
-                        startAt: $now})
+                        startAt: $now, currency: o.currency, oneOffFee: o.oneOffFee,
+                        monthlyFee: o.monthlyFee})
 CREATE (o)-[:BECAME]->(s)
 CREATE (s)-[:OF_VERSION]->(v)
 SET o.subscriptionId = s.id

@@ -19,6 +19,7 @@ from cmdb.catalog.models import (
     OrderChange,
     OrderStatus,
     PricePlan,
+    Quote,
     Recipe,
     StepOrigin,
     Subscription,
@@ -87,6 +88,7 @@ def order_from_row(o: dict[str, Any]) -> Order:
         submitted_at=_dt(o["submittedAt"]), updated_at=_dt(o["updatedAt"]),
         revision=o["revision"], step_index=o["stepIndex"], attempts=o["attempts"],
         last_error=o.get("lastError"), subscription_id=o.get("subscriptionId"),
+        quote=Quote.model_validate_json(o["quote"]) if o.get("quote") else None,
     )
 
 

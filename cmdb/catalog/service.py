@@ -18,14 +18,15 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from neo4j.exceptions import ConstraintError, Neo4jError
 from pydantic import ValidationError
 
+from cmdb.catalog import estimate as pricing
 from cmdb.catalog import queries as q
 from cmdb.catalog.forms import (
     check_form_schema,
@@ -40,6 +41,8 @@ from cmdb.catalog.models import (
     CatalogueItem,
     Category,
     CategoryWrite,
+    Estimate,
+    EstimateRequest,
     FulfilmentTask,
     ItemStatus,
     ItemVersion,
@@ -48,6 +51,8 @@ from cmdb.catalog.models import (
     OrderChange,
     OrderStatus,
     OrderSubmit,
+    PricePlan,
+    Quote,
     StepKind,
     StepOrigin,
     StepStatus,
@@ -66,6 +71,8 @@ from cmdb.catalog.repository import (
     task_from_row,
     version_content,
 )
+from cmdb.chargeback.models import RateCard
+from cmdb.chargeback.service import ChargebackService
 from cmdb.core.clock import utcnow
 from cmdb.core.feed import Feed
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound
@@ -112,10 +119,13 @@ def _manages(p: Principal) -> bool:
 
 
 class CatalogService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings,
+                 chargeback: ChargebackService | None = None) -> None:
         self.db = db
         self.settings = settings
         self.repo = CatalogRepository(db)
+        # Rate cards, read for quotes and estimates (usage is priced as the bill prices it).
+        self.chargeback = chargeback or ChargebackService(db, settings)
         # Order transitions for every orderStatus subscriber of this process: one read per
         # tick, whoever watches (see cmdb/core/feed.py).
         self.feed: Feed[OrderChange] = Feed(
@@ -173,6 +183,41 @@ class CatalogService:
         """Versions of items the caller was already allowed to see (nested fields)."""
         found = await self.repo.versions_of_items(ids)
         return [found.get(i, []) for i in ids]
+
+    async def estimates(
+        self, principal: Principal | None,
+        asks: Sequence[tuple[PricePlan, list[dict[str, Any]] | None]],
+    ) -> list[Estimate | DomainError]:
+        """What an order of each item (its price plan, as the caller was allowed to read it)
+        would be billed for a month of the quantities asked ({meter, quantity}), by the rate
+        cards in force today: the estimates of a catalogue page, the rate cards read once.
+        Each answer is its estimate or the error of its quantities."""
+        require_permission(principal, Permission.CATALOGUE_READ, "browse the catalogue")
+        today = utcnow().astimezone(UTC).date()
+        cards, units = await self._pricing([u.meter for plan, _ in asks for u in plan.usage],
+                                           today)
+        out: list[Estimate | DomainError] = []
+        for plan, quantities in asks:
+            try:
+                request = validate(EstimateRequest, {"quantities": quantities or []},
+                                   prefix="")
+                out.append(pricing.estimate(plan, cards, units, self.chargeback.currency,
+                                            request.quantities, today))
+            except DomainError as e:
+                out.append(e)
+        return out
+
+    async def _pricing(self, meters: Sequence[str], on: date
+                       ) -> tuple[dict[str, RateCard], dict[str, str]]:
+        if not meters:  # a plan without usage reads nothing
+            return {}, {}
+        return await self.chargeback.pricing_on(meters, on)
+
+    async def _quote(self, plan: PricePlan, at: datetime) -> Quote:
+        """The quote of an order submitted at ``at``: its fees and the rate cards in force."""
+        cards, units = await self._pricing([u.meter for u in plan.usage],
+                                           at.astimezone(UTC).date())
+        return pricing.quote(plan, cards, units, self.chargeback.currency, at)
 
     def _check_item(self, spec: ItemWrite) -> None:
         check_form_schema(spec.form_schema)
@@ -416,6 +461,8 @@ class CatalogService:
         scope = f"{p.user}\u0000{spec.idempotency_key}"
         version = item.current
         form = with_defaults(version.form_schema, spec.form)
+        # The price agreed to: the plan's fees and the rate cards in force at submission.
+        quoted = await self._quote(version.price_plan, utcnow())
 
         async def work(tx: CountingTx) -> tuple[Order, bool]:
             existing = await tx.one(q.FIND_ORDER, {"scope": scope})
@@ -429,7 +476,7 @@ class CatalogService:
             cc, steps = await self._route(tx, p.user, spec.cost_centre_code, version)
             price = version.price_plan
             order_id = str(uuid.uuid4())
-            now = utcnow()
+            now = quoted.quoted_at
             row = await tx.one(q.MERGE_ORDER, {"scope": scope, "id": order_id, "now": now,
                 "props": {
                     "requester": p.user, "itemId": item.id, "versionId": version.id,
@@ -438,7 +485,8 @@ class CatalogService:
                     "status": OrderStatus.SUBMITTED.value, "currency": price.currency,
                     "oneOffFee": str(price.one_off), "monthlyFee": str(price.monthly),
                     "comment": spec.comment, "fingerprint": fingerprint,
-                    "idempotencyKey": spec.idempotency_key}})
+                    "idempotencyKey": spec.idempotency_key,
+                    "quote": quoted.model_dump_json()}})
             assert row is not None
             if not row["created"]:  # a twin committed between the two statements
                 return self._repeat(row["order"], fingerprint)

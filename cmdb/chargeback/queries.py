@@ -93,6 +93,17 @@ RETURN """
     + " AS rate ORDER BY r.meter, r.effectiveFrom"
 )
 
+# The rate card of each of $meters in force on the day $on (none where no version is).
+RATES_IN_FORCE: LiteralString = (
+    """
+UNWIND $meters AS code
+MATCH (r:RateCard {meter: code})
+WHERE r.effectiveFrom <= $on AND (r.effectiveTo IS NULL OR r.effectiveTo > $on)
+RETURN """
+    + _RATE
+    + " AS rate"
+)
+
 # --- cost pools ------------------------------------------------------------------------------
 
 _POOL: LiteralString = """p {.id, .code, .name, .driver, .ciIds, .capacity, .description,
@@ -244,13 +255,18 @@ CALL () {
 RETURN collect([provider, consumer]) AS pairs
 """
 
+# A subscription's fees are those quoted when it was ordered (``currency``, ``oneOffFee``,
+# ``monthlyFee``, copied from its order); one made before fees were copied has none, and is
+# billed at its item version's price plan (the same amounts: a version never changes).
 SUBSCRIPTIONS: LiteralString = """
 MATCH (s:Subscription)
 WHERE s.startAt < $end AND (s.endAt IS NULL OR s.endAt > $start)
 OPTIONAL MATCH (s)-[:OF_VERSION]->(v:CatalogueItemVersion)
 WITH s, v ORDER BY s.id
 RETURN collect([s.id, s.consumer, s.costCentreCode, s.itemId, s.itemName, s.serviceId,
-                s.ciIds, toString(s.startAt), toString(s.endAt), v.pricePlan]) AS subs
+                s.ciIds, toString(s.startAt), toString(s.endAt),
+                CASE WHEN s.monthlyFee IS NULL THEN v.pricePlan END,
+                [s.currency, s.oneOffFee, s.monthlyFee]]) AS subs
 """
 
 USERS: LiteralString = """

@@ -205,6 +205,13 @@ class ChargebackRepository:
         rows = await self.db.read(q.LIST_RATE_CARDS, {"meter": meter})
         return [rate_from_row(r["rate"]) for r in rows]
 
+    async def rates_in_force(self, meters: Sequence[str], on: date) -> dict[str, RateCard]:
+        """Meter -> the rate card version in force on the day ``on`` (meters without one are
+        left out)."""
+        rows = await self.db.read(q.RATES_IN_FORCE, {"meters": sorted(set(meters)), "on": on})
+        cards = [rate_from_row(r["rate"]) for r in rows]
+        return {c.meter: c for c in cards}
+
     async def upsert_pool(self, params: dict[str, Any]) -> CostPool:
         rows = await self.db.write(q.UPSERT_POOL, params)
         return pool_from_row(rows[0]["pool"])
@@ -290,17 +297,23 @@ class ChargebackRepository:
         plans: dict[str, PricePlan] = {}  # versions are shared by many subscriptions
         [subs_row] = await self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end})
         for (sid, user, cc, item_id, item_name, service_id, ci_ids, start_at, end_at,
-             plan_text) in subs_row["subs"]:
-            plan = None
-            if plan_text:
-                plan = plans.get(plan_text) or plans.setdefault(
-                    plan_text, PricePlan.model_validate_json(plan_text))
+             plan_text, (quoted_currency, quoted_one_off, quoted_monthly)) in subs_row["subs"]:
+            if quoted_monthly is not None:  # the fees quoted when it was ordered
+                one_off, monthly = Decimal(quoted_one_off), Decimal(quoted_monthly)
+                fee_currency = quoted_currency
+            else:  # ordered before fees were quoted: its item version's price plan
+                plan = None
+                if plan_text:
+                    plan = plans.get(plan_text) or plans.setdefault(
+                        plan_text, PricePlan.model_validate_json(plan_text))
+                one_off = plan.one_off if plan else Decimal(0)
+                monthly = plan.monthly if plan else Decimal(0)
+                fee_currency = plan.currency if plan else currency
             subs.append(SubscriptionRow(
                 id=sid, user=user, cost_centre=cc, item_id=item_id, item_name=item_name,
                 service_id=service_id, ci_ids=tuple(ci_ids or ()), start=_dt(start_at),
-                end=as_datetime(end_at), monthly=plan.monthly if plan else Decimal(0),
-                one_off=plan.one_off if plan else Decimal(0),
-                currency=plan.currency if plan else currency,
+                end=as_datetime(end_at), monthly=monthly, one_off=one_off,
+                currency=fee_currency,
             ))
         [users_row] = await self.db.read(q.USERS)
         users = {uid: (name, cc) for uid, name, cc in users_row["users"]}

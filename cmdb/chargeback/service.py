@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -161,6 +161,18 @@ class ChargebackService:
 
     async def rate_cards(self, meter: str | None = None) -> list[RateCard]:
         return await self.repo.rate_cards(meter)
+
+    async def pricing_on(self, meters: Sequence[str], on: date | None = None
+                         ) -> tuple[dict[str, RateCard], dict[str, str]]:
+        """What usage of ``meters`` is billed at on the day ``on`` (default: today, UTC):
+        meter -> the rate card version in force (meters without one are left out), and
+        meter -> its unit (meters that do not exist are left out). Catalogue quotes and
+        estimates read this, so they price usage as the bill does."""
+        day = on or utcnow().astimezone(UTC).date()
+        cards = await self.repo.rates_in_force(meters, day)
+        wanted = set(meters)
+        units = {m.code: m.unit for m in await self.repo.meters() if m.code in wanted}
+        return cards, units
 
     async def define_pool(self, principal: Principal | None, data: dict[str, Any]) -> CostPool:
         self._manage(principal, "define cost pools")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from strawberry.dataloader import DataLoader
@@ -78,6 +79,10 @@ class Services:
         await self.catalog.close()
 
 
+# A price plan as JSON and the quantities asked of it, (meter, quantity) pairs.
+EstimateKey = tuple[str, tuple[tuple[str, Decimal], ...]]
+
+
 class CatalogLoaders:
     """Nested catalogue fields, one round trip per field and level."""
 
@@ -103,6 +108,27 @@ class CatalogLoaders:
         self.versions: DataLoader[str, catalog_models.ItemVersion | None] = DataLoader(versions)
         self.subscriptions: DataLoader[str, catalog_models.Subscription | None] = DataLoader(
             subscriptions)
+        self._catalog = catalog
+        self._estimates: dict[Principal | None, DataLoader[EstimateKey,
+                                                           catalog_models.Estimate]] = {}
+
+    def estimates(self, principal: Principal | None
+                  ) -> DataLoader[EstimateKey, catalog_models.Estimate]:
+        """Estimates of the items of a page for one caller: the rate cards read once. A key
+        is a price plan (as JSON) and the quantities asked, (meter, quantity) pairs."""
+        loader = self._estimates.get(principal)
+        if loader is None:
+            catalog = self._catalog
+
+            async def load(keys: list[EstimateKey]
+                           ) -> list[catalog_models.Estimate | BaseException]:
+                asks = [(catalog_models.PricePlan.model_validate_json(plan),
+                         [{"meter": m, "quantity": q} for m, q in quantities])
+                        for plan, quantities in keys]
+                return list(await catalog.estimates(principal, asks))
+
+            loader = self._estimates[principal] = DataLoader(load)
+        return loader
 
 
 class Loaders:

@@ -3,7 +3,7 @@ transitions and tasks, subscriptions; inputs and mutation payloads."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
 
@@ -20,7 +20,9 @@ from cmdb.catalog.models import (
     SubscriptionStatus,
     TaskStatus,
 )
+from cmdb.chargeback.models import Tier
 from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.schema.chargeback import RateTier
 from cmdb.schema.types import ConfigurationItem, Service, UserError
 from cmdb.servicemodel.models import Service as ServiceModel
 
@@ -124,6 +126,64 @@ class CatalogueItemVersion:
             created_by=v.created_by)
 
 
+def _tiers(tiers: list[Tier]) -> list[RateTier]:
+    return [RateTier(up_to=t.up_to, rate=t.rate) for t in tiers]
+
+
+@strawberry.input(description="A quantity of a meter of the item's price plan, for a month.")
+class EstimateQuantityInput:
+    meter: str
+    quantity: Decimal
+
+
+@strawberry.type(description="A meter of the price plan in an estimate: the rate card it is "
+                 "billed at today and, given a quantity, what that quantity costs.")
+class EstimateUsage:
+    meter: str
+    unit: str
+    quantity: Decimal | None = strawberry.field(description="Null: none was given.")
+    rate_card_id: strawberry.ID | None = strawberry.field(
+        description="The rate card version in force today; null: none is (not charged).")
+    rate_card_version: int | None
+    tiers: list[RateTier] = strawberry.field(
+        description="The rate card's tiers, graduated as the bill applies them (per CI, "
+        "meter and month).")
+    amount: Decimal | None = strawberry.field(
+        description="The quantity priced by the tiers, rounded once to the cent; null "
+        "without a quantity or a rate card.")
+
+
+@strawberry.type(description="What an order of the item made now would be billed, by the "
+                 "bill's own rules: fees from the price plan, usage at the rate cards in force "
+                 "today (not the rates the plan lists; notes say where those differ).")
+class CatalogueEstimate:
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+    usage: list[EstimateUsage]
+    monthly_total: Decimal = strawberry.field(
+        description="A full month: the monthly fee plus the usage amounts.")
+    first_month: Decimal = strawberry.field(
+        description="The one-off fee plus a full month. A subscription starting part-way "
+        "through a month pays the monthly fee for its active days only.")
+    notes: list[str] = strawberry.field(
+        description="Where the plan's listed usage rates are not what is billed, meters "
+        "without a rate card, a plan priced in another currency than the bills.")
+    rates_on: date = strawberry.field(description="The day whose rate cards price the usage.")
+
+    @classmethod
+    def from_model(cls, e: m.Estimate) -> CatalogueEstimate:
+        return cls(
+            currency=e.currency, one_off=e.one_off, monthly=e.monthly,
+            usage=[EstimateUsage(
+                meter=u.meter, unit=u.unit, quantity=u.quantity,
+                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
+                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers),
+                amount=u.amount) for u in e.usage],
+            monthly_total=e.monthly_total, first_month=e.first_month, notes=e.notes,
+            rates_on=e.rates_on)
+
+
 @strawberry.type(description="A standard offering of the self-service catalogue.")
 class CatalogueItem:
     id: strawberry.ID
@@ -137,6 +197,18 @@ class CatalogueItem:
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None
+    plan: strawberry.Private[m.PricePlan]
+
+    @strawberry.field(description="What an order made now would be billed for a month of "
+                      "the given usage (a quantity per meter of the price plan; none: the "
+                      "rates alone), by the rate cards in force today. A meter the plan does "
+                      "not have is an error naming quantities[i].meter.")
+    async def estimate(self, info: strawberry.Info,
+                       quantities: list[EstimateQuantityInput] | None = None
+                       ) -> CatalogueEstimate:
+        found = await info.context.loaders.catalog.estimates(info.context.principal).load(
+            (self.plan.model_dump_json(), tuple((q.meter, q.quantity) for q in quantities or [])))
+        return CatalogueEstimate.from_model(found)
 
     @strawberry.field(description="Every version, oldest first.")
     async def versions(self, info: strawberry.Info) -> list[CatalogueItemVersion]:
@@ -152,7 +224,7 @@ class CatalogueItem:
             name=v.name, description=v.description, form_schema=cast(JSON, v.form_schema),
             price=PricePlan.from_model(v.price_plan),
             current_version=CatalogueItemVersion.from_model(v), created_at=i.created_at,
-            updated_at=i.updated_at, retired_at=i.retired_at)
+            updated_at=i.updated_at, retired_at=i.retired_at, plan=v.price_plan)
 
 
 @strawberry.type
@@ -221,6 +293,44 @@ class OrderPrice:
     monthly: Decimal
 
 
+@strawberry.type(description="A meter of the price plan as quoted: the rate card version in "
+                 "force when the order was submitted (usage is billed at the version in force "
+                 "when it is used).")
+class QuotedUsageRate:
+    meter: str
+    unit: str
+    listed_rate: Decimal = strawberry.field(
+        description="The rate the price plan lists (not what usage is billed at).")
+    rate_card_id: strawberry.ID | None = strawberry.field(
+        description="Null: no rate card was in force (the usage is not charged).")
+    rate_card_version: int | None
+    tiers: list[RateTier]
+    note: str | None = strawberry.field(
+        description="Why the listed rate is not what is billed, or why nothing is.")
+
+
+@strawberry.type(description="The price agreed to when the order was submitted: the fees its "
+                 "subscription is billed, and the rate cards in force for the plan's meters.")
+class OrderQuote:
+    currency: str
+    one_off: Decimal
+    monthly: Decimal
+    usage: list[QuotedUsageRate]
+    notes: list[str]
+    quoted_at: datetime
+
+    @classmethod
+    def from_model(cls, q: m.Quote) -> OrderQuote:
+        return cls(
+            currency=q.currency, one_off=q.one_off, monthly=q.monthly,
+            usage=[QuotedUsageRate(
+                meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
+                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
+                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers), note=u.note)
+                for u in q.usage],
+            notes=q.notes, quoted_at=q.quoted_at)
+
+
 @strawberry.type(description="An order for a catalogue item.")
 class Order:
     id: strawberry.ID
@@ -233,6 +343,9 @@ class Order:
     cost_centre_code: str
     form: JSON
     price: OrderPrice
+    quote: OrderQuote | None = strawberry.field(
+        description="The price agreed to at submission (null for orders placed before "
+        "quotes were recorded).")
     comment: str | None
     submitted_at: datetime
     updated_at: datetime
@@ -280,6 +393,7 @@ class Order:
             cost_centre_code=o.cost_centre_code, form=cast(JSON, o.form),
             price=OrderPrice(currency=o.currency, one_off=o.one_off_fee,
                              monthly=o.monthly_fee),
+            quote=OrderQuote.from_model(o.quote) if o.quote else None,
             comment=o.comment, submitted_at=o.submitted_at, updated_at=o.updated_at,
             revision=o.revision,
             current_step=o.step_index if o.status is OrderStatus.AWAITING_APPROVAL else None,
