@@ -46,8 +46,8 @@ ITEMS: tuple[dict[str, Any], ...] = (
         },
         "approval_policy": {"steps": _MANAGER},
         "price_plan": {"currency": "EUR", "one_off": "0.00", "monthly": "15.00",
-                       "usage": [{"meter": "storage_gb", "unit": "GB-month",
-                                  "rate": "0.20"}]},
+                       "usage": [{"meter": "storage-gb-month", "unit": "GB-month",
+                                  "rate": "0.10"}]},
         "recipe": {
             "service": "Collaboration",
             "cis": [{"key": "site", "ciClass": "ApplicationInstance",
@@ -81,8 +81,8 @@ ITEMS: tuple[dict[str, Any], ...] = (
         },
         "approval_policy": {"steps": _MANAGER_THEN_OWNER},
         "price_plan": {"currency": "EUR", "one_off": "0.00", "monthly": "9.00",
-                       "usage": [{"meter": "storage_gb", "unit": "GB-month",
-                                  "rate": "0.12"}]},
+                       "usage": [{"meter": "storage-gb-month", "unit": "GB-month",
+                                  "rate": "0.10"}]},
         "recipe": {
             "service": "Collaboration",
             "cis": [{"key": "library", "ciClass": "StorageVolume",
@@ -146,7 +146,8 @@ ITEMS: tuple[dict[str, Any], ...] = (
         },
         "approval_policy": {"steps": []},
         "price_plan": {"currency": "EUR", "one_off": "0.00", "monthly": "4.50",
-                       "usage": [{"meter": "archive_gb", "unit": "GB-month", "rate": "0.05"}]},
+                       "usage": [{"meter": "archive-gb-month", "unit": "GB-month",
+                                  "rate": "0.05"}]},
         "recipe": {
             "service": "Email",
             "cis": [{"key": "mailbox", "ciClass": "ApplicationInstance",
@@ -177,8 +178,8 @@ ITEMS: tuple[dict[str, Any], ...] = (
         },
         "approval_policy": {"steps": _MANAGER_THEN_OWNER},
         "price_plan": {"currency": "EUR", "one_off": "250.00", "monthly": "120.00",
-                       "usage": [{"meter": "storage_gb", "unit": "GB-month",
-                                  "rate": "0.15"}]},
+                       "usage": [{"meter": "storage-gb-month", "unit": "GB-month",
+                                  "rate": "0.10"}]},
         "recipe": {
             "service": "Hosting Platform",
             "cis": [
@@ -212,8 +213,8 @@ ITEMS: tuple[dict[str, Any], ...] = (
         },
         "approval_policy": {"steps": _MANAGER},
         "price_plan": {"currency": "EUR", "one_off": "50.00", "monthly": "60.00",
-                       "usage": [{"meter": "vcpu_hours", "unit": "vCPU-hour", "rate": "0.02"},
-                                 {"meter": "storage_gb", "unit": "GB-month",
+                       "usage": [{"meter": "vcpu-hours", "unit": "vCPU-hour", "rate": "0.02"},
+                                 {"meter": "storage-gb-month", "unit": "GB-month",
                                   "rate": "0.10"}]},
         "recipe": {
             "service": "Hosting Platform",

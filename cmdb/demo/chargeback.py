@@ -16,6 +16,7 @@ from cmdb.identity.principal import Principal
 METERS: tuple[tuple[str, str, str], ...] = (
     ("vcpu-hours", "Virtual CPU time", "vCPU-hour"),
     ("storage-gb-month", "Block storage", "GB-month"),
+    ("archive-gb-month", "Archive storage", "GB-month"),
     ("mailboxes", "Mailboxes", "mailbox"),
     ("api-calls", "API calls", "call"),
 )
@@ -24,6 +25,7 @@ RATES: dict[str, list[dict[str, str | None]]] = {
     "vcpu-hours": [{"upTo": None, "rate": "0.02"}],
     "storage-gb-month": [{"upTo": "1000", "rate": "0.10"}, {"upTo": "5000", "rate": "0.08"},
                          {"upTo": None, "rate": "0.05"}],
+    "archive-gb-month": [{"upTo": None, "rate": "0.05"}],
     "mailboxes": [{"upTo": None, "rate": "3.50"}],
     "api-calls": [{"upTo": "1000000", "rate": "0.000010"}, {"upTo": None, "rate": "0.000005"}],
 }
