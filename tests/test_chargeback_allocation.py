@@ -270,7 +270,8 @@ def worlds(draw: Any) -> CalculationInput:
         use(rnd.choice(hosts), vm)
         vms.append(vm)
     services = [add(f"bs{i}", "BUSINESS_SERVICE",
-                    recovery=rnd.choice([CostRecovery.OWNER, CostRecovery.CONSUMERS]))
+                    recovery=rnd.choice([CostRecovery.OWNER, CostRecovery.CONSUMERS,
+                                         CostRecovery.PRICES]))
                 for i in range(draw(st.integers(0, 3)))]
     for i, vm in enumerate(vms):
         if rnd.random() < 0.7:
@@ -300,28 +301,47 @@ def worlds(draw: Any) -> CalculationInput:
                             meter_units={}, usage=[], pools=pools)
 
 
+def active(s: SubscriptionRow) -> int:
+    """Days of October a subscription of these worlds was active (1st or 11th to 21st or
+    the end)."""
+    return (s.end.day if s.end else 32) - s.start.day
+
+
 def pays(world: CalculationInput, node: str, seen: frozenset[str] = frozenset()
-         ) -> dict[str, Fraction]:
+         ) -> dict[str | None, Fraction]:
     """Who pays a node's cost, by the rule in words (plain recursion, no engine code): the
-    subscriptions that provisioned a CI, alone; those for a service that recovers its cost
-    from its consumers, alone; a business service keeps its own; anything else splits
-    equally among its direct consumers other than subscriptions' CIs. A cycle is cut; what
-    reaches no payer is ``None``."""
-    made = [s.id for s in world.subscriptions if node in s.ci_ids]
+    subscriptions that provisioned a CI, alone, by their active days; those for a service
+    that recovers its cost from its consumers, alone, by their active days (keyed
+    ``<id>@svc``: no pro-rating after that); a business service, or one recovered through
+    prices, keeps its own; anything else splits equally among its direct consumers, where the
+    services of the subscriptions whose CIs consume it stand in for those CIs (each once;
+    a subscription for no service: its part reaches nobody). A cycle is cut; what reaches no
+    payer is ``None``."""
+    made = [s for s in world.subscriptions if node in s.ci_ids]
     item = world.items[node]
+    tag = ""
     if not made and item.recovery is CostRecovery.CONSUMERS:
-        made = [s.id for s in world.subscriptions if s.service_id == node]
+        made = [s for s in world.subscriptions if s.service_id == node]
+        tag = "@svc"
     if made:
-        return {sub: Fraction(1, len(made)) for sub in made}
-    if item.cls == "BUSINESS_SERVICE":
+        total = sum(active(s) for s in made)
+        return {s.id + tag: Fraction(active(s), total) for s in made}
+    if item.cls == "BUSINESS_SERVICE" or item.recovery is CostRecovery.PRICES:
         return {node: Fraction(1)}
     ours = {ci for s in world.subscriptions for ci in s.ci_ids}
-    consumers = sorted(set(world.uses.get(node, ())) - ours - seen - {node})
-    out: dict[str, Fraction] = {}
+    direct = set(world.uses.get(node, ()))
+    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids
+                 if ci in direct}
+    consumers = sorted(((direct - ours) | {x for x in stand_ins if x is not None})
+                       - seen - {node})
+    k = len(consumers) + (None in stand_ins)
+    out: dict[str | None, Fraction] = {}
     for c in consumers:
-        for k, f in pays(world, c, seen | {node}).items():
-            out[k] = out.get(k, Fraction(0)) + f / len(consumers)
-    return out or {None: Fraction(1)}  # type: ignore[dict-item]
+        for payer, f in pays(world, c, seen | {node}).items():
+            out[payer] = out.get(payer, Fraction(0)) + f / k
+    if None in stand_ins:
+        out[None] = out.get(None, Fraction(0)) + Fraction(1, k)
+    return out or {None: Fraction(1)}
 
 
 def acyclic(world: CalculationInput) -> bool:
@@ -346,16 +366,15 @@ def test_each_payers_share_of_a_pool_is_what_it_consumes(world):
     """Each payer's exact share of each pool against the rule worked out independently: the
     driver holders (a cluster's VMs by vCPU, or its hosts equally) share the pool, each
     holder's part goes where ``pays`` says, and a subscription pays for the days it was
-    active (1 to 11 October: 10 of 31 days; from the 11th: 21; to the 21st: 20)."""
+    active (1 to 11 October: 10 of 31 days; from the 11th: 21; to the 21st: 20) what
+    reaches it through a CI it provisioned; through a service recovered from its consumers,
+    its share (already by days) in full."""
     if not acyclic(world):
         return  # cycles are cut where the walk meets them: checked on the walk alone
     host_of = {vm: h for h, cs in world.uses.items() if h.startswith("h") for vm in cs
                if vm.startswith("vm")}
     cluster_of = {h: c for c, cs in world.uses.items() if c.startswith("cl") for h in cs}
-    days = {}
-    for s in world.subscriptions:
-        end = s.end.day if s.end else 32
-        days[s.id] = Fraction(end - s.start.day, 31)
+    days = {s.id: Fraction(active(s), 31) for s in world.subscriptions}
     rows = Engine(world).run().rows
     for pool in world.pools:
         [cluster] = pool.ci_ids
@@ -371,8 +390,10 @@ def test_each_payers_share_of_a_pool_is_what_it_consumes(world):
             if not w:
                 continue
             for payer, f in pays(world, holder).items():
-                if payer is not None and payer in days:
+                if payer is not None and payer in days:  # through a CI it provisioned
                     f *= days[payer]
+                elif payer is not None and payer.endswith("@svc"):  # through a service
+                    payer = payer.removesuffix("@svc")
                 if payer is not None and f:
                     want[payer] = want.get(payer, Fraction(0)) + w / base * f
         got = {row.get("subscriptionId") or row["serviceId"]: Fraction(row["share"])
@@ -389,9 +410,14 @@ def test_pools_allocate_exactly_and_unallocated_is_what_reaches_no_payer(world):
     for row in rows:
         assert row["amountMinor"] >= 0
         by_pool[row["pool"]] = by_pool.get(row["pool"], 0) + row["amountMinor"]
+        service = world.items.get(row.get("serviceId") or "")
         if row["kind"] == "UNALLOCATED":
             assert row.get("costCentre") is None and row["invoiced"] is False
+        elif service is not None and service.recovery is CostRecovery.PRICES and \
+                not row.get("subscriptionId"):  # kept by a service its prices recover
+            assert row["invoiced"] is False and row["recovery"] == "PRICES"
         else:
+            assert "recovery" not in row
             assert row.get("subscriptionId") or row.get("serviceId")
     for pool in world.pools:
         expected = int(pool.amounts["2026-10"] * 100)

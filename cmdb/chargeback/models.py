@@ -14,6 +14,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cmdb.servicemodel.models import CostRecovery
+
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CENT = Decimal("0.01")
@@ -343,6 +345,9 @@ class ChargeLine(BaseModel):
     holders: list[PoolHolder] = []
     adjusts: str | None = None  # the closed period a late record or correction belongs to
     corrects_line: str | None = None
+    # PRICES: the line's payer is a service recovered through the prices of its catalogue
+    # items, so the line is not invoiced (its subscriptions' fees recover it).
+    recovery: CostRecovery | None = None
     charge_start: datetime
     charge_end: datetime
 

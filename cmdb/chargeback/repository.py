@@ -49,12 +49,14 @@ LINES_IN_FLIGHT = 2
 # Deletions of replaced runs still going on (kept referenced until done).
 _CLEANUP: set[asyncio.Future[None]] = set()
 # What a stored line keeps as properties of its own: what reports group by, filters and
-# checksums read, and the source (reconciliation). The rest of its explanation (description,
-# share, path, quantity, rate card, pool, driver, CI...) is one JSON string, ``detail``: a
+# checksums read, the source (reconciliation) and the recovery rule of a service that keeps
+# its cost not invoiced (``recovery``: PRICES, read by the recovery report). The rest of its
+# explanation (description, share, path, quantity, rate card, pool, driver, CI...) is one
+# JSON string, ``detail``: a
 # month has hundreds of thousands of lines, and each property is a record Neo4j writes.
 LINE_PROPS = frozenset({"id", "period", "seq", "kind", "amountMinor", "invoiced",
                         "costCentre", "user", "serviceId", "serviceName", "itemId",
-                        "itemName", "meter", "unit", "source"})
+                        "itemName", "meter", "unit", "source", "recovery"})
 
 
 def _dt(v: Any) -> datetime:
@@ -155,6 +157,8 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
         holders=[_holder(h) for h in r.get("holders") or []],
         corrects_line=r.get("correctsLine"),
+        recovery=CostRecovery(r["recovery"]) if r.get("recovery") in CostRecovery.__members__
+        else None,
         charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
         charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),
     )

@@ -10,6 +10,7 @@ from typing import cast
 import strawberry
 
 from cmdb.chargeback import models as m
+from cmdb.schema.enums import CostRecovery
 from cmdb.schema.types import UserError
 
 CostDriver = strawberry.enum(cast(type[Enum], m.Driver), name="CostDriver",
@@ -178,6 +179,10 @@ class ChargeLine:
         "payer: each of them; empty otherwise (the line's CI is the one).")
     adjusts: str | None = strawberry.field(description="The closed period this corrects.")
     corrects_line: strawberry.ID | None
+    recovery: CostRecovery | None = strawberry.field(
+        description="PRICES: the payer is a service recovered through the prices of its "
+        "catalogue items; the line is not invoiced, its subscriptions' fees recover it (see "
+        "chargeRecovery). Null otherwise.")
     charge_start: datetime
     charge_end: datetime
 
@@ -200,7 +205,7 @@ class ChargeLine:
                 id=strawberry.ID(h.id), name=h.name, ci_class=h.ci_class, quantity=h.quantity,
                 reaching=h.reaching, share=h.share, path=list(h.path), amount=h.amount,
                 unit_price=h.unit_price) for h in x.holders],
-            adjusts=x.adjusts, corrects_line=opt(x.corrects_line),
+            adjusts=x.adjusts, corrects_line=opt(x.corrects_line), recovery=x.recovery,
             charge_start=x.charge_start, charge_end=x.charge_end)
 
 
