@@ -394,6 +394,25 @@ class ReportRow(BaseModel):
     billing_mode: BillingMode | None = None
 
 
+class ServiceRecovery(BaseModel):
+    """A service recovered through the prices of its catalogue items, in one period: the
+    cost booked to it (its calculated lines, not invoiced) against the fees its
+    subscriptions paid. ``over_under`` = recovered - cost: positive, over-recovered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service_id: str
+    service_name: str | None
+    cost_centre: str | None
+    rule: CostRecovery
+    cost: Decimal
+    recovered: Decimal
+    over_under: Decimal
+    currency: str
+    lines: int  # the service's cost lines
+    fee_lines: int  # its subscriptions' fee lines
+
+
 class Report(BaseModel):
     model_config = ConfigDict(frozen=True)
 

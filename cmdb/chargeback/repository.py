@@ -35,6 +35,7 @@ from cmdb.chargeback.models import (
     PeriodStatus,
     PoolHolder,
     RateCard,
+    ServiceRecovery,
     Tier,
     period_bounds,
 )
@@ -443,6 +444,18 @@ class ChargebackRepository:
                                                    "user": user, "skip": skip, "limit": limit})
         return [line_from_row(r["line"]) for r in rows]
 
+    async def recovery(self, period: str, codes: list[str] | None) -> list[ServiceRecovery]:
+        """Services recovered through prices: their cost and their fees in the period."""
+        out = []
+        for r in await self.db.read(q.SERVICE_RECOVERY, {"period": period, "codes": codes}):
+            cost, recovered = _cents(r["costMinor"]), _cents(r["recoveredMinor"])
+            out.append(ServiceRecovery(
+                service_id=r["id"], service_name=r["name"], cost_centre=r["costCentre"],
+                rule=CostRecovery.PRICES, cost=cost, recovered=recovered,
+                over_under=recovered - cost, currency=r["currency"], lines=int(r["lines"]),
+                fee_lines=int(r["feeLines"])))
+        return out
+
     async def totals(self, prop: str, period: str, codes: list[str] | None,
                      user: str | None) -> list[dict[str, Any]]:
         return await self.db.read(q.REPORT_BY[prop], {"period": period, "codes": codes,
@@ -476,6 +489,10 @@ def usage_windows(tz: tzinfo | None, cards: Iterable[RateCard], meters: Iterable
         if at < _DOOM:
             out.append({"meter": meter, "rate": None, "from": at, "to": _DOOM})
     return out
+
+
+def _cents(minor: Any) -> Decimal:
+    return (Decimal(int(minor or 0)) * CENT).quantize(CENT)
 
 
 def _num(v: Any) -> Decimal | None:

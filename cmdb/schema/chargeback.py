@@ -250,6 +250,34 @@ class CostReport:
                    total=x.total, invoiced=x.invoiced, currency=x.currency)
 
 
+@strawberry.type(description="A service recovered through the prices of its catalogue items "
+                 "(costRecovery PRICES) in one period: the cost booked to it against the fees "
+                 "of the subscriptions for it. Computed from the period's lines, never booked.")
+class ServiceRecovery:
+    service_id: strawberry.ID
+    service_name: str | None
+    cost_centre: str | None = strawberry.field(description="The service's own cost centre "
+                                               "(the one on its cost lines).")
+    rule: CostRecovery
+    cost: Decimal = strawberry.field(description="The period's calculated lines booked to the "
+                                     "service (not invoiced), manual adjustments aside.")
+    recovered: Decimal = strawberry.field(description="The period's recurring and one-off fee "
+                                          "lines of the subscriptions for the service.")
+    over_under: Decimal = strawberry.field(description="recovered - cost: positive when the "
+                                           "prices recovered more than the cost, negative "
+                                           "when less.")
+    currency: str
+    lines: int = strawberry.field(description="The service's cost lines.")
+    fee_lines: int = strawberry.field(description="Its subscriptions' fee lines.")
+
+    @classmethod
+    def from_model(cls, x: m.ServiceRecovery) -> ServiceRecovery:
+        return cls(service_id=strawberry.ID(x.service_id), service_name=x.service_name,
+                   cost_centre=x.cost_centre, rule=x.rule, cost=x.cost,
+                   recovered=x.recovered, over_under=x.over_under, currency=x.currency,
+                   lines=x.lines, fee_lines=x.fee_lines)
+
+
 @strawberry.type
 class CalculationResult:
     period: ChargePeriod
