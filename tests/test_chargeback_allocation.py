@@ -677,3 +677,35 @@ def test_a_subscription_pays_its_active_days_and_a_service_recovers_by_its_rule(
     rows = Engine(world(CostRecovery.OWNER)).run().rows
     assert paid(rows) == {("CC-B", "s1", 10500), ("CC-A", "bs", 15500),
                           (None, "UNALLOCATED", 5000)}
+
+
+def test_a_ci_several_subscriptions_provisioned_is_shared_by_their_active_days():
+    """A VM two subscriptions provisioned holds all of a 41.00 pool (2 vCPU of 2).
+    s1 from 1 October (31 days), s2 from 22 October (10 days): 31:10, 41 x 31/41 = 31.00 and
+    41 x 10/41 = 10.00; someone held the VM all month, so nothing is unallocated.
+    s1 from 1 to 11 October (10 days), s2 from 22 October (10 days): 10:10, half each, for
+    the 20 days one of them held it: 41 x 1/2 x 20/31 = 13.2258... each, 41 x 11/31 =
+    14.5483... unallocated; floors 13.22 + 13.22 + 14.54 = 40.98, the cents left go to the
+    largest remainders: the unallocated line (.83) and s1 (.58, tied with s2, first by
+    name): 13.23, 13.22, 14.55."""
+    def world(s1_end: datetime | None) -> CalculationInput:
+        sub = dict(cost_centre="CC-B", item_id="it", item_name="Linux VM", service_id=None,
+                   ci_ids=("vm",), monthly=Decimal(0), one_off=Decimal(0), currency="EUR")
+        subs = [SubscriptionRow(id="s1", user="u1", start=datetime(2026, 10, 1, tzinfo=UTC),
+                                end=s1_end, **sub),
+                SubscriptionRow(id="s2", user="u2", start=datetime(2026, 10, 22, tzinfo=UTC),
+                                end=None, **sub)]
+        pool = CostPool(id="p", code="vms", name="VMs", driver=Driver.VCPU, ci_ids=["vm"],
+                        capacity=None, description=None,
+                        amounts={"2026-10": Decimal("41.00")}, currency="EUR")
+        items = {"vm": ItemRow("vm", "vm-1", "VirtualMachine", None, cpu=Decimal(2))}
+        return CalculationInput(period="2026-10", currency="EUR", items=items, uses={},
+                                subscriptions=subs, users={}, cost_centres={},
+                                rate_cards={}, meter_units={}, usage=[], pools=[pool])
+
+    def paid(rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+        return {(r.get("subscriptionId") or r["kind"], r["amountMinor"]) for r in rows}
+
+    assert paid(Engine(world(None)).run().rows) == {("s1", 3100), ("s2", 1000)}
+    assert paid(Engine(world(datetime(2026, 10, 11, tzinfo=UTC))).run().rows) == \
+        {("s1", 1323), ("s2", 1322), ("UNALLOCATED", 1455)}

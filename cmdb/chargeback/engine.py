@@ -196,6 +196,8 @@ class Engine:
             consumers[n] = sorted(direct)
         self.consumers = consumers
         self.provisioned = subs_of_item.keys()
+        self._made_by = subs_of_item
+        self._held: dict[str, int] = {}  # provisioned CI -> days any of its subscriptions held it
         # Services recovered through the prices of their catalogue items: they keep the cost
         # reaching them (a technical one too), not invoiced.
         self.prices = {i.id for i in data.items.values()
@@ -605,17 +607,19 @@ class Engine:
             self._flush()
 
     def _active_shares(self, holder: str) -> list[tuple[str, Share]]:
-        """Where a driver holder's share of a pool goes: a subscription pays for the days it
-        was active in the month what reaches it through a CI it provisioned; the rest of
-        that part reaches no payer. What reaches it through a service recovered from its
-        consumers is already divided among them by their active days: all of it is paid."""
+        """Where a driver holder's share of a pool goes: what reaches a subscription through
+        a CI it provisioned is paid for the days it held the CI (several subscriptions of
+        one CI share its cost by their active days, for the days any of them held it); the
+        rest of that part reaches no payer. What reaches it through a service recovered from
+        its consumers is already divided among them by their active days: all of it is
+        paid."""
         out: list[tuple[str, Share]] = []
         for payer, s in self.graph.shares(holder).items():
             sub = self.subs.get(payer)
             # The node before the subscription: one of its CIs (no other way leads from a
             # CI to a subscription's CI), or a service recovered from its consumers.
             own = sub is not None and len(s.path) > 1 and s.path[-2] in self.provisioned
-            days = self.active_days(sub) if own and sub else self.days_in_period
+            days = self._held_days(s.path[-2]) if own else self.days_in_period
             if days >= self.days_in_period:
                 out.append((payer, s))
                 continue
@@ -623,6 +627,28 @@ class Engine:
             if active:
                 out.append((payer, Share(active, s.path)))
             out.append((NO_CONSUMER + payer, Share(s.fraction - active, s.path)))
+        return out
+
+    def _held_days(self, ci: str) -> int:
+        """Days of the period a subscription held the CI: those any of the subscriptions
+        that provisioned it was active (its own active days when one did). They already
+        share the CI's cost by their active days, so only the days none of them held it
+        are left unallocated."""
+        days = self._held.get(ci)
+        if days is None:
+            held: set[int] = set()
+            for sub in self._made_by[ci]:
+                held |= self._active_dates(self.subs[sub])
+            days = self._held[ci] = len(held)
+        return days
+
+    def _active_dates(self, s: SubscriptionRow) -> set[int]:
+        """The days (ordinals) ``active_days`` counts."""
+        first = max(s.start, self.start).date()
+        last = min(s.end, self.end).date() if s.end else self.end.date()
+        out = set(range(first.toordinal(), last.toordinal()))
+        if not out and s.end and s.end > self.start:
+            out.add(first.toordinal())
         return out
 
     def _holder(self, holder: str, weight: Decimal, part: Fraction, of: Fraction,
