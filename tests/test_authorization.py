@@ -229,6 +229,9 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Query.costTrend": ("{ costTrend(from: \"2026-09\", to: \"2026-10\") { total } }", {},
                         ALL),
     "Query.chargeLines": ("{ chargeLines(period: \"2026-10\") { hasNextPage } }", {}, ALL),
+    # Services' over/under-recovery is finance's, not anyone's own cost.
+    "Query.chargeRecovery": ("{ chargeRecovery(period: \"2026-10\") { cost } }", {},
+                             FINANCE),
     "Query.chargeLine": ("query($id: ID!) { chargeLine(id: $id) { id } }", {"id": NOWHERE},
                          ALL),
     "Mutation.defineMeter": (

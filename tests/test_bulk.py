@@ -22,7 +22,7 @@ ITEM_FIELDS = """
   ... on ConfigurationItem { ciClass families source lastSeenAt
     identifiers { serialNumber hostName domain fqdn macAddress cloudInstanceId } }
   ... on Service { kind sla { availabilityTarget responseTargetMinutes restoreTargetMinutes
-    maintenanceWindows } businessValue { revenuePerHour users } }
+    maintenanceWindows } businessValue { revenuePerHour users } costRecovery }
   relationships(direction: BOTH) { type direction depth sourceId targetId properties
     item { id } }
 """
@@ -40,6 +40,7 @@ SERVICE_INPUT = {
     "sla": {"availabilityTarget": "99.95", "responseTargetMinutes": 15,
             "maintenanceWindows": ["Sun 02:00-04:00"]},
     "businessValue": {"revenuePerHour": "125000.50", "users": 4200},
+    "costRecovery": "PRICES",
     "attributes": {"tier": "gold"},
 }
 
@@ -155,6 +156,7 @@ async def test_bulk_items_read_back_like_mutation_items(gql, clean_db, test_sett
             "sla": {"availability_target": "99.95", "response_target_minutes": 15,
                     "maintenance_windows": ["Sun 02:00-04:00"]},
             "business_value": {"revenue_per_hour": "125000.50", "users": 4200},
+            "cost_recovery": "PRICES",
             "attributes": {"tier": "gold"}, "owner_group_id": org_ids["owner"],
             "cost_centre_id": org_ids["cc"], "location_id": org_ids["loc"]}),
     ])
@@ -165,6 +167,7 @@ async def test_bulk_items_read_back_like_mutation_items(gql, clean_db, test_sett
     assert (rels.created, rels.rejected) == (1, [])
     bulk_names = {"ci": "ci-1", "svc": "svc-1", "owner": "og-1", "cc": "cc-2", "loc": "loc-1",
                   "ccParent": "cc-1"}
+    assert by_mutation["svc"]["costRecovery"] == "PRICES"
     for k in ("ci", "svc"):
         assert normalise((await gql.ok(READ, id=bulk_names[k]))["node"], bulk_names) \
             == by_mutation[k]

@@ -271,7 +271,8 @@ def worlds(draw: Any) -> CalculationInput:
         use(rnd.choice(hosts), vm)
         vms.append(vm)
     services = [add(f"bs{i}", "BUSINESS_SERVICE",
-                    recovery=rnd.choice([CostRecovery.OWNER, CostRecovery.CONSUMERS]))
+                    recovery=rnd.choice([CostRecovery.OWNER, CostRecovery.CONSUMERS,
+                                         CostRecovery.PRICES]))
                 for i in range(draw(st.integers(0, 3)))]
     for i, vm in enumerate(vms):
         if rnd.random() < 0.7:
@@ -301,28 +302,47 @@ def worlds(draw: Any) -> CalculationInput:
                             meter_units={}, usage=[], pools=pools)
 
 
+def active(s: SubscriptionRow) -> int:
+    """Days of October a subscription of these worlds was active (1st or 11th to 21st or
+    the end)."""
+    return (s.end.day if s.end else 32) - s.start.day
+
+
 def pays(world: CalculationInput, node: str, seen: frozenset[str] = frozenset()
-         ) -> dict[str, Fraction]:
+         ) -> dict[str | None, Fraction]:
     """Who pays a node's cost, by the rule in words (plain recursion, no engine code): the
-    subscriptions that provisioned a CI, alone; those for a service that recovers its cost
-    from its consumers, alone; a business service keeps its own; anything else splits
-    equally among its direct consumers other than subscriptions' CIs. A cycle is cut; what
-    reaches no payer is ``None``."""
-    made = [s.id for s in world.subscriptions if node in s.ci_ids]
+    subscriptions that provisioned a CI, alone, by their active days; those for a service
+    that recovers its cost from its consumers, alone, by their active days (keyed
+    ``<id>@svc``: no pro-rating after that); a business service, or one recovered through
+    prices, keeps its own; anything else splits equally among its direct consumers, where the
+    services of the subscriptions whose CIs consume it stand in for those CIs (each once;
+    a subscription for no service: its part reaches nobody). A cycle is cut; what reaches no
+    payer is ``None``."""
+    made = [s for s in world.subscriptions if node in s.ci_ids]
     item = world.items[node]
+    tag = ""
     if not made and item.recovery is CostRecovery.CONSUMERS:
-        made = [s.id for s in world.subscriptions if s.service_id == node]
+        made = [s for s in world.subscriptions if s.service_id == node]
+        tag = "@svc"
     if made:
-        return {sub: Fraction(1, len(made)) for sub in made}
-    if item.cls == "BUSINESS_SERVICE":
+        total = sum(active(s) for s in made)
+        return {s.id + tag: Fraction(active(s), total) for s in made}
+    if item.cls == "BUSINESS_SERVICE" or item.recovery is CostRecovery.PRICES:
         return {node: Fraction(1)}
     ours = {ci for s in world.subscriptions for ci in s.ci_ids}
-    consumers = sorted(set(world.uses.get(node, ())) - ours - seen - {node})
-    out: dict[str, Fraction] = {}
+    direct = set(world.uses.get(node, ()))
+    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids
+                 if ci in direct}
+    consumers = sorted(((direct - ours) | {x for x in stand_ins if x is not None})
+                       - seen - {node})
+    k = len(consumers) + (None in stand_ins)
+    out: dict[str | None, Fraction] = {}
     for c in consumers:
-        for k, f in pays(world, c, seen | {node}).items():
-            out[k] = out.get(k, Fraction(0)) + f / len(consumers)
-    return out or {None: Fraction(1)}  # type: ignore[dict-item]
+        for payer, f in pays(world, c, seen | {node}).items():
+            out[payer] = out.get(payer, Fraction(0)) + f / k
+    if None in stand_ins:
+        out[None] = out.get(None, Fraction(0)) + Fraction(1, k)
+    return out or {None: Fraction(1)}
 
 
 def acyclic(world: CalculationInput) -> bool:
@@ -347,16 +367,15 @@ def test_each_payers_share_of_a_pool_is_what_it_consumes(world):
     """Each payer's exact share of each pool against the rule worked out independently: the
     driver holders (a cluster's VMs by vCPU, or its hosts equally) share the pool, each
     holder's part goes where ``pays`` says, and a subscription pays for the days it was
-    active (1 to 11 October: 10 of 31 days; from the 11th: 21; to the 21st: 20)."""
+    active (1 to 11 October: 10 of 31 days; from the 11th: 21; to the 21st: 20) what
+    reaches it through a CI it provisioned; through a service recovered from its consumers,
+    its share (already by days) in full."""
     if not acyclic(world):
         return  # cycles are cut where the walk meets them: checked on the walk alone
     host_of = {vm: h for h, cs in world.uses.items() if h.startswith("h") for vm in cs
                if vm.startswith("vm")}
     cluster_of = {h: c for c, cs in world.uses.items() if c.startswith("cl") for h in cs}
-    days = {}
-    for s in world.subscriptions:
-        end = s.end.day if s.end else 32
-        days[s.id] = Fraction(end - s.start.day, 31)
+    days = {s.id: Fraction(active(s), 31) for s in world.subscriptions}
     rows = Engine(world).run().rows
     for pool in world.pools:
         [cluster] = pool.ci_ids
@@ -372,8 +391,10 @@ def test_each_payers_share_of_a_pool_is_what_it_consumes(world):
             if not w:
                 continue
             for payer, f in pays(world, holder).items():
-                if payer is not None and payer in days:
+                if payer is not None and payer in days:  # through a CI it provisioned
                     f *= days[payer]
+                elif payer is not None and payer.endswith("@svc"):  # through a service
+                    payer = payer.removesuffix("@svc")
                 if payer is not None and f:
                     want[payer] = want.get(payer, Fraction(0)) + w / base * f
         got = {row.get("subscriptionId") or row["serviceId"]: Fraction(row["share"])
@@ -390,9 +411,14 @@ def test_pools_allocate_exactly_and_unallocated_is_what_reaches_no_payer(world):
     for row in rows:
         assert row["amountMinor"] >= 0
         by_pool[row["pool"]] = by_pool.get(row["pool"], 0) + row["amountMinor"]
+        service = world.items.get(row.get("serviceId") or "")
         if row["kind"] == "UNALLOCATED":
             assert row.get("costCentre") is None and row["invoiced"] is False
+        elif service is not None and service.recovery is CostRecovery.PRICES and \
+                not row.get("subscriptionId"):  # kept by a service its prices recover
+            assert row["invoiced"] is False and row["recovery"] == "PRICES"
         else:
+            assert "recovery" not in row
             assert row.get("subscriptionId") or row.get("serviceId")
     for pool in world.pools:
         expected = int(pool.amounts["2026-10"] * 100)
@@ -668,3 +694,35 @@ def test_a_subscription_pays_its_active_days_and_a_service_recovers_by_its_rule(
     rows = Engine(world(CostRecovery.OWNER)).run().rows
     assert paid(rows) == {("CC-B", "s1", 10500), ("CC-A", "bs", 15500),
                           (None, "UNALLOCATED", 5000)}
+
+
+def test_a_ci_several_subscriptions_provisioned_is_shared_by_their_active_days():
+    """A VM two subscriptions provisioned holds all of a 41.00 pool (2 vCPU of 2).
+    s1 from 1 October (31 days), s2 from 22 October (10 days): 31:10, 41 x 31/41 = 31.00 and
+    41 x 10/41 = 10.00; someone held the VM all month, so nothing is unallocated.
+    s1 from 1 to 11 October (10 days), s2 from 22 October (10 days): 10:10, half each, for
+    the 20 days one of them held it: 41 x 1/2 x 20/31 = 13.2258... each, 41 x 11/31 =
+    14.5483... unallocated; floors 13.22 + 13.22 + 14.54 = 40.98, the cents left go to the
+    largest remainders: the unallocated line (.83) and s1 (.58, tied with s2, first by
+    name): 13.23, 13.22, 14.55."""
+    def world(s1_end: datetime | None) -> CalculationInput:
+        sub = dict(cost_centre="CC-B", item_id="it", item_name="Linux VM", service_id=None,
+                   ci_ids=("vm",), monthly=Decimal(0), one_off=Decimal(0), currency="EUR")
+        subs = [SubscriptionRow(id="s1", user="u1", start=datetime(2026, 10, 1, tzinfo=UTC),
+                                end=s1_end, **sub),
+                SubscriptionRow(id="s2", user="u2", start=datetime(2026, 10, 22, tzinfo=UTC),
+                                end=None, **sub)]
+        pool = CostPool(id="p", code="vms", name="VMs", driver=Driver.VCPU, ci_ids=["vm"],
+                        capacity=None, description=None,
+                        amounts={"2026-10": Decimal("41.00")}, currency="EUR")
+        items = {"vm": ItemRow("vm", "vm-1", "VirtualMachine", None, cpu=Decimal(2))}
+        return CalculationInput(period="2026-10", currency="EUR", items=items, uses={},
+                                subscriptions=subs, users={}, cost_centres={},
+                                rate_cards={}, meter_units={}, usage=[], pools=[pool])
+
+    def paid(rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+        return {(r.get("subscriptionId") or r["kind"], r["amountMinor"]) for r in rows}
+
+    assert paid(Engine(world(None)).run().rows) == {("s1", 3100), ("s2", 1000)}
+    assert paid(Engine(world(datetime(2026, 10, 11, tzinfo=UTC))).run().rows) == \
+        {("s1", 1323), ("s2", 1322), ("UNALLOCATED", 1455)}

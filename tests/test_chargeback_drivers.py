@@ -43,7 +43,7 @@ from tests.chargeback_world import (
     at,
     ok,
 )
-from tests.test_chargeback_allocation import acyclic, worlds
+from tests.test_chargeback_allocation import active, acyclic, worlds
 
 PERIOD = "2026-10"
 AGENT = auth_headers("horizon-export", "discovery_agent")
@@ -381,25 +381,37 @@ def test_an_attribute_holder_is_not_walked_through():
 def pays_weighted(world: CalculationInput, node: str, weights: dict[str, Fraction],
                   seen: frozenset[str] = frozenset()) -> dict[str | None, Fraction]:
     """``tests.test_chargeback_allocation.pays`` with each node's cost divided among its
-    consumers by their weights (equally when none has one): the rule in words, no engine."""
-    made = [s.id for s in world.subscriptions if node in s.ci_ids]
+    consumers by their weights (equally when none has one): the rule in words, no engine.
+    Subscriptions reached through a service recovered from its consumers are keyed
+    ``<id>@svc`` (not pro-rated again)."""
+    made = [s for s in world.subscriptions if node in s.ci_ids]
     item = world.items[node]
+    tag = ""
     if not made and item.recovery is CostRecovery.CONSUMERS:
-        made = [s.id for s in world.subscriptions if s.service_id == node]
+        made = [s for s in world.subscriptions if s.service_id == node]
+        tag = "@svc"
     if made:
-        return {sub: Fraction(1, len(made)) for sub in made}
-    if item.cls == "BUSINESS_SERVICE":
+        total = sum(active(s) for s in made)
+        return {s.id + tag: Fraction(active(s), total) for s in made}
+    if item.cls == "BUSINESS_SERVICE" or item.recovery is CostRecovery.PRICES:
         return {node: Fraction(1)}
     ours = {ci for s in world.subscriptions for ci in s.ci_ids}
-    consumers = sorted(set(world.uses.get(node, ())) - ours - seen - {node})
+    direct = set(world.uses.get(node, ()))
+    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids if ci in direct}
+    consumers = sorted(((direct - ours) | {x for x in stand_ins if x is not None})
+                       - seen - {node})
+    nobody = None in stand_ins  # CIs of subscriptions for no service: weight 0
     total_w = sum((weights.get(c, Fraction(0)) for c in consumers), Fraction(0))
+    k = len(consumers) + nobody
     out: dict[str | None, Fraction] = {}
     for c in consumers:
-        part = weights.get(c, Fraction(0)) / total_w if total_w else Fraction(1, len(consumers))
+        part = weights.get(c, Fraction(0)) / total_w if total_w else Fraction(1, k)
         if not part:
             continue
-        for k, f in pays_weighted(world, c, weights, seen | {node}).items():
-            out[k] = out.get(k, Fraction(0)) + f * part
+        for p, f in pays_weighted(world, c, weights, seen | {node}).items():
+            out[p] = out.get(p, Fraction(0)) + f * part
+    if nobody and not total_w:
+        out[None] = out.get(None, Fraction(0)) + Fraction(1, k)
     return out or {None: Fraction(1)}
 
 
@@ -464,8 +476,10 @@ def test_attribute_pools_onward_fixed_and_subscriptions_allocate_exactly(world, 
     for vm, w in mem.items():
         for payer, f in pays_weighted(data, vm, load).items():
             sub = next((s for s in data.subscriptions if s.id == payer), None)
-            if sub is not None:
-                f *= Fraction((sub.end.day if sub.end else 32) - sub.start.day, 31)
+            if sub is not None:  # through a CI it provisioned: for the days it was active
+                f *= Fraction(active(sub), 31)
+            elif payer is not None and payer.endswith("@svc"):  # through a service
+                payer = payer.removesuffix("@svc")
             if payer is not None and f:
                 want[payer] = want.get(payer, Fraction(0)) + w / used * f
     got = {r.get("subscriptionId") or r["serviceId"]: Fraction(r["share"]) for r in rows

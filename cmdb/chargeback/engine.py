@@ -51,6 +51,9 @@ _HOLDER_CLASSES = {Driver.VCPU: {"VirtualMachine", "VirtualDesktop"},
 _SERVICES = {"BUSINESS_SERVICE", "TECHNICAL_SERVICE"}
 SUB, USER, CC = "sub:", "user:", "cc:"
 _AFTER_USAGE = {Driver.METER}  # pools shared by what the usage (read last) says
+# Stands for the CIs of subscriptions for no service among a shared CI's direct consumers
+# (followed by the shared CI's id): their part of its cost is unallocated.
+VIA_SUBS = "subcis:"
 
 
 @dataclass(frozen=True)
@@ -161,36 +164,65 @@ class Engine:
     def __init__(self, data: CalculationInput) -> None:
         self.d = data
         self.start, self.end = period_bounds(data.period)
+        self.subs = {SUB + s.id: s for s in data.subscriptions}
+        self.days_in_period = _days(self.start.date(), self.end.date())
         subs_of_item: dict[str, list[str]] = {}
         subs_of_service: dict[str, list[str]] = {}
+        # The services a subscription's CIs stand for when something shared below them is
+        # shared out (None: a subscription for no service).
+        for_service: dict[str, set[str | None]] = {}
         for s in data.subscriptions:
+            svc = data.items.get(s.service_id) if s.service_id else None
+            if svc is not None and svc.cls not in _SERVICES:
+                svc = None
             for ci in s.ci_ids:
                 subs_of_item.setdefault(ci, []).append(SUB + s.id)
-            svc = data.items.get(s.service_id) if s.service_id else None
+                for_service.setdefault(ci, set()).add(svc.id if svc else None)
             # Being for a service pays its cost only when it recovers it from consumers.
             if svc is not None and svc.recovery is CostRecovery.CONSUMERS:
                 subs_of_service.setdefault(svc.id, []).append(SUB + s.id)
         consumers: dict[str, list[str]] = {}
         for n in set(data.uses) | set(subs_of_item) | set(subs_of_service):
             # The subscriptions that provisioned a CI pay for it, alone; so do those for a
-            # service that recovers its cost from its consumers.
-            # A subscription's CIs take no equal share of what they rest on: a subscription
-            # pays what its CIs use and hold (by a pool's driver), not the shared CIs below.
+            # service that recovers its cost from its consumers (both by their active days:
+            # the weights below).
             paying = subs_of_item.get(n) or subs_of_service.get(n)
-            consumers[n] = sorted(paying) if paying else \
-                sorted(set(data.uses.get(n, ())) - subs_of_item.keys())
+            if paying:
+                consumers[n] = sorted(paying)
+                continue
+            # A subscription's CIs take no share of what they rest on: a subscription pays
+            # what its CIs use and hold (by a pool's driver), not the shared CIs below. The
+            # services those subscriptions are for consume it in their place (each once),
+            # and their recovery rule decides who pays; subscriptions for no service leave
+            # their part unallocated.
+            direct = set(data.uses.get(n, ()))
+            theirs = direct & subs_of_item.keys()
+            if theirs:
+                direct -= theirs
+                for ci in theirs:
+                    for svc_id in for_service[ci]:
+                        direct.add(svc_id if svc_id is not None else VIA_SUBS + n)
+                direct.discard(n)
+            consumers[n] = sorted(direct)
         self.consumers = consumers
         self.provisioned = subs_of_item.keys()
-        payers = {SUB + s.id for s in data.subscriptions}
+        self._made_by = subs_of_item
+        self._held: dict[str, int] = {}  # provisioned CI -> days any of its subscriptions held it
+        # Services recovered through the prices of their catalogue items: they keep the cost
+        # reaching them (a technical one too), not invoiced.
+        self.prices = {i.id for i in data.items.values()
+                       if i.cls in _SERVICES and i.recovery is CostRecovery.PRICES}
+        payers = set(self.subs)
         payers |= {USER + u for u in data.users}
         payers |= {CC + c for c in data.cost_centres}  # FIXED pools' percentages
         payers |= {i.id for i in data.items.values()
                    if i.cls == "BUSINESS_SERVICE" and i.id not in subs_of_service}
-        self.graph = CostGraph(consumers, frozenset(payers))
+        payers |= self.prices  # a technical service recovered by prices keeps its cost too
+        # A node's cost divides among the subscriptions that pay it by their active days.
+        self._sub_weights = {sub: Fraction(self.active_days(s)) for sub, s in self.subs.items()}
+        self.graph = CostGraph(consumers, frozenset(payers), self._sub_weights)
         self._onward: dict[str, CostGraph] = {}  # a pool's onward attribute -> its graph
         self._metered: dict[str, dict[str, Decimal]] = {}  # meter -> CI -> month's quantity
-        self.subs = {SUB + s.id: s for s in data.subscriptions}
-        self.days_in_period = _days(self.start.date(), self.end.date())
         self.rows: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         # Names and payer fields repeat on many lines: worked out once per node.
@@ -218,6 +250,8 @@ class Engine:
         if node.startswith(CC):
             cc = self.d.cost_centres.get(node[len(CC):])
             return cc.name if cc else node[len(CC):]
+        if node.startswith(VIA_SUBS):
+            return "CIs of subscriptions for no service"
         item = self.d.items.get(node)
         return item.name if item else node
 
@@ -243,7 +277,11 @@ class Engine:
         if payer.startswith(CC):
             return {"costCentre": payer[len(CC):]}
         item = self.d.items[payer]
-        return {"costCentre": item.cost_centre, "serviceId": item.id, "serviceName": item.name}
+        # A service recovered through prices says so on its lines (why they are not
+        # invoiced).
+        recovery = CostRecovery.PRICES.value if payer in self.prices else None
+        return {"costCentre": item.cost_centre, "serviceId": item.id, "serviceName": item.name,
+                "recovery": recovery}
 
     def _invoiced(self, cc: str | None) -> bool:
         if cc is None:
@@ -263,13 +301,21 @@ class Engine:
             why = None
             if payer == NO_CONSUMER:  # several CIs' cost stops short: their paths say where
                 why = "no consumer (each CI's path shows where its cost stops)"
+            elif payer.startswith(NO_CONSUMER + VIA_SUBS):
+                shared = payer[len(NO_CONSUMER + VIA_SUBS):]
+                only = self.consumers.get(shared) == [VIA_SUBS + shared]
+                why = (f"{'only ' if only else ''}CIs of subscriptions for no service consume "
+                       f"{self._name(shared)}")
             elif payer.startswith(NO_CONSUMER + SUB):
                 why = f"{self._name(payer[len(NO_CONSUMER):])} was not active all month"
             elif payer.startswith(NO_CONSUMER):
                 why = f"no consumer of {self._name(payer[len(NO_CONSUMER):])}"
             elif cc is None:  # a payer nobody can be invoiced for
                 why = f"{self._name(payer)} has no cost centre"
-            found = self._payers[payer] = (fields, self._invoiced(cc), why)
+            # A service recovered through prices is not invoiced: its subscriptions' fees
+            # recover its cost (chargeRecovery compares the two).
+            invoiced = self._invoiced(cc) and payer not in self.prices
+            found = self._payers[payer] = (fields, invoiced, why)
         return found
 
     def _emit(self, kind: LineKind, cents: int, source: str, payer: str, description: str,
@@ -579,8 +625,10 @@ class Engine:
         graph = self._onward.get(pool.onward)
         if graph is None:
             attr = pool.onward
-            weights = {i.id: Fraction(v) for i in self.d.items.values()
-                       if (v := i.attrs.get(attr)) is not None and v > 0}
+            # Subscriptions keep dividing what they pay by their active days.
+            weights = {**self._sub_weights,
+                       **{i.id: Fraction(v) for i in self.d.items.values()
+                          if (v := i.attrs.get(attr)) is not None and v > 0}}
             graph = self._onward[attr] = CostGraph(self.consumers, self.graph.payers, weights)
         return graph
 
@@ -680,13 +728,19 @@ class Engine:
 
     def _active_shares(self, holder: str, graph: CostGraph | None = None,
                        prorate: bool = True) -> list[tuple[str, Share]]:
-        """Where a driver holder's share of a pool goes: a subscription pays for the days it
-        was active in the month; the rest of its part reaches no payer (unless ``prorate``
-        is False: the holders' weights already counted the days)."""
+        """Where a driver holder's share of a pool goes: what reaches a subscription through
+        a CI it provisioned is paid for the days it held the CI (several subscriptions of
+        one CI share its cost by their active days, for the days any of them held it); the
+        rest of that part reaches no payer. What reaches it through a service recovered from
+        its consumers is already divided among them by their active days: all of it is
+        paid. ``prorate`` False: the holders' weights already counted the days."""
         out: list[tuple[str, Share]] = []
         for payer, s in (graph or self.graph).shares(holder).items():
             sub = self.subs.get(payer) if prorate else None
-            days = self.active_days(sub) if sub is not None else self.days_in_period
+            # The node before the subscription: one of its CIs (no other way leads from a
+            # CI to a subscription's CI), or a service recovered from its consumers.
+            own = sub is not None and len(s.path) > 1 and s.path[-2] in self.provisioned
+            days = self._held_days(s.path[-2]) if own else self.days_in_period
             if days >= self.days_in_period:
                 out.append((payer, s))
                 continue
@@ -694,6 +748,28 @@ class Engine:
             if active:
                 out.append((payer, Share(active, s.path)))
             out.append((NO_CONSUMER + payer, Share(s.fraction - active, s.path)))
+        return out
+
+    def _held_days(self, ci: str) -> int:
+        """Days of the period a subscription held the CI: those any of the subscriptions
+        that provisioned it was active (its own active days when one did). They already
+        share the CI's cost by their active days, so only the days none of them held it
+        are left unallocated."""
+        days = self._held.get(ci)
+        if days is None:
+            held: set[int] = set()
+            for sub in self._made_by[ci]:
+                held |= self._active_dates(self.subs[sub])
+            days = self._held[ci] = len(held)
+        return days
+
+    def _active_dates(self, s: SubscriptionRow) -> set[int]:
+        """The days (ordinals) ``active_days`` counts."""
+        first = max(s.start, self.start).date()
+        last = min(s.end, self.end).date() if s.end else self.end.date()
+        out = set(range(first.toordinal(), last.toordinal()))
+        if not out and s.end and s.end > self.start:
+            out.add(first.toordinal())
         return out
 
     def _holder(self, holder: str, weight: Decimal | Fraction, part: Fraction, of: Fraction,

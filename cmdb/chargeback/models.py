@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from cmdb.inventory.models import CIClass
+from cmdb.servicemodel.models import CostRecovery
 
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # CI attribute: node prop attr_<name>
@@ -430,6 +431,9 @@ class ChargeLine(BaseModel):
     holders: list[PoolHolder] = []
     adjusts: str | None = None  # the closed period a late record or correction belongs to
     corrects_line: str | None = None
+    # PRICES: the line's payer is a service recovered through the prices of its catalogue
+    # items, so the line is not invoiced (its subscriptions' fees recover it).
+    recovery: CostRecovery | None = None
     charge_start: datetime
     charge_end: datetime
 
@@ -474,6 +478,25 @@ class ReportRow(BaseModel):
     lines: int
     parent: str | None = None  # cost-centre hierarchy
     billing_mode: BillingMode | None = None
+
+
+class ServiceRecovery(BaseModel):
+    """A service recovered through the prices of its catalogue items, in one period: the
+    cost booked to it (its calculated lines, not invoiced) against the fees its
+    subscriptions paid. ``over_under`` = recovered - cost: positive, over-recovered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service_id: str
+    service_name: str | None
+    cost_centre: str | None
+    rule: CostRecovery
+    cost: Decimal
+    recovered: Decimal
+    over_under: Decimal
+    currency: str
+    lines: int  # the service's cost lines
+    fee_lines: int  # its subscriptions' fee lines
 
 
 class Report(BaseModel):

@@ -461,3 +461,46 @@ ORDER BY key
                        ("serviceId", "serviceName"), ("itemId", "itemName"),
                        ("meter", "unit"), ("kind", "kind"))
 }
+
+
+# Over/under-recovery of the services recovered through prices, in one period's current
+# lines: per service, its cost (the calculated lines booked to it as PRICES) and what its
+# subscriptions' fees recovered. The services are those recovered through prices now (with
+# or without lines) and those whose lines say so (the rule at the time of the calculation:
+# a closed period answers as it was calculated). Scoped by the service's cost centre (the
+# one on its lines, else its own now).
+SERVICE_RECOVERY: LiteralString = """
+MATCH (p:ChargePeriod {id: $period})
+CALL (p) {
+  MATCH (l:ChargeLine)
+  WHERE l.period = p.id AND l.run = p.run AND l.serviceId IS NOT NULL
+    AND (l.recovery = 'PRICES' OR l.kind IN ['RECURRING_FEE', 'ONE_OFF_FEE'])
+  WITH l.serviceId AS id,
+       CASE WHEN l.recovery = 'PRICES' THEN l END AS cost,
+       CASE WHEN l.kind IN ['RECURRING_FEE', 'ONE_OFF_FEE'] THEN l END AS fee
+  RETURN id, sum(cost.amountMinor) AS costMinor, count(cost) AS lines,
+         head(collect(cost.costCentre)) AS lineCostCentre,
+         head(collect(cost.serviceName)) AS costName, head(collect(fee.serviceName)) AS feeName,
+         sum(fee.amountMinor) AS recoveredMinor, count(fee) AS feeLines
+}
+WITH p, collect({id: id, costMinor: costMinor, lines: lines, lineCostCentre: lineCostCentre,
+                 name: coalesce(costName, feeName), recoveredMinor: recoveredMinor,
+                 feeLines: feeLines}) AS found
+CALL () {
+  MATCH (s:Service) WHERE s.costRecovery = 'PRICES' AND s.lifecycleStatus <> 'RETIRED'
+  RETURN collect(s.id) AS now
+}
+WITH p, found, now,
+     [f IN found WHERE f.lines > 0 | f.id] AS marked
+UNWIND now + [i IN marked WHERE NOT i IN now] AS id
+WITH p, id, [f IN found WHERE f.id = id][0] AS f
+OPTIONAL MATCH (s:Service {id: id})
+WITH p, id, f, s,
+     coalesce(f.lineCostCentre, [(s)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0]) AS cc
+WHERE $codes IS NULL OR cc IN $codes
+RETURN id, coalesce(s.name, f.name) AS name, cc AS costCentre,
+       coalesce(f.costMinor, 0) AS costMinor, coalesce(f.recoveredMinor, 0) AS recoveredMinor,
+       coalesce(f.lines, 0) AS lines, coalesce(f.feeLines, 0) AS feeLines,
+       p.currency AS currency
+ORDER BY toLower(name), id
+"""

@@ -36,6 +36,7 @@ from cmdb.chargeback.models import (
     PoolAllocation,
     PoolHolder,
     RateCard,
+    ServiceRecovery,
     Tier,
     period_bounds,
 )
@@ -50,12 +51,14 @@ LINES_IN_FLIGHT = 2
 # Deletions of replaced runs still going on (kept referenced until done).
 _CLEANUP: set[asyncio.Future[None]] = set()
 # What a stored line keeps as properties of its own: what reports group by, filters and
-# checksums read, and the source (reconciliation). The rest of its explanation (description,
-# share, path, quantity, rate card, pool, driver, CI...) is one JSON string, ``detail``: a
+# checksums read, the source (reconciliation) and the recovery rule of a service that keeps
+# its cost not invoiced (``recovery``: PRICES, read by the recovery report). The rest of its
+# explanation (description, share, path, quantity, rate card, pool, driver, CI...) is one
+# JSON string, ``detail``: a
 # month has hundreds of thousands of lines, and each property is a record Neo4j writes.
 LINE_PROPS = frozenset({"id", "period", "seq", "kind", "amountMinor", "invoiced",
                         "costCentre", "user", "serviceId", "serviceName", "itemId",
-                        "itemName", "meter", "unit", "source"})
+                        "itemName", "meter", "unit", "source", "recovery"})
 
 
 def _dt(v: Any) -> datetime:
@@ -160,6 +163,8 @@ def line_from_row(r: dict[str, Any]) -> ChargeLine:
         path=list(r.get("path") or []), adjusts=r.get("adjusts"),
         holders=[_holder(h) for h in r.get("holders") or []],
         corrects_line=r.get("correctsLine"),
+        recovery=CostRecovery(r["recovery"]) if r.get("recovery") in CostRecovery.__members__
+        else None,
         charge_start=_dt(r.get("chargeStart") or r["periodStart"]),
         charge_end=_dt(r.get("chargeEnd") or r["periodEnd"]),
     )
@@ -490,6 +495,18 @@ class ChargebackRepository:
                                                    "user": user, "skip": skip, "limit": limit})
         return [line_from_row(r["line"]) for r in rows]
 
+    async def recovery(self, period: str, codes: list[str] | None) -> list[ServiceRecovery]:
+        """Services recovered through prices: their cost and their fees in the period."""
+        out = []
+        for r in await self.db.read(q.SERVICE_RECOVERY, {"period": period, "codes": codes}):
+            cost, recovered = _cents(r["costMinor"]), _cents(r["recoveredMinor"])
+            out.append(ServiceRecovery(
+                service_id=r["id"], service_name=r["name"], cost_centre=r["costCentre"],
+                rule=CostRecovery.PRICES, cost=cost, recovered=recovered,
+                over_under=recovered - cost, currency=r["currency"], lines=int(r["lines"]),
+                fee_lines=int(r["feeLines"])))
+        return out
+
     async def totals(self, prop: str, period: str, codes: list[str] | None,
                      user: str | None) -> list[dict[str, Any]]:
         return await self.db.read(q.REPORT_BY[prop], {"period": period, "codes": codes,
@@ -534,6 +551,10 @@ def _attrs(names: Sequence[str], values: Sequence[Any]) -> dict[str, Decimal]:
         return _NO_ATTRS
     out = {a: n for a, v in zip(names, values, strict=True) if (n := _num(v)) is not None}
     return out or _NO_ATTRS
+
+
+def _cents(minor: Any) -> Decimal:
+    return (Decimal(int(minor or 0)) * CENT).quantize(CENT)
 
 
 def _num(v: Any) -> Decimal | None:

@@ -51,6 +51,7 @@ from cmdb.chargeback.models import (
     Report,
     ReportDimension,
     ReportRow,
+    ServiceRecovery,
     UsageIngestResult,
     UsageRecordInput,
     UsageRejection,
@@ -640,6 +641,21 @@ class ChargebackService:
         invoiced = sum((r.invoiced for r in out), Decimal(0))
         return Report(period=found, dimension=dimension, rows=out, total=total,
                       invoiced=invoiced, currency=found.currency)
+
+    async def recovery(self, principal: Principal | None, period: str
+                       ) -> list[ServiceRecovery]:
+        """Over/under-recovery of each service recovered through the prices of its
+        catalogue items: the cost booked to it in the period against its subscriptions'
+        fees. Finance only (finance: the services of their cost centres; finance_all and
+        admin: all); it is never booked as lines."""
+        if not has_permission(principal, Permission.CHARGEBACK_READ_ALL):
+            # No finance role: this is not their own cost but the services'.
+            require_permission(principal, Permission.CHARGEBACK_READ, "read cost recovery")
+        scope = await self.scope(principal)
+        found = await self.repo.period(check_period(period))
+        if found is None:
+            raise NotFound("charge period", period, "period")
+        return await self.repo.recovery(period, scope.codes)
 
     async def trend(self, principal: Principal | None, first: str, last: str,
                     dimension: ReportDimension) -> list[Report]:

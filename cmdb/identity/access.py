@@ -84,6 +84,9 @@ QUERY_RULES: dict[str, frozenset[str]] = {
     "chargePeriods": FINANCE_READERS,
     "costReport": EVERYONE,
     "costTrend": EVERYONE,
+    # Services' over/under-recovery: finance only (the service narrows finance to the
+    # services of their cost centres).
+    "chargeRecovery": FINANCE_READERS,
     "chargeLines": EVERYONE,
     "chargeLine": EVERYONE,
 }

@@ -34,6 +34,7 @@ from cmdb.schema.chargeback import (
     PublishRateCardInput,
     RateCard,
     RateCardPayload,
+    ServiceRecovery,
     UsageIngestPayload,
     UsageRecordInput,
 )
@@ -74,6 +75,16 @@ class ChargebackQuery:
                           ) -> CostReport:
         report = await _svc(info).report(info.context.principal, period, ReportDimension(by))
         return CostReport.from_model(report)
+
+    @strawberry.field(description="Over/under-recovery per period of each service recovered "
+                      "through the prices of its catalogue items (costRecovery PRICES): "
+                      "the cost booked to it against its subscriptions' fees. Finance sees "
+                      "the services of their cost centres, finance_all everything; others "
+                      "are refused.")
+    async def charge_recovery(self, info: strawberry.Info, period: str
+                              ) -> list[ServiceRecovery]:
+        rows = await _svc(info).recovery(info.context.principal, period)
+        return [ServiceRecovery.from_model(x) for x in rows]
 
     @strawberry.field(description="The same report for each period from `from` to `to` "
                       "(YYYY-MM, at most 24; periods never calculated are left out).")

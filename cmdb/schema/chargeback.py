@@ -10,7 +10,7 @@ from typing import cast
 import strawberry
 
 from cmdb.chargeback import models as m
-from cmdb.schema.enums import CIClass
+from cmdb.schema.enums import CIClass, CostRecovery
 from cmdb.schema.types import UserError
 
 CostDriver = strawberry.enum(cast(type[Enum], m.Driver), name="CostDriver",
@@ -203,6 +203,10 @@ class ChargeLine:
         "payer: each of them; empty otherwise (the line's CI is the one).")
     adjusts: str | None = strawberry.field(description="The closed period this corrects.")
     corrects_line: strawberry.ID | None
+    recovery: CostRecovery | None = strawberry.field(
+        description="PRICES: the payer is a service recovered through the prices of its "
+        "catalogue items; the line is not invoiced, its subscriptions' fees recover it (see "
+        "chargeRecovery). Null otherwise.")
     charge_start: datetime
     charge_end: datetime
 
@@ -225,7 +229,7 @@ class ChargeLine:
                 id=strawberry.ID(h.id), name=h.name, ci_class=h.ci_class, quantity=h.quantity,
                 reaching=h.reaching, share=h.share, path=list(h.path), amount=h.amount,
                 unit_price=h.unit_price) for h in x.holders],
-            adjusts=x.adjusts, corrects_line=opt(x.corrects_line),
+            adjusts=x.adjusts, corrects_line=opt(x.corrects_line), recovery=x.recovery,
             charge_start=x.charge_start, charge_end=x.charge_end)
 
 
@@ -268,6 +272,34 @@ class CostReport:
                                        lines=r.lines, parent=r.parent,
                                        billing_mode=r.billing_mode) for r in x.rows],
                    total=x.total, invoiced=x.invoiced, currency=x.currency)
+
+
+@strawberry.type(description="A service recovered through the prices of its catalogue items "
+                 "(costRecovery PRICES) in one period: the cost booked to it against the fees "
+                 "of the subscriptions for it. Computed from the period's lines, never booked.")
+class ServiceRecovery:
+    service_id: strawberry.ID
+    service_name: str | None
+    cost_centre: str | None = strawberry.field(description="The service's own cost centre "
+                                               "(the one on its cost lines).")
+    rule: CostRecovery
+    cost: Decimal = strawberry.field(description="The period's calculated lines booked to the "
+                                     "service (not invoiced), manual adjustments aside.")
+    recovered: Decimal = strawberry.field(description="The period's recurring and one-off fee "
+                                          "lines of the subscriptions for the service.")
+    over_under: Decimal = strawberry.field(description="recovered - cost: positive when the "
+                                           "prices recovered more than the cost, negative "
+                                           "when less.")
+    currency: str
+    lines: int = strawberry.field(description="The service's cost lines.")
+    fee_lines: int = strawberry.field(description="Its subscriptions' fee lines.")
+
+    @classmethod
+    def from_model(cls, x: m.ServiceRecovery) -> ServiceRecovery:
+        return cls(service_id=strawberry.ID(x.service_id), service_name=x.service_name,
+                   cost_centre=x.cost_centre, rule=x.rule, cost=x.cost,
+                   recovered=x.recovered, over_under=x.over_under, currency=x.currency,
+                   lines=x.lines, fee_lines=x.fee_lines)
 
 
 @strawberry.type

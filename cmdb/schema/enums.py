@@ -38,8 +38,10 @@ strawberry.enum(CIFamily, description="Abstract class: selects every concrete cl
 strawberry.enum(ServiceKind)
 strawberry.enum(
     CostRecovery,
-    description="Who pays a service's own cost: its owning cost centre (OWNER, the default) "
-    "or its consumers, the subscriptions for it in equal shares (CONSUMERS).",
+    description="Who pays a service's own cost: its owning cost centre (OWNER, the default); "
+    "its consumers, the subscriptions for it in proportion to their active days in the month "
+    "(CONSUMERS); or the prices of its catalogue items (PRICES: the service keeps its cost, "
+    "not invoiced, and chargeRecovery compares it with its subscriptions' fees).",
 )
 strawberry.enum(
     RelationType,

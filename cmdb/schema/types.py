@@ -308,7 +308,8 @@ class Service(Item):
     business_value: BusinessValue
     cost_recovery: CostRecovery = strawberry.field(
         description="Who pays this service's own cost in chargeback: its owning cost centre "
-        "(OWNER) or the subscriptions for it (CONSUMERS).")
+        "(OWNER), the subscriptions for it by their active days (CONSUMERS), or the fees of "
+        "its catalogue items (PRICES: its cost lines are not invoiced).")
 
     @classmethod
     def from_model(cls, m: ServiceModel) -> Service:

@@ -16,11 +16,14 @@ class ServiceKind(StrEnum):
 
 class CostRecovery(StrEnum):
     """Who pays a service's own cost (what reaches it from the CIs and services below it):
-    its owning cost centre (the default: showback to its owner), or its consumers (the
-    subscriptions for it, in equal shares, as chargeback walks them)."""
+    its owning cost centre (the default: showback to its owner); its consumers (the
+    subscriptions for it, in proportion to the days each was active in the month); or
+    nobody directly: the fees of its catalogue items recover it (PRICES: the service keeps
+    its cost, not invoiced, and chargeRecovery compares it with those fees)."""
 
     OWNER = "OWNER"
     CONSUMERS = "CONSUMERS"
+    PRICES = "PRICES"
 
 
 SERVICE_LABELS = {ServiceKind.BUSINESS: ":Item:Service:BusinessService",
