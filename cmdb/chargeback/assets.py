@@ -122,3 +122,28 @@ def decimal_text(x: Fraction, places: int = 6) -> Decimal:
     """An exact amount shown to ``places`` decimals (half to even), for explanations."""
     q = Decimal(1).scaleb(-places)
     return (Decimal(x.numerator) / Decimal(x.denominator)).quantize(q, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class PoolAsset:
+    """An asset record as a pool reads it: the CI it is on, and its terms."""
+
+    ci_id: str
+    ci_name: str
+    asset_tag: str | None
+    currency: str
+    terms: AssetTerms
+
+
+def pool_month(assets: list[PoolAsset], period: str
+               ) -> tuple[Fraction, list[tuple[PoolAsset, Fraction, Fraction]]]:
+    """The exact cost of a pool's assets in the month, and each asset's (depreciation,
+    support) where it has any, by CI name."""
+    total = Fraction(0)
+    parts = []
+    for a in sorted(assets, key=lambda a: (a.ci_name, a.ci_id)):
+        dep, sup = month_cost(a.terms, period)
+        if dep or sup:
+            parts.append((a, dep, sup))
+            total += dep + sup
+    return total, parts

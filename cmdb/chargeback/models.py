@@ -70,6 +70,13 @@ class ReportDimension(StrEnum):
     KIND = "KIND"
 
 
+class CostSource(StrEnum):
+    """Where a cost pool's cost in a period comes from."""
+
+    MANUAL = "MANUAL"  # the amount set for the period (setCostPoolAmount)
+    ASSETS = "ASSETS"  # the depreciation and support of its CIs' and their members' assets
+
+
 # --- periods ---------------------------------------------------------------------------------
 
 
@@ -252,7 +259,7 @@ class CostPoolInput(BaseModel):
     ci_ids: list[str] = Field(min_length=1, max_length=1000)
     capacity: Decimal | None = Field(None, gt=0, le=MAX_QUANTITY, decimal_places=6)
     description: str | None = Field(None, max_length=2000)
-
+    cost_source: CostSource = CostSource.MANUAL
 
     @model_validator(mode="after")
     def _capacity(self) -> CostPoolInput:
@@ -278,6 +285,9 @@ class CostPool(BaseModel):
     description: str | None
     amounts: dict[str, Decimal]  # period -> cost of the pool in that period
     currency: str
+    cost_source: CostSource = CostSource.MANUAL
+    # ASSETS pools, periods whose amount came from assets: how many assets it sums.
+    asset_counts: dict[str, int] = {}
 
 
 # --- charge lines ----------------------------------------------------------------------------
@@ -399,3 +409,31 @@ class Report(BaseModel):
     invoiced: Decimal
     currency: str
 
+
+
+# --- asset-based pools -----------------------------------------------------------------------
+
+
+class AssetCostItem(BaseModel):
+    """One asset's part of a pool's month, exact (shown to six places)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ci_id: str
+    ci_name: str
+    asset_tag: str | None
+    depreciation: Decimal
+    support: Decimal
+
+
+class AssetCost(BaseModel):
+    """What a pool's assets cost in a period: the exact sum rounded once to the cent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: str
+    amount: Decimal
+    currency: str
+    assets: int  # assets with a cost in the period
+    items: list[AssetCostItem]
+    overridden_by: Decimal | None = None  # the manual amount set for the period, which wins

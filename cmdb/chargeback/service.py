@@ -34,6 +34,7 @@ from cmdb.chargeback.engine import (
 from cmdb.chargeback.models import (
     CENT,
     AdjustmentInput,
+    AssetCost,
     BillingMode,
     CalculationResult,
     ChargeLine,
@@ -171,7 +172,8 @@ class ChargebackService:
             "id": str(uuid.uuid4()), "code": pool.code, "name": pool.name,
             "driver": pool.driver.value, "ciIds": sorted(set(pool.ci_ids)),
             "capacity": None if pool.capacity is None else str(pool.capacity),
-            "description": pool.description, "currency": self.currency, "now": utcnow()})
+            "description": pool.description, "currency": self.currency, "now": utcnow(),
+            "costSource": pool.cost_source.value})
 
     async def set_pool_cost(self, principal: Principal | None, code: str, period: str,
                             amount: Decimal) -> CostPool:
@@ -192,6 +194,12 @@ class ChargebackService:
 
     async def pools(self) -> list[CostPool]:
         return await self.repo.pools()
+
+    async def asset_cost(self, pool: CostPool, period: str) -> AssetCost:
+        """What the pool's assets cost in the period, to check before calculating (the
+        manual amount for the period, when one is set, is what the calculation takes)."""
+        check_period(period)
+        return (await self.repo.asset_costs([pool], period))[pool.code]
 
     async def set_billing_mode(self, principal: Principal | None, code: str,
                                mode: BillingMode) -> BillingMode:

@@ -141,7 +141,7 @@ class ChargebackMutation:
             pool = await _svc(info).define_pool(info.context.principal, {
                 "code": input.code, "name": input.name, "driver": input.driver,
                 "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
-                "description": input.description})
+                "description": input.description, "cost_source": input.cost_source})
         except DomainError as e:
             return CostPoolPayload(errors=user_errors(e))
         return CostPoolPayload(pool=CostPool.from_model(pool))
