@@ -7,6 +7,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from neo4j.exceptions import ConstraintError
+
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ItemFilter, sort_spec
 from cmdb.core.listing import list_items
@@ -224,7 +226,11 @@ class InventoryService:
             await self._asset_target(tx, ci_id, spec.asset_tag)
             return await self.assets.put(tx, ci_id, props, utcnow(), by)
 
-        return await self.db.write_tx(work)
+        try:
+            return await self.db.write_tx(work)
+        except ConstraintError:  # the same tag written for another CI at the same time
+            raise DomainError.single("input.assetTag", f"{spec.asset_tag!r} was just given "
+                                     "to another CI's asset record", code="CONFLICT") from None
 
     async def clear_asset(self, ci_id: str) -> bool:
         """Remove the CI's asset record; False when it had none."""
