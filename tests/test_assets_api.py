@@ -37,7 +37,7 @@ import pytest
 
 from tests.chargeback_world import CALCULATE, CLOSE, LINES, POOL, POOL_AMOUNT, ok
 from tests.test_ci_api import create_ci
-from tests.test_relations_api import relate
+from tests.test_relations_api import make_service, relate
 
 pytestmark = pytest.mark.integration
 
@@ -160,6 +160,8 @@ async def test_bad_values_are_refused_by_field_and_nothing_is_written(gql, clean
     # An unknown CI, and a service (not a CI).
     nowhere = "00000000-0000-4000-8000-000000000000"
     assert await errors_of(gql, nowhere, HOST_A) == [("ciId", "NOT_FOUND")]
+    service = await make_service(gql, "Trading")
+    assert await errors_of(gql, service, HOST_B) == [("ciId", "NOT_FOUND")]
     cleared = (await gql.ok(CLEAR_ASSET, id=nowhere))["clearAsset"]
     assert [(e["field"], e["code"]) for e in cleared["errors"]] == [("ciId", "NOT_FOUND")]
 
