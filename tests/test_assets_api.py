@@ -211,6 +211,13 @@ async def cluster(gql):
 
 
 async def test_an_assets_pool_costs_what_its_cluster_and_hosts_depreciate(gql, cluster):
+    listed = (await gql.ok("{ configurationItems { edges { node { name asset { assetTag "
+                           "purchasePrice } } } } }"))["configurationItems"]["edges"]
+    assert {e["node"]["name"]: e["node"]["asset"] for e in listed} == {
+        "esx-a": {"assetTag": "AT-0001", "purchasePrice": "36600.00"},
+        "esx-b": {"assetTag": "AT-0002", "purchasePrice": "24000.00"},
+        "vsphere-a": {"assetTag": None, "purchasePrice": "1200.00"},
+        "trade-vm": {"assetTag": None, "purchasePrice": "1000.00"}}
     pools = (await gql.ok(POOLS, p="2026-10"))["costPools"]
     [pool] = pools
     assert (pool["costSource"], pool["costs"]) == ("ASSETS", [])

@@ -410,7 +410,6 @@ class Report(BaseModel):
     currency: str
 
 
-
 # --- asset-based pools -----------------------------------------------------------------------
 
 
