@@ -74,6 +74,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Mutation.retireConfigurationItem": (
         "mutation($id: ID!) { retireConfigurationItem(id: $id) { errors { code } } }",
         {"id": NOWHERE}, OPS),
+    "Mutation.setAsset": (
+        "mutation($id: ID!) { setAsset(ciId: $id, input: {purchasePrice: \"1\", "
+        "purchaseDate: \"2026-01-01\", depreciationMonths: 12}) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
+    "Mutation.clearAsset": (
+        "mutation($id: ID!) { clearAsset(ciId: $id) { errors { code } } }",
+        {"id": NOWHERE}, OPS),
     "Mutation.setOperationalState": (
         "mutation($id: ID!) { setOperationalState(ids: [$id], state: UP) { errors { code } } }",
         {"id": NOWHERE}, OPS),

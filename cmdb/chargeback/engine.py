@@ -786,6 +786,11 @@ class Engine:
                     parts: list[tuple[str, Share, Sequence[str], str]],
                     extra: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> None:
         description = f"{pool.name}: {amount} {pool.currency} shared by {self._how(pool)}"
+        assets = pool.asset_counts.get(self.d.period)
+        if assets is not None:
+            description = (f"{pool.name}: {amount} {pool.currency} from the depreciation and "
+                           f"support of {assets} asset{'' if assets == 1 else 's'}, shared by "
+                           f"{self._how(pool)}")
         if not parts:
             parts = [(NO_CONSUMER + "idle", Share(Fraction(1), ()), (), "idle")]
             more = {NO_CONSUMER + "idle": {"description": self._idle(pool)}}

@@ -87,6 +87,13 @@ class ReportDimension(StrEnum):
     KIND = "KIND"
 
 
+class CostSource(StrEnum):
+    """Where a cost pool's cost in a period comes from."""
+
+    MANUAL = "MANUAL"  # the amount set for the period (setCostPoolAmount)
+    ASSETS = "ASSETS"  # the depreciation and support of its CIs' and their members' assets
+
+
 # --- periods ---------------------------------------------------------------------------------
 
 
@@ -297,6 +304,7 @@ class CostPoolInput(BaseModel):
     capacity: Decimal | None = Field(None, gt=0, le=MAX_QUANTITY, decimal_places=6,
                                      validate_default=True)
     description: str | None = Field(None, max_length=2000)
+    cost_source: CostSource = CostSource.MANUAL  # ASSETS: the month's cost from its assets
     # Driver settings (see Driver); each field is checked against the driver given.
     attribute: Annotated[str | None, AfterValidator(check_attribute)] = Field(
         None, validate_default=True)
@@ -366,6 +374,9 @@ class CostPool(BaseModel):
     role: str | None = None
     allocations: list[PoolAllocation] = []
     onward: str | None = None
+    cost_source: CostSource = CostSource.MANUAL
+    # ASSETS pools, periods whose amount came from assets: how many assets it sums.
+    asset_counts: dict[str, int] = {}
 
 
 # --- charge lines ----------------------------------------------------------------------------
@@ -509,3 +520,30 @@ class Report(BaseModel):
     invoiced: Decimal
     currency: str
 
+
+# --- asset-based pools -----------------------------------------------------------------------
+
+
+class AssetCostItem(BaseModel):
+    """One asset's part of a pool's month, exact (shown to six places)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ci_id: str
+    ci_name: str
+    asset_tag: str | None
+    depreciation: Decimal
+    support: Decimal
+
+
+class AssetCost(BaseModel):
+    """What a pool's assets cost in a period: the exact sum rounded once to the cent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: str
+    amount: Decimal
+    currency: str
+    assets: int  # assets with a cost in the period
+    items: list[AssetCostItem]
+    overridden_by: Decimal | None = None  # the manual amount set for the period, which wins

@@ -107,7 +107,7 @@ RETURN """
 # --- cost pools ------------------------------------------------------------------------------
 
 _POOL: LiteralString = """p {.id, .code, .name, .driver, .ciIds, .capacity, .description,
-  .currency, .attribute, .holderClasses, .meter, .role, .allocations, .onward,
+  .currency, .attribute, .holderClasses, .meter, .role, .allocations, .onward, .costSource,
   amounts: [(p)-[:COSTS]->(c:PoolCost) | [c.period, c.amount]]}"""
 
 UPSERT_POOL: LiteralString = (
@@ -117,7 +117,8 @@ ON CREATE SET p.id = $id, p.createdAt = $now
 SET p.name = $name, p.driver = $driver, p.ciIds = $ciIds, p.capacity = $capacity,
     p.description = $description, p.currency = $currency, p.updatedAt = $now,
     p.attribute = $attribute, p.holderClasses = $holderClasses, p.meter = $meter,
-    p.role = $role, p.allocations = $allocations, p.onward = $onward
+    p.role = $role, p.allocations = $allocations, p.onward = $onward,
+    p.costSource = $costSource
 RETURN """
     + _POOL
     + " AS pool"
@@ -136,6 +137,31 @@ RETURN """
 )
 
 LIST_POOLS: LiteralString = "MATCH (p:CostPool) RETURN " + _POOL + " AS pool ORDER BY p.code"
+
+# The asset records of pools: on the pool's CIs and on the CIs that are members of them
+# (a live MEMBER_OF), neither retired; each CI once. Amounts are decimal text, dates ISO.
+POOL_ASSETS: LiteralString = """
+UNWIND $codes AS code
+MATCH (p:CostPool {code: code})
+CALL (p) {
+  UNWIND p.ciIds AS id
+  MATCH (c:Item {id: id}) WHERE c:CI
+  CALL (c) {
+    WITH c WHERE c.lifecycleStatus <> 'RETIRED'
+    RETURN c AS n
+    UNION
+    MATCH (m:CI)-[r:MEMBER_OF]->(c)
+    WHERE r.retiredAt IS NULL AND m.lifecycleStatus <> 'RETIRED'
+    RETURN m AS n
+  }
+  WITH DISTINCT n
+  MATCH (a:Asset)-[:ASSET_OF]->(n)
+  RETURN collect([n.id, n.name, a.assetTag, a.currency, a.purchasePrice,
+                  toString(a.purchaseDate), a.depreciationMonths, a.residualValue,
+                  a.supportMonthly, toString(a.supportStart), toString(a.supportEnd)]) AS assets
+}
+RETURN p.code AS code, assets
+"""
 
 # --- periods ---------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import orjson
 
 from cmdb.catalog.models import PricePlan
 from cmdb.chargeback import queries as q
+from cmdb.chargeback.assets import AssetTerms, PoolAsset, cents, decimal_text, pool_month
 from cmdb.chargeback.engine import (
     HOLDER_FIELDS,
     CalculationInput,
@@ -25,9 +26,12 @@ from cmdb.chargeback.engine import (
 )
 from cmdb.chargeback.models import (
     CENT,
+    AssetCost,
+    AssetCostItem,
     BillingMode,
     ChargeLine,
     CostPool,
+    CostSource,
     Driver,
     LineKind,
     Meter,
@@ -95,7 +99,33 @@ def pool_from_row(p: dict[str, Any]) -> CostPool:
         meter=p.get("meter"), role=p.get("role"), onward=p.get("onward"),
         allocations=[PoolAllocation(cost_centre=cc, percent=Decimal(pc))
                      for cc, pc in json.loads(p.get("allocations") or "[]")],
+        cost_source=CostSource(p.get("costSource") or "MANUAL"),
     )
+
+
+def pool_asset(row: list[Any]) -> PoolAsset:
+    """A ``POOL_ASSETS`` row as the asset arithmetic takes it."""
+    (ci, name, tag, currency, price, purchase, months, residual, support, start, end) = row
+    bought = date.fromisoformat(purchase)
+    return PoolAsset(ci_id=ci, ci_name=name, asset_tag=tag, currency=currency,
+                     terms=AssetTerms(
+                         purchase_price=Decimal(price), purchase_date=bought,
+                         depreciation_months=int(months),
+                         residual_value=Decimal(residual or "0"),
+                         support_monthly=Decimal(support or "0"),
+                         support_start=date.fromisoformat(start) if start else bought,
+                         support_end=date.fromisoformat(end) if end else None))
+
+
+def asset_cost(pool: CostPool, period: str, assets: list[PoolAsset]) -> AssetCost:
+    """What the pool's assets (those in its currency) cost in the period, rounded once."""
+    total, parts = pool_month([a for a in assets if a.currency == pool.currency], period)
+    return AssetCost(
+        period=period, amount=cents(total), currency=pool.currency, assets=len(parts),
+        items=[AssetCostItem(ci_id=a.ci_id, ci_name=a.ci_name, asset_tag=a.asset_tag,
+                             depreciation=decimal_text(dep), support=decimal_text(sup))
+               for a, dep, sup in parts],
+        overridden_by=pool.amounts.get(period))
 
 
 def period_from_row(p: dict[str, Any]) -> Period:
@@ -228,6 +258,32 @@ class ChargebackRepository:
     async def pools(self) -> list[CostPool]:
         return [pool_from_row(r["pool"]) for r in await self.db.read(q.LIST_POOLS)]
 
+    async def asset_costs(self, pools: Sequence[CostPool], period: str
+                          ) -> dict[str, AssetCost]:
+        """Per pool code, what its assets cost in the period (whatever its cost source)."""
+        if not pools:
+            return {}
+        rows = await self.db.read(q.POOL_ASSETS, {"codes": [p.code for p in pools]})
+        found = {r["code"]: [pool_asset(a) for a in r["assets"]] for r in rows}
+        return {p.code: asset_cost(p, period, found.get(p.code, [])) for p in pools}
+
+    async def pools_for(self, period: str) -> list[CostPool]:
+        """The pools as a period's calculation takes them: an ASSETS pool without a manual
+        amount for the period costs what its assets cost in it (none when that is zero)."""
+        pools = await self.pools()
+        wanted = [p for p in pools
+                  if p.cost_source is CostSource.ASSETS and period not in p.amounts]
+        costs = await self.asset_costs(wanted, period)
+        out = []
+        for p in pools:
+            cost = costs.get(p.code)
+            if cost is not None and cost.amount:
+                p = p.model_copy(update={"amounts": {**p.amounts, period: cost.amount},
+                                         "asset_counts": {**p.asset_counts,
+                                                          period: cost.assets}})
+            out.append(p)
+        return out
+
     # --- periods -----------------------------------------------------------------------------
 
     async def period(self, period: str) -> Period | None:
@@ -285,7 +341,7 @@ class ChargebackRepository:
         (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile);
         ``pricing``: what :meth:`pricing` answered, when already read."""
         start, end = period_bounds(period)
-        pools = await self.pools()
+        pools = await self.pools_for(period)
         # The CI attributes the period's pools share by or pass onward by, read with the items.
         attrs = sorted({a for p in pools if period in p.amounts
                         for a in (p.attribute, p.onward) if a is not None})

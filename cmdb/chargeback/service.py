@@ -35,6 +35,7 @@ from cmdb.chargeback.engine import (
 from cmdb.chargeback.models import (
     CENT,
     AdjustmentInput,
+    AssetCost,
     BillingMode,
     CalculationResult,
     ChargeLine,
@@ -204,7 +205,8 @@ class ChargebackService:
             "holderClasses": sorted({c.value for c in pool.holder_classes or ()}) or None,
             "allocations": json.dumps([[a.cost_centre, str(a.percent)]
                                        for a in pool.allocations])
-            if pool.allocations else None})
+            if pool.allocations else None,
+            "costSource": pool.cost_source.value})
 
     async def set_pool_cost(self, principal: Principal | None, code: str, period: str,
                             amount: Decimal) -> CostPool:
@@ -225,6 +227,12 @@ class ChargebackService:
 
     async def pools(self) -> list[CostPool]:
         return await self.repo.pools()
+
+    async def asset_cost(self, pool: CostPool, period: str) -> AssetCost:
+        """What the pool's assets cost in the period, to check before calculating (the
+        manual amount for the period, when one is set, is what the calculation takes)."""
+        check_period(period)
+        return (await self.repo.asset_costs([pool], period))[pool.code]
 
     async def set_billing_mode(self, principal: Principal | None, code: str,
                                mode: BillingMode) -> BillingMode:

@@ -205,6 +205,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "change feeds: order transitions by time (state changes have theirs)", (
         "CREATE INDEX order_transition_at IF NOT EXISTS FOR (t:OrderTransition) ON (t.at)",
     )),
+    Migration(14, "asset records: one per CI, asset tags unique", (
+        "CREATE CONSTRAINT asset_ci_id IF NOT EXISTS FOR (a:Asset) REQUIRE a.ciId IS UNIQUE",
+        "CREATE CONSTRAINT asset_tag IF NOT EXISTS FOR (a:Asset) REQUIRE a.assetTag IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -95,6 +95,8 @@ MUTATION_RULES: dict[str, frozenset[str]] = {
     "createConfigurationItem": OPERATIONS,
     "updateConfigurationItem": OPERATIONS,
     "retireConfigurationItem": OPERATIONS,
+    "setAsset": OPERATIONS,
+    "clearAsset": OPERATIONS,
     "setOperationalState": OPERATIONS,
     "relate": OPERATIONS,
     "unrelate": OPERATIONS,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cmdb.core.models import Criticality, ItemBase, LifecycleStatus, OperationalState
 
@@ -165,3 +167,98 @@ class CIWrite(BaseModel):
         if not v:
             raise ValueError("name must not be blank")
         return v
+
+
+# --- asset records ---------------------------------------------------------------------------
+
+MAX_MONEY = Decimal("1e12")
+
+
+def _whole_cents(v: Decimal) -> Decimal:
+    if v != v.quantize(Decimal("0.01")):
+        raise ValueError("must be in whole cents (at most two decimals)")
+    return v
+
+
+Money = Annotated[Decimal, Field(ge=0, lt=MAX_MONEY), AfterValidator(_whole_cents)]
+Text = Annotated[str | None, Field(None, max_length=200)]
+
+
+class AssetInput(BaseModel):
+    """A CI's asset record (ServiceNow's alm_asset): what it cost, how it depreciates and what
+    its support contract costs a month. Setting it replaces the whole record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    purchase_price: Money
+    currency: str | None = None  # None: the installation's chargeback currency
+    purchase_date: date
+    depreciation_months: int = Field(ge=1, le=600)
+    residual_value: Money = Decimal(0)
+    support_monthly: Money = Decimal(0)
+    support_start: date | None = None  # None: the purchase date
+    support_end: date | None = None  # the first day no longer covered; None: open
+    warranty_end: date | None = None
+    asset_tag: Text = None
+    serial_number: Text = None
+    vendor: Text = None
+
+    @field_validator("asset_tag", "serial_number", "vendor")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be blank (leave it out instead)")
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError("must be a three-letter ISO 4217 code, e.g. EUR")
+        return v
+
+    @field_validator("purchase_date", "support_start", "support_end", "warranty_end")
+    @classmethod
+    def _year(cls, v: date | None) -> date | None:
+        if v is not None and not 1900 <= v.year <= 2999:
+            raise ValueError("must be a date between the years 1900 and 2999")
+        return v
+
+    def conflicts(self) -> list[tuple[str, str]]:
+        """(field, message) of the values that do not fit together."""
+        errors = []
+        if self.residual_value >= self.purchase_price and self.purchase_price:
+            errors.append(("residual_value", "must be below the purchase price"))
+        elif self.residual_value and not self.purchase_price:
+            errors.append(("residual_value", "must be 0 when the purchase price is 0"))
+        start = self.support_start or self.purchase_date
+        if self.support_end is not None and self.support_end <= start:
+            errors.append(("support_end", f"must be after the support start ({start})"))
+        if self.warranty_end is not None and self.warranty_end < self.purchase_date:
+            errors.append(("warranty_end", "must not be before the purchase date"))
+        return errors
+
+
+class Asset(BaseModel):
+    """An asset record as stored, with the CI it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ci_id: str
+    purchase_price: Decimal
+    currency: str
+    purchase_date: date
+    depreciation_months: int
+    residual_value: Decimal
+    support_monthly: Decimal
+    support_start: date
+    support_end: date | None
+    warranty_end: date | None
+    asset_tag: str | None
+    serial_number: str | None
+    vendor: str | None
+    updated_at: datetime | None = None
+    updated_by: str | None = None

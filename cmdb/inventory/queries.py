@@ -121,3 +121,50 @@ RETURN """
 def visible_ids(visible: LiteralString) -> LiteralString:
     """Which of ``$ids`` the caller may see (``visible`` is a scope predicate on ``n``)."""
     return trusted(f"UNWIND $ids AS id MATCH (n:Item {{id: id}}) WHERE {visible} RETURN n.id AS id")
+
+
+# --- asset records: (:Asset {ciId})-[:ASSET_OF]->(:CI), one per CI ----------------------------
+
+_ASSET: LiteralString = """a {.ciId, .purchasePrice, .currency, .depreciationMonths,
+  .residualValue, .supportMonthly, .assetTag, .serialNumber, .vendor, .updatedBy,
+  purchaseDate: toString(a.purchaseDate), supportStart: toString(a.supportStart),
+  supportEnd: toString(a.supportEnd), warrantyEnd: toString(a.warrantyEnd),
+  updatedAt: toString(a.updatedAt)}"""
+
+# The CI an asset record is written for (locked for the transaction), and which other CI's
+# record holds the asset tag, if any.
+ASSET_TARGET: LiteralString = """
+MATCH (n:Item {id: $id}) WHERE n:CI
+SET n._lock = true REMOVE n._lock
+RETURN n.lifecycleStatus AS status,
+       COLLECT { MATCH (o:Asset {assetTag: $tag}) WHERE o.ciId <> $id RETURN o.ciId }[0]
+         AS tagHeldBy
+"""
+
+# The whole record is replaced: properties mapped to null are removed.
+SET_ASSET: LiteralString = (
+    """
+MATCH (n:Item {id: $id}) WHERE n:CI
+MERGE (a:Asset {ciId: $id})
+ON CREATE SET a.createdAt = $now
+SET a += $props, a.updatedAt = $now, a.updatedBy = $by
+MERGE (a)-[:ASSET_OF]->(n)
+RETURN """
+    + _ASSET
+    + " AS asset"
+)
+
+CLEAR_ASSET: LiteralString = """
+MATCH (a:Asset {ciId: $id})
+DETACH DELETE a
+RETURN count(*) AS deleted
+"""
+
+GET_ASSETS: LiteralString = (
+    """
+UNWIND $ids AS id
+MATCH (a:Asset {ciId: id})
+RETURN """
+    + _ASSET
+    + " AS asset"
+)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from cmdb.core.mapping import as_datetime, item_fields
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.scope import EVERYTHING, Visibility
 from cmdb.inventory import queries as q
-from cmdb.inventory.models import CIClass, ConfigurationItem, Identifiers, class_labels
+from cmdb.inventory.models import (
+    Asset,
+    CIClass,
+    ConfigurationItem,
+    Identifiers,
+    class_labels,
+)
 
 # Identifier field -> node property; each is unique among CIs (see migrations).
 IDENTIFIER_PROPERTIES = {
@@ -126,3 +133,49 @@ class InventoryRepository:
         assert row is not None
         item: dict[str, Any] = row["item"]
         return item
+
+
+def asset_from_row(a: dict[str, Any]) -> Asset:
+    def day(v: Any) -> date | None:
+        return None if v is None else date.fromisoformat(v)
+
+    purchase = day(a["purchaseDate"])
+    assert purchase is not None
+    return Asset(
+        ci_id=a["ciId"], purchase_price=Decimal(a["purchasePrice"]), currency=a["currency"],
+        purchase_date=purchase, depreciation_months=a["depreciationMonths"],
+        residual_value=Decimal(a.get("residualValue") or "0"),
+        support_monthly=Decimal(a.get("supportMonthly") or "0"),
+        support_start=day(a.get("supportStart")) or purchase,
+        support_end=day(a.get("supportEnd")), warranty_end=day(a.get("warrantyEnd")),
+        asset_tag=a.get("assetTag"), serial_number=a.get("serialNumber"),
+        vendor=a.get("vendor"), updated_at=as_datetime(a.get("updatedAt")),
+        updated_by=a.get("updatedBy"),
+    )
+
+
+class AssetRepository:
+    """Asset records of CIs (one per CI, on a node of its own linked to the CI)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def by_ci(self, ids: list[str]) -> dict[str, Asset]:
+        rows = await self.db.read(q.GET_ASSETS, {"ids": ids})
+        return {r["asset"]["ciId"]: asset_from_row(r["asset"]) for r in rows}
+
+    @staticmethod
+    async def target(tx: CountingTx, ci_id: str, tag: str | None) -> dict[str, Any] | None:
+        return await tx.one(q.ASSET_TARGET, {"id": ci_id, "tag": tag})
+
+    @staticmethod
+    async def put(tx: CountingTx, ci_id: str, props: dict[str, Any], now: datetime,
+                  by: str | None) -> Asset:
+        row = await tx.one(q.SET_ASSET, {"id": ci_id, "props": props, "now": now, "by": by})
+        assert row is not None
+        return asset_from_row(row["asset"])
+
+    @staticmethod
+    async def clear(tx: CountingTx, ci_id: str) -> bool:
+        row = await tx.one(q.CLEAR_ASSET, {"id": ci_id})
+        return bool(row and row["deleted"])

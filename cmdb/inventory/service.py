@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
+from decimal import Decimal
 from typing import Any
+
+from neo4j.exceptions import ConstraintError
 
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ItemFilter, sort_spec
@@ -22,8 +26,13 @@ from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery.service import record_manual_change
 from cmdb.health.repository import propagate, recompute, upward_closure
-from cmdb.inventory.models import CIWrite, ConfigurationItem, Identifiers
-from cmdb.inventory.repository import InventoryRepository, ci_from_row, identifier_properties
+from cmdb.inventory.models import Asset, AssetInput, CIWrite, ConfigurationItem, Identifiers
+from cmdb.inventory.repository import (
+    AssetRepository,
+    InventoryRepository,
+    ci_from_row,
+    identifier_properties,
+)
 from cmdb.settings import Settings
 
 # Changes to these fields change health, so they are rolled up at once.
@@ -82,6 +91,7 @@ class InventoryService:
         self.db = db
         self.settings = settings
         self.repo = InventoryRepository(db)
+        self.assets = AssetRepository(db)
 
     async def get_many(self, ids: list[str]) -> list[ConfigurationItem | None]:
         rows = await self.repo.get_rows(ids)
@@ -179,6 +189,68 @@ class InventoryService:
     async def retire(self, ci_id: str, reason: str | None) -> ConfigurationItem:
         row = await retire_item(self.db, ci_id, "CI", reason)
         return ci_from_row(row)
+
+    # --- asset records -----------------------------------------------------------------------
+
+    async def assets_of(self, ci_ids: builtins.list[str]) -> builtins.list[Asset | None]:
+        found = await self.assets.by_ci(ci_ids)
+        return [found.get(i) for i in ci_ids]
+
+    async def set_asset(self, ci_id: str, data: dict[str, Any], by: str | None = None
+                        ) -> Asset:
+        """Replace the CI's asset record with ``data`` (fields left out take their defaults).
+        Money is kept in the chargeback currency; a retired CI's record stays as it was."""
+        spec = validate(AssetInput, data)
+        currency = self.settings.chargeback_currency
+        problems = [FieldError(field=f"input.{_camel(f)}", message=m)
+                    for f, m in spec.conflicts()]
+        if spec.currency is not None and spec.currency != currency:
+            problems.append(FieldError(
+                field="input.currency", message=f"asset values are kept in {currency}, the "
+                f"chargeback currency; {spec.currency} is not accepted (convert the amounts)"))
+        if problems:
+            raise DomainError(problems)
+        cent = Decimal("0.01")
+        props = {  # money as decimal text, to the cent
+            "purchasePrice": str(spec.purchase_price.quantize(cent)), "currency": currency,
+            "purchaseDate": spec.purchase_date, "depreciationMonths": spec.depreciation_months,
+            "residualValue": str(spec.residual_value.quantize(cent)),
+            "supportMonthly": str(spec.support_monthly.quantize(cent)),
+            "supportStart": spec.support_start or spec.purchase_date,
+            "supportEnd": spec.support_end, "warrantyEnd": spec.warranty_end,
+            "assetTag": spec.asset_tag, "serialNumber": spec.serial_number,
+            "vendor": spec.vendor,
+        }
+
+        async def work(tx: CountingTx) -> Asset:
+            await self._asset_target(tx, ci_id, spec.asset_tag)
+            return await self.assets.put(tx, ci_id, props, utcnow(), by)
+
+        try:
+            return await self.db.write_tx(work)
+        except ConstraintError:  # the same tag written for another CI at the same time
+            raise DomainError.single("input.assetTag", f"{spec.asset_tag!r} was just given "
+                                     "to another CI's asset record", code="CONFLICT") from None
+
+    async def clear_asset(self, ci_id: str) -> bool:
+        """Remove the CI's asset record; False when it had none."""
+
+        async def work(tx: CountingTx) -> bool:
+            await self._asset_target(tx, ci_id, None)
+            return await self.assets.clear(tx, ci_id)
+
+        return await self.db.write_tx(work)
+
+    async def _asset_target(self, tx: CountingTx, ci_id: str, tag: str | None) -> None:
+        found = await self.assets.target(tx, ci_id, tag)
+        if found is None:
+            raise NotFound("CI", ci_id, "ciId")
+        if found["status"] == LifecycleStatus.RETIRED.value:
+            raise DomainError.single("ciId", f"CI {ci_id!r} is retired: its asset record is "
+                                     "kept as it was", code="CONFLICT")
+        if found["tagHeldBy"] is not None:
+            raise DomainError.single("input.assetTag", f"{tag!r} is the asset tag of CI "
+                                     f"{found['tagHeldBy']!r}", code="CONFLICT")
 
     async def _check_identifiers(self, tx: CountingTx, ci_id: str, ids: Identifiers) -> None:
         conflicts = await self.repo.identifier_conflicts(tx, ci_id, ids)

@@ -157,7 +157,8 @@ class ChargebackMutation:
                 "role": input.role, "onward": input.onward,
                 "allocations": None if input.allocations is None else [
                     {"cost_centre": a.cost_centre, "percent": a.percent}
-                    for a in input.allocations]})
+                    for a in input.allocations],
+                "cost_source": input.cost_source})
         except DomainError as e:
             return CostPoolPayload(errors=user_errors(e))
         return CostPoolPayload(pool=CostPool.from_model(pool))

@@ -29,7 +29,7 @@ from cmdb.identity.models import (
 from cmdb.identity.principal import Principal
 from cmdb.identity.scope import Visibility, visibility
 from cmdb.identity.service import IdentityService
-from cmdb.inventory.models import ConfigurationItem
+from cmdb.inventory.models import Asset, ConfigurationItem
 from cmdb.inventory.service import InventoryService
 from cmdb.org.service import OrgService
 from cmdb.relations.models import Relation, RelationQuery
@@ -145,6 +145,7 @@ class Loaders:
             self._load_items_bare
         )
         self.org: DataLoader[str, OrgUnit | None] = DataLoader(services.org.get_many)
+        self.assets: DataLoader[str, Asset | None] = DataLoader(services.inventory.assets_of)
         self._relations: dict[RelationQuery, DataLoader[str, list[Relation]]] = {}
         self.catalog = CatalogLoaders(services.catalog)
         self.people = PeopleLoaders(services)

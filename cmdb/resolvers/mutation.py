@@ -12,6 +12,7 @@ from cmdb.resolvers.discovery import DiscoveryMutation
 from cmdb.resolvers.health import HealthMutation
 from cmdb.resolvers.identity import IdentityMutation
 from cmdb.schema.inputs import (
+    AssetInput,
     CostCentreInput,
     CreateConfigurationItemInput,
     CreateServiceInput,
@@ -24,6 +25,7 @@ from cmdb.schema.inputs import (
     to_dict,
 )
 from cmdb.schema.payloads import (
+    AssetPayload,
     ConfigurationItemPayload,
     CostCentrePayload,
     LocationPayload,
@@ -32,7 +34,15 @@ from cmdb.schema.payloads import (
     ServicePayload,
     user_errors,
 )
-from cmdb.schema.types import ConfigurationItem, CostCentre, Location, OwnerGroup, Relation, Service
+from cmdb.schema.types import (
+    Asset,
+    ConfigurationItem,
+    CostCentre,
+    Location,
+    OwnerGroup,
+    Relation,
+    Service,
+)
 
 
 def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
@@ -72,6 +82,34 @@ class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation,
         except DomainError as e:
             return ConfigurationItemPayload(errors=user_errors(e))
         return ConfigurationItemPayload(configuration_item=ConfigurationItem.from_model(ci))
+
+    @strawberry.mutation(description="Set a CI's asset record (replacing the one it had): "
+                         "purchase, depreciation and support contract. A retired CI's record "
+                         "is kept as it was.")
+    async def set_asset(self, info: strawberry.Info, ci_id: strawberry.ID, input: AssetInput
+                        ) -> AssetPayload:
+        principal = info.context.principal
+        inventory = _services(info).inventory
+        try:
+            asset = await inventory.set_asset(str(ci_id), to_dict(input),
+                                              principal.user if principal else None)
+        except DomainError as e:
+            return AssetPayload(errors=user_errors(e))
+        ci = await inventory.get(str(ci_id))
+        return AssetPayload(asset=Asset.from_model(asset), cleared=False,
+                            configuration_item=ConfigurationItem.from_model(ci) if ci else None)
+
+    @strawberry.mutation(description="Remove a CI's asset record (nothing happens when it has "
+                         "none). A retired CI's record is kept.")
+    async def clear_asset(self, info: strawberry.Info, ci_id: strawberry.ID) -> AssetPayload:
+        inventory = _services(info).inventory
+        try:
+            cleared = await inventory.clear_asset(str(ci_id))
+        except DomainError as e:
+            return AssetPayload(errors=user_errors(e))
+        ci = await inventory.get(str(ci_id))
+        return AssetPayload(cleared=cleared,
+                            configuration_item=ConfigurationItem.from_model(ci) if ci else None)
 
     @strawberry.mutation
     async def create_service(

@@ -21,6 +21,10 @@ BillingMode = strawberry.enum(cast(type[Enum], m.BillingMode), name="BillingMode
                               description="CHARGEBACK: invoiced; SHOWBACK: cost shown only.")
 CostReportDimension = strawberry.enum(cast(type[Enum], m.ReportDimension),
                                       name="CostReportDimension")
+CostSource = strawberry.enum(cast(type[Enum], m.CostSource), name="CostSource",
+                             description="Where a pool's cost in a period comes from: the "
+                             "amount set for it (MANUAL), or the depreciation and support of "
+                             "the assets of its CIs and their members (ASSETS).")
 
 
 @strawberry.type(description="Something metered: vCPU-hours, GB-months, sessions, calls.")
@@ -75,6 +79,35 @@ class PoolAllocation:
     cost_centre: str
     percent: Decimal
 
+@strawberry.type(description="One asset's part of a pool's month (exact, to six places).")
+class PoolAssetCostItem:
+    ci_id: strawberry.ID
+    ci_name: str
+    asset_tag: str | None
+    depreciation: Decimal
+    support: Decimal
+
+
+@strawberry.type(description="What a pool's assets cost in a period: the exact sum of their "
+                 "depreciation and support, rounded once to the cent.")
+class PoolAssetCost:
+    period: str
+    amount: Decimal
+    currency: str
+    assets: int = strawberry.field(description="Assets with a cost in the period.")
+    items: list[PoolAssetCostItem]
+    overridden_by: Decimal | None = strawberry.field(
+        description="The amount set for the period by hand, which the calculation takes "
+        "instead (null: none).")
+
+    @classmethod
+    def from_model(cls, x: m.AssetCost) -> PoolAssetCost:
+        return cls(period=x.period, amount=x.amount, currency=x.currency, assets=x.assets,
+                   items=[PoolAssetCostItem(ci_id=strawberry.ID(i.ci_id), ci_name=i.ci_name,
+                                            asset_tag=i.asset_tag,
+                                            depreciation=i.depreciation, support=i.support)
+                          for i in x.items], overridden_by=x.overridden_by)
+
 
 @strawberry.type(description="A shared cost (a cluster, a storage array, the VDI platform) "
                  "allocated down the graph by a driver.")
@@ -87,7 +120,6 @@ class CostPool:
         description="In driver units; unused capacity is reported as unallocated idle cost.")
     description: str | None
     currency: str
-    costs: list[PoolCost]
     attribute: str | None = strawberry.field(
         description="ATTRIBUTE: the CI attribute whose value is each holder's weight.")
     holder_classes: list[CIClass] = strawberry.field(
@@ -101,6 +133,18 @@ class CostPool:
     onward: str | None = strawberry.field(
         description="A CI attribute by which a holder's share passes on to its consumers, "
         "level by level (null: equally).")
+    costs: list[PoolCost] = strawberry.field(description="Amounts set by hand, per period (an "
+                                             "ASSETS pool's override its assets there).")
+    cost_source: CostSource = strawberry.field(  # type: ignore[valid-type]
+        description="MANUAL: the amount set for each period; ASSETS: what the assets of its "
+        "CIs and their members cost in the period, unless an amount is set for it.")
+    model: strawberry.Private[m.CostPool]
+
+    @strawberry.field(description="What the assets of the pool's CIs and their members cost "
+                      "in the period (YYYY-MM), as a calculation would take it.")
+    async def asset_cost(self, info: strawberry.Info, period: str) -> PoolAssetCost:
+        cost = await info.context.services.chargeback.asset_cost(self.model, period)
+        return PoolAssetCost.from_model(cost)
 
     @classmethod
     def from_model(cls, x: m.CostPool) -> CostPool:
@@ -112,7 +156,8 @@ class CostPool:
                    holder_classes=[CIClass(c) for c in x.holder_classes],
                    meter=x.meter, role=x.role, onward=x.onward,
                    allocations=[PoolAllocation(cost_centre=a.cost_centre, percent=a.percent)
-                                for a in x.allocations])
+                                for a in x.allocations],
+                   cost_source=x.cost_source, model=x)
 
 
 @strawberry.type(description="A month of charges: OPEN (recalculable) or CLOSED (frozen).")
@@ -394,6 +439,7 @@ class DefineCostPoolInput:
         "centre, at most 100 in all.")
     onward: str | None = strawberry.field(
         default=None, description="A CI attribute by which shares pass on to consumers.")
+    cost_source: CostSource = m.CostSource.MANUAL  # type: ignore[valid-type]
 
 
 @strawberry.input

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -208,3 +209,29 @@ class ServiceFilter:
 class ItemOrder:
     field: ItemSortField = ItemSortField.NAME
     direction: SortDirection = SortDirectionModel.ASC
+
+
+@strawberry.input(description="A CI's whole asset record (setting it replaces the record; "
+                  "fields left out take their defaults). Money in whole cents, in the "
+                  "chargeback currency.")
+class AssetInput:
+    purchase_price: Decimal
+    purchase_date: date
+    depreciation_months: int = strawberry.field(description="1 to 600 calendar months.")
+    currency: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Default: the chargeback currency (the only one "
+        "accepted).")
+    residual_value: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Not depreciated; below the purchase price. "
+        "Default 0.")
+    support_monthly: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="The support contract's fee a month. Default 0.")
+    support_start: date | None = strawberry.field(
+        default=strawberry.UNSET, description="Default: the purchase date.")
+    support_end: date | None = strawberry.field(
+        default=strawberry.UNSET, description="The first day no longer covered (excluded); "
+        "after supportStart. Default: open.")
+    warranty_end: date | None = strawberry.UNSET
+    asset_tag: str | None = strawberry.UNSET
+    serial_number: str | None = strawberry.UNSET
+    vendor: str | None = strawberry.UNSET

@@ -9,6 +9,7 @@ from cmdb.core.models import DomainError
 from cmdb.schema.discovery import DiscoveryRejection, DiscoverySource
 from cmdb.schema.enums import ErrorCode
 from cmdb.schema.types import (
+    Asset,
     ConfigurationItem,
     CostCentre,
     Location,
@@ -26,6 +27,15 @@ def user_errors(e: DomainError) -> list[UserError]:
 @strawberry.type
 class ConfigurationItemPayload:
     configuration_item: ConfigurationItem | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class AssetPayload:
+    asset: Asset | None = None
+    configuration_item: ConfigurationItem | None = None
+    cleared: bool = strawberry.field(default=False, description="clearAsset: whether there "
+                                     "was a record to remove.")
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -10,9 +10,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField
 
+from cmdb.chargeback.assets import AssetTerms, book_value, nominal_monthly_depreciation
 from cmdb.core.clock import utcnow
 from cmdb.core.models import ItemBase, OrgUnit
 from cmdb.health.maintenance import in_maintenance
+from cmdb.inventory.models import Asset as AssetModel
 from cmdb.inventory.models import ConfigurationItem as CIModel
 from cmdb.relations.models import Direction as DirectionModel
 from cmdb.relations.models import Relation as RelationModel
@@ -201,6 +203,60 @@ class Identifiers:
     cloud_instance_id: str | None
 
 
+@strawberry.type(description="A CI's asset record: what it cost, how it depreciates (straight "
+                 "line, by the day, over depreciationMonths calendar months from the "
+                 "purchase date) and its support contract. Amounts in the chargeback currency.")
+class Asset:
+    purchase_price: Decimal
+    currency: str
+    purchase_date: date
+    depreciation_months: int
+    residual_value: Decimal
+    support_monthly: Decimal
+    support_start: date
+    support_end: date | None = strawberry.field(
+        description="The first day the support contract no longer covers; null: open.")
+    warranty_end: date | None
+    asset_tag: str | None
+    serial_number: str | None
+    vendor: str | None
+    updated_at: datetime | None
+    updated_by: str | None
+    depreciation_end: date = strawberry.field(
+        description="The first day after the depreciation span (purchase date plus "
+        "depreciationMonths calendar months).")
+    monthly_depreciation: Decimal = strawberry.field(
+        description="(purchasePrice - residualValue) / depreciationMonths, to the cent: an "
+        "average month. Each month carries its own days' share (see docs/chargeback.md).")
+    model: strawberry.Private[AssetModel]
+
+    @strawberry.field(description="The value at the start of the day `at` (default today, "
+                      "UTC), to the cent: the purchase price less the depreciation of the "
+                      "days before it; the residual value once fully depreciated.")
+    def book_value(self, at: date | None = None) -> Decimal:
+        return book_value(_terms(self.model), at or utcnow().date())
+
+    @classmethod
+    def from_model(cls, m: AssetModel) -> Asset:
+        terms = _terms(m)
+        return cls(
+            purchase_price=m.purchase_price, currency=m.currency,
+            purchase_date=m.purchase_date, depreciation_months=m.depreciation_months,
+            residual_value=m.residual_value, support_monthly=m.support_monthly,
+            support_start=m.support_start, support_end=m.support_end,
+            warranty_end=m.warranty_end, asset_tag=m.asset_tag,
+            serial_number=m.serial_number, vendor=m.vendor, updated_at=m.updated_at,
+            updated_by=m.updated_by, depreciation_end=terms.depreciation_end,
+            monthly_depreciation=nominal_monthly_depreciation(terms), model=m)
+
+
+def _terms(m: AssetModel) -> AssetTerms:
+    return AssetTerms(purchase_price=m.purchase_price, purchase_date=m.purchase_date,
+                      depreciation_months=m.depreciation_months,
+                      residual_value=m.residual_value, support_monthly=m.support_monthly,
+                      support_start=m.support_start, support_end=m.support_end)
+
+
 @strawberry.type(description="A configuration item: anything that is managed.")
 class ConfigurationItem(Item):
     ci_class: CIClass
@@ -250,6 +306,12 @@ class ConfigurationItem(Item):
     ) -> list[HistoryEntry]:
         found = await info.context.services.discovery.history(str(self.id), since, until, first)
         return [HistoryEntry.from_model(h) for h in found]
+
+    @strawberry.field(description="Its asset record (purchase, depreciation, support), or "
+                      "null when it has none. Kept when the CI is retired.")
+    async def asset(self, info: strawberry.Info) -> Asset | None:
+        found = await info.context.loaders.assets.load(str(self.id))
+        return Asset.from_model(found) if found else None
 
     @strawberry.field(description="This CI as it was at a past time (its attributes, "
                       "lifecycle and relationships), rebuilt from the recorded history.")
