@@ -30,7 +30,7 @@ import pytest
 import pytest_asyncio
 
 from cmdb.core import clock
-from tests.catalog_world import add_users, create_item, submit
+from tests.catalog_world import DECOMMISSION, add_users, create_item, submit
 from tests.chargeback_world import CALCULATE, CLOSE, DEFINE_METER, POOL, POOL_AMOUNT, PUBLISH, ok
 
 pytestmark = pytest.mark.integration
@@ -266,3 +266,48 @@ async def test_shared_cis_below_subscriptions_cis_go_to_their_services(gql, peop
                                  "subscriptions for no service consume sql-shared")
     assert why["nfs-shared"] == ("20 GB of nfs-gb on nfs-shared at rate card v1: only CIs of "
                                  "subscriptions for no service consume nfs-shared")
+
+
+async def test_a_decommissioned_subscriptions_retired_vm_pays_its_share_for_its_days(
+        gql, people):
+    """johnW's VM (4 vCPUs) runs on esx-7 from 1 October until he decommissions it on the
+    11th (10 days); web-1 (4 vCPUs) runs there all month for the Shop service. The host's
+    pool, 310.00 by vCPU: 155.00 per VM. His VM's share for 10 of 31 days,
+    155 x 10/31 = 50.00; the other 105.00 unallocated ("… was not active all month"); Shop
+    155.00. (Decommissioning retired the VM; a retired CI still carries its cost for the days
+    a subscription of the month held it.)"""
+    shop = await service(gql, "Shop", "BUSINESS", people["CC-1300"], "OWNER")
+    await service(gql, "Hosting", "TECHNICAL", people["CC-1300"], "OWNER")
+    host = await ci(gql, "esx-7", "HYPERVISOR_HOST")
+    web = await gql.ok("mutation($i: CreateConfigurationItemInput!) { createConfigurationItem("
+                       "input: $i) { configurationItem { id } } }",
+                       i={"name": "web-1", "ciClass": "VIRTUAL_MACHINE", "attributes": {
+                           "cpu": 4}})
+    web_id = web["createConfigurationItem"]["configurationItem"]["id"]
+    await gql.ok("mutation($i: RelateInput!) { relate(input: $i) { errors { message } } }",
+                 i={"sourceId": web_id, "targetId": host, "type": "RUNS_ON"})
+    await relate(gql, shop, web_id)
+    server = await create_item(
+        gql, "Virtual server", form=EMPTY_FORM,
+        price={"currency": "EUR", "oneOff": "0", "monthly": "0"},
+        recipe={"service": "Hosting",
+                "cis": [{"key": "vm", "ciClass": "VirtualMachine", "name": "vm-johnw",
+                         "attributes": {"cpu": 4}}],
+                "relationships": [{"source": "ci:vm", "type": "RUNS_ON",
+                                   "target": "item:esx-7"}]})
+    clock.pin(at(1))
+    mine = await order(gql, "johnW", server)
+    await ok(gql, POOL, "defineCostPool", i={"code": "esx-7", "name": "esx-7",
+                                             "driver": "VCPU", "ciIds": [host]})
+    await ok(gql, POOL_AMOUNT, "setCostPoolAmount", c="esx-7", p=PERIOD, a="310.00")
+    clock.pin(at(11))
+    ended = await gql.as_user("johnW", "requester").ok(DECOMMISSION, id=mine)
+    assert ended["decommissionSubscription"]["errors"] == []
+    assert {c["lifecycleStatus"] for c in ended["decommissionSubscription"]["subscription"][
+        "configurationItems"]} == {"RETIRED"}
+    clock.pin(at(31, 23))
+    await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
+    got = sorted((x["kind"], x["subscriptionId"] or x["serviceName"], x["amount"])
+                 for x in await lines(gql) if x["pool"] == "esx-7")
+    assert got == sorted([("POOL", mine, "50.00"), ("POOL", "Shop", "155.00"),
+                          ("UNALLOCATED", None, "105.00")])

@@ -258,13 +258,55 @@ RETURN g.i AS i, micros
 
 # --- the graph costs flow through ------------------------------------------------------------
 
-ITEMS: LiteralString = """
-MATCH (n:Item) WHERE n.lifecycleStatus <> 'RETIRED'
-RETURN collect([n.id, n.name,
+_ITEM_ROW: LiteralString = """[n.id, n.name,
        CASE WHEN n:BusinessService THEN 'BUSINESS_SERVICE' WHEN n:Service THEN 'TECHNICAL_SERVICE'
             ELSE n.ciClass END,
        [(n)-[:CHARGED_TO]->(cc:CostCentre) | cc.code][0], n.attr_cpu, n.attr_sizeGb,
-       n.costRecovery, [a IN $attrs | n['attr_' + a]]]) AS items
+       n.costRecovery, [a IN $attrs | n['attr_' + a]]]"""
+
+ITEMS: LiteralString = (
+    """
+MATCH (n:Item) WHERE n.lifecycleStatus <> 'RETIRED'
+RETURN collect("""
+    + _ITEM_ROW
+    + """) AS items
+"""
+)
+
+# CIs retired since the period began that subscriptions of the period provisioned ($held):
+# decommissioning retired them, and they carry their cost for the days they were held. With
+# their edges to and from live items (or one another).
+HELD_ITEMS: LiteralString = (
+    """
+UNWIND $held AS id
+MATCH (n:Item {id: id}) WHERE n.lifecycleStatus = 'RETIRED'
+RETURN collect("""
+    + _ITEM_ROW
+    + """) AS items
+"""
+)
+
+HELD_EDGES: LiteralString = """
+UNWIND $held AS id
+MATCH (n:Item {id: id}) WHERE n.lifecycleStatus = 'RETIRED'
+CALL (n) {
+  MATCH (n)-[:DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON]->(p:Item)
+  WHERE p.lifecycleStatus <> 'RETIRED' OR p.id IN $held
+  RETURN p.id AS provider, n.id AS consumer
+  UNION
+  MATCH (c:Item)-[:DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON]->(n)
+  WHERE c.lifecycleStatus <> 'RETIRED'
+  RETURN n.id AS provider, c.id AS consumer
+  UNION
+  MATCH (n)-[:MEMBER_OF]->(g:CI)
+  WHERE g.lifecycleStatus <> 'RETIRED' OR g.id IN $held
+  RETURN g.id AS provider, n.id AS consumer
+  UNION
+  MATCH (m:CI)-[:MEMBER_OF]->(n)
+  WHERE m.lifecycleStatus <> 'RETIRED'
+  RETURN n.id AS provider, m.id AS consumer
+}
+RETURN collect([provider, consumer]) AS pairs
 """
 
 # Provider -> consumer pairs of the edges that carry cost from the provider to the consumer.

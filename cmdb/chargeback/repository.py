@@ -345,18 +345,16 @@ class ChargebackRepository:
         # The CI attributes the period's pools share by or pass onward by, read with the items.
         attrs = sorted({a for p in pools if period in p.amounts
                         for a in (p.attribute, p.onward) if a is not None})
-        [items_row] = await self.db.read(q.ITEMS, {"attrs": attrs})
-        items = {i: ItemRow(i, name, cls, cc, _num(cpu), _num(size),
-                            CostRecovery(recovery) if recovery in CostRecovery.__members__
-                            else CostRecovery.OWNER, _attrs(attrs, values))
-                 for i, name, cls, cc, cpu, size, recovery, values in items_row["items"]}
+        # The three big reads at once: Neo4j answers them on as many cores.
+        [items_row], [edges], [subs_row] = await asyncio.gather(
+            self.db.read(q.ITEMS, {"attrs": attrs}), self.db.read(q.USE_EDGES),
+            self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end}))
+        items = {row[0]: _item_row(row, attrs) for row in items_row["items"]}
         uses: dict[str, list[str]] = {}
-        [edges] = await self.db.read(q.USE_EDGES)
         for provider, consumer in edges["pairs"]:
             uses.setdefault(provider, []).append(consumer)
         subs = []
         plans: dict[str, PricePlan] = {}  # versions are shared by many subscriptions
-        [subs_row] = await self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end})
         for (sid, user, cc, item_id, item_name, service_id, ci_ids, start_at, end_at,
              plan_text, (quoted_currency, quoted_one_off, quoted_monthly)) in subs_row["subs"]:
             if quoted_monthly is not None:  # the fees quoted when it was ordered
@@ -376,6 +374,15 @@ class ChargebackRepository:
                 end=as_datetime(end_at), monthly=monthly, one_off=one_off,
                 currency=fee_currency,
             ))
+        # What ended subscriptions provisioned was retired when they ended: it still carries
+        # its cost (pool shares by its driver) for the days they held it.
+        held = sorted({ci for x in subs if x.end is not None for ci in x.ci_ids} - items.keys())
+        if held:
+            [held_row] = await self.db.read(q.HELD_ITEMS, {"held": held, "attrs": attrs})
+            items.update((row[0], _item_row(row, attrs)) for row in held_row["items"])
+            [held_edges] = await self.db.read(q.HELD_EDGES, {"held": held})
+            for provider, consumer in held_edges["pairs"]:
+                uses.setdefault(provider, []).append(consumer)
         [users_row] = await self.db.read(q.USERS)
         users = {uid: (name, cc) for uid, name, cc in users_row["users"]}
         ccs = await self.cost_centres()
@@ -599,6 +606,15 @@ def usage_windows(tz: tzinfo | None, cards: Iterable[RateCard], meters: Iterable
 
 
 _NO_ATTRS: dict[str, Decimal] = {}
+
+
+def _item_row(row: Sequence[Any], attrs: Sequence[str]) -> ItemRow:
+    """An item as ``queries.ITEMS`` returns it: id, name, class, cost centre, cpu, sizeGb,
+    recovery rule and the values of ``attrs``."""
+    i, name, cls, cc, cpu, size, recovery, values = row
+    return ItemRow(i, name, cls, cc, _num(cpu), _num(size),
+                   CostRecovery(recovery) if recovery in CostRecovery.__members__
+                   else CostRecovery.OWNER, _attrs(attrs, values))
 
 
 def _attrs(names: Sequence[str], values: Sequence[Any]) -> dict[str, Decimal]:
