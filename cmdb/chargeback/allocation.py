@@ -136,22 +136,30 @@ class CostGraph:
             return {NO_CONSUMER + n: Share(Fraction(1), (n,))}
         out: dict[str, Share] = {}
         k = len(consumers)
-        of: dict[str, Fraction] = {}
-        if k > 1 and self.weights is not None:
-            w = {c: max(self.weights.get(c, Fraction(0)), Fraction(0)) for c in consumers}
-            total = sum(w.values(), Fraction(0))
-            if total:
-                of = {c: v / total for c, v in w.items()}
+        of = self._weighted(consumers) if k > 1 and self.weights else None
         for c in consumers:
-            f = of.get(c, Fraction(0)) if of else (Fraction(1, k) if k > 1 else Fraction(1))
-            if not f:
+            # Equally (most nodes): a division by an int, no Fraction made for the part.
+            f = None if of is None else of.get(c)
+            if of is not None and not f:
                 continue
             for payer, s in self._memo[c].items():
-                part = s.fraction * f if f != 1 else s.fraction  # one consumer: all of it
+                part = s.fraction * f if f is not None else \
+                    s.fraction / k if k > 1 else s.fraction  # one consumer: all of it
                 have = out.get(payer)
                 out[payer] = Share(part, (n, *s.path)) if have is None else \
                     Share(have.fraction + part, have.path)
         return out
+
+    def _weighted(self, consumers: list[str]) -> dict[str, Fraction] | None:
+        """Each consumer's part by its weight; None (equal parts) when none has a positive
+        weight."""
+        weights = self.weights
+        assert weights is not None
+        w = {c: v for c in consumers if (v := weights.get(c)) is not None and v > 0}
+        if not w:
+            return None
+        total = sum(w.values(), Fraction(0))
+        return {c: v / total for c, v in w.items()}
 
 
 def weighted(weights: Mapping[str, Fraction | Decimal | int],
