@@ -19,7 +19,13 @@ queries read (``:Item:CI:<Family>:<Class>`` with ``ciClass`` and ``lifecycleStat
 - ``:UsageRecord`` nodes exactly as ``ChargebackService.ingest_usage`` stores them, on four
   meters (vCPU-hours with a rate change mid-month, tiered GB-months, backup GB, network GB).
 
-Meters, rate cards and cost pools (a VCPU pool with a capacity on each cluster, a STORAGE_GB
+Every tenth business service recovers its cost from its subscribers (CONSUMERS) and every
+tenth technical service through its prices (PRICES); the CIs of subscriptions that ended in
+the month are retired, as decommissioning leaves them.
+
+Meters, rate cards and cost pools (a VCPU pool with a capacity on each cluster, ten of them
+costed from asset records on their hosts; an ATTRIBUTE pool by the VMs' memory over ten
+clusters, passed onward by the load of the databases and applications on them; a STORAGE_GB
 pool over the arrays, an EQUAL pool over some databases) go through ``ChargebackService``.
 Then it times ``ChargebackService.calculate`` (per stage), a recalculation, the cost-centre
 report (p50/p95), a drill-down page of lines, checks that every source's lines add up to the
@@ -120,6 +126,36 @@ _LABELS: dict[str, LiteralString] = {
 }
 
 
+# Every tenth business service recovers its cost from its subscribers, every tenth technical
+# one through its prices; CIs of subscriptions that ended in the month are retired (as
+# decommissioning leaves them); the hosts of clusters 10-19 carry asset records.
+_RULES: LiteralString = """
+MATCH (s:BusinessService) WHERE toInteger(substring(s.id, 3)) % 10 = 0
+SET s.costRecovery = 'CONSUMERS'
+WITH count(*) AS done
+MATCH (s:TechnicalService) WHERE toInteger(substring(s.id, 3)) % 10 = 5
+SET s.costRecovery = 'PRICES'
+"""
+_RETIRE_ENDED: LiteralString = """
+MATCH (s:Subscription) WHERE s.endAt IS NOT NULL
+UNWIND s.ciIds AS id
+MATCH (n:Item {id: id})
+SET n.lifecycleStatus = 'RETIRED'
+"""
+_ASSETS: LiteralString = """
+MATCH (h:HypervisorHost)-[:MEMBER_OF]->(c:Cluster) WHERE c.id IN $clusters
+CREATE (a:Asset {ciId: h.id, currency: 'EUR',
+  purchasePrice: toString(24000 + toInteger(substring(h.id, 5)) % 7 * 1000) + '.00',
+  purchaseDate: date('2025-01-01') + duration({days: toInteger(substring(h.id, 5)) % 600}),
+  depreciationMonths: 36, residualValue: '0.00', supportMonthly: '150.00',
+  supportStart: date('2025-01-01') + duration({days: toInteger(substring(h.id, 5)) % 600}),
+  createdAt: $now, updatedAt: $now})
+CREATE (a)-[:ASSET_OF]->(h)
+"""
+ASSET_CLUSTERS = range(10, 20)
+MEMORY_CLUSTERS = range(0, 10)
+
+
 def _ci_query(cls: str) -> LiteralString:
     label = _LABELS[cls]
     return ("""
@@ -128,6 +164,8 @@ CREATE (n""" + label + """ {id: $prefix + i, name: $prefix + i, nameLower: $pref
   ciClass: $cls, lifecycleStatus: 'IN_SERVICE', operationalState: 'UP', healthState: 'UP',
   criticality: 'MEDIUM', criticalityRank: 3, createdAt: $now, updatedAt: $now})
 SET n.attr_cpu = CASE WHEN $cls = 'VirtualMachine' THEN [2, 4, 8, 16][i % 4] END,
+    n.attr_memoryGb = CASE WHEN $cls = 'VirtualMachine' THEN [8, 16, 32, 64][i % 4] END,
+    n.attr_load = CASE WHEN $cls IN ['Database', 'ApplicationInstance'] THEN 1 + i % 3 END,
     n.attr_sizeGb = CASE WHEN $cls = 'StorageVolume' THEN 100 + (i * 37 % 60) * 50 END
 WITH n, i
 MATCH (cc:CostCentre {code: $deps[i % size($deps)]})
@@ -357,6 +395,10 @@ async def build(db: Database, est: Estate, records: int, say: Any) -> None:
     for i in range(0, len(subs), 5000):
         await db.write(_SUBSCRIPTIONS, {"rows": subs[i:i + 5000]})
     say(f"  {len(subs):,} subscriptions")
+    await db.write(_RULES)
+    await db.write(_RETIRE_ENDED)
+    await db.write(_ASSETS, {"clusters": [f"cluster-{c}" for c in ASSET_CLUSTERS
+                                          if c < est.clusters], "now": now})
     meters = [{"code": code, "prefix": PREFIX[cls], "count": counts[cls]}
               for code, _unit, cls, _share in METERS]
     t = time.perf_counter()
@@ -379,15 +421,29 @@ async def configure(svc: ChargebackService, est: Estate) -> dict[str, Decimal]:
                                         "effective_from": RATE_CHANGE.date().isoformat(),
                                         "currency": "EUR", "tiers": VCPU_V2})
     amounts: dict[str, Decimal] = {}
+    assets_cost: dict[str, Decimal] = {}
     cpu = [0] * est.clusters
     for j in range(est.vms):
         cpu[j % est.hosts % est.clusters] += (2, 4, 8, 16)[j % 4]
     for c in range(est.clusters):
         code = f"cluster-{c}"
+        assets = c in ASSET_CLUSTERS
         await svc.define_pool(ADMIN, {
             "code": code, "name": f"Cluster {c}", "driver": "VCPU", "ci_ids": [f"cluster-{c}"],
-            "capacity": str(cpu[c] * 5 // 4)})
-        amounts[code] = Decimal(20_000 + 37 * c) + Decimal("0.33")
+            "capacity": str(cpu[c] * 5 // 4), "cost_source": "ASSETS" if assets else "MANUAL"})
+        if assets:  # its hosts' depreciation and support
+            pool = next(p for p in await svc.pools() if p.code == code)
+            assets_cost[code] = (await svc.asset_cost(pool, PERIOD)).amount
+        else:
+            amounts[code] = Decimal(20_000 + 37 * c) + Decimal("0.33")
+    # Memory, weighted: a pool over some clusters by the VMs' memory, passed on to what runs
+    # on them by its load.
+    await svc.define_pool(ADMIN, {"code": "memory", "name": "Memory", "driver": "ATTRIBUTE",
+                                  "attribute": "memoryGb", "holder_classes": ["VirtualMachine"],
+                                  "onward": "load", "ci_ids": [
+                                      f"cluster-{c}" for c in MEMORY_CLUSTERS
+                                      if c < est.clusters]})
+    amounts["memory"] = Decimal("30000.00")
     await svc.define_pool(ADMIN, {"code": "storage", "name": "Storage arrays",
                                   "driver": "STORAGE_GB",
                                   "ci_ids": [f"array-{a}" for a in range(est.arrays)]})
@@ -398,7 +454,7 @@ async def configure(svc: ChargebackService, est: Estate) -> dict[str, Decimal]:
     amounts["db-licences"] = Decimal("50000.01")
     for code, amount in amounts.items():
         await svc.set_pool_cost(ADMIN, code, PERIOD, amount)
-    return amounts
+    return amounts | assets_cost
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -706,9 +762,13 @@ def section(res: dict[str, Any]) -> str:
         f"--instance {res['instance']}` (raw figures in `bench/results/chargeback.json`): "
         "an estate built with batched `UNWIND` Cypher (cost centres in a hierarchy, clusters "
         "of hosts, VMs, storage volumes, databases, applications, technical and business "
-        "services with diamonds, catalogue subscriptions, usage records as `ingest_usage` "
-        "stores them on four meters, one tiered and one with a rate change mid-month), "
-        f"{res['pools']} cost pools (VCPU per cluster with a capacity, STORAGE_GB, EQUAL); "
+        "services with diamonds, every tenth business service recovered from its "
+        "subscribers and every tenth technical one through its prices, catalogue "
+        "subscriptions (the CIs of those that ended in the month retired), usage records as "
+        "`ingest_usage` stores them on four meters, one tiered and one with a rate change "
+        f"mid-month), {res['pools']} cost pools (VCPU per cluster with a capacity, ten of "
+        "them costed from their hosts' asset records; memory of ten clusters' VMs "
+        "(ATTRIBUTE) passed on by the load of what runs on them; STORAGE_GB; EQUAL); "
         "then `ChargebackService.calculate` of the month (stages in seconds, overlapping: "
         "`write` runs from the end of `read` until the last line is stored, with the "
         "engine calculating and `read_usage` summing the usage meanwhile; "
