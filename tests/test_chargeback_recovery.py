@@ -23,6 +23,8 @@ world built through the API (October 2026: 31 days).
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,7 +151,7 @@ async def test_a_consumers_service_divides_its_cost_by_its_subscriptions_active_
 
 
 async def test_a_prices_service_keeps_its_cost_not_invoiced_and_shows_its_recovery(
-        gql, people):
+        gql, client, people):
     office = await service(gql, "Office", "BUSINESS", people["CC-1300"], "OWNER")
     printing = await service(gql, "Print", "TECHNICAL", people["CC-1300"], "PRICES")
     fax = await service(gql, "Fax", "BUSINESS", people["CC-1300"], "PRICES")
@@ -173,6 +175,16 @@ async def test_a_prices_service_keeps_its_cost_not_invoiced_and_shows_its_recove
         ("RECURRING_FEE", "Print", johns, "CC-1200", "25.50", True, None),
         ("ONE_OFF_FEE", "Print", johns, "CC-1200", "10.00", True, None)])
     assert not any(x["serviceName"] == "Office" for x in got)
+    # The downloads say why the service's cost is not billed.
+    focus = list(csv.DictReader(io.StringIO(
+        (await client.get(f"/api/chargeback/periods/{PERIOD}/focus.csv")).text)))
+    assert sorted((r["x_Kind"], r["BilledCost"], r["EffectiveCost"], r["x_Recovery"])
+                  for r in focus) == sorted([("POOL", "0.00", "100.00", "PRICES"),
+                                             ("RECURRING_FEE", "25.50", "25.50", ""),
+                                             ("ONE_OFF_FEE", "10.00", "10.00", "")])
+    plain = list(csv.DictReader(io.StringIO(
+        (await client.get(f"/api/chargeback/periods/{PERIOD}/lines.csv")).text)))
+    assert sorted(r["recovery"] for r in plain) == ["", "", "PRICES"]
     # cost 100.00, recovered 25.50 + 10.00 = 35.50: 35.50 - 100.00 = -64.50 (under).
     want = [
         {"serviceId": fax, "serviceName": "Fax", "costCentre": "CC-1300", "rule": "PRICES",

@@ -345,6 +345,7 @@ FOCUS_CUSTOM_COLUMNS: tuple[str, ...] = (
     "x_Invoiced",
     "x_ServiceId",
     "x_ServiceName",
+    "x_Recovery",
 )
 
 FOCUS_COLUMNS: tuple[str, ...] = FOCUS_SPEC_COLUMNS + FOCUS_CUSTOM_COLUMNS
@@ -618,6 +619,7 @@ def focus_row(period: Period, line: ChargeLine, cost_centre_names: Mapping[str, 
         "x_Invoiced": "true" if line.invoiced else "false",
         "x_ServiceId": _text(line.service_id),
         "x_ServiceName": _text(line.service_name),
+        "x_Recovery": _text(line.recovery),
     }
 
 

@@ -228,14 +228,18 @@ RETURN row.recordId AS recordId, created,
 
 # Usage of a billing period summed per CI and month within each rate window ($windows:
 # {meter, rate, from, to}, covering all time for every meter; rate null where no rate card is
-# in force). Each window is one seek of the (billedIn, meter, at) index, so no record's time
-# is compared with every rate card. The bulk reads below answer with one list per window:
-# the driver decodes one list of rows several times faster than as many records.
+# in force). Each window is one seek of the (billedIn, meter, at, ciId, month, qtyMicros)
+# index, so no record's time is compared with every rate card, and the sums come from the
+# index's own values (no record is read; ingestion always sets all six). The bulk reads
+# below answer with one list per window: the driver decodes one list of rows several times
+# faster than as many records.
 AGGREGATE_USAGE: LiteralString = """
 UNWIND $windows AS w
 CALL (w) {
   MATCH (u:UsageRecord)
+  USING INDEX u:UsageRecord(billedIn, meter, at, ciId, month, qtyMicros)
   WHERE u.billedIn = $period AND u.meter = w.meter AND u.at >= w.from AND u.at < w.to
+    AND u.ciId IS NOT NULL AND u.month IS NOT NULL AND u.qtyMicros IS NOT NULL
   WITH u.ciId AS ci, u.month AS month, sum(u.qtyMicros) AS micros, count(*) AS records
   ORDER BY ci, month
   RETURN collect([ci, w.meter, month, w.rate, micros, records]) AS groups

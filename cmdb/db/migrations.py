@@ -209,6 +209,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE CONSTRAINT asset_ci_id IF NOT EXISTS FOR (a:Asset) REQUIRE a.ciId IS UNIQUE",
         "CREATE CONSTRAINT asset_tag IF NOT EXISTS FOR (a:Asset) REQUIRE a.assetTag IS UNIQUE",
     )),
+    Migration(15, "usage by billing period, meter and time, carrying each record's CI, month "
+              "and quantity: a period's usage is summed from the index alone", (
+        "CREATE INDEX usage_window_values IF NOT EXISTS FOR (u:UsageRecord) "
+        "ON (u.billedIn, u.meter, u.at, u.ciId, u.month, u.qtyMicros)",
+        "DROP INDEX usage_window IF EXISTS",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
