@@ -625,7 +625,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.reuse and found and found[0]["b"] == marker:
             say("reusing the estate; removing the lines and the sample of a previous run")
             await reset(db)
-            pools = {p.code: p.amounts[PERIOD] for p in await svc.pools()}
+            pools = {p.code: p.amounts[PERIOD] if PERIOD in p.amounts
+                     else (await svc.asset_cost(p, PERIOD)).amount for p in await svc.pools()}
             res["build_s"] = None
         else:
             say("emptying the graph")

@@ -778,9 +778,10 @@ class Engine:
         holder's driver quantity, the fraction of the holder's cost that reaches the payer,
         its exact share of the pool, and the path from the pool to the payer."""
         item = self.d.items.get(holder)
-        return [holder, self._name(holder), item.cls if item else None, _weight_text(weight),
+        names, name_of = self._names, self._name  # a month has hundreds of thousands
+        return [holder, name_of(holder), item.cls if item else None, _weight_text(weight),
                 _fraction_text(of), _fraction_text(part), None, None,
-                [self._name(n) for n in path]]
+                [names[n] if n in names else name_of(n) for n in path]]
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
                     parts: list[tuple[str, Share, Sequence[str], str]],
