@@ -308,16 +308,17 @@ def active(s: SubscriptionRow) -> int:
     return (s.end.day if s.end else 32) - s.start.day
 
 
-def pays(world: CalculationInput, node: str, seen: frozenset[str] = frozenset()
-         ) -> dict[str | None, Fraction]:
+def pays(world: CalculationInput, node: str, weights: dict[str, Fraction] | None = None,
+         seen: frozenset[str] = frozenset()) -> dict[str | None, Fraction]:
     """Who pays a node's cost, by the rule in words (plain recursion, no engine code): the
     subscriptions that provisioned a CI, alone, by their active days; those for a service
     that recovers its cost from its consumers, alone, by their active days (keyed
     ``<id>@svc``: no pro-rating after that); a business service, or one recovered through
-    prices, keeps its own; anything else splits equally among its direct consumers, where the
+    prices, keeps its own; anything else splits among its direct consumers, by their
+    ``weights`` (a pool's onward attribute; equally when none of them has one), where the
     services of the subscriptions whose CIs consume it stand in for those CIs (each once;
-    a subscription for no service: its part reaches nobody). A cycle is cut; what reaches no
-    payer is ``None``."""
+    a subscription for no service: its part reaches nobody, with no weight). A cycle is cut;
+    what reaches no payer is ``None``."""
     made = [s for s in world.subscriptions if node in s.ci_ids]
     item = world.items[node]
     tag = ""
@@ -331,16 +332,21 @@ def pays(world: CalculationInput, node: str, seen: frozenset[str] = frozenset()
         return {node: Fraction(1)}
     ours = {ci for s in world.subscriptions for ci in s.ci_ids}
     direct = set(world.uses.get(node, ()))
-    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids
-                 if ci in direct}
+    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids if ci in direct}
     consumers = sorted(((direct - ours) | {x for x in stand_ins if x is not None})
                        - seen - {node})
-    k = len(consumers) + (None in stand_ins)
+    nobody = None in stand_ins
+    weights = weights or {}
+    total_w = sum((weights.get(c, Fraction(0)) for c in consumers), Fraction(0))
+    k = len(consumers) + nobody
     out: dict[str | None, Fraction] = {}
     for c in consumers:
-        for payer, f in pays(world, c, seen | {node}).items():
-            out[payer] = out.get(payer, Fraction(0)) + f / k
-    if None in stand_ins:
+        part = weights.get(c, Fraction(0)) / total_w if total_w else Fraction(1, k)
+        if not part:
+            continue
+        for payer, f in pays(world, c, weights, seen | {node}).items():
+            out[payer] = out.get(payer, Fraction(0)) + f * part
+    if nobody and not total_w:
         out[None] = out.get(None, Fraction(0)) + Fraction(1, k)
     return out or {None: Fraction(1)}
 

@@ -31,7 +31,6 @@ from cmdb.chargeback.engine import CalculationInput, Engine, ItemRow
 from cmdb.chargeback.models import CostPool, Driver, PoolAllocation
 from cmdb.core import clock
 from cmdb.demo.loader import load_demo
-from cmdb.servicemodel.models import CostRecovery
 from tests.auth import auth_headers
 from tests.catalog_world import APPROVE, SUBSCRIPTION, submit
 from tests.chargeback_world import (
@@ -43,7 +42,7 @@ from tests.chargeback_world import (
     at,
     ok,
 )
-from tests.test_chargeback_allocation import active, acyclic, worlds
+from tests.test_chargeback_allocation import active, acyclic, pays, worlds
 
 PERIOD = "2026-10"
 AGENT = auth_headers("horizon-export", "discovery_agent")
@@ -378,43 +377,6 @@ def test_an_attribute_holder_is_not_walked_through():
 
 
 
-def pays_weighted(world: CalculationInput, node: str, weights: dict[str, Fraction],
-                  seen: frozenset[str] = frozenset()) -> dict[str | None, Fraction]:
-    """``tests.test_chargeback_allocation.pays`` with each node's cost divided among its
-    consumers by their weights (equally when none has one): the rule in words, no engine.
-    Subscriptions reached through a service recovered from its consumers are keyed
-    ``<id>@svc`` (not pro-rated again)."""
-    made = [s for s in world.subscriptions if node in s.ci_ids]
-    item = world.items[node]
-    tag = ""
-    if not made and item.recovery is CostRecovery.CONSUMERS:
-        made = [s for s in world.subscriptions if s.service_id == node]
-        tag = "@svc"
-    if made:
-        total = sum(active(s) for s in made)
-        return {s.id + tag: Fraction(active(s), total) for s in made}
-    if item.cls == "BUSINESS_SERVICE" or item.recovery is CostRecovery.PRICES:
-        return {node: Fraction(1)}
-    ours = {ci for s in world.subscriptions for ci in s.ci_ids}
-    direct = set(world.uses.get(node, ()))
-    stand_ins = {s.service_id for s in world.subscriptions for ci in s.ci_ids if ci in direct}
-    consumers = sorted(((direct - ours) | {x for x in stand_ins if x is not None})
-                       - seen - {node})
-    nobody = None in stand_ins  # CIs of subscriptions for no service: weight 0
-    total_w = sum((weights.get(c, Fraction(0)) for c in consumers), Fraction(0))
-    k = len(consumers) + nobody
-    out: dict[str | None, Fraction] = {}
-    for c in consumers:
-        part = weights.get(c, Fraction(0)) / total_w if total_w else Fraction(1, k)
-        if not part:
-            continue
-        for p, f in pays_weighted(world, c, weights, seen | {node}).items():
-            out[p] = out.get(p, Fraction(0)) + f * part
-    if nobody and not total_w:
-        out[None] = out.get(None, Fraction(0)) + Fraction(1, k)
-    return out or {None: Fraction(1)}
-
-
 @settings(max_examples=150, deadline=None)
 @given(world=worlds(), seed=st.integers(0, 10**6))
 def test_attribute_pools_onward_fixed_and_subscriptions_allocate_exactly(world, seed):
@@ -474,7 +436,7 @@ def test_attribute_pools_onward_fixed_and_subscriptions_allocate_exactly(world, 
     used = sum(mem.values(), Fraction(0))
     want: dict[str, Fraction] = {}
     for vm, w in mem.items():
-        for payer, f in pays_weighted(data, vm, load).items():
+        for payer, f in pays(data, vm, load).items():
             sub = next((s for s in data.subscriptions if s.id == payer), None)
             if sub is not None:  # through a CI it provisioned: for the days it was active
                 f *= Fraction(active(sub), 31)
