@@ -114,5 +114,25 @@ async def test_total_count_through_fragments(gql, fleet):
                          "fragment C on ConfigurationItemConnection { totalCount }")
     inline = await gql.ok("{ configurationItems(first: 1) { ... on ConfigurationItemConnection "
                           "{ totalCount } } }")
+    merged = await gql.ok("{ configurationItems(first: 1) { edges { cursor } } "
+                          "configurationItems(first: 1) { totalCount } }")
     assert named["configurationItems"]["totalCount"] == 9
     assert inline["configurationItems"]["totalCount"] == 9
+    assert merged["configurationItems"]["totalCount"] == 9
+
+
+async def test_users_total_count_through_fragments(gql):
+    for name in ("ann", "bob", "cyd"):
+        await gql.ok("mutation($i: CreateUserInput!) { createUser(input: $i) "
+                     "{ errors { message } } }", i={"userName": name, "displayName": name})
+    named = await gql.ok("query { users(first: 1) { ...U edges { node { userName } } } } "
+                         "fragment U on UserConnection { totalCount }")
+    inline = await gql.ok("{ users(first: 1) { ... on UserConnection { totalCount } } }")
+    nested = await gql.ok("query { users(first: 1) { ... on UserConnection { ...U } } } "
+                          "fragment U on UserConnection { totalCount }")
+    merged = await gql.ok("{ users(first: 1) { edges { node { userName } } } "
+                          "users(first: 1) { totalCount } }")
+    assert named["users"] == {"totalCount": 3, "edges": [{"node": {"userName": "ann"}}]}
+    assert inline["users"]["totalCount"] == 3
+    assert nested["users"]["totalCount"] == 3
+    assert merged["users"]["totalCount"] == 3

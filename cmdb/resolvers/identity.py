@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
-from strawberry.types.nodes import SelectedField
 
 from cmdb.core.models import DomainError
 from cmdb.identity.models import UserQuery
@@ -31,17 +30,12 @@ from cmdb.schema.identity import (
 )
 from cmdb.schema.inputs import to_dict
 from cmdb.schema.payloads import user_errors
-from cmdb.schema.types import CostCentre, PageInfo
+from cmdb.schema.types import CostCentre, PageInfo, wants_total
 
 
 def _identity(info: strawberry.Info) -> IdentityService:
     service: IdentityService = info.context.services.identity
     return service
-
-
-def _wants_total(info: strawberry.Info) -> bool:
-    return any(isinstance(s, SelectedField) and s.name == "totalCount"
-               for s in info.selected_fields[0].selections)
 
 
 @strawberry.type
@@ -69,7 +63,7 @@ class IdentityQuery:
     ) -> UserConnection:
         f = UserQuery(**to_dict(filter)) if filter is not None else UserQuery()
         page = await _identity(info).users(f, info.context.principal, first, after, last,
-                                           before, _wants_total(info))
+                                           before, wants_total(info))
         return UserConnection(
             edges=[UserEdge(cursor=c, node=User.from_model(u)) for c, u in page.items],
             page_info=PageInfo(

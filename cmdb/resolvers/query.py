@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.types.nodes import SelectedField
 
 from cmdb.core.cypher import ItemFilter
 from cmdb.core.models import OrgKind
@@ -33,23 +32,9 @@ from cmdb.schema.types import (
     ServiceConnection,
     ServiceEdge,
     item_view,
+    wants_total,
 )
 from cmdb.servicemodel.models import Service as ServiceModel
-
-
-def _selects(selections: list[Any], name: str) -> bool:
-    """Whether a field is asked for directly or through fragments (named or inline)."""
-    for sel in selections:
-        if isinstance(sel, SelectedField):
-            if sel.name == name:
-                return True
-        elif _selects(sel.selections, name):
-            return True
-    return False
-
-
-def _wants_total(info: strawberry.Info) -> bool:
-    return _selects(info.selected_fields[0].selections, "totalCount")
 
 
 def _page_info(page: Page[Any]) -> PageInfo:
@@ -128,7 +113,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
         order = order_by or ItemOrder()
         page = await info.context.services.inventory.list(
             ci_filter(filter, info.context.visible), order.field.value, order.direction,
-            first, after, last, before, _wants_total(info),
+            first, after, last, before, wants_total(info),
         )
         return ConfigurationItemConnection(
             edges=[ConfigurationItemEdge(cursor=c, node=ConfigurationItem.from_model(m))
@@ -157,7 +142,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
         order = order_by or ItemOrder()
         page = await info.context.services.servicemodel.list(
             service_filter(filter, info.context.visible), order.field.value, order.direction,
-            first, after, last, before, _wants_total(info),
+            first, after, last, before, wants_total(info),
         )
         return ServiceConnection(
             edges=[ServiceEdge(cursor=c, node=Service.from_model(m)) for c, m in page.items],

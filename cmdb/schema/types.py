@@ -172,6 +172,23 @@ def selects_any(selections: list[Any], names: frozenset[str]) -> bool:
     return False
 
 
+def selects(selections: list[Any], name: str) -> bool:
+    """Whether the field ``name`` is asked for in this selection set itself, directly or
+    through fragments (named or inline); fields of sub-selections do not count."""
+    for sel in selections:
+        if isinstance(sel, SelectedField):
+            if sel.name == name:
+                return True
+        elif selects(sel.selections, name):
+            return True
+    return False
+
+
+def wants_total(info: strawberry.Info) -> bool:
+    """Whether a connection field's ``totalCount`` is asked for (it costs a count query)."""
+    return any(selects(f.selections, "totalCount") for f in info.selected_fields)
+
+
 def _item_fields(m: ItemBase) -> dict[str, Any]:
     return {
         "id": strawberry.ID(m.id),

@@ -3,7 +3,9 @@ no parameter values in spans; nothing at all on the request path when tracing is
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +14,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import cmdb
 from cmdb.app import create_app
+from cmdb.discovery import queries as discovery_queries
+from cmdb.observability.spans import statement_names, statement_span
 from cmdb.observability.tracing import provider_from_settings, tracing_endpoint
 from tests.auth import ADMIN, auth_headers
 from tests.hardening.logcapture import json_lines
@@ -139,3 +144,42 @@ def test_the_standard_variable_turns_tracing_on(test_settings, monkeypatch):
         provider.shutdown()
     ours = test_settings.model_copy(update={"otel_endpoint": "http://collector:4318"})
     assert tracing_endpoint(ours) == "http://collector:4318"
+
+
+def test_every_package_under_cmdb_is_a_regular_package():
+    # A directory of modules without ``__init__.py`` is a namespace package: it imports, but
+    # ``pkgutil.iter_modules`` (and so ``statement_names``) never sees it.
+    root = Path(cmdb.__file__).parent
+    missing = sorted(str(d.relative_to(root)) for d in root.rglob("*")
+                     if d.is_dir() and any(d.glob("*.py")) and not (d / "__init__.py").exists())
+    assert missing == []
+
+
+def test_the_statements_of_every_domain_are_named():
+    names = statement_names()
+    root = Path(cmdb.__file__).parent
+    domains = sorted(p.parent.name for p in root.glob("*/queries.py"))
+    assert "discovery" in domains
+    for domain in domains:
+        module = importlib.import_module(f"cmdb.{domain}.queries")
+        constants = {attr: value for attr, value in vars(module).items()
+                     if attr.isupper() and isinstance(value, str)}
+        assert constants, domain
+        unnamed = sorted(attr for attr, value in constants.items() if value not in names)
+        assert unnamed == [], domain
+        # a constant shared with another domain keeps the first domain's name
+        assert any(names[value] == f"{domain}.{attr}" for attr, value in constants.items()), \
+            domain
+
+
+def test_a_discovery_statement_span_carries_its_name():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with statement_span(provider.get_tracer("test"), discovery_queries.UPSERT_SOURCE,
+                        "WRITE", "neo4j"):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert span.name == "neo4j discovery.UPSERT_SOURCE"
+    assert span.attributes is not None
+    assert span.attributes["db.query.summary"] == "discovery.UPSERT_SOURCE"

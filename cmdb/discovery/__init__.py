@@ -1,0 +1,1 @@
+"""Discovery: sources, ingested batches reconciled into CIs and relationships, history."""
