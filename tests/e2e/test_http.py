@@ -186,3 +186,23 @@ def test_metrics_need_permission_in_development(demo_api: Served, demo_http: Htt
     assert r.headers["content-type"].startswith("text/plain")
     assert "cmdb_requests_total{" in r.text
     assert "cmdb_neo4j_statement_duration_seconds" in r.text
+
+
+ESTIMATE = """query($id: ID!) { catalogueItem(id: $id) { name
+  estimate(quantities: [{meter: "storage-gb-month", quantity: "250"}]) {
+    currency monthly monthlyTotal notes usage { meter quantity rateCardVersion amount } } } }"""
+
+
+def test_the_served_demo_catalogue_estimates_with_the_rate_cards_it_bills_by(
+        demo_http: Http) -> None:
+    # A requester prices a SharePoint site before ordering: 15.00 a month, and 250 GB of
+    # storage at the demo's rate card (0.10 a GB-month up to 1,000): 25.00; 40.00 a month.
+    john = as_role(demo_http, "johnW", "requester")
+    items = john.ok("{ catalogueItems { id name } }")["catalogueItems"]
+    [site] = [i["id"] for i in items if i["name"] == "SharePoint collaboration site"]
+    est = john.ok(ESTIMATE, id=site)["catalogueItem"]["estimate"]
+    assert (est["currency"], est["monthly"], est["monthlyTotal"]) == ("EUR", "15.00", "40.00")
+    assert est["usage"] == [{"meter": "storage-gb-month", "quantity": "250",
+                             "rateCardVersion": 1, "amount": "25.00"}]
+    # The plan names a meter the bill knows (not "nothing is billed for it").
+    assert not any("no chargeback meter" in n for n in est["notes"]), est["notes"]
