@@ -35,9 +35,7 @@ from typing import Any
 
 from cmdb.bulk import CIRow, OrgRow, RelationRow, ServiceRow
 from cmdb.core.models import Criticality, LifecycleStatus, OperationalState, OrgKind
-from cmdb.inventory.models import CIClass, Identifiers
-from cmdb.relations.models import RelationType
-from cmdb.servicemodel.models import SLA, BusinessValue, ServiceKind
+from cmdb.items.models import SLA, BusinessValue, CIClass, Identifiers, RelationType, ServiceKind
 
 GENERATOR_VERSION = 1
 TIERS: dict[str, int] = {"S": 10_000, "M": 100_000, "L": 1_000_000}

@@ -16,6 +16,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from cmdb.alarms.http import MAX_BODY_BYTES as ALARMS_MAX_BODY
 from cmdb.alarms.http import router as alarms_router
+from cmdb.api.graphiql import local_assets_dir, mount_assets
+from cmdb.api.graphql_view import CMDBGraphQL
+from cmdb.api.metrics import metrics_router
+from cmdb.api.schema import build_schema
 from cmdb.chargeback.http import MAX_BODY_BYTES as USAGE_MAX_BODY
 from cmdb.chargeback.http import router as chargeback_router
 from cmdb.core.bodylimit import BodyLimitMiddleware
@@ -28,17 +32,15 @@ from cmdb.db.availability import (
 )
 from cmdb.db.driver import Database
 from cmdb.db.migrations import current_version, migrate, pending
+from cmdb.db.tracing import trace_database
 from cmdb.discovery.http import MAX_BODY_BYTES as DISCOVERY_MAX_BODY
 from cmdb.discovery.http import router as discovery_router
-from cmdb.graphiql import local_assets_dir, mount_assets
 from cmdb.identity.auth import Authenticator, BearerAuthMiddleware
 from cmdb.identity.devissuer import dev_issuer_router
 from cmdb.logs import configure_logging, principal_var, request_id_var
-from cmdb.observability.metrics import MetricsMiddleware, metrics_router
-from cmdb.observability.tracing import instrument_app, provider_from_settings, trace_database
-from cmdb.resolvers.context import Services
-from cmdb.router import CMDBGraphQL
-from cmdb.schema import build_schema
+from cmdb.observability.metrics import MetricsMiddleware
+from cmdb.observability.tracing import instrument_app, provider_from_settings
+from cmdb.services import Services
 from cmdb.settings import Settings, get_settings
 from cmdb.vdi.http import MAX_BODY_BYTES as VDI_MAX_BODY
 from cmdb.vdi.http import router as vdi_router

@@ -81,7 +81,7 @@ async def _with_db(settings: Settings, action: str) -> None:
             typer.echo(f"schema at version {have}; latest is {LATEST_VERSION}"
                        + (f" ({len(todo)} pending: run `cmdb schema migrate`)" if todo else ""))
         if action == "recompute":
-            from cmdb.health.repository import recompute_all
+            from cmdb.rollup.repository import recompute_all
 
             items, changed = await recompute_all(db, echo=typer.echo)
             typer.echo(f"rolled up {items} items; {changed} changed state")
@@ -119,7 +119,7 @@ def schema_status() -> None:
 @schema_app.command("export")
 def schema_export(path: Path = typer.Argument(Path("schema.graphql"))) -> None:
     """Write the GraphQL SDL (the committed schema.graphql)."""
-    from cmdb.schema import sdl
+    from cmdb.api.schema import sdl
 
     path.write_text(sdl())
     typer.echo(f"wrote {path}")
@@ -322,7 +322,7 @@ def discovery_import(
 ) -> None:
     """Import a file of discovered CIs: progress as it goes, counts at the end."""
     from cmdb.discovery.parsers import Format, ParseError, parse, parse_mapping
-    from cmdb.inventory.models import CIClass
+    from cmdb.items.models import CIClass
 
     try:
         fmt = Format(format.lower())

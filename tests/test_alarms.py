@@ -24,10 +24,8 @@ from cmdb.identity.principal import (
     Principal,
     has_permission,
 )
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import RelationType
-from cmdb.resolvers.context import Services
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.items.models import CIClass, RelationType, ServiceKind
+from cmdb.services import Services
 
 OPERATOR = Principal("olga", frozenset({"operator"}))
 MONITOR = Principal("zabbix", frozenset({"monitoring"}))

@@ -159,7 +159,7 @@ def test_websockets_authenticate_in_connection_init(test_settings):
 
 
 def test_websocket_close_reasons_fit_a_close_frame():
-    from cmdb.router import MAX_CLOSE_REASON_BYTES, close_reason
+    from cmdb.api.graphql_view import MAX_CLOSE_REASON_BYTES, close_reason
 
     assert close_reason("Forbidden: expired") == "Forbidden: expired"
     cut = close_reason("é" * 100)  # 200 bytes: cut at a whole character

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from cmdb.api.schema import build_schema
 from cmdb.demo.loader import load_demo
 from cmdb.identity.principal import ROLES
-from cmdb.schema import build_schema
 from cmdb.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -462,9 +462,10 @@ async def test_a_user_watches_everything_their_environment_rests_on(gql, world, 
                                                                      test_settings):
     import asyncio
 
+    from cmdb.api.schema import build_schema
     from cmdb.identity.principal import Principal
-    from cmdb.resolvers.context import Context, Services
-    from cmdb.schema import build_schema
+    from cmdb.schema.context import Context
+    from cmdb.services import Services
 
     schema = build_schema(test_settings)
     sub = "subscription($u: String) { stateChanges(userName: $u) { itemId state } }"

@@ -7,9 +7,7 @@ import pytest
 
 from cmdb.bulk import BulkService, CIRow, OrgRow, RejectCode, RelationRow, ServiceRow
 from cmdb.core.models import OrgKind
-from cmdb.inventory.models import CIClass, Identifiers
-from cmdb.relations.models import RelationType
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.items.models import CIClass, Identifiers, RelationType, ServiceKind
 
 pytestmark = pytest.mark.integration
 
@@ -406,8 +404,7 @@ async def test_org_units_hierarchy_and_conflicts(gql, clean_db, test_settings):
 
 async def test_member_of_gets_its_impact_mirror(clean_db, test_settings):
     from cmdb.bulk.service import BulkService
-    from cmdb.inventory.models import CIClass
-    from cmdb.relations.models import RelationType
+    from cmdb.items.models import CIClass, RelationType
 
     bulk = BulkService(clean_db, test_settings)
     await bulk.upsert_items([
@@ -426,9 +423,8 @@ async def test_member_of_gets_its_impact_mirror(clean_db, test_settings):
 async def test_recompute_all_rolls_up_bulk_loaded_items(clean_db, test_settings):
     from cmdb.bulk.service import BulkService
     from cmdb.core.models import OperationalState
-    from cmdb.health.repository import recompute_all
-    from cmdb.inventory.models import CIClass
-    from cmdb.relations.models import RelationType
+    from cmdb.items.models import CIClass, RelationType
+    from cmdb.rollup.repository import recompute_all
 
     bulk = BulkService(clean_db, test_settings)
     await bulk.upsert_items([

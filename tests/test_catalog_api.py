@@ -649,9 +649,10 @@ async def test_who_may_read_and_do_what(gql, world):
 
 async def test_order_status_subscription_follows_the_order(gql, world, clean_db,
                                                            test_settings):
+    from cmdb.api.schema import build_schema
     from cmdb.identity.principal import Principal
-    from cmdb.resolvers.context import Context, Services
-    from cmdb.schema import build_schema
+    from cmdb.schema.context import Context
+    from cmdb.services import Services
 
     order = (await submit(gql.as_user(*JOHN), world["site"], {"siteName": "watched"}))["order"]
     schema = build_schema(test_settings)

@@ -10,14 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
+from cmdb.api.schema import build_schema
 from cmdb.app import create_app
 from cmdb.core.clock import utcnow
 from cmdb.core.models import OperationalState
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.repository import propagate, set_own_states
 from cmdb.identity.principal import Principal
-from cmdb.resolvers.context import Context, Services
-from cmdb.schema import build_schema
+from cmdb.rollup.repository import propagate, set_own_states
+from cmdb.schema.context import Context
+from cmdb.services import Services
 from cmdb.settings import Settings
 from tests.auth import ADMIN, auth_headers
 from tests.catalog_world import APPROVE, build_world, create_item, submit

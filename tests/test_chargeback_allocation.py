@@ -33,7 +33,7 @@ from cmdb.chargeback.engine import (
     UsageGroup,
 )
 from cmdb.chargeback.models import BillingMode, CostPool, Driver, Tier
-from cmdb.servicemodel.models import CostRecovery
+from cmdb.items.models import CostRecovery
 
 MANY = settings(max_examples=300, deadline=None)
 

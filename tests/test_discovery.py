@@ -15,10 +15,11 @@ from cmdb.core import clock
 from cmdb.core.models import DomainError
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, migrate
-from cmdb.discovery.models import HistoryKind, RejectCode
+from cmdb.discovery.models import RejectCode
 from cmdb.discovery.parsers import parse_nmap
 from cmdb.discovery.service import DiscoveryService
 from cmdb.identity.principal import Principal
+from cmdb.items.models import HistoryKind
 from cmdb.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from cmdb.demo.loader import load_demo
 from cmdb.discovery.parsers import Format, parse
 from cmdb.discovery.service import DiscoveryService
 from cmdb.identity.principal import Principal
-from cmdb.inventory.models import CIClass
+from cmdb.items.models import CIClass
 from tests.auth import auth_headers
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from cmdb.discovery.parsers import (
     parse_ndjson,
     parse_nmap,
 )
-from cmdb.inventory.models import CIClass
+from cmdb.items.models import CIClass
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discovery"
 ASSET_MAPPING = {

@@ -10,8 +10,7 @@ import pytest
 
 from bench.generator import TIERS, Enterprise, plan
 from cmdb.core.models import OperationalState, OrgKind
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import RULES, SERVICE, RelationType, rule_violation
+from cmdb.items.models import RULES, SERVICE, CIClass, RelationType, rule_violation
 
 DEP, RUN = RelationType.DEPENDS_ON, RelationType.RUNS_ON
 

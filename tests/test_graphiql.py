@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from strawberry.asgi import GraphQL
 from strawberry.http.ides import get_graphql_ide_html
 
-from cmdb.graphiql import (
+from cmdb.api.graphiql import (
     ASSETS,
     ASSETS_PATH,
     LocalGraphiQL,

@@ -10,7 +10,7 @@ from cmdb.bulk import BulkService, CIRow
 from cmdb.core import clock
 from cmdb.core.models import OperationalState
 from cmdb.demo.loader import load_demo
-from cmdb.inventory.models import CIClass
+from cmdb.items.models import CIClass
 from tests.auth import auth_headers
 from tests.test_ci_api import create_ci
 from tests.test_relations_api import make_service, relate
@@ -257,9 +257,10 @@ async def test_history_as_of_and_availability_on_a_scripted_timeline(gql, pinned
 async def test_state_changes_subscription_sees_a_change(gql, clean_db, test_settings):
     import asyncio
 
+    from cmdb.api.schema import build_schema
     from cmdb.identity.principal import Principal
-    from cmdb.resolvers.context import Context, Services
-    from cmdb.schema import build_schema
+    from cmdb.schema.context import Context
+    from cmdb.services import Services
 
     host = (await create_ci(gql, name="h", ciClass="SERVER", operationalState="UP"))["id"]
     schema = build_schema(test_settings)

@@ -43,16 +43,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from cmdb.api.schema import build_schema
 from cmdb.bulk import BulkService, CIRow, RelationRow, ServiceRow
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, LifecycleStatus, OperationalState
 from cmdb.db.driver import Database
 from cmdb.identity.principal import Principal
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import RULES, SERVICE, RelationType
-from cmdb.resolvers.context import Context, Services
-from cmdb.schema import build_schema
-from cmdb.servicemodel.models import SLA, ServiceKind
+from cmdb.items.models import RULES, SERVICE, SLA, CIClass, RelationType, ServiceKind
+from cmdb.schema.context import Context
+from cmdb.services import Services
 from cmdb.settings import Settings
 from tests import health_oracle as o
 

@@ -9,11 +9,11 @@ import pytest
 from cmdb.core.cypher import ItemFilter, build_list_query, sort_spec
 from cmdb.core.models import OperationalState, SortDirection
 from cmdb.core.pagination import PageRequest
-from cmdb.inventory import queries as iq
+from cmdb.items import queries as iq
+from cmdb.items import queries as rq
+from cmdb.items import queries as sq
+from cmdb.items.models import Direction, RelationType
 from cmdb.org import queries as oq
-from cmdb.relations import queries as rq
-from cmdb.relations.models import Direction, RelationType
-from cmdb.servicemodel import queries as sq
 
 pytestmark = pytest.mark.integration
 

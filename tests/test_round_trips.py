@@ -7,10 +7,8 @@ import asyncio
 import pytest
 
 from cmdb.core.models import OrgKind
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import RelationType
-from cmdb.resolvers.context import Services
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.items.models import CIClass, RelationType, ServiceKind
+from cmdb.services import Services
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cmdb.schema import sdl
+from cmdb.api.schema import sdl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ async def test_a_repeated_document_is_validated_once(gql, monkeypatch):
     """The limiters' rules are built once, so the validation cache hits across requests."""
     import uuid
 
-    import cmdb.schema as strawberry_schema
+    import cmdb.api.schema as strawberry_schema
 
     calls = 0
     original = strawberry_schema.validate

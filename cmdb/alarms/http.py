@@ -29,8 +29,8 @@ from cmdb.core.httpbody import NDJSON_TYPES, read_body
 from cmdb.core.httpbody import BadBody as _BadBody
 from cmdb.core.httpbody import error_response as _error
 from cmdb.core.httpbody import loads as _loads
-from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
+from cmdb.identity.request_auth import forbidden, request_principal
 
 log = logging.getLogger("cmdb.alarms")
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from cmdb.core.models import FieldError, OperationalState
-from cmdb.health.models import PRECEDENCE
+from cmdb.rollup.models import PRECEDENCE
 
 OPEN_KEY_SEPARATOR = "\u0000"
 

@@ -33,9 +33,9 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound, OperationalState
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.repository import propagate, set_own_states
 from cmdb.identity.principal import Permission, Principal, require_permission
 from cmdb.identity.scope import EVERYTHING, Visibility
+from cmdb.rollup.repository import propagate, set_own_states
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.alarms")

@@ -13,10 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmdb.inventory.models import CIWrite
+from cmdb.items.models import CIWrite, RelationType, ServiceWrite
 from cmdb.org.models import OrgWrite
-from cmdb.relations.models import RelationType
-from cmdb.servicemodel.models import ServiceWrite
 
 # Ids are chosen by the caller (e.g. ``ci-000001`` or a UUID) and never change.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"

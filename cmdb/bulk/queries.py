@@ -10,8 +10,8 @@ from typing import LiteralString
 
 from cmdb.core.cypher import trusted
 from cmdb.core.models import OrgKind
-from cmdb.relations import queries as relation_queries
-from cmdb.relations.models import RelationType
+from cmdb.items import queries as relation_queries
+from cmdb.items.models import RelationType
 
 # ------------------------------------------------------------------------------ items
 

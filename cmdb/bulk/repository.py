@@ -8,7 +8,7 @@ from typing import Any
 from cmdb.bulk import queries as q
 from cmdb.core.models import OrgKind
 from cmdb.db.driver import CountingTx
-from cmdb.relations.models import RelationType
+from cmdb.items.models import RelationType
 
 Row = dict[str, Any]
 

@@ -37,17 +37,16 @@ from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.models import rule_property_errors
-from cmdb.inventory.models import class_labels
-from cmdb.inventory.repository import (
+from cmdb.items.inventory import common_properties
+from cmdb.items.models import SERVICE, SERVICE_LABELS, RelationType, class_labels, rule_violation
+from cmdb.items.repository import (
     IDENTIFIER_PROPERTIES,
     UNIQUE_IDENTIFIERS,
     identifier_properties,
+    sla_properties,
+    value_properties,
 )
-from cmdb.inventory.service import common_properties
-from cmdb.relations.models import SERVICE, RelationType, rule_violation
-from cmdb.servicemodel.models import SERVICE_LABELS
-from cmdb.servicemodel.repository import sla_properties, value_properties
+from cmdb.rollup.models import rule_property_errors
 from cmdb.settings import Settings
 
 T = TypeVar("T")

@@ -20,12 +20,11 @@ from cmdb.catalog.models import (
     Estimate,
     EstimateLine,
     EstimateQuantity,
-    PricePlan,
     Quote,
     QuotedRate,
 )
 from cmdb.chargeback.allocation import rate, to_cents
-from cmdb.chargeback.models import CENT, RateCard, Tier
+from cmdb.chargeback.models import CENT, PricePlan, RateCard, Tier
 from cmdb.core.models import DomainError
 
 

@@ -26,10 +26,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from cmdb.chargeback.models import MAX_QUANTITY, Tier
+from cmdb.chargeback.models import MAX_QUANTITY, PricePlan, Tier
 from cmdb.core.models import Criticality, OperationalState
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import SERVICE, RelationType, rule_violation
+from cmdb.items.models import SERVICE, CIClass, RelationType, rule_violation
 
 # --- orders ----------------------------------------------------------------------------------
 
@@ -115,46 +114,6 @@ _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Placeholders every recipe may use besides the form's fields.
 BUILTINS = ("order", "user", "costCentre")
-MONTHS_PER_YEAR = 12
-
-
-class UsageRate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    meter: str = Field(min_length=1, max_length=100)
-    unit: str = Field(min_length=1, max_length=50)
-    rate: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
-
-
-class PricePlan(BaseModel):
-    """One-off fee, recurring monthly fee and usage rates per meter."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    currency: str = "EUR"
-    one_off: Decimal = _MONEY
-    monthly: Decimal = _MONEY
-    usage: list[UsageRate] = []
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, v: str) -> str:
-        v = v.strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", v):
-            raise ValueError("currency must be a three-letter ISO 4217 code")
-        return v
-
-    @field_validator("usage")
-    @classmethod
-    def _meters(cls, v: list[UsageRate]) -> list[UsageRate]:
-        if len({u.meter for u in v}) != len(v):
-            raise ValueError("each meter may have one rate")
-        return v
-
-    @property
-    def first_year(self) -> Decimal:
-        """One-off fee plus twelve monthly fees: what approval thresholds compare with."""
-        return self.one_off + MONTHS_PER_YEAR * self.monthly
 
 
 # --- prices at order time and estimates ------------------------------------------------------

@@ -18,13 +18,13 @@ from cmdb.catalog.models import (
     Order,
     OrderChange,
     OrderStatus,
-    PricePlan,
     Quote,
     Recipe,
     StepOrigin,
     Subscription,
     Transition,
 )
+from cmdb.chargeback.models import PricePlan
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 

@@ -51,7 +51,6 @@ from cmdb.catalog.models import (
     OrderChange,
     OrderStatus,
     OrderSubmit,
-    PricePlan,
     Quote,
     StepKind,
     StepOrigin,
@@ -71,7 +70,7 @@ from cmdb.catalog.repository import (
     task_from_row,
     version_content,
 )
-from cmdb.chargeback.models import RateCard
+from cmdb.chargeback.models import PricePlan, RateCard
 from cmdb.chargeback.service import ChargebackService
 from cmdb.core.clock import utcnow
 from cmdb.core.feed import Feed
@@ -80,14 +79,12 @@ from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.availability import is_unavailable
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.models import rule_property_errors
-from cmdb.health.repository import propagate, recompute, upward_closure
 from cmdb.identity.principal import Permission, Principal, has_permission, require_permission
-from cmdb.inventory.models import Identifiers
-from cmdb.inventory.repository import InventoryRepository, identifier_properties
-from cmdb.inventory.service import common_properties, ref_params
-from cmdb.relations.models import SERVICE, RelationType, rule_violation
-from cmdb.relations.repository import RelationRepository
+from cmdb.items.inventory import common_properties, ref_params
+from cmdb.items.models import SERVICE, Identifiers, RelationType, rule_violation
+from cmdb.items.repository import InventoryRepository, RelationRepository, identifier_properties
+from cmdb.rollup.models import rule_property_errors
+from cmdb.rollup.repository import propagate, recompute, upward_closure
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.catalog")

@@ -17,7 +17,7 @@ from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.service import HealthService, Impact
-from cmdb.servicemodel.models import Service
+from cmdb.items.models import Service
 from cmdb.settings import Settings
 
 

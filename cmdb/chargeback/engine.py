@@ -43,7 +43,7 @@ from cmdb.chargeback.models import (
     RateCard,
     period_bounds,
 )
-from cmdb.servicemodel.models import CostRecovery
+from cmdb.items.models import CostRecovery
 
 MICROS = Decimal(1_000_000)
 _HOLDER_CLASSES = {Driver.VCPU: {"VirtualMachine", "VirtualDesktop"},

@@ -35,8 +35,8 @@ from cmdb.chargeback.service import ChargebackService
 from cmdb.chargeback.usagefile import MAX_RECORDS, UsageFileError, UsageFormat, parse_usage
 from cmdb.core.httpbody import NDJSON_TYPES, BadBody, error_response, read_body
 from cmdb.core.models import DomainError
-from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
+from cmdb.identity.request_auth import forbidden, request_principal
 
 log = logging.getLogger("cmdb.chargeback")
 

@@ -21,8 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from cmdb.inventory.models import CIClass
-from cmdb.servicemodel.models import CostRecovery
+from cmdb.items.models import CIClass, CostRecovery
 
 CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # CI attribute: node prop attr_<name>
@@ -547,3 +546,48 @@ class AssetCost(BaseModel):
     assets: int  # assets with a cost in the period
     items: list[AssetCostItem]
     overridden_by: Decimal | None = None  # the manual amount set for the period, which wins
+
+
+# ------------------------------------------------------------------------------ price plans
+
+MONTHS_PER_YEAR = 12
+_MONEY = Field(default=Decimal("0"), ge=0, max_digits=14, decimal_places=2)
+
+
+class UsageRate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    meter: str = Field(min_length=1, max_length=100)
+    unit: str = Field(min_length=1, max_length=50)
+    rate: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
+
+
+class PricePlan(BaseModel):
+    """One-off fee, recurring monthly fee and usage rates per meter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    currency: str = "EUR"
+    one_off: Decimal = _MONEY
+    monthly: Decimal = _MONEY
+    usage: list[UsageRate] = []
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError("currency must be a three-letter ISO 4217 code")
+        return v
+
+    @field_validator("usage")
+    @classmethod
+    def _meters(cls, v: list[UsageRate]) -> list[UsageRate]:
+        if len({u.meter for u in v}) != len(v):
+            raise ValueError("each meter may have one rate")
+        return v
+
+    @property
+    def first_year(self) -> Decimal:
+        """One-off fee plus twelve monthly fees: what approval thresholds compare with."""
+        return self.one_off + MONTHS_PER_YEAR * self.monthly

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 
-from cmdb.catalog.models import PricePlan
 from cmdb.chargeback import queries as q
 from cmdb.chargeback.assets import AssetTerms, PoolAsset, cents, decimal_text, pool_month
 from cmdb.chargeback.engine import (
@@ -39,6 +38,7 @@ from cmdb.chargeback.models import (
     PeriodStatus,
     PoolAllocation,
     PoolHolder,
+    PricePlan,
     RateCard,
     ServiceRecovery,
     Tier,
@@ -46,7 +46,7 @@ from cmdb.chargeback.models import (
 )
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
-from cmdb.servicemodel.models import CostRecovery
+from cmdb.items.models import CostRecovery
 
 log = logging.getLogger(__name__)
 

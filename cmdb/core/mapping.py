@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -59,3 +61,22 @@ def item_fields(row: dict[str, Any]) -> dict[str, Any]:
         "retired_at": as_datetime(row.get("retiredAt")),
         "retired_reason": row.get("retiredReason"),
     }
+
+
+# JSON kept in a node property (provenance, sightings, history changes).
+def load_json(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    loaded = json.loads(text)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _plain(value: Any) -> Any:
+    iso = getattr(value, "iso_format", None) or getattr(value, "isoformat", None)
+    if iso is not None:
+        return iso()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)

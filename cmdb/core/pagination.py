@@ -37,6 +37,13 @@ class PageRequest:
     cursor: tuple[Any, str] | None
 
 
+def check_page_size(value: int, maximum: int, field: str = "first", minimum: int = 0) -> int:
+    """A requested page size, refused outside ``minimum``..``maximum`` with the field named."""
+    if not minimum <= value <= maximum:
+        raise DomainError.single(field, f"{field} must be between {minimum} and {maximum}")
+    return value
+
+
 def page_request(
     first: int | None,
     after: str | None,
@@ -48,8 +55,8 @@ def page_request(
     if first is not None and last is not None:
         raise DomainError.single("first", "use either first/after or last/before, not both")
     for name, value in (("first", first), ("last", last)):
-        if value is not None and not 0 <= value <= max_size:
-            raise DomainError.single(name, f"{name} must be between 0 and {max_size}")
+        if value is not None:
+            check_page_size(value, max_size, name)
     if last is not None or before is not None:
         if after is not None:
             raise DomainError.single("after", "after cannot be combined with last/before")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from cmdb.core.models import DomainError, FieldError
@@ -32,3 +32,20 @@ def validate(model: type[M], data: dict[str, Any], prefix: str = "input") -> M:
 def _message(err: Any) -> str:
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def stripped_non_blank(message: str) -> AfterValidator:
+    """A validator that strips surrounding space and refuses what is left empty."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+# Text fields that may not be blank: stripped, and refused when nothing is left.
+NonBlank = Annotated[str, stripped_non_blank("must not be blank")]
+NonBlankName = Annotated[str, stripped_non_blank("name must not be blank")]

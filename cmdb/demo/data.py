@@ -21,9 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from cmdb.core.models import Criticality, OrgKind
-from cmdb.inventory.models import CIClass
-from cmdb.relations.models import RelationType
-from cmdb.servicemodel.models import ServiceKind
+from cmdb.items.models import CIClass, RelationType, ServiceKind
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from cmdb.db.driver import Database
 from cmdb.demo import data
 from cmdb.demo.data import CISpec, OrgSpec, RelSpec, ServiceSpec
 from cmdb.identity.principal import Principal
-from cmdb.relations.models import SERVICE, RelationType, rule_violation
-from cmdb.resolvers.context import Services
+from cmdb.items.models import SERVICE, RelationType, rule_violation
+from cmdb.services import Services
 from cmdb.settings import Settings
 
 Echo = Callable[[str], None]

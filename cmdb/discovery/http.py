@@ -31,8 +31,8 @@ from cmdb.core.models import DomainError
 from cmdb.discovery.models import MAX_BATCH_RECORDS, IngestResult, batch_json_schema
 from cmdb.discovery.parsers import ParseError, parse_ndjson
 from cmdb.discovery.service import DiscoveryService
-from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
+from cmdb.identity.request_auth import forbidden, request_principal
 
 log = logging.getLogger("cmdb.discovery")
 

@@ -19,8 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from cmdb.inventory.models import CIClass, Identifiers
-from cmdb.relations.models import RelationType
+from cmdb.items.models import CIClass, Identifiers, RelationType
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,255}$"
@@ -275,39 +274,6 @@ class Sighting(BaseModel):
 
     source: str
     last_seen_at: datetime
-
-
-class HistoryKind(StrEnum):
-    CREATED = "CREATED"
-    UPDATED = "UPDATED"
-    STALE = "STALE"
-    RETIRED = "RETIRED"
-    MERGED = "MERGED"  # on the survivor
-    MERGED_INTO = "MERGED_INTO"  # on the duplicate
-    RELATION_CREATED = "RELATION_CREATED"
-    RELATION_UPDATED = "RELATION_UPDATED"
-    RELATION_RETIRED = "RELATION_RETIRED"
-
-
-class AttributeChange(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    attribute: str
-    old: Any = None
-    new: Any = None
-
-
-class HistoryEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    item_id: str
-    at: datetime
-    source: str
-    kind: HistoryKind
-    changes: list[AttributeChange] = []
-    relation_type: str | None = None
-    other_id: str | None = None
-    detail: dict[str, Any] = {}
 
 
 class AsOfRelation(BaseModel):

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from xml.etree import ElementTree
 
-from cmdb.inventory.models import CIClass
+from cmdb.items.models import CIClass
 
 
 class Format(StrEnum):

@@ -8,7 +8,7 @@ from typing import LiteralString
 
 from cmdb.core.cypher import trusted
 from cmdb.discovery.models import UNIQUE_KEYS
-from cmdb.relations.models import RelationType
+from cmdb.items.models import RelationType
 
 # ------------------------------------------------------------------------------ sources
 
@@ -83,13 +83,6 @@ MATCH (n:Item {id: row.id})
 SET n += row.props
 FOREACH (_ IN CASE WHEN row.seen THEN [1] ELSE [] END | SET n.lastSeenAt = $now)
 FOREACH (_ IN CASE WHEN row.changed THEN [1] ELSE [] END | SET n.updatedAt = $now)
-RETURN count(*) AS written
-"""
-
-WRITE_HISTORY: LiteralString = """
-UNWIND $records AS h
-CREATE (x:HistoryRecord)
-SET x = h, x.at = $now
 RETURN count(*) AS written
 """
 
@@ -250,46 +243,6 @@ GET_ITEM_PROPS: LiteralString = """
 UNWIND $ids AS id
 MATCH (n:Item {id: id}) WHERE n:CI
 RETURN n.id AS id, properties(n) AS props
-"""
-
-# ------------------------------------------------------------------------------ history
-
-# Changes are HistoryRecord nodes, except creations by discovery: a CI and a relationship it
-# creates carry their own creation record (``createdSeq``: its place among the batch's
-# records; ``createdChanges``; ``source``; ``createdAt``), read back here as the same
-# CREATED / RELATION_CREATED records (100,000 CIs need no 100,000 extra nodes). Copies made
-# by a merge (``mergedFrom``) and HAS_MEMBER mirrors imply nothing.
-HISTORY: LiteralString = """
-CALL () {
-  MATCH (h:HistoryRecord {itemId: $id})
-  WHERE h.at >= $since AND h.at < $until
-  WITH h ORDER BY h.at DESC, h.seq DESC LIMIT $first
-  RETURN h.at AS at, h.seq AS seq, h {.*, at: toString(h.at)} AS record
-  UNION ALL
-  MATCH (n:Item {id: $id})
-  WHERE n.createdSeq IS NOT NULL AND n.createdAt >= $since AND n.createdAt < $until
-  RETURN n.createdAt AS at, n.createdSeq AS seq,
-         {itemId: n.id, kind: 'CREATED', source: n.source, seq: n.createdSeq,
-          changes: n.createdChanges, at: toString(n.createdAt)} AS record
-  UNION ALL
-  MATCH (n:Item {id: $id})-[r]->(o:Item)
-  WHERE r.createdSeq IS NOT NULL AND r.mergedFrom IS NULL AND type(r) <> 'HAS_MEMBER'
-    AND r.createdAt >= $since AND r.createdAt < $until
-  WITH n, r, o ORDER BY r.createdAt DESC, r.createdSeq DESC LIMIT $first
-  RETURN r.createdAt AS at, r.createdSeq AS seq,
-         {itemId: n.id, kind: 'RELATION_CREATED', source: r.source, seq: r.createdSeq,
-          changes: r.createdChanges, relationType: type(r), otherId: o.id,
-          at: toString(r.createdAt)} AS record
-}
-WITH at, seq, record ORDER BY at DESC, seq DESC LIMIT $first
-RETURN record
-"""
-
-HISTORY_AFTER: LiteralString = """
-MATCH (h:HistoryRecord {itemId: $id})
-WHERE h.at > $at
-RETURN h {.*, at: toString(h.at)} AS record
-ORDER BY h.at DESC, h.seq DESC
 """
 
 RELATIONS_AS_OF: LiteralString = """

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from cmdb.core.mapping import dump_json, load_json
 from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError
 from cmdb.core.values import attribute_properties
 from cmdb.discovery.models import (
@@ -138,24 +139,6 @@ def identify(c: Candidate, found: Mapping[tuple[str, str], Row]) -> Identified:
 
 
 # ------------------------------------------------------------------------------ precedence
-
-
-def load_json(text: Any) -> dict[str, Any]:
-    if not isinstance(text, str) or not text:
-        return {}
-    loaded = json.loads(text)
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _plain(value: Any) -> Any:
-    iso = getattr(value, "iso_format", None) or getattr(value, "isoformat", None)
-    if iso is not None:
-        return iso()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dump_json(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)
 
 
 def _same(a: Any, b: Any) -> bool:

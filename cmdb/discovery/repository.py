@@ -10,7 +10,8 @@ from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery import queries as q
 from cmdb.discovery.models import MANUAL_TRUST, UNIQUE_KEYS, Source, SourceKind
-from cmdb.relations.models import RelationType
+from cmdb.items.models import RelationType
+from cmdb.items.repository import HistoryRepository
 
 Row = dict[str, Any]
 
@@ -70,8 +71,8 @@ class DiscoveryRepository:
 
     @staticmethod
     async def write_history(tx: CountingTx, records: list[Row], now: datetime) -> None:
-        if records:
-            await tx.rows(q.WRITE_HISTORY, {"records": records, "now": now})
+        """The batch's history, in its transaction (the items core keeps the records)."""
+        await HistoryRepository.write(tx, records, now)
 
     @staticmethod
     async def ends(tx: CountingTx, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -106,7 +107,7 @@ class DiscoveryRepository:
 
     @staticmethod
     async def sync_mirrors(tx: CountingTx, rows: list[Row]) -> None:
-        from cmdb.relations.queries import SYNC_MIRRORS
+        from cmdb.items.queries import SYNC_MIRRORS
 
         if rows:
             await tx.rows(SYNC_MIRRORS, {"rows": rows})
@@ -127,17 +128,6 @@ class DiscoveryRepository:
     async def item_props(tx: CountingTx, ids: list[str]) -> dict[str, Row]:
         rows = await tx.rows(q.GET_ITEM_PROPS, {"ids": ids})
         return {r["id"]: r["props"] for r in rows}
-
-    async def history(
-        self, item_id: str, since: datetime, until: datetime, first: int
-    ) -> list[Row]:
-        rows = await self.db.read(q.HISTORY, {"id": item_id, "since": since, "until": until,
-                                              "first": first})
-        return [r["record"] for r in rows]
-
-    async def history_after(self, tx: CountingTx, item_id: str, at: datetime) -> list[Row]:
-        rows = await tx.rows(q.HISTORY_AFTER, {"id": item_id, "at": at})
-        return [r["record"] for r in rows]
 
     @staticmethod
     async def relations_as_of(tx: CountingTx, item_id: str, at: datetime) -> list[Row]:

@@ -29,7 +29,7 @@ from neo4j.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
 
 from cmdb.core.clock import utcnow
-from cmdb.core.mapping import as_datetime, native
+from cmdb.core.mapping import as_datetime, dump_json, load_json, native
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.validation import field_path
 from cmdb.core.values import attribute_properties
@@ -39,13 +39,10 @@ from cmdb.discovery.models import (
     DEFAULT_BATCH_SIZE,
     KEY_PATTERN,
     AsOfRelation,
-    AttributeChange,
     CIAsOf,
     DiscoveredItem,
     DiscoveredRelation,
     EndpointRef,
-    HistoryEntry,
-    HistoryKind,
     IngestResult,
     Provenance,
     RejectCode,
@@ -60,19 +57,24 @@ from cmdb.discovery.reconcile import (
     Rejected,
     apply,
     candidate,
-    dump_json,
     fill_from,
     identify,
-    load_json,
     new_item_props,
     unchanged,
 )
 from cmdb.discovery.repository import DiscoveryRepository
-from cmdb.health.models import rule_property_errors
-from cmdb.health.repository import propagate, recompute, upward_closure
 from cmdb.identity.principal import Permission, Principal, require_permission
-from cmdb.inventory.models import class_labels
-from cmdb.relations.models import RelationType, rule_violation
+from cmdb.items.history import MAX_HISTORY_PAGE, History, history_entry
+from cmdb.items.models import (
+    HistoryEntry,
+    HistoryKind,
+    RelationType,
+    class_labels,
+    rule_violation,
+)
+from cmdb.items.repository import HistoryRepository
+from cmdb.rollup.models import rule_property_errors
+from cmdb.rollup.repository import propagate, recompute, upward_closure
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.discovery")
@@ -81,7 +83,6 @@ T = TypeVar("T")
 Row = dict[str, Any]
 _ATTEMPTS = 3
 # The largest page of an item's history (GraphQL refuses more before running).
-MAX_HISTORY_PAGE = 1000
 # Properties an as-of view shows (provenance keys and lifecycle).
 _AS_OF_KEYS = ("name", "description", "serialNumber", "hostName", "domain", "macAddress",
                "cloudInstanceId", "lifecycleStatus", "staleSince", "retiredReason")
@@ -135,7 +136,7 @@ class _Plan:
 
     now: datetime
     out: _Outcome
-    history: _History
+    history: History
     items: _ItemWrites | None = None
     relations: _RelationWrites | None = None
     accepted: list[_Accepted] | None = None  # relationships to look for first, then write
@@ -147,32 +148,6 @@ class SweepResult:
     retired: int = 0
     relations_stale: int = 0
     relations_retired: int = 0
-
-
-@dataclass
-class _History:
-    """History records of one transaction, each with a sequence number for ordering."""
-
-    source: str
-    records: list[Row] = field(default_factory=list)
-    seq: int = 0
-
-    def next_seq(self) -> int:
-        """A place in this transaction's order for a record kept elsewhere: a creation,
-        carried by the CI or relationship created (see ``queries.HISTORY``)."""
-        self.seq += 1
-        return self.seq - 1
-
-    def add(self, item_id: str, kind: HistoryKind, changes: Mapping[str, Any] | None = None,
-            **extra: Any) -> None:
-        rec: Row = {"itemId": item_id, "kind": kind.value, "source": self.source,
-                    "seq": self.next_seq()}
-        if changes:
-            rec["changes"] = dump_json(changes)
-        for k, v in extra.items():
-            if v is not None:
-                rec[k] = dump_json(v) if isinstance(v, dict) else v
-        self.records.append(rec)
 
 
 def _validation_reason(e: ValidationError) -> tuple[str, str | None]:
@@ -383,7 +358,7 @@ class DiscoveryService:
         cands, rels, _ = prepared
         now = utcnow()
         out = _Outcome()
-        history = _History(source.name)
+        history = History(source.name)
         if cands and not rels:
             values: dict[str, list[str]] = defaultdict(list)
             for c in cands:
@@ -429,7 +404,7 @@ class DiscoveryService:
                 return p.out
             now = utcnow()
             out = _Outcome()
-            history = _History(source.name)
+            history = History(source.name)
             if cands:
                 await self._write_items(tx, source, sources, cands, merge_duplicates, now,
                                         out, history)
@@ -487,7 +462,7 @@ class DiscoveryService:
     async def _write_items(
         self, tx: CountingTx, source: Source, sources: Mapping[str, Source],
         cands: list[Candidate], merge_duplicates: bool, now: datetime, out: _Outcome,
-        history: _History,
+        history: History,
     ) -> None:
         found = await self._lookup(tx, cands)
         writes = self._reconcile_items(source, sources, cands, found, merge_duplicates, now,
@@ -497,7 +472,7 @@ class DiscoveryService:
     def _reconcile_items(
         self, source: Source, sources: Mapping[str, Source], cands: list[Candidate],
         found: Mapping[tuple[str, str], Row], merge_duplicates: bool, now: datetime,
-        out: _Outcome, history: _History,
+        out: _Outcome, history: History,
     ) -> _ItemWrites:
         """What to write for the batch's items, given the stored CIs holding their
         identifiers (``found``): plain Python, no database."""
@@ -648,7 +623,7 @@ class DiscoveryService:
         self, tx: CountingTx, source: Source,
         rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]], keys: Mapping[str, str],
         fresh: Mapping[str, str], classes: Mapping[str, str], now: datetime, out: _Outcome,
-        history: _History,
+        history: History,
     ) -> None:
         """Relationships between items this ingest created need neither their ends looked up
         (their class is known, they are live) nor their live relationships (a new item has
@@ -673,7 +648,7 @@ class DiscoveryService:
 
     async def _seen_relations(
         self, tx: CountingTx, source: Source, accepted: list[_Accepted],
-        fresh: Mapping[str, str], now: datetime, out: _Outcome, history: _History,
+        fresh: Mapping[str, str], now: datetime, out: _Outcome, history: History,
     ) -> None:
         """Write the accepted relationships: those live already are seen again first (one
         statement per type; their properties by precedence); the others are created."""
@@ -727,7 +702,7 @@ class DiscoveryService:
                     raise DomainError.single(name, f"CI {ident!r} is a "
                                              f"{props[ident].get('ciClass')}, the survivor a "
                                              f"{props[survivor_id].get('ciClass')}", "CONFLICT")
-            history = _History(f"user:{who.user}")
+            history = History(f"user:{who.user}")
             stored = dict(props[survivor_id])
             before = dict(stored)
             for d in dups:
@@ -772,7 +747,7 @@ class DiscoveryService:
             row = await tx.one(q.MARK_STALE, {"before": stale_before, "now": now,
                                               "limit": chunk})
             ids = row["ids"] if row else []
-            history = _History("sweep")
+            history = History("sweep")
             for i in ids:
                 history.add(i, HistoryKind.STALE, {"staleSince": [None, now.isoformat()]})
             await self.repo.write_history(tx, history.records, now)
@@ -788,7 +763,7 @@ class DiscoveryService:
                 return 0
             consumers = [i for i in await upward_closure(tx, ids) if i not in set(ids)]
             await tx.rows(q.RETIRE_UNSEEN, {"ids": ids, "now": now})
-            history = _History("sweep")
+            history = History("sweep")
             for r in rows:
                 history.add(r["id"], HistoryKind.RETIRED,
                             {"lifecycleStatus": [r["status"], "RETIRED"]},
@@ -802,7 +777,7 @@ class DiscoveryService:
 
         async def relations(tx: CountingTx) -> tuple[int, int]:
             stale = retired = 0
-            history = _History("sweep")
+            history = History("sweep")
             ends: set[str] = set()
             for rt in RelationType:
                 row = await tx.one(q.stale_relations(rt), {"before": stale_before, "now": now})
@@ -830,8 +805,9 @@ class DiscoveryService:
     ) -> list[HistoryEntry]:
         since = since or datetime(1970, 1, 1, tzinfo=utcnow().tzinfo)
         until = until or utcnow() + timedelta(days=1)
-        rows = await self.repo.history(item_id, since, until, max(1, min(first, MAX_HISTORY_PAGE)))
-        return [_entry(r) for r in rows]
+        rows = await HistoryRepository(self.db).read(
+            item_id, since, until, max(1, min(first, MAX_HISTORY_PAGE)))
+        return [history_entry(r) for r in rows]
 
     async def as_of(self, item_id: str, at: datetime) -> CIAsOf:
         """The CI as it was at ``at``: today's values with every later change undone."""
@@ -848,7 +824,7 @@ class DiscoveryService:
             state.update({"attributes." + k[5:]: native(v) for k, v in props.items()
                           if k.startswith("attr_")})
             rel_changes: list[Row] = []
-            for rec in await self.repo.history_after(tx, item_id, at):
+            for rec in await HistoryRepository.after(tx, item_id, at):
                 if rec.get("mergedFrom"):
                     continue  # a duplicate's own past, not this CI's
                 if rec["kind"].startswith("RELATION_"):
@@ -931,7 +907,7 @@ def _accept_relations(resolved: list[_Resolved], ends: Mapping[str, tuple[str, s
 
 def _relation_writes(
     accepted: list[_Accepted], live: set[int], changed: Mapping[int, Row],
-    fresh: Mapping[str, str], out: _Outcome, history: _History,
+    fresh: Mapping[str, str], out: _Outcome, history: History,
 ) -> _RelationWrites:
     """What to write for the accepted relationships, given those found live (``live``,
     by record index) and the old properties of those whose properties changed."""
@@ -966,7 +942,7 @@ def _relation_writes(
 
 def _plan_relations(
     rels: list[tuple[int, DiscoveredRelation, dict[str, Any]]], keys: Mapping[str, str],
-    fresh: Mapping[str, str], classes: Mapping[str, str], out: _Outcome, history: _History,
+    fresh: Mapping[str, str], classes: Mapping[str, str], out: _Outcome, history: History,
 ) -> tuple[list[_Accepted], _RelationWrites | None] | None:
     """The accepted relationships when both ends of each are CIs this ingest identified
     (see ``_plan``), and their writes too when each source end is one it created (no
@@ -1079,19 +1055,6 @@ def _prepare_relation(raw: Any) -> tuple[DiscoveredRelation, dict[str, Any]]:
     return r, props
 
 
-def _entry(r: Row) -> HistoryEntry:
-    changes = [AttributeChange(attribute=k, old=v[0], new=v[1])
-               for k, v in sorted(load_json(r.get("changes")).items())]
-    detail = load_json(r.get("detail"))
-    if r.get("mergedFrom"):
-        detail = {**detail, "mergedFrom": r["mergedFrom"]}
-    return HistoryEntry(
-        item_id=r["itemId"], at=as_datetime(r["at"]) or utcnow(), source=r.get("source") or "",
-        kind=HistoryKind(r["kind"]), changes=changes, relation_type=r.get("relationType"),
-        other_id=r.get("otherId"), detail=detail,
-    )
-
-
 def provenance_of(props_json: str | None, values: Mapping[str, Any]) -> list[Provenance]:
     """Provenance entries of a CI (its ``provenance`` property), with current values."""
     out = []
@@ -1105,34 +1068,3 @@ def provenance_of(props_json: str | None, values: Mapping[str, Any]) -> list[Pro
 def sightings_of(seen_json: str | None) -> list[Sighting]:
     return [Sighting(source=s, last_seen_at=datetime.fromisoformat(at))
             for s, at in sorted(load_json(seen_json).items())]
-
-
-# Node properties a person's edit is recorded for, as provenance keys (attr_* as attributes.*).
-_MANUAL_KEYS = {"name", "description", "serialNumber", "hostName", "domain", "macAddress",
-                "cloudInstanceId", "lifecycleStatus", "operationalState", "criticality"}
-
-
-async def record_manual_change(
-    tx: CountingTx, item_id: str, stored: Mapping[str, Any], props: dict[str, Any],
-    now: datetime, who: str = "api",
-) -> None:
-    """Keep the history of an edit made through the API (old and new values, ``who``, time)
-    in the caller's transaction, and drop the discovery provenance of what it changes: a
-    value a person set is protected like any value without provenance (``MANUAL_TRUST``).
-    ``props`` (the node properties about to be set) gains the new provenance."""
-    changes: dict[str, list[Any]] = {}
-    for prop, new in props.items():
-        key = "attributes." + prop[5:] if prop.startswith("attr_") else prop
-        if key != prop or prop in _MANUAL_KEYS:
-            old = native(stored.get(prop))
-            if old != new:
-                changes[key] = [old, new]
-    if not changes:
-        return
-    prov = load_json(stored.get("provenance"))
-    if any(k in prov for k in changes):
-        props["provenance"] = dump_json({k: v for k, v in prov.items() if k not in changes})
-    history = _History(who)
-    history.add(item_id, HistoryKind.UPDATED, changes)
-    await DiscoveryRepository.write_history(tx, history.records, now)
-

@@ -18,17 +18,12 @@ from cmdb.core.mapping import as_datetime, native
 from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, OperationalState
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
-from cmdb.health.models import PRECEDENCE, Availability, StateChange
-from cmdb.health.repository import (
-    HealthRepository,
-    impacted_params,
-    propagate,
-    set_own_states,
-)
-from cmdb.inventory.models import ConfigurationItem
-from cmdb.relations.repository import item_from_row
-from cmdb.servicemodel.models import Service
-from cmdb.servicemodel.repository import decimal_or_none
+from cmdb.health.models import Availability
+from cmdb.health.repository import HealthRepository, impacted_params
+from cmdb.items.models import ConfigurationItem, Service
+from cmdb.items.repository import decimal_or_none, item_from_row
+from cmdb.rollup.models import PRECEDENCE, StateChange
+from cmdb.rollup.repository import propagate, set_own_states
 from cmdb.settings import Settings
 
 CRITICAL_PERIODS_ATTRIBUTE = "criticalPeriods"

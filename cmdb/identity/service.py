@@ -8,8 +8,9 @@ lists and counts alike). Writing needs ``identity:write``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import (
@@ -22,8 +23,6 @@ from cmdb.core.models import (
 from cmdb.core.pagination import Page, encode_cursor, page_request
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.models import PRECEDENCE
-from cmdb.health.service import HealthService
 from cmdb.identity import queries as q
 from cmdb.identity.models import (
     AffectedRole,
@@ -47,6 +46,7 @@ from cmdb.identity.principal import (
     require_permission,
 )
 from cmdb.identity.repository import IdentityRepository
+from cmdb.rollup.models import PRECEDENCE
 from cmdb.settings import Settings
 
 # How far ahead of our clock a membership date may be (clock skew of the caller).
@@ -76,6 +76,30 @@ def _criticality(row: dict[str, Any]) -> Criticality:
 
 def worst(states: list[OperationalState]) -> OperationalState:
     return max(states, key=PRECEDENCE.__getitem__) if states else OperationalState.UP
+
+
+class _ImpactedItem(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def criticality(self) -> Criticality: ...
+
+
+class _ImpactEntry(Protocol):
+    @property
+    def item(self) -> _ImpactedItem: ...
+    @property
+    def state(self) -> OperationalState: ...
+    @property
+    def path_names(self) -> list[str]: ...
+
+
+class ImpactReader(Protocol):
+    """What a failure holds up (the health service): identity ranks the people it reaches
+    without importing the layer above it."""
+
+    async def impact(self, ids: list[str], services_only: bool = ..., assume_down: bool = ...,
+                     at: datetime | None = ...) -> Sequence[_ImpactEntry]: ...
 
 
 class IdentityService:
@@ -171,7 +195,7 @@ class IdentityService:
         return out
 
     async def impact(
-        self, health: HealthService, ids: list[str], principal: Principal | None,
+        self, health: ImpactReader, ids: list[str], principal: Principal | None,
         assume_down: bool = False, at: datetime | None = None,
     ) -> tuple[list[AffectedUser], list[AffectedRole]]:
         """The users and roles a failure of ``ids`` reaches, ranked: users whose current

@@ -12,8 +12,7 @@ Off: nothing here runs per request (no extension, no middleware, no span calls).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import TracerProvider
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from strawberry.extensions import SchemaExtension
 
-    from cmdb.db.driver import Database
     from cmdb.settings import Settings
 
 # Health probes and scrapes would only add noise to the traces.
@@ -77,17 +75,3 @@ def instrument_app(app: FastAPI, provider: TracerProvider | None) -> None:
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider,
                                        excluded_urls=EXCLUDED_URLS,
                                        exclude_spans=["receive", "send"])
-
-
-@contextmanager
-def trace_database(db: Database, provider: TracerProvider | None) -> Iterator[None]:
-    """Spans around the database's statements while the app runs (when tracing is on)."""
-    if provider is None:
-        yield
-        return
-    before = db.tracer
-    db.tracer = provider.get_tracer("cmdb.neo4j")
-    try:
-        yield
-    finally:
-        db.tracer = before

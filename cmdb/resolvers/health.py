@@ -11,9 +11,10 @@ import strawberry
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState
-from cmdb.health.models import PRECEDENCE
 from cmdb.health.service import ModelEntry as ModelEntryModel
 from cmdb.health.service import RankedImpact
+from cmdb.items.models import Service as ServiceDomain
+from cmdb.rollup.models import PRECEDENCE
 from cmdb.schema.health import (
     Availability,
     ImpactEntry,
@@ -28,7 +29,6 @@ from cmdb.schema.health import (
 )
 from cmdb.schema.payloads import user_errors
 from cmdb.schema.types import item_view
-from cmdb.servicemodel.models import Service as ServiceDomain
 
 
 async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped-def]

@@ -10,8 +10,9 @@ from cmdb.core.cypher import ItemFilter
 from cmdb.core.models import OrgKind
 from cmdb.core.pagination import Page
 from cmdb.identity.scope import Visibility
-from cmdb.inventory.models import CIClass, CIFamily, expand_classes
-from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.items.models import CIClass, CIFamily, expand_classes
+from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.items.models import Service as ServiceModel
 from cmdb.resolvers.alarms import AlarmQuery
 from cmdb.resolvers.catalog import CatalogQuery
 from cmdb.resolvers.chargeback import ChargebackQuery
@@ -34,7 +35,6 @@ from cmdb.schema.types import (
     item_view,
     wants_total,
 )
-from cmdb.servicemodel.models import Service as ServiceModel
 
 
 def _page_info(page: Page[Any]) -> PageInfo:

@@ -8,7 +8,7 @@ import strawberry
 
 from cmdb.alarms.models import Alarm as AlarmModel
 from cmdb.alarms.models import AlarmSeverity, AlarmStatus
-from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.schema.types import ConfigurationItem, UserError
 
 # Registered in place, like the enums in enums.py: the domain classes are the GraphQL enums.

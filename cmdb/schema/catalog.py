@@ -20,11 +20,12 @@ from cmdb.catalog.models import (
     SubscriptionStatus,
     TaskStatus,
 )
+from cmdb.chargeback.models import PricePlan as PricePlanModel
 from cmdb.chargeback.models import Tier
-from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.items.models import Service as ServiceModel
 from cmdb.schema.chargeback import RateTier
 from cmdb.schema.types import ConfigurationItem, Service, UserError
-from cmdb.servicemodel.models import Service as ServiceModel
 
 strawberry.enum(OrderStatus, description="Where an order is in its life; see the README for "
                 "the allowed moves.")
@@ -70,7 +71,7 @@ class PricePlan:
         description="One-off fee plus twelve monthly fees: what approval thresholds compare.")
 
     @classmethod
-    def from_model(cls, p: m.PricePlan) -> PricePlan:
+    def from_model(cls, p: PricePlanModel) -> PricePlan:
         return cls(currency=p.currency, one_off=p.one_off, monthly=p.monthly,
                    usage=[UsageRate(meter=u.meter, unit=u.unit, rate=u.rate) for u in p.usage],
                    first_year=p.first_year)
@@ -197,7 +198,7 @@ class CatalogueItem:
     created_at: datetime
     updated_at: datetime
     retired_at: datetime | None
-    plan: strawberry.Private[m.PricePlan]
+    plan: strawberry.Private[PricePlanModel]
 
     @strawberry.field(description="What an order made now would be billed for a month of "
                       "the given usage (a quantity per meter of the price plan; none: the "

@@ -10,12 +10,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from cmdb.discovery.models import CIAsOf as CIAsOfModel
-from cmdb.discovery.models import HistoryEntry as HistoryModel
-from cmdb.discovery.models import HistoryKind as HistoryKindModel
 from cmdb.discovery.models import IngestResult
 from cmdb.discovery.models import RejectCode as RejectCodeModel
 from cmdb.discovery.models import Source as SourceModel
 from cmdb.discovery.models import SourceKind as SourceKindModel
+from cmdb.items.models import HistoryEntry as HistoryModel
+from cmdb.items.models import HistoryKind as HistoryKindModel
 
 DiscoverySourceKind = strawberry.enum(cast(type[Enum], SourceKindModel),
                                       name="DiscoverySourceKind")

@@ -5,9 +5,7 @@ from enum import StrEnum
 import strawberry
 
 from cmdb.core.models import Criticality, LifecycleStatus, OperationalState, SortDirection
-from cmdb.inventory.models import CIClass, CIFamily
-from cmdb.relations.models import Direction, RelationType
-from cmdb.servicemodel.models import CostRecovery, ServiceKind
+from cmdb.items.models import CIClass, CIFamily, CostRecovery, Direction, RelationType, ServiceKind
 
 # strawberry.enum registers the domain enum classes in place, so the classes themselves
 # are the GraphQL enums.

@@ -9,11 +9,11 @@ import strawberry
 from cmdb.changes.models import PlannedChange as PlannedChangeModel
 from cmdb.changes.service import WhatIf as WhatIfModel
 from cmdb.health.models import Availability as AvailabilityModel
-from cmdb.health.models import StateChange as StateChangeModel
 from cmdb.health.service import Impact as ImpactModel
 from cmdb.health.service import ModelEntry as ModelEntryModel
 from cmdb.health.service import RankedImpact
-from cmdb.relations.repository import item_from_row
+from cmdb.items.repository import item_from_row
+from cmdb.rollup.models import StateChange as StateChangeModel
 from cmdb.schema.enums import OperationalState
 from cmdb.schema.types import Item, UserError, item_view
 

@@ -23,7 +23,7 @@ from cmdb.identity.models import ServiceRequest as ServiceRequestModel
 from cmdb.identity.models import User as UserModel
 from cmdb.identity.principal import Forbidden, Permission
 from cmdb.identity.service import can_read_everyone, may_read_user
-from cmdb.inventory.models import ConfigurationItem as CIModel
+from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.schema.enums import OperationalState
 from cmdb.schema.types import (
     ConfigurationItem,

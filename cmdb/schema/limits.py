@@ -1,6 +1,6 @@
 """Limits on GraphQL documents, checked before anything is executed.
 
-Two passes, both cached per document text by the schema extension (``cmdb.schema``):
+Two passes, both cached per document text by the schema extension (``cmdb.api.schema``):
 
 * :func:`shape_errors` looks at the document alone (no schema): depth, aliases and
   directives per operation, fragments counted each time they are spread, no directive

@@ -14,10 +14,11 @@ from cmdb.chargeback.assets import AssetTerms, book_value, nominal_monthly_depre
 from cmdb.core.clock import utcnow
 from cmdb.core.models import ItemBase, OrgUnit
 from cmdb.health.maintenance import in_maintenance
-from cmdb.inventory.models import Asset as AssetModel
-from cmdb.inventory.models import ConfigurationItem as CIModel
-from cmdb.relations.models import Direction as DirectionModel
-from cmdb.relations.models import Relation as RelationModel
+from cmdb.items.models import Asset as AssetModel
+from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.items.models import Direction as DirectionModel
+from cmdb.items.models import Relation as RelationModel
+from cmdb.items.models import Service as ServiceModel
 from cmdb.schema.discovery import (
     AttributeProvenance,
     CIAsOf,
@@ -35,7 +36,6 @@ from cmdb.schema.enums import (
     RelationType,
     ServiceKind,
 )
-from cmdb.servicemodel.models import Service as ServiceModel
 
 
 @strawberry.type(description="A problem with the request, named by the input field it concerns.")
@@ -338,7 +338,7 @@ class ConfigurationItem(Item):
 
     @classmethod
     def from_model(cls, m: CIModel) -> ConfigurationItem:
-        from cmdb.inventory.models import CLASS_ANCESTORS
+        from cmdb.items.models import CLASS_ANCESTORS
 
         ids = m.identifiers
         return cls(

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 
 from cmdb.core.httpbody import BadBody, read_body
 from cmdb.core.httpbody import error_response as _error
-from cmdb.identity.http import forbidden, request_principal
 from cmdb.identity.principal import Permission, has_permission
+from cmdb.identity.request_auth import forbidden, request_principal
 from cmdb.vdi import feed
 from cmdb.vdi.models import IngestReport, Outcome
 from cmdb.vdi.service import VdiService

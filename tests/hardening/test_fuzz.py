@@ -34,11 +34,11 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, nodes
 from hypothesis_graphql import strategies as gql_st
 
+from cmdb.api.schema import sdl
 from cmdb.app import create_app
 from cmdb.db.driver import Database
 from cmdb.demo.loader import load_demo
-from cmdb.resolvers.context import Services
-from cmdb.schema import sdl
+from cmdb.services import Services
 from cmdb.settings import Settings
 from tests.auth import ADMIN, auth_headers
 from tests.hardening.abuse_fixtures import GRAPHQL, authenticator, production

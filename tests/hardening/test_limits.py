@@ -229,7 +229,7 @@ async def test_a_statement_over_the_transaction_timeout_is_stopped_with_a_clear_
 def test_the_cost_example_of_the_readme():
     from graphql import parse
 
-    from cmdb.schema import PAGE_SIZE_OVERRIDES, build_schema
+    from cmdb.api.schema import PAGE_SIZE_OVERRIDES, build_schema
     from cmdb.schema.limits import Limits, compile_cost
 
     settings = Settings()

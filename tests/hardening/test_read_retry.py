@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from neo4j.exceptions import CypherSyntaxError, ServiceUnavailable
 
+from cmdb.api.metrics import pool_usage
 from cmdb.db.driver import Database
-from cmdb.observability.metrics import pool_usage
 from tests.hardening.conftest import Outage, connect, fast_settings
 
 pytestmark = pytest.mark.integration

@@ -108,8 +108,8 @@ async def test_transactions_nest_their_statements(traced):
     named = [s for s in inner if "db.query.summary" in s.attributes]
     assert named, [s.name for s in inner]
     assert all(s.name == f"neo4j {s.attributes['db.query.summary']}" for s in named)
-    assert all(s.attributes["db.query.summary"].split(".")[0] in {"inventory", "health",
-               "relations", "discovery"} for s in named), [s.name for s in named]
+    assert all(s.attributes["db.query.summary"].split(".")[0] in {"items", "rollup",
+               "discovery"} for s in named), [s.name for s in named]
     assert all(by_id[t.parent.span_id].name.startswith("GraphQL Resolving")
                for t in transactions if t.parent is not None)
 
@@ -123,7 +123,7 @@ async def test_tracing_is_off_unless_configured(client, clean_db, test_settings,
     assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
     from strawberry.extensions.tracing import OpenTelemetryExtension
 
-    from cmdb.schema import build_schema
+    from cmdb.api.schema import build_schema
 
     def kinds(schema):
         return {type(factory()) for factory in schema.extensions}

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from strawberry.asgi import GraphQL
 
-log = logging.getLogger("cmdb.graphiql")
+log = logging.getLogger("cmdb.api.graphiql")
 
 ASSETS_PATH = "/graphiql-assets"
 """URL prefix under which :func:`mount_assets` serves the files."""

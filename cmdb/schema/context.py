@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,12 +11,8 @@ from strawberry.fastapi import BaseContext
 
 from cmdb.catalog import models as catalog_models
 from cmdb.catalog.service import CatalogService
-from cmdb.changes.service import ChangeService
-from cmdb.chargeback.service import ChargebackService
+from cmdb.chargeback.models import PricePlan
 from cmdb.core.models import OrgUnit
-from cmdb.db.driver import Database
-from cmdb.discovery.service import DiscoveryService
-from cmdb.health.service import HealthService
 from cmdb.identity.models import (
     Entitlement,
     EnvironmentHealth,
@@ -28,56 +23,10 @@ from cmdb.identity.models import (
 )
 from cmdb.identity.principal import Principal
 from cmdb.identity.scope import Visibility, visibility
-from cmdb.identity.service import IdentityService
-from cmdb.inventory.models import Asset, ConfigurationItem
-from cmdb.inventory.service import InventoryService
-from cmdb.org.service import OrgService
-from cmdb.relations.models import Relation, RelationQuery
-from cmdb.relations.repository import item_from_row
-from cmdb.relations.service import RelationService
-from cmdb.servicemodel.models import Service
-from cmdb.servicemodel.service import ServiceModelService
-from cmdb.settings import Settings
+from cmdb.items.models import Asset, ConfigurationItem, Relation, RelationQuery, Service
+from cmdb.items.repository import item_from_row
+from cmdb.services import Services
 from cmdb.vdi.models import DesktopSession
-from cmdb.vdi.service import VdiService
-
-
-@dataclass
-class Services:
-    """The domain services; one set per process, shared by requests."""
-
-    db: Database
-    settings: Settings
-    inventory: InventoryService = field(init=False)
-    servicemodel: ServiceModelService = field(init=False)
-    relations: RelationService = field(init=False)
-    org: OrgService = field(init=False)
-    health: HealthService = field(init=False)
-    changes: ChangeService = field(init=False)
-    catalog: CatalogService = field(init=False)
-    identity: IdentityService = field(init=False)
-    vdi: VdiService = field(init=False)
-    discovery: DiscoveryService = field(init=False)
-    chargeback: ChargebackService = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inventory = InventoryService(self.db, self.settings)
-        self.servicemodel = ServiceModelService(self.db, self.settings)
-        self.relations = RelationService(self.db, self.settings)
-        self.org = OrgService(self.db, self.settings)
-        self.health = HealthService(self.db, self.settings)
-        self.changes = ChangeService(self.db, self.settings, self.health)
-        self.catalog = CatalogService(self.db, self.settings)
-        self.identity = IdentityService(self.db, self.settings)
-        self.vdi = VdiService(self.db, self.settings)
-        self.discovery = DiscoveryService(self.db, self.settings)
-        self.chargeback = ChargebackService(self.db, self.settings)
-
-    async def close(self) -> None:
-        """Stop what runs in the background (the change feeds); open subscriptions end."""
-        await self.health.close()
-        await self.catalog.close()
-
 
 # A price plan as JSON and the quantities asked of it, (meter, quantity) pairs.
 EstimateKey = tuple[str, tuple[tuple[str, Decimal], ...]]
@@ -122,7 +71,7 @@ class CatalogLoaders:
 
             async def load(keys: list[EstimateKey]
                            ) -> list[catalog_models.Estimate | BaseException]:
-                asks = [(catalog_models.PricePlan.model_validate_json(plan),
+                asks = [(PricePlan.model_validate_json(plan),
                          [{"meter": m, "quantity": q} for m, q in quantities])
                         for plan, quantities in keys]
                 return list(await catalog.estimates(principal, asks))

@@ -1,4 +1,4 @@
-"""Configuration items and their class hierarchy."""
+"""Items: configuration items, service records and the relationships between them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cmdb.core.models import Criticality, ItemBase, LifecycleStatus, OperationalState
+from cmdb.identity.scope import EVERYTHING, Visibility
 
 
 class CIClass(StrEnum):
@@ -262,3 +263,205 @@ class Asset(BaseModel):
     vendor: str | None
     updated_at: datetime | None = None
     updated_by: str | None = None
+
+
+class ServiceKind(StrEnum):
+    BUSINESS = "BUSINESS"
+    TECHNICAL = "TECHNICAL"
+
+
+class CostRecovery(StrEnum):
+    """Who pays a service's own cost (what reaches it from the CIs and services below it):
+    its owning cost centre (the default: showback to its owner); its consumers (the
+    subscriptions for it, in proportion to the days each was active in the month); or
+    nobody directly: the fees of its catalogue items recover it (PRICES: the service keeps
+    its cost, not invoiced, and chargeRecovery compares it with those fees)."""
+
+    OWNER = "OWNER"
+    CONSUMERS = "CONSUMERS"
+    PRICES = "PRICES"
+
+
+SERVICE_LABELS = {ServiceKind.BUSINESS: ":Item:Service:BusinessService",
+                  ServiceKind.TECHNICAL: ":Item:Service:TechnicalService"}
+
+# "Sun 02:00-04:00" or "Daily 23:00-01:00", UTC.
+_WINDOW = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Daily) ([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+)
+
+
+class SLA(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    availability_target: Decimal | None = Field(None, ge=0, le=100, decimal_places=4)
+    response_target_minutes: int | None = Field(None, ge=0)
+    restore_target_minutes: int | None = Field(None, ge=0)
+    maintenance_windows: list[str] = []
+
+    @field_validator("maintenance_windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            if not _WINDOW.match(w):
+                raise ValueError(
+                    f"maintenance window {w!r} must look like 'Sun 02:00-04:00' (UTC)"
+                )
+        return v
+
+
+class BusinessValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    revenue_per_hour: Decimal | None = Field(None, ge=0, decimal_places=2)
+    users: int | None = Field(None, ge=0)
+
+
+class Service(ItemBase):
+    kind: ServiceKind
+    sla: SLA = SLA()
+    business_value: BusinessValue = BusinessValue()
+    cost_recovery: CostRecovery = CostRecovery.OWNER
+
+
+class ServiceWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: ServiceKind
+    description: str | None = Field(None, max_length=4000)
+    lifecycle_status: LifecycleStatus = LifecycleStatus.IN_SERVICE
+    operational_state: OperationalState = OperationalState.UNKNOWN
+    criticality: Criticality = Criticality.MEDIUM
+    owner_group_id: str | None = None
+    cost_centre_id: str | None = None
+    location_id: str | None = None
+    sla: SLA = SLA()
+    business_value: BusinessValue = BusinessValue()
+    cost_recovery: CostRecovery = CostRecovery.OWNER
+    attributes: dict[str, object] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("name must not be blank")
+        return v
+
+
+class RelationType(StrEnum):
+    DEPENDS_ON = "DEPENDS_ON"
+    RUNS_ON = "RUNS_ON"
+    MEMBER_OF = "MEMBER_OF"
+    CONNECTS_TO = "CONNECTS_TO"
+    CONTAINS = "CONTAINS"
+    USES = "USES"
+    INSTALLED_ON = "INSTALLED_ON"
+
+
+class Direction(StrEnum):
+    OUTGOING = "OUTGOING"
+    INCOMING = "INCOMING"
+    BOTH = "BOTH"
+
+
+SERVICE = "SERVICE"
+_COMPUTE_HOSTS = {"Server", "HypervisorHost", "VirtualMachine", "Cluster"}
+_WORKLOADS = {"VirtualMachine", "VirtualDesktop", "ApplicationInstance", "Database",
+              "SoftwarePackage", "LoadBalancer"}
+_ANY_CI = {"Server", "HypervisorHost", "VirtualMachine", "Cluster", "VirtualDesktop",
+           "DesktopPool", "NetworkDevice", "LoadBalancer", "StorageVolume", "Database",
+           "ApplicationInstance", "SoftwarePackage"}
+
+# Which ends each type may join: CI class names, or SERVICE for a service.
+RULES: dict[RelationType, tuple[set[str], set[str]]] = {
+    RelationType.DEPENDS_ON: (_ANY_CI | {SERVICE}, _ANY_CI | {SERVICE}),
+    RelationType.RUNS_ON: (_WORKLOADS, _COMPUTE_HOSTS),
+    RelationType.MEMBER_OF: (_ANY_CI - {"Cluster", "DesktopPool"}, {"Cluster", "DesktopPool"}),
+    RelationType.CONNECTS_TO: (_ANY_CI, _ANY_CI),
+    RelationType.CONTAINS: (_ANY_CI, _ANY_CI),
+    RelationType.USES: (_ANY_CI | {SERVICE}, _ANY_CI),
+    RelationType.INSTALLED_ON: ({"SoftwarePackage"}, {"Server", "HypervisorHost",
+                                                      "VirtualMachine", "VirtualDesktop"}),
+}
+
+
+def rule_violation(rel_type: RelationType, source_class: str, target_class: str) -> str | None:
+    sources, targets = RULES[rel_type]
+    if source_class not in sources:
+        return f"a {_label(source_class)} cannot be the source of {rel_type.value}"
+    if target_class not in targets:
+        return f"{rel_type.value} cannot point to a {_label(target_class)}"
+    return None
+
+
+def _label(cls: str) -> str:
+    return "service" if cls == SERVICE else cls
+
+
+class Relation(BaseModel):
+    """One relationship seen from an item: its type, which way it points, and the other end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: RelationType
+    direction: Direction
+    depth: int
+    source_id: str
+    target_id: str
+    properties: dict[str, Any] = {}
+    created_at: datetime | None = None
+    retired_at: datetime | None = None
+    path: list[str] = []
+    item: ConfigurationItem | Service
+
+
+class RelationQuery(BaseModel):
+    """Arguments of a relationship field; hashable so loaders can batch equal ones."""
+
+    model_config = ConfigDict(frozen=True)
+
+    direction: Direction = Direction.BOTH
+    types: tuple[RelationType, ...] = ()
+    depth: int = 1
+    first: int = 50
+    include_retired: bool = False
+    with_org: bool = True  # read owner, cost centre and location of the related items
+    visibility: Visibility = EVERYTHING  # the caller's scope
+
+
+# ------------------------------------------------------------------------------ history
+
+
+class HistoryKind(StrEnum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    STALE = "STALE"
+    RETIRED = "RETIRED"
+    MERGED = "MERGED"  # on the survivor
+    MERGED_INTO = "MERGED_INTO"  # on the duplicate
+    RELATION_CREATED = "RELATION_CREATED"
+    RELATION_UPDATED = "RELATION_UPDATED"
+    RELATION_RETIRED = "RELATION_RETIRED"
+
+
+class AttributeChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    attribute: str
+    old: Any = None
+    new: Any = None
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    at: datetime
+    source: str
+    kind: HistoryKind
+    changes: list[AttributeChange] = []
+    relation_type: str | None = None
+    other_id: str | None = None
+    detail: dict[str, Any] = {}

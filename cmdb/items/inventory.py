@@ -11,7 +11,6 @@ from neo4j.exceptions import ConstraintError
 
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ItemFilter, sort_spec
-from cmdb.core.listing import list_items
 from cmdb.core.models import (
     CRITICALITY_RANK,
     DomainError,
@@ -24,15 +23,16 @@ from cmdb.core.pagination import Page, page_request
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
-from cmdb.discovery.service import record_manual_change
-from cmdb.health.repository import propagate, recompute, upward_closure
-from cmdb.inventory.models import Asset, AssetInput, CIWrite, ConfigurationItem, Identifiers
-from cmdb.inventory.repository import (
+from cmdb.items.history import record_manual_change
+from cmdb.items.models import Asset, AssetInput, CIWrite, ConfigurationItem, Identifiers
+from cmdb.items.repository import (
     AssetRepository,
     InventoryRepository,
     ci_from_row,
     identifier_properties,
+    list_items,
 )
+from cmdb.rollup.repository import propagate, recompute, upward_closure
 from cmdb.settings import Settings
 
 # Changes to these fields change health, so they are rolled up at once.

@@ -8,9 +8,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.models import rule_property_errors
-from cmdb.health.repository import propagate
-from cmdb.relations.models import (
+from cmdb.items.models import (
     SERVICE,
     Direction,
     Relation,
@@ -18,7 +16,9 @@ from cmdb.relations.models import (
     RelationType,
     rule_violation,
 )
-from cmdb.relations.repository import RelationRepository
+from cmdb.items.repository import RelationRepository
+from cmdb.rollup.models import rule_property_errors
+from cmdb.rollup.repository import propagate
 from cmdb.settings import Settings
 
 

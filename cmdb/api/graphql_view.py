@@ -23,14 +23,14 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types.unset import UnsetType
 
+from cmdb.api.graphiql import LocalGraphiQL
 from cmdb.core.httpbody import loads
 from cmdb.db.availability import graphql_unavailable, retry_after_header
-from cmdb.graphiql import LocalGraphiQL
 from cmdb.identity.auth import Authenticator
-from cmdb.identity.http import request_principal
+from cmdb.identity.request_auth import request_principal
 from cmdb.identity.tokens import TokenError
 from cmdb.logs import request_id_var
-from cmdb.resolvers.context import Context
+from cmdb.schema.context import Context
 
 log = logging.getLogger("cmdb.api")
 

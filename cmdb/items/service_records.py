@@ -7,28 +7,28 @@ from typing import Any
 
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ItemFilter, sort_spec
-from cmdb.core.listing import list_items
 from cmdb.core.models import DomainError, LifecycleStatus, NotFound, SortDirection
 from cmdb.core.pagination import Page, page_request
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
-from cmdb.health.repository import propagate
-from cmdb.inventory.repository import InventoryRepository
-from cmdb.inventory.service import (
+from cmdb.items.inventory import (
     STATE_FIELDS,
     check_refs,
     common_properties,
     ref_params,
     retire_item,
 )
-from cmdb.servicemodel.models import Service, ServiceWrite
-from cmdb.servicemodel.repository import (
+from cmdb.items.models import Service, ServiceWrite
+from cmdb.items.repository import (
+    InventoryRepository,
     ServiceRepository,
+    list_items,
     service_from_row,
     sla_properties,
     value_properties,
 )
+from cmdb.rollup.repository import propagate
 from cmdb.settings import Settings
 
 

@@ -1,1 +1,0 @@
-"""Configuration items: classes, identifiers, lifecycle."""

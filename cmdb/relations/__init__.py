@@ -1,1 +1,0 @@
-"""Typed, directed relationships between items. Impact flows from provider to consumer."""

@@ -1,1 +1,0 @@
-"""Business and technical services: SLA, business value, the top of a service model."""
