@@ -1,8 +1,8 @@
 """Use cases for alarms: raise (one or many), clear, acknowledge, list.
 
-Every raise or clear sets the CI's own state from its open alarms and rolls it up with
-``propagate`` in the same transaction, so the alarm, the state, the roll-up and the state
-history commit (or roll back) together. Permissions are checked here, before anything is
+Every raise or clear sets the CI's own state from its open alarms and rolls it up
+(``writes.set_states``) in the same transaction, so the alarm, the state, the roll-up and
+the state history commit (or roll back) together. Permissions are checked here, before anything is
 read: ``alarm:write`` to raise and clear, ``alarm:acknowledge`` to acknowledge.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,11 +31,12 @@ from cmdb.alarms.models import (
 from cmdb.alarms.repository import AlarmRepository
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound, OperationalState
+from cmdb.core.pagination import check_page_size
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.principal import Permission, Principal, require_permission
 from cmdb.identity.scope import EVERYTHING, Visibility
-from cmdb.rollup.repository import propagate, set_own_states
+from cmdb.items import writes
 from cmdb.settings import Settings
 
 log = logging.getLogger("cmdb.alarms")
@@ -61,6 +62,11 @@ def _cause(verb: str, alarm_ids: list[str]) -> str:
     shown = ", ".join(alarm_ids[:_CAUSE_IDS])
     more = f" and {len(alarm_ids) - _CAUSE_IDS} more" if len(alarm_ids) > _CAUSE_IDS else ""
     return f"alarms {verb}: {shown}{more}"
+
+
+def _fixed_cause(verb: str, alarm_ids: list[str]) -> Callable[[list[str]], str]:
+    text = _cause(verb, alarm_ids)
+    return lambda _changed: text
 
 
 class AlarmService:
@@ -203,11 +209,11 @@ class AlarmService:
             first = out[first_of[key]]
             out[index] = first.model_copy(update={
                 "index": index, "replayed": first.outcome is not RaiseOutcome.REJECTED})
-        touched = sorted({a.ci_id for a in accepted})
-        changed = await self._apply_states(tx, touched, items, now)
-        if changed:
-            ids = list(dict.fromkeys(a.id for a in accepted if a.ci_id in changed))
-            await propagate(tx, changed, _cause("raised", ids), now)
+        def cause(changed: list[str]) -> str:
+            return _cause("raised", list(dict.fromkeys(
+                a.id for a in accepted if a.ci_id in changed)))
+
+        await self._apply_states(tx, sorted({a.ci_id for a in accepted}), items, now, cause)
         return [out[i] for i, _ in specs]
 
     # --- clearing and acknowledging ---------------------------------------------------------
@@ -253,9 +259,8 @@ class AlarmService:
                 assert found is not None
                 cleared, did = found
                 if did:
-                    changed = await self._apply_states(tx, [alarm.ci_id], before, now)
-                    if changed:
-                        await propagate(tx, changed, _cause("cleared", [alarm.id]), now)
+                    await self._apply_states(tx, [alarm.ci_id], before, now,
+                                             _fixed_cause("cleared", [alarm.id]))
                     return cleared
                 if alarm_id is not None:
                     return cleared
@@ -291,13 +296,13 @@ class AlarmService:
 
     async def _apply_states(
         self, tx: CountingTx, ci_ids: list[str], before: dict[str, dict[str, Any]],
-        now: datetime,
-    ) -> list[str]:
+        now: datetime, cause: Callable[[list[str]], str],
+    ) -> None:
         """Set the own state of CIs from their open alarms (``before``: their locked rows,
-        read before this transaction changed anything); returns the CIs whose state changed.
-        """
+        read before this transaction changed anything) and roll up from those that changed
+        (``cause`` names the alarms that changed them)."""
         if not ci_ids:
-            return []
+            return
         severities = await self.repo.open_severities(tx, ci_ids)
         baselines: list[tuple[str, str | None]] = []
         states: list[tuple[str, OperationalState]] = []
@@ -314,7 +319,7 @@ class AlarmService:
             if wanted != current:
                 states.append((ci_id, wanted))
         await self.repo.set_baselines(tx, baselines)
-        return await set_own_states(tx, states, now) if states else []
+        await writes.set_states(tx, states, now, cause)
 
     # --- listing (last: the name shadows the builtin in the class body) ----------------
 
@@ -322,8 +327,6 @@ class AlarmService:
                    visible: Visibility = EVERYTHING) -> list[Alarm]:
         """Alarms matching the filters, newest (last occurrence) first, at most ``first``;
         only alarms on CIs inside ``visible``."""
-        size = first if first is not None else self.settings.default_page_size
-        if not 0 <= size <= self.settings.max_page_size:
-            raise DomainError.single(
-                "first", f"first must be between 0 and {self.settings.max_page_size}")
+        size = check_page_size(first if first is not None else self.settings.default_page_size,
+                               self.settings.max_page_size)
         return await self.repo.list(f or AlarmQuery(), size, visible)

@@ -8,7 +8,6 @@ from typing import Any
 from cmdb.bulk import queries as q
 from cmdb.core.models import OrgKind
 from cmdb.db.driver import CountingTx
-from cmdb.items.models import RelationType
 
 Row = dict[str, Any]
 
@@ -39,27 +38,10 @@ class BulkRepository:
         return await tx.rows(q.identifier_conflicts(props), {p: checks[p] for p in props})
 
     @staticmethod
-    async def create_items(tx: CountingTx, labels: str, rows: list[Row], now: datetime) -> None:
-        await tx.rows(q.create_items(labels), {"rows": rows, "now": now})
-
-    @staticmethod
-    async def update_items(tx: CountingTx, rows: list[Row], now: datetime) -> None:
-        await tx.rows(q.UPDATE_ITEMS, {"rows": rows, "now": now})
-
-    @staticmethod
     async def ends(tx: CountingTx, ids: list[str]) -> dict[str, tuple[str, str]]:
         """id -> (class name or SERVICE, lifecycle status) of the items found."""
         rows = await tx.rows(q.ENDS, {"ids": ids})
         return {i: (r["cls"], r["status"]) for r in rows for i in r["ids"]}
-
-    @staticmethod
-    async def upsert_relations(
-        tx: CountingTx, rel_type: RelationType, rows: list[Row], now: datetime
-    ) -> dict[str, int]:
-        found = await tx.rows(q.upsert_relations(rel_type), {"rows": rows, "now": now})
-        if rel_type is RelationType.MEMBER_OF:
-            await tx.rows(q.SYNC_MIRRORS, {"rows": rows})
-        return {r["outcome"]: r["n"] for r in found}
 
     @staticmethod
     async def existing_org(tx: CountingTx, ids: list[str]) -> dict[str, Row]:

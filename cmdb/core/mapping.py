@@ -80,3 +80,9 @@ def _plain(value: Any) -> Any:
 
 def dump_json(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)
+
+
+def camel(name: str) -> str:
+    """A Python field name as the API spells it (``cost_centre_id`` -> ``costCentreId``)."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -8,6 +8,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError, NotFound
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx, Database
+from cmdb.items import writes
 from cmdb.items.models import (
     SERVICE,
     Direction,
@@ -18,7 +19,6 @@ from cmdb.items.models import (
 )
 from cmdb.items.repository import RelationRepository
 from cmdb.rollup.models import rule_property_errors
-from cmdb.rollup.repository import propagate
 from cmdb.settings import Settings
 
 
@@ -95,9 +95,7 @@ class RelationService:
                 problems.append(FieldError(field="input.type", message=why))
             if problems:
                 raise DomainError(problems)
-            rel = await self.repo.upsert(tx, rel_type, source_id, target_id, props, now)
-            await propagate(tx, [source_id, target_id], "related", now)
-            return rel
+            return await writes.relate(tx, rel_type, source_id, target_id, props, now)
 
         return await self.db.write_tx(work)
 
@@ -105,10 +103,7 @@ class RelationService:
         self, source_id: str, target_id: str, rel_type: RelationType, reason: str | None
     ) -> Relation:
         async def work(tx: CountingTx) -> Relation:
-            now = utcnow()
-            rel = await self.repo.retire(tx, rel_type, source_id, target_id, reason, now)
-            if rel is not None:
-                await propagate(tx, [source_id, target_id], "unrelated", now)
+            rel = await writes.unrelate(tx, rel_type, source_id, target_id, reason, utcnow())
             if rel is None:
                 raise DomainError.single(
                     "input", f"no live {rel_type.value} relationship from {source_id!r} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 
 from cmdb.core.cypher import ATTRIBUTE_PREFIX, ItemFilter, SortSpec, build_list_query, cursor_value
 from cmdb.core.mapping import as_datetime, item_fields, native
@@ -119,19 +119,14 @@ class InventoryRepository:
         refs: dict[str, Any],
         now: datetime,
     ) -> ConfigurationItem:
-        row = await tx.one(
-            q.create_ci(class_labels(ci_class)), {"id": ci_id, "props": props, "now": now, **refs}
-        )
-        assert row is not None
-        return ci_from_row(row["item"])
+        query = q.create_item(class_labels(ci_class))
+        return ci_from_row(await _write_item(tx, query, ci_id, props, refs, now))
 
     @staticmethod
     async def update(
         tx: CountingTx, ci_id: str, props: dict[str, Any], refs: dict[str, Any], now: datetime
     ) -> ConfigurationItem:
-        row = await tx.one(q.UPDATE_CI, {"id": ci_id, "props": props, "now": now, **refs})
-        assert row is not None
-        return ci_from_row(row["item"])
+        return ci_from_row(await _write_item(tx, q.UPDATE_CI, ci_id, props, refs, now))
 
     @staticmethod
     async def get_in_tx(tx: CountingTx, item_id: str) -> dict[str, Any] | None:
@@ -247,22 +242,47 @@ class ServiceRepository:
         refs: dict[str, Any],
         now: datetime,
     ) -> Service:
-        row = await tx.one(
-            q.create_service(SERVICE_LABELS[kind]),
-            {"id": service_id, "props": props, "now": now, **refs},
-        )
-        assert row is not None
-        return service_from_row(row["item"])
+        query = q.create_item(SERVICE_LABELS[kind])
+        return service_from_row(await _write_item(tx, query, service_id, props, refs, now))
 
     @staticmethod
     async def update(
         tx: CountingTx, service_id: str, props: dict[str, Any], refs: dict[str, Any],
         now: datetime,
     ) -> Service:
-        row = await tx.one(q.UPDATE_SERVICE, {"id": service_id, "props": props, "now": now,
-                                              **refs})
-        assert row is not None
-        return service_from_row(row["item"])
+        row = await _write_item(tx, q.UPDATE_SERVICE, service_id, props, refs, now)
+        return service_from_row(row)
+
+
+async def _write_item(tx: CountingTx, query: LiteralString, item_id: str,
+                      props: dict[str, Any], refs: dict[str, Any], now: datetime
+                      ) -> dict[str, Any]:
+    row = await tx.one(query, {"id": item_id, "props": props, "now": now, **refs})
+    assert row is not None
+    item: dict[str, Any] = row["item"]
+    return item
+
+
+class ItemBatchRepository:
+    """Many items or relationships written by one statement (bulk loads)."""
+
+    @staticmethod
+    async def create(tx: CountingTx, labels: str, rows: list[dict[str, Any]], now: datetime
+                     ) -> None:
+        await tx.rows(q.create_items(labels), {"rows": rows, "now": now})
+
+    @staticmethod
+    async def update(tx: CountingTx, rows: list[dict[str, Any]], now: datetime) -> None:
+        await tx.rows(q.UPDATE_ITEMS, {"rows": rows, "now": now})
+
+    @staticmethod
+    async def relate(
+        tx: CountingTx, rel_type: RelationType, rows: list[dict[str, Any]], now: datetime
+    ) -> dict[str, int]:
+        found = await tx.rows(q.upsert_relations(rel_type), {"rows": rows, "now": now})
+        if rel_type is RelationType.MEMBER_OF:
+            await tx.rows(q.SYNC_MIRRORS, {"rows": rows})
+        return {r["outcome"]: r["n"] for r in found}
 
 
 def item_from_row(row: dict[str, Any]) -> ConfigurationItem | Service:

@@ -6,69 +6,31 @@ import uuid
 from typing import Any
 
 from cmdb.core.clock import utcnow
-from cmdb.core.cypher import ItemFilter, sort_spec
-from cmdb.core.models import DomainError, LifecycleStatus, NotFound, SortDirection
-from cmdb.core.pagination import Page, page_request
+from cmdb.core.models import DomainError, LifecycleStatus
 from cmdb.core.validation import validate
-from cmdb.core.values import attribute_properties
-from cmdb.db.driver import CountingTx, Database
-from cmdb.items.inventory import (
+from cmdb.db.driver import CountingTx
+from cmdb.items import writes
+from cmdb.items.listing import ItemReads
+from cmdb.items.models import Service, ServiceWrite
+from cmdb.items.properties import (
     STATE_FIELDS,
+    changed_properties,
     check_refs,
     common_properties,
     ref_params,
-    retire_item,
 )
-from cmdb.items.models import Service, ServiceWrite
-from cmdb.items.repository import (
-    InventoryRepository,
-    ServiceRepository,
-    list_items,
-    service_from_row,
-    sla_properties,
-    value_properties,
-)
-from cmdb.rollup.repository import propagate
-from cmdb.settings import Settings
+from cmdb.items.repository import service_from_row, sla_properties, value_properties
 
 
-class ServiceModelService:
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
-        self.items = InventoryRepository(db)
+class ServiceModelService(ItemReads[Service]):
+    kind, label, what = "SERVICE", "Service", "service"
 
-    async def get_many(self, ids: list[str]) -> list[Service | None]:
-        rows = await self.items.get_rows(ids)
-        return [
-            service_from_row(rows[i]) if i in rows and rows[i]["kind"] == "SERVICE" else None
-            for i in ids
-        ]
+    def to_model(self, row: dict[str, Any]) -> Service:
+        return service_from_row(row)
 
-    async def get(self, service_id: str) -> Service | None:
-        return (await self.get_many([service_id]))[0]
-
-    async def list(
-        self,
-        f: ItemFilter,
-        sort_field: str = "NAME",
-        direction: SortDirection = SortDirection.ASC,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        want_total: bool = False,
-    ) -> Page[Service]:
+    def check_sort(self, sort_field: str) -> None:
         if sort_field == "CLASS":
             raise DomainError.single("orderBy.field", "services cannot be sorted by class")
-        page = page_request(
-            first, after, last, before, self.settings.default_page_size,
-            self.settings.max_page_size,
-        )
-        return await list_items(
-            self.db, "Service", f, sort_spec(sort_field, direction), page, want_total,
-            service_from_row,
-        )
 
     async def create(self, data: dict[str, Any]) -> Service:
         spec = validate(ServiceWrite, data)
@@ -87,10 +49,8 @@ class ServiceModelService:
 
         async def work(tx: CountingTx) -> Service:
             await check_refs(tx, refs)
-            now = utcnow()
-            svc = await ServiceRepository.create(tx, service_id, spec.kind, props, refs, now)
-            await propagate(tx, [service_id], "created", now)
-            return svc
+            return await writes.create_service(tx, service_id, spec.kind, props, refs,
+                                               utcnow())
 
         return await self.db.write_tx(work)
 
@@ -108,12 +68,7 @@ class ServiceModelService:
                     "give the fields to change")
 
         async def work(tx: CountingTx) -> Service:
-            row = await self.items.get_in_tx(tx, service_id)
-            if row is None or row["kind"] != "SERVICE":
-                raise NotFound("service", service_id)
-            current = service_from_row(row)
-            if current.lifecycle_status is LifecycleStatus.RETIRED:
-                raise DomainError.single("id", f"service {service_id!r} is retired", "CONFLICT")
+            _, current = await self._live_in_tx(tx, service_id)
             merged = current.model_dump(
                 include={"name", "kind", "description", "lifecycle_status",
                          "operational_state", "criticality", "cost_recovery"}
@@ -125,10 +80,7 @@ class ServiceModelService:
             merged.update({k: v for k, v in data.items() if k not in ("sla", "business_value")})
             merged["attributes"] = {}
             spec = validate(ServiceWrite, merged)
-            changed = {k: getattr(spec, k) for k in data if k in ServiceWrite.model_fields}
-            props = common_properties(changed)
-            if "attributes" in data:
-                props.update(attribute_properties(data["attributes"], "input.attributes"))
+            props = changed_properties(spec, data)
             if "sla" in data:
                 props.update(sla_properties(spec.sla))
             if "business_value" in data:
@@ -137,13 +89,12 @@ class ServiceModelService:
                 props["costRecovery"] = spec.cost_recovery.value
             refs = ref_params(data)
             await check_refs(tx, refs)
-            now = utcnow()
-            svc = await ServiceRepository.update(tx, service_id, props, refs, now)
-            if STATE_FIELDS & data.keys():
-                await propagate(tx, [service_id], "updated", now)
-            return svc
+            return await writes.update_service(tx, service_id, props, refs, utcnow(),
+                                               state_changed=bool(STATE_FIELDS & data.keys()))
 
         return await self.db.write_tx(work)
 
     async def retire(self, service_id: str, reason: str | None) -> Service:
-        return service_from_row(await retire_item(self.db, service_id, "SERVICE", reason))
+        row = await self.db.write_tx(
+            lambda tx: writes.retire_item(tx, service_id, "SERVICE", reason, utcnow()))
+        return service_from_row(row)

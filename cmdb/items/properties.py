@@ -1,0 +1,71 @@
+"""Node properties and org references of item writes, shared by the item use cases (and
+the bulk and catalogue paths): built from validated fields, references checked in the
+writer's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cmdb.core.models import CRITICALITY_RANK, DomainError, FieldError
+from cmdb.core.values import attribute_properties
+from cmdb.db.driver import CountingTx
+from cmdb.items.repository import InventoryRepository
+
+# Changes to these fields change health, so they are rolled up at once.
+STATE_FIELDS = {"operational_state", "lifecycle_status"}
+_REF_FIELDS = {"owner": "ownerGroupId", "cc": "costCentreId", "loc": "locationId"}
+_REF_NAMES = {"owner": "owner group", "cc": "cost centre", "loc": "location"}
+
+
+def ref_params(data: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for re-pointing references; only keys present in ``data`` are touched."""
+    return {
+        "setOwner": "owner_group_id" in data,
+        "owner": data.get("owner_group_id"),
+        "setCc": "cost_centre_id" in data,
+        "cc": data.get("cost_centre_id"),
+        "setLoc": "location_id" in data,
+        "loc": data.get("location_id"),
+    }
+
+
+async def check_refs(tx: CountingTx, refs: dict[str, Any], prefix: str = "input") -> None:
+    missing = await InventoryRepository.missing_refs(tx, refs["owner"], refs["cc"], refs["loc"])
+    if missing:
+        raise DomainError([
+            FieldError(
+                field=f"{prefix}.{_REF_FIELDS[m]}",
+                message=f"{_REF_NAMES[m]} {refs[m]!r} not found",
+                code="NOT_FOUND",
+            )
+            for m in missing
+        ])
+
+
+def common_properties(data: dict[str, Any]) -> dict[str, Any]:
+    """Node properties for the ItemBase fields present in ``data``."""
+    props: dict[str, Any] = {}
+    if "name" in data:
+        props["name"] = data["name"]
+        props["nameLower"] = data["name"].lower()
+    if "description" in data:
+        props["description"] = data["description"]
+    if "lifecycle_status" in data:
+        props["lifecycleStatus"] = data["lifecycle_status"].value
+    if "operational_state" in data:
+        props["operationalState"] = data["operational_state"].value
+    if "criticality" in data:
+        props["criticality"] = data["criticality"].value
+        props["criticalityRank"] = CRITICALITY_RANK[data["criticality"]]
+    if "attributes" in data:
+        props.update(attribute_properties(data["attributes"], "input.attributes"))
+    return props
+
+
+def changed_properties(spec: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Node properties for the fields an update gives (``data``), as validated (``spec``);
+    attributes are a patch, taken as given."""
+    props = common_properties({k: getattr(spec, k) for k in data if k in type(spec).model_fields})
+    if "attributes" in data:
+        props.update(attribute_properties(data["attributes"], "input.attributes"))
+    return props

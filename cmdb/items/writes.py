@@ -1,0 +1,186 @@
+"""The one place where items and relationships are created, changed and retired.
+
+Every function runs inside the caller's transaction (``tx``), so a write, its history and
+its health roll-up commit or roll back together. The roll-up starts from what changed:
+``cause`` names the change in the state history. A caller that makes several writes and
+rolls up once passes ``cause=None`` and calls ``roll_up`` (or ``roll_up_consumers``) itself.
+
+Validation and reference checks stay with the use cases (they differ per caller); the
+statements are in ``queries`` and run through ``repository``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from cmdb.core.models import DomainError, LifecycleStatus, NotFound, OperationalState
+from cmdb.db.driver import CountingTx
+from cmdb.items.history import record_manual_change
+from cmdb.items.models import (
+    CIClass,
+    ConfigurationItem,
+    Relation,
+    RelationType,
+    Service,
+    ServiceKind,
+)
+from cmdb.items.repository import (
+    InventoryRepository,
+    ItemBatchRepository,
+    RelationRepository,
+    ServiceRepository,
+)
+from cmdb.rollup.models import StateChange
+from cmdb.rollup.repository import propagate, recompute, set_own_states, upward_closure
+
+Row = dict[str, Any]
+
+
+async def roll_up(tx: CountingTx, ids: list[str], cause: str | None, now: datetime
+                  ) -> list[StateChange]:
+    """Roll health up from ``ids`` (their own states or relationships changed)."""
+    return await propagate(tx, ids, cause, now)
+
+
+async def _roll(tx: CountingTx, ids: list[str], cause: str | None, now: datetime) -> None:
+    if cause is not None:
+        await propagate(tx, ids, cause, now)
+
+
+# ------------------------------------------------------------------------------ items
+
+
+async def create_ci(
+    tx: CountingTx, ci_id: str, ci_class: CIClass, props: Row, refs: Row, now: datetime,
+    cause: str | None = "created",
+) -> ConfigurationItem:
+    """A new CI with ``props`` and references ``refs`` (see ``ref_params``)."""
+    ci = await InventoryRepository.create(tx, ci_id, ci_class, props, refs, now)
+    await _roll(tx, [ci_id], cause, now)
+    return ci
+
+
+async def create_service(
+    tx: CountingTx, service_id: str, kind: ServiceKind, props: Row, refs: Row, now: datetime,
+    cause: str | None = "created",
+) -> Service:
+    svc = await ServiceRepository.create(tx, service_id, kind, props, refs, now)
+    await _roll(tx, [service_id], cause, now)
+    return svc
+
+
+async def update_ci(
+    tx: CountingTx, ci_id: str, stored: Mapping[str, Any], props: Row, refs: Row,
+    now: datetime, state_changed: bool, who: str = "api",
+) -> ConfigurationItem:
+    """Set ``props`` on a CI read as ``stored`` in this transaction: the edit is recorded
+    (by ``who``) and, when it changed a state field, rolled up."""
+    await record_manual_change(tx, ci_id, stored, props, now, who)
+    ci = await InventoryRepository.update(tx, ci_id, props, refs, now)
+    await _roll(tx, [ci_id], "updated" if state_changed else None, now)
+    return ci
+
+
+async def update_service(
+    tx: CountingTx, service_id: str, props: Row, refs: Row, now: datetime,
+    state_changed: bool,
+) -> Service:
+    """Set ``props`` on a service (services keep no attribute history)."""
+    svc = await ServiceRepository.update(tx, service_id, props, refs, now)
+    await _roll(tx, [service_id], "updated" if state_changed else None, now)
+    return svc
+
+
+async def retire_item(
+    tx: CountingTx, item_id: str, kind: str, reason: str | None, now: datetime
+) -> Row:
+    """Retire one CI (``kind`` "CI") or service ("SERVICE"), checked to exist and be live."""
+    what = "CI" if kind == "CI" else "service"
+    row = await InventoryRepository.get_in_tx(tx, item_id)
+    if row is None or row["kind"] != kind:
+        raise NotFound(what, item_id)
+    if row["lifecycleStatus"] == LifecycleStatus.RETIRED.value:
+        raise DomainError.single("id", f"{what} {item_id!r} is already retired", "CONFLICT")
+    (retired,) = await retire_items(tx, [item_id], reason, now)
+    return retired
+
+
+async def retire_items(
+    tx: CountingTx, ids: list[str], reason: str | None, now: datetime,
+    cause: str = "retired",
+) -> list[Row]:
+    """Retire live items (never delete): they and their history stay, their relationships
+    end, and whatever consumed them rolls up again without them."""
+    # Consumers are found before the relationships end.
+    gone = set(ids)
+    consumers = [i for i in await upward_closure(tx, ids) if i not in gone]
+    retired = [await InventoryRepository.retire(tx, i, reason, now) for i in ids]
+    await recompute(tx, consumers, cause, now)
+    return retired
+
+
+async def set_states(
+    tx: CountingTx, rows: list[tuple[str, OperationalState]], now: datetime,
+    cause: Callable[[list[str]], str],
+) -> list[str]:
+    """Set the own state of items and roll up from those that changed (``cause`` names
+    them); returns the ids that changed."""
+    changed = await set_own_states(tx, rows, now) if rows else []
+    if changed:
+        await propagate(tx, changed, cause(changed), now)
+    return changed
+
+
+# ------------------------------------------------------------------------------ relations
+
+
+async def relate(
+    tx: CountingTx, rel_type: RelationType, source_id: str, target_id: str, props: Row,
+    now: datetime, cause: str | None = "related",
+) -> Relation:
+    """Make the live relationship, or update it (one per source, type and target)."""
+    rel = await RelationRepository.upsert(tx, rel_type, source_id, target_id, props, now)
+    await _roll(tx, [source_id, target_id], cause, now)
+    return rel
+
+
+async def unrelate(
+    tx: CountingTx, rel_type: RelationType, source_id: str, target_id: str,
+    reason: str | None, now: datetime, cause: str | None = "unrelated",
+) -> Relation | None:
+    """End the live relationship; None when there is none."""
+    rel = await RelationRepository.retire(tx, rel_type, source_id, target_id, reason, now)
+    if rel is not None:
+        await _roll(tx, [source_id, target_id], cause, now)
+    return rel
+
+
+# ------------------------------------------------------------------------------ batches
+
+# Bulk loads write many items in one statement per label set and neither keep history nor
+# roll up: a load is followed by a full recompute (``recompute_all``), far cheaper than one
+# roll-up per batch.
+
+
+async def create_many(tx: CountingTx, labels: str, rows: list[Row], now: datetime) -> int:
+    """New items of one label set (``labels`` from ``class_labels``/``SERVICE_LABELS``);
+    rows: ``{id, props, setOwner, owner, ...}`` as ``ref_params`` gives them."""
+    await ItemBatchRepository.create(tx, labels, rows, now)
+    return len(rows)
+
+
+async def update_many(tx: CountingTx, rows: list[Row], now: datetime) -> int:
+    """Changed properties (and re-pointed references) of existing items."""
+    if rows:
+        await ItemBatchRepository.update(tx, rows, now)
+    return len(rows)
+
+
+async def relate_many(
+    tx: CountingTx, rel_type: RelationType, rows: list[Row], now: datetime
+) -> dict[str, int]:
+    """Relationships ``{s, t, props}`` of one type made, updated or left alone (counted by
+    outcome), as ``relate`` would."""
+    return await ItemBatchRepository.relate(tx, rel_type, rows, now)
