@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cmdb.demo import data
+from cmdb.demo import people as data
 from cmdb.demo.loader import load_demo
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,5 @@
-"""The demo enterprise as plain data: org units, services, CIs and relationships.
+"""The demo enterprise as plain data: org units, services, CIs and relationships (its
+people and their desktop sessions are in ``people``).
 
 Everything refers to everything else by a stable key: owner groups and locations by name,
 cost centres by code, services and CIs by name (unique across both). The names are relied on
@@ -16,62 +17,12 @@ takes the consumer down) and ``redundancyGroup`` (providers that stand in for on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from cmdb.core.models import Criticality, OrgKind
+from cmdb.demo.specs import CISpec, OrgSpec, RelSpec, ServiceSpec
 from cmdb.items.models import CIClass, RelationType, ServiceKind
-
-
-@dataclass(frozen=True)
-class OrgSpec:
-    kind: OrgKind
-    name: str
-    code: str | None = None  # cost centres only; their key
-    parent: str | None = None  # key of the parent unit of the same kind
-    email: str | None = None
-    description: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.code if self.kind is OrgKind.COST_CENTRE and self.code else self.name
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    kind: ServiceKind
-    criticality: Criticality
-    owner: str  # owner group name
-    cost_centre: str  # cost centre code
-    location: str  # location name
-    description: str
-    sla: Mapping[str, Any] = field(default_factory=dict)
-    business_value: Mapping[str, Any] = field(default_factory=dict)
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CISpec:
-    name: str
-    ci_class: CIClass
-    criticality: Criticality
-    owner: str
-    cost_centre: str
-    location: str
-    identifiers: Mapping[str, str] = field(default_factory=dict)
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class RelSpec:
-    source: str  # the consumer
-    type: RelationType
-    target: str  # the provider
-    properties: Mapping[str, Any] = field(default_factory=dict)
-
 
 # ---------------------------------------------------------------------------------------------
 # Organisation
@@ -610,72 +561,4 @@ RELATIONS: tuple[RelSpec, ...] = tuple(r for _, section in RELATION_SECTIONS for
 # The chain the README walks, from the failed server up to the business service.
 PAYROLL_CHAIN: tuple[str, ...] = (
     "server123", "payroll-db", "payroll-app", "Payroll Application Service", "Payroll",
-)
-
-# ---------------------------------------------------------------------------------------------
-# People: users, business roles, entitlements, and a few days of desktop sessions
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserSpec:
-    user_name: str
-    display_name: str
-    cost_centre: str  # code
-    roles: tuple[str, ...]
-    manager: str | None = None  # user name
-    owns: tuple[str, ...] = ()  # cost centre codes this user owns
-    owner_groups: tuple[str, ...] = ()
-
-    @property
-    def email(self) -> str:
-        return f"{self.user_name.lower()}@corp.example"
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    name: str
-    description: str
-    entitled_to: tuple[str, ...]  # software package names
-
-
-EMPLOYEE = "Employee"
-ROLES: tuple[RoleSpec, ...] = (
-    RoleSpec(EMPLOYEE, "Everyone on the payroll: mail, office and the standard desktop.",
-             ("Microsoft 365 Apps", "VMware Horizon Agent")),
-    RoleSpec("Trader", "Front-office trader on the trading desk.", ("Bloomberg Terminal",)),
-    RoleSpec("Head of Trading", "Runs the trading desk.", ("Bloomberg Terminal",)),
-    RoleSpec("Payroll Clerk", "Prepares and checks the pay runs.", ("PeopleSoft HCM Client",)),
-    RoleSpec("Payroll Manager", "Approves the pay runs.", ("PeopleSoft HCM Client",)),
-    RoleSpec("Finance Analyst", "Management accounts and chargeback.", ()),
-    RoleSpec("IT Operator", "Runs the data centres and the service desk.", ()),
-    RoleSpec("Executive", "Member of the executive committee.", ()),
-)
-
-USERS: tuple[UserSpec, ...] = (
-    UserSpec("helenC", "Helen Carter", "CC-1000", (EMPLOYEE, "Executive"), owns=("CC-1000",)),
-    UserSpec("maryS", "Mary Shaw", "CC-1200", (EMPLOYEE, "Head of Trading", "Trader"),
-             manager="helenC", owns=("CC-1200",)),
-    UserSpec("johnW", "John Walker", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
-    UserSpec("alexT", "Alex Turner", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
-    UserSpec("samR", "Sam Reid", "CC-1200", (EMPLOYEE, "Trader"), manager="maryS"),
-    UserSpec("paulH", "Paul Hughes", "CC-1400", (EMPLOYEE, "Payroll Manager"),
-             manager="helenC", owns=("CC-1400",)),
-    UserSpec("maryK", "Mary King", "CC-1400", (EMPLOYEE, "Payroll Clerk"), manager="paulH"),
-    UserSpec("priyaS", "Priya Shah", "CC-1100", (EMPLOYEE, "Finance Analyst"),
-             manager="helenC", owns=("CC-1100",)),
-    UserSpec("tomO", "Tom Okafor", "CC-1310", (EMPLOYEE, "IT Operator"), manager="helenC",
-             owner_groups=("Unix Ops", "Windows Ops")),
-)
-
-# When the demo memberships began (fixed, so reloading changes nothing).
-MEMBERSHIP_SINCE = "2024-01-08T09:00:00+00:00"
-
-# Desktop history: (user, today's desktop, pool, past desktops on the days before).
-# The past desktops were torn down (they are not CIs any more); the sessions keep them.
-SESSION_HISTORY: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("johnW", "virtdesk_123", "pool-standard",
-     ("virtdesk_731", "virtdesk_744", "virtdesk_759", "virtdesk_768")),
-    ("alexT", "virtdesk_415", "pool-trader", ("virtdesk_802", "virtdesk_815", "virtdesk_826")),
-    ("maryK", "virtdesk_204", "pool-standard", ("virtdesk_640", "virtdesk_652")),
 )

@@ -14,49 +14,24 @@ are the relationships that would touch them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, LiteralString
+from datetime import datetime
+from typing import Any, TypeVar
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState, OrgKind
 from cmdb.db.driver import Database
-from cmdb.demo import data
-from cmdb.demo.data import CISpec, OrgSpec, RelSpec, ServiceSpec
+from cmdb.demo import data, people
+from cmdb.demo.repository import DemoRepository
+from cmdb.demo.specs import CISpec, OrgSpec, RelSpec, ServiceSpec
 from cmdb.identity.principal import Principal
 from cmdb.items.models import SERVICE, RelationType, rule_violation
 from cmdb.services import Services
 from cmdb.settings import Settings
 
 Echo = Callable[[str], None]
-
-_EXISTING_ORG: LiteralString = """
-MATCH (o:Org) WHERE o.nameLower IN $names OR o.code IN $codes
-RETURN labels(o) AS labels, o.id AS id, o.nameLower AS nameLower, o.code AS code
-ORDER BY o.createdAt, o.id
-"""
-
-_EXISTING_ITEMS: LiteralString = """
-MATCH (n:Item) WHERE n.nameLower IN $names
-RETURN n.id AS id, n.nameLower AS nameLower, n.ciClass AS ciClass,
-       n.serviceKind AS serviceKind, n.lifecycleStatus = 'RETIRED' AS retired
-ORDER BY retired, n.createdAt, n.id
-"""
-
-_EXISTING_RELATIONS: LiteralString = """
-MATCH (s:Item)-[r]->(t:Item)
-WHERE s.id IN $ids AND t.id IN $ids AND r.retiredAt IS NULL
-RETURN s.id AS source, type(r) AS type, t.id AS target
-"""
-
-
-_EXISTING_CATALOGUE: LiteralString = """
-CALL () { OPTIONAL MATCH (c:CatalogueCategory) RETURN collect(c {.id, .nameLower}) AS categories }
-CALL () { OPTIONAL MATCH (i:CatalogueItem) RETURN collect(i.nameLower) AS items }
-RETURN categories, items
-"""
-
+Spec = TypeVar("Spec", ServiceSpec, CISpec)
 
 class DemoDataError(RuntimeError):
     """The demo data is inconsistent, or the graph holds something that clashes with it."""
@@ -71,6 +46,13 @@ class Tally:
     @property
     def total(self) -> int:
         return self.created + self.present + self.skipped
+
+    def add(self, section: Tally, echo: Echo, title: str) -> None:
+        """Count a section in, and report it."""
+        self.created += section.created
+        self.present += section.present
+        self.skipped += section.skipped
+        echo(f"  {title}: {section.total} ({section.note()})")
 
     def note(self) -> str:
         text = f"{self.created} created, {self.present} already present"
@@ -124,13 +106,14 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     if problems:
         raise DemoDataError("demo data is inconsistent: " + "; ".join(problems))
     services = Services(db, settings)
+    repo = DemoRepository(db)
     report = DemoReport()
-    org = await _load_org(services, db, echo, report.org_units)
-    items = await _load_services(services, db, echo, report.services, org)
-    items.update(await _load_cis(services, db, echo, report.cis, org))
-    await _load_relations(services, db, echo, report.relationships, items)
+    org = await _load_org(services, repo, echo, report.org_units)
+    items = await _load_services(services, repo, echo, report.services, org)
+    items.update(await _load_cis(services, repo, echo, report.cis, org))
+    await _load_relations(services, repo, echo, report.relationships, items)
     await _load_people(services, echo, report, org, items)
-    await _load_catalogue(services, db, echo, report.catalogue)
+    await _load_catalogue(services, repo, echo, report.catalogue)
     await _register_discovery_sources(services, echo)
     await _load_chargeback(services, echo, items)
     return report
@@ -147,15 +130,15 @@ async def _load_chargeback(services: Services, echo: Echo, items: dict[str, _Fou
 # --- catalogue ---------------------------------------------------------------------------------
 
 
-async def _load_catalogue(services: Services, db: Database, echo: Echo, tally: Tally) -> None:
+async def _load_catalogue(
+    services: Services, repo: DemoRepository, echo: Echo, tally: Tally
+) -> None:
     """The demo catalogue (categories and items), created through the catalogue service."""
     from cmdb.demo.catalogue import CATEGORIES, ITEMS
     from cmdb.identity.principal import Principal
 
     loader = Principal(user="demo-loader", roles=frozenset({"catalogue_admin"}))
-    [row] = await db.read(_EXISTING_CATALOGUE)
-    categories = {c["nameLower"]: c["id"] for c in row["categories"]}
-    present = set(row["items"])
+    categories, present = await repo.catalogue()
     try:
         for name, description in CATEGORIES:
             if name.lower() not in categories:
@@ -207,13 +190,11 @@ async def _register_discovery_sources(services: Services, echo: Echo) -> None:
 
 
 async def _load_org(
-    services: Services, db: Database, echo: Echo, tally: Tally
+    services: Services, repo: DemoRepository, echo: Echo, tally: Tally
 ) -> dict[tuple[OrgKind, str], str]:
     """Create the missing org units; returns (kind, key) -> id for all of them."""
-    rows = await db.read(_EXISTING_ORG, {
-        "names": [u.name.lower() for u in data.ORG_UNITS],
-        "codes": [u.code for u in data.ORG_UNITS if u.code],
-    })
+    rows = await repo.org_units([u.name.lower() for u in data.ORG_UNITS],
+                                [u.code for u in data.ORG_UNITS if u.code])
     ids: dict[tuple[OrgKind, str], str] = {}
     for title, units in (("locations", data.LOCATIONS), ("cost centres", data.COST_CENTRES),
                          ("owner groups", data.OWNER_GROUPS)):
@@ -226,9 +207,7 @@ async def _load_org(
                 found = await _create_org(services, unit, ids)
                 section.created += 1
             ids[(unit.kind, unit.key)] = found
-        tally.created += section.created
-        tally.present += section.present
-        echo(f"  {title}: {len(units)} ({section.note()})")
+        tally.add(section, echo, title)
     return ids
 
 
@@ -272,10 +251,6 @@ def _refs(spec: ServiceSpec | CISpec, org: dict[tuple[OrgKind, str], str]) -> di
 # --- services and configuration items ----------------------------------------------------------
 
 
-async def _existing_items(db: Database, names: Iterable[str]) -> list[dict[str, Any]]:
-    return await db.read(_EXISTING_ITEMS, {"names": sorted({n.lower() for n in names})})
-
-
 def _find_item(rows: list[dict[str, Any]], name: str, key: str, value: str) -> _Found | None:
     for row in rows:
         if row["nameLower"] == name.lower() and row[key] == value:
@@ -283,81 +258,79 @@ def _find_item(rows: list[dict[str, Any]], name: str, key: str, value: str) -> _
     return None
 
 
-async def _load_services(
-    services: Services, db: Database, echo: Echo, tally: Tally,
-    org: dict[tuple[OrgKind, str], str],
+async def _load_items(
+    echo: Echo, tally: Tally, rows: list[dict[str, Any]],
+    sections: Sequence[tuple[str, Sequence[Spec]]], key: str,
+    class_of: Callable[[Spec], str], create: Callable[[Spec], Awaitable[Any]], what: str,
 ) -> dict[str, _Found]:
-    rows = await _existing_items(db, (s.name for s in data.SERVICES))
+    """Create the missing items of ``sections`` (``rows``: those stored, ``key``: the
+    property holding their class); returns name -> item for all of them."""
     found: dict[str, _Found] = {}
-    for title, specs in (("business services", data.BUSINESS_SERVICES),
-                         ("technical services", data.TECHNICAL_SERVICES)):
+    for title, specs in sections:
         section = Tally()
         for spec in specs:
-            hit = _find_item(rows, spec.name, "serviceKind", spec.kind.value)
+            hit = _find_item(rows, spec.name, key, class_of(spec))
             if hit is None:
-                payload = {
-                    "name": spec.name, "kind": spec.kind, "description": spec.description,
-                    "criticality": spec.criticality, "operational_state": OperationalState.UP,
-                    "sla": dict(spec.sla), "business_value": dict(spec.business_value),
-                    "attributes": dict(spec.attributes), **_refs(spec, org),
-                }
                 try:
-                    created = await services.servicemodel.create(payload)
+                    created = await create(spec)
                 except DomainError as e:
-                    raise DemoDataError(f"cannot create service {spec.name!r}: {e}") from e
+                    raise DemoDataError(f"cannot create {what} {spec.name!r}: {e}") from e
                 hit = _Found(created.id, retired=False)
                 section.created += 1
             else:
                 section.present += 1
             found[spec.name] = hit
-        tally.created += section.created
-        tally.present += section.present
-        echo(f"  {title}: {len(specs)} ({section.note()})")
+        tally.add(section, echo, title)
     return found
+
+
+async def _load_services(
+    services: Services, repo: DemoRepository, echo: Echo, tally: Tally,
+    org: dict[tuple[OrgKind, str], str],
+) -> dict[str, _Found]:
+    def create(spec: ServiceSpec) -> Awaitable[Any]:
+        return services.servicemodel.create({
+            "name": spec.name, "kind": spec.kind, "description": spec.description,
+            "criticality": spec.criticality, "operational_state": OperationalState.UP,
+            "sla": dict(spec.sla), "business_value": dict(spec.business_value),
+            "attributes": dict(spec.attributes), **_refs(spec, org),
+        })
+
+    sections = (("business services", data.BUSINESS_SERVICES),
+                ("technical services", data.TECHNICAL_SERVICES))
+    rows = await repo.items(s.name for s in data.SERVICES)
+    return await _load_items(echo, tally, rows, sections, "serviceKind",
+                             lambda spec: spec.kind.value, create, "service")
 
 
 async def _load_cis(
-    services: Services, db: Database, echo: Echo, tally: Tally,
+    services: Services, repo: DemoRepository, echo: Echo, tally: Tally,
     org: dict[tuple[OrgKind, str], str],
 ) -> dict[str, _Found]:
-    rows = await _existing_items(db, (c.name for c in data.CIS))
-    found: dict[str, _Found] = {}
-    for title, specs in data.CI_SECTIONS:
-        section = Tally()
-        for spec in specs:
-            hit = _find_item(rows, spec.name, "ciClass", spec.ci_class.value)
-            if hit is None:
-                payload: dict[str, Any] = {
-                    "name": spec.name, "ci_class": spec.ci_class,
-                    "criticality": spec.criticality, "operational_state": OperationalState.UP,
-                    "identifiers": dict(spec.identifiers), "attributes": dict(spec.attributes),
-                    **_refs(spec, org),
-                }
-                if spec.description is not None:
-                    payload["description"] = spec.description
-                try:
-                    created = await services.inventory.create(payload)
-                except DomainError as e:
-                    raise DemoDataError(f"cannot create CI {spec.name!r}: {e}") from e
-                hit = _Found(created.id, retired=False)
-                section.created += 1
-            else:
-                section.present += 1
-            found[spec.name] = hit
-        tally.created += section.created
-        tally.present += section.present
-        echo(f"  {title}: {len(specs)} ({section.note()})")
-    return found
+    def create(spec: CISpec) -> Awaitable[Any]:
+        payload: dict[str, Any] = {
+            "name": spec.name, "ci_class": spec.ci_class,
+            "criticality": spec.criticality, "operational_state": OperationalState.UP,
+            "identifiers": dict(spec.identifiers), "attributes": dict(spec.attributes),
+            **_refs(spec, org),
+        }
+        if spec.description is not None:
+            payload["description"] = spec.description
+        return services.inventory.create(payload)
+
+    rows = await repo.items(c.name for c in data.CIS)
+    return await _load_items(echo, tally, rows, data.CI_SECTIONS, "ciClass",
+                             lambda spec: spec.ci_class.value, create, "CI")
 
 
 # --- relationships -----------------------------------------------------------------------------
 
 
 async def _load_relations(
-    services: Services, db: Database, echo: Echo, tally: Tally, items: dict[str, _Found]
+    services: Services, repo: DemoRepository, echo: Echo, tally: Tally,
+    items: dict[str, _Found],
 ) -> None:
-    rows = await db.read(_EXISTING_RELATIONS, {"ids": sorted({f.id for f in items.values()})})
-    live = {(r["source"], r["type"], r["target"]) for r in rows}
+    live = await repo.live_relations(f.id for f in items.values())
     for title, specs in data.RELATION_SECTIONS:
         section = Tally()
         for rel in specs:
@@ -376,10 +349,7 @@ async def _load_relations(
                         f"cannot relate {rel.source!r} {rel.type.value} {rel.target!r}: {e}"
                     ) from e
                 section.created += 1
-        tally.created += section.created
-        tally.present += section.present
-        tally.skipped += section.skipped
-        echo(f"  relationships, {title}: {len(specs)} ({section.note()})")
+        tally.add(section, echo, f"relationships, {title}")
 
 
 # --- people --------------------------------------------------------------------------------------
@@ -396,8 +366,8 @@ async def _load_people(
     a few days of desktop sessions through the broker feed. Only what is missing is written.
     """
     identity = services.identity
-    roles = await identity.repo.roles_by_name([r.name for r in data.ROLES])
-    for spec in data.ROLES:
+    roles = await identity.repo.roles_by_name([r.name for r in people.ROLES])
+    for spec in people.ROLES:
         if spec.name in roles:
             report.roles.present += 1
             continue
@@ -406,15 +376,15 @@ async def _load_people(
         report.roles.created += 1
     role_ids = [r.id for r in roles.values()]
     entitled = await identity.repo.role_entitlements(role_ids)
-    for spec in data.ROLES:
+    for spec in people.ROLES:
         have = {e.target_id for e in entitled.get(roles[spec.name].id, [])}
         for package in spec.entitled_to:
             target = items[package]
             if target.id not in have and not target.retired:
                 await identity.entitle(spec.name, target.id, _LOADER)
 
-    users = await identity.repo.users_by_name([u.user_name for u in data.USERS])
-    for person in data.USERS:
+    users = await identity.repo.users_by_name([u.user_name for u in people.USERS])
+    for person in people.USERS:
         if person.user_name in users:
             report.users.present += 1
             continue
@@ -427,8 +397,8 @@ async def _load_people(
                                                            include_ended=False)
     owned = await identity.repo.managed_cost_centre_ids([u.id for u in users.values()])
     groups = await identity.repo.owner_group_ids([u.id for u in users.values()])
-    since = datetime.fromisoformat(data.MEMBERSHIP_SINCE)
-    for person in data.USERS:
+    since = datetime.fromisoformat(people.MEMBERSHIP_SINCE)
+    for person in people.USERS:
         user = users[person.user_name]
         cc_id = org[(OrgKind.COST_CENTRE, person.cost_centre)]
         if user.cost_centre_id != cc_id:
@@ -445,10 +415,10 @@ async def _load_people(
         for role in person.roles:
             if role not in current:
                 await identity.add_membership(person.user_name, role, since, _LOADER)
-    echo(f"  roles: {len(data.ROLES)} ({report.roles.note()})")
-    echo(f"  users: {len(data.USERS)} ({report.users.note()})")
+    echo(f"  roles: {len(people.ROLES)} ({report.roles.note()})")
+    echo(f"  users: {len(people.USERS)} ({report.users.note()})")
 
-    result = await services.vdi.ingest(demo_session_events(utcnow()), _LOADER)
+    result = await services.vdi.ingest(people.demo_session_events(utcnow()), _LOADER)
     counts = result.counts
     report.sessions.created = counts["stored"]
     report.sessions.present = counts["duplicate"]
@@ -456,42 +426,6 @@ async def _load_people(
         reasons = "; ".join(f"{r.event_id}: {r.reason}" for r in result.rejections[:3])
         raise DemoDataError(f"demo desktop sessions rejected: {reasons}")
     echo(f"  desktop session events: {len(result.results)} ({report.sessions.note()})")
-
-
-def demo_session_events(now: datetime) -> list[dict[str, Any]]:
-    """Broker events for the demo history: a working day on another (since torn down)
-    desktop on each of the days before today, and a logon this morning (or an hour ago)
-    on the user's desktop, still open. Event ids are per user and day, so reloading on the
-    same day sends only duplicates."""
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    hosts = ("vdi-esx-01", "vdi-esx-02")
-    events: list[dict[str, Any]] = []
-    for u, (user, desktop, pool, past) in enumerate(data.SESSION_HISTORY):
-        for back, old_desktop in enumerate(past, start=1):
-            day = today - timedelta(days=back)
-            key = f"{user}-{day:%Y%m%d}"
-            start = day + timedelta(hours=8, minutes=5 * u + back)
-            common = {"sessionId": f"demo-{key}", "user": f"CORP\\{user}",
-                      "desktop": old_desktop, "host": hosts[(back + u) % 2], "pool": pool,
-                      "protocol": "BLAST"}
-            events.append({**common, "eventId": f"demo-{key}-logon", "eventType": "LOGON",
-                           "timestamp": start.isoformat(),
-                           "logonDurationMs": 14_000 + 900 * back + 300 * u,
-                           "profileLoadMs": 4_000 + 200 * back, "groupPolicyMs": 2_100})
-            events.append({**common, "eventId": f"demo-{key}-sample", "eventType": "SAMPLE",
-                           "timestamp": (start + timedelta(hours=3)).isoformat(),
-                           "roundTripMs": 18 + 3 * back, "cpuPercent": 22 + 4 * back})
-            events.append({**common, "eventId": f"demo-{key}-logoff", "eventType": "LOGOFF",
-                           "timestamp": (start + timedelta(hours=9)).isoformat()})
-        key = f"{user}-{today:%Y%m%d}"
-        start = min(today + timedelta(hours=8, minutes=5 * u),
-                    now.replace(second=0, microsecond=0) - timedelta(hours=1))
-        events.append({"sessionId": f"demo-{key}", "user": f"CORP\\{user}",
-                       "desktop": desktop, "pool": pool, "protocol": "BLAST",
-                       "eventId": f"demo-{key}-logon", "eventType": "LOGON",
-                       "timestamp": start.isoformat(), "logonDurationMs": 12_500 + 400 * u,
-                       "profileLoadMs": 3_800, "groupPolicyMs": 2_000})
-    return events
 
 
 # --- consistency of the data itself ------------------------------------------------------------
