@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from cmdb.core.models import FieldError, OperationalState
+from cmdb.core.validation import stripped_non_blank
 from cmdb.rollup.models import PRECEDENCE
 
 OPEN_KEY_SEPARATOR = "\u0000"
@@ -72,6 +74,13 @@ def _no_nul(v: str) -> str:
     return v
 
 
+# Keys of a raise: no NUL (it separates them in ``openKey``), stripped, not blank.
+_Key = Annotated[str, AfterValidator(_no_nul), stripped_non_blank("must not be blank")]
+# Bounded before it is cleaned, as the other keys are (their bounds are on their fields).
+_EventId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul),
+                     stripped_non_blank("must not be blank")]
+
+
 class AlarmRaise(BaseModel):
     """One raise from a monitoring source. Accepts camelCase (``ciId``) or snake_case keys."""
 
@@ -79,31 +88,13 @@ class AlarmRaise(BaseModel):
         extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
     )
 
-    source: str = Field(min_length=1, max_length=200)
-    ci_id: str = Field(min_length=1, max_length=200)
+    source: _Key = Field(min_length=1, max_length=200)
+    ci_id: _Key = Field(min_length=1, max_length=200)
     severity: AlarmSeverity
-    dedup_key: str = Field(min_length=1, max_length=1000)
+    dedup_key: _Key = Field(min_length=1, max_length=1000)
     message: str = Field(min_length=1, max_length=4000)
     occurred_at: datetime | None = None
-    event_id: str | None = Field(None, min_length=1, max_length=200)
-
-    @field_validator("source", "dedup_key", "ci_id")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        v = _no_nul(v.strip())
-        if not v:
-            raise ValueError("must not be blank")
-        return v
-
-    @field_validator("event_id")
-    @classmethod
-    def _event(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        v = _no_nul(v.strip())
-        if not v:
-            raise ValueError("must not be blank")
-        return v
+    event_id: _EventId | None = None
 
     @field_validator("occurred_at")
     @classmethod

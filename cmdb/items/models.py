@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cmdb.core.models import Criticality, ItemBase, LifecycleStatus, OperationalState
+from cmdb.core.validation import NonBlankName
 from cmdb.identity.scope import EVERYTHING, Visibility
 
 
@@ -144,13 +145,12 @@ class ConfigurationItem(ItemBase):
     merged_into: str | None = None
 
 
-class CIWrite(BaseModel):
-    """Fields a client may set on create (all) or update (those given)."""
+class ItemWrite(BaseModel):
+    """Fields a client may set on create (all) or update (those given), CI or service."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    ci_class: CIClass
+    name: NonBlankName = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=4000)
     lifecycle_status: LifecycleStatus = LifecycleStatus.IN_SERVICE
     operational_state: OperationalState = OperationalState.UNKNOWN
@@ -158,16 +158,12 @@ class CIWrite(BaseModel):
     owner_group_id: str | None = None
     cost_centre_id: str | None = None
     location_id: str | None = None
+
+
+class CIWrite(ItemWrite):
+    ci_class: CIClass
     identifiers: Identifiers = Identifiers()
     attributes: dict[str, Any] = {}
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("name must not be blank")
-        return v
 
 
 # --- asset records ---------------------------------------------------------------------------
@@ -324,30 +320,12 @@ class Service(ItemBase):
     cost_recovery: CostRecovery = CostRecovery.OWNER
 
 
-class ServiceWrite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
+class ServiceWrite(ItemWrite):
     kind: ServiceKind
-    description: str | None = Field(None, max_length=4000)
-    lifecycle_status: LifecycleStatus = LifecycleStatus.IN_SERVICE
-    operational_state: OperationalState = OperationalState.UNKNOWN
-    criticality: Criticality = Criticality.MEDIUM
-    owner_group_id: str | None = None
-    cost_centre_id: str | None = None
-    location_id: str | None = None
     sla: SLA = SLA()
     business_value: BusinessValue = BusinessValue()
     cost_recovery: CostRecovery = CostRecovery.OWNER
     attributes: dict[str, object] = {}
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("name must not be blank")
-        return v
 
 
 class RelationType(StrEnum):
