@@ -3,11 +3,14 @@ builders) and planned against what a batch's transaction read: what to write, or
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from neo4j.exceptions import ClientError
 
 from cmdb.bulk.models import (
+    BatchOutcome,
     CIRow,
     ItemRow,
     OrgRow,
@@ -33,6 +36,16 @@ from cmdb.rollup.models import rule_property_errors
 
 T = TypeVar("T")
 Row = dict[str, Any]
+
+
+class Keyed(Protocol):
+    index: int
+
+    @property
+    def key(self) -> str: ...
+
+
+P = TypeVar("P", bound=Keyed)
 
 _REF_FIELDS = {"owner": "owner_group_id", "cc": "cost_centre_id", "loc": "location_id"}
 _REF_KINDS = {"owner": OrgKind.OWNER_GROUP, "cc": OrgKind.COST_CENTRE, "loc": OrgKind.LOCATION}
@@ -333,3 +346,52 @@ def plan_org(
     props = {k: v for k, v in o.update_props.items() if not _same(have.get(k), v)}
     relink = o.parent_given and stored["parentId"] != o.parent_id
     return (props, relink) if props or relink else None
+
+
+# ------------------------------------------------------------------------------ batches
+
+
+def prepare_batch(
+    chunks: Iterator[list[tuple[int, T]]], prepare: Callable[[int, T], P]
+) -> tuple[int, list[P], list[Rejection]] | None:
+    """The next batch validated: (its size, its rows, the rows it rejected), or None; a
+    row repeating the key of an earlier one of the batch is rejected."""
+    chunk = next(chunks, None)
+    if chunk is None:
+        return None
+    prepared: list[P] = []
+    rejected: list[Rejection] = []
+    first_seen: dict[str, int] = {}
+    for index, raw in chunk:
+        try:
+            row = prepare(index, raw)
+            if row.key in first_seen:
+                raise Rejected(RejectCode.INVALID, f"{row.key!r} repeats row "
+                                f"{first_seen[row.key]} of the same batch")
+            first_seen[row.key] = index
+            prepared.append(row)
+        except Rejected as e:
+            rejected.append(Rejection(index=index, key=_key_of(raw), code=e.code,
+                                      reason=e.reason, field=e.field))
+    return len(chunk), prepared, rejected
+
+
+def failed(rows: Sequence[Keyed], error: ClientError) -> BatchOutcome:
+    """Every row of a batch Neo4j refused, rejected."""
+    reason = f"Neo4j refused the batch, nothing of it was written: {error.message or error}"
+    return BatchOutcome(rejected=[
+        Rejection(index=r.index, key=r.key, code=RejectCode.BATCH_FAILED, reason=reason)
+        for r in rows
+    ])
+
+
+def _key_of(raw: Any) -> str | None:
+    if isinstance(raw, Mapping):
+        if "source_id" in raw:
+            return f"{raw.get('source_id')} -{raw.get('type')}-> {raw.get('target_id')}"
+        ident = raw.get("id")
+        return str(ident) if ident is not None else None
+    if isinstance(raw, RelationRow):
+        return f"{raw.source_id} -{raw.type.value}-> {raw.target_id}"
+    ident = getattr(raw, "id", None)
+    return str(ident) if ident is not None else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from neo4j.exceptions import ClientError
 
@@ -24,22 +24,23 @@ from cmdb.bulk.models import (
     ItemRow,
     OrgRow,
     Progress,
-    RejectCode,
-    Rejection,
     RelationRow,
 )
 from cmdb.bulk.repository import BulkRepository, Row
 from cmdb.bulk.rows import (
     ORG_NAMES,
+    P,
     PreparedItem,
     PreparedOrg,
     PreparedRelation,
     Rejected,
     check_ends,
+    failed,
     identifier_claims,
     identifier_rejection,
     plan_item,
     plan_org,
+    prepare_batch,
     prepare_item,
     prepare_org,
     prepare_relation,
@@ -57,14 +58,6 @@ from cmdb.settings import Settings
 T = TypeVar("T")
 
 
-class _Keyed(Protocol):
-    index: int
-
-    @property
-    def key(self) -> str: ...
-
-
-P = TypeVar("P", bound=_Keyed)
 
 
 class BulkService:
@@ -127,10 +120,10 @@ class BulkService:
             total = len(rows)
         result = BulkResult()
         chunks = _chunks(rows, self.batch_size)
-        batch = await asyncio.to_thread(_prepare_batch, chunks, prepare)
+        batch = await asyncio.to_thread(prepare_batch, chunks, prepare)
         while batch is not None:
             size, prepared, rejected = batch
-            ahead = asyncio.ensure_future(asyncio.to_thread(_prepare_batch, chunks, prepare))
+            ahead = asyncio.ensure_future(asyncio.to_thread(prepare_batch, chunks, prepare))
             try:
                 if prepared:
                     outcome, failed = await self._guarded(write, prepared)
@@ -158,7 +151,7 @@ class BulkService:
         except ClientError as e:
             if (e.code or "").startswith(("Neo.ClientError.Security", "Neo.ClientError.Database")):
                 raise  # not about the rows: no later batch would fare better
-            return _failed(rows, e), True
+            return failed(rows, e), True
 
     # -------------------------------------------------------------------------- items
 
@@ -274,9 +267,6 @@ class BulkService:
         return await self.db.write_tx(work)
 
 
-# ------------------------------------------------------------------------------ helpers
-
-
 def _chunks(rows: Iterable[T], size: int) -> Iterator[list[tuple[int, T]]]:
     chunk: list[tuple[int, T]] = []
     for item in enumerate(rows):
@@ -286,49 +276,3 @@ def _chunks(rows: Iterable[T], size: int) -> Iterator[list[tuple[int, T]]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _prepare_batch(
-    chunks: Iterator[list[tuple[int, T]]], prepare: Callable[[int, T], P]
-) -> tuple[int, list[P], list[Rejection]] | None:
-    """The next batch validated: (its size, its rows, the rows it rejected), or None."""
-    chunk = next(chunks, None)
-    if chunk is None:
-        return None
-    prepared: list[P] = []
-    rejected: list[Rejection] = []
-    first_seen: dict[str, int] = {}
-    for index, raw in chunk:
-        try:
-            row = prepare(index, raw)
-            if row.key in first_seen:
-                raise Rejected(RejectCode.INVALID, f"{row.key!r} repeats row "
-                                f"{first_seen[row.key]} of the same batch")
-            first_seen[row.key] = index
-            prepared.append(row)
-        except Rejected as e:
-            rejected.append(Rejection(index=index, key=_key_of(raw), code=e.code,
-                                      reason=e.reason, field=e.field))
-    return len(chunk), prepared, rejected
-
-
-def _failed(rows: Sequence[_Keyed], error: ClientError) -> BatchOutcome:
-    reason = f"Neo4j refused the batch, nothing of it was written: {error.message or error}"
-    return BatchOutcome(rejected=[
-        Rejection(index=r.index, key=r.key, code=RejectCode.BATCH_FAILED, reason=reason)
-        for r in rows
-    ])
-
-
-def _key_of(raw: Any) -> str | None:
-    if isinstance(raw, Mapping):
-        if "source_id" in raw:
-            return f"{raw.get('source_id')} -{raw.get('type')}-> {raw.get('target_id')}"
-        ident = raw.get("id")
-        return str(ident) if ident is not None else None
-    if isinstance(raw, RelationRow):
-        return f"{raw.source_id} -{raw.type.value}-> {raw.target_id}"
-    ident = getattr(raw, "id", None)
-    return str(ident) if ident is not None else None
-
-

@@ -16,7 +16,14 @@ from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.items import writes
 from cmdb.items.listing import ItemReads
-from cmdb.items.models import Asset, AssetInput, CIWrite, ConfigurationItem, Identifiers
+from cmdb.items.models import (
+    Asset,
+    AssetInput,
+    CIWrite,
+    ConfigurationItem,
+    Identifiers,
+    class_labels,
+)
 from cmdb.items.properties import (
     STATE_FIELDS,
     changed_properties,
@@ -54,7 +61,9 @@ class InventoryService(ItemReads[ConfigurationItem]):
         async def work(tx: CountingTx) -> ConfigurationItem:
             await self._check_identifiers(tx, ci_id, spec.identifiers)
             await check_refs(tx, refs)
-            return await writes.create_ci(tx, ci_id, spec.ci_class, props, refs, utcnow())
+            row = await writes.create_item(tx, ci_id, class_labels(spec.ci_class), props, refs,
+                                           utcnow())
+            return ci_from_row(row)
 
         return await self.db.write_tx(work)
 
@@ -85,8 +94,10 @@ class InventoryService(ItemReads[ConfigurationItem]):
                 props.update(identifier_properties(spec.identifiers))
             refs = ref_params(data)
             await check_refs(tx, refs)
-            return await writes.update_ci(tx, ci_id, row, props, refs, utcnow(),
-                                          state_changed=bool(STATE_FIELDS & data.keys()))
+            updated = await writes.update_item(
+                tx, ci_id, "CI", props, refs, utcnow(),
+                state_changed=bool(STATE_FIELDS & data.keys()), stored=row)
+            return ci_from_row(updated)
 
         return await self.db.write_tx(work)
 

@@ -17,23 +17,12 @@ def get_items(with_org: bool, visible: LiteralString) -> LiteralString:
                                 f"MATCH (n:Item {{id: id}}) WHERE {visible}\n", 1))
 
 
-GET_ITEMS_BARE: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (n:Item {id: id})
-RETURN """
-    + ITEM_PROJECTION_BARE
-    + " AS item"
-)
+def _get_items(projection: LiteralString) -> LiteralString:
+    return "\nUNWIND $ids AS id\nMATCH (n:Item {id: id})\nRETURN " + projection + " AS item"
 
-GET_ITEMS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (n:Item {id: id})
-RETURN """
-    + ITEM_PROJECTION
-    + " AS item"
-)
+
+GET_ITEMS_BARE = _get_items(ITEM_PROJECTION_BARE)
+GET_ITEMS = _get_items(ITEM_PROJECTION)
 
 # Which identifier values are already held, and by whom (excluding the CI being written).
 # One index-backed branch per unique identifier; a null parameter matches nothing.

@@ -14,7 +14,6 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.scope import EVERYTHING, Visibility
 from cmdb.items import queries as q
 from cmdb.items.models import (
-    SERVICE_LABELS,
     SLA,
     Asset,
     BusinessValue,
@@ -27,7 +26,6 @@ from cmdb.items.models import (
     RelationQuery,
     RelationType,
     Service,
-    ServiceKind,
     class_labels,
 )
 
@@ -111,22 +109,24 @@ class InventoryRepository:
         return [name for name in ("owner", "cc", "loc") if not row[name]]
 
     @staticmethod
-    async def create(
-        tx: CountingTx,
-        ci_id: str,
-        ci_class: CIClass,
-        props: dict[str, Any],
-        refs: dict[str, Any],
-        now: datetime,
-    ) -> ConfigurationItem:
-        query = q.create_item(class_labels(ci_class))
-        return ci_from_row(await _write_item(tx, query, ci_id, props, refs, now))
+    async def create_item(tx: CountingTx, item_id: str, labels: str, props: dict[str, Any],
+                          refs: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """A CI or service (``labels`` from ``class_labels``/``SERVICE_LABELS``)."""
+        return await _item(tx, q.create_item(labels), item_id, props, refs, now)
 
     @staticmethod
-    async def update(
-        tx: CountingTx, ci_id: str, props: dict[str, Any], refs: dict[str, Any], now: datetime
-    ) -> ConfigurationItem:
-        return ci_from_row(await _write_item(tx, q.UPDATE_CI, ci_id, props, refs, now))
+    async def update_item(tx: CountingTx, item_id: str, label: str, props: dict[str, Any],
+                          refs: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Set properties (and re-point references) of a CI or service (``label``)."""
+        return await _item(tx, q.update_item(label), item_id, props, refs, now)
+
+    @staticmethod
+    async def create(tx: CountingTx, ci_id: str, ci_class: CIClass, props: dict[str, Any],
+                     refs: dict[str, Any], now: datetime) -> ConfigurationItem:
+        """A CI; for callers not yet writing through ``cmdb.items.writes``."""
+        row = await InventoryRepository.create_item(tx, ci_id, class_labels(ci_class), props,
+                                                    refs, now)
+        return ci_from_row(row)
 
     @staticmethod
     async def get_in_tx(tx: CountingTx, item_id: str) -> dict[str, Any] | None:
@@ -232,31 +232,8 @@ def value_properties(value: BusinessValue) -> dict[str, Any]:
     }
 
 
-class ServiceRepository:
-    @staticmethod
-    async def create(
-        tx: CountingTx,
-        service_id: str,
-        kind: ServiceKind,
-        props: dict[str, Any],
-        refs: dict[str, Any],
-        now: datetime,
-    ) -> Service:
-        query = q.create_item(SERVICE_LABELS[kind])
-        return service_from_row(await _write_item(tx, query, service_id, props, refs, now))
-
-    @staticmethod
-    async def update(
-        tx: CountingTx, service_id: str, props: dict[str, Any], refs: dict[str, Any],
-        now: datetime,
-    ) -> Service:
-        row = await _write_item(tx, q.UPDATE_SERVICE, service_id, props, refs, now)
-        return service_from_row(row)
-
-
-async def _write_item(tx: CountingTx, query: LiteralString, item_id: str,
-                      props: dict[str, Any], refs: dict[str, Any], now: datetime
-                      ) -> dict[str, Any]:
+async def _item(tx: CountingTx, query: LiteralString, item_id: str,
+                props: dict[str, Any], refs: dict[str, Any], now: datetime) -> dict[str, Any]:
     row = await tx.one(query, {"id": item_id, "props": props, "now": now, **refs})
     assert row is not None
     item: dict[str, Any] = row["item"]

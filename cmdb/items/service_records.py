@@ -11,7 +11,7 @@ from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx
 from cmdb.items import writes
 from cmdb.items.listing import ItemReads
-from cmdb.items.models import Service, ServiceWrite
+from cmdb.items.models import SERVICE_LABELS, Service, ServiceWrite
 from cmdb.items.properties import (
     STATE_FIELDS,
     changed_properties,
@@ -49,8 +49,9 @@ class ServiceModelService(ItemReads[Service]):
 
         async def work(tx: CountingTx) -> Service:
             await check_refs(tx, refs)
-            return await writes.create_service(tx, service_id, spec.kind, props, refs,
-                                               utcnow())
+            row = await writes.create_item(tx, service_id, SERVICE_LABELS[spec.kind], props,
+                                           refs, utcnow())
+            return service_from_row(row)
 
         return await self.db.write_tx(work)
 
@@ -89,8 +90,9 @@ class ServiceModelService(ItemReads[Service]):
                 props["costRecovery"] = spec.cost_recovery.value
             refs = ref_params(data)
             await check_refs(tx, refs)
-            return await writes.update_service(tx, service_id, props, refs, utcnow(),
-                                               state_changed=bool(STATE_FIELDS & data.keys()))
+            row = await writes.update_item(tx, service_id, "Service", props, refs, utcnow(),
+                                           state_changed=bool(STATE_FIELDS & data.keys()))
+            return service_from_row(row)
 
         return await self.db.write_tx(work)
 

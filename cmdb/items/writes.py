@@ -18,20 +18,8 @@ from typing import Any
 from cmdb.core.models import DomainError, LifecycleStatus, NotFound, OperationalState
 from cmdb.db.driver import CountingTx
 from cmdb.items.history import record_manual_change
-from cmdb.items.models import (
-    CIClass,
-    ConfigurationItem,
-    Relation,
-    RelationType,
-    Service,
-    ServiceKind,
-)
-from cmdb.items.repository import (
-    InventoryRepository,
-    ItemBatchRepository,
-    RelationRepository,
-    ServiceRepository,
-)
+from cmdb.items.models import Relation, RelationType
+from cmdb.items.repository import InventoryRepository, ItemBatchRepository, RelationRepository
 from cmdb.rollup.models import StateChange
 from cmdb.rollup.repository import propagate, recompute, set_own_states, upward_closure
 
@@ -52,45 +40,29 @@ async def _roll(tx: CountingTx, ids: list[str], cause: str | None, now: datetime
 # ------------------------------------------------------------------------------ items
 
 
-async def create_ci(
-    tx: CountingTx, ci_id: str, ci_class: CIClass, props: Row, refs: Row, now: datetime,
+async def create_item(
+    tx: CountingTx, item_id: str, labels: str, props: Row, refs: Row, now: datetime,
     cause: str | None = "created",
-) -> ConfigurationItem:
-    """A new CI with ``props`` and references ``refs`` (see ``ref_params``)."""
-    ci = await InventoryRepository.create(tx, ci_id, ci_class, props, refs, now)
-    await _roll(tx, [ci_id], cause, now)
-    return ci
+) -> Row:
+    """A new CI or service (``labels`` from ``class_labels``/``SERVICE_LABELS``) with
+    ``props`` and references ``refs`` (see ``properties.ref_params``); returns its row."""
+    row = await InventoryRepository.create_item(tx, item_id, labels, props, refs, now)
+    await _roll(tx, [item_id], cause, now)
+    return row
 
 
-async def create_service(
-    tx: CountingTx, service_id: str, kind: ServiceKind, props: Row, refs: Row, now: datetime,
-    cause: str | None = "created",
-) -> Service:
-    svc = await ServiceRepository.create(tx, service_id, kind, props, refs, now)
-    await _roll(tx, [service_id], cause, now)
-    return svc
-
-
-async def update_ci(
-    tx: CountingTx, ci_id: str, stored: Mapping[str, Any], props: Row, refs: Row,
-    now: datetime, state_changed: bool, who: str = "api",
-) -> ConfigurationItem:
-    """Set ``props`` on a CI read as ``stored`` in this transaction: the edit is recorded
-    (by ``who``) and, when it changed a state field, rolled up."""
-    await record_manual_change(tx, ci_id, stored, props, now, who)
-    ci = await InventoryRepository.update(tx, ci_id, props, refs, now)
-    await _roll(tx, [ci_id], "updated" if state_changed else None, now)
-    return ci
-
-
-async def update_service(
-    tx: CountingTx, service_id: str, props: Row, refs: Row, now: datetime,
-    state_changed: bool,
-) -> Service:
-    """Set ``props`` on a service (services keep no attribute history)."""
-    svc = await ServiceRepository.update(tx, service_id, props, refs, now)
-    await _roll(tx, [service_id], "updated" if state_changed else None, now)
-    return svc
+async def update_item(
+    tx: CountingTx, item_id: str, label: str, props: Row, refs: Row, now: datetime, *,
+    state_changed: bool, stored: Mapping[str, Any] | None = None, who: str = "api",
+) -> Row:
+    """Set ``props`` (and re-point ``refs``) on a CI or service (``label``); rolled up when
+    the edit changed a state field. Given the row ``stored`` (read in this transaction), the
+    edit is kept in the item's history, by ``who`` (CIs; services keep none yet)."""
+    if stored is not None:
+        await record_manual_change(tx, item_id, stored, props, now, who)
+    row = await InventoryRepository.update_item(tx, item_id, label, props, refs, now)
+    await _roll(tx, [item_id], "updated" if state_changed else None, now)
+    return row
 
 
 async def retire_item(
