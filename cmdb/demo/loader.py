@@ -14,7 +14,7 @@ are the relationships that would touch them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,14 +24,16 @@ from cmdb.core.models import DomainError, OperationalState, OrgKind
 from cmdb.db.driver import Database
 from cmdb.demo import data, people
 from cmdb.demo.repository import DemoRepository
-from cmdb.demo.specs import CISpec, OrgSpec, RelSpec, ServiceSpec
+from cmdb.demo.specs import CISpec, OrgSpec, RelSpec, RoleSpec, ServiceSpec, UserSpec
 from cmdb.identity.principal import Principal
+from cmdb.identity.service import IdentityService
 from cmdb.items.models import SERVICE, RelationType, rule_violation
 from cmdb.services import Services
 from cmdb.settings import Settings
 
 Echo = Callable[[str], None]
 Spec = TypeVar("Spec", ServiceSpec, CISpec)
+Named = TypeVar("Named", RoleSpec, UserSpec)
 
 class DemoDataError(RuntimeError):
     """The demo data is inconsistent, or the graph holds something that clashes with it."""
@@ -365,17 +367,40 @@ async def _load_people(
     """Roles and their entitlements, users with managers, cost centres and memberships, and
     a few days of desktop sessions through the broker feed. Only what is missing is written.
     """
-    identity = services.identity
+    await _load_roles(services.identity, report.roles, items)
+    await _load_users(services.identity, report.users, org)
+    echo(f"  roles: {len(people.ROLES)} ({report.roles.note()})")
+    echo(f"  users: {len(people.USERS)} ({report.users.note()})")
+
+    result = await services.vdi.ingest(people.demo_session_events(utcnow()), _LOADER)
+    counts = result.counts
+    report.sessions.created = counts["stored"]
+    report.sessions.present = counts["duplicate"]
+    if counts["rejected"]:
+        reasons = "; ".join(f"{r.event_id}: {r.reason}" for r in result.rejections[:3])
+        raise DemoDataError(f"demo desktop sessions rejected: {reasons}")
+    echo(f"  desktop session events: {len(result.results)} ({report.sessions.note()})")
+
+
+def _missing(specs: Sequence[Named], present: Collection[str], tally: Tally) -> list[Named]:
+    """The specs whose name is not ``present`` (the others are counted present)."""
+    out = [s for s in specs if _name(s) not in present]
+    tally.present += len(specs) - len(out)
+    return out
+
+
+def _name(spec: RoleSpec | UserSpec) -> str:
+    return spec.name if isinstance(spec, RoleSpec) else spec.user_name
+
+
+async def _load_roles(identity: IdentityService, tally: Tally, items: dict[str, _Found]
+                      ) -> None:
     roles = await identity.repo.roles_by_name([r.name for r in people.ROLES])
-    for spec in people.ROLES:
-        if spec.name in roles:
-            report.roles.present += 1
-            continue
+    for spec in _missing(people.ROLES, roles, tally):
         roles[spec.name] = await identity.create_role(
             {"name": spec.name, "description": spec.description}, _LOADER)
-        report.roles.created += 1
-    role_ids = [r.id for r in roles.values()]
-    entitled = await identity.repo.role_entitlements(role_ids)
+        tally.created += 1
+    entitled = await identity.repo.role_entitlements([r.id for r in roles.values()])
     for spec in people.ROLES:
         have = {e.target_id for e in entitled.get(roles[spec.name].id, [])}
         for package in spec.entitled_to:
@@ -383,20 +408,20 @@ async def _load_people(
             if target.id not in have and not target.retired:
                 await identity.entitle(spec.name, target.id, _LOADER)
 
+
+async def _load_users(identity: IdentityService, tally: Tally,
+                      org: dict[tuple[OrgKind, str], str]) -> None:
     users = await identity.repo.users_by_name([u.user_name for u in people.USERS])
-    for person in people.USERS:
-        if person.user_name in users:
-            report.users.present += 1
-            continue
+    for person in _missing(people.USERS, users, tally):
         users[person.user_name] = await identity.create_user(
             {"user_name": person.user_name, "display_name": person.display_name,
              "email": person.email}, _LOADER)
-        report.users.created += 1
+        tally.created += 1
     by_id = {u.id: name for name, u in users.items()}
-    memberships = await identity.repo.memberships_of_users([u.id for u in users.values()],
-                                                           include_ended=False)
-    owned = await identity.repo.managed_cost_centre_ids([u.id for u in users.values()])
-    groups = await identity.repo.owner_group_ids([u.id for u in users.values()])
+    user_ids = [u.id for u in users.values()]
+    memberships = await identity.repo.memberships_of_users(user_ids, include_ended=False)
+    owned = await identity.repo.managed_cost_centre_ids(user_ids)
+    groups = await identity.repo.owner_group_ids(user_ids)
     since = datetime.fromisoformat(people.MEMBERSHIP_SINCE)
     for person in people.USERS:
         user = users[person.user_name]
@@ -415,17 +440,6 @@ async def _load_people(
         for role in person.roles:
             if role not in current:
                 await identity.add_membership(person.user_name, role, since, _LOADER)
-    echo(f"  roles: {len(people.ROLES)} ({report.roles.note()})")
-    echo(f"  users: {len(people.USERS)} ({report.users.note()})")
-
-    result = await services.vdi.ingest(people.demo_session_events(utcnow()), _LOADER)
-    counts = result.counts
-    report.sessions.created = counts["stored"]
-    report.sessions.present = counts["duplicate"]
-    if counts["rejected"]:
-        reasons = "; ".join(f"{r.event_id}: {r.reason}" for r in result.rejections[:3])
-        raise DemoDataError(f"demo desktop sessions rejected: {reasons}")
-    echo(f"  desktop session events: {len(result.results)} ({report.sessions.note()})")
 
 
 # --- consistency of the data itself ------------------------------------------------------------
