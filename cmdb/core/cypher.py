@@ -87,36 +87,31 @@ class ItemFilter:
     visibility: Any = None
 
 
+# (filter field, condition on ``n``, parameter): a list matches any of its values.
+_MATCH_FILTERS: tuple[tuple[str, LiteralString, str], ...] = (
+    ("classes", "n.ciClass IN $f_classes", "f_classes"),
+    ("service_kinds", "n.serviceKind IN $f_kinds", "f_kinds"),
+    ("lifecycle_status", "n.lifecycleStatus IN $f_status", "f_status"),
+    ("operational_state", "n.operationalState IN $f_state", "f_state"),
+    ("criticality", "n.criticality IN $f_crit", "f_crit"),
+    ("owner_group_id", "EXISTS { (n)-[:OWNED_BY]->(:OwnerGroup {id: $f_owner}) }", "f_owner"),
+    ("cost_centre_code", "EXISTS { (n)-[:CHARGED_TO]->(:CostCentre {code: $f_cc}) }", "f_cc"),
+    ("location_id", "EXISTS { (n)-[:LOCATED_IN]->(:Location {id: $f_loc}) }", "f_loc"),
+)
+
+
 def compile_item_filter(f: ItemFilter) -> tuple[list[LiteralString], dict[str, Any]]:
     """Turn a filter into WHERE conditions on ``n`` and their parameters."""
     where: list[LiteralString] = []
     params: dict[str, Any] = {}
-    if f.classes is not None:
-        where.append("n.ciClass IN $f_classes")
-        params["f_classes"] = f.classes
-    if f.service_kinds is not None:
-        where.append("n.serviceKind IN $f_kinds")
-        params["f_kinds"] = f.service_kinds
-    if f.lifecycle_status is not None:
-        where.append("n.lifecycleStatus IN $f_status")
-        params["f_status"] = [s.value for s in f.lifecycle_status]
-    elif not f.include_retired:
-        where.append("n.lifecycleStatus <> 'RETIRED'")
-    if f.operational_state is not None:
-        where.append("n.operationalState IN $f_state")
-        params["f_state"] = [s.value for s in f.operational_state]
-    if f.criticality is not None:
-        where.append("n.criticality IN $f_crit")
-        params["f_crit"] = [c.value for c in f.criticality]
-    if f.owner_group_id is not None:
-        where.append("EXISTS { (n)-[:OWNED_BY]->(:OwnerGroup {id: $f_owner}) }")
-        params["f_owner"] = f.owner_group_id
-    if f.cost_centre_code is not None:
-        where.append("EXISTS { (n)-[:CHARGED_TO]->(:CostCentre {code: $f_cc}) }")
-        params["f_cc"] = f.cost_centre_code
-    if f.location_id is not None:
-        where.append("EXISTS { (n)-[:LOCATED_IN]->(:Location {id: $f_loc}) }")
-        params["f_loc"] = f.location_id
+    for attr, condition, param in _MATCH_FILTERS:
+        value = getattr(f, attr)
+        if value is not None:
+            where.append(condition)
+            params[param] = value if isinstance(value, str) else [
+                getattr(v, "value", v) for v in value]
+        elif attr == "lifecycle_status" and not f.include_retired:
+            where.append("n.lifecycleStatus <> 'RETIRED'")
     if f.name_contains:
         where.append("n.nameLower CONTAINS $f_name")
         params["f_name"] = f.name_contains.lower()
