@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from neo4j.exceptions import ClientError
@@ -48,6 +48,7 @@ from cmdb.bulk.rows import (
     reject,
     unique_in_batch,
 )
+from cmdb.core.chunks import numbered_chunks
 from cmdb.core.clock import utcnow
 from cmdb.core.models import OrgKind
 from cmdb.db.driver import CountingTx, Database
@@ -119,7 +120,7 @@ class BulkService:
         if total is None and isinstance(rows, Sequence):
             total = len(rows)
         result = BulkResult()
-        chunks = _chunks(rows, self.batch_size)
+        chunks = numbered_chunks(rows, self.batch_size)
         batch = await asyncio.to_thread(prepare_batch, chunks, prepare)
         while batch is not None:
             size, prepared, rejected = batch
@@ -265,14 +266,3 @@ class BulkService:
             return out
 
         return await self.db.write_tx(work)
-
-
-def _chunks(rows: Iterable[T], size: int) -> Iterator[list[tuple[int, T]]]:
-    chunk: list[tuple[int, T]] = []
-    for item in enumerate(rows):
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -81,6 +81,13 @@ def _value(revenue_per_hour: str, users: int) -> dict[str, Any]:
     return {"revenue_per_hour": Decimal(revenue_per_hour), "users": users}
 
 
+# Each business service and the technical service it runs on promise the same.
+_PAYROLL_SLA = _sla("99.9", 15, 240, "Sun 02:00-04:00")
+_MAIL_SLA = _sla("99.9", 30, 240, "Sat 23:00-01:00")
+_TRADING_SLA = _sla("99.99", 5, 30, "Sat 06:00-10:00")
+_VDI_SLA = _sla("99.5", 30, 480, "Sun 04:00-06:00")
+_COLLAB_SLA = _sla("99.5", 60, 480, "Sun 06:00-08:00")
+
 _B, _T = ServiceKind.BUSINESS, ServiceKind.TECHNICAL
 _CRIT, _HIGH, _MED, _LOW = (Criticality.CRITICAL, Criticality.HIGH, Criticality.MEDIUM,
                             Criticality.LOW)
@@ -88,39 +95,39 @@ _CRIT, _HIGH, _MED, _LOW = (Criticality.CRITICAL, Criticality.HIGH, Criticality.
 BUSINESS_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("Payroll", _B, _CRIT, "App Support Payroll", "CC-1400", LONDON,
                 "Monthly and off-cycle pay runs, payslips and tax filings for all employees.",
-                _sla("99.9", 15, 240, "Sun 02:00-04:00"), _value("12000.00", 4200),
+                _PAYROLL_SLA, _value("12000.00", 4200),
                 # Pay day: an outage in these days outranks everything else.
                 {"criticalPeriods": ["Monthly 25-28"]}),
     ServiceSpec("Email", _B, _HIGH, "Messaging Team", "CC-1300", LONDON,
                 "Corporate email, calendars and mobile mail.",
-                _sla("99.9", 30, 240, "Sat 23:00-01:00"), _value("8000.00", 5200)),
+                _MAIL_SLA, _value("8000.00", 5200)),
     ServiceSpec("Trading", _B, _CRIT, "App Support Trading", "CC-1200", LONDON,
                 "Order entry and execution for the trading desk.",
-                _sla("99.99", 5, 30, "Sat 06:00-10:00"), _value("250000.00", 350)),
+                _TRADING_SLA, _value("250000.00", 350)),
     ServiceSpec("Virtual Desktop", _B, _HIGH, "EUC Team", "CC-1320", LONDON,
                 "Standard and trader virtual desktops, available from anywhere.",
-                _sla("99.5", 30, 480, "Sun 04:00-06:00"), _value("6000.00", 1800)),
+                _VDI_SLA, _value("6000.00", 1800)),
     ServiceSpec("Collaboration", _B, _MED, "Collaboration Team", "CC-1300", FRANKFURT,
                 "Team sites, document sharing and intranet.",
-                _sla("99.5", 60, 480, "Sun 06:00-08:00"), _value("2000.00", 5200)),
+                _COLLAB_SLA, _value("2000.00", 5200)),
 )
 
 TECHNICAL_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("Payroll Application Service", _T, _CRIT, "App Support Payroll", "CC-1400",
                 LONDON, "PeopleSoft HCM payroll web and application tiers with their database.",
-                _sla("99.9", 15, 240, "Sun 02:00-04:00")),
+                _PAYROLL_SLA),
     ServiceSpec("Exchange Messaging", _T, _HIGH, "Messaging Team", "CC-1300", LONDON,
                 "Exchange 2019 mailbox DAG and client access behind the London load balancer.",
-                _sla("99.9", 30, 240, "Sat 23:00-01:00")),
+                _MAIL_SLA),
     ServiceSpec("Trading Platform", _T, _CRIT, "App Support Trading", "CC-1200", LONDON,
                 "Trader web portal, matching engines and the trading database.",
-                _sla("99.99", 5, 30, "Sat 06:00-10:00")),
+                _TRADING_SLA),
     ServiceSpec("VDI Platform", _T, _HIGH, "EUC Team", "CC-1320", LONDON,
                 "Horizon connection servers, desktop pools and the VDI cluster.",
-                _sla("99.5", 30, 480, "Sun 04:00-06:00")),
+                _VDI_SLA),
     ServiceSpec("SharePoint Platform", _T, _MED, "Collaboration Team", "CC-1300", FRANKFURT,
                 "SharePoint Subscription Edition farm in Frankfurt.",
-                _sla("99.5", 60, 480, "Sun 06:00-08:00")),
+                _COLLAB_SLA),
     ServiceSpec("Directory Services", _T, _HIGH, "Windows Ops", "CC-1310", LONDON,
                 "Active Directory authentication, shared by most services.",
                 _sla("99.95", 15, 120, "Sun 01:00-02:00")),

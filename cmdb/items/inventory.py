@@ -30,6 +30,7 @@ from cmdb.items.properties import (
     check_refs,
     common_properties,
     ref_params,
+    refuse_in_update,
 )
 from cmdb.items.repository import AssetRepository, ci_from_row, identifier_properties
 from cmdb.settings import Settings
@@ -68,12 +69,8 @@ class InventoryService(ItemReads[ConfigurationItem]):
         return await self.db.write_tx(work)
 
     async def update(self, ci_id: str, data: dict[str, Any]) -> ConfigurationItem:
-        if "ci_class" in data:
-            raise DomainError.single(
-                "input.ciClass", "the class of a CI cannot change; retire it and create another"
-            )
-        if data.get("lifecycle_status") in (LifecycleStatus.RETIRED, "RETIRED"):
-            raise DomainError.single("input.lifecycleStatus", "use retireCI to retire a CI")
+        refuse_in_update(data, "ci_class", "the class of a CI cannot change; retire it and "
+                         "create another", "use retireCI to retire a CI")
 
         async def work(tx: CountingTx) -> ConfigurationItem:
             row, current = await self._live_in_tx(tx, ci_id)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cmdb.core.models import CRITICALITY_RANK, DomainError, FieldError
+from cmdb.core.mapping import camel
+from cmdb.core.models import CRITICALITY_RANK, DomainError, FieldError, LifecycleStatus
 from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx
 from cmdb.items.repository import InventoryRepository
@@ -69,3 +70,13 @@ def changed_properties(spec: Any, data: dict[str, Any]) -> dict[str, Any]:
     if "attributes" in data:
         props.update(attribute_properties(data["attributes"], "input.attributes"))
     return props
+
+
+def refuse_in_update(data: dict[str, Any], fixed: str, fixed_message: str,
+                     retire_message: str) -> None:
+    """Refuse what an update may not do: change ``fixed`` (an item's class or kind), or
+    retire the item (that has a mutation of its own)."""
+    if fixed in data:
+        raise DomainError.single(f"input.{camel(fixed)}", fixed_message)
+    if data.get("lifecycle_status") in (LifecycleStatus.RETIRED, "RETIRED"):
+        raise DomainError.single("input.lifecycleStatus", retire_message)

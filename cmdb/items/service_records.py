@@ -18,6 +18,7 @@ from cmdb.items.properties import (
     check_refs,
     common_properties,
     ref_params,
+    refuse_in_update,
 )
 from cmdb.items.repository import service_from_row, sla_properties, value_properties
 
@@ -56,12 +57,8 @@ class ServiceModelService(ItemReads[Service]):
         return await self.db.write_tx(work)
 
     async def update(self, service_id: str, data: dict[str, Any]) -> Service:
-        if "kind" in data:
-            raise DomainError.single(
-                "input.kind", "the kind of a service cannot change; retire it and create another"
-            )
-        if data.get("lifecycle_status") in (LifecycleStatus.RETIRED, "RETIRED"):
-            raise DomainError.single("input.lifecycleStatus", "use retireService to retire it")
+        refuse_in_update(data, "kind", "the kind of a service cannot change; retire it and "
+                         "create another", "use retireService to retire it")
         for key, name in (("sla", "sla"), ("business_value", "businessValue")):
             if key in data and data[key] is None:  # null: neither a change nor a value
                 raise DomainError.single(
