@@ -119,6 +119,18 @@ RETURN """
 )
 
 
+# Many items at once, each with its reason; like RETIRE_ITEM, their relationships end.
+RETIRE_ITEMS: LiteralString = """
+UNWIND $rows AS row
+MATCH (n:Item {id: row.id})
+SET n.lifecycleStatus = 'RETIRED', n.retiredAt = $now, n.updatedAt = $now,
+    n.retiredReason = row.reason
+WITH n
+OPTIONAL MATCH (n)-[r]-(:Item) WHERE r.retiredAt IS NULL
+SET r.retiredAt = $now
+RETURN count(DISTINCT n) AS retired
+"""
+
 def visible_ids(visible: LiteralString) -> LiteralString:
     """Which of ``$ids`` the caller may see (``visible`` is a scope predicate on ``n``)."""
     return trusted(f"UNWIND $ids AS id MATCH (n:Item {{id: id}}) WHERE {visible} RETURN n.id AS id")

@@ -142,6 +142,12 @@ class InventoryRepository:
         item: dict[str, Any] = row["item"]
         return item
 
+    @staticmethod
+    async def retire_many(tx: CountingTx, rows: list[dict[str, Any]], now: datetime) -> int:
+        """Retire the items of ``rows`` (``{id, reason}``); returns how many were found."""
+        row = await tx.one(q.RETIRE_ITEMS, {"rows": rows, "now": now})
+        return int(row["retired"]) if row else 0
+
 
 def asset_from_row(a: dict[str, Any]) -> Asset:
     def day(v: Any) -> date | None:

@@ -1,9 +1,12 @@
 """The one place where items and relationships are created, changed and retired.
 
 Every function runs inside the caller's transaction (``tx``), so a write, its history and
-its health roll-up commit or roll back together. The roll-up starts from what changed:
+its health roll-up commit or roll back together. The roll-up starts from what changed;
 ``cause`` names the change in the state history. A caller that makes several writes and
-rolls up once passes ``cause=None`` and calls ``roll_up`` (or ``roll_up_consumers``) itself.
+rolls up once passes ``cause=None`` to each and then calls ``roll_up`` itself. History: a
+person's edit of a CI is recorded here (``update_item`` with ``stored``); a writer that
+collects its own records (``History``, e.g. discovery) keeps them with ``record_history``.
+Bulk batches (``create_many`` and co.) keep neither history nor roll-up (see there).
 
 Validation and reference checks stay with the use cases (they differ per caller); the
 statements are in ``queries`` and run through ``repository``.
@@ -17,9 +20,14 @@ from typing import Any
 
 from cmdb.core.models import DomainError, LifecycleStatus, NotFound, OperationalState
 from cmdb.db.driver import CountingTx
-from cmdb.items.history import record_manual_change
+from cmdb.items.history import History, record_manual_change
 from cmdb.items.models import Relation, RelationType
-from cmdb.items.repository import InventoryRepository, ItemBatchRepository, RelationRepository
+from cmdb.items.repository import (
+    HistoryRepository,
+    InventoryRepository,
+    ItemBatchRepository,
+    RelationRepository,
+)
 from cmdb.rollup.models import StateChange
 from cmdb.rollup.repository import propagate, recompute, set_own_states, upward_closure
 
@@ -83,14 +91,38 @@ async def retire_items(
     tx: CountingTx, ids: list[str], reason: str | None, now: datetime,
     cause: str = "retired",
 ) -> list[Row]:
-    """Retire live items (never delete): they and their history stay, their relationships
-    end, and whatever consumed them rolls up again without them."""
-    # Consumers are found before the relationships end.
-    gone = set(ids)
-    consumers = [i for i in await upward_closure(tx, ids) if i not in gone]
+    """Retire live items (never delete), one statement each: they and their history stay,
+    their relationships end, and whatever consumed them rolls up again without them."""
+    consumers = await _consumers(tx, ids)
     retired = [await InventoryRepository.retire(tx, i, reason, now) for i in ids]
     await recompute(tx, consumers, cause, now)
     return retired
+
+
+async def retire_batch(
+    tx: CountingTx, rows: list[Row], now: datetime, cause: str = "retired",
+    history: History | None = None,
+) -> int:
+    """``retire_items`` for many items in one statement, each with its reason (``rows``:
+    ``{id, reason}``), keeping ``history`` (the caller's records of them); returns how
+    many were retired."""
+    consumers = await _consumers(tx, [r["id"] for r in rows])
+    retired = await InventoryRepository.retire_many(tx, rows, now)
+    if history is not None:
+        await record_history(tx, history, now)
+    await recompute(tx, consumers, cause, now)
+    return retired
+
+
+async def _consumers(tx: CountingTx, ids: list[str]) -> list[str]:
+    """What consumes the items, outside them: found before their relationships end."""
+    gone = set(ids)
+    return [i for i in await upward_closure(tx, ids) if i not in gone]
+
+
+async def record_history(tx: CountingTx, history: History, now: datetime) -> None:
+    """Keep the records a writer collected (``History``) in its transaction."""
+    await HistoryRepository.write(tx, history.records, now)
 
 
 async def set_states(
