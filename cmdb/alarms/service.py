@@ -64,6 +64,18 @@ def _cause(verb: str, alarm_ids: list[str]) -> str:
     return f"alarms {verb}: {shown}{more}"
 
 
+def _target_refused(ci_id: str, item: dict[str, Any] | None) -> list[FieldError]:
+    """Why an alarm cannot be raised on the item (its locked row), if it cannot."""
+    if item is None:
+        return _error("ciId", f"CI {ci_id!r} not found", "NOT_FOUND")
+    if not item["isCi"]:
+        return _error("ciId", f"{ci_id!r} is a service; alarms are raised on configuration "
+                      "items")
+    if item["lifecycleStatus"] == LifecycleStatus.RETIRED.value:
+        return _error("ciId", f"CI {ci_id!r} is retired", "CONFLICT")
+    return []
+
+
 def _fixed_cause(verb: str, alarm_ids: list[str]) -> Callable[[list[str]], str]:
     text = _cause(verb, alarm_ids)
     return lambda _changed: text
@@ -170,17 +182,9 @@ class AlarmService:
                     repeats.append((index, key))
                     continue
                 first_of[key] = index
-            item = items.get(spec.ci_id)
-            if item is None:
-                out[index] = _rejected(index, _error(
-                    "ciId", f"CI {spec.ci_id!r} not found", "NOT_FOUND"))
-            elif not item["isCi"]:
-                out[index] = _rejected(index, _error(
-                    "ciId", f"{spec.ci_id!r} is a service; alarms are raised on "
-                    "configuration items"))
-            elif item["lifecycleStatus"] == LifecycleStatus.RETIRED.value:
-                out[index] = _rejected(index, _error(
-                    "ciId", f"CI {spec.ci_id!r} is retired", "CONFLICT"))
+            refused = _target_refused(spec.ci_id, items.get(spec.ci_id))
+            if refused:
+                out[index] = _rejected(index, refused)
             else:
                 rows.append({
                     "index": index, "id": str(uuid.uuid4()), "source": spec.source,
