@@ -15,7 +15,7 @@ from cmdb.core.models import DomainError, FieldError, LifecycleStatus, NotFound
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.items import writes
-from cmdb.items.listing import ItemReads
+from cmdb.items.kinds import ItemKindService
 from cmdb.items.models import (
     Asset,
     AssetInput,
@@ -38,7 +38,7 @@ from cmdb.settings import Settings
 __all__ = ["STATE_FIELDS", "InventoryService", "check_refs", "common_properties", "ref_params"]
 
 
-class InventoryService(ItemReads[ConfigurationItem]):
+class InventoryService(ItemKindService[ConfigurationItem]):
     kind, label, what = "CI", "CI", "CI"
 
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -98,10 +98,6 @@ class InventoryService(ItemReads[ConfigurationItem]):
 
         return await self.db.write_tx(work)
 
-    async def retire(self, ci_id: str, reason: str | None) -> ConfigurationItem:
-        row = await self.db.write_tx(
-            lambda tx: writes.retire_item(tx, ci_id, "CI", reason, utcnow()))
-        return ci_from_row(row)
 
     # --- asset records -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from cmdb.core.models import DomainError, LifecycleStatus
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx
 from cmdb.items import writes
-from cmdb.items.listing import ItemReads
+from cmdb.items.kinds import ItemKindService
 from cmdb.items.models import SERVICE_LABELS, Service, ServiceWrite
 from cmdb.items.properties import (
     STATE_FIELDS,
@@ -23,7 +23,7 @@ from cmdb.items.properties import (
 from cmdb.items.repository import service_from_row, sla_properties, value_properties
 
 
-class ServiceModelService(ItemReads[Service]):
+class ServiceModelService(ItemKindService[Service]):
     kind, label, what = "SERVICE", "Service", "service"
 
     def to_model(self, row: dict[str, Any]) -> Service:
@@ -93,7 +93,3 @@ class ServiceModelService(ItemReads[Service]):
 
         return await self.db.write_tx(work)
 
-    async def retire(self, service_id: str, reason: str | None) -> Service:
-        row = await self.db.write_tx(
-            lambda tx: writes.retire_item(tx, service_id, "SERVICE", reason, utcnow()))
-        return service_from_row(row)

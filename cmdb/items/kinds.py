@@ -1,20 +1,23 @@
-"""Reading items of one kind (CIs or services): by id, and listed a page at a time."""
+"""What the use cases of one kind of item (CIs or services) share: reading by id, listing a
+page at a time, retiring."""
 
 from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ItemFilter, sort_spec
 from cmdb.core.models import DomainError, ItemBase, LifecycleStatus, NotFound, SortDirection
 from cmdb.core.pagination import Page, page_request
 from cmdb.db.driver import CountingTx, Database
+from cmdb.items import writes
 from cmdb.items.repository import InventoryRepository, list_items
 from cmdb.settings import Settings
 
 T = TypeVar("T", bound=ItemBase)
 
 
-class ItemReads(Generic[T]):
+class ItemKindService(Generic[T]):
     """``kind`` is the item kind as rows carry it ("CI", "SERVICE"), ``label`` its node
     label, ``what`` its name in messages, ``to_model`` the row mapper."""
 
@@ -74,3 +77,8 @@ class ItemReads(Generic[T]):
         if current.lifecycle_status is LifecycleStatus.RETIRED:
             raise DomainError.single("id", f"{self.what} {item_id!r} is retired", "CONFLICT")
         return row, current
+
+    async def retire(self, item_id: str, reason: str | None) -> T:
+        row = await self.db.write_tx(
+            lambda tx: writes.retire_item(tx, item_id, self.kind, reason, utcnow()))
+        return self.to_model(row)
