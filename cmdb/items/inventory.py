@@ -25,7 +25,6 @@ from cmdb.items.models import (
     class_labels,
 )
 from cmdb.items.properties import (
-    STATE_FIELDS,
     changed_properties,
     check_refs,
     common_properties,
@@ -35,7 +34,8 @@ from cmdb.items.properties import (
 from cmdb.items.repository import AssetRepository, ci_from_row, identifier_properties
 from cmdb.settings import Settings
 
-__all__ = ["STATE_FIELDS", "InventoryService", "check_refs", "common_properties", "ref_params"]
+# The catalogue imports these from here (until it writes through ``writes``).
+__all__ = ["InventoryService", "common_properties", "ref_params"]
 
 
 class InventoryService(ItemKindService[ConfigurationItem]):
@@ -93,7 +93,7 @@ class InventoryService(ItemKindService[ConfigurationItem]):
             await check_refs(tx, refs)
             updated = await writes.update_item(
                 tx, ci_id, "CI", props, refs, utcnow(),
-                state_changed=bool(STATE_FIELDS & data.keys()), stored=row)
+                fields=data.keys(), stored=row)
             return ci_from_row(updated)
 
         return await self.db.write_tx(work)

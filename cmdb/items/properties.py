@@ -12,8 +12,6 @@ from cmdb.core.values import attribute_properties
 from cmdb.db.driver import CountingTx
 from cmdb.items.repository import InventoryRepository
 
-# Changes to these fields change health, so they are rolled up at once.
-STATE_FIELDS = {"operational_state", "lifecycle_status"}
 _REF_FIELDS = {"owner": "ownerGroupId", "cc": "costCentreId", "loc": "locationId"}
 _REF_NAMES = {"owner": "owner group", "cc": "cost centre", "loc": "location"}
 

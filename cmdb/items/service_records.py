@@ -9,17 +9,9 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, LifecycleStatus
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx
-from cmdb.items import writes
+from cmdb.items import properties, writes
 from cmdb.items.kinds import ItemKindService
 from cmdb.items.models import SERVICE_LABELS, Service, ServiceWrite
-from cmdb.items.properties import (
-    STATE_FIELDS,
-    changed_properties,
-    check_refs,
-    common_properties,
-    ref_params,
-    refuse_in_update,
-)
 from cmdb.items.repository import service_from_row, sla_properties, value_properties
 
 
@@ -38,18 +30,18 @@ class ServiceModelService(ItemKindService[Service]):
         if spec.lifecycle_status is LifecycleStatus.RETIRED:
             raise DomainError.single("input.lifecycleStatus", "a new service cannot be retired")
         fields = spec.model_dump()
-        props = common_properties(fields)
+        props = properties.common_properties(fields)
         props.update({k: v for k, v in sla_properties(spec.sla).items() if v is not None})
         props.update(
             {k: v for k, v in value_properties(spec.business_value).items() if v is not None}
         )
         props["serviceKind"] = spec.kind.value
         props["costRecovery"] = spec.cost_recovery.value
-        refs = ref_params(fields)
+        refs = properties.ref_params(fields)
         service_id = str(uuid.uuid4())
 
         async def work(tx: CountingTx) -> Service:
-            await check_refs(tx, refs)
+            await properties.check_refs(tx, refs)
             row = await writes.create_item(tx, service_id, SERVICE_LABELS[spec.kind], props,
                                            refs, utcnow())
             return service_from_row(row)
@@ -57,8 +49,9 @@ class ServiceModelService(ItemKindService[Service]):
         return await self.db.write_tx(work)
 
     async def update(self, service_id: str, data: dict[str, Any]) -> Service:
-        refuse_in_update(data, "kind", "the kind of a service cannot change; retire it and "
-                         "create another", "use retireService to retire it")
+        properties.refuse_in_update(
+            data, "kind", "the kind of a service cannot change; retire it and create another",
+            "use retireService to retire it")
         for key, name in (("sla", "sla"), ("business_value", "businessValue")):
             if key in data and data[key] is None:  # null: neither a change nor a value
                 raise DomainError.single(
@@ -78,17 +71,17 @@ class ServiceModelService(ItemKindService[Service]):
             merged.update({k: v for k, v in data.items() if k not in ("sla", "business_value")})
             merged["attributes"] = {}
             spec = validate(ServiceWrite, merged)
-            props = changed_properties(spec, data)
+            props = properties.changed_properties(spec, data)
             if "sla" in data:
                 props.update(sla_properties(spec.sla))
             if "business_value" in data:
                 props.update(value_properties(spec.business_value))
             if "cost_recovery" in data:
                 props["costRecovery"] = spec.cost_recovery.value
-            refs = ref_params(data)
-            await check_refs(tx, refs)
+            refs = properties.ref_params(data)
+            await properties.check_refs(tx, refs)
             row = await writes.update_item(tx, service_id, "Service", props, refs, utcnow(),
-                                           state_changed=bool(STATE_FIELDS & data.keys()))
+                                           fields=data.keys())
             return service_from_row(row)
 
         return await self.db.write_tx(work)

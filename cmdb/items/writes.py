@@ -14,7 +14,7 @@ statements are in ``queries`` and run through ``repository``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,9 @@ from cmdb.rollup.models import StateChange
 from cmdb.rollup.repository import propagate, recompute, set_own_states, upward_closure
 
 Row = dict[str, Any]
+
+# Changes to these fields change health, so they are rolled up at once.
+STATE_FIELDS = frozenset({"operational_state", "lifecycle_status"})
 
 
 async def roll_up(tx: CountingTx, ids: list[str], cause: str | None, now: datetime
@@ -61,15 +64,16 @@ async def create_item(
 
 async def update_item(
     tx: CountingTx, item_id: str, label: str, props: Row, refs: Row, now: datetime, *,
-    state_changed: bool, stored: Mapping[str, Any] | None = None, who: str = "api",
+    fields: Collection[str], stored: Mapping[str, Any] | None = None, who: str = "api",
 ) -> Row:
     """Set ``props`` (and re-point ``refs``) on a CI or service (``label``); rolled up when
-    the edit changed a state field. Given the row ``stored`` (read in this transaction), the
-    edit is kept in the item's history, by ``who`` (CIs; services keep none yet)."""
+    the edit gives a state field (``fields``: the write fields it gives). Given the row
+    ``stored`` (read in this transaction), the edit is kept in the item's history, by
+    ``who`` (CIs; services keep none yet)."""
     if stored is not None:
         await record_manual_change(tx, item_id, stored, props, now, who)
     row = await InventoryRepository.update_item(tx, item_id, label, props, refs, now)
-    await _roll(tx, [item_id], "updated" if state_changed else None, now)
+    await _roll(tx, [item_id], "updated" if STATE_FIELDS & set(fields) else None, now)
     return row
 
 
