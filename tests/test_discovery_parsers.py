@@ -180,7 +180,7 @@ def test_quick_relation_check_agrees_with_the_model(raw):
     from pydantic import ValidationError
 
     from cmdb.discovery.models import DiscoveredRelation
-    from cmdb.discovery.service import quick_relation
+    from cmdb.discovery.records import quick_relation
 
     quick = quick_relation(raw)
     try:

@@ -10,6 +10,7 @@ attribute and a history record of every change.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from cmdb.core.mapping import load_json
 from cmdb.items.models import CIClass, Identifiers, RelationType
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -29,6 +31,18 @@ MAX_TRUST = 100
 MANUAL_TRUST = 50
 DEFAULT_BATCH_SIZE = 5000
 MAX_BATCH_RECORDS = 20_000  # one REST request; one transaction
+
+
+class _Input(BaseModel):
+    """A record as clients send it: camelCase names (or the Python ones), nothing else."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class _Frozen(BaseModel):
+    """A value as read or reported: never changed once made."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class SourceKind(StrEnum):
@@ -45,10 +59,8 @@ _ATTRIBUTE_NAME = re.compile(r"^(name|description|serialNumber|hostName|domain|m
                              r"cloudInstanceId|attributes\.\*|attributes\.[a-z][A-Za-z0-9_]{0,62})$")
 
 
-class SourceWrite(BaseModel):
+class SourceWrite(_Input):
     """Register (or re-register) a source: how far it is trusted, overall and per attribute."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     name: str = Field(pattern=SOURCE_NAME)
     kind: SourceKind = SourceKind.OTHER
@@ -69,9 +81,7 @@ class SourceWrite(BaseModel):
         return v
 
 
-class Source(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Source(_Frozen):
     name: str
     kind: SourceKind
     trust: int
@@ -98,11 +108,9 @@ class RecordIdentifiers(Identifiers):
                               populate_by_name=True)
 
 
-class DiscoveredItem(BaseModel):
+class DiscoveredItem(_Input):
     """One CI as a source saw it. It must carry at least one unique identifier (serial
     number, cloud/instance id, host name + domain, MAC address)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     key: str | None = Field(None, pattern=KEY_PATTERN,
                             description="The record's own key, for relations in this batch")
@@ -129,11 +137,9 @@ class DiscoveredItem(BaseModel):
         return self
 
 
-class EndpointRef(BaseModel):
+class EndpointRef(_Input):
     """One end of a discovered relationship: an item of the same batch by its ``key``, a
     stored item by ``id``, or a stored CI by one of its identifiers."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     key: str | None = Field(None, pattern=KEY_PATTERN)
     id: str | None = Field(None, min_length=1, max_length=128)
@@ -147,10 +153,8 @@ class EndpointRef(BaseModel):
         return self
 
 
-class DiscoveredRelation(BaseModel):
+class DiscoveredRelation(_Input):
     """A relationship a source saw: consumer (source) to provider (target)."""
-
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     source: EndpointRef
     target: EndpointRef
@@ -158,11 +162,10 @@ class DiscoveredRelation(BaseModel):
     properties: dict[str, Any] = {}
 
 
-class DiscoveryBatch(BaseModel):
+class DiscoveryBatch(_Input):
     """The JSON body of ``POST /api/discovery/batches``."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
-                              title="DiscoveryBatch")
+    model_config = ConfigDict(title="DiscoveryBatch")
 
     source: str = Field(pattern=SOURCE_NAME, description="A registered source's name")
     items: list[dict[str, Any]] = Field(
@@ -208,6 +211,11 @@ def attribute_property(key: str) -> str:
     return key
 
 
+def relation_key(prop: str) -> str:
+    """A relationship's property as clients name it (stored with the attribute prefix)."""
+    return prop.removeprefix("attr_")
+
+
 # ------------------------------------------------------------------------------ results
 
 
@@ -218,14 +226,16 @@ class RejectCode(StrEnum):
     BATCH_FAILED = "BATCH_FAILED"
 
 
-class Rejection(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Rejection(_Frozen):
     index: int
     record: str  # "item" or "relation"
     code: RejectCode
     reason: str
     field: str | None = None
+
+
+_BATCH_COUNTS = ("created", "updated", "unchanged", "merged", "suppressed", "relations_created",
+                 "relations_updated", "relations_unchanged")
 
 
 @dataclass
@@ -249,6 +259,15 @@ class IngestResult:
     fresh: dict[str, str] = field(default_factory=dict)  # CIs this ingest created -> class
     classes: dict[str, str] = field(default_factory=dict)  # CIs it identified -> class
 
+    def add(self, batch: IngestResult) -> None:
+        """Count in one batch's outcome (its records and batches are counted apart)."""
+        for name in _BATCH_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(batch, name))
+        self.rejected.extend(batch.rejected)
+        self.ids.update(batch.ids)
+        self.fresh.update(batch.fresh)
+        self.classes.update(batch.classes)
+
     def counts(self) -> dict[str, int]:
         return {
             "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
@@ -259,9 +278,15 @@ class IngestResult:
         }
 
 
-class Provenance(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass
+class SweepResult:
+    stale: int = 0
+    retired: int = 0
+    relations_stale: int = 0
+    relations_retired: int = 0
 
+
+class Provenance(_Frozen):
     attribute: str
     value: Any = None
     source: str
@@ -269,26 +294,20 @@ class Provenance(BaseModel):
     confirmed_at: datetime
 
 
-class Sighting(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Sighting(_Frozen):
     source: str
     last_seen_at: datetime
 
 
-class AsOfRelation(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AsOfRelation(_Frozen):
     type: str
     direction: str
     other_id: str
     properties: dict[str, Any] = {}
 
 
-class CIAsOf(BaseModel):
+class CIAsOf(_Frozen):
     """A CI as it was at ``at``: reconstructed from now by undoing later history."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     at: datetime
@@ -297,11 +316,24 @@ class CIAsOf(BaseModel):
     relations: list[AsOfRelation] = []
 
 
-class _BatchSchema(BaseModel):
+def provenance_of(props_json: str | None, values: Mapping[str, Any]) -> list[Provenance]:
+    """Provenance entries of a CI (its ``provenance`` property), with current values."""
+    return [Provenance(attribute=key, value=values.get(key), source=src,
+                       set_at=datetime.fromisoformat(set_at),
+                       confirmed_at=datetime.fromisoformat(confirmed))
+            for key, (src, set_at, confirmed) in sorted(load_json(props_json).items())]
+
+
+def sightings_of(seen_json: str | None) -> list[Sighting]:
+    """When each source last saw a CI (its ``seenBy`` property)."""
+    return [Sighting(source=s, last_seen_at=datetime.fromisoformat(at))
+            for s, at in sorted(load_json(seen_json).items())]
+
+
+class _BatchSchema(_Input):
     """The published shape of a batch (records typed, for the JSON Schema)."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
-                              title="DiscoveryBatch")
+    model_config = ConfigDict(title="DiscoveryBatch")
 
     source: str = Field(pattern=SOURCE_NAME, description="A registered source's name")
     items: list[DiscoveredItem] = []

@@ -68,55 +68,70 @@ def parse_nmap(text: str, ci_class: CIClass = CIClass.SERVER) -> Parsed:
     out = Parsed()
     for number, host in enumerate(root.findall("host"), start=1):
         status = host.find("status")
-        if status is not None and status.get("state") != "up":
-            continue
-        ids: dict[str, Any] = {}
-        attrs: dict[str, Any] = {}
-        for addr in host.findall("address"):
-            kind = addr.get("addrtype")
-            if kind == "mac" and addr.get("addr"):
-                ids["macAddress"] = addr.get("addr")
-                if addr.get("vendor"):
-                    attrs["macVendor"] = addr.get("vendor")
-            elif kind in ("ipv4", "ipv6") and addr.get("addr"):
-                attrs.setdefault("ipAddress", addr.get("addr"))
-        names = [h.get("name") or "" for h in host.findall("hostnames/hostname")]
-        names = [n for n in names if n]
-        if names:
-            host_name, domain = _split_fqdn(names[0])
-            ids["hostName"] = host_name
-            if domain:
-                ids["domain"] = domain
-        osmatch = host.find("os/osmatch")
-        host_class = ci_class
-        if osmatch is not None and osmatch.get("name"):
-            attrs["osGuess"] = osmatch.get("name")
-            osclass = osmatch.find("osclass")
-            if osclass is not None:  # what the OS fingerprint says the device is
-                if osclass.get("osfamily") == "ESXi":
-                    host_class = CIClass.HYPERVISOR_HOST
-                elif osclass.get("type") in ("switch", "router", "firewall"):
-                    host_class = CIClass.NETWORK_DEVICE
-                elif osclass.get("type") == "load balancer":
-                    host_class = CIClass.LOAD_BALANCER
-        services = []
-        for port in host.findall("ports/port"):
-            state = port.find("state")
-            if state is None or state.get("state") != "open":
-                continue
-            svc = port.find("service")
-            words = [f"{port.get('portid')}/{port.get('protocol')}"]
-            if svc is not None:
-                words += [svc.get(k) or "" for k in ("name", "product", "version")]
-            services.append(" ".join(w for w in words if w))
-        if services:
-            attrs["openServices"] = services
-        item: dict[str, Any] = {"key": f"host-{number}", "ciClass": host_class.value,
-                                "identifiers": ids, "attributes": attrs}
-        if "hostName" not in ids and "ipAddress" in attrs:
-            item["name"] = attrs["ipAddress"]
-        out.items.append(item)
+        if status is None or status.get("state") == "up":
+            out.items.append(_nmap_host(host, number, ci_class))
     return out
+
+
+def _nmap_host(host: ElementTree.Element, number: int, ci_class: CIClass) -> dict[str, Any]:
+    ids: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    for addr in host.findall("address"):
+        kind = addr.get("addrtype")
+        if kind == "mac" and addr.get("addr"):
+            ids["macAddress"] = addr.get("addr")
+            if addr.get("vendor"):
+                attrs["macVendor"] = addr.get("vendor")
+        elif kind in ("ipv4", "ipv6") and addr.get("addr"):
+            attrs.setdefault("ipAddress", addr.get("addr"))
+    names = [h.get("name") or "" for h in host.findall("hostnames/hostname")]
+    names = [n for n in names if n]
+    if names:
+        host_name, domain = _split_fqdn(names[0])
+        ids["hostName"] = host_name
+        if domain:
+            ids["domain"] = domain
+    host_class = _nmap_class(host, ci_class, attrs)
+    services = _open_services(host)
+    if services:
+        attrs["openServices"] = services
+    item: dict[str, Any] = {"key": f"host-{number}", "ciClass": host_class.value,
+                            "identifiers": ids, "attributes": attrs}
+    if "hostName" not in ids and "ipAddress" in attrs:
+        item["name"] = attrs["ipAddress"]
+    return item
+
+
+def _nmap_class(host: ElementTree.Element, ci_class: CIClass, attrs: dict[str, Any]) -> CIClass:
+    """What the OS fingerprint says the device is (its guess kept in ``attrs``)."""
+    osmatch = host.find("os/osmatch")
+    if osmatch is None or not osmatch.get("name"):
+        return ci_class
+    attrs["osGuess"] = osmatch.get("name")
+    osclass = osmatch.find("osclass")
+    if osclass is None:
+        return ci_class
+    if osclass.get("osfamily") == "ESXi":
+        return CIClass.HYPERVISOR_HOST
+    if osclass.get("type") in ("switch", "router", "firewall"):
+        return CIClass.NETWORK_DEVICE
+    if osclass.get("type") == "load balancer":
+        return CIClass.LOAD_BALANCER
+    return ci_class
+
+
+def _open_services(host: ElementTree.Element) -> list[str]:
+    services = []
+    for port in host.findall("ports/port"):
+        state = port.find("state")
+        if state is None or state.get("state") != "open":
+            continue
+        svc = port.find("service")
+        words = [f"{port.get('portid')}/{port.get('protocol')}"]
+        if svc is not None:
+            words += [svc.get(k) or "" for k in ("name", "product", "version")]
+        services.append(" ".join(w for w in words if w))
+    return services
 
 
 # ------------------------------------------------------------------------------ CSV
@@ -240,6 +255,23 @@ def _quantity_gib(q: str) -> float | None:
     return None
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def _objects(doc: dict[str, Any], kind: str) -> list[tuple[Any, Any, Any]]:
+    """(metadata, spec, status) of each object of a kind in a kubectl List."""
+    return [(obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {}))
+            for obj in doc["items"] if isinstance(obj, dict) and obj.get("kind") == kind]
+
+
+def _present(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
 def parse_kubectl(
     text: str, cluster: str | None = None, node_class: CIClass | None = None
 ) -> Parsed:
@@ -247,10 +279,7 @@ def parse_kubectl(
     id (cloud) and their name as host name + domain when it is a FQDN; a node with a provider
     id is a VirtualMachine, otherwise a Server (``node_class`` overrides both). Pods:
     ApplicationInstances identified by ``k8s-pod:<uid>``, RUNS_ON their node."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ParseError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    doc = _json(text)
     if not isinstance(doc, dict) or doc.get("kind") != "List" or not isinstance(
         doc.get("items"), list
     ):
@@ -258,69 +287,73 @@ def parse_kubectl(
                          "`kubectl get nodes,pods -o json` prints")
     out = Parsed()
     nodes: dict[str, str] = {}
-    for obj in doc["items"]:
-        if not isinstance(obj, dict) or obj.get("kind") != "Node":
-            continue
-        meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
-        name = str(meta.get("name", ""))
-        info = status.get("nodeInfo", {})
-        host, domain = _split_fqdn(name)
-        ids: dict[str, Any] = {}
-        if spec.get("providerID"):
-            ids["cloudInstanceId"] = spec["providerID"]
-        if domain:
-            ids["hostName"], ids["domain"] = host, domain
-        attrs: dict[str, Any] = {
-            "os": info.get("osImage"), "kernel": info.get("kernelVersion"),
-            "kubelet": info.get("kubeletVersion"), "architecture": info.get("architecture"),
-            "containerRuntime": info.get("containerRuntimeVersion"),
-            "systemUuid": info.get("systemUUID"),
-        }
-        cap = status.get("capacity", {})
-        if str(cap.get("cpu", "")).isdigit():
-            attrs["cpu"] = int(cap["cpu"])
-        mem = _quantity_gib(str(cap.get("memory", "")))
-        if mem is not None:
-            attrs["memoryGb"] = mem
-        for a in status.get("addresses", []):
-            if a.get("type") == "InternalIP":
-                attrs["ipAddress"] = a.get("address")
-        if cluster:
-            attrs["k8sCluster"] = cluster
-        key = f"node/{name}"
-        nodes[name] = key
-        out.items.append({
-            "key": key, "name": host,
-            "ciClass": (node_class or (CIClass.VIRTUAL_MACHINE if ids.get("cloudInstanceId")
-                                       else CIClass.SERVER)).value,
-            "identifiers": ids,
-            "attributes": {k: v for k, v in attrs.items() if v is not None},
-        })
-    for obj in doc["items"]:
-        if not isinstance(obj, dict) or obj.get("kind") != "Pod":
-            continue
-        meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
-        ns, name, uid = meta.get("namespace", "default"), meta.get("name", ""), meta.get("uid")
-        images = [c.get("image") for c in spec.get("containers", []) if c.get("image")]
-        attrs = {"namespace": ns, "phase": status.get("phase"), "podIp": status.get("podIP"),
-                 "images": images or None,
-                 "app": (meta.get("labels") or {}).get("app")}
-        if cluster:
-            attrs["k8sCluster"] = cluster
-        key = f"pod/{ns}/{name}"
-        out.items.append({
-            "key": key, "name": f"{ns}/{name}", "ciClass": CIClass.APPLICATION_INSTANCE.value,
-            "identifiers": {"cloudInstanceId": f"k8s-pod:{uid}"} if uid else {},
-            "attributes": {k: v for k, v in attrs.items() if v is not None},
-        })
-        node = spec.get("nodeName")
-        if node in nodes:
-            out.relations.append({"source": {"key": key}, "target": {"key": nodes[node]},
-                                  "type": "RUNS_ON"})
-        elif node:
-            out.problems.append(f"pod {ns}/{name} runs on node {node!r}, which is not in "
-                                "the export")
+    for meta, spec, status in _objects(doc, "Node"):
+        item = _kube_node(meta, spec, status, cluster, node_class)
+        nodes[str(meta.get("name", ""))] = item["key"]
+        out.items.append(item)
+    for meta, spec, status in _objects(doc, "Pod"):
+        _kube_pod(meta, spec, status, cluster, nodes, out)
     return out
+
+
+def _kube_node(meta: Any, spec: Any, status: Any, cluster: str | None,
+               node_class: CIClass | None) -> dict[str, Any]:
+    name = str(meta.get("name", ""))
+    info = status.get("nodeInfo", {})
+    host, domain = _split_fqdn(name)
+    ids: dict[str, Any] = {}
+    if spec.get("providerID"):
+        ids["cloudInstanceId"] = spec["providerID"]
+    if domain:
+        ids["hostName"], ids["domain"] = host, domain
+    attrs: dict[str, Any] = {
+        "os": info.get("osImage"), "kernel": info.get("kernelVersion"),
+        "kubelet": info.get("kubeletVersion"), "architecture": info.get("architecture"),
+        "containerRuntime": info.get("containerRuntimeVersion"),
+        "systemUuid": info.get("systemUUID"),
+    }
+    cap = status.get("capacity", {})
+    if str(cap.get("cpu", "")).isdigit():
+        attrs["cpu"] = int(cap["cpu"])
+    mem = _quantity_gib(str(cap.get("memory", "")))
+    if mem is not None:
+        attrs["memoryGb"] = mem
+    for a in status.get("addresses", []):
+        if a.get("type") == "InternalIP":
+            attrs["ipAddress"] = a.get("address")
+    if cluster:
+        attrs["k8sCluster"] = cluster
+    return {
+        "key": f"node/{name}", "name": host,
+        "ciClass": (node_class or (CIClass.VIRTUAL_MACHINE if ids.get("cloudInstanceId")
+                                   else CIClass.SERVER)).value,
+        "identifiers": ids,
+        "attributes": _present(attrs),
+    }
+
+
+def _kube_pod(meta: Any, spec: Any, status: Any, cluster: str | None,
+              nodes: Mapping[str, str], out: Parsed) -> None:
+    ns, name, uid = meta.get("namespace", "default"), meta.get("name", ""), meta.get("uid")
+    images = [c.get("image") for c in spec.get("containers", []) if c.get("image")]
+    attrs = {"namespace": ns, "phase": status.get("phase"), "podIp": status.get("podIP"),
+             "images": images or None,
+             "app": (meta.get("labels") or {}).get("app")}
+    if cluster:
+        attrs["k8sCluster"] = cluster
+    key = f"pod/{ns}/{name}"
+    out.items.append({
+        "key": key, "name": f"{ns}/{name}", "ciClass": CIClass.APPLICATION_INSTANCE.value,
+        "identifiers": {"cloudInstanceId": f"k8s-pod:{uid}"} if uid else {},
+        "attributes": _present(attrs),
+    })
+    node = spec.get("nodeName")
+    if node in nodes:
+        out.relations.append({"source": {"key": key}, "target": {"key": nodes[node]},
+                              "type": "RUNS_ON"})
+    elif node:
+        out.problems.append(f"pod {ns}/{name} runs on node {node!r}, which is not in "
+                            "the export")
 
 
 # ------------------------------------------------------------------------------ payload
@@ -328,10 +361,7 @@ def parse_kubectl(
 
 def parse_payload(text: str) -> tuple[str | None, Parsed]:
     """The batch payload as JSON: (the source it names, its records)."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ParseError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    doc = _json(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list) or \
             not isinstance(doc.get("relations", []), list):
         raise ParseError('expected {"source": ..., "items": [...], "relations": [...]}')

@@ -24,6 +24,7 @@ from cmdb.discovery.models import (
     Source,
     attribute_property,
 )
+from cmdb.items.models import Identifiers
 
 Row = dict[str, Any]
 RETIRED = "RETIRED"
@@ -78,10 +79,14 @@ def candidate(index: int, item: DiscoveredItem) -> Candidate:
     for prop, value in attrs.items():
         if value is not None:
             values["attributes." + prop.removeprefix("attr_")] = value
-    unique = {k: str(v) for k, v in (("serialNumber", ids.serial_number),
-                                     ("cloudInstanceId", ids.cloud_instance_id),
-                                     ("fqdn", ids.fqdn), ("macAddress", ids.mac_address)) if v}
-    return Candidate(index, item, values, unique)
+    return Candidate(index, item, values, unique_values(ids))
+
+
+def unique_values(ids: Identifiers) -> dict[str, str]:
+    """The unique identifiers given (property -> value as text)."""
+    return {k: str(v) for k, v in (("serialNumber", ids.serial_number),
+                                   ("cloudInstanceId", ids.cloud_instance_id),
+                                   ("fqdn", ids.fqdn), ("macAddress", ids.mac_address)) if v}
 
 
 # ------------------------------------------------------------------------------ identify

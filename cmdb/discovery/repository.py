@@ -132,3 +132,34 @@ class DiscoveryRepository:
     @staticmethod
     async def relations_as_of(tx: CountingTx, item_id: str, at: datetime) -> list[Row]:
         return await tx.rows(q.RELATIONS_AS_OF, {"id": item_id, "at": at})
+
+    # ------------------------------------------------------------------------ staleness
+
+    @staticmethod
+    async def mark_stale(tx: CountingTx, before: datetime, now: datetime,
+                         limit: int) -> list[str]:
+        """Up to ``limit`` live CIs not seen since ``before`` marked stale: their ids."""
+        row = await tx.one(q.MARK_STALE, {"before": before, "now": now, "limit": limit})
+        return list(row["ids"]) if row else []
+
+    @staticmethod
+    async def to_retire(tx: CountingTx, before: datetime, limit: int) -> list[Row]:
+        """Up to ``limit`` stale CIs not seen since ``before``: {id, status, lastSeenAt}."""
+        return await tx.rows(q.TO_RETIRE, {"before": before, "limit": limit})
+
+    @staticmethod
+    async def retire_unseen(tx: CountingTx, ids: list[str], now: datetime) -> None:
+        await tx.rows(q.RETIRE_UNSEEN, {"ids": ids, "now": now})
+
+    @staticmethod
+    async def mark_relations_stale(tx: CountingTx, rel_type: RelationType, before: datetime,
+                                   now: datetime) -> int:
+        row = await tx.one(q.stale_relations(rel_type), {"before": before, "now": now})
+        return int(row["n"]) if row else 0
+
+    @staticmethod
+    async def retire_relations(tx: CountingTx, rel_type: RelationType, before: datetime,
+                               now: datetime) -> list[Row]:
+        """The stale relationships of one type not seen since ``before`` retired: {s, t}."""
+        row = await tx.one(q.retire_relations(rel_type), {"before": before, "now": now})
+        return list(row["retired"]) if row else []
