@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from cmdb.chargeback.models import MAX_QUANTITY, PricePlan, Tier
 from cmdb.core.models import Criticality, OperationalState
+from cmdb.core.validation import NonBlankName
 from cmdb.items.models import SERVICE, CIClass, RelationType, rule_violation
 
 # --- orders ----------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class ItemWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: NonBlankName = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     category_id: str | None = None
     form_schema: dict[str, Any] = {"type": "object", "properties": {}}
@@ -335,14 +336,6 @@ class ItemWrite(BaseModel):
     approval_policy: ApprovalPolicy = ApprovalPolicy()
     price_plan: PricePlan = PricePlan()
     recipe: Recipe
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("name must not be blank")
-        return v
 
     @field_validator("roles")
     @classmethod

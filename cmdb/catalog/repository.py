@@ -276,7 +276,7 @@ class CatalogRepository:
 
     async def create_item(self, params: dict[str, Any]) -> CatalogueItem:
         """Raises ``ConstraintError`` when the name is taken."""
-        rows = await self.db.write(q.CREATE_ITEM, params)
+        rows = await self.db.write(q.CREATE_ITEM, {**params, "version": 1})
         return item_from_row(rows[0])
 
     async def retire_item(self, item_id: str, now: datetime) -> CatalogueItem | None:
