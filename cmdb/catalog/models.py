@@ -28,7 +28,15 @@ from pydantic.alias_generators import to_camel
 
 from cmdb.chargeback.models import MAX_QUANTITY, PricePlan, Tier
 from cmdb.core.models import Criticality, OperationalState
+from cmdb.core.validation import NonBlankName
 from cmdb.items.models import SERVICE, CIClass, RelationType, rule_violation
+
+
+class _Frozen(BaseModel):
+    """A value as read back or computed: never changed in place."""
+
+    model_config = ConfigDict(frozen=True)
+
 
 # --- orders ----------------------------------------------------------------------------------
 
@@ -119,12 +127,10 @@ BUILTINS = ("order", "user", "costCentre")
 # --- prices at order time and estimates ------------------------------------------------------
 
 
-class QuotedRate(BaseModel):
+class QuotedRate(_Frozen):
     """How a meter of an item's price plan is billed: the plan's listed rate, and the rate card
     version in force (none when the meter has none; ``note`` then says so, as it does when the
     listed rate is not what the rate card charges)."""
-
-    model_config = ConfigDict(frozen=True)
 
     meter: str
     unit: str
@@ -135,11 +141,9 @@ class QuotedRate(BaseModel):
     note: str | None = None
 
 
-class Quote(BaseModel):
+class Quote(_Frozen):
     """The price an order was placed at, recorded when it was submitted: its fees (what its
     subscription is billed) and the rate card in force for each meter of the plan then."""
-
-    model_config = ConfigDict(frozen=True)
 
     currency: str
     one_off: Decimal
@@ -172,11 +176,9 @@ class EstimateRequest(BaseModel):
         return v
 
 
-class EstimateLine(BaseModel):
+class EstimateLine(_Frozen):
     """A meter of the plan: its quantity (None: not given), the rate card it is billed at and
     the amount (None without a quantity or a rate card)."""
-
-    model_config = ConfigDict(frozen=True)
 
     meter: str
     unit: str
@@ -187,10 +189,8 @@ class EstimateLine(BaseModel):
     amount: Decimal | None
 
 
-class Estimate(BaseModel):
+class Estimate(_Frozen):
     """What an order of an item made now would be billed, by the bill's own rules."""
-
-    model_config = ConfigDict(frozen=True)
 
     currency: str
     one_off: Decimal
@@ -327,7 +327,7 @@ class ItemWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: NonBlankName = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     category_id: str | None = None
     form_schema: dict[str, Any] = {"type": "object", "properties": {}}
@@ -335,14 +335,6 @@ class ItemWrite(BaseModel):
     approval_policy: ApprovalPolicy = ApprovalPolicy()
     price_plan: PricePlan = PricePlan()
     recipe: Recipe
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("name must not be blank")
-        return v
 
     @field_validator("roles")
     @classmethod
@@ -373,17 +365,13 @@ class OrderSubmit(BaseModel):
 # --- what is read back -----------------------------------------------------------------------
 
 
-class Category(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Category(_Frozen):
     id: str
     name: str
     description: str
 
 
-class ItemVersion(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ItemVersion(_Frozen):
     id: str
     item_id: str
     version: int
@@ -398,9 +386,7 @@ class ItemVersion(BaseModel):
     created_by: str | None
 
 
-class CatalogueItem(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class CatalogueItem(_Frozen):
     id: str
     status: ItemStatus
     category: Category | None
@@ -410,9 +396,7 @@ class CatalogueItem(BaseModel):
     retired_at: datetime | None = None
 
 
-class ApprovalStep(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ApprovalStep(_Frozen):
     id: str
     index: int
     kind: StepKind
@@ -431,9 +415,7 @@ class ApprovalStep(BaseModel):
     approvers_only: bool = False
 
 
-class Transition(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Transition(_Frozen):
     seq: int
     from_status: OrderStatus | None
     to_status: OrderStatus
@@ -442,9 +424,7 @@ class Transition(BaseModel):
     reason: str | None
 
 
-class FulfilmentTask(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class FulfilmentTask(_Frozen):
     id: str
     order_id: str
     index: int
@@ -457,9 +437,7 @@ class FulfilmentTask(BaseModel):
     note: str | None = None
 
 
-class Order(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Order(_Frozen):
     id: str
     item_id: str
     version_id: str
@@ -483,19 +461,15 @@ class Order(BaseModel):
     quote: Quote | None = None  # None for orders placed before quotes were recorded
 
 
-class OrderChange(BaseModel):
+class OrderChange(_Frozen):
     """A recorded transition of an order (its id and stamp), with the order as read then."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     at: datetime
     order: Order
 
 
-class Subscription(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Subscription(_Frozen):
     id: str
     order_id: str
     item_id: str

@@ -7,32 +7,59 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+
+def _each_id(match: LiteralString, projection: LiteralString, alias: LiteralString
+             ) -> LiteralString:
+    """A row per id of ``$ids`` that ``match`` (binding ``id``) finds."""
+    return "UNWIND $ids AS id\nMATCH " + match + "\nRETURN " + projection + " AS " + alias + "\n"
+
+
+def _collected(match: LiteralString, node: LiteralString, order: LiteralString,
+               projection: LiteralString, alias: LiteralString) -> LiteralString:
+    """A row per id of ``$ids``: the ``node``s ``match`` finds for it, in ``order``, as one
+    list."""
+    return ("UNWIND $ids AS id\nMATCH " + match + "\nWITH id, " + node + " ORDER BY " + order
+            + "\nRETURN id, collect(" + projection + ") AS " + alias + "\n")
+
+
+def _locking(match: LiteralString, node: LiteralString, returns: LiteralString
+             ) -> LiteralString:
+    """``match`` under ``node``'s write lock: a concurrent writer waits for this one."""
+    return ("MATCH " + match + "\nSET " + node + ".lockedAt = $now REMOVE " + node
+            + ".lockedAt\nRETURN " + returns + "\n")
+
+
+def _link_found(owner: LiteralString, match: LiteralString, found: LiteralString,
+                rel: LiteralString) -> LiteralString:
+    """Links ``owner`` to the node ``match`` binds as ``found``, when there is one."""
+    return ("CALL (" + owner + ") {\n  OPTIONAL MATCH " + match + "\n  FOREACH (_ IN CASE WHEN "
+            + found + " IS NULL THEN [] ELSE [1] END | CREATE (" + owner + ")-[:" + rel
+            + "]->(" + found + "))\n}\n")
+
+
 # Entitlements: (:Role {name})-[:ENTITLED_TO]->(:CatalogueItem); a role named by an item is
 # made (with the identity package's id and nameLower) when it does not exist yet.
 
 # --- categories ------------------------------------------------------------------------------
 
+_CATEGORY: LiteralString = "c {.id, .name, .description}"
+
 CREATE_CATEGORY: LiteralString = """
 CREATE (c:CatalogueCategory {id: $id, name: $name, nameLower: toLower($name),
                              description: $description, createdAt: $now})
-RETURN c {.id, .name, .description} AS category
-"""
+RETURN """ + _CATEGORY + " AS category"
 
 LIST_CATEGORIES: LiteralString = """
 MATCH (c:CatalogueCategory)
-RETURN c {.id, .name, .description} AS category
+RETURN """ + _CATEGORY + """ AS category
 ORDER BY c.nameLower
 """
 
-GET_CATEGORIES: LiteralString = """
-UNWIND $ids AS id
-MATCH (c:CatalogueCategory {id: id})
-RETURN c {.id, .name, .description} AS category
-"""
+GET_CATEGORIES = _each_id("(c:CatalogueCategory {id: id})", _CATEGORY, "category")
 
 # --- items and versions ----------------------------------------------------------------------
 
-_VERSION = """v {.id, .itemId, .version, .name, .description, .formSchema, .roles,
+_VERSION: LiteralString = """v {.id, .itemId, .version, .name, .description, .formSchema, .roles,
        .approvalPolicy, .pricePlan, .recipe, .createdBy, createdAt: toString(v.createdAt)}"""
 
 _ITEM_ROW: LiteralString = (
@@ -43,25 +70,25 @@ RETURN i {.id, .status, createdAt: toString(i.createdAt), updatedAt: toString(i.
        """
     + _VERSION
     + """ AS version,
-       c {.id, .name, .description} AS category
+       """
+    + _CATEGORY
+    + """ AS category
 """
 )
 
-CREATE_ITEM: LiteralString = (
+# A new version (number $version, content $content) of item i becomes its current one; the
+# item's category and the roles entitled to order it are those of the version.
+_ADD_VERSION: LiteralString = (
     """
-CREATE (i:CatalogueItem {id: $id, name: $name, nameLower: toLower($name),
-                         description: $description, status: 'ACTIVE', currentVersion: 1,
-                         createdAt: $now, updatedAt: $now})
-CREATE (v:CatalogueItemVersion {id: $versionId, itemId: $id, version: 1, versionKey: $id + '#1',
+CREATE (v:CatalogueItemVersion {id: $versionId, itemId: $id, version: $version,
+                                versionKey: $id + '#' + toString($version),
                                 createdAt: $now, createdBy: $by})
 SET v += $content
 CREATE (i)-[:HAS_VERSION]->(v)
 WITH i, v
-CALL (i) {
-  OPTIONAL MATCH (c:CatalogueCategory {id: $categoryId})
-  FOREACH (_ IN CASE WHEN c IS NULL THEN [] ELSE [1] END | CREATE (i)-[:IN_CATEGORY]->(c))
-}
-CALL (i) {
+"""
+    + _link_found("i", "(c:CatalogueCategory {id: $categoryId})", "c", "IN_CATEGORY")
+    + """CALL (i) {
   UNWIND $roles AS role
   MERGE (r:Role {name: role})
   ON CREATE SET r.id = randomUUID(), r.nameLower = toLower(role), r.createdAt = $now,
@@ -69,14 +96,20 @@ CALL (i) {
   MERGE (r)-[:ENTITLED_TO]->(i)
 }
 """
+)
+
+CREATE_ITEM: LiteralString = (
+    """
+CREATE (i:CatalogueItem {id: $id, name: $name, nameLower: toLower($name),
+                         description: $description, status: 'ACTIVE', currentVersion: $version,
+                         createdAt: $now, updatedAt: $now})
+"""
+    + _ADD_VERSION
     + _ITEM_ROW
 )
 
-LOCK_ITEM: LiteralString = """
-MATCH (i:CatalogueItem {id: $id})
-SET i.lockedAt = $now REMOVE i.lockedAt
-RETURN i.currentVersion AS currentVersion, i.status AS status
-"""
+LOCK_ITEM = _locking("(i:CatalogueItem {id: $id})", "i",
+                     "i.currentVersion AS currentVersion, i.status AS status")
 
 # A new version becomes current; the old ones stay for the orders that point at them.
 NEW_VERSION: LiteralString = (
@@ -84,31 +117,16 @@ NEW_VERSION: LiteralString = (
 MATCH (i:CatalogueItem {id: $id})
 SET i.currentVersion = $version, i.name = $name, i.nameLower = toLower($name),
     i.description = $description, i.updatedAt = $now
-CREATE (v:CatalogueItemVersion {id: $versionId, itemId: $id, version: $version,
-                                versionKey: $id + '#' + toString($version),
-                                createdAt: $now, createdBy: $by})
-SET v += $content
-CREATE (i)-[:HAS_VERSION]->(v)
-WITH i, v
+WITH i
 CALL (i) {
   OPTIONAL MATCH (i)-[old:IN_CATEGORY]->() DELETE old
-}
-CALL (i) {
-  OPTIONAL MATCH (c:CatalogueCategory {id: $categoryId})
-  FOREACH (_ IN CASE WHEN c IS NULL THEN [] ELSE [1] END | CREATE (i)-[:IN_CATEGORY]->(c))
 }
 CALL (i) {
   OPTIONAL MATCH (r:Role)-[e:ENTITLED_TO]->(i) WHERE NOT r.name IN $roles
   DELETE e
 }
-CALL (i) {
-  UNWIND $roles AS role
-  MERGE (r:Role {name: role})
-  ON CREATE SET r.id = randomUUID(), r.nameLower = toLower(role), r.createdAt = $now,
-                r.updatedAt = $now
-  MERGE (r)-[:ENTITLED_TO]->(i)
-}
 """
+    + _ADD_VERSION
     + _ITEM_ROW
 )
 
@@ -174,24 +192,11 @@ MATCH (i)-[:HAS_VERSION]->(v:CatalogueItemVersion {version: i.currentVersion})
     + _ITEM_ROW
 )
 
-VERSIONS_OF_ITEMS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (:CatalogueItem {id: id})-[:HAS_VERSION]->(v:CatalogueItemVersion)
-WITH id, v ORDER BY v.version
-RETURN id, collect("""
-    + _VERSION
-    + ") AS versions"
-)
+VERSIONS_OF_ITEMS = _collected(
+    "(:CatalogueItem {id: id})-[:HAS_VERSION]->(v:CatalogueItemVersion)", "v", "v.version",
+    _VERSION, "versions")
 
-GET_VERSIONS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (v:CatalogueItemVersion {id: id})
-RETURN """
-    + _VERSION
-    + " AS version"
-)
+GET_VERSIONS = _each_id("(v:CatalogueItemVersion {id: id})", _VERSION, "version")
 
 # --- people (identity contract) --------------------------------------------------------------
 
@@ -211,18 +216,13 @@ RETURN cc IS NOT NULL AS exists, collect(DISTINCT m.userName) AS owners
 
 # --- orders ----------------------------------------------------------------------------------
 
-_ORDER = """o {.id, .itemId, .versionId, .itemVersion, .itemName, .requester, .costCentreCode,
-     .form, .status, .currency, .oneOffFee, .monthlyFee, .comment, .revision, .stepIndex,
-     .attempts, .lastError, .subscriptionId, .fingerprint, .quote,
+_ORDER: LiteralString = """o {.id, .itemId, .versionId, .itemVersion, .itemName, .requester,
+     .costCentreCode, .form, .status, .currency, .oneOffFee, .monthlyFee, .comment, .revision,
+     .stepIndex, .attempts, .lastError, .subscriptionId, .fingerprint, .quote,
      submittedAt: toString(o.submittedAt), updatedAt: toString(o.updatedAt)}"""
+_RETURN_ORDER: LiteralString = "RETURN " + _ORDER + " AS order\n"
 
-FIND_ORDER: LiteralString = (
-    """
-MATCH (o:Order {idempotencyScope: $scope})
-RETURN """
-    + _ORDER
-    + " AS order"
-)
+FIND_ORDER: LiteralString = "MATCH (o:Order {idempotencyScope: $scope})\n" + _RETURN_ORDER
 
 # One order per (requester, idempotency key): a repeat, or a concurrent twin, matches.
 MERGE_ORDER: LiteralString = (
@@ -235,46 +235,29 @@ RETURN o.id = $id AS created, """
     + " AS order"
 )
 
-LINK_ORDER: LiteralString = """
+LINK_ORDER: LiteralString = (
+    """
 MATCH (o:Order {id: $id})
 MATCH (v:CatalogueItemVersion {id: o.versionId})
 CREATE (o)-[:FOR_VERSION]->(v)
 WITH o
-CALL (o) {
-  OPTIONAL MATCH (u:User {userName: o.requester})
-  FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | CREATE (o)-[:REQUESTED_BY]->(u))
-}
-CALL (o) {
-  OPTIONAL MATCH (cc:CostCentre {code: o.costCentreCode})
-  FOREACH (_ IN CASE WHEN cc IS NULL THEN [] ELSE [1] END | CREATE (o)-[:CHARGED_TO]->(cc))
-}
-CALL (o) {
+"""
+    + _link_found("o", "(u:User {userName: o.requester})", "u", "REQUESTED_BY")
+    + _link_found("o", "(cc:CostCentre {code: o.costCentreCode})", "cc", "CHARGED_TO")
+    + """CALL (o) {
   UNWIND $steps AS s
   CREATE (o)-[:HAS_STEP]->(st:ApprovalStep)
   SET st = s, st.orderId = o.id
 }
 SET o.stepIndex = $stepIndex
 """
+)
 
 # Taking the order's write lock first: a concurrent decision on the same order waits here
 # and then reads what the first one committed.
-LOCK_ORDER: LiteralString = (
-    """
-MATCH (o:Order {id: $id})
-SET o.lockedAt = $now REMOVE o.lockedAt
-RETURN """
-    + _ORDER
-    + " AS order"
-)
+LOCK_ORDER = _locking("(o:Order {id: $id})", "o", _ORDER + " AS order")
 
-GET_ORDERS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (o:Order {id: id})
-RETURN """
-    + _ORDER
-    + " AS order"
-)
+GET_ORDERS = _each_id("(o:Order {id: id})", _ORDER, "order")
 
 # The one place an order's status changes: only from an allowed status and the revision the
 # caller read, with the transition recorded in the same statement.
@@ -291,9 +274,8 @@ CREATE (o)-[:HAS_TRANSITION]->(t:OrderTransition {
   id: $transitionId, orderId: o.id, seq: o.seq, fromStatus: previous, toStatus: $to,
   by: $by, at: $now, reason: $reason,
   revision: o.revision, stepIndex: o.stepIndex, attempts: o.attempts, lastError: o.lastError})
-RETURN """
-    + _ORDER
-    + " AS order"
+"""
+    + _RETURN_ORDER
 )
 
 # The order change feed's read (cmdb/core/feed.py): transitions stamped within the window,
@@ -326,9 +308,8 @@ MY_ORDERS: LiteralString = (
 MATCH (o:Order)
 WHERE ($user IS NULL OR o.requester = $user) AND ($statuses IS NULL OR o.status IN $statuses)
 WITH o ORDER BY o.submittedAt DESC, o.id LIMIT $first
-RETURN """
-    + _ORDER
-    + " AS order"
+"""
+    + _RETURN_ORDER
 )
 
 # What waits for the caller: the pending step names them, or their role, or they may decide
@@ -340,23 +321,14 @@ WHERE o.requester <> $user
   AND (($all AND NOT coalesce(s.approversOnly, false)) OR $user IN s.approvers
        OR (s.kind = 'ROLE' AND s.role IN $roles))
 WITH o ORDER BY o.submittedAt, o.id LIMIT $first
-RETURN """
-    + _ORDER
-    + " AS order"
+"""
+    + _RETURN_ORDER
 )
 
-_STEP = """s {.id, .index, .kind, .role, .above, .approvers, .status, .decidedBy, .reason,
-     .origin, .why, .approversOnly, decidedAt: toString(s.decidedAt)}"""
+_STEP: LiteralString = """s {.id, .index, .kind, .role, .above, .approvers, .status, .decidedBy,
+     .reason, .origin, .why, .approversOnly, decidedAt: toString(s.decidedAt)}"""
 
-STEPS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (s:ApprovalStep {orderId: id})
-WITH id, s ORDER BY s.index
-RETURN id, collect("""
-    + _STEP
-    + ") AS steps"
-)
+STEPS = _collected("(s:ApprovalStep {orderId: id})", "s", "s.index", _STEP, "steps")
 
 # Whether the caller is named on any step of these orders (approvers may read them).
 NAMED_APPROVER: LiteralString = """
@@ -388,18 +360,15 @@ MATCH (s:ApprovalStep {orderId: $id}) WHERE s.status IN ['WAITING', 'PENDING']
 SET s.status = 'CANCELLED'
 """
 
-TRANSITIONS: LiteralString = """
-UNWIND $ids AS id
-MATCH (t:OrderTransition {orderId: id})
-WITH id, t ORDER BY t.seq
-RETURN id, collect(t {.seq, .fromStatus, .toStatus, .by, .reason, at: toString(t.at)})
-       AS transitions
-"""
+TRANSITIONS = _collected(
+    "(t:OrderTransition {orderId: id})", "t", "t.seq",
+    "t {.seq, .fromStatus, .toStatus, .by, .reason, at: toString(t.at)}", "transitions")
 
 # --- fulfilment ------------------------------------------------------------------------------
 
-_TASK = """t {.id, .orderId, .index, .name, .description, .group, .status, .doneBy, .note,
-     doneAt: toString(t.doneAt)}"""
+_TASK: LiteralString = """t {.id, .orderId, .index, .name, .description, .group, .status, .doneBy,
+     .note, doneAt: toString(t.doneAt)}"""
+_RETURN_TASK: LiteralString = "RETURN " + _TASK + " AS task\n"
 
 CREATE_TASKS: LiteralString = """
 MATCH (o:Order {id: $id})
@@ -414,41 +383,25 @@ MATCH (t:FulfilmentTask {orderId: $id}) WHERE t.status = 'FAILED'
 SET t.status = 'OPEN', t.doneBy = null, t.doneAt = null, t.note = null
 """
 
-TASKS_OF: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (t:FulfilmentTask {orderId: id})
-WITH id, t ORDER BY t.index
-RETURN id, collect("""
-    + _TASK
-    + ") AS tasks"
-)
+TASKS_OF = _collected("(t:FulfilmentTask {orderId: id})", "t", "t.index", _TASK, "tasks")
 
-GET_TASK: LiteralString = (
-    """
-MATCH (t:FulfilmentTask {id: $id})
-RETURN """
-    + _TASK
-    + " AS task"
-)
+GET_TASK: LiteralString = "MATCH (t:FulfilmentTask {id: $id})\n" + _RETURN_TASK
 
 LIST_TASKS: LiteralString = (
     """
 MATCH (t:FulfilmentTask)
 WHERE $statuses IS NULL OR t.status IN $statuses
 WITH t ORDER BY t.createdAt, t.orderId, t.index LIMIT $first
-RETURN """
-    + _TASK
-    + " AS task"
+"""
+    + _RETURN_TASK
 )
 
 FINISH_TASK: LiteralString = (
     """
 MATCH (t:FulfilmentTask {id: $id}) WHERE t.status = 'OPEN'
 SET t.status = $status, t.doneBy = $by, t.doneAt = $now, t.note = $note
-RETURN """
-    + _TASK
-    + " AS task"
+"""
+    + _RETURN_TASK
 )
 
 # Live services and CIs a recipe names, by name (the oldest live one wins, as in the demo).
@@ -469,7 +422,8 @@ RETURN cc.id AS id
 """
 
 # The subscription carries the fees quoted on its order (what chargeback bills it).
-CREATE_SUBSCRIPTION: LiteralString = """
+CREATE_SUBSCRIPTION: LiteralString = (
+    """
 MATCH (o:Order {id: $orderId})
 MATCH (v:CatalogueItemVersion {id: o.versionId})
 CREATE (s:Subscription {id: $id, orderId: o.id, itemId: o.itemId, versionId: o.versionId,
@@ -482,67 +436,46 @@ CREATE (o)-[:BECAME]->(s)
 CREATE (s)-[:OF_VERSION]->(v)
 SET o.subscriptionId = s.id
 WITH s
-CALL (s) {
-  OPTIONAL MATCH (svc:Service {id: $serviceId})
-  FOREACH (_ IN CASE WHEN svc IS NULL THEN [] ELSE [1] END | CREATE (s)-[:OF_SERVICE]->(svc))
-}
-CALL (s) {
-  OPTIONAL MATCH (u:User {userName: s.consumer})
-  FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | CREATE (s)-[:CONSUMED_BY]->(u))
-}
-CALL (s) {
-  OPTIONAL MATCH (cc:CostCentre {code: s.costCentreCode})
-  FOREACH (_ IN CASE WHEN cc IS NULL THEN [] ELSE [1] END | CREATE (s)-[:CHARGED_TO]->(cc))
-}
-CALL (s) {
+"""
+    + _link_found("s", "(svc:Service {id: $serviceId})", "svc", "OF_SERVICE")
+    + _link_found("s", "(u:User {userName: s.consumer})", "u", "CONSUMED_BY")
+    + _link_found("s", "(cc:CostCentre {code: s.costCentreCode})", "cc", "CHARGED_TO")
+    + """CALL (s) {
   UNWIND $ciIds AS cid
   MATCH (c:Item {id: cid})
   CREATE (s)-[:PROVISIONED]->(c)
 }
 RETURN s.id AS id
 """
+)
 
 # --- subscriptions ---------------------------------------------------------------------------
 
-_SUBSCRIPTION = """s {.id, .orderId, .itemId, .versionId, .itemVersion, .itemName, .consumer,
-     .costCentreCode, .serviceId, .ciIds, .status, .endedBy, .endReason,
+_SUBSCRIPTION: LiteralString = """s {.id, .orderId, .itemId, .versionId, .itemVersion, .itemName,
+     .consumer, .costCentreCode, .serviceId, .ciIds, .status, .endedBy, .endReason,
      startAt: toString(s.startAt), endAt: toString(s.endAt)}"""
+_RETURN_SUBSCRIPTION: LiteralString = "RETURN " + _SUBSCRIPTION + " AS subscription\n"
 
-GET_SUBSCRIPTIONS: LiteralString = (
-    """
-UNWIND $ids AS id
-MATCH (s:Subscription {id: id})
-RETURN """
-    + _SUBSCRIPTION
-    + " AS subscription"
-)
+GET_SUBSCRIPTIONS = _each_id("(s:Subscription {id: id})", _SUBSCRIPTION, "subscription")
 
 LIST_SUBSCRIPTIONS: LiteralString = (
     """
 MATCH (s:Subscription)
 WHERE ($user IS NULL OR s.consumer = $user) AND ($statuses IS NULL OR s.status IN $statuses)
 WITH s ORDER BY s.startAt DESC, s.id LIMIT $first
-RETURN """
-    + _SUBSCRIPTION
-    + " AS subscription"
+"""
+    + _RETURN_SUBSCRIPTION
 )
 
-LOCK_SUBSCRIPTION: LiteralString = (
-    """
-MATCH (s:Subscription {id: $id})
-SET s.lockedAt = $now REMOVE s.lockedAt
-RETURN """
-    + _SUBSCRIPTION
-    + " AS subscription"
-)
+LOCK_SUBSCRIPTION = _locking("(s:Subscription {id: $id})", "s",
+                             _SUBSCRIPTION + " AS subscription")
 
 END_SUBSCRIPTION: LiteralString = (
     """
 MATCH (s:Subscription {id: $id}) WHERE s.status = 'ACTIVE'
 SET s.status = 'ENDED', s.endAt = $now, s.endedBy = $by, s.endReason = $reason
-RETURN """
-    + _SUBSCRIPTION
-    + " AS subscription"
+"""
+    + _RETURN_SUBSCRIPTION
 )
 
 LIVE_ITEMS: LiteralString = """

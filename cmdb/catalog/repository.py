@@ -262,3 +262,165 @@ class CatalogRepository:
     async def tasks_in_tx(tx: CountingTx, order_id: str) -> list[FulfilmentTask]:
         row = await tx.one(q.TASKS_OF, {"ids": [order_id]})
         return [task_from_row(t) for t in row["tasks"]] if row else []
+
+    # --- writes of their own (one statement each) ---
+
+    async def create_category(self, category_id: str, name: str, description: str,
+                              now: datetime) -> Category:
+        """Raises ``ConstraintError`` when the name is taken."""
+        rows = await self.db.write(q.CREATE_CATEGORY, {
+            "id": category_id, "name": name, "description": description, "now": now})
+        category = category_from_row(rows[0]["category"])
+        assert category is not None
+        return category
+
+    async def create_item(self, params: dict[str, Any]) -> CatalogueItem:
+        """Raises ``ConstraintError`` when the name is taken."""
+        rows = await self.db.write(q.CREATE_ITEM, {**params, "version": 1})
+        return item_from_row(rows[0])
+
+    async def retire_item(self, item_id: str, now: datetime) -> CatalogueItem | None:
+        """None when there is no ACTIVE item of that id."""
+        rows = await self.db.write(q.RETIRE_ITEM, {"id": item_id, "now": now})
+        return item_from_row(rows[0]) if rows else None
+
+    # --- items, in the caller's transaction ---
+
+    @staticmethod
+    async def lock_item(tx: CountingTx, item_id: str, now: datetime
+                        ) -> tuple[int, str] | None:
+        """The item's current version number and status, under its write lock."""
+        row = await tx.one(q.LOCK_ITEM, {"id": item_id, "now": now})
+        return (row["currentVersion"], row["status"]) if row else None
+
+    @staticmethod
+    async def new_version(tx: CountingTx, params: dict[str, Any]) -> CatalogueItem:
+        row = await tx.one(q.NEW_VERSION, params)
+        assert row is not None
+        return item_from_row(row)
+
+    # --- orders, in the caller's transaction ---
+
+    @staticmethod
+    async def move_order(tx: CountingTx, params: dict[str, Any]) -> Order | None:
+        """None when the order is not in an allowed status at the revision read."""
+        row = await tx.one(q.MOVE_ORDER, params)
+        return order_from_row(row["order"]) if row else None
+
+    @staticmethod
+    async def find_order(tx: CountingTx, scope: str) -> tuple[Order, str | None] | None:
+        """The order of an idempotency scope and its request's fingerprint."""
+        row = await tx.one(q.FIND_ORDER, {"scope": scope})
+        return (order_from_row(row["order"]), row["order"].get("fingerprint")) if row else None
+
+    @staticmethod
+    async def merge_order(tx: CountingTx, scope: str, order_id: str, now: datetime,
+                          props: dict[str, Any]) -> tuple[Order, str | None, bool]:
+        """The order of the scope, its fingerprint, and whether this call made it."""
+        row = await tx.one(q.MERGE_ORDER, {"scope": scope, "id": order_id, "now": now,
+                                           "props": props})
+        assert row is not None
+        return order_from_row(row["order"]), row["order"].get("fingerprint"), row["created"]
+
+    @staticmethod
+    async def link_order(tx: CountingTx, order_id: str, steps: list[dict[str, Any]],
+                         step_index: int) -> None:
+        await tx.rows(q.LINK_ORDER, {"id": order_id, "steps": steps, "stepIndex": step_index})
+
+    @staticmethod
+    async def first_transition(tx: CountingTx, order_id: str, by: str, now: datetime,
+                               transition_id: str, reason: str) -> None:
+        await tx.rows(q.FIRST_TRANSITION, {"id": order_id, "by": by, "now": now,
+                                           "transitionId": transition_id, "reason": reason})
+
+    @staticmethod
+    async def person(tx: CountingTx, user: str) -> tuple[list[str], list[str]]:
+        """The user's active managers and the codes of their cost centres."""
+        row = await tx.one(q.PERSON, {"user": user})
+        assert row is not None
+        return list(row["managers"]), [str(c) for c in row["costCentres"]]
+
+    @staticmethod
+    async def cost_centre_owners(tx: CountingTx, code: str) -> list[str] | None:
+        """The active owners of a cost centre, by name; None when there is no such one."""
+        row = await tx.one(q.COST_CENTRE_OWNERS, {"code": code})
+        assert row is not None
+        return sorted(str(o) for o in row["owners"]) if row["exists"] else None
+
+    # --- approval steps, in the caller's transaction ---
+
+    @staticmethod
+    async def decide_step(tx: CountingTx, params: dict[str, Any]) -> bool:
+        """False when the step was no longer pending at the revision read."""
+        return await tx.one(q.DECIDE_STEP, params) is not None
+
+    @staticmethod
+    async def open_step(tx: CountingTx, order_id: str, index: int) -> None:
+        await tx.rows(q.OPEN_STEP, {"id": order_id, "index": index})
+
+    @staticmethod
+    async def cancel_steps(tx: CountingTx, order_id: str) -> None:
+        await tx.rows(q.CANCEL_STEPS, {"id": order_id})
+
+    # --- fulfilment, in the caller's transaction ---
+
+    @staticmethod
+    async def create_tasks(tx: CountingTx, order_id: str, now: datetime,
+                           tasks: list[dict[str, Any]]) -> None:
+        """The order's manual tasks, unless it has them from an earlier attempt."""
+        await tx.rows(q.CREATE_TASKS, {"id": order_id, "now": now, "tasks": tasks})
+
+    @staticmethod
+    async def reopen_tasks(tx: CountingTx, order_id: str) -> None:
+        await tx.rows(q.REOPEN_TASKS, {"id": order_id})
+
+    @staticmethod
+    async def task_in_tx(tx: CountingTx, task_id: str) -> FulfilmentTask | None:
+        row = await tx.one(q.GET_TASK, {"id": task_id})
+        return task_from_row(row["task"]) if row else None
+
+    @staticmethod
+    async def finish_task(tx: CountingTx, params: dict[str, Any]) -> FulfilmentTask | None:
+        """None when the task is no longer OPEN."""
+        row = await tx.one(q.FINISH_TASK, params)
+        return task_from_row(row["task"]) if row else None
+
+    @staticmethod
+    async def resolve_names(tx: CountingTx, refs: list[dict[str, str]]
+                            ) -> dict[str, tuple[str, str]]:
+        """``kind:name`` -> (id, class) of the live services and CIs found."""
+        rows = await tx.rows(q.RESOLVE_NAMES, {"refs": refs})
+        return {r["ref"]: (r["id"], r["cls"]) for r in rows if r["id"] is not None}
+
+    @staticmethod
+    async def cost_centre_id(tx: CountingTx, code: str) -> str | None:
+        row = await tx.one(q.COST_CENTRE_ID, {"code": code})
+        return row["id"] if row else None
+
+    @staticmethod
+    async def create_subscription(tx: CountingTx, subscription_id: str, order_id: str,
+                                  service_id: str, ci_ids: list[str], now: datetime) -> None:
+        await tx.rows(q.CREATE_SUBSCRIPTION, {
+            "id": subscription_id, "orderId": order_id, "serviceId": service_id,
+            "ciIds": ci_ids, "now": now})
+
+    # --- subscriptions, in the caller's transaction ---
+
+    @staticmethod
+    async def lock_subscription(tx: CountingTx, subscription_id: str, now: datetime
+                                ) -> Subscription | None:
+        row = await tx.one(q.LOCK_SUBSCRIPTION, {"id": subscription_id, "now": now})
+        return subscription_from_row(row["subscription"]) if row else None
+
+    @staticmethod
+    async def live_items(tx: CountingTx, ids: list[str]) -> list[str]:
+        """The ids among ``ids`` of items not retired."""
+        return [r["id"] for r in await tx.rows(q.LIVE_ITEMS, {"ids": ids})]
+
+    @staticmethod
+    async def end_subscription(tx: CountingTx, subscription_id: str, by: str, reason: str,
+                               now: datetime) -> Subscription:
+        row = await tx.one(q.END_SUBSCRIPTION, {"id": subscription_id, "by": by,
+                                                "reason": reason, "now": now})
+        assert row is not None
+        return subscription_from_row(row["subscription"])
