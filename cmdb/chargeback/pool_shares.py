@@ -142,60 +142,62 @@ class PoolSharing(LineMaker):
                 self.warnings.append(f"pool {pool.code} is in {pool.currency}, the period in "
                                      f"{self.d.currency}: left out")
                 continue
-            reach = self.reach(pool)
-            weights = self._weights(pool, reach)
-            # A FIXED pool's percentages are of 100: what they leave is unallocated.
-            capacity = Decimal(100) if pool.driver is Driver.FIXED else pool.capacity
-            shares, idle = weighted(weights, capacity)
-            used = sum((Fraction(w) for w in weights.values()), Fraction(0))
-            # What the shares are of: the capacity when it exceeds what is used.
-            base = max(used, Fraction(capacity)) if capacity is not None else used
-            graph = self._graph_of(pool)
-            prorate = pool.driver is not Driver.SUBSCRIPTIONS  # its weights are active days
-            # One line per payer: its exact share of the pool summed over the driver holders
-            # whose cost reaches it, each holder listed with its quantity, share and path.
-            # What reaches no payer is one line too, listing each holder's path.
-            by_payer: dict[str, list[Any]] = {}  # payer -> [fraction, first path, holders]
-            for holder, f in sorted(shares.items()):
-                head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
-                    else (holder,)
-                for payer, s in self._active_shares(holder, graph, prorate):
-                    part = f if s.fraction == 1 else f * s.fraction
-                    path = (*head[:-1], *s.path)
-                    group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
-                    entry = by_payer.get(group)
-                    if entry is None:
-                        entry = by_payer[group] = [Fraction(0), path, [], payer]
-                    elif entry[3] != payer:
-                        entry[3] = NO_CONSUMER  # several places where cost stops
-                    entry[0] += part
-                    entry[2].append((holder, part, s.fraction, path))
-            unit = self._unit(pool)
-            parts: list[tuple[str, Share, Sequence[str], str]] = []
-            more: dict[str, dict[str, Any]] = {}
-            for fraction, path, held, payer in by_payer.values():
-                only = held[0][0] if len(held) == 1 else ""
-                parts.append((payer, Share(fraction, path), path, only))
-                # The driver quantity reaching the payer: sum of weight x reaching share.
-                info: dict[str, Any] = {"quantity": exact_text(fraction * base)}
-                if not only:
-                    info["holders"] = [self._holder(h, weights[h], part, of, (pool.name, *p))
-                                       for h, part, of, p in held]
-                more[payer] = info
-            if idle:
-                parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
-                decimals = [w for w in weights.values() if isinstance(w, Decimal)]
-                if len(decimals) == len(weights):  # as given: "96", "39.5"
-                    in_use = sum(decimals, Decimal(0))
-                    idle_text = str((capacity or in_use) - in_use)
-                else:
-                    idle_text = exact_text(Fraction(capacity or 0) - used
-                                              if capacity is not None else Fraction(0))
-                more[NO_CONSUMER + "idle"] = {"quantity": idle_text,
-                                              "description": self._idle(pool, bool(weights))}
-            extra = {"pool": pool.code, "driver": pool.driver.value, "unit": unit}
-            self._pool_lines(pool, amount, pool.name, parts, extra, more)
+            self._share_out(pool, amount)
             self._flush()
+
+    def _share_out(self, pool: CostPool, amount: Decimal) -> None:
+        """One pool's lines: one per payer, its exact share of the pool summed over the
+        driver holders whose cost reaches it, each holder listed with its quantity, share
+        and path; what reaches no payer and idle capacity are lines too."""
+        reach = self.reach(pool)
+        weights = self._weights(pool, reach)
+        # A FIXED pool's percentages are of 100: what they leave is unallocated.
+        capacity = Decimal(100) if pool.driver is Driver.FIXED else pool.capacity
+        shares, idle = weighted(weights, capacity)
+        used = sum((Fraction(w) for w in weights.values()), Fraction(0))
+        # What the shares are of: the capacity when it exceeds what is used.
+        base = max(used, Fraction(capacity)) if capacity is not None else used
+        parts: list[tuple[str, Share, Sequence[str], str]] = []
+        more: dict[str, dict[str, Any]] = {}
+        for fraction, path, held, payer in self._by_payer(pool, shares, reach).values():
+            only = held[0][0] if len(held) == 1 else ""
+            parts.append((payer, Share(fraction, path), path, only))
+            # The driver quantity reaching the payer: sum of weight x reaching share.
+            info: dict[str, Any] = {"quantity": exact_text(fraction * base)}
+            if not only:
+                info["holders"] = [self._holder(h, weights[h], part, of, (pool.name, *p))
+                                   for h, part, of, p in held]
+            more[payer] = info
+        if idle:
+            parts.append((NO_CONSUMER + "idle", Share(idle, ()), (), "idle"))
+            more[NO_CONSUMER + "idle"] = {
+                "quantity": _idle_quantity(weights, capacity, used),
+                "description": self._idle(pool, bool(weights))}
+        extra = {"pool": pool.code, "driver": pool.driver.value, "unit": self._unit(pool)}
+        self._pool_lines(pool, amount, pool.name, parts, extra, more)
+
+    def _by_payer(self, pool: CostPool, shares: Mapping[str, Fraction],
+                  reach: Mapping[str, tuple[str, ...]]) -> dict[str, list[Any]]:
+        """Payer -> [fraction of the pool, first path, holders, payer]; what reaches no
+        payer is grouped as one, listing each holder's path."""
+        graph = self._graph_of(pool)
+        prorate = pool.driver is not Driver.SUBSCRIPTIONS  # its weights are active days
+        by_payer: dict[str, list[Any]] = {}
+        for holder, f in sorted(shares.items()):
+            head = reach.get(holder, (holder,)) if not holder.startswith(USER) \
+                else (holder,)
+            for payer, s in self._active_shares(holder, graph, prorate):
+                part = f if s.fraction == 1 else f * s.fraction
+                path = (*head[:-1], *s.path)
+                group = NO_CONSUMER if payer.startswith(NO_CONSUMER) else payer
+                entry = by_payer.get(group)
+                if entry is None:
+                    entry = by_payer[group] = [Fraction(0), path, [], payer]
+                elif entry[3] != payer:
+                    entry[3] = NO_CONSUMER  # several places where cost stops
+                entry[0] += part
+                entry[2].append((holder, part, s.fraction, path))
+        return by_payer
 
     def _unit(self, pool: CostPool) -> str:
         if pool.driver is Driver.ATTRIBUTE:
@@ -300,3 +302,14 @@ class PoolSharing(LineMaker):
 _DRIVER_UNITS = {Driver.VCPU: "vCPU", Driver.STORAGE_GB: "GB", Driver.SESSIONS: "session",
                  Driver.EQUAL: "share", Driver.SESSION_HOURS: "hour", Driver.ROLE_USERS: "user",
                  Driver.SUBSCRIPTIONS: "subscription-day", Driver.FIXED: "percent"}
+
+
+def _idle_quantity(weights: Mapping[str, Decimal | Fraction], capacity: Decimal | None,
+                   used: Fraction) -> str:
+    """The capacity nobody uses, in driver units: as given when the weights are decimals
+    ("96", "39.5")."""
+    decimals = [w for w in weights.values() if isinstance(w, Decimal)]
+    if len(decimals) == len(weights):
+        in_use = sum(decimals, Decimal(0))
+        return str((capacity or in_use) - in_use)
+    return exact_text(Fraction(capacity or 0) - used if capacity is not None else Fraction(0))
