@@ -1,4 +1,4 @@
-"""One period's charge lines from data already read in bulk (``repository.CalculationInput``).
+"""One period's charge lines from data already read in bulk (``snapshot.CalculationInput``).
 
 Neo4j does the heavy reading (usage summed per CI, meter and rate card; the graph as edge
 lists); this module prices, allocates and rounds, and returns the lines as node properties.

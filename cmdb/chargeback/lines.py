@@ -26,7 +26,7 @@ SUB, USER, CC = "sub:", "user:", "cc:"
 # Stands for the CIs of subscriptions for no service among a shared CI's direct consumers
 # (followed by the shared CI's id): their part of its cost is unallocated.
 VIA_SUBS = "subcis:"
-Part = tuple[str, Share, Sequence[str], str]  # payer, share, path, holder
+Part = tuple[str, Share, Sequence[str], str]  # one part of a source: payer, share, path, holder
 
 
 def _line_id(period: str, *parts: str) -> str:
@@ -240,7 +240,7 @@ class LineMaker:
                 row[k] = v
         self.rows.append(row)
 
-    def _rounded(self, cents: int, parts: list[tuple[str, Share, Sequence[str], str]]
+    def _rounded(self, cents: int, parts: list[Part]
                  ) -> list[tuple[int, str, Share, Sequence[str], str]]:
         """One source's ``cents`` over its parts (payer, share, path, holder), by largest
         remainder: (cents, payer, share, path, holder) per part."""
@@ -255,7 +255,7 @@ class LineMaker:
 
     def _lines(self, kind: LineKind, cents: int, source: str, description: str,
                extra: Mapping[str, Any],
-               parts: list[tuple[str, Share, Sequence[str], str]],
+               parts: list[Part],
                more_of: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Lines of one source's parts (payer, share, path, holder), rounded together;
         ``more_of`` adds fields to the line of a payer."""

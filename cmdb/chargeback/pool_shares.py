@@ -17,6 +17,7 @@ from cmdb.chargeback.lines import (
     SUB,
     USER,
     LineMaker,
+    Part,
     exact_text,
     fraction_text,
     weight_text,
@@ -157,7 +158,7 @@ class PoolSharing(LineMaker):
         used = sum((Fraction(w) for w in weights.values()), Fraction(0))
         # What the shares are of: the capacity when it exceeds what is used.
         base = max(used, Fraction(capacity)) if capacity is not None else used
-        parts: list[tuple[str, Share, Sequence[str], str]] = []
+        parts: list[Part] = []
         more: dict[str, dict[str, Any]] = {}
         for fraction, path, held, payer in self._by_payer(pool, shares, reach).values():
             only = held[0][0] if len(held) == 1 else ""
@@ -281,7 +282,7 @@ class PoolSharing(LineMaker):
                 [names[n] if n in names else name_of(n) for n in path]]
 
     def _pool_lines(self, pool: CostPool, amount: Decimal, origin: str,
-                    parts: list[tuple[str, Share, Sequence[str], str]],
+                    parts: list[Part],
                     extra: dict[str, Any], more: Mapping[str, Mapping[str, Any]]) -> None:
         description = f"{pool.name}: {amount} {pool.currency} shared by {self._how(pool)}"
         assets = pool.asset_counts.get(self.d.period)
