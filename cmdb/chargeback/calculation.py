@@ -34,7 +34,7 @@ class Calculating(Periods):
         clock = _Stages(timings)
         current = await self._ensure_period(period)
         if current.status is PeriodStatus.CLOSED:
-            return await self._result(current, changed=False)
+            return await self._result(period, current, changed=False)
         clock.lap("prepare")
         cards, meters = await self.repo.pricing(period)
         # Neo4j sums the usage from now on, while the rest is read. The engine starts once
@@ -60,14 +60,14 @@ class Calculating(Periods):
         done = await self.repo.switch_run(period, run, lines, total, calc.warnings, utcnow())
         if done is None:  # closed while we were computing
             return await self._latest(period)
-        out = await self._result(done, changed=True, unallocated_minor=unallocated)
+        out = await self._result(period, done, changed=True, unallocated_minor=unallocated)
         clock.lap("result")
         return out
 
     async def _latest(self, period: ChargePeriod) -> CalculationResult:
         latest = await self.repo.period(period)
         assert latest is not None
-        return await self._result(latest, changed=False)
+        return await self._result(period, latest, changed=False)
 
     async def _pool_weights(self, engine: Engine, data: CalculationInput,
                             period: ChargePeriod) -> None:

@@ -52,7 +52,7 @@ class Periods(ServiceBase):
         is billed in the next open period; a closed period never changes again."""
         current = await self._ensure_period(period)
         if current.status is PeriodStatus.CLOSED:
-            return await self._result(current, changed=False)
+            return await self._result(period, current, changed=False)
         opened_before = [x.id for x in await self.repo.periods()
                          if x.id < period.id and x.status is PeriodStatus.OPEN]
         if opened_before:
@@ -74,7 +74,7 @@ class Periods(ServiceBase):
         # left half written (a calculation that failed) go now.
         await settle()
         await self.repo.sweep_runs(period)
-        return await self._result(frozen, changed=True)
+        return await self._result(period, frozen, changed=True)
 
     async def adjust(self, principal: Principal | None, data: dict[str, Any]) -> ChargeLine:
         """A manual correction booked in an open period, referencing what it corrects."""
@@ -116,13 +116,13 @@ class Periods(ServiceBase):
         """Wait for the deletion of replaced lines still going on (before shutting down)."""
         await settle()
 
-    async def _result(self, period: Period, changed: bool,
+    async def _result(self, month: ChargePeriod, period: Period, changed: bool,
                       unallocated_minor: int | None = None) -> CalculationResult:
         """Totals of a period; a fresh calculation passes its unallocated cents (manual
         adjustments are never unallocated), a stored period has them summed by Neo4j."""
         if unallocated_minor is None or period.total is None:
             totals = {r["key"]: int(r["minor"]) for r in
-                      await self.repo.totals("kind", ChargePeriod.parse(period.id), None, None)}
+                      await self.repo.totals("kind", month, None, None)}
             total = sum(totals.values())
             unallocated = totals.get(LineKind.UNALLOCATED.value, 0)
         else:
