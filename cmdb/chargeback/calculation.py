@@ -127,7 +127,10 @@ class _Feed:
         self.unallocated = 0
         self.started = self.read_at = time.perf_counter()
         if not reading.done():
-            reading.add_done_callback(lambda _: setattr(self, "read_at", time.perf_counter()))
+            reading.add_done_callback(self._usage_read)
+
+    def _usage_read(self, _: object) -> None:
+        self.read_at = time.perf_counter()
 
     def read_usage(self) -> list[UsageGroup]:
         t = time.perf_counter()
