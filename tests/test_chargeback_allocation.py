@@ -579,7 +579,7 @@ TIERED = [Tier(up_to=Decimal(10), rate=Decimal("0.5")), Tier(rate=Decimal("0.333
 @settings(max_examples=200, deadline=None)
 @given(world=worlds(), seed=st.integers(0, 10**6))
 def test_usage_lines_sum_each_cis_usage_exactly_one_line_per_payer_and_card(world, seed):
-    from cmdb.chargeback.export import per_resource
+    from cmdb.chargeback.focus import per_resource
     from cmdb.chargeback.repository import line_from_row, stored_line
 
     rnd = random.Random(seed)

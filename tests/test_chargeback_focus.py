@@ -23,22 +23,24 @@ from typing import Any
 import pytest
 
 from cmdb.chargeback.export import (
-    FOCUS_COLUMNS,
-    FOCUS_CONDITIONAL_COLUMNS,
-    FOCUS_MANDATORY_COLUMNS,
     FOCUS_NUMERIC_COLUMNS,
     LINE_CSV_COLUMNS,
     LINE_CSV_NUMERIC_COLUMNS,
     CsvWriter,
     csv_chunks,
-    focus_rows,
-    focus_unit,
     formula_like,
     line_csv_rows,
     neutralise,
     unneutralise,
     write_csv,
     write_dict_csv,
+)
+from cmdb.chargeback.focus import (
+    FOCUS_COLUMNS,
+    FOCUS_CONDITIONAL_COLUMNS,
+    FOCUS_MANDATORY_COLUMNS,
+    focus_rows,
+    focus_unit,
 )
 from cmdb.chargeback.models import (
     ChargeLine,

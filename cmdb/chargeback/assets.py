@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
+from typing import Any
 
-CENT = Decimal("0.01")
+from cmdb.chargeback.models import CENT, AssetCost, AssetCostItem, CostPool
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,28 @@ def pool_month(assets: list[PoolAsset], period: str
             parts.append((a, dep, sup))
             total += dep + sup
     return total, parts
+
+
+def pool_asset(row: list[Any]) -> PoolAsset:
+    """A ``POOL_ASSETS`` row as the asset arithmetic takes it."""
+    (ci, name, tag, currency, price, purchase, months, residual, support, start, end) = row
+    bought = date.fromisoformat(purchase)
+    return PoolAsset(ci_id=ci, ci_name=name, asset_tag=tag, currency=currency,
+                     terms=AssetTerms(
+                         purchase_price=Decimal(price), purchase_date=bought,
+                         depreciation_months=int(months),
+                         residual_value=Decimal(residual or "0"),
+                         support_monthly=Decimal(support or "0"),
+                         support_start=date.fromisoformat(start) if start else bought,
+                         support_end=date.fromisoformat(end) if end else None))
+
+
+def asset_cost(pool: CostPool, period: str, assets: list[PoolAsset]) -> AssetCost:
+    """What the pool's assets (those in its currency) cost in the period, rounded once."""
+    total, parts = pool_month([a for a in assets if a.currency == pool.currency], period)
+    return AssetCost(
+        period=period, amount=cents(total), currency=pool.currency, assets=len(parts),
+        items=[AssetCostItem(ci_id=a.ci_id, ci_name=a.ci_name, asset_tag=a.asset_tag,
+                             depreciation=decimal_text(dep), support=decimal_text(sup))
+               for a, dep, sup in parts],
+        overridden_by=pool.amounts.get(period))

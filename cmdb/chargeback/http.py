@@ -23,13 +23,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from cmdb.chargeback.export import (
-    FOCUS_COLUMNS,
-    LINE_CSV_COLUMNS,
-    csv_text,
-    focus_rows,
-    line_csv_rows,
-)
+from cmdb.chargeback.export import LINE_CSV_COLUMNS, csv_text, line_csv_rows
+from cmdb.chargeback.focus import FOCUS_COLUMNS, focus_rows
 from cmdb.chargeback.models import ChargeLine
 from cmdb.chargeback.service import ChargebackService
 from cmdb.chargeback.usagefile import MAX_RECORDS, UsageFileError, UsageFormat, parse_usage

@@ -14,21 +14,13 @@ from typing import Any
 import orjson
 
 from cmdb.chargeback import queries as q
-from cmdb.chargeback.assets import AssetTerms, PoolAsset, cents, decimal_text, pool_month
-from cmdb.chargeback.engine import (
-    HOLDER_FIELDS,
-    CalculationInput,
-    CostCentreRow,
-    ItemRow,
-    SubscriptionRow,
-    UsageGroup,
-)
 from cmdb.chargeback.models import (
     CENT,
-    AssetCost,
-    AssetCostItem,
+    HOLDER_FIELDS,
     BillingMode,
     ChargeLine,
+    ChargePeriod,
+    CostCentreRow,
     CostPool,
     CostSource,
     Driver,
@@ -38,11 +30,10 @@ from cmdb.chargeback.models import (
     PeriodStatus,
     PoolAllocation,
     PoolHolder,
-    PricePlan,
     RateCard,
     ServiceRecovery,
     Tier,
-    period_bounds,
+    UsageGroup,
 )
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
@@ -101,31 +92,6 @@ def pool_from_row(p: dict[str, Any]) -> CostPool:
                      for cc, pc in json.loads(p.get("allocations") or "[]")],
         cost_source=CostSource(p.get("costSource") or "MANUAL"),
     )
-
-
-def pool_asset(row: list[Any]) -> PoolAsset:
-    """A ``POOL_ASSETS`` row as the asset arithmetic takes it."""
-    (ci, name, tag, currency, price, purchase, months, residual, support, start, end) = row
-    bought = date.fromisoformat(purchase)
-    return PoolAsset(ci_id=ci, ci_name=name, asset_tag=tag, currency=currency,
-                     terms=AssetTerms(
-                         purchase_price=Decimal(price), purchase_date=bought,
-                         depreciation_months=int(months),
-                         residual_value=Decimal(residual or "0"),
-                         support_monthly=Decimal(support or "0"),
-                         support_start=date.fromisoformat(start) if start else bought,
-                         support_end=date.fromisoformat(end) if end else None))
-
-
-def asset_cost(pool: CostPool, period: str, assets: list[PoolAsset]) -> AssetCost:
-    """What the pool's assets (those in its currency) cost in the period, rounded once."""
-    total, parts = pool_month([a for a in assets if a.currency == pool.currency], period)
-    return AssetCost(
-        period=period, amount=cents(total), currency=pool.currency, assets=len(parts),
-        items=[AssetCostItem(ci_id=a.ci_id, ci_name=a.ci_name, asset_tag=a.asset_tag,
-                             depreciation=decimal_text(dep), support=decimal_text(sup))
-               for a, dep, sup in parts],
-        overridden_by=pool.amounts.get(period))
 
 
 def period_from_row(p: dict[str, Any]) -> Period:
@@ -258,65 +224,46 @@ class ChargebackRepository:
     async def pools(self) -> list[CostPool]:
         return [pool_from_row(r["pool"]) for r in await self.db.read(q.LIST_POOLS)]
 
-    async def asset_costs(self, pools: Sequence[CostPool], period: str
-                          ) -> dict[str, AssetCost]:
-        """Per pool code, what its assets cost in the period (whatever its cost source)."""
-        if not pools:
-            return {}
-        rows = await self.db.read(q.POOL_ASSETS, {"codes": [p.code for p in pools]})
-        found = {r["code"]: [pool_asset(a) for a in r["assets"]] for r in rows}
-        return {p.code: asset_cost(p, period, found.get(p.code, [])) for p in pools}
+    async def pool_assets(self, codes: Sequence[str]) -> dict[str, list[list[Any]]]:
+        """Per pool code, the asset records under its CIs (``q.POOL_ASSETS`` rows)."""
+        rows = await self.db.read(q.POOL_ASSETS, {"codes": list(codes)})
+        return {r["code"]: list(r["assets"]) for r in rows}
 
-    async def pools_for(self, period: str) -> list[CostPool]:
-        """The pools as a period's calculation takes them: an ASSETS pool without a manual
-        amount for the period costs what its assets cost in it (none when that is zero)."""
-        pools = await self.pools()
-        wanted = [p for p in pools
-                  if p.cost_source is CostSource.ASSETS and period not in p.amounts]
-        costs = await self.asset_costs(wanted, period)
-        out = []
-        for p in pools:
-            cost = costs.get(p.code)
-            if cost is not None and cost.amount:
-                p = p.model_copy(update={"amounts": {**p.amounts, period: cost.amount},
-                                         "asset_counts": {**p.asset_counts,
-                                                          period: cost.assets}})
-            out.append(p)
-        return out
 
     # --- periods -----------------------------------------------------------------------------
 
-    async def period(self, period: str) -> Period | None:
-        rows = await self.db.read(q.GET_PERIOD, {"id": period})
+    async def period(self, period: ChargePeriod) -> Period | None:
+        rows = await self.db.read(q.GET_PERIOD, {"id": period.id})
         return period_from_row(rows[0]["period"]) if rows else None
 
     async def periods(self) -> list[Period]:
         return [period_from_row(r["period"]) for r in await self.db.read(q.LIST_PERIODS)]
 
-    async def ensure_periods(self, tx: CountingTx, periods: Sequence[str], currency: str,
-                             now: datetime) -> dict[str, str]:
+    async def ensure_periods(self, tx: CountingTx, periods: Iterable[ChargePeriod],
+                             currency: str, now: datetime) -> dict[str, str]:
         """Period id -> status, made OPEN when new and locked for the transaction."""
-        params = [{"id": p, "start": period_bounds(p)[0], "end": period_bounds(p)[1]}
-                  for p in sorted(set(periods))]
+        params = [{"id": p.id, "start": p.start, "end": p.end} for p in sorted(set(periods))]
         rows = await tx.rows(q.LOCK_PERIODS, {"periods": params, "currency": currency,
                                               "now": now})
         return {r["period"]["id"]: r["period"]["status"] for r in rows}
 
-    async def not_open_from(self, tx: CountingTx, first: str) -> set[str]:
-        return {r["id"] for r in await tx.rows(q.CLOSED_PERIODS_FROM, {"from": first})}
+    async def not_open_from(self, tx: CountingTx, first: ChargePeriod) -> set[str]:
+        return {r["id"] for r in await tx.rows(q.CLOSED_PERIODS_FROM, {"from": first.id})}
 
-    async def set_status(self, period: str, from_: Sequence[str], to: str) -> Period | None:
+    async def set_status(self, period: ChargePeriod, from_: Sequence[str], to: str
+                         ) -> Period | None:
         rows = await self.db.write(q.SET_PERIOD_STATUS,
-                                   {"id": period, "from": list(from_), "to": to})
+                                   {"id": period.id, "from": list(from_), "to": to})
         return period_from_row(rows[0]["period"]) if rows else None
 
-    async def freeze(self, period: str, now: datetime, by: str, checksum: str) -> Period | None:
-        rows = await self.db.write(q.FREEZE_PERIOD, {"id": period, "now": now, "by": by,
+    async def freeze(self, period: ChargePeriod, now: datetime, by: str, checksum: str
+                     ) -> Period | None:
+        rows = await self.db.write(q.FREEZE_PERIOD, {"id": period.id, "now": now, "by": by,
                                                      "checksum": checksum})
         return period_from_row(rows[0]["period"]) if rows else None
 
-    async def checksum_rows(self, period: str) -> list[str]:
-        rows = await self.db.read(q.CHECKSUM_LINES, {"period": period})
+    async def checksum_rows(self, period: ChargePeriod) -> list[str]:
+        rows = await self.db.read(q.CHECKSUM_LINES, {"period": period.id})
         return list(rows[0]["rows"]) if rows else []
 
     # --- usage -------------------------------------------------------------------------------
@@ -327,112 +274,71 @@ class ChargebackRepository:
 
     # --- calculation input -------------------------------------------------------------------
 
-    async def pricing(self, period: str) -> tuple[list[RateCard], dict[str, str]]:
+    async def pricing(self, period: ChargePeriod) -> tuple[list[RateCard], dict[str, str]]:
         """The rate cards a period's usage can be priced at, and the meters (code -> unit)."""
         cards = [rate_from_row(r["rate"]) for r in await self.db.read(
-            q.RATES_BEFORE, {"end": period_bounds(period)[1].date()})]
+            q.RATES_BEFORE, {"end": period.end.date()})]
         return cards, {m.code: m.unit for m in await self.meters()}
 
-    async def calculation_input(
-        self, period: str, currency: str, usage: bool = True,
-        pricing: tuple[list[RateCard], dict[str, str]] | None = None,
-    ) -> CalculationInput:
-        """Everything a period's calculation reads; without ``usage``, all but the usage
-        (``usage_groups`` reads it, so the engine can start on fees and pools meanwhile);
-        ``pricing``: what :meth:`pricing` answered, when already read."""
-        start, end = period_bounds(period)
-        pools = await self.pools_for(period)
-        # The CI attributes the period's pools share by or pass onward by, read with the items.
-        attrs = sorted({a for p in pools if period in p.amounts
-                        for a in (p.attribute, p.onward) if a is not None})
-        # The three big reads at once: Neo4j answers them on as many cores.
-        [items_row], [edges], [subs_row] = await asyncio.gather(
-            self.db.read(q.ITEMS, {"attrs": attrs}), self.db.read(q.USE_EDGES),
-            self.db.read(q.SUBSCRIPTIONS, {"start": start, "end": end}))
-        items = {row[0]: _item_row(row, attrs) for row in items_row["items"]}
-        uses: dict[str, list[str]] = {}
-        for provider, consumer in edges["pairs"]:
-            uses.setdefault(provider, []).append(consumer)
-        subs = []
-        plans: dict[str, PricePlan] = {}  # versions are shared by many subscriptions
-        for (sid, user, cc, item_id, item_name, service_id, ci_ids, start_at, end_at,
-             plan_text, (quoted_currency, quoted_one_off, quoted_monthly)) in subs_row["subs"]:
-            if quoted_monthly is not None:  # the fees quoted when it was ordered
-                one_off, monthly = Decimal(quoted_one_off), Decimal(quoted_monthly)
-                fee_currency = quoted_currency
-            else:  # ordered before fees were quoted: its item version's price plan
-                plan = None
-                if plan_text:
-                    plan = plans.get(plan_text) or plans.setdefault(
-                        plan_text, PricePlan.model_validate_json(plan_text))
-                one_off = plan.one_off if plan else Decimal(0)
-                monthly = plan.monthly if plan else Decimal(0)
-                fee_currency = plan.currency if plan else currency
-            subs.append(SubscriptionRow(
-                id=sid, user=user, cost_centre=cc, item_id=item_id, item_name=item_name,
-                service_id=service_id, ci_ids=tuple(ci_ids or ()), start=_dt(start_at),
-                end=as_datetime(end_at), monthly=monthly, one_off=one_off,
-                currency=fee_currency,
-            ))
-        # What ended subscriptions provisioned was retired when they ended: it still carries
-        # its cost (pool shares by its driver) for the days they held it.
-        held = sorted({ci for x in subs if x.end is not None for ci in x.ci_ids} - items.keys())
-        if held:
-            [held_row] = await self.db.read(q.HELD_ITEMS, {"held": held, "attrs": attrs})
-            items.update((row[0], _item_row(row, attrs)) for row in held_row["items"])
-            [held_edges] = await self.db.read(q.HELD_EDGES, {"held": held})
-            for provider, consumer in held_edges["pairs"]:
-                uses.setdefault(provider, []).append(consumer)
-        [users_row] = await self.db.read(q.USERS)
-        users = {uid: (name, cc) for uid, name, cc in users_row["users"]}
-        ccs = await self.cost_centres()
-        cards, meters = pricing or await self.pricing(period)
-        data = CalculationInput(
-            period=period, currency=currency, items=items, uses=uses, subscriptions=subs,
-            users=users, cost_centres=ccs, rate_cards={c.id: c for c in cards},
-            meter_units=meters, usage=[], pools=pools,
-        )
-        if usage:
-            data.usage = await self.usage_groups(period, data.rate_cards.values(), meters)
-        return data
+    async def graph_rows(self, period: ChargePeriod, attrs: Sequence[str]
+                         ) -> tuple[list[Any], list[Any], list[Any]]:
+        """The items (with the values of ``attrs``), the use edges and the subscriptions
+        active in the period, as ``q.ITEMS``, ``q.USE_EDGES`` and ``q.SUBSCRIPTIONS`` give
+        them. The three big reads at once: Neo4j answers them on as many cores."""
+        [items], [edges], [subs] = await asyncio.gather(
+            self.db.read(q.ITEMS, {"attrs": list(attrs)}), self.db.read(q.USE_EDGES),
+            self.db.read(q.SUBSCRIPTIONS, {"start": period.start, "end": period.end}))
+        return items["items"], edges["pairs"], subs["subs"]
 
-    async def usage_groups(self, period: str, cards: Iterable[RateCard],
+    async def held_rows(self, held: Sequence[str], attrs: Sequence[str]
+                        ) -> tuple[list[Any], list[Any]]:
+        """Retired CIs that ended subscriptions held, and what uses them."""
+        [items] = await self.db.read(q.HELD_ITEMS, {"held": list(held), "attrs": list(attrs)})
+        [edges] = await self.db.read(q.HELD_EDGES, {"held": list(held)})
+        return items["items"], edges["pairs"]
+
+    async def users(self) -> dict[str, tuple[str, str | None]]:
+        """User id -> (user name, cost centre)."""
+        [row] = await self.db.read(q.USERS)
+        return {uid: (name, cc) for uid, name, cc in row["users"]}
+
+    async def usage_groups(self, period: ChargePeriod, cards: Iterable[RateCard],
                            meters: Iterable[str]) -> list[UsageGroup]:
         """The usage billed in the period, summed per CI, meter, month and the rate card
         version in force at each record's time (Neo4j does the summing)."""
-        windows = usage_windows(period_bounds(period)[0].tzinfo, cards, meters)
-        rows = await self.db.read(q.AGGREGATE_USAGE, {"period": period, "windows": windows})
+        windows = usage_windows(period.start.tzinfo, cards, meters)
+        rows = await self.db.read(q.AGGREGATE_USAGE, {"period": period.id, "windows": windows})
         # Rows come as [ci, meter, month, rate card, micros, records]: sums of integers.
         groups = [UsageGroup._make((*g, 0)) for row in rows for g in row["groups"]]
         late = [{"i": i, "ci": g.ci, "meter": g.meter, "month": g.month,
                  "from": w["from"], "to": w["to"]}
-                for i, g in enumerate(groups) if g.month < period and g.rate_card
+                for i, g in enumerate(groups) if g.month < period.id and g.rate_card
                 for w in windows if w["rate"] == g.rate_card and w["meter"] == g.meter]
         if late:
             # Late usage continues the tiers of its month: read what earlier periods billed.
-            for r in await self.db.read(q.PRIOR_USAGE, {"period": period, "groups": late}):
+            for r in await self.db.read(q.PRIOR_USAGE, {"period": period.id,
+                                                         "groups": late}):
                 i = r["i"]
                 groups[i] = groups[i]._replace(prior_micros=int(r["micros"]))
         return groups
 
-    async def sessions_on(self, ids: Sequence[str], period: str) -> dict[str, int]:
-        start, end = period_bounds(period)
-        rows = await self.db.read(q.SESSIONS_ON, {"ids": list(ids), "start": start,
-                                                  "end": end})
+    async def sessions_on(self, ids: Sequence[str], period: ChargePeriod) -> dict[str, int]:
+        rows = await self.db.read(q.SESSIONS_ON, {"ids": list(ids), "start": period.start,
+                                                  "end": period.end})
         return {r["user"]: int(r["sessions"]) for r in rows}
 
-    async def session_seconds_on(self, ids: Sequence[str], period: str,
+    async def session_seconds_on(self, ids: Sequence[str], period: ChargePeriod,
                                  until: datetime) -> dict[str, int]:
         """Seconds of desktop sessions on ``ids`` per user within the period, up to
         ``until`` at the latest."""
-        start, end = period_bounds(period)
+        start = period.start
         rows = await self.db.read(q.SESSION_SECONDS_ON, {
-            "ids": list(ids), "start": start, "until": min(end, max(until, start))})
+            "ids": list(ids), "start": start, "until": min(period.end, max(until, start))})
         return {r["user"]: int(r["seconds"]) for r in rows}
 
-    async def role_holders(self, role: str, period: str) -> list[str]:
-        start, end = period_bounds(period)
-        rows = await self.db.read(q.ROLE_HOLDERS, {"role": role, "start": start, "end": end})
+    async def role_holders(self, role: str, period: ChargePeriod) -> list[str]:
+        rows = await self.db.read(q.ROLE_HOLDERS, {"role": role, "start": period.start,
+                                                   "end": period.end})
         return [r["user"] for r in rows]
 
     async def cost_centres(self) -> dict[str, CostCentreRow]:
@@ -447,11 +353,11 @@ class ChargebackRepository:
 
     # --- lines -------------------------------------------------------------------------------
 
-    async def start_run(self, period: str) -> str | None:
+    async def start_run(self, period: ChargePeriod) -> str | None:
         """A new run for the period's lines, registered as being written (the sweep leaves
         it alone), or None when the period is closed."""
         run = uuid.uuid4().hex
-        if not await self.db.write(q.START_RUN, {"period": period, "run": run}):
+        if not await self.db.write(q.START_RUN, {"period": period.id, "run": run}):
             return None
         return run
 
@@ -492,13 +398,13 @@ class ChargebackRepository:
             await asyncio.gather(*pending, return_exceptions=True)
         return lines, total
 
-    async def switch_run(self, period: str, run: str, lines: int, total: int,
+    async def switch_run(self, period: ChargePeriod, run: str, lines: int, total: int,
                          warnings: list[str], now: datetime) -> Period | None:
         """Make ``run`` the period's current lines in one small transaction (None when the
         period closed meanwhile). The replaced lines are deleted afterwards, in the
         background: nobody reads them any more (every read goes through the current run)."""
         switched = await self.db.write(q.SWITCH_RUN, {
-            "id": period, "run": run, "now": now, "total": total, "lines": lines,
+            "id": period.id, "run": run, "now": now, "total": total, "lines": lines,
             "warnings": warnings})
         if not switched:  # closed while the run was written: its lines go again
             self.discard_run(period, run)
@@ -506,7 +412,7 @@ class ChargebackRepository:
         self._background(self._sweep(period))
         return period_from_row(switched[0]["period"])
 
-    def discard_run(self, period: str, run: str) -> None:
+    def discard_run(self, period: ChargePeriod, run: str) -> None:
         """Forget a run that failed to be written and delete its lines, without waiting."""
         self._background(self._discard(period, run))
 
@@ -515,53 +421,56 @@ class ChargebackRepository:
         _CLEANUP.add(task)
         task.add_done_callback(_CLEANUP.discard)
 
-    async def _discard(self, period: str, run: str) -> None:
+    async def _discard(self, period: ChargePeriod, run: str) -> None:
         try:
-            await self.db.write(q.END_RUN, {"period": period, "run": run})
+            await self.db.write(q.END_RUN, {"period": period.id, "run": run})
         except Exception:  # the run stays registered: swept when the period closes
             log.warning("forgetting run %s of %s failed", run, period, exc_info=True)
             return
         await self._sweep(period)
 
-    async def _sweep(self, period: str) -> None:
+    async def _sweep(self, period: ChargePeriod) -> None:
         try:
-            while (await self.db.write(q.SWEEP_RUNS, {"period": period,
+            while (await self.db.write(q.SWEEP_RUNS, {"period": period.id,
                                                       "limit": LINE_BATCH}))[0]["deleted"]:
                 pass
         except Exception:  # the lines stay unread; the next sweep takes them
             log.warning("deleting replaced lines of %s failed", period, exc_info=True)
 
-    async def sweep_runs(self, period: str) -> None:
+    async def sweep_runs(self, period: ChargePeriod) -> None:
         """Delete every run of a closed period that is not current (left by a calculation
         that failed or was interrupted while the period closed)."""
-        while (await self.db.write(q.DELETE_OLD_RUNS, {"period": period,
+        while (await self.db.write(q.DELETE_OLD_RUNS, {"period": period.id,
                                                        "limit": LINE_BATCH}))[0]["deleted"]:
             pass
 
-    async def add_adjustment(self, period: str, row: dict[str, Any]) -> bool:
-        return bool(await self.db.write(q.CREATE_ADJUSTMENT, {"period": period, "row": row}))
+    async def add_adjustment(self, period: ChargePeriod, row: dict[str, Any]) -> bool:
+        return bool(await self.db.write(q.CREATE_ADJUSTMENT, {"period": period.id,
+                                                              "row": row}))
 
     async def line(self, line_id: str) -> ChargeLine | None:
         rows = await self.db.read(q.GET_LINE, {"id": line_id})
         return line_from_row(rows[0]["line"]) if rows else None
 
-    async def lines(self, period: str, codes: list[str] | None, user: str | None,
+    async def lines(self, period: ChargePeriod, codes: list[str] | None, user: str | None,
                     filters: dict[str, Any], first: int,
                     after: tuple[int, str] | None) -> list[ChargeLine]:
-        params = {"period": period, "codes": codes, "user": user, "first": first,
+        params = {"period": period.id, "codes": codes, "user": user, "first": first,
                   "after": list(after) if after else None, **filters}
         return [line_from_row(r["line"]) for r in await self.db.read(q.FIND_LINES, params)]
 
-    async def all_lines(self, period: str, codes: list[str] | None, user: str | None,
-                        skip: int, limit: int) -> list[ChargeLine]:
-        rows = await self.db.read(q.PERIOD_LINES, {"period": period, "codes": codes,
+    async def all_lines(self, period: ChargePeriod, codes: list[str] | None,
+                        user: str | None, skip: int, limit: int) -> list[ChargeLine]:
+        rows = await self.db.read(q.PERIOD_LINES, {"period": period.id, "codes": codes,
                                                    "user": user, "skip": skip, "limit": limit})
         return [line_from_row(r["line"]) for r in rows]
 
-    async def recovery(self, period: str, codes: list[str] | None) -> list[ServiceRecovery]:
+    async def recovery(self, period: ChargePeriod, codes: list[str] | None
+                       ) -> list[ServiceRecovery]:
         """Services recovered through prices: their cost and their fees in the period."""
         out = []
-        for r in await self.db.read(q.SERVICE_RECOVERY, {"period": period, "codes": codes}):
+        for r in await self.db.read(q.SERVICE_RECOVERY, {"period": period.id,
+                                                         "codes": codes}):
             cost, recovered = _cents(r["costMinor"]), _cents(r["recoveredMinor"])
             out.append(ServiceRecovery(
                 service_id=r["id"], service_name=r["name"], cost_centre=r["costCentre"],
@@ -570,9 +479,9 @@ class ChargebackRepository:
                 fee_lines=int(r["feeLines"])))
         return out
 
-    async def totals(self, prop: str, period: str, codes: list[str] | None,
+    async def totals(self, prop: str, period: ChargePeriod, codes: list[str] | None,
                      user: str | None) -> list[dict[str, Any]]:
-        return await self.db.read(q.REPORT_BY[prop], {"period": period, "codes": codes,
+        return await self.db.read(q.REPORT_BY[prop], {"period": period.id, "codes": codes,
                                                       "user": user})
 
 
@@ -605,36 +514,6 @@ def usage_windows(tz: tzinfo | None, cards: Iterable[RateCard], meters: Iterable
     return out
 
 
-_NO_ATTRS: dict[str, Decimal] = {}
-
-
-def _item_row(row: Sequence[Any], attrs: Sequence[str]) -> ItemRow:
-    """An item as ``queries.ITEMS`` returns it: id, name, class, cost centre, cpu, sizeGb,
-    recovery rule and the values of ``attrs``."""
-    i, name, cls, cc, cpu, size, recovery, values = row
-    return ItemRow(i, name, cls, cc, _num(cpu), _num(size),
-                   CostRecovery(recovery) if recovery in CostRecovery.__members__
-                   else CostRecovery.OWNER, _attrs(attrs, values))
-
-
-def _attrs(names: Sequence[str], values: Sequence[Any]) -> dict[str, Decimal]:
-    """An item's values of the attributes pools read, those that are numbers."""
-    if not names:
-        return _NO_ATTRS
-    out = {a: n for a, v in zip(names, values, strict=True) if (n := _num(v)) is not None}
-    return out or _NO_ATTRS
-
-
 def _cents(minor: Any) -> Decimal:
     return (Decimal(int(minor or 0)) * CENT).quantize(CENT)
 
-
-def _num(v: Any) -> Decimal | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int | float | str):
-        try:
-            return Decimal(str(v))
-        except ArithmeticError:
-            return None
-    return None

@@ -3,12 +3,15 @@ service with the request's principal."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 
 from cmdb.chargeback.models import BillingMode as BillingModeModel
+from cmdb.chargeback.models import CalculationResult as CalculationResultModel
+from cmdb.chargeback.models import CostPool as CostPoolModel
 from cmdb.chargeback.models import ReportDimension
 from cmdb.chargeback.service import ChargebackService
 from cmdb.core.models import DomainError
@@ -43,9 +46,30 @@ from cmdb.schema.payloads import user_errors
 MAX_GRAPHQL_USAGE = 1000
 
 
+T = TypeVar("T")
+P = TypeVar("P")
+
+
 def _svc(info: strawberry.Info) -> ChargebackService:
-    service: ChargebackService = info.context.services.chargeback
-    return service
+    return cast(ChargebackService, info.context.services.chargeback)
+
+
+async def _answer(work: Awaitable[T], payload: Callable[..., P], done: Callable[[T], P]) -> P:
+    """``done`` of what ``work`` answers, or the ``payload`` of the errors it was refused
+    with."""
+    try:
+        out = await work
+    except DomainError as e:
+        return payload(errors=user_errors(e))
+    return done(out)
+
+
+def _calculated(result: CalculationResultModel) -> CalculationPayload:
+    return CalculationPayload(result=CalculationResult.from_model(result))
+
+
+def _pool_payload(pool: CostPoolModel) -> CostPoolPayload:
+    return CostPoolPayload(pool=CostPool.from_model(pool))
 
 
 @strawberry.type
@@ -124,64 +148,52 @@ class ChargebackMutation:
     @strawberry.mutation(description="Define a meter (idempotent by code).")
     async def define_meter(self, info: strawberry.Info, input: DefineMeterInput
                            ) -> MeterPayload:
-        try:
-            meter, created = await _svc(info).define_meter(info.context.principal, {
-                "code": input.code, "name": input.name, "unit": input.unit,
-                "description": input.description})
-        except DomainError as e:
-            return MeterPayload(errors=user_errors(e))
-        return MeterPayload(meter=Meter.from_model(meter), created=created)
+        work = _svc(info).define_meter(info.context.principal, {
+            "code": input.code, "name": input.name, "unit": input.unit,
+            "description": input.description})
+        return await _answer(work, MeterPayload, lambda out: MeterPayload(
+            meter=Meter.from_model(out[0]), created=out[1]))
 
     @strawberry.mutation(description="Publish the next version of a meter's rate card, in "
                          "force from effectiveFrom; the previous version ends there.")
     async def publish_rate_card(self, info: strawberry.Info, input: PublishRateCardInput
                                 ) -> RateCardPayload:
-        try:
-            card = await _svc(info).publish_rate_card(info.context.principal, {
-                "meter": input.meter, "effective_from": input.effective_from,
-                "currency": input.currency,
-                "tiers": [{"upTo": t.up_to, "rate": t.rate} for t in input.tiers]})
-        except DomainError as e:
-            return RateCardPayload(errors=user_errors(e))
-        return RateCardPayload(rate_card=RateCard.from_model(card))
+        work = _svc(info).publish_rate_card(info.context.principal, {
+            "meter": input.meter, "effective_from": input.effective_from,
+            "currency": input.currency,
+            "tiers": [{"upTo": t.up_to, "rate": t.rate} for t in input.tiers]})
+        return await _answer(work, RateCardPayload,
+                             lambda card: RateCardPayload(rate_card=RateCard.from_model(card)))
 
     @strawberry.mutation(description="Define or change a shared cost pool (by code).")
     async def define_cost_pool(self, info: strawberry.Info, input: DefineCostPoolInput
                                ) -> CostPoolPayload:
-        try:
-            pool = await _svc(info).define_pool(info.context.principal, {
-                "code": input.code, "name": input.name, "driver": input.driver,
-                "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
-                "description": input.description, "attribute": input.attribute,
-                "holder_classes": input.holder_classes, "meter": input.meter,
-                "role": input.role, "onward": input.onward,
-                "allocations": None if input.allocations is None else [
-                    {"cost_centre": a.cost_centre, "percent": a.percent}
-                    for a in input.allocations],
-                "cost_source": input.cost_source})
-        except DomainError as e:
-            return CostPoolPayload(errors=user_errors(e))
-        return CostPoolPayload(pool=CostPool.from_model(pool))
+        work = _svc(info).define_pool(info.context.principal, {
+            "code": input.code, "name": input.name, "driver": input.driver,
+            "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
+            "description": input.description, "attribute": input.attribute,
+            "holder_classes": input.holder_classes, "meter": input.meter,
+            "role": input.role, "onward": input.onward,
+            "allocations": None if input.allocations is None else [
+                {"cost_centre": a.cost_centre, "percent": a.percent}
+                for a in input.allocations],
+            "cost_source": input.cost_source})
+        return await _answer(work, CostPoolPayload, _pool_payload)
 
     @strawberry.mutation(description="Set what a pool costs in a period (not a closed one).")
     async def set_cost_pool_amount(self, info: strawberry.Info, code: str, period: str,
                                    amount: Decimal) -> CostPoolPayload:
-        try:
-            pool = await _svc(info).set_pool_cost(info.context.principal, code, period, amount)
-        except DomainError as e:
-            return CostPoolPayload(errors=user_errors(e))
-        return CostPoolPayload(pool=CostPool.from_model(pool))
+        work = _svc(info).set_pool_cost(info.context.principal, code, period, amount)
+        return await _answer(work, CostPoolPayload, _pool_payload)
 
     @strawberry.mutation(description="Invoice a cost centre (CHARGEBACK) or only show it its "
                          "cost (SHOWBACK). Applies from the next calculation.")
     async def set_billing_mode(self, info: strawberry.Info, cost_centre: str,
                                mode: BillingMode) -> BillingModePayload:  # type: ignore[valid-type]
-        try:
-            out = await _svc(info).set_billing_mode(info.context.principal, cost_centre,
-                                                    BillingModeModel(mode))
-        except DomainError as e:
-            return BillingModePayload(errors=user_errors(e))
-        return BillingModePayload(cost_centre=cost_centre, billing_mode=out)
+        work = _svc(info).set_billing_mode(info.context.principal, cost_centre,
+                                           BillingModeModel(mode))
+        return await _answer(work, BillingModePayload, lambda out: BillingModePayload(
+            cost_centre=cost_centre, billing_mode=out))
 
     @strawberry.mutation(description="Record a few usage records (at most 1000; POST "
                          "/api/chargeback/usage takes files). Idempotent by recordId.")
@@ -193,41 +205,30 @@ class ChargebackMutation:
                 "/api/chargeback/usage for more")))
         raw = [{"recordId": r.record_id, "ciId": str(r.ci_id), "meter": r.meter,
                 "quantity": r.quantity, "at": r.at, "source": r.source} for r in records]
-        try:
-            result = await _svc(info).ingest_usage(info.context.principal, raw)
-        except DomainError as e:
-            return UsageIngestPayload(errors=user_errors(e))
-        return UsageIngestPayload.from_model(result)
+        return await _answer(_svc(info).ingest_usage(info.context.principal, raw),
+                             UsageIngestPayload, UsageIngestPayload.from_model)
 
     @strawberry.mutation(description="Recalculate an open period from the graph (a closed "
                          "period is left exactly as it is).")
     async def calculate_charge_period(self, info: strawberry.Info, period: str
                                       ) -> CalculationPayload:
-        try:
-            result = await _svc(info).calculate(info.context.principal, period)
-        except DomainError as e:
-            return CalculationPayload(errors=user_errors(e))
-        return CalculationPayload(result=CalculationResult.from_model(result))
+        return await _answer(_svc(info).calculate(info.context.principal, period),
+                             CalculationPayload, _calculated)
 
     @strawberry.mutation(description="Calculate a period one last time and freeze it.")
     async def close_charge_period(self, info: strawberry.Info, period: str
                                   ) -> CalculationPayload:
-        try:
-            result = await _svc(info).close(info.context.principal, period)
-        except DomainError as e:
-            return CalculationPayload(errors=user_errors(e))
-        return CalculationPayload(result=CalculationResult.from_model(result))
+        return await _answer(_svc(info).close(info.context.principal, period),
+                             CalculationPayload, _calculated)
 
     @strawberry.mutation(description="Book a correction in an open period, referencing the "
                          "line it corrects.")
     async def book_adjustment(self, info: strawberry.Info, input: AdjustmentInput
                               ) -> AdjustmentPayload:
-        try:
-            line = await _svc(info).adjust(info.context.principal, {
-                "period": input.period, "cost_centre": input.cost_centre,
-                "amount": input.amount, "reason": input.reason,
-                "corrects_line": None if input.corrects_line is None
-                else str(input.corrects_line)})
-        except DomainError as e:
-            return AdjustmentPayload(errors=user_errors(e))
-        return AdjustmentPayload(line=ChargeLine.from_model(line))
+        work = _svc(info).adjust(info.context.principal, {
+            "period": input.period, "cost_centre": input.cost_centre,
+            "amount": input.amount, "reason": input.reason,
+            "corrects_line": None if input.corrects_line is None
+            else str(input.corrects_line)})
+        return await _answer(work, AdjustmentPayload,
+                             lambda line: AdjustmentPayload(line=ChargeLine.from_model(line)))
