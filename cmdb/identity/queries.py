@@ -62,39 +62,27 @@ WITH m, collect(DISTINCT top.id) AS above
 RETURN [m.id] + above AS chain
 """
 
-SET_MANAGER: LiteralString = """
-MATCH (u:User {id: $id})
-OPTIONAL MATCH (u)-[old:REPORTS_TO]->()
-DELETE old
-WITH DISTINCT u
-OPTIONAL MATCH (m:User {id: $managerId})
-FOREACH (_ IN CASE WHEN m IS NULL THEN [] ELSE [1] END | CREATE (u)-[:REPORTS_TO]->(m))
-SET u.updatedAt = $now
-RETURN u.id AS id
-"""
+
+def _set_link(node: str, rel: str, target: str, touch: bool) -> LiteralString:
+    """Replace the one ``rel`` link of the ``node`` with id ``$id`` by one to the ``target``
+    with id ``$targetId`` (no link when that is null)."""
+    return trusted(
+        f"MATCH (a:{node} {{id: $id}})\n"
+        f"OPTIONAL MATCH (a)-[old:{rel}]->()\n"
+        "DELETE old\n"
+        "WITH DISTINCT a\n"
+        f"OPTIONAL MATCH (b:{target} {{id: $targetId}})\n"
+        f"FOREACH (_ IN CASE WHEN b IS NULL THEN [] ELSE [1] END | CREATE (a)-[:{rel}]->(b))\n"
+        + ("SET a.updatedAt = $now\n" if touch else "")
+        + "RETURN a.id AS id"
+    )
+
+
+SET_MANAGER = _set_link("User", "REPORTS_TO", "User", touch=True)
+SET_COST_CENTRE = _set_link("User", "IN_COST_CENTRE", "CostCentre", touch=True)
+SET_COST_CENTRE_MANAGER = _set_link("CostCentre", "MANAGED_BY", "User", touch=False)
 
 COST_CENTRE_BY_CODE: LiteralString = "MATCH (cc:CostCentre {code: $code}) RETURN cc.id AS id"
-
-SET_COST_CENTRE: LiteralString = """
-MATCH (u:User {id: $id})
-OPTIONAL MATCH (u)-[old:IN_COST_CENTRE]->()
-DELETE old
-WITH DISTINCT u
-OPTIONAL MATCH (cc:CostCentre {id: $ccId})
-FOREACH (_ IN CASE WHEN cc IS NULL THEN [] ELSE [1] END | CREATE (u)-[:IN_COST_CENTRE]->(cc))
-SET u.updatedAt = $now
-RETURN u.id AS id
-"""
-
-SET_COST_CENTRE_MANAGER: LiteralString = """
-MATCH (cc:CostCentre {id: $ccId})
-OPTIONAL MATCH (cc)-[old:MANAGED_BY]->()
-DELETE old
-WITH DISTINCT cc
-OPTIONAL MATCH (u:User {id: $userId})
-FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | CREATE (cc)-[:MANAGED_BY]->(u))
-RETURN cc.id AS id
-"""
 
 OWNER_GROUPS_FOUND: LiteralString = """
 UNWIND $ids AS id MATCH (g:OwnerGroup {id: id}) RETURN collect(g.id) AS found
@@ -425,3 +413,43 @@ WHERE h.until IS NULL
 WITH id, r ORDER BY toLower(r.name)
 RETURN id, collect(r.name) AS roles
 """
+
+# --- a caller's scope (identity.scope.Visibility) as a predicate on items -----------------------
+
+# Consumer -> provider relationships: what a service's model is made of, walked downwards.
+MODEL_RELATIONSHIPS: LiteralString = "DEPENDS_ON|RUNS_ON|MEMBER_OF|USES|INSTALLED_ON|CONTAINS"
+MODEL_DEPTH = 12
+_SCOPE_VARIABLES = frozenset({"n", "x", "s", "t", "m"})
+
+
+def scope_predicate(
+    var: str, everything: bool, kinds: bool, owned_models: bool, own_items: bool
+) -> LiteralString:
+    """A boolean expression on ``var``: anything, or else a service of a kind in
+    ``$scope_kinds``, an item in the model of a service owned by a group of ``$scope_user``,
+    or an item of ``$scope_me`` (their subscriptions' items, desktops assigned to them or
+    that their sessions ran on)."""
+    if var not in _SCOPE_VARIABLES:
+        raise ValueError(f"unexpected variable {var}")
+    if everything:
+        return "true"
+    parts: list[str] = []
+    if kinds:
+        parts.append(f"({var}:Service AND {var}.serviceKind IN $scope_kinds)")
+    if owned_models:
+        parts.append(
+            "EXISTS { MATCH (:User {userName: $scope_user})-[:MEMBER_OF_GROUP]->"
+            "(:OwnerGroup)<-[:OWNED_BY]-(own:Service) "
+            f"MATCH (own)-[:{MODEL_RELATIONSHIPS}*0..{MODEL_DEPTH}]->({var}) }}"
+        )
+    if own_items:
+        parts.append(
+            "EXISTS { MATCH (mine:Subscription {consumer: $scope_me})"
+            f"-[:PROVISIONED|OF_SERVICE]->({var}) }}"
+        )
+        parts.append(
+            f"({var}:VirtualDesktop AND ({var}.attr_assignedUser = $scope_me OR EXISTS {{ "
+            "MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)"
+            f"-[:ON_DESKTOP]->({var}) }}))"
+        )
+    return trusted(" OR ".join(parts)) if parts else "false"

@@ -4,7 +4,7 @@ the batch readers take many user (or role) ids and answer in one round trip."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from cmdb.core.mapping import as_datetime, native
 from cmdb.db.driver import CountingTx, Database
@@ -64,6 +64,14 @@ def order_from_row(props: dict[str, Any]) -> ServiceRequest:
         id=str(plain.get("id")), status=str(status) if status is not None else None,
         created_at=as_datetime(plain.get("createdAt")), properties=plain,
     )
+
+
+def scope_predicate(
+    var: str, everything: bool, kinds: bool, owned_models: bool, own_items: bool
+) -> LiteralString:
+    """What a caller may see (identity.scope.Visibility) as a predicate on ``var``, for the
+    statements of the repositories that read items."""
+    return q.scope_predicate(var, everything, kinds, owned_models, own_items)
 
 
 class IdentityRepository:
@@ -225,3 +233,106 @@ class IdentityRepository:
     async def role_in_tx(tx: CountingTx, name: str) -> Role | None:
         row = await tx.one(q.ROLES_BY_NAME, {"names": [name]})
         return role_from_row(row["role"]) if row else None
+
+    @staticmethod
+    async def cost_centre_id(tx: CountingTx, code: str) -> str | None:
+        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
+        return str(row["id"]) if row else None
+
+    @staticmethod
+    async def found_owner_groups(tx: CountingTx, ids: list[str]) -> list[str]:
+        row = await tx.one(q.OWNER_GROUPS_FOUND, {"ids": ids})
+        return list(row["found"]) if row else []
+
+    @staticmethod
+    async def entitlement_target(tx: CountingTx, target_id: str) -> dict[str, Any] | None:
+        """A software package CI or catalogue item: ``name`` and whether it is ``retired``."""
+        return await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
+
+    # --- writing, inside a caller's transaction ---------------------------------------------
+
+    @staticmethod
+    async def name_holder(tx: CountingTx, user_name: str, user_id: str) -> str | None:
+        """The user name of another user who holds ``user_name`` (case ignored), if any."""
+        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
+        return str(row["userName"]) if row else None
+
+    @staticmethod
+    async def create_user(tx: CountingTx, user_id: str, props: dict[str, Any],
+                          now: datetime) -> User:
+        row = await tx.one(q.CREATE_USER, {"id": user_id, "props": props, "now": now})
+        assert row is not None
+        return user_from_row(row["user"])
+
+    @staticmethod
+    async def update_user(tx: CountingTx, user_id: str, props: dict[str, Any],
+                          now: datetime) -> User:
+        row = await tx.one(q.UPDATE_USER, {"id": user_id, "props": props, "now": now})
+        assert row is not None
+        return user_from_row(row["user"])
+
+    @staticmethod
+    async def managers_above(tx: CountingTx, manager_id: str) -> list[str]:
+        """The manager and everyone they report to, directly or not (to refuse cycles)."""
+        row = await tx.one(q.MANAGER_CHAIN, {"managerId": manager_id})
+        return list(row["chain"]) if row else []
+
+    @staticmethod
+    async def set_manager(tx: CountingTx, user_id: str, manager_id: str | None,
+                          now: datetime) -> None:
+        await tx.one(q.SET_MANAGER, {"id": user_id, "targetId": manager_id, "now": now})
+
+    @staticmethod
+    async def set_cost_centre(tx: CountingTx, user_id: str, cc_id: str | None,
+                              now: datetime) -> None:
+        await tx.one(q.SET_COST_CENTRE, {"id": user_id, "targetId": cc_id, "now": now})
+
+    @staticmethod
+    async def set_cost_centre_manager(tx: CountingTx, cc_id: str, user_id: str | None) -> None:
+        await tx.one(q.SET_COST_CENTRE_MANAGER, {"id": cc_id, "targetId": user_id})
+
+    @staticmethod
+    async def set_owner_groups(tx: CountingTx, user_id: str, group_ids: list[str],
+                               now: datetime) -> None:
+        await tx.one(q.SET_OWNER_GROUPS, {"id": user_id, "groupIds": group_ids, "now": now})
+
+    @staticmethod
+    async def role_name_holder(tx: CountingTx, name: str) -> str | None:
+        """The name of the role that holds ``name`` (case ignored), if any."""
+        row = await tx.one(q.ROLE_NAME_TAKEN, {"name": name})
+        return str(row["name"]) if row else None
+
+    @staticmethod
+    async def create_role(tx: CountingTx, role_id: str, name: str, description: str | None,
+                          now: datetime) -> Role:
+        row = await tx.one(q.CREATE_ROLE, {"id": role_id, "name": name,
+                                           "description": description, "now": now})
+        assert row is not None
+        return role_from_row(row["role"])
+
+    @staticmethod
+    async def lock_memberships(tx: CountingTx, user_id: str,
+                               role_id: str) -> list[dict[str, datetime | None]]:
+        """Lock the user and read their spans in the role (``since``, ``until``), oldest first."""
+        row = await tx.one(q.LOCK_MEMBERSHIPS, {"userId": user_id, "roleId": role_id})
+        spans = row["spans"] if row else []
+        return [{"since": as_datetime(s["since"]), "until": as_datetime(s["until"])}
+                for s in spans if s is not None]
+
+    @staticmethod
+    async def add_membership(tx: CountingTx, user_id: str, role_id: str,
+                             since: datetime) -> None:
+        await tx.rows(q.ADD_MEMBERSHIP, {"userId": user_id, "roleId": role_id, "since": since})
+
+    @staticmethod
+    async def end_membership(tx: CountingTx, user_id: str, role_id: str,
+                             until: datetime) -> None:
+        await tx.rows(q.END_MEMBERSHIP, {"userId": user_id, "roleId": role_id, "until": until})
+
+    @staticmethod
+    async def entitle(tx: CountingTx, role_id: str, target_id: str, now: datetime) -> None:
+        await tx.one(q.ENTITLE, {"roleId": role_id, "targetId": target_id, "now": now})
+
+    @staticmethod
+    async def revoke(tx: CountingTx, role_id: str, target_id: str) -> None:
+        await tx.one(q.REVOKE, {"roleId": role_id, "targetId": target_id})

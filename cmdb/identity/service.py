@@ -8,7 +8,7 @@ lists and counts alike). Writing needs ``identity:write``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,7 +23,6 @@ from cmdb.core.models import (
 from cmdb.core.pagination import Page, encode_cursor, page_request
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
-from cmdb.identity import queries as q
 from cmdb.identity.models import (
     AffectedRole,
     AffectedUser,
@@ -282,11 +281,7 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> User:
             await self._check_name_free(tx, spec.user_name, user_id)
-            row = await tx.one(q.CREATE_USER, {"id": user_id, "props": props, "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import user_from_row
-
-            return user_from_row(row["user"])
+            return await self.repo.create_user(tx, user_id, props, utcnow())
 
         return await self.db.write_tx(work)
 
@@ -299,9 +294,7 @@ class IdentityService:
             raise DomainError.single("input", "give at least one field to change")
 
         async def work(tx: CountingTx) -> User:
-            found = await self.repo.lock_user(tx, user_name)
-            if found is None:
-                raise NotFound("user", user_name, "userName")
+            found = await self._locked_user(tx, user_name)
             current = await self.repo.user_in_tx(tx, found["id"])
             merged = {"user_name": current.user_name, "display_name": current.display_name,
                       "email": current.email, "active": current.active, **given}
@@ -311,60 +304,59 @@ class IdentityService:
             props = {_USER_FIELDS[k]: getattr(spec, k) for k in given}
             if "userName" in props:
                 props["userNameLower"] = spec.user_name.lower()
-            row = await tx.one(q.UPDATE_USER, {"id": current.id, "props": props,
-                                               "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import user_from_row
-
-            return user_from_row(row["user"])
+            return await self.repo.update_user(tx, current.id, props, utcnow())
 
         return await self.db.write_tx(work)
 
-    @staticmethod
-    async def _check_name_free(tx: CountingTx, user_name: str, user_id: str) -> None:
-        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
-        if row is not None:
+    async def _check_name_free(self, tx: CountingTx, user_name: str, user_id: str) -> None:
+        holder = await self.repo.name_holder(tx, user_name, user_id)
+        if holder is not None:
             raise DomainError.single("input.userName",
-                                     f"user name {user_name!r} is taken by "
-                                     f"{row['userName']!r}", "CONFLICT")
+                                     f"user name {user_name!r} is taken by {holder!r}",
+                                     "CONFLICT")
+
+    async def _change_user(
+        self, user_name: str, change: Callable[[CountingTx, str], Awaitable[None]]
+    ) -> User:
+        """Lock a user, ``change`` them (given their id) and read them back, in one write."""
+
+        async def work(tx: CountingTx) -> User:
+            user_id = (await self._locked_user(tx, user_name))["id"]
+            await change(tx, user_id)
+            return await self.repo.user_in_tx(tx, user_id)
+
+        return await self.db.write_tx(work)
 
     async def set_manager(
         self, user_name: str, manager_user_name: str | None, principal: Principal | None
     ) -> User:
         require_permission(principal, Permission.IDENTITY_WRITE, "set managers")
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
+        async def change(tx: CountingTx, user_id: str) -> None:
             manager_id = None
             if manager_user_name is not None:
                 manager = await self.repo.lock_user(tx, manager_user_name)
                 if manager is None:
                     raise NotFound("user", manager_user_name, "managerUserName")
                 manager_id = manager["id"]
-                chain = await tx.one(q.MANAGER_CHAIN, {"managerId": manager_id})
-                if chain is not None and found["id"] in chain["chain"]:
+                if user_id in await self.repo.managers_above(tx, manager_id):
                     raise DomainError.single(
                         "managerUserName", f"{manager_user_name!r} reports to "
                         f"{user_name!r} (directly or not): that would be a cycle", "CONFLICT")
-            await tx.one(q.SET_MANAGER, {"id": found["id"], "managerId": manager_id,
-                                         "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_manager(tx, user_id, manager_id, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change)
 
     async def set_cost_centre(
         self, user_name: str, code: str | None, principal: Principal | None
     ) -> User:
         require_permission(principal, Permission.IDENTITY_WRITE, "set cost centres")
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
+        async def change(tx: CountingTx, user_id: str) -> None:
             cc_id = await self._cost_centre_id(tx, code) if code is not None else None
-            await tx.one(q.SET_COST_CENTRE, {"id": found["id"], "ccId": cc_id,
-                                             "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_cost_centre(tx, user_id, cc_id, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change)
 
     async def set_cost_centre_manager(
         self, code: str, user_name: str | None, principal: Principal | None
@@ -375,7 +367,7 @@ class IdentityService:
         async def work(tx: CountingTx) -> str:
             cc_id = await self._cost_centre_id(tx, code)
             user_id = (await self._locked_user(tx, user_name))["id"] if user_name else None
-            await tx.one(q.SET_COST_CENTRE_MANAGER, {"ccId": cc_id, "userId": user_id})
+            await self.repo.set_cost_centre_manager(tx, cc_id, user_id)
             return cc_id
 
         return await self.db.write_tx(work)
@@ -386,18 +378,14 @@ class IdentityService:
         require_permission(principal, Permission.IDENTITY_WRITE, "set owner groups")
         ids = list(dict.fromkeys(group_ids))
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
-            row = await tx.one(q.OWNER_GROUPS_FOUND, {"ids": ids})
-            missing = sorted(set(ids) - set(row["found"] if row else []))
+        async def change(tx: CountingTx, user_id: str) -> None:
+            missing = sorted(set(ids) - set(await self.repo.found_owner_groups(tx, ids)))
             if missing:
                 raise DomainError.single("ownerGroupIds", "owner groups not found: "
                                          + ", ".join(missing), "NOT_FOUND")
-            await tx.one(q.SET_OWNER_GROUPS, {"id": found["id"], "groupIds": ids,
-                                              "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_owner_groups(tx, user_id, ids, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change)
 
     async def _locked_user(self, tx: CountingTx, user_name: str) -> dict[str, Any]:
         found = await self.repo.lock_user(tx, user_name)
@@ -405,12 +393,11 @@ class IdentityService:
             raise NotFound("user", user_name, "userName")
         return found
 
-    @staticmethod
-    async def _cost_centre_id(tx: CountingTx, code: str) -> str:
-        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
-        if row is None:
+    async def _cost_centre_id(self, tx: CountingTx, code: str) -> str:
+        cc_id = await self.repo.cost_centre_id(tx, code)
+        if cc_id is None:
             raise NotFound("cost centre", code, "costCentreCode")
-        return str(row["id"])
+        return cc_id
 
     # --- roles: writing ---------------------------------------------------------------------
 
@@ -419,17 +406,12 @@ class IdentityService:
         spec = validate(RoleWrite, data)
 
         async def work(tx: CountingTx) -> Role:
-            taken = await tx.one(q.ROLE_NAME_TAKEN, {"name": spec.name})
+            taken = await self.repo.role_name_holder(tx, spec.name)
             if taken is not None:
-                raise DomainError.single("input.name", f"a role named {taken['name']!r} "
-                                         "exists", "CONFLICT")
-            row = await tx.one(q.CREATE_ROLE, {"id": str(uuid.uuid4()), "name": spec.name,
-                                               "description": spec.description,
-                                               "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import role_from_row
-
-            return role_from_row(row["role"])
+                raise DomainError.single("input.name", f"a role named {taken!r} exists",
+                                         "CONFLICT")
+            return await self.repo.create_role(tx, str(uuid.uuid4()), spec.name,
+                                               spec.description, utcnow())
 
         return await self.db.write_tx(work)
 
@@ -439,6 +421,14 @@ class IdentityService:
             raise NotFound("role", name, "roleName")
         return role
 
+    async def _spans(
+        self, tx: CountingTx, user_name: str, role_name: str
+    ) -> tuple[dict[str, Any], Role, list[dict[str, datetime | None]]]:
+        """The locked user, the role, and the user's spans in it."""
+        user = await self._locked_user(tx, user_name)
+        role = await self._role(tx, role_name)
+        return user, role, await self.repo.lock_memberships(tx, user["id"], role.id)
+
     async def add_membership(
         self, user_name: str, role_name: str, since: datetime | None,
         principal: Principal | None,
@@ -446,25 +436,22 @@ class IdentityService:
         """Make a user a current member of a role from ``since`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
         now = utcnow()
-        since = validate(MembershipDates, {"since": since}, prefix="").since or now
-        if since > now + MAX_CLOCK_SKEW:
+        start = validate(MembershipDates, {"since": since}, prefix="").since or now
+        if start > now + MAX_CLOCK_SKEW:
             raise DomainError.single("since", "since must not be in the future")
 
         async def work(tx: CountingTx) -> Membership:
-            user = await self._locked_user(tx, user_name)
-            role = await self._role(tx, role_name)
-            spans = await self._spans(tx, user["id"], role.id)
+            user, role, spans = await self._spans(tx, user_name, role_name)
             if any(s["until"] is None for s in spans):
                 raise DomainError.single("roleName", f"{user['userName']!r} is already a "
                                          f"member of {role.name!r}", "CONFLICT")
-            latest_end = max((s["until"] for s in spans), default=None)
-            if latest_end is not None and since < latest_end:
+            latest_end = max((s["until"] for s in spans if s["until"]), default=None)
+            if latest_end is not None and start < latest_end:
                 raise DomainError.single("since", "since overlaps an earlier membership "
                                          f"(ended {latest_end.isoformat()})", "CONFLICT")
-            await tx.rows(q.ADD_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
-                                             "since": since})
+            await self.repo.add_membership(tx, user["id"], role.id, start)
             return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
-                              role_name=role.name, since=since)
+                              role_name=role.name, since=start)
 
         return await self.db.write_tx(work)
 
@@ -475,38 +462,26 @@ class IdentityService:
         """End a user's current membership of a role at ``until`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
         now = utcnow()
-        until = validate(MembershipDates, {"until": until}, prefix="").until or now
-        if until > now + MAX_CLOCK_SKEW:
+        end = validate(MembershipDates, {"until": until}, prefix="").until or now
+        if end > now + MAX_CLOCK_SKEW:
             raise DomainError.single("until", "until must not be in the future; end the "
                                      "membership when it ends")
 
         async def work(tx: CountingTx) -> Membership:
-            user = await self._locked_user(tx, user_name)
-            role = await self._role(tx, role_name)
-            spans = await self._spans(tx, user["id"], role.id)
+            user, role, spans = await self._spans(tx, user_name, role_name)
             current = [s for s in spans if s["until"] is None]
             if not current:
                 raise DomainError.single("roleName", f"{user['userName']!r} is not a current "
                                          f"member of {role.name!r}", "NOT_FOUND")
             since = current[0]["since"]
-            if since is not None and until < since:
+            if since is not None and end < since:
                 raise DomainError.single("until", "until is before the membership began "
                                          f"({since.isoformat()})")
-            await tx.rows(q.END_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
-                                             "until": until})
+            await self.repo.end_membership(tx, user["id"], role.id, end)
             return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
-                              role_name=role.name, since=since, until=until)
+                              role_name=role.name, since=since, until=end)
 
         return await self.db.write_tx(work)
-
-    @staticmethod
-    async def _spans(tx: CountingTx, user_id: str, role_id: str) -> list[dict[str, Any]]:
-        from cmdb.core.mapping import as_datetime
-
-        row = await tx.one(q.LOCK_MEMBERSHIPS, {"userId": user_id, "roleId": role_id})
-        spans = row["spans"] if row else []
-        return [{"since": as_datetime(s["since"]), "until": as_datetime(s["until"])}
-                for s in spans if s is not None]
 
     async def entitle(
         self, role_name: str, target_id: str, principal: Principal | None, revoke: bool = False
@@ -516,19 +491,17 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> Role:
             role = await self._role(tx, role_name)
-            target = await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
+            target = await self.repo.entitlement_target(tx, target_id)
             if target is None:
                 raise DomainError.single("targetId", f"{target_id!r} is neither a software "
                                          "package CI nor a catalogue item", "NOT_FOUND")
             if revoke:
-                await tx.one(q.REVOKE, {"roleId": role.id, "targetId": target_id})
+                await self.repo.revoke(tx, role.id, target_id)
                 return role
             if target["retired"]:
                 raise DomainError.single("targetId", f"{target['name']!r} is retired",
                                          "CONFLICT")
-            await tx.one(q.ENTITLE, {"roleId": role.id, "targetId": target_id,
-                                     "now": utcnow()})
+            await self.repo.entitle(tx, role.id, target_id, utcnow())
             return role
 
         return await self.db.write_tx(work)
-

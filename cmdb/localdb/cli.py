@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
-from cmdb.localdb.manager import NEO4J_VERSION, AlreadyRunning, LocalNeo4j, instance_for
+from cmdb.localdb.install import NEO4J_VERSION
+from cmdb.localdb.manager import LocalNeo4j, instance_for
+from cmdb.localdb.models import AlreadyRunning
 
 app = typer.Typer(help=f"Manage the project-local Neo4j {NEO4J_VERSION} server (no Docker).")
 

@@ -20,7 +20,6 @@ from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.principal import Permission, Principal, require_permission
 from cmdb.settings import Settings
-from cmdb.vdi import queries as q
 from cmdb.vdi.models import (
     BrokerEvent,
     DesktopSession,
@@ -194,13 +193,11 @@ class VdiService:
         return [out[i] for i, _ in events]
 
     async def _resolve(self, tx: CountingTx, events: list[BrokerEvent]) -> _Resolved:
-        users = await self.repo.resolve(tx, q.RESOLVE_USERS, {e.user for e in events})
+        users = await self.repo.resolve(tx, "user", {e.user for e in events})
         desktops = await self.repo.resolve(
-            tx, q.RESOLVE_DESKTOPS, {e.desktop.lower() for e in events if e.desktop})
-        hosts = await self.repo.resolve(
-            tx, q.RESOLVE_HOSTS, {e.host.lower() for e in events if e.host})
-        pools = await self.repo.resolve(
-            tx, q.RESOLVE_POOLS, {e.pool.lower() for e in events if e.pool})
+            tx, "desktop", {e.desktop.lower() for e in events if e.desktop})
+        hosts = await self.repo.resolve(tx, "host", {e.host.lower() for e in events if e.host})
+        pools = await self.repo.resolve(tx, "pool", {e.pool.lower() for e in events if e.pool})
         return _Resolved({k.lower(): v for k, v in users.items()}, desktops, hosts, pools)
 
     @staticmethod
