@@ -4,6 +4,7 @@ Membership is current when ``since <= now`` and ``until`` is null (``until`` is 
 the future, so ``until IS NULL`` alone also reads right).
 """
 
+from collections.abc import Collection
 from typing import LiteralString
 
 from cmdb.core.cypher import trusted
@@ -133,25 +134,26 @@ WITH id, cc ORDER BY cc.code
 RETURN id, collect(cc.id) AS ccIds
 """
 
-MEMBERSHIPS_OF_USERS: LiteralString = """
-UNWIND $ids AS id
-MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)
-WHERE $includeEnded OR h.until IS NULL
-WITH id, u, h, r ORDER BY toLower(r.name), h.since
-RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
-                    roleName: r.name, since: toString(h.since),
-                    until: toString(h.until)}) AS memberships
-"""
 
-MEMBERSHIPS_OF_ROLES: LiteralString = """
-UNWIND $ids AS id
-MATCH (r:Role WHERE coalesce(r.id, r.name) = id)<-[h:HAS_ROLE]-(u:User)
+
+def _memberships(match: LiteralString, order: LiteralString) -> LiteralString:
+    """Memberships per id of ``$ids``, ended ones too if ``$includeEnded``; ``match`` binds
+    ``u``, ``h`` and ``r`` for an ``id``."""
+    return (
+        "UNWIND $ids AS id\n" + match + """
 WHERE $includeEnded OR h.until IS NULL
-WITH id, u, h, r ORDER BY u.userNameLower, h.since
+WITH id, u, h, r ORDER BY """ + order + """, h.since
 RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
                     roleName: r.name, since: toString(h.since),
                     until: toString(h.until)}) AS memberships
 """
+    )
+
+
+MEMBERSHIPS_OF_USERS = _memberships("MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)",
+                                    "toLower(r.name)")
+MEMBERSHIPS_OF_ROLES = _memberships(
+    "MATCH (r:Role WHERE coalesce(r.id, r.name) = id)<-[h:HAS_ROLE]-(u:User)", "u.userNameLower")
 
 # Entitlements of users through their current roles, each with the roles that grant it.
 USER_ENTITLEMENTS: LiteralString = (
@@ -192,28 +194,22 @@ RETURN id, orders
 
 # --- users list ---------------------------------------------------------------------------------
 
+# The users list's filters, by parameter name: each given one is a predicate on ``u``.
+_USER_FILTERS: dict[str, LiteralString] = {
+    "self": "u.userName = $self",  # callers without identity:read see only themselves
+    "name": "(u.userNameLower CONTAINS $name OR toLower(u.displayName) CONTAINS $name)",
+    "role": "EXISTS { MATCH (u)-[h:HAS_ROLE]->(rf:Role WHERE toLower(rf.name) = $role) "
+            "WHERE h.until IS NULL }",
+    "costCentre": "EXISTS { MATCH (u)-[:IN_COST_CENTRE]->(:CostCentre {code: $costCentre}) }",
+    "manager": "EXISTS { MATCH (u)-[:REPORTS_TO]->(:User {userNameLower: $manager}) }",
+    "active": "u.active = $active",
+}
 
-def list_users(
-    name: bool, role: bool, cost_centre: bool, manager: bool, active: bool, cursor: bool,
-    forward: bool, self_only: bool,
-) -> LiteralString:
-    """Users by user name (then id), a keyset page; only the filters given become predicates.
 
-    ``self_only`` restricts the list to the caller (callers without identity:read)."""
-    where = ["true"]
-    if self_only:
-        where.append("u.userName = $self")
-    if name:
-        where.append("(u.userNameLower CONTAINS $name OR toLower(u.displayName) CONTAINS $name)")
-    if role:
-        where.append("EXISTS { MATCH (u)-[h:HAS_ROLE]->(rf:Role WHERE toLower(rf.name) = $role) "
-                     "WHERE h.until IS NULL }")
-    if cost_centre:
-        where.append("EXISTS { MATCH (u)-[:IN_COST_CENTRE]->(:CostCentre {code: $costCentre}) }")
-    if manager:
-        where.append("EXISTS { MATCH (u)-[:REPORTS_TO]->(:User {userNameLower: $manager}) }")
-    if active:
-        where.append("u.active = $active")
+def list_users(filters: Collection[str], cursor: bool, forward: bool) -> LiteralString:
+    """Users by user name (then id), a keyset page; only the ``filters`` given (names of
+    ``_USER_FILTERS``) become predicates."""
+    where = ["true", *(_USER_FILTERS[k] for k in _USER_FILTERS if k in filters)]
     filtered = " AND ".join(where)
     page = filtered
     if cursor:

@@ -93,20 +93,19 @@ class IdentityRepository:
         self, f: UserQuery, limit: int, forward: bool, cursor: tuple[Any, str] | None,
         want_total: bool, self_only: str | None,
     ) -> tuple[list[User], int | None]:
-        query = q.list_users(
-            f.name_contains is not None, f.role_name is not None,
-            f.cost_centre_code is not None, f.manager_user_name is not None,
-            f.active is not None, cursor is not None, forward, self_only is not None,
-        )
+        given = {"self": self_only, "name": f.name_contains, "role": f.role_name,
+                 "costCentre": f.cost_centre_code, "manager": f.manager_user_name,
+                 "active": f.active}
+        query = q.list_users([k for k, v in given.items() if v is not None], cursor is not None,
+                             forward)
         (row,) = await self.db.read(query, {
+            **given,
             "name": f.name_contains.lower() if f.name_contains else None,
             "role": f.role_name.lower() if f.role_name else None,
-            "costCentre": f.cost_centre_code,
             "manager": f.manager_user_name.lower() if f.manager_user_name else None,
-            "active": f.active,
             "cursorKey": cursor[0] if cursor else None,
             "cursorId": cursor[1] if cursor else None,
-            "limit": limit, "wantTotal": want_total, "self": self_only,
+            "limit": limit, "wantTotal": want_total,
         })
         return [user_from_row(u) for u in row["rows"]], row["total"]
 
@@ -125,15 +124,17 @@ class IdentityRepository:
     async def memberships_of_users(
         self, ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        rows = await self.db.read(q.MEMBERSHIPS_OF_USERS,
-                                  {"ids": ids, "includeEnded": include_ended})
-        return {r["id"]: [membership_from_row(m) for m in r["memberships"]] for r in rows}
+        return await self._memberships(q.MEMBERSHIPS_OF_USERS, ids, include_ended)
 
     async def memberships_of_roles(
         self, ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        rows = await self.db.read(q.MEMBERSHIPS_OF_ROLES,
-                                  {"ids": ids, "includeEnded": include_ended})
+        return await self._memberships(q.MEMBERSHIPS_OF_ROLES, ids, include_ended)
+
+    async def _memberships(
+        self, query: LiteralString, ids: list[str], include_ended: bool
+    ) -> dict[str, list[Membership]]:
+        rows = await self.db.read(query, {"ids": ids, "includeEnded": include_ended})
         return {r["id"]: [membership_from_row(m) for m in r["memberships"]] for r in rows}
 
     async def user_entitlements(

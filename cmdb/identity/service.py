@@ -20,7 +20,13 @@ from cmdb.core.models import (
     NotFound,
     OperationalState,
 )
-from cmdb.core.pagination import Page, encode_cursor, page_request
+from cmdb.core.pagination import (
+    Page,
+    check_page_size,
+    encode_cursor,
+    keyset_page,
+    page_request,
+)
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.models import (
@@ -131,16 +137,8 @@ class IdentityService:
         self_only = None if can_read_everyone(principal) else principal.user
         rows, total = await self.repo.list_users(
             f, page.size + 1, page.forward, page.cursor, want_total, self_only)
-        has_more = len(rows) > page.size
-        rows = rows[: page.size]
-        if not page.forward:
-            rows.reverse()
-        return Page(
-            items=[(encode_cursor(u.user_name.lower(), u.id), u) for u in rows],
-            has_next_page=has_more if page.forward else page.cursor is not None,
-            has_previous_page=page.cursor is not None if page.forward else has_more,
-            total_count=total,
-        )
+        return keyset_page(rows, page, lambda u: (encode_cursor(u.user_name.lower(), u.id), u),
+                           total)
 
     async def role(self, name: str, principal: Principal | None) -> Role | None:
         require_read(principal)
@@ -151,9 +149,7 @@ class IdentityService:
     ) -> list[Role]:
         require_read(principal)
         limit = first if first is not None else self.settings.default_page_size
-        if not 0 <= limit <= self.settings.max_page_size:
-            raise DomainError.single(
-                "first", f"first must be between 0 and {self.settings.max_page_size}")
+        check_page_size(limit, self.settings.max_page_size)
         return await self.repo.list_roles(name_contains, limit)
 
     async def environment_health(self, user_ids: list[str]) -> list[EnvironmentHealth]:
