@@ -75,6 +75,17 @@ def require_read(principal: Principal | None, what: str = "read users and roles"
     require_permission(principal, Permission.IDENTITY_READ, what)
 
 
+def _membership_date(field: str, given: datetime | None, in_future: str) -> datetime:
+    """A membership's ``since`` or ``until`` (default now), refused (``in_future``) when
+    later than now allowing for clock skew."""
+    now = utcnow()
+    when: datetime | None = getattr(validate(MembershipDates, {field: given}, prefix=""), field)
+    when = when or now
+    if when > now + MAX_CLOCK_SKEW:
+        raise DomainError.single(field, in_future)
+    return when
+
+
 def _criticality(row: dict[str, Any]) -> Criticality:
     return Criticality(row.get("criticality") or Criticality.MEDIUM.value)
 
@@ -431,10 +442,7 @@ class IdentityService:
     ) -> Membership:
         """Make a user a current member of a role from ``since`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
-        now = utcnow()
-        start = validate(MembershipDates, {"since": since}, prefix="").since or now
-        if start > now + MAX_CLOCK_SKEW:
-            raise DomainError.single("since", "since must not be in the future")
+        start = _membership_date("since", since, "since must not be in the future")
 
         async def work(tx: CountingTx) -> Membership:
             user, role, spans = await self._spans(tx, user_name, role_name)
@@ -457,11 +465,8 @@ class IdentityService:
     ) -> Membership:
         """End a user's current membership of a role at ``until`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
-        now = utcnow()
-        end = validate(MembershipDates, {"until": until}, prefix="").until or now
-        if end > now + MAX_CLOCK_SKEW:
-            raise DomainError.single("until", "until must not be in the future; end the "
-                                     "membership when it ends")
+        end = _membership_date("until", until, "until must not be in the future; end the "
+                               "membership when it ends")
 
         async def work(tx: CountingTx) -> Membership:
             user, role, spans = await self._spans(tx, user_name, role_name)

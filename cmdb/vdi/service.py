@@ -64,9 +64,7 @@ class VdiService:
     def __init__(
         self, db: Database, settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> None:
-        self.db = db
-        self.settings = settings
-        self.batch_size = batch_size
+        self.db, self.settings, self.batch_size = db, settings, batch_size
         self.repo = VdiRepository(db)
 
     # --- reading ----------------------------------------------------------------------------
