@@ -8,14 +8,12 @@ lists and counts alike). Writing needs ``identity:write``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import (
-    CRITICALITY_RANK,
-    Criticality,
     DomainError,
     NotFound,
     OperationalState,
@@ -29,6 +27,14 @@ from cmdb.core.pagination import (
 )
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
+from cmdb.identity.impact import (
+    ImpactReader,
+    affected_items,
+    rank_roles,
+    rank_users,
+    reasons_per_user,
+    worst,
+)
 from cmdb.identity.models import (
     AffectedRole,
     AffectedUser,
@@ -51,7 +57,6 @@ from cmdb.identity.principal import (
     require_permission,
 )
 from cmdb.identity.repository import IdentityRepository
-from cmdb.rollup.models import PRECEDENCE
 from cmdb.settings import Settings
 
 # How far ahead of our clock a membership date may be (clock skew of the caller).
@@ -84,38 +89,6 @@ def _membership_date(field: str, given: datetime | None, in_future: str) -> date
     if when > now + MAX_CLOCK_SKEW:
         raise DomainError.single(field, in_future)
     return when
-
-
-def _criticality(row: dict[str, Any]) -> Criticality:
-    return Criticality(row.get("criticality") or Criticality.MEDIUM.value)
-
-
-def worst(states: list[OperationalState]) -> OperationalState:
-    return max(states, key=PRECEDENCE.__getitem__) if states else OperationalState.UP
-
-
-class _ImpactedItem(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def criticality(self) -> Criticality: ...
-
-
-class _ImpactEntry(Protocol):
-    @property
-    def item(self) -> _ImpactedItem: ...
-    @property
-    def state(self) -> OperationalState: ...
-    @property
-    def path_names(self) -> list[str]: ...
-
-
-class ImpactReader(Protocol):
-    """What a failure holds up (the health service): identity ranks the people it reaches
-    without importing the layer above it."""
-
-    async def impact(self, ids: list[str], services_only: bool = ..., assume_down: bool = ...,
-                     at: datetime | None = ...) -> Sequence[_ImpactEntry]: ...
 
 
 class IdentityService:
@@ -211,71 +184,18 @@ class IdentityService:
         down without storing anything (what-if)."""
         require_read(principal, "see which users a failure affects")
         entries = await health.impact(ids, services_only=False, assume_down=assume_down, at=at)
-        affected: dict[str, tuple[OperationalState, list[str], int]] = {}
-        for e in entries:
-            if e.state is not OperationalState.UP:
-                affected[e.item.id] = (e.state, e.path_names,
-                                       CRITICALITY_RANK[e.item.criticality])
         own = await self.repo.item_states(ids)
-        for item_id in ids:
-            row = own.get(item_id)
-            if row is None:
-                continue
-            state = OperationalState.DOWN if assume_down else OperationalState(row["state"])
-            if state is not OperationalState.UP:
-                affected[item_id] = (state, [row["name"]],
-                                     CRITICALITY_RANK[_criticality(row)])
+        affected = affected_items(entries, ids, own, assume_down)
         if not affected:
             return [], []
         item_ids = sorted(affected)
-        by_desktop = await self.repo.users_by_desktop_items(item_ids)
-        by_service = await self.repo.users_by_needed_services(item_ids, utcnow())
-        reasons: dict[str, list[tuple[OperationalState, int, str, list[str]]]] = {}
-        for r in by_desktop:
-            state, path, crit = affected[r["via"]]
-            desk_path = path if path[-1] == r["desktop"] else [*path, r["desktop"]]
-            reasons.setdefault(r["userId"], []).append((
-                state, crit, f"desktop {r['desktop']} {state.value.lower()} via "
-                + " -> ".join(path), desk_path))
-        for r in by_service:
-            state, path, crit = affected[r["via"]]
-            reasons.setdefault(r["userId"], []).append((
-                state, crit, f"{r['package']} (role {r['role']}) needs {path[-1]}, "
-                f"{state.value.lower()} via " + " -> ".join(path),
-                [*path, r["package"]]))
+        reasons = reasons_per_user(
+            affected, await self.repo.users_by_desktop_items(item_ids),
+            await self.repo.users_by_needed_services(item_ids, utcnow()))
         user_ids = sorted(reasons)
-        users = await self.repo.users_by_id(user_ids)
-        roles = await self.repo.current_role_names(user_ids)
-        ranked = []
-        for uid in user_ids:
-            if uid not in users:
-                continue
-            found = sorted(set((s, c, text, tuple(p)) for s, c, text, p in reasons[uid]),
-                           key=lambda x: (-PRECEDENCE[x[0]], x[1], x[2]))
-            state = found[0][0]
-            key = (-PRECEDENCE[state], min(c for _, c, _, _ in found), -len(found),
-                   users[uid].user_name.lower())
-            ranked.append((key, uid, state, found))
-        ranked.sort(key=lambda x: x[0])
-        affected_users = [
-            AffectedUser(rank=i + 1, user=users[uid], state=state, roles=roles.get(uid, []),
-                         reasons=[text for _, _, text, _ in found],
-                         paths=[list(p) for _, _, _, p in found])
-            for i, (_, uid, state, found) in enumerate(ranked)
-        ]
-        per_role: dict[str, list[AffectedUser]] = {}
-        for u in affected_users:
-            for role in u.roles:
-                per_role.setdefault(role, []).append(u)
-        role_order = sorted(per_role.items(), key=lambda kv: (
-            -max(PRECEDENCE[u.state] for u in kv[1]), -len(kv[1]), kv[0].lower()))
-        affected_roles = [
-            AffectedRole(rank=i + 1, role=name,
-                         state=worst([u.state for u in members]),
-                         users=[u.user.user_name for u in members])
-            for i, (name, members) in enumerate(role_order)
-        ]
-        return affected_users, affected_roles
+        users = rank_users(reasons, await self.repo.users_by_id(user_ids),
+                           await self.repo.current_role_names(user_ids))
+        return users, rank_roles(users)
 
     # --- users: writing ---------------------------------------------------------------------
 
