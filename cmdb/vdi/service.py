@@ -16,6 +16,7 @@ from typing import Any
 from cmdb.core.clock import utcnow
 from cmdb.core.mapping import as_datetime
 from cmdb.core.models import DomainError
+from cmdb.core.pagination import check_page_size
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.principal import Permission, Principal, require_permission
@@ -78,10 +79,7 @@ class VdiService:
         if end <= start:
             raise DomainError.single("end", "end must be after start")
         limit = first if first is not None else self.settings.max_page_size
-        if not 0 <= limit <= self.settings.max_page_size:
-            raise DomainError.single(
-                "first", f"first must be between 0 and {self.settings.max_page_size}")
-        return limit
+        return check_page_size(limit, self.settings.max_page_size)
 
     # --- ingest -----------------------------------------------------------------------------
 
