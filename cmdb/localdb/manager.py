@@ -1,8 +1,9 @@
-"""Install, start, stop and inspect a project-local Neo4j Community server, without Docker.
+"""Start, stop, back up and inspect a project-local Neo4j Community server, without Docker.
 
-The server jars come from Maven Central through a pinned pom (package data). Each named
-instance ("dev", "test", "bench") has its own conf, data, logs, pid file and generated
-password under ``<home>/instances/<name>``. Linux/macOS only (uses process groups and flock).
+Each named instance ("dev", "test", "bench") has its own conf, data, logs, pid file and
+generated password under ``<home>/instances/<name>``. The server jars are installed by
+``install.py``; processes, ports and locks are ``system.py``; what is said to the server over
+Bolt (the ready check, the password) is ``repository.py``.
 """
 
 from __future__ import annotations
