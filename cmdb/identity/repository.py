@@ -3,8 +3,9 @@ the batch readers take many user (or role) ids and answer in one round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any, LiteralString, TypeVar
 
 from cmdb.core.mapping import as_datetime, native
 from cmdb.db.driver import CountingTx, Database
@@ -66,6 +67,15 @@ def order_from_row(props: dict[str, Any]) -> ServiceRequest:
     )
 
 
+M = TypeVar("M")
+
+
+def _keyed(rows: list[dict[str, Any]], field: str, build: Callable[[dict[str, Any]], M],
+           by_name: bool = False) -> dict[str, M]:
+    """Each row's ``field`` built, by the name it was asked by (``by_name``) or by its id."""
+    return {r["name"] if by_name else r[field]["id"]: build(r[field]) for r in rows}
+
+
 def scope_predicate(
     var: str, everything: bool, kinds: bool, owned_models: bool, own_items: bool
 ) -> LiteralString:
@@ -83,11 +93,10 @@ class IdentityRepository:
     async def users_by_name(self, names: list[str]) -> dict[str, User]:
         """Users by user name, ignoring case; keys are the names as given."""
         rows = await self.db.read(q.USERS_BY_NAME, {"names": names})
-        return {r["name"]: user_from_row(r["user"]) for r in rows}
+        return _keyed(rows, "user", user_from_row, by_name=True)
 
     async def users_by_id(self, ids: list[str]) -> dict[str, User]:
-        rows = await self.db.read(q.USERS_BY_ID, {"ids": ids})
-        return {r["user"]["id"]: user_from_row(r["user"]) for r in rows}
+        return _keyed(await self.db.read(q.USERS_BY_ID, {"ids": ids}), "user", user_from_row)
 
     async def list_users(
         self, f: UserQuery, limit: int, forward: bool, cursor: tuple[Any, str] | None,
@@ -207,11 +216,10 @@ class IdentityRepository:
 
     async def roles_by_name(self, names: list[str]) -> dict[str, Role]:
         rows = await self.db.read(q.ROLES_BY_NAME, {"names": names})
-        return {r["name"]: role_from_row(r["role"]) for r in rows}
+        return _keyed(rows, "role", role_from_row, by_name=True)
 
     async def roles_by_id(self, ids: list[str]) -> dict[str, Role]:
-        rows = await self.db.read(q.ROLES_BY_ID, {"ids": ids})
-        return {r["role"]["id"]: role_from_row(r["role"]) for r in rows}
+        return _keyed(await self.db.read(q.ROLES_BY_ID, {"ids": ids}), "role", role_from_row)
 
     async def list_roles(self, name: str | None, limit: int) -> list[Role]:
         rows = await self.db.read(q.LIST_ROLES,

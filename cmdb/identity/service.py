@@ -243,9 +243,12 @@ class IdentityService:
                                      "CONFLICT")
 
     async def _change_user(
-        self, user_name: str, change: Callable[[CountingTx, str], Awaitable[None]]
+        self, user_name: str, change: Callable[[CountingTx, str], Awaitable[None]],
+        principal: Principal | None, action: str,
     ) -> User:
-        """Lock a user, ``change`` them (given their id) and read them back, in one write."""
+        """Lock a user, ``change`` them (given their id) and read them back, in one write;
+        ``action`` needs identity:write."""
+        require_permission(principal, Permission.IDENTITY_WRITE, action)
 
         async def work(tx: CountingTx) -> User:
             user_id = (await self._locked_user(tx, user_name))["id"]
@@ -257,7 +260,6 @@ class IdentityService:
     async def set_manager(
         self, user_name: str, manager_user_name: str | None, principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set managers")
 
         async def change(tx: CountingTx, user_id: str) -> None:
             manager_id = None
@@ -272,18 +274,17 @@ class IdentityService:
                         f"{user_name!r} (directly or not): that would be a cycle", "CONFLICT")
             await self.repo.set_manager(tx, user_id, manager_id, utcnow())
 
-        return await self._change_user(user_name, change)
+        return await self._change_user(user_name, change, principal, "set managers")
 
     async def set_cost_centre(
         self, user_name: str, code: str | None, principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set cost centres")
 
         async def change(tx: CountingTx, user_id: str) -> None:
             cc_id = await self._cost_centre_id(tx, code) if code is not None else None
             await self.repo.set_cost_centre(tx, user_id, cc_id, utcnow())
 
-        return await self._change_user(user_name, change)
+        return await self._change_user(user_name, change, principal, "set cost centres")
 
     async def set_cost_centre_manager(
         self, code: str, user_name: str | None, principal: Principal | None
@@ -302,7 +303,6 @@ class IdentityService:
     async def set_owner_groups(
         self, user_name: str, group_ids: list[str], principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set owner groups")
         ids = list(dict.fromkeys(group_ids))
 
         async def change(tx: CountingTx, user_id: str) -> None:
@@ -312,7 +312,7 @@ class IdentityService:
                                          + ", ".join(missing), "NOT_FOUND")
             await self.repo.set_owner_groups(tx, user_id, ids, utcnow())
 
-        return await self._change_user(user_name, change)
+        return await self._change_user(user_name, change, principal, "set owner groups")
 
     async def _locked_user(self, tx: CountingTx, user_name: str) -> dict[str, Any]:
         found = await self.repo.lock_user(tx, user_name)
