@@ -1,4 +1,5 @@
-"""How deep a caller may see: roles become a Cypher predicate on the item ``n``.
+"""How deep a caller may see: roles become a Cypher predicate on the item ``n`` (its text is
+``identity.queries.scope_predicate``, reached through the repository).
 
 The predicate goes into the WHERE clause of every read of items (lookups by id, lists and
 their counts, relationship neighbours and the nodes on their paths), so an item a caller may
