@@ -267,16 +267,11 @@ class IdentityRepository:
         return str(row["userName"]) if row else None
 
     @staticmethod
-    async def create_user(tx: CountingTx, user_id: str, props: dict[str, Any],
-                          now: datetime) -> User:
-        row = await tx.one(q.CREATE_USER, {"id": user_id, "props": props, "now": now})
-        assert row is not None
-        return user_from_row(row["user"])
-
-    @staticmethod
-    async def update_user(tx: CountingTx, user_id: str, props: dict[str, Any],
-                          now: datetime) -> User:
-        row = await tx.one(q.UPDATE_USER, {"id": user_id, "props": props, "now": now})
+    async def write_user(tx: CountingTx, user_id: str, props: dict[str, Any], now: datetime,
+                         create: bool) -> User:
+        """Create the user with ``props``, or set them on an existing one."""
+        query = q.CREATE_USER if create else q.UPDATE_USER
+        row = await tx.one(query, {"id": user_id, "props": props, "now": now})
         assert row is not None
         return user_from_row(row["user"])
 

@@ -208,7 +208,7 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> User:
             await self._check_name_free(tx, spec.user_name, user_id)
-            return await self.repo.create_user(tx, user_id, props, utcnow())
+            return await self.repo.write_user(tx, user_id, props, utcnow(), create=True)
 
         return await self.db.write_tx(work)
 
@@ -231,7 +231,7 @@ class IdentityService:
             props = {_USER_FIELDS[k]: getattr(spec, k) for k in given}
             if "userName" in props:
                 props["userNameLower"] = spec.user_name.lower()
-            return await self.repo.update_user(tx, current.id, props, utcnow())
+            return await self.repo.write_user(tx, current.id, props, utcnow(), create=False)
 
         return await self.db.write_tx(work)
 
