@@ -88,6 +88,14 @@ class IdentityRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def _lists(
+        self, query: LiteralString, params: dict[str, Any], field: str,
+        build: Callable[[dict[str, Any]], M],
+    ) -> dict[str, list[M]]:
+        """Per ``id`` of the rows: the row's ``field`` list, each built."""
+        rows = await self.db.read(query, params)
+        return {r["id"]: [build(x) for x in r[field]] for r in rows}
+
     # --- users ------------------------------------------------------------------------------
 
     async def users_by_name(self, names: list[str]) -> dict[str, User]:
@@ -119,8 +127,7 @@ class IdentityRepository:
         return [user_from_row(u) for u in row["rows"]], row["total"]
 
     async def direct_reports(self, ids: list[str]) -> dict[str, list[User]]:
-        rows = await self.db.read(q.DIRECT_REPORTS, {"ids": ids})
-        return {r["id"]: [user_from_row(u) for u in r["users"]] for r in rows}
+        return await self._lists(q.DIRECT_REPORTS, {"ids": ids}, "users", user_from_row)
 
     async def owner_group_ids(self, ids: list[str]) -> dict[str, list[str]]:
         rows = await self.db.read(q.OWNER_GROUP_IDS, {"ids": ids})
@@ -133,34 +140,32 @@ class IdentityRepository:
     async def memberships_of_users(
         self, ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        return await self._memberships(q.MEMBERSHIPS_OF_USERS, ids, include_ended)
+        params = {"ids": ids, "includeEnded": include_ended}
+        return await self._lists(q.MEMBERSHIPS_OF_USERS, params, "memberships",
+                                 membership_from_row)
 
     async def memberships_of_roles(
         self, ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        return await self._memberships(q.MEMBERSHIPS_OF_ROLES, ids, include_ended)
-
-    async def _memberships(
-        self, query: LiteralString, ids: list[str], include_ended: bool
-    ) -> dict[str, list[Membership]]:
-        rows = await self.db.read(query, {"ids": ids, "includeEnded": include_ended})
-        return {r["id"]: [membership_from_row(m) for m in r["memberships"]] for r in rows}
+        params = {"ids": ids, "includeEnded": include_ended}
+        return await self._lists(q.MEMBERSHIPS_OF_ROLES, params, "memberships",
+                                 membership_from_row)
 
     async def user_entitlements(
         self, ids: list[str], now: datetime
     ) -> dict[str, list[Entitlement]]:
-        rows = await self.db.read(q.USER_ENTITLEMENTS, {"ids": ids, "now": now})
-        return {r["id"]: [entitlement_from_row(e) for e in r["entitlements"]] for r in rows}
+        return await self._lists(q.USER_ENTITLEMENTS, {"ids": ids, "now": now}, "entitlements",
+                                 entitlement_from_row)
 
     async def role_entitlements(self, ids: list[str]) -> dict[str, list[Entitlement]]:
-        rows = await self.db.read(q.ROLE_ENTITLEMENTS, {"ids": ids})
-        return {r["id"]: [entitlement_from_row(e) for e in r["entitlements"]] for r in rows}
+        return await self._lists(q.ROLE_ENTITLEMENTS, {"ids": ids}, "entitlements",
+                                 entitlement_from_row)
 
     async def service_requests(
         self, ids: list[str], limit: int
     ) -> dict[str, list[ServiceRequest]]:
-        rows = await self.db.read(q.SERVICE_REQUESTS, {"ids": ids, "limit": limit})
-        return {r["id"]: [order_from_row(o) for o in r["orders"]] for r in rows}
+        return await self._lists(q.SERVICE_REQUESTS, {"ids": ids, "limit": limit}, "orders",
+                                 order_from_row)
 
     async def current_desktops(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Per user: desktops in use now (``desktopId``, ``sessionId``, ``since``, ``hostId``,
