@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, LiteralString, TypeVar
+from typing import Any, Literal, LiteralString, TypeVar
 
 from cmdb.core.mapping import as_datetime, native
 from cmdb.db.driver import CountingTx, Database
@@ -68,6 +68,7 @@ def order_from_row(props: dict[str, Any]) -> ServiceRequest:
 
 
 M = TypeVar("M")
+Memberships = dict[str, list[Membership]]
 
 
 def _keyed(rows: list[dict[str, Any]], field: str, build: Callable[[dict[str, Any]], M],
@@ -137,19 +138,19 @@ class IdentityRepository:
         rows = await self.db.read(q.MANAGED_COST_CENTRE_IDS, {"ids": ids})
         return {r["id"]: list(r["ccIds"]) for r in rows}
 
-    async def memberships_of_users(
-        self, ids: list[str], include_ended: bool
+    async def memberships(
+        self, of: Literal["user", "role"], ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        params = {"ids": ids, "includeEnded": include_ended}
-        return await self._lists(q.MEMBERSHIPS_OF_USERS, params, "memberships",
-                                 membership_from_row)
+        """Per user (or role) id: its memberships, current ones unless ``include_ended``."""
+        query = q.MEMBERSHIPS_OF_USERS if of == "user" else q.MEMBERSHIPS_OF_ROLES
+        return await self._lists(query, {"ids": ids, "includeEnded": include_ended},
+                                 "memberships", membership_from_row)
 
-    async def memberships_of_roles(
-        self, ids: list[str], include_ended: bool
-    ) -> dict[str, list[Membership]]:
-        params = {"ids": ids, "includeEnded": include_ended}
-        return await self._lists(q.MEMBERSHIPS_OF_ROLES, params, "memberships",
-                                 membership_from_row)
+    async def memberships_of_users(self, ids: list[str], include_ended: bool) -> Memberships:
+        return await self.memberships("user", ids, include_ended)
+
+    async def memberships_of_roles(self, ids: list[str], include_ended: bool) -> Memberships:
+        return await self.memberships("role", ids, include_ended)
 
     async def user_entitlements(
         self, ids: list[str], now: datetime
