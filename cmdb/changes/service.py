@@ -8,10 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from cmdb.changes import queries as q
 from cmdb.changes.models import ChangeWrite, PlannedChange
+from cmdb.changes.repository import ChangeRepository
 from cmdb.core.clock import utcnow
-from cmdb.core.mapping import as_datetime
 from cmdb.core.models import DomainError
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
@@ -44,39 +43,29 @@ class WhatIf(BaseModel):
     collisions: list[Collision]
 
 
-def _change(row: dict[str, Any]) -> PlannedChange:
-    c = row["change"]
-    return PlannedChange(id=c["id"], title=c["title"], start=as_datetime(c["start"]),
-                         end=as_datetime(c["end"]), ci_ids=c["ciIds"],
-                         created_at=as_datetime(c["createdAt"]))
-
-
 class ChangeService:
     def __init__(self, db: Database, settings: Settings, health: HealthService) -> None:
         self.db = db
         self.settings = settings
         self.health = health
+        self.repo = ChangeRepository(db)
 
     async def plan(self, data: dict[str, Any]) -> PlannedChange:
         spec = validate(ChangeWrite, data)
         ids = list(dict.fromkeys(spec.ci_ids))
 
         async def work(tx: CountingTx) -> PlannedChange:
-            row = await tx.one(q.MISSING_ITEMS, {"ids": ids})
-            if row and row["missing"]:
+            missing = await self.repo.missing_items(tx, ids)
+            if missing:
                 raise DomainError.single("input.ciIds", "unknown or retired items: "
-                                         + ", ".join(row["missing"]), "NOT_FOUND")
-            created = await tx.one(q.CREATE, {
-                "id": str(uuid.uuid4()), "title": spec.title, "start": spec.start,
-                "end": spec.end, "ciIds": ids, "now": utcnow()})
-            assert created is not None
-            return _change(created)
+                                         + ", ".join(missing), "NOT_FOUND")
+            return await self.repo.create(tx, str(uuid.uuid4()), spec.title, spec.start,
+                                          spec.end, ids, utcnow())
 
         return await self.db.write_tx(work)
 
     async def upcoming(self, first: int) -> list[PlannedChange]:
-        rows = await self.db.read(q.LIST, {"after": utcnow(), "limit": first})
-        return [_change(r) for r in rows]
+        return await self.repo.upcoming(utcnow(), first)
 
     async def what_if(
         self, ci_ids: list[str], start: datetime, end: datetime, exclude: str | None = None
@@ -99,9 +88,7 @@ class ChangeService:
                     if isinstance(e.item, Service) and e.item.kind.value == "BUSINESS")
         mine = {e.item.id for e in hit}
         collisions = []
-        for row in await self.db.read(q.OVERLAPPING, {"start": start, "end": end,
-                                                       "exclude": exclude}):
-            other = _change(row)
+        for other in await self.repo.overlapping(start, end, exclude):
             reach = await self.health.impact(other.ci_ids, services_only=True,
                                              assume_down=False)
             shared = sorted(mine & {e.item.id for e in reach} | (mine & set(other.ci_ids)))

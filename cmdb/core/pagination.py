@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cmdb.core.models import DomainError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def encode_cursor(sort_value: Any, ident: str) -> str:
@@ -72,3 +74,20 @@ class Page(Generic[T]):
     has_next_page: bool
     has_previous_page: bool
     total_count: int | None
+
+
+def keyset_page(
+    rows: list[R], page: PageRequest, entry: Callable[[R], tuple[str, T]], total: int | None
+) -> Page[T]:
+    """The page of ``rows`` read for ``page``: up to ``page.size + 1`` in the page's direction
+    (the extra row says there are more); ``entry`` gives a row's cursor and item."""
+    has_more = len(rows) > page.size
+    rows = rows[: page.size]
+    if not page.forward:
+        rows.reverse()
+    return Page(
+        items=[entry(r) for r in rows],
+        has_next_page=has_more if page.forward else page.cursor is not None,
+        has_previous_page=page.cursor is not None if page.forward else has_more,
+        total_count=total,
+    )

@@ -24,6 +24,7 @@ from neo4j.exceptions import ClientError, DriverError, Neo4jError
 from opentelemetry.trace import Tracer
 
 from cmdb.core.models import DomainError, FieldError
+from cmdb.db.queries import PING
 from cmdb.observability.instruments import NEO4J_READ, NEO4J_TX, NEO4J_WRITE
 from cmdb.observability.spans import statement_span, transaction_span
 
@@ -311,7 +312,7 @@ class Database:
         self.round_trips.count += 1
         try:
             async with self.driver.session(database=self.database) as session:
-                await (await session.run("RETURN 1 AS ok")).consume()
+                await (await session.run(PING)).consume()
         except Exception:
             return False
         return True

@@ -19,7 +19,7 @@ from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, Operati
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.models import Availability
-from cmdb.health.repository import HealthRepository, impacted_params
+from cmdb.health.repository import HealthRepository
 from cmdb.items.models import ConfigurationItem, Service
 from cmdb.items.repository import decimal_or_none, item_from_row
 from cmdb.rollup.models import PRECEDENCE, StateChange
@@ -248,8 +248,6 @@ class HealthService:
         self, tx: CountingTx, ids: list[str], state: OperationalState, services_only: bool,
         start: datetime, end: datetime,
     ) -> list[dict[str, Any]]:
-        from cmdb.health import queries as q
-
         now = utcnow()
         found = await set_own_states(tx, [(i, state) for i in ids], now)
         missing = sorted(set(ids) - set(found))
@@ -257,7 +255,7 @@ class HealthService:
             raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
                                      "NOT_FOUND")
         await propagate(tx, found, "what-if", now)
-        return await tx.rows(q.IMPACTED, impacted_params(ids, services_only, start, end))
+        return await self.repo.impacted_in_tx(tx, ids, services_only, start, end)
 
     def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[RankedImpact]:
         """Rank on the rows as read: the fields ranking needs are read from the projected

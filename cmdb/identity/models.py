@@ -21,10 +21,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cmdb.core.models import OperationalState
+from cmdb.core.validation import stripped_non_blank
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -64,7 +66,8 @@ class UserWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_name: str = Field(min_length=1, max_length=64)
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: Annotated[str, stripped_non_blank("display name must not be blank")] = Field(
+        min_length=1, max_length=200)
     email: str | None = Field(None, max_length=254)
     active: bool = True
 
@@ -72,14 +75,6 @@ class UserWrite(BaseModel):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_user_name(v)
-
-    @field_validator("display_name")
-    @classmethod
-    def _display(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("display name must not be blank")
-        return v
 
     @field_validator("email")
     @classmethod
@@ -103,16 +98,9 @@ class Role(BaseModel):
 class RoleWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, stripped_non_blank("role name must not be blank")] = Field(
+        min_length=1, max_length=100)
     description: str | None = Field(None, max_length=2000)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("role name must not be blank")
-        return v
 
 
 class Membership(BaseModel):

@@ -4,6 +4,7 @@ Membership is current when ``since <= now`` and ``until`` is null (``until`` is 
 the future, so ``until IS NULL`` alone also reads right).
 """
 
+from collections.abc import Collection
 from typing import LiteralString
 
 from cmdb.core.cypher import trusted
@@ -62,39 +63,27 @@ WITH m, collect(DISTINCT top.id) AS above
 RETURN [m.id] + above AS chain
 """
 
-SET_MANAGER: LiteralString = """
-MATCH (u:User {id: $id})
-OPTIONAL MATCH (u)-[old:REPORTS_TO]->()
-DELETE old
-WITH DISTINCT u
-OPTIONAL MATCH (m:User {id: $managerId})
-FOREACH (_ IN CASE WHEN m IS NULL THEN [] ELSE [1] END | CREATE (u)-[:REPORTS_TO]->(m))
-SET u.updatedAt = $now
-RETURN u.id AS id
-"""
+
+def _set_link(node: str, rel: str, target: str, touch: bool) -> LiteralString:
+    """Replace the one ``rel`` link of the ``node`` with id ``$id`` by one to the ``target``
+    with id ``$targetId`` (no link when that is null)."""
+    return trusted(
+        f"MATCH (a:{node} {{id: $id}})\n"
+        f"OPTIONAL MATCH (a)-[old:{rel}]->()\n"
+        "DELETE old\n"
+        "WITH DISTINCT a\n"
+        f"OPTIONAL MATCH (b:{target} {{id: $targetId}})\n"
+        f"FOREACH (_ IN CASE WHEN b IS NULL THEN [] ELSE [1] END | CREATE (a)-[:{rel}]->(b))\n"
+        + ("SET a.updatedAt = $now\n" if touch else "")
+        + "RETURN a.id AS id"
+    )
+
+
+SET_MANAGER = _set_link("User", "REPORTS_TO", "User", touch=True)
+SET_COST_CENTRE = _set_link("User", "IN_COST_CENTRE", "CostCentre", touch=True)
+SET_COST_CENTRE_MANAGER = _set_link("CostCentre", "MANAGED_BY", "User", touch=False)
 
 COST_CENTRE_BY_CODE: LiteralString = "MATCH (cc:CostCentre {code: $code}) RETURN cc.id AS id"
-
-SET_COST_CENTRE: LiteralString = """
-MATCH (u:User {id: $id})
-OPTIONAL MATCH (u)-[old:IN_COST_CENTRE]->()
-DELETE old
-WITH DISTINCT u
-OPTIONAL MATCH (cc:CostCentre {id: $ccId})
-FOREACH (_ IN CASE WHEN cc IS NULL THEN [] ELSE [1] END | CREATE (u)-[:IN_COST_CENTRE]->(cc))
-SET u.updatedAt = $now
-RETURN u.id AS id
-"""
-
-SET_COST_CENTRE_MANAGER: LiteralString = """
-MATCH (cc:CostCentre {id: $ccId})
-OPTIONAL MATCH (cc)-[old:MANAGED_BY]->()
-DELETE old
-WITH DISTINCT cc
-OPTIONAL MATCH (u:User {id: $userId})
-FOREACH (_ IN CASE WHEN u IS NULL THEN [] ELSE [1] END | CREATE (cc)-[:MANAGED_BY]->(u))
-RETURN cc.id AS id
-"""
 
 OWNER_GROUPS_FOUND: LiteralString = """
 UNWIND $ids AS id MATCH (g:OwnerGroup {id: id}) RETURN collect(g.id) AS found
@@ -145,25 +134,26 @@ WITH id, cc ORDER BY cc.code
 RETURN id, collect(cc.id) AS ccIds
 """
 
-MEMBERSHIPS_OF_USERS: LiteralString = """
-UNWIND $ids AS id
-MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)
-WHERE $includeEnded OR h.until IS NULL
-WITH id, u, h, r ORDER BY toLower(r.name), h.since
-RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
-                    roleName: r.name, since: toString(h.since),
-                    until: toString(h.until)}) AS memberships
-"""
 
-MEMBERSHIPS_OF_ROLES: LiteralString = """
-UNWIND $ids AS id
-MATCH (r:Role WHERE coalesce(r.id, r.name) = id)<-[h:HAS_ROLE]-(u:User)
+
+def _memberships(match: LiteralString, order: LiteralString) -> LiteralString:
+    """Memberships per id of ``$ids``, ended ones too if ``$includeEnded``; ``match`` binds
+    ``u``, ``h`` and ``r`` for an ``id``."""
+    return (
+        "UNWIND $ids AS id\n" + match + """
 WHERE $includeEnded OR h.until IS NULL
-WITH id, u, h, r ORDER BY u.userNameLower, h.since
+WITH id, u, h, r ORDER BY """ + order + """, h.since
 RETURN id, collect({userId: u.id, userName: u.userName, roleId: coalesce(r.id, r.name),
                     roleName: r.name, since: toString(h.since),
                     until: toString(h.until)}) AS memberships
 """
+    )
+
+
+MEMBERSHIPS_OF_USERS = _memberships("MATCH (u:User {id: id})-[h:HAS_ROLE]->(r:Role)",
+                                    "toLower(r.name)")
+MEMBERSHIPS_OF_ROLES = _memberships(
+    "MATCH (r:Role WHERE coalesce(r.id, r.name) = id)<-[h:HAS_ROLE]-(u:User)", "u.userNameLower")
 
 # Entitlements of users through their current roles, each with the roles that grant it.
 USER_ENTITLEMENTS: LiteralString = (
@@ -204,28 +194,22 @@ RETURN id, orders
 
 # --- users list ---------------------------------------------------------------------------------
 
+# The users list's filters, by parameter name: each given one is a predicate on ``u``.
+_USER_FILTERS: dict[str, LiteralString] = {
+    "self": "u.userName = $self",  # callers without identity:read see only themselves
+    "name": "(u.userNameLower CONTAINS $name OR toLower(u.displayName) CONTAINS $name)",
+    "role": "EXISTS { MATCH (u)-[h:HAS_ROLE]->(rf:Role WHERE toLower(rf.name) = $role) "
+            "WHERE h.until IS NULL }",
+    "costCentre": "EXISTS { MATCH (u)-[:IN_COST_CENTRE]->(:CostCentre {code: $costCentre}) }",
+    "manager": "EXISTS { MATCH (u)-[:REPORTS_TO]->(:User {userNameLower: $manager}) }",
+    "active": "u.active = $active",
+}
 
-def list_users(
-    name: bool, role: bool, cost_centre: bool, manager: bool, active: bool, cursor: bool,
-    forward: bool, self_only: bool,
-) -> LiteralString:
-    """Users by user name (then id), a keyset page; only the filters given become predicates.
 
-    ``self_only`` restricts the list to the caller (callers without identity:read)."""
-    where = ["true"]
-    if self_only:
-        where.append("u.userName = $self")
-    if name:
-        where.append("(u.userNameLower CONTAINS $name OR toLower(u.displayName) CONTAINS $name)")
-    if role:
-        where.append("EXISTS { MATCH (u)-[h:HAS_ROLE]->(rf:Role WHERE toLower(rf.name) = $role) "
-                     "WHERE h.until IS NULL }")
-    if cost_centre:
-        where.append("EXISTS { MATCH (u)-[:IN_COST_CENTRE]->(:CostCentre {code: $costCentre}) }")
-    if manager:
-        where.append("EXISTS { MATCH (u)-[:REPORTS_TO]->(:User {userNameLower: $manager}) }")
-    if active:
-        where.append("u.active = $active")
+def list_users(filters: Collection[str], cursor: bool, forward: bool) -> LiteralString:
+    """Users by user name (then id), a keyset page; only the ``filters`` given (names of
+    ``_USER_FILTERS``) become predicates."""
+    where = ["true", *(_USER_FILTERS[k] for k in _USER_FILTERS if k in filters)]
     filtered = " AND ".join(where)
     page = filtered
     if cursor:
@@ -425,3 +409,43 @@ WHERE h.until IS NULL
 WITH id, r ORDER BY toLower(r.name)
 RETURN id, collect(r.name) AS roles
 """
+
+# --- a caller's scope (identity.scope.Visibility) as a predicate on items -----------------------
+
+# Consumer -> provider relationships: what a service's model is made of, walked downwards.
+MODEL_RELATIONSHIPS: LiteralString = "DEPENDS_ON|RUNS_ON|MEMBER_OF|USES|INSTALLED_ON|CONTAINS"
+MODEL_DEPTH = 12
+_SCOPE_VARIABLES = frozenset({"n", "x", "s", "t", "m"})
+
+
+def scope_predicate(
+    var: str, everything: bool, kinds: bool, owned_models: bool, own_items: bool
+) -> LiteralString:
+    """A boolean expression on ``var``: anything, or else a service of a kind in
+    ``$scope_kinds``, an item in the model of a service owned by a group of ``$scope_user``,
+    or an item of ``$scope_me`` (their subscriptions' items, desktops assigned to them or
+    that their sessions ran on)."""
+    if var not in _SCOPE_VARIABLES:
+        raise ValueError(f"unexpected variable {var}")
+    if everything:
+        return "true"
+    parts: list[str] = []
+    if kinds:
+        parts.append(f"({var}:Service AND {var}.serviceKind IN $scope_kinds)")
+    if owned_models:
+        parts.append(
+            "EXISTS { MATCH (:User {userName: $scope_user})-[:MEMBER_OF_GROUP]->"
+            "(:OwnerGroup)<-[:OWNED_BY]-(own:Service) "
+            f"MATCH (own)-[:{MODEL_RELATIONSHIPS}*0..{MODEL_DEPTH}]->({var}) }}"
+        )
+    if own_items:
+        parts.append(
+            "EXISTS { MATCH (mine:Subscription {consumer: $scope_me})"
+            f"-[:PROVISIONED|OF_SERVICE]->({var}) }}"
+        )
+        parts.append(
+            f"({var}:VirtualDesktop AND ({var}.attr_assignedUser = $scope_me OR EXISTS {{ "
+            "MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)"
+            f"-[:ON_DESKTOP]->({var}) }}))"
+        )
+    return trusted(" OR ".join(parts)) if parts else "false"

@@ -3,8 +3,9 @@ the batch readers take many user (or role) ids and answer in one round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, LiteralString, TypeVar
 
 from cmdb.core.mapping import as_datetime, native
 from cmdb.db.driver import CountingTx, Database
@@ -66,45 +67,68 @@ def order_from_row(props: dict[str, Any]) -> ServiceRequest:
     )
 
 
+M = TypeVar("M")
+Memberships = dict[str, list[Membership]]
+
+
+def _keyed(rows: list[dict[str, Any]], field: str, build: Callable[[dict[str, Any]], M],
+           by_name: bool = False) -> dict[str, M]:
+    """Each row's ``field`` built, by the name it was asked by (``by_name``) or by its id."""
+    return {r["name"] if by_name else r[field]["id"]: build(r[field]) for r in rows}
+
+
+def scope_predicate(
+    var: str, everything: bool, kinds: bool, owned_models: bool, own_items: bool
+) -> LiteralString:
+    """What a caller may see (identity.scope.Visibility) as a predicate on ``var``, for the
+    statements of the repositories that read items."""
+    return q.scope_predicate(var, everything, kinds, owned_models, own_items)
+
+
 class IdentityRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def _lists(
+        self, query: LiteralString, params: dict[str, Any], field: str,
+        build: Callable[[dict[str, Any]], M],
+    ) -> dict[str, list[M]]:
+        """Per ``id`` of the rows: the row's ``field`` list, each built."""
+        rows = await self.db.read(query, params)
+        return {r["id"]: [build(x) for x in r[field]] for r in rows}
 
     # --- users ------------------------------------------------------------------------------
 
     async def users_by_name(self, names: list[str]) -> dict[str, User]:
         """Users by user name, ignoring case; keys are the names as given."""
         rows = await self.db.read(q.USERS_BY_NAME, {"names": names})
-        return {r["name"]: user_from_row(r["user"]) for r in rows}
+        return _keyed(rows, "user", user_from_row, by_name=True)
 
     async def users_by_id(self, ids: list[str]) -> dict[str, User]:
-        rows = await self.db.read(q.USERS_BY_ID, {"ids": ids})
-        return {r["user"]["id"]: user_from_row(r["user"]) for r in rows}
+        return _keyed(await self.db.read(q.USERS_BY_ID, {"ids": ids}), "user", user_from_row)
 
     async def list_users(
         self, f: UserQuery, limit: int, forward: bool, cursor: tuple[Any, str] | None,
         want_total: bool, self_only: str | None,
     ) -> tuple[list[User], int | None]:
-        query = q.list_users(
-            f.name_contains is not None, f.role_name is not None,
-            f.cost_centre_code is not None, f.manager_user_name is not None,
-            f.active is not None, cursor is not None, forward, self_only is not None,
-        )
+        given = {"self": self_only, "name": f.name_contains, "role": f.role_name,
+                 "costCentre": f.cost_centre_code, "manager": f.manager_user_name,
+                 "active": f.active}
+        query = q.list_users([k for k, v in given.items() if v is not None], cursor is not None,
+                             forward)
         (row,) = await self.db.read(query, {
+            **given,
             "name": f.name_contains.lower() if f.name_contains else None,
             "role": f.role_name.lower() if f.role_name else None,
-            "costCentre": f.cost_centre_code,
             "manager": f.manager_user_name.lower() if f.manager_user_name else None,
-            "active": f.active,
             "cursorKey": cursor[0] if cursor else None,
             "cursorId": cursor[1] if cursor else None,
-            "limit": limit, "wantTotal": want_total, "self": self_only,
+            "limit": limit, "wantTotal": want_total,
         })
         return [user_from_row(u) for u in row["rows"]], row["total"]
 
     async def direct_reports(self, ids: list[str]) -> dict[str, list[User]]:
-        rows = await self.db.read(q.DIRECT_REPORTS, {"ids": ids})
-        return {r["id"]: [user_from_row(u) for u in r["users"]] for r in rows}
+        return await self._lists(q.DIRECT_REPORTS, {"ids": ids}, "users", user_from_row)
 
     async def owner_group_ids(self, ids: list[str]) -> dict[str, list[str]]:
         rows = await self.db.read(q.OWNER_GROUP_IDS, {"ids": ids})
@@ -114,35 +138,35 @@ class IdentityRepository:
         rows = await self.db.read(q.MANAGED_COST_CENTRE_IDS, {"ids": ids})
         return {r["id"]: list(r["ccIds"]) for r in rows}
 
-    async def memberships_of_users(
-        self, ids: list[str], include_ended: bool
+    async def memberships(
+        self, of: Literal["user", "role"], ids: list[str], include_ended: bool
     ) -> dict[str, list[Membership]]:
-        rows = await self.db.read(q.MEMBERSHIPS_OF_USERS,
-                                  {"ids": ids, "includeEnded": include_ended})
-        return {r["id"]: [membership_from_row(m) for m in r["memberships"]] for r in rows}
+        """Per user (or role) id: its memberships, current ones unless ``include_ended``."""
+        query = q.MEMBERSHIPS_OF_USERS if of == "user" else q.MEMBERSHIPS_OF_ROLES
+        return await self._lists(query, {"ids": ids, "includeEnded": include_ended},
+                                 "memberships", membership_from_row)
 
-    async def memberships_of_roles(
-        self, ids: list[str], include_ended: bool
-    ) -> dict[str, list[Membership]]:
-        rows = await self.db.read(q.MEMBERSHIPS_OF_ROLES,
-                                  {"ids": ids, "includeEnded": include_ended})
-        return {r["id"]: [membership_from_row(m) for m in r["memberships"]] for r in rows}
+    async def memberships_of_users(self, ids: list[str], include_ended: bool) -> Memberships:
+        return await self.memberships("user", ids, include_ended)
+
+    async def memberships_of_roles(self, ids: list[str], include_ended: bool) -> Memberships:
+        return await self.memberships("role", ids, include_ended)
 
     async def user_entitlements(
         self, ids: list[str], now: datetime
     ) -> dict[str, list[Entitlement]]:
-        rows = await self.db.read(q.USER_ENTITLEMENTS, {"ids": ids, "now": now})
-        return {r["id"]: [entitlement_from_row(e) for e in r["entitlements"]] for r in rows}
+        return await self._lists(q.USER_ENTITLEMENTS, {"ids": ids, "now": now}, "entitlements",
+                                 entitlement_from_row)
 
     async def role_entitlements(self, ids: list[str]) -> dict[str, list[Entitlement]]:
-        rows = await self.db.read(q.ROLE_ENTITLEMENTS, {"ids": ids})
-        return {r["id"]: [entitlement_from_row(e) for e in r["entitlements"]] for r in rows}
+        return await self._lists(q.ROLE_ENTITLEMENTS, {"ids": ids}, "entitlements",
+                                 entitlement_from_row)
 
     async def service_requests(
         self, ids: list[str], limit: int
     ) -> dict[str, list[ServiceRequest]]:
-        rows = await self.db.read(q.SERVICE_REQUESTS, {"ids": ids, "limit": limit})
-        return {r["id"]: [order_from_row(o) for o in r["orders"]] for r in rows}
+        return await self._lists(q.SERVICE_REQUESTS, {"ids": ids, "limit": limit}, "orders",
+                                 order_from_row)
 
     async def current_desktops(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Per user: desktops in use now (``desktopId``, ``sessionId``, ``since``, ``hostId``,
@@ -198,11 +222,10 @@ class IdentityRepository:
 
     async def roles_by_name(self, names: list[str]) -> dict[str, Role]:
         rows = await self.db.read(q.ROLES_BY_NAME, {"names": names})
-        return {r["name"]: role_from_row(r["role"]) for r in rows}
+        return _keyed(rows, "role", role_from_row, by_name=True)
 
     async def roles_by_id(self, ids: list[str]) -> dict[str, Role]:
-        rows = await self.db.read(q.ROLES_BY_ID, {"ids": ids})
-        return {r["role"]["id"]: role_from_row(r["role"]) for r in rows}
+        return _keyed(await self.db.read(q.ROLES_BY_ID, {"ids": ids}), "role", role_from_row)
 
     async def list_roles(self, name: str | None, limit: int) -> list[Role]:
         rows = await self.db.read(q.LIST_ROLES,
@@ -225,3 +248,101 @@ class IdentityRepository:
     async def role_in_tx(tx: CountingTx, name: str) -> Role | None:
         row = await tx.one(q.ROLES_BY_NAME, {"names": [name]})
         return role_from_row(row["role"]) if row else None
+
+    @staticmethod
+    async def cost_centre_id(tx: CountingTx, code: str) -> str | None:
+        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
+        return str(row["id"]) if row else None
+
+    @staticmethod
+    async def found_owner_groups(tx: CountingTx, ids: list[str]) -> list[str]:
+        row = await tx.one(q.OWNER_GROUPS_FOUND, {"ids": ids})
+        return list(row["found"]) if row else []
+
+    @staticmethod
+    async def entitlement_target(tx: CountingTx, target_id: str) -> dict[str, Any] | None:
+        """A software package CI or catalogue item: ``name`` and whether it is ``retired``."""
+        return await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
+
+    # --- writing, inside a caller's transaction ---------------------------------------------
+
+    @staticmethod
+    async def name_holder(tx: CountingTx, user_name: str, user_id: str) -> str | None:
+        """The user name of another user who holds ``user_name`` (case ignored), if any."""
+        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
+        return str(row["userName"]) if row else None
+
+    @staticmethod
+    async def write_user(tx: CountingTx, user_id: str, props: dict[str, Any], now: datetime,
+                         create: bool) -> User:
+        """Create the user with ``props``, or set them on an existing one."""
+        query = q.CREATE_USER if create else q.UPDATE_USER
+        row = await tx.one(query, {"id": user_id, "props": props, "now": now})
+        assert row is not None
+        return user_from_row(row["user"])
+
+    @staticmethod
+    async def managers_above(tx: CountingTx, manager_id: str) -> list[str]:
+        """The manager and everyone they report to, directly or not (to refuse cycles)."""
+        row = await tx.one(q.MANAGER_CHAIN, {"managerId": manager_id})
+        return list(row["chain"]) if row else []
+
+    @staticmethod
+    async def set_manager(tx: CountingTx, user_id: str, manager_id: str | None,
+                          now: datetime) -> None:
+        await tx.one(q.SET_MANAGER, {"id": user_id, "targetId": manager_id, "now": now})
+
+    @staticmethod
+    async def set_cost_centre(tx: CountingTx, user_id: str, cc_id: str | None,
+                              now: datetime) -> None:
+        await tx.one(q.SET_COST_CENTRE, {"id": user_id, "targetId": cc_id, "now": now})
+
+    @staticmethod
+    async def set_cost_centre_manager(tx: CountingTx, cc_id: str, user_id: str | None) -> None:
+        await tx.one(q.SET_COST_CENTRE_MANAGER, {"id": cc_id, "targetId": user_id})
+
+    @staticmethod
+    async def set_owner_groups(tx: CountingTx, user_id: str, group_ids: list[str],
+                               now: datetime) -> None:
+        await tx.one(q.SET_OWNER_GROUPS, {"id": user_id, "groupIds": group_ids, "now": now})
+
+    @staticmethod
+    async def role_name_holder(tx: CountingTx, name: str) -> str | None:
+        """The name of the role that holds ``name`` (case ignored), if any."""
+        row = await tx.one(q.ROLE_NAME_TAKEN, {"name": name})
+        return str(row["name"]) if row else None
+
+    @staticmethod
+    async def create_role(tx: CountingTx, role_id: str, name: str, description: str | None,
+                          now: datetime) -> Role:
+        row = await tx.one(q.CREATE_ROLE, {"id": role_id, "name": name,
+                                           "description": description, "now": now})
+        assert row is not None
+        return role_from_row(row["role"])
+
+    @staticmethod
+    async def lock_memberships(tx: CountingTx, user_id: str,
+                               role_id: str) -> list[dict[str, datetime | None]]:
+        """Lock the user and read their spans in the role (``since``, ``until``), oldest first."""
+        row = await tx.one(q.LOCK_MEMBERSHIPS, {"userId": user_id, "roleId": role_id})
+        spans = row["spans"] if row else []
+        return [{"since": as_datetime(s["since"]), "until": as_datetime(s["until"])}
+                for s in spans if s is not None]
+
+    @staticmethod
+    async def add_membership(tx: CountingTx, user_id: str, role_id: str,
+                             since: datetime) -> None:
+        await tx.rows(q.ADD_MEMBERSHIP, {"userId": user_id, "roleId": role_id, "since": since})
+
+    @staticmethod
+    async def end_membership(tx: CountingTx, user_id: str, role_id: str,
+                             until: datetime) -> None:
+        await tx.rows(q.END_MEMBERSHIP, {"userId": user_id, "roleId": role_id, "until": until})
+
+    @staticmethod
+    async def entitle(tx: CountingTx, role_id: str, target_id: str, now: datetime) -> None:
+        await tx.one(q.ENTITLE, {"roleId": role_id, "targetId": target_id, "now": now})
+
+    @staticmethod
+    async def revoke(tx: CountingTx, role_id: str, target_id: str) -> None:
+        await tx.one(q.REVOKE, {"roleId": role_id, "targetId": target_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
-from cmdb.identity.principal import Principal
+from cmdb.identity.principal import Principal, has_permission
 
 
 def request_principal(conn: HTTPConnection) -> Principal | None:
@@ -29,3 +29,8 @@ def forbidden(principal: Principal | None, perm: str, action: str) -> JSONRespon
         {"error": f"your roles may not {action} (needs permission {perm})", "code": "FORBIDDEN"},
         status_code=403,
     )
+
+
+def refusal(principal: Principal | None, perm: str, action: str) -> JSONResponse | None:
+    """``forbidden`` when the caller lacks ``perm``; None when they may go on."""
+    return None if has_permission(principal, perm) else forbidden(principal, perm, action)

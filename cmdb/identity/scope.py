@@ -1,4 +1,5 @@
-"""How deep a caller may see: roles become a Cypher predicate on the item ``n``.
+"""How deep a caller may see: roles become a Cypher predicate on the item ``n`` (its text is
+``identity.queries.scope_predicate``, reached through the repository).
 
 The predicate goes into the WHERE clause of every read of items (lookups by id, lists and
 their counts, relationship neighbours and the nodes on their paths), so an item a caller may
@@ -24,12 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
-from cmdb.core.cypher import trusted
 from cmdb.identity.principal import Principal
-
-# Consumer -> provider relationships: what a service's model is made of, walked downwards.
-MODEL_RELATIONSHIPS: LiteralString = "DEPENDS_ON|RUNS_ON|MEMBER_OF|USES|INSTALLED_ON|CONTAINS"
-MODEL_DEPTH = 12
+from cmdb.identity.repository import scope_predicate
 
 _SEES_ALL = frozenset({"admin", "operator", "monitoring"})
 _SEES_SERVICES = frozenset({"executive", "finance", "finance_all", "catalogue_admin",
@@ -52,30 +49,9 @@ class Visibility:
 
     def predicate(self, var: str = "n") -> LiteralString:
         """A boolean Cypher expression on ``var``; its parameters come from ``params``."""
-        if var not in {"n", "x", "s", "t", "m"}:
-            raise ValueError(f"unexpected variable {var}")
-        if self.everything:
-            return "true"
-        parts: list[str] = []
-        if self.service_kinds:
-            parts.append(f"({var}:Service AND {var}.serviceKind IN $scope_kinds)")
-        if self.owned_models_of is not None:
-            parts.append(
-                "EXISTS { MATCH (:User {userName: $scope_user})-[:MEMBER_OF_GROUP]->"
-                "(:OwnerGroup)<-[:OWNED_BY]-(own:Service) "
-                f"MATCH (own)-[:{MODEL_RELATIONSHIPS}*0..{MODEL_DEPTH}]->({var}) }}"
-            )
-        if self.own_items_of is not None:
-            parts.append(
-                "EXISTS { MATCH (mine:Subscription {consumer: $scope_me})"
-                f"-[:PROVISIONED|OF_SERVICE]->({var}) }}"
-            )
-            parts.append(
-                f"({var}:VirtualDesktop AND ({var}.attr_assignedUser = $scope_me OR EXISTS {{ "
-                "MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)"
-                f"-[:ON_DESKTOP]->({var}) }}))"
-            )
-        return trusted(" OR ".join(parts)) if parts else "false"
+        return scope_predicate(var, self.everything, kinds=bool(self.service_kinds),
+                               owned_models=self.owned_models_of is not None,
+                               own_items=self.own_items_of is not None)
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -8,22 +8,33 @@ lists and counts alike). Writing needs ``identity:write``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import (
-    CRITICALITY_RANK,
-    Criticality,
     DomainError,
     NotFound,
     OperationalState,
 )
-from cmdb.core.pagination import Page, encode_cursor, page_request
+from cmdb.core.pagination import (
+    Page,
+    check_page_size,
+    encode_cursor,
+    keyset_page,
+    page_request,
+)
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
-from cmdb.identity import queries as q
+from cmdb.identity.impact import (
+    ImpactReader,
+    affected_items,
+    rank_roles,
+    rank_users,
+    reasons_per_user,
+    worst,
+)
 from cmdb.identity.models import (
     AffectedRole,
     AffectedUser,
@@ -46,7 +57,6 @@ from cmdb.identity.principal import (
     require_permission,
 )
 from cmdb.identity.repository import IdentityRepository
-from cmdb.rollup.models import PRECEDENCE
 from cmdb.settings import Settings
 
 # How far ahead of our clock a membership date may be (clock skew of the caller).
@@ -70,36 +80,15 @@ def require_read(principal: Principal | None, what: str = "read users and roles"
     require_permission(principal, Permission.IDENTITY_READ, what)
 
 
-def _criticality(row: dict[str, Any]) -> Criticality:
-    return Criticality(row.get("criticality") or Criticality.MEDIUM.value)
-
-
-def worst(states: list[OperationalState]) -> OperationalState:
-    return max(states, key=PRECEDENCE.__getitem__) if states else OperationalState.UP
-
-
-class _ImpactedItem(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def criticality(self) -> Criticality: ...
-
-
-class _ImpactEntry(Protocol):
-    @property
-    def item(self) -> _ImpactedItem: ...
-    @property
-    def state(self) -> OperationalState: ...
-    @property
-    def path_names(self) -> list[str]: ...
-
-
-class ImpactReader(Protocol):
-    """What a failure holds up (the health service): identity ranks the people it reaches
-    without importing the layer above it."""
-
-    async def impact(self, ids: list[str], services_only: bool = ..., assume_down: bool = ...,
-                     at: datetime | None = ...) -> Sequence[_ImpactEntry]: ...
+def _membership_date(field: str, given: datetime | None, in_future: str) -> datetime:
+    """A membership's ``since`` or ``until`` (default now), refused (``in_future``) when
+    later than now allowing for clock skew."""
+    now = utcnow()
+    when: datetime | None = getattr(validate(MembershipDates, {field: given}, prefix=""), field)
+    when = when or now
+    if when > now + MAX_CLOCK_SKEW:
+        raise DomainError.single(field, in_future)
+    return when
 
 
 class IdentityService:
@@ -132,16 +121,8 @@ class IdentityService:
         self_only = None if can_read_everyone(principal) else principal.user
         rows, total = await self.repo.list_users(
             f, page.size + 1, page.forward, page.cursor, want_total, self_only)
-        has_more = len(rows) > page.size
-        rows = rows[: page.size]
-        if not page.forward:
-            rows.reverse()
-        return Page(
-            items=[(encode_cursor(u.user_name.lower(), u.id), u) for u in rows],
-            has_next_page=has_more if page.forward else page.cursor is not None,
-            has_previous_page=page.cursor is not None if page.forward else has_more,
-            total_count=total,
-        )
+        return keyset_page(rows, page, lambda u: (encode_cursor(u.user_name.lower(), u.id), u),
+                           total)
 
     async def role(self, name: str, principal: Principal | None) -> Role | None:
         require_read(principal)
@@ -152,9 +133,7 @@ class IdentityService:
     ) -> list[Role]:
         require_read(principal)
         limit = first if first is not None else self.settings.default_page_size
-        if not 0 <= limit <= self.settings.max_page_size:
-            raise DomainError.single(
-                "first", f"first must be between 0 and {self.settings.max_page_size}")
+        check_page_size(limit, self.settings.max_page_size)
         return await self.repo.list_roles(name_contains, limit)
 
     async def environment_health(self, user_ids: list[str]) -> list[EnvironmentHealth]:
@@ -205,71 +184,18 @@ class IdentityService:
         down without storing anything (what-if)."""
         require_read(principal, "see which users a failure affects")
         entries = await health.impact(ids, services_only=False, assume_down=assume_down, at=at)
-        affected: dict[str, tuple[OperationalState, list[str], int]] = {}
-        for e in entries:
-            if e.state is not OperationalState.UP:
-                affected[e.item.id] = (e.state, e.path_names,
-                                       CRITICALITY_RANK[e.item.criticality])
         own = await self.repo.item_states(ids)
-        for item_id in ids:
-            row = own.get(item_id)
-            if row is None:
-                continue
-            state = OperationalState.DOWN if assume_down else OperationalState(row["state"])
-            if state is not OperationalState.UP:
-                affected[item_id] = (state, [row["name"]],
-                                     CRITICALITY_RANK[_criticality(row)])
+        affected = affected_items(entries, ids, own, assume_down)
         if not affected:
             return [], []
         item_ids = sorted(affected)
-        by_desktop = await self.repo.users_by_desktop_items(item_ids)
-        by_service = await self.repo.users_by_needed_services(item_ids, utcnow())
-        reasons: dict[str, list[tuple[OperationalState, int, str, list[str]]]] = {}
-        for r in by_desktop:
-            state, path, crit = affected[r["via"]]
-            desk_path = path if path[-1] == r["desktop"] else [*path, r["desktop"]]
-            reasons.setdefault(r["userId"], []).append((
-                state, crit, f"desktop {r['desktop']} {state.value.lower()} via "
-                + " -> ".join(path), desk_path))
-        for r in by_service:
-            state, path, crit = affected[r["via"]]
-            reasons.setdefault(r["userId"], []).append((
-                state, crit, f"{r['package']} (role {r['role']}) needs {path[-1]}, "
-                f"{state.value.lower()} via " + " -> ".join(path),
-                [*path, r["package"]]))
+        reasons = reasons_per_user(
+            affected, await self.repo.users_by_desktop_items(item_ids),
+            await self.repo.users_by_needed_services(item_ids, utcnow()))
         user_ids = sorted(reasons)
-        users = await self.repo.users_by_id(user_ids)
-        roles = await self.repo.current_role_names(user_ids)
-        ranked = []
-        for uid in user_ids:
-            if uid not in users:
-                continue
-            found = sorted(set((s, c, text, tuple(p)) for s, c, text, p in reasons[uid]),
-                           key=lambda x: (-PRECEDENCE[x[0]], x[1], x[2]))
-            state = found[0][0]
-            key = (-PRECEDENCE[state], min(c for _, c, _, _ in found), -len(found),
-                   users[uid].user_name.lower())
-            ranked.append((key, uid, state, found))
-        ranked.sort(key=lambda x: x[0])
-        affected_users = [
-            AffectedUser(rank=i + 1, user=users[uid], state=state, roles=roles.get(uid, []),
-                         reasons=[text for _, _, text, _ in found],
-                         paths=[list(p) for _, _, _, p in found])
-            for i, (_, uid, state, found) in enumerate(ranked)
-        ]
-        per_role: dict[str, list[AffectedUser]] = {}
-        for u in affected_users:
-            for role in u.roles:
-                per_role.setdefault(role, []).append(u)
-        role_order = sorted(per_role.items(), key=lambda kv: (
-            -max(PRECEDENCE[u.state] for u in kv[1]), -len(kv[1]), kv[0].lower()))
-        affected_roles = [
-            AffectedRole(rank=i + 1, role=name,
-                         state=worst([u.state for u in members]),
-                         users=[u.user.user_name for u in members])
-            for i, (name, members) in enumerate(role_order)
-        ]
-        return affected_users, affected_roles
+        users = rank_users(reasons, await self.repo.users_by_id(user_ids),
+                           await self.repo.current_role_names(user_ids))
+        return users, rank_roles(users)
 
     # --- users: writing ---------------------------------------------------------------------
 
@@ -282,11 +208,7 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> User:
             await self._check_name_free(tx, spec.user_name, user_id)
-            row = await tx.one(q.CREATE_USER, {"id": user_id, "props": props, "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import user_from_row
-
-            return user_from_row(row["user"])
+            return await self.repo.write_user(tx, user_id, props, utcnow(), create=True)
 
         return await self.db.write_tx(work)
 
@@ -299,9 +221,7 @@ class IdentityService:
             raise DomainError.single("input", "give at least one field to change")
 
         async def work(tx: CountingTx) -> User:
-            found = await self.repo.lock_user(tx, user_name)
-            if found is None:
-                raise NotFound("user", user_name, "userName")
+            found = await self._locked_user(tx, user_name)
             current = await self.repo.user_in_tx(tx, found["id"])
             merged = {"user_name": current.user_name, "display_name": current.display_name,
                       "email": current.email, "active": current.active, **given}
@@ -311,60 +231,60 @@ class IdentityService:
             props = {_USER_FIELDS[k]: getattr(spec, k) for k in given}
             if "userName" in props:
                 props["userNameLower"] = spec.user_name.lower()
-            row = await tx.one(q.UPDATE_USER, {"id": current.id, "props": props,
-                                               "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import user_from_row
-
-            return user_from_row(row["user"])
+            return await self.repo.write_user(tx, current.id, props, utcnow(), create=False)
 
         return await self.db.write_tx(work)
 
-    @staticmethod
-    async def _check_name_free(tx: CountingTx, user_name: str, user_id: str) -> None:
-        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
-        if row is not None:
+    async def _check_name_free(self, tx: CountingTx, user_name: str, user_id: str) -> None:
+        holder = await self.repo.name_holder(tx, user_name, user_id)
+        if holder is not None:
             raise DomainError.single("input.userName",
-                                     f"user name {user_name!r} is taken by "
-                                     f"{row['userName']!r}", "CONFLICT")
+                                     f"user name {user_name!r} is taken by {holder!r}",
+                                     "CONFLICT")
+
+    async def _change_user(
+        self, user_name: str, change: Callable[[CountingTx, str], Awaitable[None]],
+        principal: Principal | None, action: str,
+    ) -> User:
+        """Lock a user, ``change`` them (given their id) and read them back, in one write;
+        ``action`` needs identity:write."""
+        require_permission(principal, Permission.IDENTITY_WRITE, action)
+
+        async def work(tx: CountingTx) -> User:
+            user_id = (await self._locked_user(tx, user_name))["id"]
+            await change(tx, user_id)
+            return await self.repo.user_in_tx(tx, user_id)
+
+        return await self.db.write_tx(work)
 
     async def set_manager(
         self, user_name: str, manager_user_name: str | None, principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set managers")
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
+        async def change(tx: CountingTx, user_id: str) -> None:
             manager_id = None
             if manager_user_name is not None:
                 manager = await self.repo.lock_user(tx, manager_user_name)
                 if manager is None:
                     raise NotFound("user", manager_user_name, "managerUserName")
                 manager_id = manager["id"]
-                chain = await tx.one(q.MANAGER_CHAIN, {"managerId": manager_id})
-                if chain is not None and found["id"] in chain["chain"]:
+                if user_id in await self.repo.managers_above(tx, manager_id):
                     raise DomainError.single(
                         "managerUserName", f"{manager_user_name!r} reports to "
                         f"{user_name!r} (directly or not): that would be a cycle", "CONFLICT")
-            await tx.one(q.SET_MANAGER, {"id": found["id"], "managerId": manager_id,
-                                         "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_manager(tx, user_id, manager_id, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change, principal, "set managers")
 
     async def set_cost_centre(
         self, user_name: str, code: str | None, principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set cost centres")
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
+        async def change(tx: CountingTx, user_id: str) -> None:
             cc_id = await self._cost_centre_id(tx, code) if code is not None else None
-            await tx.one(q.SET_COST_CENTRE, {"id": found["id"], "ccId": cc_id,
-                                             "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_cost_centre(tx, user_id, cc_id, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change, principal, "set cost centres")
 
     async def set_cost_centre_manager(
         self, code: str, user_name: str | None, principal: Principal | None
@@ -375,7 +295,7 @@ class IdentityService:
         async def work(tx: CountingTx) -> str:
             cc_id = await self._cost_centre_id(tx, code)
             user_id = (await self._locked_user(tx, user_name))["id"] if user_name else None
-            await tx.one(q.SET_COST_CENTRE_MANAGER, {"ccId": cc_id, "userId": user_id})
+            await self.repo.set_cost_centre_manager(tx, cc_id, user_id)
             return cc_id
 
         return await self.db.write_tx(work)
@@ -383,21 +303,16 @@ class IdentityService:
     async def set_owner_groups(
         self, user_name: str, group_ids: list[str], principal: Principal | None
     ) -> User:
-        require_permission(principal, Permission.IDENTITY_WRITE, "set owner groups")
         ids = list(dict.fromkeys(group_ids))
 
-        async def work(tx: CountingTx) -> User:
-            found = await self._locked_user(tx, user_name)
-            row = await tx.one(q.OWNER_GROUPS_FOUND, {"ids": ids})
-            missing = sorted(set(ids) - set(row["found"] if row else []))
+        async def change(tx: CountingTx, user_id: str) -> None:
+            missing = sorted(set(ids) - set(await self.repo.found_owner_groups(tx, ids)))
             if missing:
                 raise DomainError.single("ownerGroupIds", "owner groups not found: "
                                          + ", ".join(missing), "NOT_FOUND")
-            await tx.one(q.SET_OWNER_GROUPS, {"id": found["id"], "groupIds": ids,
-                                              "now": utcnow()})
-            return await self.repo.user_in_tx(tx, found["id"])
+            await self.repo.set_owner_groups(tx, user_id, ids, utcnow())
 
-        return await self.db.write_tx(work)
+        return await self._change_user(user_name, change, principal, "set owner groups")
 
     async def _locked_user(self, tx: CountingTx, user_name: str) -> dict[str, Any]:
         found = await self.repo.lock_user(tx, user_name)
@@ -405,12 +320,11 @@ class IdentityService:
             raise NotFound("user", user_name, "userName")
         return found
 
-    @staticmethod
-    async def _cost_centre_id(tx: CountingTx, code: str) -> str:
-        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
-        if row is None:
+    async def _cost_centre_id(self, tx: CountingTx, code: str) -> str:
+        cc_id = await self.repo.cost_centre_id(tx, code)
+        if cc_id is None:
             raise NotFound("cost centre", code, "costCentreCode")
-        return str(row["id"])
+        return cc_id
 
     # --- roles: writing ---------------------------------------------------------------------
 
@@ -419,17 +333,12 @@ class IdentityService:
         spec = validate(RoleWrite, data)
 
         async def work(tx: CountingTx) -> Role:
-            taken = await tx.one(q.ROLE_NAME_TAKEN, {"name": spec.name})
+            taken = await self.repo.role_name_holder(tx, spec.name)
             if taken is not None:
-                raise DomainError.single("input.name", f"a role named {taken['name']!r} "
-                                         "exists", "CONFLICT")
-            row = await tx.one(q.CREATE_ROLE, {"id": str(uuid.uuid4()), "name": spec.name,
-                                               "description": spec.description,
-                                               "now": utcnow()})
-            assert row is not None
-            from cmdb.identity.repository import role_from_row
-
-            return role_from_row(row["role"])
+                raise DomainError.single("input.name", f"a role named {taken!r} exists",
+                                         "CONFLICT")
+            return await self.repo.create_role(tx, str(uuid.uuid4()), spec.name,
+                                               spec.description, utcnow())
 
         return await self.db.write_tx(work)
 
@@ -439,32 +348,34 @@ class IdentityService:
             raise NotFound("role", name, "roleName")
         return role
 
+    async def _spans(
+        self, tx: CountingTx, user_name: str, role_name: str
+    ) -> tuple[dict[str, Any], Role, list[dict[str, datetime | None]]]:
+        """The locked user, the role, and the user's spans in it."""
+        user = await self._locked_user(tx, user_name)
+        role = await self._role(tx, role_name)
+        return user, role, await self.repo.lock_memberships(tx, user["id"], role.id)
+
     async def add_membership(
         self, user_name: str, role_name: str, since: datetime | None,
         principal: Principal | None,
     ) -> Membership:
         """Make a user a current member of a role from ``since`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
-        now = utcnow()
-        since = validate(MembershipDates, {"since": since}, prefix="").since or now
-        if since > now + MAX_CLOCK_SKEW:
-            raise DomainError.single("since", "since must not be in the future")
+        start = _membership_date("since", since, "since must not be in the future")
 
         async def work(tx: CountingTx) -> Membership:
-            user = await self._locked_user(tx, user_name)
-            role = await self._role(tx, role_name)
-            spans = await self._spans(tx, user["id"], role.id)
+            user, role, spans = await self._spans(tx, user_name, role_name)
             if any(s["until"] is None for s in spans):
                 raise DomainError.single("roleName", f"{user['userName']!r} is already a "
                                          f"member of {role.name!r}", "CONFLICT")
-            latest_end = max((s["until"] for s in spans), default=None)
-            if latest_end is not None and since < latest_end:
+            latest_end = max((s["until"] for s in spans if s["until"]), default=None)
+            if latest_end is not None and start < latest_end:
                 raise DomainError.single("since", "since overlaps an earlier membership "
                                          f"(ended {latest_end.isoformat()})", "CONFLICT")
-            await tx.rows(q.ADD_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
-                                             "since": since})
+            await self.repo.add_membership(tx, user["id"], role.id, start)
             return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
-                              role_name=role.name, since=since)
+                              role_name=role.name, since=start)
 
         return await self.db.write_tx(work)
 
@@ -474,39 +385,24 @@ class IdentityService:
     ) -> Membership:
         """End a user's current membership of a role at ``until`` (default now)."""
         require_permission(principal, Permission.IDENTITY_WRITE, "change role membership")
-        now = utcnow()
-        until = validate(MembershipDates, {"until": until}, prefix="").until or now
-        if until > now + MAX_CLOCK_SKEW:
-            raise DomainError.single("until", "until must not be in the future; end the "
-                                     "membership when it ends")
+        end = _membership_date("until", until, "until must not be in the future; end the "
+                               "membership when it ends")
 
         async def work(tx: CountingTx) -> Membership:
-            user = await self._locked_user(tx, user_name)
-            role = await self._role(tx, role_name)
-            spans = await self._spans(tx, user["id"], role.id)
+            user, role, spans = await self._spans(tx, user_name, role_name)
             current = [s for s in spans if s["until"] is None]
             if not current:
                 raise DomainError.single("roleName", f"{user['userName']!r} is not a current "
                                          f"member of {role.name!r}", "NOT_FOUND")
             since = current[0]["since"]
-            if since is not None and until < since:
+            if since is not None and end < since:
                 raise DomainError.single("until", "until is before the membership began "
                                          f"({since.isoformat()})")
-            await tx.rows(q.END_MEMBERSHIP, {"userId": user["id"], "roleId": role.id,
-                                             "until": until})
+            await self.repo.end_membership(tx, user["id"], role.id, end)
             return Membership(user_id=user["id"], user_name=user["userName"], role_id=role.id,
-                              role_name=role.name, since=since, until=until)
+                              role_name=role.name, since=since, until=end)
 
         return await self.db.write_tx(work)
-
-    @staticmethod
-    async def _spans(tx: CountingTx, user_id: str, role_id: str) -> list[dict[str, Any]]:
-        from cmdb.core.mapping import as_datetime
-
-        row = await tx.one(q.LOCK_MEMBERSHIPS, {"userId": user_id, "roleId": role_id})
-        spans = row["spans"] if row else []
-        return [{"since": as_datetime(s["since"]), "until": as_datetime(s["until"])}
-                for s in spans if s is not None]
 
     async def entitle(
         self, role_name: str, target_id: str, principal: Principal | None, revoke: bool = False
@@ -516,19 +412,17 @@ class IdentityService:
 
         async def work(tx: CountingTx) -> Role:
             role = await self._role(tx, role_name)
-            target = await tx.one(q.ENTITLEMENT_TARGET, {"targetId": target_id})
+            target = await self.repo.entitlement_target(tx, target_id)
             if target is None:
                 raise DomainError.single("targetId", f"{target_id!r} is neither a software "
                                          "package CI nor a catalogue item", "NOT_FOUND")
             if revoke:
-                await tx.one(q.REVOKE, {"roleId": role.id, "targetId": target_id})
+                await self.repo.revoke(tx, role.id, target_id)
                 return role
             if target["retired"]:
                 raise DomainError.single("targetId", f"{target['name']!r} is retired",
                                          "CONFLICT")
-            await tx.one(q.ENTITLE, {"roleId": role.id, "targetId": target_id,
-                                     "now": utcnow()})
+            await self.repo.entitle(tx, role.id, target_id, utcnow())
             return role
 
         return await self.db.write_tx(work)
-

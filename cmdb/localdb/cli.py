@@ -8,11 +8,15 @@ from pathlib import Path
 
 import typer
 
-from cmdb.localdb.manager import NEO4J_VERSION, AlreadyRunning, LocalNeo4j, instance_for
+from cmdb.localdb.install import NEO4J_VERSION
+from cmdb.localdb.manager import LocalNeo4j, instance_for
+from cmdb.localdb.models import AlreadyRunning
 
 app = typer.Typer(help=f"Manage the project-local Neo4j {NEO4J_VERSION} server (no Docker).")
 
 InstanceOpt = typer.Option("dev", "--instance", "-i", help="Instance: dev, test or bench.")
+WaitOpt = typer.Option(180, help="Seconds to wait for Bolt to answer.")
+TimeoutOpt = typer.Option(60, help="Seconds before SIGTERM escalates to SIGKILL.")
 
 
 def _echo(line: str) -> None:
@@ -50,10 +54,7 @@ def install(instance: str = InstanceOpt) -> None:
 
 
 @app.command()
-def start(
-    instance: str = InstanceOpt,
-    wait: float = typer.Option(180, help="Seconds to wait for Bolt to answer."),
-) -> None:
+def start(instance: str = InstanceOpt, wait: float = WaitOpt) -> None:
     """Start the instance (installing first if needed) and wait until Bolt answers."""
     with _clean_errors():
         db = _instance(instance)
@@ -68,10 +69,7 @@ def start(
 
 
 @app.command()
-def stop(
-    instance: str = InstanceOpt,
-    timeout: float = typer.Option(60, help="Seconds before SIGTERM escalates to SIGKILL."),
-) -> None:
+def stop(instance: str = InstanceOpt, timeout: float = TimeoutOpt) -> None:
     """Stop the instance (clean shutdown, killed after --timeout)."""
     with _clean_errors():
         _instance(instance).stop(timeout_s=timeout, echo=_echo)

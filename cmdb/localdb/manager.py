@@ -1,45 +1,63 @@
-"""Install, start, stop and inspect a project-local Neo4j Community server, without Docker.
+"""Start, stop, back up and inspect a project-local Neo4j Community server, without Docker.
 
-The server jars come from Maven Central through a pinned pom (package data). Each named
-instance ("dev", "test", "bench") has its own conf, data, logs, pid file and generated
-password under ``<home>/instances/<name>``. Linux/macOS only (uses process groups and flock).
+Each named instance ("dev", "test", "bench") has its own conf, data, logs, pid file and
+generated password under ``<home>/instances/<name>``. The server jars are installed by
+``install.py``; processes, ports and locks are ``system.py``; what is said to the server over
+Bolt (the ready check, the password) is ``repository.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neo4j import Driver, GraphDatabase
-from neo4j.exceptions import AuthError, DriverError, TransientError
+from neo4j.exceptions import DriverError, TransientError
+
+from cmdb.localdb.install import NEO4J_VERSION, install_server
+from cmdb.localdb.models import (
+    AlreadyRunning,
+    Echo,
+    InstanceSpec,
+    InstanceStatus,
+    LocalNeo4jError,
+)
+from cmdb.localdb.repository import accepts, answer_query, change_expired_password
+from cmdb.localdb.system import (
+    exit_code,
+    file_size,
+    java_binary,
+    kill_group,
+    locked,
+    port_open,
+    spawn_detached,
+    tail_text,
+    write_private,
+)
 
 if TYPE_CHECKING:
     from cmdb.settings import Settings
 
-NEO4J_VERSION = "5.26.30"
+# What callers (and tests) import from here; the types and the install live next door.
+__all__ = [
+    "ENTRY_POINT", "NEO4J_VERSION", "AlreadyRunning", "InstanceSpec", "InstanceStatus",
+    "LocalNeo4j", "LocalNeo4jError", "instance_for",
+]
+
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 # neo4j-admin's main class (in neo4j-command-line); offline dump and load of a database.
 ADMIN_ENTRY_POINT = "org.neo4j.cli.AdminTool"
 GRAPH_DATABASE = "neo4j"  # the database the API uses; users and passwords live in "system"
 DEFAULT_USER = "neo4j"
 _DEFAULT_PASSWORD = "neo4j"  # what a fresh Neo4j accepts (expired until changed)
-_MARKER = "INSTALL_COMPLETE"
-
-Echo = Callable[[str], None]
 
 # What Neo4j's own launcher passes on Java 17 (server.jvm.additional in the stock neo4j.conf).
 # Starting CommunityEntryPoint directly skips the launcher, so we must pass them ourselves.
@@ -60,34 +78,6 @@ JVM_FLAGS: tuple[str, ...] = (
     "-Dlog4j2.disable.jmx=true",
     "-Dfile.encoding=UTF-8",
 )
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    name: str  # "dev", "test", "bench"
-    bolt_port: int
-    http_port: int
-    heap: str  # JVM size, e.g. "2g"
-    pagecache: str  # Neo4j size, e.g. "2g"
-
-
-@dataclass(frozen=True)
-class InstanceStatus:
-    name: str
-    running: bool
-    pid: int | None
-    uri: str
-    home: Path  # the instance directory (Neo4j's --home-dir)
-    data_dir: Path
-    logs_dir: Path
-
-
-class LocalNeo4jError(RuntimeError):
-    """A failure with a human-readable first line; later lines (if any) are log context."""
-
-
-class AlreadyRunning(LocalNeo4jError):
-    pass
 
 
 class LocalNeo4j:
@@ -127,51 +117,8 @@ class LocalNeo4j:
     # ----------------------------------------------------------------- install
 
     def install(self, echo: Echo = print) -> Path:
-        lib = self.install_dir / "lib"
-        if (self.install_dir / _MARKER).is_file():
-            return lib
-        mvn = _require_tool("mvn", "Apache Maven (mvn)")
-        _java()  # fail before a 120 MB download that could never run
-        self.home.mkdir(parents=True, exist_ok=True)
-        with _locked(self.home / f".neo4j-{NEO4J_VERSION}.lock"):
-            if (self.install_dir / _MARKER).is_file():  # another process finished meanwhile
-                return lib
-            # The final dir only ever appears by rename of a complete one, but clear
-            # leftovers (e.g. a hand-deleted marker, temp dirs of killed installs).
-            shutil.rmtree(self.install_dir, ignore_errors=True)
-            for stale in self.home.glob(f".neo4j-{NEO4J_VERSION}.tmp*"):
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".neo4j-{NEO4J_VERSION}.tmp", dir=self.home))
-            try:
-                self._download(mvn, tmp, echo)
-                tmp.rename(self.install_dir)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)  # no-op after a successful rename
-        echo(f"Neo4j {NEO4J_VERSION} installed in {self.install_dir}")
-        return lib
-
-    def _download(self, mvn: str, tmp: Path, echo: Echo) -> None:
-        pom = tmp / "pom.xml"
-        pom.write_bytes(resources.files("cmdb.localdb").joinpath("pom.xml").read_bytes())
-        echo(f"Downloading Neo4j {NEO4J_VERSION} and its dependencies from Maven Central ...")
-        t0 = time.monotonic()
-        cmd = [
-            mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp / 'lib'}", "-DincludeScope=runtime",
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            out = proc.stdout + proc.stderr
-            errors = [ln for ln in out.splitlines() if ln.startswith("[ERROR]")] or [""]
-            raise LocalNeo4jError(
-                f"mvn failed with exit code {proc.returncode} {errors[0][:300]}\n"
-                + _tail_text(out, 25)
-            )
-        jars = list((tmp / "lib").glob("*.jar"))
-        if not (tmp / "lib" / f"neo4j-{NEO4J_VERSION}.jar").is_file():
-            raise LocalNeo4jError(f"mvn succeeded but neo4j-{NEO4J_VERSION}.jar is missing")
-        (tmp / _MARKER).write_text(f"neo4j {NEO4J_VERSION}\njars {len(jars)}\n")
-        echo(f"Fetched {len(jars)} jars in {time.monotonic() - t0:.0f}s")
+        """The installed server's jars (installing them first if need be)."""
+        return install_server(self.home, echo)
 
     # ----------------------------------------------------------------- conf
 
@@ -238,39 +185,39 @@ class LocalNeo4j:
 
     def start(self, wait_s: float = 180, echo: Echo = print) -> InstanceStatus:
         lib = self.install(echo)
-        java = _java()
+        java = java_binary()
         self.instance_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.instance_dir / ".lock"):
+        with locked(self.instance_dir / ".lock"):
             pid = self._live_pid()
             if pid is not None:
                 raise AlreadyRunning(
                     f"instance {self.spec.name!r} is already running (pid {pid}) at {self.uri}"
                 )
-            if _port_open(self.spec.bolt_port):
+            if port_open(self.spec.bolt_port):
                 raise AlreadyRunning(
                     f"something already listens on bolt port {self.spec.bolt_port} "
                     f"(not instance {self.spec.name!r} by its pid file)"
                 )
-            if _port_open(self.spec.http_port):
+            if port_open(self.spec.http_port):
                 raise LocalNeo4jError(f"http port {self.spec.http_port} is already in use")
             for sub in ("conf", "data", "logs", "run", "plugins", "import"):
                 (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
             (self.conf_dir / "neo4j.conf").write_text(self.render_conf())
             self._password_candidate()  # persisted before the server can ever see it
             # Where this start's log output begins, to report only its own errors.
-            log_offsets = {p: _size(p) for p in self._log_files()}
+            log_offsets = {p: file_size(p) for p in self._log_files()}
 
             echo(f"Starting Neo4j {NEO4J_VERSION} instance {self.spec.name!r} on {self.uri} ...")
             t0 = time.monotonic()
             console = self.logs_dir / "console.log"
             with console.open("a") as out:
                 out.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
-            pid = _spawn_detached(self.java_command(java, lib), console)
+            pid = spawn_detached(self.java_command(java, lib), console)
             self.pid_file.write_text(f"{pid}\n")
             try:
                 self._wait_ready(pid, wait_s, log_offsets)
             except BaseException:
-                _kill_group(pid, signal.SIGKILL)
+                kill_group(pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
                 self.pid_file.unlink(missing_ok=True)
@@ -286,17 +233,17 @@ class LocalNeo4j:
 
     def stop(self, timeout_s: float = 60, echo: Echo = print) -> bool:
         self.instance_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.instance_dir / ".lock"):
+        with locked(self.instance_dir / ".lock"):
             pid = self._live_pid()
             if pid is None:
                 self.pid_file.unlink(missing_ok=True)  # stale after a crash or reboot
                 echo(f"Instance {self.spec.name!r} is not running.")
                 return False
             echo(f"Stopping instance {self.spec.name!r} (pid {pid}) ...")
-            _kill_group(pid, signal.SIGTERM)  # Neo4j checkpoints and shuts down cleanly
+            kill_group(pid, signal.SIGTERM)  # Neo4j checkpoints and shuts down cleanly
             if not self._wait_gone(pid, timeout_s):
                 echo(f"Still running after {timeout_s:.0f}s; killing it.")
-                _kill_group(pid, signal.SIGKILL)
+                kill_group(pid, signal.SIGKILL)
                 if not self._wait_gone(pid, 10):
                     raise LocalNeo4jError(f"pid {pid} survived SIGKILL")
             self.pid_file.unlink(missing_ok=True)
@@ -327,7 +274,7 @@ class LocalNeo4j:
             echo(f"Dumping database {GRAPH_DATABASE!r} of instance {self.spec.name!r} ...")
             self._admin("database", "dump", GRAPH_DATABASE, f"--to-path={tmp}")
             os.replace(Path(tmp) / f"{GRAPH_DATABASE}.dump", target)
-        echo(f"Backup written to {target} ({_size(target)} bytes).")
+        echo(f"Backup written to {target} ({file_size(target)} bytes).")
         return target
 
     def restore(self, dump: Path, echo: Echo = print) -> None:
@@ -355,8 +302,8 @@ class LocalNeo4j:
         if was_running:
             self.stop(echo=echo)
         try:
-            with _locked(self.instance_dir / ".lock"):
-                if self._live_pid() is not None or _port_open(self.spec.bolt_port):
+            with locked(self.instance_dir / ".lock"):
+                if self._live_pid() is not None or port_open(self.spec.bolt_port):
                     raise LocalNeo4jError(f"instance {self.spec.name!r} was started again by "
                                           "another process; nothing was done")
                 yield
@@ -371,7 +318,7 @@ class LocalNeo4j:
         (self.conf_dir / "neo4j.conf").write_text(self.render_conf())
         env = {**os.environ, "NEO4J_HOME": str(self.instance_dir),
                "NEO4J_CONF": str(self.conf_dir)}
-        proc = subprocess.run(self.admin_command(_java(), lib, *args), env=env,
+        proc = subprocess.run(self.admin_command(java_binary(), lib, *args), env=env,
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             out = "\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines()
@@ -380,7 +327,7 @@ class LocalNeo4j:
                 or [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
             raise LocalNeo4jError(
                 f"neo4j-admin {' '.join(args[:2])} failed with exit code {proc.returncode}: "
-                f"{errors[0].strip()[:300]}\n{_tail_text(out, 25)}")
+                f"{errors[0].strip()[:300]}\n{tail_text(out, 25)}")
 
     # ----------------------------------------------------------------- internals
 
@@ -421,7 +368,7 @@ class LocalNeo4j:
     def _wait_ready(self, pid: int, wait_s: float, log_offsets: dict[Path, int]) -> None:
         deadline = time.monotonic() + wait_s
         while True:
-            code = _exit_code(pid)
+            code = exit_code(pid)
             failure = None
             if code is not None:
                 failure = f"Neo4j exited with code {code} while starting"
@@ -435,20 +382,14 @@ class LocalNeo4j:
                 raise LocalNeo4jError(
                     f"{failure}{cause} (logs: {self.logs_dir})\n{self._log_tail()}"
                 )
-            if _port_open(self.spec.bolt_port):
+            if port_open(self.spec.bolt_port):
                 try:
                     self._settle_password()
-                    with self._driver(self.password()) as driver:
-                        driver.execute_query("RETURN 1")  # Bolt answers a real query
+                    answer_query(self.uri, self.user, self.password())
                     return
                 except (DriverError, TransientError):
                     pass  # bolt is up but databases are still starting
             time.sleep(0.5)
-
-    def _driver(self, password: str) -> Driver:
-        return GraphDatabase.driver(
-            self.uri, auth=(self.user, password), connection_timeout=5, max_connection_pool_size=1
-        )
 
     def _password_candidate(self) -> str:
         """The confirmed password, else the pending one, else a new pending one (0600)."""
@@ -456,7 +397,7 @@ class LocalNeo4j:
             if path.is_file():
                 return path.read_text().strip()
         pw = secrets.token_urlsafe(24)
-        _write_private(self.pending_password_file, pw + "\n")
+        write_private(self.pending_password_file, pw + "\n")
         return pw
 
     def _settle_password(self) -> None:
@@ -484,26 +425,10 @@ class LocalNeo4j:
             os.replace(self.pending_password_file, self.password_file)
 
     def _accepts(self, pw: str) -> bool:
-        try:
-            with self._driver(pw) as driver:
-                driver.verify_connectivity()  # logs in, so a wrong password raises here
-        except AuthError:
-            return False
-        return True
+        return accepts(self.uri, self.user, pw)
 
     def _change_default(self, pw: str) -> bool:
-        # The default password is expired: the only thing it may do is change itself.
-        try:
-            with self._driver(_DEFAULT_PASSWORD) as driver:
-                driver.execute_query(
-                    "ALTER CURRENT USER SET PASSWORD FROM $old TO $new",
-                    old=_DEFAULT_PASSWORD,
-                    new=pw,
-                    database_="system",
-                )
-        except AuthError:
-            return False
-        return True
+        return change_expired_password(self.uri, self.user, _DEFAULT_PASSWORD, pw)
 
     def _log_files(self) -> list[Path]:
         return [self.logs_dir / n for n in ("console.log", "neo4j.log", "debug.log")]
@@ -514,7 +439,7 @@ class LocalNeo4j:
         found: list[str] = []
         for path, offset in offsets.items():
             with contextlib.suppress(OSError), path.open("rb") as f:
-                f.seek(offset if _size(path) >= offset else 0)  # rotated: read it all
+                f.seek(offset if file_size(path) >= offset else 0)  # rotated: read it all
                 for raw in f:
                     line = raw.decode(errors="replace").strip()
                     if any(m in line for m in markers):
@@ -526,7 +451,7 @@ class LocalNeo4j:
         for path in (self.logs_dir / "console.log", self.logs_dir / "neo4j.log"):
             with contextlib.suppress(OSError):
                 text = path.read_text(errors="replace")
-                parts.append(f"--- {path} ---\n{_tail_text(text, lines)}")
+                parts.append(f"--- {path} ---\n{tail_text(text, lines)}")
         return "\n".join(parts)
 
 
@@ -569,102 +494,3 @@ def instance_for(settings: Settings, name: str = "dev") -> LocalNeo4j:
     else:
         raise LocalNeo4jError(f"unknown instance {name!r}; use dev, test, test-1..9 or bench")
     return LocalNeo4j(settings.home, spec)
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _require_tool(cmd: str, what: str) -> str:
-    path = shutil.which(cmd)
-    if path is None:
-        raise LocalNeo4jError(f"{what} is required but '{cmd}' is not on PATH")
-    return path
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    return _require_tool("java", "Java 17 or 21")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise installs/starts/stops across processes (e.g. parallel test sessions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _spawn_detached(argv: list[str], log: Path) -> int:
-    """Run argv in its own session (it outlives us and ignores our Ctrl-C), stdin from
-    /dev/null, stdout+stderr appended to ``log``; return its pid.
-
-    posix_spawn rather than Popen: an abandoned Popen whose child still runs emits a
-    ResourceWarning when collected, which breaks test runs with -W error.
-    """
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        return os.posix_spawn(
-            argv[0],
-            argv,
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, fd, 1),
-                (os.POSIX_SPAWN_DUP2, fd, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(fd)
-
-
-def _exit_code(pid: int) -> int | None:
-    """Exit code of our child ``pid`` once it has exited (reaping it), else None."""
-    try:
-        done, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return -1  # not our child (any more): already reaped elsewhere
-    return os.waitstatus_to_exitcode(status) if done else None
-
-
-def _kill_group(pid: int, sig: signal.Signals) -> None:
-    # The server leads its own session, hence its own process group.
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a 0600 file atomically: never a half-written or world-readable password."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _tail_text(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])

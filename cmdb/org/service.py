@@ -5,6 +5,7 @@ from typing import Any
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, FieldError
+from cmdb.core.pagination import check_page_size
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.org.models import OrgKind, OrgUnit, OrgWrite
@@ -27,10 +28,7 @@ class OrgService:
 
     async def list(self, kind: OrgKind, name: str | None, first: int | None) -> list[OrgUnit]:
         limit = first if first is not None else self.settings.default_page_size
-        if not 0 <= limit <= self.settings.max_page_size:
-            raise DomainError.single("first", f"first must be between 0 and "
-                                     f"{self.settings.max_page_size}")
-        return await self.repo.list(kind, name, limit)
+        return await self.repo.list(kind, name, check_page_size(limit, self.settings.max_page_size))
 
     async def create(self, kind: OrgKind, data: dict[str, Any]) -> OrgUnit:
         spec = validate(OrgWrite, data)

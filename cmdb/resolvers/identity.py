@@ -7,9 +7,9 @@ from datetime import datetime
 
 import strawberry
 
-from cmdb.core.models import DomainError
 from cmdb.identity.models import UserQuery
 from cmdb.identity.service import IdentityService
+from cmdb.resolvers.payloads import errors_in
 from cmdb.schema.identity import (
     AffectedRole,
     AffectedUser,
@@ -29,7 +29,6 @@ from cmdb.schema.identity import (
     UserPayload,
 )
 from cmdb.schema.inputs import to_dict
-from cmdb.schema.payloads import user_errors
 from cmdb.schema.types import CostCentre, PageInfo, wants_total
 
 
@@ -111,125 +110,100 @@ class IdentityQuery:
 @strawberry.type
 class IdentityMutation:
     @strawberry.mutation(description="Create a user (needs identity:write).")
+    @errors_in(UserPayload)
     async def create_user(self, info: strawberry.Info, input: CreateUserInput) -> UserPayload:
-        try:
-            user = await _identity(info).create_user(to_dict(input), info.context.principal)
-        except DomainError as e:
-            return UserPayload(errors=user_errors(e))
+        user = await _identity(info).create_user(to_dict(input), info.context.principal)
         return UserPayload(user=User.from_model(user))
 
     @strawberry.mutation(description="Change the given fields of a user (needs "
                          "identity:write).")
+    @errors_in(UserPayload)
     async def update_user(
         self, info: strawberry.Info, user_name: str, input: UpdateUserInput
     ) -> UserPayload:
-        try:
-            user = await _identity(info).update_user(user_name, to_dict(input),
-                                                     info.context.principal)
-        except DomainError as e:
-            return UserPayload(errors=user_errors(e))
+        user = await _identity(info).update_user(user_name, to_dict(input), info.context.principal)
         return UserPayload(user=User.from_model(user))
 
     @strawberry.mutation(description="Set (or with null clear) who a user reports to; "
                          "cycles are refused.")
+    @errors_in(UserPayload)
     async def set_manager(
         self, info: strawberry.Info, user_name: str, manager_user_name: str | None = None
     ) -> UserPayload:
-        try:
-            user = await _identity(info).set_manager(user_name, manager_user_name,
-                                                     info.context.principal)
-        except DomainError as e:
-            return UserPayload(errors=user_errors(e))
+        user = await _identity(info).set_manager(
+            user_name, manager_user_name, info.context.principal)
         return UserPayload(user=User.from_model(user))
 
     @strawberry.mutation(description="Set (or with null clear) a user's cost centre.")
+    @errors_in(UserPayload)
     async def set_user_cost_centre(
         self, info: strawberry.Info, user_name: str, cost_centre_code: str | None = None
     ) -> UserPayload:
-        try:
-            user = await _identity(info).set_cost_centre(user_name, cost_centre_code,
-                                                         info.context.principal)
-        except DomainError as e:
-            return UserPayload(errors=user_errors(e))
+        user = await _identity(info).set_cost_centre(
+            user_name, cost_centre_code, info.context.principal)
         return UserPayload(user=User.from_model(user))
 
     @strawberry.mutation(description="Set the owner groups a user belongs to (replaces them).")
+    @errors_in(UserPayload)
     async def set_user_owner_groups(
         self, info: strawberry.Info, user_name: str, owner_group_ids: list[strawberry.ID]
     ) -> UserPayload:
-        try:
-            user = await _identity(info).set_owner_groups(
-                user_name, [str(i) for i in owner_group_ids], info.context.principal)
-        except DomainError as e:
-            return UserPayload(errors=user_errors(e))
+        user = await _identity(info).set_owner_groups(
+            user_name, [str(i) for i in owner_group_ids], info.context.principal)
         return UserPayload(user=User.from_model(user))
 
     @strawberry.mutation(description="Make a user the owner of a cost centre (null: none).")
+    @errors_in(CostCentreOwnerPayload)
     async def set_cost_centre_owner(
         self, info: strawberry.Info, cost_centre_code: str, user_name: str | None = None
     ) -> CostCentreOwnerPayload:
-        service = _identity(info)
-        try:
-            cc_id = await service.set_cost_centre_manager(cost_centre_code, user_name,
-                                                          info.context.principal)
-        except DomainError as e:
-            return CostCentreOwnerPayload(errors=user_errors(e))
+        cc_id = await _identity(info).set_cost_centre_manager(
+            cost_centre_code, user_name, info.context.principal)
         unit = await info.context.loaders.org.load(cc_id)
         return CostCentreOwnerPayload(cost_centre=CostCentre.from_model(unit) if unit else None)
 
     @strawberry.mutation(description="Create a business role (needs identity:write).")
+    @errors_in(RolePayload)
     async def create_role(self, info: strawberry.Info, input: CreateRoleInput) -> RolePayload:
-        try:
-            role = await _identity(info).create_role(to_dict(input), info.context.principal)
-        except DomainError as e:
-            return RolePayload(errors=user_errors(e))
+        role = await _identity(info).create_role(to_dict(input), info.context.principal)
         return RolePayload(role=Role.from_model(role))
 
     @strawberry.mutation(description="Make a user a member of a role from `since` "
                          "(default now; not in the future).")
+    @errors_in(MembershipPayload)
     async def add_role_membership(
         self, info: strawberry.Info, user_name: str, role_name: str,
         since: datetime | None = None,
     ) -> MembershipPayload:
-        try:
-            m = await _identity(info).add_membership(user_name, role_name, since,
-                                                     info.context.principal)
-        except DomainError as e:
-            return MembershipPayload(errors=user_errors(e))
+        m = await _identity(info).add_membership(
+            user_name, role_name, since, info.context.principal)
         return MembershipPayload(membership=RoleMembership.from_model(m))
 
     @strawberry.mutation(description="End a user's current membership of a role at `until` "
                          "(default now; not in the future). The membership is kept.")
+    @errors_in(MembershipPayload)
     async def end_role_membership(
         self, info: strawberry.Info, user_name: str, role_name: str,
         until: datetime | None = None,
     ) -> MembershipPayload:
-        try:
-            m = await _identity(info).end_membership(user_name, role_name, until,
-                                                     info.context.principal)
-        except DomainError as e:
-            return MembershipPayload(errors=user_errors(e))
+        m = await _identity(info).end_membership(
+            user_name, role_name, until, info.context.principal)
         return MembershipPayload(membership=RoleMembership.from_model(m))
 
     @strawberry.mutation(description="Entitle a role to a software package CI or a catalogue "
                          "item; its current members inherit it.")
+    @errors_in(RolePayload)
     async def entitle_role(
         self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
     ) -> RolePayload:
-        try:
-            role = await _identity(info).entitle(role_name, str(target_id),
-                                                 info.context.principal)
-        except DomainError as e:
-            return RolePayload(errors=user_errors(e))
+        role = await _identity(info).entitle(role_name, str(target_id), info.context.principal)
         return RolePayload(role=Role.from_model(role))
 
     @strawberry.mutation(description="Take an entitlement away from a role.")
+    @errors_in(RolePayload)
     async def revoke_role_entitlement(
         self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
     ) -> RolePayload:
-        try:
-            role = await _identity(info).entitle(role_name, str(target_id),
-                                                 info.context.principal, revoke=True)
-        except DomainError as e:
-            return RolePayload(errors=user_errors(e))
+        role = await _identity(info).entitle(
+            role_name, str(target_id), info.context.principal, revoke=True)
         return RolePayload(role=Role.from_model(role))

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 
 from cmdb.core.httpbody import BadBody, read_body
 from cmdb.core.httpbody import error_response as _error
-from cmdb.identity.principal import Permission, has_permission
-from cmdb.identity.request_auth import forbidden, request_principal
+from cmdb.identity.principal import Permission
+from cmdb.identity.request_auth import refusal, request_principal
 from cmdb.vdi import feed
 from cmdb.vdi.models import IngestReport, Outcome
 from cmdb.vdi.service import VdiService
@@ -62,10 +62,11 @@ async def _body(request: Request) -> bytes | JSONResponse:
 @router.post("/api/vdi/events")
 async def post_events(request: Request) -> JSONResponse:
     """Ingest broker logon/logoff events; see the module docstring."""
-    services = request.app.state.services
     principal = request_principal(request)
-    if not has_permission(principal, Permission.VDI_INGEST):
-        return forbidden(principal, Permission.VDI_INGEST, "ingest desktop sessions")
+    refused = refusal(principal, Permission.VDI_INGEST, "ingest desktop sessions")
+    if refused is not None:
+        return refused
+    services = request.app.state.services
     fmt = feed.format_for(request.headers.get("content-type", ""))
     if fmt is None:
         return _error(415, "UNSUPPORTED_MEDIA_TYPE", "send application/json "

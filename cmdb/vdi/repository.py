@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, LiteralString
 
 from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
@@ -33,6 +33,13 @@ def session_from_row(row: dict[str, Any]) -> DesktopSession:
     )
 
 
+Named = Literal["user", "desktop", "host", "pool"]
+_RESOLVE: dict[Named, LiteralString] = {
+    "user": q.RESOLVE_USERS, "desktop": q.RESOLVE_DESKTOPS, "host": q.RESOLVE_HOSTS,
+    "pool": q.RESOLVE_POOLS,
+}
+
+
 class VdiRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -51,12 +58,11 @@ class VdiRepository:
     # --- inside the ingest transaction ------------------------------------------------------
 
     @staticmethod
-    async def resolve(
-        tx: CountingTx, query: Any, names: set[str]
-    ) -> dict[str, dict[str, Any]]:
+    async def resolve(tx: CountingTx, kind: Named, names: set[str]) -> dict[str, dict[str, Any]]:
+        """Users, desktops, hosts or pools by name (lower case but for users), by that name."""
         if not names:
             return {}
-        rows = await tx.rows(query, {"names": sorted(names)})
+        rows = await tx.rows(_RESOLVE[kind], {"names": sorted(names)})
         return {r["name"]: r for r in rows if r.get("id") is not None}
 
     @staticmethod

@@ -16,11 +16,11 @@ from typing import Any
 from cmdb.core.clock import utcnow
 from cmdb.core.mapping import as_datetime
 from cmdb.core.models import DomainError
+from cmdb.core.pagination import check_page_size
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.identity.principal import Permission, Principal, require_permission
 from cmdb.settings import Settings
-from cmdb.vdi import queries as q
 from cmdb.vdi.models import (
     BrokerEvent,
     DesktopSession,
@@ -65,9 +65,7 @@ class VdiService:
     def __init__(
         self, db: Database, settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> None:
-        self.db = db
-        self.settings = settings
-        self.batch_size = batch_size
+        self.db, self.settings, self.batch_size = db, settings, batch_size
         self.repo = VdiRepository(db)
 
     # --- reading ----------------------------------------------------------------------------
@@ -81,10 +79,7 @@ class VdiService:
         if end <= start:
             raise DomainError.single("end", "end must be after start")
         limit = first if first is not None else self.settings.max_page_size
-        if not 0 <= limit <= self.settings.max_page_size:
-            raise DomainError.single(
-                "first", f"first must be between 0 and {self.settings.max_page_size}")
-        return limit
+        return check_page_size(limit, self.settings.max_page_size)
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -194,13 +189,11 @@ class VdiService:
         return [out[i] for i, _ in events]
 
     async def _resolve(self, tx: CountingTx, events: list[BrokerEvent]) -> _Resolved:
-        users = await self.repo.resolve(tx, q.RESOLVE_USERS, {e.user for e in events})
+        users = await self.repo.resolve(tx, "user", {e.user for e in events})
         desktops = await self.repo.resolve(
-            tx, q.RESOLVE_DESKTOPS, {e.desktop.lower() for e in events if e.desktop})
-        hosts = await self.repo.resolve(
-            tx, q.RESOLVE_HOSTS, {e.host.lower() for e in events if e.host})
-        pools = await self.repo.resolve(
-            tx, q.RESOLVE_POOLS, {e.pool.lower() for e in events if e.pool})
+            tx, "desktop", {e.desktop.lower() for e in events if e.desktop})
+        hosts = await self.repo.resolve(tx, "host", {e.host.lower() for e in events if e.host})
+        pools = await self.repo.resolve(tx, "pool", {e.pool.lower() for e in events if e.pool})
         return _Resolved({k.lower(): v for k, v in users.items()}, desktops, hosts, pools)
 
     @staticmethod
