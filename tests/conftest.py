@@ -44,7 +44,7 @@ def test_settings(neo4j_instance: LocalNeo4j) -> Settings:
         mode="development",
         neo4j_uri=neo4j_instance.uri,
         neo4j_user=neo4j_instance.user,
-        neo4j_password=neo4j_instance.password(),  # type: ignore[arg-type]
+        neo4j_password=neo4j_instance.password(),
         home=ROOT / ".cmdb",
         log_json=False,
     )

@@ -476,16 +476,18 @@ async def test_a_user_watches_everything_their_environment_rests_on(gql, world, 
     # Someone else's environment answers like a user that does not exist.
     other = await schema.subscribe(sub, variable_values={"u": "maryS"},
                                    context_value=ctx("johnW", "requester"))
-    first = await asyncio.wait_for(other.__anext__(), timeout=10)  # type: ignore[union-attr]
+    first = await asyncio.wait_for(other.__anext__(), timeout=10)
+    assert first.errors is not None and first.errors[0].extensions is not None
     assert first.errors[0].extensions["code"] == "NOT_FOUND"
     stream = await schema.subscribe(sub, variable_values={"u": "johnW"},
                                     context_value=ctx("johnW", "requester"))
-    nxt = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
+    nxt = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0.3)
     desk = await clean_db.read("MATCH (d:CI {name: 'virtdesk_123'}) RETURN d.id AS id")
     await gql.ok("mutation($ids: [ID!]!) { setOperationalState(ids: $ids, state: DOWN) "
                  "{ errors { code } } }", ids=[desk[0]["id"]])
     got = await asyncio.wait_for(nxt, timeout=10)
     assert got.errors is None
+    assert got.data is not None
     assert got.data["stateChanges"] == {"itemId": desk[0]["id"], "state": "DOWN"}
-    await stream.aclose()  # type: ignore[union-attr]
+    await stream.aclose()
