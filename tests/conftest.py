@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "writes_world: the test changes the demo world, so it gets a load of its own")
+        "markers", "writes_world: the test changes the demo world; the next test loads it anew")
 
 
 @pytest.fixture(scope="session")

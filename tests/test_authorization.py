@@ -293,7 +293,7 @@ async def gql(db: Database, test_settings: Settings) -> AsyncIterator[GQL]:
 
 @dataclass
 class _Loaded:
-    ids: dict[str, str] | None = None  # None: the graph does not hold an unchanged world
+    ids: dict[str, str] | None = None  # None: the graph may not hold the world unchanged
 
 
 @pytest.fixture(scope="module")
@@ -305,13 +305,12 @@ def loaded() -> _Loaded:
 async def world(request: pytest.FixtureRequest, gql: GQL, db: Database,
                 test_settings: Settings, loaded: _Loaded) -> dict[str, str]:
     """The demo enterprise and a service owner; their ids by name. The demo is slow to load,
-    so the tests that only read share one load per module; a test marked ``writes_world``
-    gets a fresh load, and the next reader loads it again."""
-    writes = request.node.get_closest_marker("writes_world") is not None
-    if writes or loaded.ids is None:
+    so tests share one load while they only read it; after a test marked ``writes_world``
+    the next test loads it again."""
+    if loaded.ids is None:
         loaded.ids = await _load_world(gql, db, test_settings)
     ids = loaded.ids
-    if writes:
+    if request.node.get_closest_marker("writes_world") is not None:
         loaded.ids = None
     return ids
 
