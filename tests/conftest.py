@@ -6,6 +6,7 @@ is not running and stopped at the end if this session started it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,11 @@ from cmdb.settings import Settings
 from tests.auth import ADMIN, auth_headers
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "writes_world: the test changes the demo world; the next test loads it anew")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +50,7 @@ def test_settings(neo4j_instance: LocalNeo4j) -> Settings:
         mode="development",
         neo4j_uri=neo4j_instance.uri,
         neo4j_user=neo4j_instance.user,
-        neo4j_password=neo4j_instance.password(),  # type: ignore[arg-type]
+        neo4j_password=neo4j_instance.password(),
         home=ROOT / ".cmdb",
         log_json=False,
     )
@@ -61,22 +67,34 @@ async def db(test_settings: Settings) -> AsyncIterator[Database]:
         await database.close()
 
 
+async def wipe(db: Database) -> None:
+    """Delete everything but the schema's migration records."""
+    await db.write("MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
+
+
 @pytest_asyncio.fixture
 async def clean_db(db: Database) -> Database:
     """An empty graph (schema kept) for one test."""
-    await db.write("MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
+    await wipe(db)
     return db
 
 
-@pytest_asyncio.fixture
-async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(test_settings, db=clean_db)
+@contextlib.asynccontextmanager
+async def app_client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process app over ``db`` (started and stopped) and an HTTP client to it."""
+    app = create_app(settings, db=db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         # The default caller is an admin; tests of access control pass their own headers.
         async with httpx.AsyncClient(transport=transport, base_url="http://test",
                                      headers=auth_headers(ADMIN[0], *ADMIN[1])) as c:
             yield c
+
+
+@pytest_asyncio.fixture
+async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(clean_db, test_settings) as c:
+        yield c
 
 
 class GQL:

@@ -354,8 +354,10 @@ async def test_batch_reports_each_item(alarms, services, clean_db):
     assert result.results[5].errors[0].code == "CONFLICT"
     assert a.id in result.results[5].errors[0].message
     assert {e.field for e in result.results[7].errors} == {"severity", "dedupKey", "message"}
-    assert result.results[3].alarm.id == result.results[0].alarm.id
-    assert result.results[3].alarm.count == 2
+    repeat, first = result.results[3].alarm, result.results[0].alarm
+    assert repeat is not None and first is not None
+    assert repeat.id == first.id
+    assert repeat.count == 2
     states = await _states(clean_db, a.id, b.id)
     assert [s["own"] for s in states] == ["DEGRADED", "DEGRADED"]
 
@@ -401,6 +403,12 @@ async def test_list_filters_newest_first(alarms, services, test_settings):
 
 # --- query plans -------------------------------------------------------------------------------
 
+
+def _filters(flags: str) -> tuple[bool, bool, bool, bool]:
+    """``list_alarms``' four filter switches from a string of 0s and 1s."""
+    ci, statuses, severities, source = (c == "1" for c in flags)
+    return ci, statuses, severities, source
+
 _PLANS = {
     "lock items": q.LOCK_ITEMS,
     "upsert": q.UPSERT,
@@ -412,7 +420,7 @@ _PLANS = {
     "lock alarm": q.LOCK_ALARM,
     "acknowledge": q.ACKNOWLEDGE,
     "clear": q.CLEAR,
-    **{f"list {flags}": q.list_alarms(*(c == "1" for c in flags))
+    **{f"list {flags}": q.list_alarms(*_filters(flags))
        for flags in ("0000", "1000", "1100", "0100", "0010", "0001", "0111")},
 }
 

@@ -100,6 +100,8 @@ def imports_of(module: Module) -> list[tuple[int, str]]:
                 keep = len(parts) - node.level + (1 if is_package else 0)
                 base = ".".join(parts[:keep] + ([base] if base else []))
             targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
         for target in targets:
             if target == "cmdb" or target.startswith("cmdb."):
                 resolved = _resolve(target)
@@ -187,6 +189,8 @@ def cypher_outside_queries(source: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.JoinedStr):
             text = "".join(v.value for v in node.values
                            if isinstance(v, ast.Constant) and isinstance(v.value, str))
+        else:
+            continue
         if text and CYPHER.search(text):
             found.append((node.lineno, text.strip().splitlines()[0][:60]))
     return found

@@ -86,7 +86,7 @@ def test_support_runs_by_the_days_of_each_month_it_covers():
     # June 2026: the 1st to the 9th (the end, the 10th, is excluded): 100 x 9 / 30 = 30.00
     assert month_support(ended, "2026-06") == 30
     assert month_support(ended, "2026-07") == 0
-    assert month_cost(ended, "2026-06") == (0, 30)  # nothing to depreciate
+    assert month_cost(ended, "2026-06") == (Fraction(0), Fraction(30))  # nothing to depreciate
 
 
 def test_book_value_and_the_nominal_month():

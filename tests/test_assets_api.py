@@ -69,7 +69,8 @@ VM_LICENCE = {"purchasePrice": "1000.00", "purchaseDate": "2026-10-01",
 async def set_asset(gql: Any, ci: str, data: dict[str, Any]) -> dict[str, Any]:
     out = (await gql.ok(SET_ASSET, id=ci, i=data))["setAsset"]
     assert out["errors"] == [], out["errors"]
-    return out["asset"]
+    asset: dict[str, Any] = out["asset"]
+    return asset
 
 
 async def errors_of(gql: Any, ci: str, data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -102,8 +103,10 @@ async def test_an_asset_record_is_set_read_replaced_and_cleared(gql):
     # 36600 - 36600 x 16 / 1096 (October's 16 days) = 36065.693430... -> 36065.69
     assert read["bookValue"] == "36065.69"
     assert {k: v for k, v in read.items() if k != "bookValue"} == written
-    assert (await asset_of(gql, host, "2026-10-16"))["bookValue"] == "36600.00"
-    assert (await asset_of(gql, host, "2030-01-01"))["bookValue"] == "0.00"
+    early = await asset_of(gql, host, "2026-10-16")
+    assert early is not None and early["bookValue"] == "36600.00"
+    late = await asset_of(gql, host, "2030-01-01")
+    assert late is not None and late["bookValue"] == "0.00"
 
     # Setting it again replaces the whole record: what is left out takes its default.
     again = await set_asset(gql, host, {**LICENCE, "currency": "EUR"})

@@ -58,7 +58,7 @@ async def test_a_dev_token_works_and_a_tampered_one_does_not(anonymous):
 
 async def test_a_megabyte_header_is_refused_before_any_verification(client, anonymous):
     calls = 0
-    auth = client._transport.app.state.auth  # type: ignore[attr-defined]
+    auth = client._transport.app.state.auth
     original = auth.authenticate
 
     async def counting(raw):
@@ -79,7 +79,7 @@ async def test_a_megabyte_header_is_refused_before_any_verification(client, anon
 
 
 async def test_client_credentials_with_an_oauth2_client_library(client):
-    app = client._transport.app  # type: ignore[attr-defined]
+    app = client._transport.app
     secret = dev_issuer().client_secret
     async with AsyncOAuth2Client(client_id="maryS", client_secret=secret, scope="approver",
                                  transport=httpx.ASGITransport(app=app),

@@ -8,14 +8,19 @@ field without a sample operation here fails ``test_every_root_field_is_in_the_ma
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from cmdb.api.schema import build_schema
+from cmdb.db.driver import Database
 from cmdb.demo.loader import load_demo
 from cmdb.identity.principal import ROLES
 from cmdb.settings import Settings
+from tests.conftest import GQL, app_client, wipe
 
 pytestmark = pytest.mark.integration
 
@@ -279,16 +284,47 @@ def test_every_root_field_is_in_the_matrix():
     assert fields == set(SAMPLES) | set(SUBSCRIPTIONS)
 
 
-@pytest.fixture
-async def world(gql, clean_db, test_settings) -> dict[str, str]:
-    await load_demo(clean_db, test_settings, echo=lambda _: None)
-    rows = await clean_db.read(
+@pytest_asyncio.fixture
+async def gql(db: Database, test_settings: Settings) -> AsyncIterator[GQL]:
+    """An admin caller, as conftest's, but over the graph as ``world`` left it: not wiped."""
+    async with app_client(db, test_settings) as client:
+        yield GQL(client)
+
+
+@dataclass
+class _Loaded:
+    ids: dict[str, str] | None = None  # None: the graph may not hold the world unchanged
+
+
+@pytest.fixture(scope="module")
+def loaded() -> _Loaded:
+    return _Loaded()
+
+
+@pytest_asyncio.fixture
+async def world(request: pytest.FixtureRequest, gql: GQL, db: Database,
+                test_settings: Settings, loaded: _Loaded) -> dict[str, str]:
+    """The demo enterprise and a service owner; their ids by name. The demo is slow to load,
+    so tests share one load while they only read it; after a test marked ``writes_world``
+    the next test loads it again."""
+    if loaded.ids is None:
+        loaded.ids = await _load_world(gql, db, test_settings)
+    ids = loaded.ids
+    if request.node.get_closest_marker("writes_world") is not None:
+        loaded.ids = None
+    return ids
+
+
+async def _load_world(gql: GQL, db: Database, test_settings: Settings) -> dict[str, str]:
+    await wipe(db)
+    await load_demo(db, test_settings, echo=lambda _: None)
+    rows = await db.read(
         "MATCH (n:Item) WHERE n.name IN ['server123', 'Payroll', 'esx-a-01', 'trd-srv-01'] "
         "RETURN n.name AS name, n.id AS id")
     ids = {r["name"]: r["id"] for r in rows}
     # The service owner: a user in Payroll's owner group.
-    group = await clean_db.read("MATCH (g:OwnerGroup {name: 'App Support Payroll'}) "
-                                "RETURN g.id AS id")
+    group = await db.read("MATCH (g:OwnerGroup {name: 'App Support Payroll'}) "
+                          "RETURN g.id AS id")
     made = await gql.ok("""mutation($g: ID!) {
         a: createUser(input: {userName: "sam-owner", displayName: "Sam Owner"}) { errors { code } }
         b: setUserOwnerGroups(userName: "sam-owner", ownerGroupIds: [$g]) { errors { code } } }""",
@@ -318,9 +354,9 @@ def _user(role: str) -> str:
 
 
 @pytest.mark.parametrize("role", ROLES)
-async def test_matrix(gql, world, clean_db, role):
+async def test_matrix(gql, world, db, role):
     caller = gql.as_user(_user(role), role)
-    before = (await clean_db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
+    before = (await db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
     mismatches = []
     for name, (operation, variables, allowed) in SAMPLES.items():
         field = name.split(".", 1)[1]
@@ -331,7 +367,7 @@ async def test_matrix(gql, world, clean_db, role):
         masked = [e for e in body.get("errors", []) if "Internal error" in e["message"]]
         assert not masked, (name, masked)
     assert mismatches == []
-    after = (await clean_db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
+    after = (await db.read("MATCH (n) RETURN count(n) AS n"))[0]["n"]
     assert after == before  # no sample wrote anything
 
 
@@ -432,6 +468,7 @@ async def test_a_discovery_agent_reads_nothing(gql, world):
                     "configurationItems": {"totalCount": 0}}
 
 
+@pytest.mark.writes_world
 async def test_a_service_owner_sees_alarms_and_states_only_inside_their_scope(gql, world):
     raise_ = """mutation($id: ID!, $k: String!) { raiseAlarm(input: {source: "zabbix", ciId: $id,
         severity: MAJOR, dedupKey: $k, message: "disk"}) { errors { code } } }"""
@@ -458,7 +495,8 @@ async def test_a_requester_sees_their_own_desktop_and_no_one_elses(gql, world):
     assert "virtdesk_123" not in {e["node"]["name"] for e in mary["edges"]}
 
 
-async def test_a_user_watches_everything_their_environment_rests_on(gql, world, clean_db,
+@pytest.mark.writes_world
+async def test_a_user_watches_everything_their_environment_rests_on(gql, world, db,
                                                                      test_settings):
     import asyncio
 
@@ -471,21 +509,23 @@ async def test_a_user_watches_everything_their_environment_rests_on(gql, world, 
     sub = "subscription($u: String) { stateChanges(userName: $u) { itemId state } }"
 
     def ctx(user: str, *roles: str) -> Context:
-        return Context(Services(clean_db, test_settings), "t", Principal(user, frozenset(roles)))
+        return Context(Services(db, test_settings), "t", Principal(user, frozenset(roles)))
 
     # Someone else's environment answers like a user that does not exist.
     other = await schema.subscribe(sub, variable_values={"u": "maryS"},
                                    context_value=ctx("johnW", "requester"))
-    first = await asyncio.wait_for(other.__anext__(), timeout=10)  # type: ignore[union-attr]
+    first = await asyncio.wait_for(other.__anext__(), timeout=10)
+    assert first.errors is not None and first.errors[0].extensions is not None
     assert first.errors[0].extensions["code"] == "NOT_FOUND"
     stream = await schema.subscribe(sub, variable_values={"u": "johnW"},
                                     context_value=ctx("johnW", "requester"))
-    nxt = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
+    nxt = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0.3)
-    desk = await clean_db.read("MATCH (d:CI {name: 'virtdesk_123'}) RETURN d.id AS id")
+    desk = await db.read("MATCH (d:CI {name: 'virtdesk_123'}) RETURN d.id AS id")
     await gql.ok("mutation($ids: [ID!]!) { setOperationalState(ids: $ids, state: DOWN) "
                  "{ errors { code } } }", ids=[desk[0]["id"]])
     got = await asyncio.wait_for(nxt, timeout=10)
     assert got.errors is None
+    assert got.data is not None
     assert got.data["stateChanges"] == {"itemId": desk[0]["id"], "state": "DOWN"}
-    await stream.aclose()  # type: ignore[union-attr]
+    await stream.aclose()

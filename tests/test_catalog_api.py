@@ -290,7 +290,7 @@ async def add_cost_centre(gql, code: str, name: str) -> None:
 
 
 @pytest_asyncio.fixture
-async def hr(gql, world, clean_db) -> dict[str, str]:
+async def hr(gql, world: dict[str, str], clean_db) -> dict[str, str]:
     """CC-1400 (HR), owned by paulH; maryK works there; olga is in CC-1300 but owns CC-1400
     too. CC-1500 has no owner."""
     await add_cost_centre(gql, "CC-1400", "HR")
@@ -649,10 +649,16 @@ async def test_who_may_read_and_do_what(gql, world):
 
 async def test_order_status_subscription_follows_the_order(gql, world, clean_db,
                                                            test_settings):
+    from strawberry.types import ExecutionResult
+
     from cmdb.api.schema import build_schema
     from cmdb.identity.principal import Principal
     from cmdb.schema.context import Context
     from cmdb.services import Services
+
+    def status(result: ExecutionResult) -> Any:
+        assert result.data is not None, result.errors
+        return result.data["orderStatus"]
 
     order = (await submit(gql.as_user(*JOHN), world["site"], {"siteName": "watched"}))["order"]
     schema = build_schema(test_settings)
@@ -662,15 +668,14 @@ async def test_order_status_subscription_follows_the_order(gql, world, clean_db,
         "subscription($id: ID!) { orderStatus(id: $id) { status currentStep } }",
         variable_values={"id": order["id"]}, context_value=ctx)
     first = await asyncio.wait_for(stream.__anext__(), timeout=10)
-    assert first.data["orderStatus"] == {"status": "AWAITING_APPROVAL", "currentStep": 0}
+    assert status(first) == {"status": "AWAITING_APPROVAL", "currentStep": 0}
     nxt = asyncio.ensure_future(stream.__anext__())
     await gql.as_user(*MARY).ok(APPROVE, id=order["id"])
-    seen = [(await asyncio.wait_for(nxt, timeout=10)).data["orderStatus"]]
+    seen = [status(await asyncio.wait_for(nxt, timeout=10))]
     # Each change seen is reported (FULFILLING may or may not be caught); it ends when the
     # order is fulfilled.
     while seen[-1]["status"] != "FULFILLED":
-        seen.append((await asyncio.wait_for(stream.__anext__(), timeout=10)).data[
-            "orderStatus"])
+        seen.append(status(await asyncio.wait_for(stream.__anext__(), timeout=10)))
     assert {s["status"] for s in seen} <= {"APPROVED", "FULFILLING", "FULFILLED"}
     assert seen[-1] == {"status": "FULFILLED", "currentStep": None}
     with pytest.raises(StopAsyncIteration):

@@ -59,6 +59,7 @@ async def test_every_pair_of_statuses(clean_db, test_settings):
 
             async def move(tx, order_id=order_id, target=target):
                 order = await CatalogRepository.lock_order(tx, order_id, utcnow())
+                assert order is not None
                 return await service._move(tx, order, target, "tester", "because")
 
             if (source, target) in EXPECTED:
@@ -142,7 +143,7 @@ async def test_two_open_transactions_cannot_both_decide_a_step(clean_db):
 
     await clean_db.write(STEP_ORDER, {"now": utcnow()})
 
-    def params(by: str) -> dict:
+    def params(by: str) -> dict[str, object]:
         return {"id": "race", "index": 0, "revision": 1, "decision": "APPROVED", "by": by,
                 "reason": None, "now": utcnow()}
 
@@ -152,8 +153,10 @@ async def test_two_open_transactions_cannot_both_decide_a_step(clean_db):
         first = await (await tx1.run(q.DECIDE_STEP, params("alice"))).data()
         assert first == [{"id": "race-0"}]
 
-        async def second() -> list:
-            return await (await tx2.run(q.DECIDE_STEP, params("bob"))).data()
+        async def second() -> list[dict[str, object]]:
+            result = await tx2.run(q.DECIDE_STEP, params("bob"))
+            rows: list[dict[str, object]] = await result.data()
+            return rows
 
         racing = asyncio.ensure_future(second())
         await asyncio.sleep(0.2)  # let it reach the lock (either order of events is fine)

@@ -83,7 +83,7 @@ class Subscriber:
 async def joined(services: Services, subscribers: list[Subscriber]) -> list[asyncio.Future[Any]]:
     """Start each subscriber's first read and wait until all of them are on the feed."""
     before = services.health.feed.subscribers
-    firsts = [asyncio.ensure_future(s.next()) for s in subscribers]
+    firsts: list[asyncio.Future[Any]] = [asyncio.ensure_future(s.next()) for s in subscribers]
     await until(lambda: services.health.feed.subscribers >= before + len(subscribers))
     return firsts
 

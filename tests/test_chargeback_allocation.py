@@ -672,8 +672,8 @@ def test_a_subscription_pays_its_active_days_and_a_service_recovers_by_its_rule(
                  "vm2": ItemRow("vm2", "vm-2", "VirtualMachine", None, cpu=Decimal(2)),
                  "app": ItemRow("app", "shop-app", "ApplicationInstance", None),
                  "bs": ItemRow("bs", "Shop", "BUSINESS_SERVICE", "CC-A", recovery=recovery)}
-        sub = dict(cost_centre="CC-B", item_id="it", monthly=Decimal(0), one_off=Decimal(0),
-                   currency="EUR", end=None)
+        sub: dict[str, Any] = dict(cost_centre="CC-B", item_id="it", monthly=Decimal(0),
+                                   one_off=Decimal(0), currency="EUR", end=None)
         subs = [SubscriptionRow(id="s1", user="u1", item_name="Linux VM", service_id=None,
                                 ci_ids=("vm1",), start=datetime(2026, 10, 11, tzinfo=UTC),
                                 **sub),
@@ -712,8 +712,9 @@ def test_a_ci_several_subscriptions_provisioned_is_shared_by_their_active_days()
     largest remainders: the unallocated line (.83) and s1 (.58, tied with s2, first by
     name): 13.23, 13.22, 14.55."""
     def world(s1_end: datetime | None) -> CalculationInput:
-        sub = dict(cost_centre="CC-B", item_id="it", item_name="Linux VM", service_id=None,
-                   ci_ids=("vm",), monthly=Decimal(0), one_off=Decimal(0), currency="EUR")
+        sub: dict[str, Any] = dict(cost_centre="CC-B", item_id="it", item_name="Linux VM",
+                                   service_id=None, ci_ids=("vm",), monthly=Decimal(0),
+                                   one_off=Decimal(0), currency="EUR")
         subs = [SubscriptionRow(id="s1", user="u1", start=datetime(2026, 10, 1, tzinfo=UTC),
                                 end=s1_end, **sub),
                 SubscriptionRow(id="s2", user="u2", start=datetime(2026, 10, 22, tzinfo=UTC),

@@ -113,7 +113,7 @@ async def test_usage_in_json_ndjson_and_csv_with_per_record_rejections(client, o
 
 async def test_usage_endpoint_refuses_bad_bodies_and_callers(client, october):
     vol = october["vol-payroll-data"]
-    cases = [
+    cases: list[tuple[dict[str, Any], int, str]] = [
         ({"content": "not json", "headers": {**METER, "Content-Type": "application/json"}},
          400, "malformed JSON"),
         ({"content": "<x/>", "headers": {**METER, "Content-Type": "application/xml"}}, 415,

@@ -113,7 +113,8 @@ async def pool_lines(gql: Any, code: str) -> list[dict[str, Any]]:
     """The period's lines of one pool (after calculating it)."""
     result = await ok(gql, CALCULATE, "calculateChargePeriod", p=PERIOD)
     assert result["result"]["changed"]
-    out, after = [], None
+    out: list[dict[str, Any]] = []
+    after = None
     while True:
         page = (await gql.ok(LINES, p=PERIOD, first=500, after=after))["chargeLines"]
         out.extend(line for line in page["lines"] if line["pool"] == code)
@@ -315,7 +316,7 @@ async def test_fixed_percentages_leave_the_rest_unallocated(gql, world):
 
 async def test_bad_pool_definitions_name_the_field_and_write_nothing(gql, world):
     cluster = [world["cluster"]]
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"driver": "ATTRIBUTE"}, "input.attribute", "required"),
         ({"driver": "ATTRIBUTE", "attribute": "memory-gb"}, "input.attribute", "attribute"),
         ({"driver": "METER", "meter": "no-such-meter"}, "input.meter", "no such meter"),

@@ -5,6 +5,7 @@ and who may read what."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -28,12 +29,14 @@ __all__ = ["october"]  # the fixture
 pytestmark = pytest.mark.integration
 
 
-async def report(gql, by: str = "COST_CENTRE", period: str = PERIOD) -> dict:
-    return (await gql.ok(REPORT, p=period, by=by))["costReport"]
+async def report(gql, by: str = "COST_CENTRE", period: str = PERIOD) -> dict[str, Any]:
+    found: dict[str, Any] = (await gql.ok(REPORT, p=period, by=by))["costReport"]
+    return found
 
 
-async def all_lines(gql, period: str = PERIOD, **flt) -> list[dict]:
-    out, after = [], None
+async def all_lines(gql, period: str = PERIOD, **flt) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    after = None
     while True:
         page = (await gql.ok(LINES, p=period, f=flt or None, first=2, after=after))["chargeLines"]
         out.extend(page["lines"])

@@ -56,7 +56,8 @@ async def ci(db: Database, **match: str) -> dict[str, Any]:
     rows = await db.read("MATCH (n:CI) WHERE n[$p] = $v RETURN properties(n) AS p",
                          {"p": prop, "v": value})
     assert len(rows) == 1, rows
-    return rows[0]["p"]
+    found: dict[str, Any] = rows[0]["p"]
+    return found
 
 
 async def counts(db: Database) -> tuple[int, int, int]:
@@ -600,7 +601,8 @@ async def test_relationship_properties_follow_source_precedence(svc, clean_db):
     async def props() -> dict[str, Any]:
         rows = await clean_db.read("MATCH (:CI {cloudInstanceId: 'a'})-[r:RUNS_ON]->() "
                                    "RETURN properties(r) AS p")
-        return rows[0]["p"]
+        found: dict[str, Any] = rows[0]["p"]
+        return found
 
     p = await props()
     assert p["attr_impact"] == "REQUIRED" and "attr_port" not in p
@@ -659,7 +661,8 @@ def merged_on(svc, monkeypatch) -> list[str]:
     async def slow(tx: Any, labels: str, merge_prop: str, rows: list[Any], now: Any) -> int:
         values.extend(r["mergeValue"] for r in rows)
         await asyncio.sleep(0.3)
-        return await real(tx, labels, merge_prop, rows, now)
+        created: int = await real(tx, labels, merge_prop, rows, now)
+        return created
 
     monkeypatch.setattr(svc.repo, "create_items", slow)
     return values

@@ -95,7 +95,8 @@ def test_nested_benchmark_shape(small):
     """At least 100 technical services -> 10+ components -> 3+ RUNS_ON targets each."""
     _, items, rels = small
     technical = {i.id for i in items if getattr(i, "kind", None) == "TECHNICAL"}
-    out = defaultdict(lambda: defaultdict(set))
+    out: defaultdict[RelationType, defaultdict[str, set[str]]] = defaultdict(
+        lambda: defaultdict(set))
     for r in rels:
         out[r.type][r.source_id].add(r.target_id)
     good = 0

@@ -11,6 +11,7 @@ import pytest
 import strawberry
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.http.ides import get_graphql_ide_html
 
@@ -105,7 +106,8 @@ def test_page_served_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     modules = fake_assets(tmp_path)
     serve_page(monkeypatch, page_matching(modules))
     app = FastAPI()
-    app.add_route("/graphql", make_view(modules))
+    # The view is an ASGI app, which a Starlette route takes as its endpoint.
+    app.router.routes.append(Route("/graphql", make_view(modules)))
     mount_assets(app, modules)
     with TestClient(app) as client:
         page = client.get("/graphql", headers={"accept": "text/html"})

@@ -275,6 +275,7 @@ async def test_state_changes_subscription_sees_a_change(gql, clean_db, test_sett
     result = await asyncio.wait_for(first, timeout=10)
     await stream.aclose()
     assert result.errors is None
+    assert result.data is not None
     assert result.data["stateChanges"] == {"itemId": host, "state": "DOWN", "previous": "UP"}
 
 

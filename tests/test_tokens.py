@@ -279,19 +279,19 @@ def test_production_with_an_external_issuer_does_not_use_the_dev_issuer():
     assert auth.dev_issuer is None
 
 
-async def test_a_verified_token_is_remembered_briefly():
+async def test_a_verified_token_is_remembered_briefly(monkeypatch: pytest.MonkeyPatch):
     idp = IdP()
     v, _ = verifier(idp)
     token = idp.token()
     calls = 0
     original = v._verify
 
-    async def counting(t: str) -> Any:
+    async def counting(t: str) -> tuple[Principal, float]:
         nonlocal calls
         calls += 1
         return await original(t)
 
-    v._verify = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(v, "_verify", counting)
     for _ in range(5):
         assert (await v.principal(f"Bearer {token}")).user == "olga"
     assert calls == 1

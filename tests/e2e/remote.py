@@ -19,7 +19,7 @@ from neo4j import GraphDatabase
 from cmdb.localdb.manager import LocalNeo4j
 from tests.auth import ADMIN, auth_headers
 
-PROTOCOL = "graphql-transport-ws"
+PROTOCOL = websockets.Subprotocol("graphql-transport-ws")
 ADMIN_AUTH = auth_headers(ADMIN[0], *ADMIN[1])["Authorization"]
 
 

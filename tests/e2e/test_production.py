@@ -143,7 +143,8 @@ async def test_websocket_takes_the_providers_token(prod: Served, idp: LocalIdP) 
         op = await client.subscribe(STATE_CHANGES, ids=[ci_id])
         await state_change_arrives(client, op, ci_id,
                                    lambda state: admin.ok(SET_STATE, ids=[ci_id], s=state))
-    async with websockets.connect(prod.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [websockets.Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(prod.ws_url, subprotocols=protocols) as ws:
         expired = f"Bearer {idp.token('late', ('admin',), ttl_s=-3600)}"
         await ws.send(json.dumps({"type": "connection_init",
                                   "payload": {"Authorization": expired}}))

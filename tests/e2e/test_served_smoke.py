@@ -22,7 +22,8 @@ def test_health_and_graphql_over_http(api: Served) -> None:
 
 async def test_websocket_subscription_is_acknowledged(api: Served) -> None:
     token = auth_headers(ADMIN[0], *ADMIN[1])["Authorization"]
-    async with websockets.connect(api.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [websockets.Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(api.ws_url, subprotocols=protocols) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": token}}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert ack["type"] == "connection_ack"

@@ -97,7 +97,8 @@ async def test_order_status_follows_an_order_until_fulfilled(demo_api: Served,
 ])
 async def test_connection_without_a_valid_token_is_closed_with_the_reason(
         demo_api: Served, payload: dict[str, str], reason: str) -> None:
-    async with websockets.connect(demo_api.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [websockets.Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(demo_api.ws_url, subprotocols=protocols) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
@@ -107,7 +108,8 @@ async def test_connection_without_a_valid_token_is_closed_with_the_reason(
 
 
 async def test_subscribing_before_connection_init_is_refused(demo_api: Served) -> None:
-    async with websockets.connect(demo_api.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [websockets.Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(demo_api.ws_url, subprotocols=protocols) as ws:
         await ws.send(json.dumps({"id": "1", "type": "subscribe",
                                   "payload": {"query": STATE_CHANGES}}))
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -119,7 +121,8 @@ async def test_subscribing_before_connection_init_is_refused(demo_api: Served) -
 async def test_legacy_graphql_ws_protocol_is_refused(demo_api: Served) -> None:
     agreed: list[str | None] = []
     with pytest.raises(websockets.ConnectionClosed) as closed:
-        async with websockets.connect(demo_api.ws_url, subprotocols=["graphql-ws"]) as ws:
+        protocols = [websockets.Subprotocol("graphql-ws")]
+        async with websockets.connect(demo_api.ws_url, subprotocols=protocols) as ws:
             agreed.append(ws.subprotocol)
             await ws.send(json.dumps({"type": "connection_init", "payload": {
                 "Authorization": authorization("x", "admin")}}))

@@ -116,7 +116,8 @@ async def test_a_deeply_nested_websocket_message_closes_with_4400(api: Served) -
     import websockets
 
     token = auth_headers(ADMIN[0], *ADMIN[1])["Authorization"]
-    async with websockets.connect(api.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [websockets.Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(api.ws_url, subprotocols=protocols) as ws:
         await ws.send(json.dumps({"type": "connection_init",
                                   "payload": {"Authorization": token}}))
         assert "connection_ack" in str(await ws.recv())

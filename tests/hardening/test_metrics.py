@@ -46,11 +46,12 @@ async def scrape(api: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str
     return samples
 
 
-def value(samples, name: str, **labels: str) -> float:
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def post(api, query: str, headers=ADMIN, **variables) -> httpx.Response:
+async def post(api: httpx.AsyncClient, query: str, headers=ADMIN, **variables) -> httpx.Response:
     return await api.post("/graphql", json={"query": query, "variables": variables},
                           headers=headers)
 

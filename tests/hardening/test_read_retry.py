@@ -49,7 +49,7 @@ def count_sessions(db: Database) -> list[int]:
     opened = [0]
     real = db.driver.session
 
-    def counting(**config):  # type: ignore[no-untyped-def]
+    def counting(**config):
         opened[0] += 1
         return real(**config)
 
@@ -62,7 +62,7 @@ async def test_a_statement_error_is_not_retried(test_settings):
     opened = count_sessions(own)
     try:
         with pytest.raises(CypherSyntaxError):
-            await own.read("RETURN 1 AS")  # type: ignore[arg-type]
+            await own.read("RETURN 1 AS")
         assert opened == [1]
         # The failed session is not kept: the next read opens another.
         assert await own.read("RETURN 1 AS one") == [{"one": 1}]
