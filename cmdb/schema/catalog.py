@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import cast
 
 import strawberry
+from strawberry import Info
 from strawberry.scalars import JSON
 
 from cmdb.catalog import models as m
@@ -25,6 +26,7 @@ from cmdb.chargeback.models import Tier
 from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.items.models import Service as ServiceModel
 from cmdb.schema.chargeback import RateTier
+from cmdb.schema.context import Context
 from cmdb.schema.types import ConfigurationItem, Service, UserError
 
 strawberry.enum(OrderStatus, description="Where an order is in its life; see the README for "
@@ -204,7 +206,7 @@ class CatalogueItem:
                       "the given usage (a quantity per meter of the price plan; none: the "
                       "rates alone), by the rate cards in force today. A meter the plan does "
                       "not have is an error naming quantities[i].meter.")
-    async def estimate(self, info: strawberry.Info,
+    async def estimate(self, info: Info[Context, None],
                        quantities: list[EstimateQuantityInput] | None = None
                        ) -> CatalogueEstimate:
         found = await info.context.loaders.catalog.estimates(info.context.principal).load(
@@ -212,7 +214,7 @@ class CatalogueItem:
         return CatalogueEstimate.from_model(found)
 
     @strawberry.field(description="Every version, oldest first.")
-    async def versions(self, info: strawberry.Info) -> list[CatalogueItemVersion]:
+    async def versions(self, info: Info[Context, None]) -> list[CatalogueItemVersion]:
         found = await info.context.loaders.catalog.item_versions.load(str(self.id))
         return [CatalogueItemVersion.from_model(v) for v in found]
 
@@ -358,28 +360,28 @@ class Order:
     subscription_id: strawberry.ID | None
 
     @strawberry.field(description="Approval steps in order, with their decisions.")
-    async def approval_steps(self, info: strawberry.Info) -> list[ApprovalStep]:
+    async def approval_steps(self, info: Info[Context, None]) -> list[ApprovalStep]:
         found = await info.context.loaders.catalog.steps.load(str(self.id))
         return [ApprovalStep.from_model(s) for s in found]
 
     @strawberry.field(description="Every move of the order, oldest first.")
-    async def transitions(self, info: strawberry.Info) -> list[OrderTransition]:
+    async def transitions(self, info: Info[Context, None]) -> list[OrderTransition]:
         found = await info.context.loaders.catalog.transitions.load(str(self.id))
         return [OrderTransition(seq=t.seq, from_status=t.from_status, to_status=t.to_status,
                                 by=t.by, at=t.at, reason=t.reason) for t in found]
 
     @strawberry.field
-    async def tasks(self, info: strawberry.Info) -> list[FulfilmentTask]:
+    async def tasks(self, info: Info[Context, None]) -> list[FulfilmentTask]:
         found = await info.context.loaders.catalog.tasks.load(str(self.id))
         return [FulfilmentTask.from_model(t) for t in found]
 
     @strawberry.field(description="The item version the order was made with.")
-    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+    async def version(self, info: Info[Context, None]) -> CatalogueItemVersion | None:
         found = await info.context.loaders.catalog.versions.load(str(self.version_id))
         return CatalogueItemVersion.from_model(found) if found else None
 
     @strawberry.field
-    async def subscription(self, info: strawberry.Info) -> Subscription | None:
+    async def subscription(self, info: Info[Context, None]) -> Subscription | None:
         if self.subscription_id is None:
             return None
         found = await info.context.loaders.catalog.subscriptions.load(str(self.subscription_id))
@@ -423,21 +425,21 @@ class Subscription:  # named CatalogueSubscription: the root Subscription type h
     end_reason: str | None
 
     @strawberry.field(description="The service the subscription is an instance of.")
-    async def service(self, info: strawberry.Info) -> Service | None:
+    async def service(self, info: Info[Context, None]) -> Service | None:
         if self.service_id is None:
             return None
         found = await info.context.loaders.items.load(str(self.service_id))
         return Service.from_model(found) if isinstance(found, ServiceModel) else None
 
     @strawberry.field(description="The CIs fulfilment made for it (retired once it ends).")
-    async def configuration_items(self, info: strawberry.Info) -> list[ConfigurationItem]:
+    async def configuration_items(self, info: Info[Context, None]) -> list[ConfigurationItem]:
         found = await info.context.loaders.items.load_many(
             [str(i) for i in self.configuration_item_ids])
         return [ConfigurationItem.from_model(f) for f in found
                 if isinstance(f, CIModel)]
 
     @strawberry.field(description="The item version it was ordered with (its price plan).")
-    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+    async def version(self, info: Info[Context, None]) -> CatalogueItemVersion | None:
         found = await info.context.loaders.catalog.versions.load(str(self.version_id))
         return CatalogueItemVersion.from_model(found) if found else None
 
