@@ -6,13 +6,19 @@ import asyncio
 import itertools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from cmdb.localdb.cli import app as db_app
 from cmdb.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from cmdb.db.driver import Database
+
+T = TypeVar("T")
 
 app = typer.Typer(help="CMDB and service-catalogue API.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -60,13 +66,34 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-async def _with_db(settings: Settings, action: str) -> None:
+def _in_one_line(run: Callable[[], T], by_field: bool = False) -> T:
+    """``run()``, an error reported as one line, not a traceback; ``by_field``: a domain
+    error as its fields and messages."""
+    from cmdb.core.models import DomainError
+
+    try:
+        return run()
+    except typer.Exit:
+        raise
+    except Exception as e:
+        if by_field and isinstance(e, DomainError):
+            raise _fail("; ".join((f"{x.field}: " if x.field else "") + x.message
+                                  for x in e.errors)) from None
+        raise _fail(f"{type(e).__name__}: {e}") from None
+
+
+def _connect(settings: Settings) -> Database:
     from cmdb.db.driver import Database
-    from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
 
     pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    return Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
+                            settings.neo4j_database, settings.neo4j_tx_timeout_s)
+
+
+async def _with_db(settings: Settings, action: str) -> None:
+    from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+
+    db = _connect(settings)
     try:
         if action in ("migrate", "demo"):
             applied = await migrate(db)
@@ -95,13 +122,7 @@ async def _with_db(settings: Settings, action: str) -> None:
 
 
 def _run_db(action: str) -> None:
-    try:
-        settings = connected_settings()
-        asyncio.run(_with_db(settings, action))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    _in_one_line(lambda: asyncio.run(_with_db(connected_settings(), action)))
 
 
 @schema_app.command("migrate")
@@ -164,7 +185,6 @@ def token(
 
 
 async def _vdi_import(settings: Settings, path: Path, fmt: str | None, user: str) -> int:
-    from cmdb.db.driver import Database
     from cmdb.db.migrations import migrate
     from cmdb.identity.principal import Principal
     from cmdb.vdi import feed
@@ -177,9 +197,7 @@ async def _vdi_import(settings: Settings, path: Path, fmt: str | None, user: str
         raise _fail(f"cannot read {path}: {e}") from None
     except feed.FeedError as e:
         raise _fail(f"{path}: {e}") from None
-    pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    db = _connect(settings)
     try:
         await migrate(db)
         # The command line acts as a discovery agent (ingest only).
@@ -208,42 +226,24 @@ def vdi_import(
     any record was rejected (each is listed with its reason)."""
     if format is not None and format not in ("csv", "json", "ndjson"):
         raise _fail("--format must be csv, json or ndjson")
-    try:
-        settings = connected_settings()
-        code = asyncio.run(_vdi_import(settings, path, format, user))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    code = _in_one_line(lambda: asyncio.run(_vdi_import(connected_settings(), path, format,
+                                                         user)))
     raise typer.Exit(code)
 
 
 def _run_with_db(work: Any) -> None:
     """Connect (migrating first), run ``work(db, settings)``, close; errors as one line."""
-    from cmdb.db.driver import Database
     from cmdb.db.migrations import migrate
 
     async def main(settings: Settings) -> None:
-        pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-        db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                              settings.neo4j_database, settings.neo4j_tx_timeout_s)
+        db = _connect(settings)
         try:
             await migrate(db)
             await work(db, settings)
         finally:
             await db.close()
 
-    try:
-        asyncio.run(main(connected_settings()))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        from cmdb.core.models import DomainError
-
-        if isinstance(e, DomainError):
-            raise _fail("; ".join((f"{x.field}: " if x.field else "") + x.message
-                                  for x in e.errors)) from None
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    _in_one_line(lambda: asyncio.run(main(connected_settings())), by_field=True)
 
 
 # The command line runs with the database's own credentials: it acts as an administrator.

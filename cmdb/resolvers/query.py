@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import strawberry
@@ -21,7 +22,12 @@ from cmdb.resolvers.discovery import DiscoveryQuery
 from cmdb.resolvers.health import HealthQuery
 from cmdb.resolvers.identity import IdentityQuery
 from cmdb.schema.context import Context
-from cmdb.schema.inputs import ConfigurationItemFilter, ItemOrder, ServiceFilter
+from cmdb.schema.inputs import (
+    ConfigurationItemFilter,
+    ItemConditions,
+    ItemOrder,
+    ServiceFilter,
+)
 from cmdb.schema.types import (
     ConfigurationItem,
     ConfigurationItemConnection,
@@ -51,17 +57,10 @@ def _page_info(page: Page[Any]) -> PageInfo:
 def _common_filter(f: ConfigurationItemFilter | ServiceFilter | None) -> ItemFilter:
     if f is None:
         return ItemFilter()
-    return ItemFilter(
-        lifecycle_status=f.lifecycle_status,
-        operational_state=f.operational_state,
-        criticality=f.criticality,
-        owner_group_id=f.owner_group_id,
-        cost_centre_code=f.cost_centre_code,
-        location_id=f.location_id,
-        name_contains=f.name_contains,
-        attributes=[(a.key, a.value) for a in f.attributes or []],
-        include_retired=f.include_retired,
-    )
+    # The conditions both filters have go to ItemFilter under the same names.
+    shared = {c.name: getattr(f, c.name) for c in dataclasses.fields(ItemConditions)}
+    return ItemFilter(**shared, attributes=[(a.key, a.value) for a in f.attributes or []],
+                      include_retired=f.include_retired)
 
 
 def ci_filter(f: ConfigurationItemFilter | None, visible: Visibility | None = None) -> ItemFilter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry import Info
@@ -22,7 +22,6 @@ from cmdb.catalog.models import (
     TaskStatus,
 )
 from cmdb.chargeback.models import PricePlan as PricePlanModel
-from cmdb.chargeback.models import Tier
 from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.items.models import Service as ServiceModel
 from cmdb.schema.chargeback import RateTier
@@ -129,8 +128,11 @@ class CatalogueItemVersion:
             created_by=v.created_by)
 
 
-def _tiers(tiers: list[Tier]) -> list[RateTier]:
-    return [RateTier(up_to=t.up_to, rate=t.rate) for t in tiers]
+def _rate_card(u: m.EstimateLine | m.QuotedRate) -> dict[str, Any]:
+    """The rate card a meter is billed at, as estimates and quotes show it."""
+    return {"rate_card_id": strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
+            "rate_card_version": u.rate_card_version,
+            "tiers": [RateTier(up_to=t.up_to, rate=t.rate) for t in u.tiers]}
 
 
 @strawberry.input(description="A quantity of a meter of the item's price plan, for a month.")
@@ -178,11 +180,8 @@ class CatalogueEstimate:
     def from_model(cls, e: m.Estimate) -> CatalogueEstimate:
         return cls(
             currency=e.currency, one_off=e.one_off, monthly=e.monthly,
-            usage=[EstimateUsage(
-                meter=u.meter, unit=u.unit, quantity=u.quantity,
-                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
-                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers),
-                amount=u.amount) for u in e.usage],
+            usage=[EstimateUsage(meter=u.meter, unit=u.unit, quantity=u.quantity,
+                                 amount=u.amount, **_rate_card(u)) for u in e.usage],
             monthly_total=e.monthly_total, first_month=e.first_month, notes=e.notes,
             rates_on=e.rates_on)
 
@@ -326,11 +325,8 @@ class OrderQuote:
     def from_model(cls, q: m.Quote) -> OrderQuote:
         return cls(
             currency=q.currency, one_off=q.one_off, monthly=q.monthly,
-            usage=[QuotedUsageRate(
-                meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
-                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
-                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers), note=u.note)
-                for u in q.usage],
+            usage=[QuotedUsageRate(meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
+                                   note=u.note, **_rate_card(u)) for u in q.usage],
             notes=q.notes, quoted_at=q.quoted_at)
 
 

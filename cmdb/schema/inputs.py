@@ -188,7 +188,7 @@ class _KindConditions:
 
 
 @strawberry.input
-class _ItemConditions:
+class ItemConditions:
     lifecycle_status: list[LifecycleStatus] | None = None
     operational_state: list[OperationalState] | None = None
     criticality: list[Criticality] | None = None
@@ -200,7 +200,7 @@ class _ItemConditions:
 
 @strawberry.input(description="All conditions given must hold. Retired items are left out "
                   "unless includeRetired is true or lifecycleStatus asks for them.")
-class ConfigurationItemFilter(_ClassConditions, _ItemConditions):
+class ConfigurationItemFilter(_ClassConditions, ItemConditions):
     identifier: str | None = strawberry.field(
         default=None,
         description="Matches serial number, host name, FQDN, MAC or cloud instance id.",
@@ -210,7 +210,7 @@ class ConfigurationItemFilter(_ClassConditions, _ItemConditions):
 
 
 @strawberry.input
-class ServiceFilter(_KindConditions, _ItemConditions):
+class ServiceFilter(_KindConditions, ItemConditions):
     attributes: list[AttributeFilter] | None = None
     include_retired: bool = False
 
