@@ -17,6 +17,7 @@ from cmdb.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from cmdb.db.driver import Database
+    from cmdb.discovery.parsers import Parsed
 
 T = TypeVar("T")
 
@@ -298,29 +299,9 @@ def discovery_sources() -> None:
     _run_with_db(work)
 
 
-@discovery_app.command("import")
-def discovery_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-    source: str = typer.Option(..., "--source", "-s", help="A registered source."),
-    format: str = typer.Option(..., "--format", "-f",
-                               help="nmap (-oX XML), csv, kubectl (get nodes,pods -o json), "
-                               "json (the batch payload) or ndjson."),
-    mapping: list[str] = typer.Option(
-        [], "--map", "-m",
-        help="CSV: Column=field[:int|float|bool|list], e.g. -m 'Serial=identifiers."
-        "serialNumber' -m 'CPUs=attributes.cpu:int'. Without it headers are field names."),
-    mapping_file: Path | None = typer.Option(
-        None, "--mapping-file", exists=True, dir_okay=False,
-        help="CSV: a JSON object of column -> field[:type], instead of --map."),
-    ci_class: str | None = typer.Option(None, "--class", help="CI class for records without "
-                                        "one (nmap: default SERVER; csv; kubectl nodes)."),
-    cluster: str | None = typer.Option(None, help="kubectl: the cluster's name, recorded on "
-                                       "every record."),
-    batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
-    no_merge: bool = typer.Option(False, "--no-merge", help="Reject duplicates instead of "
-                                  "merging them."),
-) -> None:
-    """Import a file of discovered CIs: progress as it goes, counts at the end."""
+def _parse_discovered(file: Path, format: str, mapping: list[str], mapping_file: Path | None,
+                      ci_class: str | None, cluster: str | None) -> Parsed:
+    """The records of a discovery file, options checked; a bad option or file stops here."""
     from cmdb.discovery.parsers import Format, ParseError, parse, parse_mapping
     from cmdb.items.models import CIClass
 
@@ -346,9 +327,35 @@ def discovery_import(
             ):
                 raise ParseError(f"{mapping_file} must be a JSON object of column -> field")
             columns = {str(k): v for k, v in loaded.items()}
-        parsed = parse(fmt, text, mapping=columns, ci_class=cls, cluster=cluster)
+        return parse(fmt, text, mapping=columns, ci_class=cls, cluster=cluster)
     except (ParseError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(f"{file}: {e}") from None
+
+
+@discovery_app.command("import")
+def discovery_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    source: str = typer.Option(..., "--source", "-s", help="A registered source."),
+    format: str = typer.Option(..., "--format", "-f",
+                               help="nmap (-oX XML), csv, kubectl (get nodes,pods -o json), "
+                               "json (the batch payload) or ndjson."),
+    mapping: list[str] = typer.Option(
+        [], "--map", "-m",
+        help="CSV: Column=field[:int|float|bool|list], e.g. -m 'Serial=identifiers."
+        "serialNumber' -m 'CPUs=attributes.cpu:int'. Without it headers are field names."),
+    mapping_file: Path | None = typer.Option(
+        None, "--mapping-file", exists=True, dir_okay=False,
+        help="CSV: a JSON object of column -> field[:type], instead of --map."),
+    ci_class: str | None = typer.Option(None, "--class", help="CI class for records without "
+                                        "one (nmap: default SERVER; csv; kubectl nodes)."),
+    cluster: str | None = typer.Option(None, help="kubectl: the cluster's name, recorded on "
+                                       "every record."),
+    batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Reject duplicates instead of "
+                                  "merging them."),
+) -> None:
+    """Import a file of discovered CIs: progress as it goes, counts at the end."""
+    parsed = _parse_discovered(file, format, mapping, mapping_file, ci_class, cluster)
     for problem in parsed.problems:
         typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
 

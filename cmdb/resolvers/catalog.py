@@ -13,21 +13,23 @@ from cmdb.catalog.models import OrderStatus, SubscriptionStatus, TaskStatus
 from cmdb.core.models import DomainError
 from cmdb.resolvers.payloads import errors_in
 from cmdb.schema.catalog import (
-    ApprovalStepInput,
     CatalogueCategory,
-    CatalogueCategoryInput,
     CatalogueCategoryPayload,
     CatalogueItem,
-    CatalogueItemInput,
     CatalogueItemPayload,
     FulfilmentTask,
     FulfilmentTaskPayload,
     Order,
     OrderPayload,
-    PricePlanInput,
-    SubmitOrderInput,
     Subscription,
     SubscriptionPayload,
+)
+from cmdb.schema.catalog_inputs import (
+    ApprovalStepInput,
+    CatalogueCategoryInput,
+    CatalogueItemInput,
+    PricePlanInput,
+    SubmitOrderInput,
     UpdateCatalogueItemInput,
 )
 from cmdb.schema.context import Context

@@ -67,6 +67,10 @@ class OwnerGroup:
         return cls(id=strawberry.ID(m.id), name=m.name, email=m.email, description=m.description)
 
 
+async def _org_unit(info: Info[Context, None], unit_id: str | None) -> OrgUnit | None:
+    return await info.context.loaders.org.load(unit_id) if unit_id is not None else None
+
+
 @strawberry.type(description="A cost centre; costs roll up its parent chain.")
 class CostCentre:
     id: strawberry.ID
@@ -77,9 +81,7 @@ class CostCentre:
 
     @strawberry.field
     async def parent(self, info: Info[Context, None]) -> CostCentre | None:
-        if self.parent_id is None:
-            return None
-        unit = await info.context.loaders.org.load(self.parent_id)
+        unit = await _org_unit(info, self.parent_id)
         return CostCentre.from_model(unit) if unit else None
 
     @classmethod
@@ -97,9 +99,7 @@ class Location:
 
     @strawberry.field
     async def parent(self, info: Info[Context, None]) -> Location | None:
-        if self.parent_id is None:
-            return None
-        unit = await info.context.loaders.org.load(self.parent_id)
+        unit = await _org_unit(info, self.parent_id)
         return Location.from_model(unit) if unit else None
 
     @classmethod
