@@ -278,6 +278,6 @@ class CatalogSubscription:
                              "or decommissioned.")
     async def order_status(self, info: Info[Context, None], id: strawberry.ID
                            ) -> AsyncIterator[Order]:
-        async for order in info.context.services.catalog.watch_order(
-            info.context.principal, str(id)):
+        orders = info.context.services.catalog.watch_order(info.context.principal, str(id))
+        async for order in orders:
             yield Order.from_model(order)
