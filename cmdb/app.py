@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -127,6 +128,23 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         raise RuntimeError("CMDB_NEO4J_URI is not set; start the API with `cmdb serve`")
     auth = authenticator or Authenticator.from_settings(settings)
     tracer_provider = tracer_provider or provider_from_settings(settings)
+    app = FastAPI(title="CMDB API", version="0.1.0",
+                  lifespan=_lifespan(settings, db, tracer_provider),
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.auth = auth
+    # GraphiQL's scripts are served from this process when installed (no CDN needed).
+    assets = local_assets_dir(settings.home) if settings.is_development else None
+    graphql = _graphql_view(settings, tracer_provider, auth, assets)
+    _add_routes(app, graphql, settings, auth, assets)
+    _add_middleware(app, settings, auth, graphql.route_path)
+    _add_probes(app)
+    instrument_app(app, tracer_provider)  # tracing: a no-op unless configured
+    return app
+
+
+def _lifespan(settings: Settings, db: Database | None, tracer_provider: TracerProvider | None
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start: the driver (unless given), the services, pending migrations. Stop: in reverse."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -156,12 +174,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
             if own:
                 await database.close()
 
-    app = FastAPI(title="CMDB API", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    return lifespan
 
-    # GraphiQL's scripts are served from this process when installed (no CDN needed).
-    assets = local_assets_dir(settings.home) if settings.is_development else None
-    graphql = CMDBGraphQL(
+
+def _graphql_view(settings: Settings, tracer_provider: TracerProvider | None,
+                  auth: Authenticator,
+                  assets: Path | None) -> CMDBGraphQL:
+    return CMDBGraphQL(
         build_schema(settings, tracer_provider),
         graphql_ide="graphiql" if settings.is_development else None,
         # Mutations and subscriptions are never run over GET; queries in development only
@@ -174,6 +193,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         authenticator=auth,
     )
+
+
+def _add_routes(app: FastAPI, graphql: CMDBGraphQL, settings: Settings, auth: Authenticator,
+                assets: Path | None) -> None:
     # Neo4j unreachable: 503 with Retry-After from every route, never a 500.
     for error in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, unavailable_handler)
@@ -182,7 +205,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     app.router.add_route(graphql.route_path, graphql)  # type: ignore[arg-type]
     app.router.add_websocket_route(graphql.route_path, graphql)  # type: ignore[arg-type]
     app.include_router(alarms_router)
-    app.state.auth = auth
     if auth.dev_issuer is not None:
         app.include_router(dev_issuer_router(auth.dev_issuer))
     app.include_router(vdi_router)
@@ -192,18 +214,25 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     if assets is not None:
         mount_assets(app, assets)
 
+
+def _add_middleware(app: FastAPI, settings: Settings, auth: Authenticator,
+                    graphql_path: str) -> None:
+    """The last added runs first (outermost)."""
     # Added before the request-id middleware, so it runs inside it: refusals get an id too.
     app.add_middleware(BearerAuthMiddleware, authenticator=auth)
     # Every body is capped before any route reads it; the bulk endpoints keep their own caps.
     app.add_middleware(BodyLimitMiddleware, default_cap=settings.max_body_bytes, caps={
         "/api/alarms": ALARMS_MAX_BODY, "/api/chargeback/usage": USAGE_MAX_BODY,
         "/api/discovery/batches": DISCOVERY_MAX_BODY, "/api/vdi/events": VDI_MAX_BODY,
-    }, graphql_path=graphql.route_path)
+    }, graphql_path=graphql_path)
     # Counts and times every request, refusals included (see /metrics).
     app.add_middleware(MetricsMiddleware)
-
     # Outermost: every answer, refusals and 500s included, carries the request id.
     app.add_middleware(RequestContextMiddleware)
+
+
+def _add_probes(app: FastAPI) -> None:
+    """/ (to GraphiQL), /healthz (the process answers), /readyz (Neo4j and schema ready)."""
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
@@ -213,24 +242,23 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    async def readyz(request: Request) -> Response:
-        database: Database = request.app.state.db
-        checks: dict[str, object] = {"neo4j": await database.ping()}
-        if checks["neo4j"]:
-            try:
-                version = await current_version(database)
-                current = not await pending(database)
-            except Exception:
-                version, current = -1, False
-            checks["schema_version"] = version
-            checks["schema_current"] = current
-        ready = bool(checks["neo4j"]) and bool(checks.get("schema_current"))
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503,
-                            headers=None if ready else retry_after_header())
+    app.add_api_route("/readyz", _readyz, methods=["GET"])
 
-    instrument_app(app, tracer_provider)  # tracing: a no-op unless configured
-    return app
+
+async def _readyz(request: Request) -> Response:
+    database: Database = request.app.state.db
+    checks: dict[str, object] = {"neo4j": await database.ping()}
+    if checks["neo4j"]:
+        try:
+            version = await current_version(database)
+            current = not await pending(database)
+        except Exception:
+            version, current = -1, False
+        checks["schema_version"] = version
+        checks["schema_current"] = current
+    ready = bool(checks["neo4j"]) and bool(checks.get("schema_current"))
+    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503,
+                        headers=None if ready else retry_after_header())
 
 
 def create_app_from_env() -> FastAPI:

@@ -6,13 +6,20 @@ import asyncio
 import itertools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from cmdb.localdb.cli import app as db_app
 from cmdb.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from cmdb.db.driver import Database
+    from cmdb.discovery.parsers import Parsed
+
+T = TypeVar("T")
 
 app = typer.Typer(help="CMDB and service-catalogue API.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -60,13 +67,34 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-async def _with_db(settings: Settings, action: str) -> None:
+def _in_one_line(run: Callable[[], T], by_field: bool = False) -> T:
+    """``run()``, an error reported as one line, not a traceback; ``by_field``: a domain
+    error as its fields and messages."""
+    from cmdb.core.models import DomainError
+
+    try:
+        return run()
+    except typer.Exit:
+        raise
+    except Exception as e:
+        if by_field and isinstance(e, DomainError):
+            raise _fail("; ".join((f"{x.field}: " if x.field else "") + x.message
+                                  for x in e.errors)) from None
+        raise _fail(f"{type(e).__name__}: {e}") from None
+
+
+def _connect(settings: Settings) -> Database:
     from cmdb.db.driver import Database
-    from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
 
     pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    return Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
+                            settings.neo4j_database, settings.neo4j_tx_timeout_s)
+
+
+async def _with_db(settings: Settings, action: str) -> None:
+    from cmdb.db.migrations import LATEST_VERSION, current_version, migrate
+
+    db = _connect(settings)
     try:
         if action in ("migrate", "demo"):
             applied = await migrate(db)
@@ -95,13 +123,7 @@ async def _with_db(settings: Settings, action: str) -> None:
 
 
 def _run_db(action: str) -> None:
-    try:
-        settings = connected_settings()
-        asyncio.run(_with_db(settings, action))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    _in_one_line(lambda: asyncio.run(_with_db(connected_settings(), action)))
 
 
 @schema_app.command("migrate")
@@ -164,7 +186,6 @@ def token(
 
 
 async def _vdi_import(settings: Settings, path: Path, fmt: str | None, user: str) -> int:
-    from cmdb.db.driver import Database
     from cmdb.db.migrations import migrate
     from cmdb.identity.principal import Principal
     from cmdb.vdi import feed
@@ -177,9 +198,7 @@ async def _vdi_import(settings: Settings, path: Path, fmt: str | None, user: str
         raise _fail(f"cannot read {path}: {e}") from None
     except feed.FeedError as e:
         raise _fail(f"{path}: {e}") from None
-    pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-    db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                          settings.neo4j_database, settings.neo4j_tx_timeout_s)
+    db = _connect(settings)
     try:
         await migrate(db)
         # The command line acts as a discovery agent (ingest only).
@@ -208,42 +227,24 @@ def vdi_import(
     any record was rejected (each is listed with its reason)."""
     if format is not None and format not in ("csv", "json", "ndjson"):
         raise _fail("--format must be csv, json or ndjson")
-    try:
-        settings = connected_settings()
-        code = asyncio.run(_vdi_import(settings, path, format, user))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    code = _in_one_line(lambda: asyncio.run(_vdi_import(connected_settings(), path, format,
+                                                         user)))
     raise typer.Exit(code)
 
 
 def _run_with_db(work: Any) -> None:
     """Connect (migrating first), run ``work(db, settings)``, close; errors as one line."""
-    from cmdb.db.driver import Database
     from cmdb.db.migrations import migrate
 
     async def main(settings: Settings) -> None:
-        pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
-        db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw,
-                              settings.neo4j_database, settings.neo4j_tx_timeout_s)
+        db = _connect(settings)
         try:
             await migrate(db)
             await work(db, settings)
         finally:
             await db.close()
 
-    try:
-        asyncio.run(main(connected_settings()))
-    except typer.Exit:
-        raise
-    except Exception as e:  # one clear line, not a traceback
-        from cmdb.core.models import DomainError
-
-        if isinstance(e, DomainError):
-            raise _fail("; ".join((f"{x.field}: " if x.field else "") + x.message
-                                  for x in e.errors)) from None
-        raise _fail(f"{type(e).__name__}: {e}") from None
+    _in_one_line(lambda: asyncio.run(main(connected_settings())), by_field=True)
 
 
 # The command line runs with the database's own credentials: it acts as an administrator.
@@ -298,29 +299,9 @@ def discovery_sources() -> None:
     _run_with_db(work)
 
 
-@discovery_app.command("import")
-def discovery_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-    source: str = typer.Option(..., "--source", "-s", help="A registered source."),
-    format: str = typer.Option(..., "--format", "-f",
-                               help="nmap (-oX XML), csv, kubectl (get nodes,pods -o json), "
-                               "json (the batch payload) or ndjson."),
-    mapping: list[str] = typer.Option(
-        [], "--map", "-m",
-        help="CSV: Column=field[:int|float|bool|list], e.g. -m 'Serial=identifiers."
-        "serialNumber' -m 'CPUs=attributes.cpu:int'. Without it headers are field names."),
-    mapping_file: Path | None = typer.Option(
-        None, "--mapping-file", exists=True, dir_okay=False,
-        help="CSV: a JSON object of column -> field[:type], instead of --map."),
-    ci_class: str | None = typer.Option(None, "--class", help="CI class for records without "
-                                        "one (nmap: default SERVER; csv; kubectl nodes)."),
-    cluster: str | None = typer.Option(None, help="kubectl: the cluster's name, recorded on "
-                                       "every record."),
-    batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
-    no_merge: bool = typer.Option(False, "--no-merge", help="Reject duplicates instead of "
-                                  "merging them."),
-) -> None:
-    """Import a file of discovered CIs: progress as it goes, counts at the end."""
+def _parse_discovered(file: Path, format: str, mapping: list[str], mapping_file: Path | None,
+                      ci_class: str | None, cluster: str | None) -> Parsed:
+    """The records of a discovery file, options checked; a bad option or file stops here."""
     from cmdb.discovery.parsers import Format, ParseError, parse, parse_mapping
     from cmdb.items.models import CIClass
 
@@ -346,9 +327,35 @@ def discovery_import(
             ):
                 raise ParseError(f"{mapping_file} must be a JSON object of column -> field")
             columns = {str(k): v for k, v in loaded.items()}
-        parsed = parse(fmt, text, mapping=columns, ci_class=cls, cluster=cluster)
+        return parse(fmt, text, mapping=columns, ci_class=cls, cluster=cluster)
     except (ParseError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _fail(f"{file}: {e}") from None
+
+
+@discovery_app.command("import")
+def discovery_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    source: str = typer.Option(..., "--source", "-s", help="A registered source."),
+    format: str = typer.Option(..., "--format", "-f",
+                               help="nmap (-oX XML), csv, kubectl (get nodes,pods -o json), "
+                               "json (the batch payload) or ndjson."),
+    mapping: list[str] = typer.Option(
+        [], "--map", "-m",
+        help="CSV: Column=field[:int|float|bool|list], e.g. -m 'Serial=identifiers."
+        "serialNumber' -m 'CPUs=attributes.cpu:int'. Without it headers are field names."),
+    mapping_file: Path | None = typer.Option(
+        None, "--mapping-file", exists=True, dir_okay=False,
+        help="CSV: a JSON object of column -> field[:type], instead of --map."),
+    ci_class: str | None = typer.Option(None, "--class", help="CI class for records without "
+                                        "one (nmap: default SERVER; csv; kubectl nodes)."),
+    cluster: str | None = typer.Option(None, help="kubectl: the cluster's name, recorded on "
+                                       "every record."),
+    batch_size: int = typer.Option(5000, help="Records per transaction (all or nothing)."),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Reject duplicates instead of "
+                                  "merging them."),
+) -> None:
+    """Import a file of discovered CIs: progress as it goes, counts at the end."""
+    parsed = _parse_discovered(file, format, mapping, mapping_file, ci_class, cluster)
     for problem in parsed.problems:
         typer.secho(f"warning: {problem}", fg=typer.colors.YELLOW, err=True)
 

@@ -4,11 +4,12 @@ service with the request's principal (see cmdb/identity/principal.py)."""
 from __future__ import annotations
 
 import strawberry
+from strawberry import Info
 
 from cmdb.alarms.models import AlarmQuery as AlarmQueryModel
 from cmdb.alarms.models import RaiseOutcome
 from cmdb.alarms.service import AlarmService
-from cmdb.core.models import DomainError
+from cmdb.resolvers.payloads import errors_in
 from cmdb.schema.alarms import (
     Alarm,
     AlarmFilter,
@@ -17,10 +18,10 @@ from cmdb.schema.alarms import (
     RaiseAlarmInput,
     RaiseAlarmPayload,
 )
-from cmdb.schema.payloads import user_errors
+from cmdb.schema.context import Context
 
 
-def _alarms(info: strawberry.Info) -> AlarmService:
+def _alarms(info: Info[Context, None]) -> AlarmService:
     services = info.context.services
     return AlarmService(services.db, services.settings)
 
@@ -40,7 +41,7 @@ def _filter(f: AlarmFilter | None) -> AlarmQueryModel:
 class AlarmQuery:
     @strawberry.field(description="Alarms, newest (last occurrence) first, at most `first`.")
     async def alarms(
-        self, info: strawberry.Info, filter: AlarmFilter | None = None, first: int | None = None
+        self, info: Info[Context, None], filter: AlarmFilter | None = None, first: int | None = None
     ) -> list[Alarm]:
         found = await _alarms(info).list(_filter(filter), first, info.context.visible)
         return [Alarm.from_model(a) for a in found]
@@ -51,18 +52,16 @@ class AlarmMutation:
     @strawberry.mutation(description="Raise an alarm on a CI (needs alarm:write). While an "
                          "alarm with the same source and dedupKey is open, it is updated "
                          "instead. The CI's state follows its open alarms and is rolled up.")
+    @errors_in(RaiseAlarmPayload)
     async def raise_alarm(
-        self, info: strawberry.Info, input: RaiseAlarmInput
+        self, info: Info[Context, None], input: RaiseAlarmInput
     ) -> RaiseAlarmPayload:
         data = {
             "source": input.source, "ci_id": str(input.ci_id), "severity": input.severity,
             "dedup_key": input.dedup_key, "message": input.message,
             "occurred_at": input.occurred_at, "event_id": input.event_id,
         }
-        try:
-            result = await _alarms(info).raise_alarm(data, info.context.principal)
-        except DomainError as e:
-            return RaiseAlarmPayload(errors=user_errors(e))
+        result = await _alarms(info).raise_alarm(data, info.context.principal)
         assert result.alarm is not None
         return RaiseAlarmPayload(alarm=Alarm.from_model(result.alarm),
                                  deduplicated=result.outcome is RaiseOutcome.DEDUPLICATED,
@@ -71,22 +70,18 @@ class AlarmMutation:
     @strawberry.mutation(description="Clear an alarm (needs alarm:write); the CI goes back to "
                          "the state it had before its alarms when none is left open. "
                          "Clearing a cleared alarm changes nothing.")
-    async def clear_alarm(self, info: strawberry.Info, input: ClearAlarmInput) -> AlarmPayload:
-        try:
-            alarm = await _alarms(info).clear(
-                info.context.principal,
-                alarm_id=str(input.id) if input.id is not None else None,
-                source=input.source, dedup_key=input.dedup_key,
-            )
-        except DomainError as e:
-            return AlarmPayload(errors=user_errors(e))
+    @errors_in(AlarmPayload)
+    async def clear_alarm(self, info: Info[Context, None], input: ClearAlarmInput) -> AlarmPayload:
+        alarm = await _alarms(info).clear(
+            info.context.principal,
+            alarm_id=str(input.id) if input.id is not None else None,
+            source=input.source, dedup_key=input.dedup_key,
+        )
         return AlarmPayload(alarm=Alarm.from_model(alarm))
 
     @strawberry.mutation(description="Acknowledge an open alarm (needs alarm:acknowledge); "
                          "who and when are recorded.")
-    async def acknowledge_alarm(self, info: strawberry.Info, id: strawberry.ID) -> AlarmPayload:
-        try:
-            alarm = await _alarms(info).acknowledge(str(id), info.context.principal)
-        except DomainError as e:
-            return AlarmPayload(errors=user_errors(e))
+    @errors_in(AlarmPayload)
+    async def acknowledge_alarm(self, info: Info[Context, None], id: strawberry.ID) -> AlarmPayload:
+        alarm = await _alarms(info).acknowledge(str(id), info.context.principal)
         return AlarmPayload(alarm=Alarm.from_model(alarm))

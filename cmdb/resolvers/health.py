@@ -8,13 +8,18 @@ from datetime import datetime
 from typing import TypeVar
 
 import strawberry
+from strawberry import Info
 
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState
+from cmdb.core.pagination import check_page_size
 from cmdb.health.service import ModelEntry as ModelEntryModel
 from cmdb.health.service import RankedImpact
+from cmdb.items.models import ConfigurationItem
 from cmdb.items.models import Service as ServiceDomain
+from cmdb.resolvers.payloads import errors_in
 from cmdb.rollup.models import PRECEDENCE
+from cmdb.schema.context import Context
 from cmdb.schema.health import (
     Availability,
     ImpactEntry,
@@ -27,11 +32,10 @@ from cmdb.schema.health import (
     StateChange,
     WhatIfResult,
 )
-from cmdb.schema.payloads import user_errors
 from cmdb.schema.types import item_view
 
 
-async def _item(info: strawberry.Info, item_id: str):  # type: ignore[no-untyped-def]
+async def _item(info: Info[Context, None], item_id: str) -> ConfigurationItem | ServiceDomain:
     found = await info.context.loaders.items.load(item_id)
     if found is None:
         raise DomainError.single("id", f"item {item_id!r} not found", "NOT_FOUND")
@@ -45,7 +49,7 @@ def _item_id(e: RankedImpact | ModelEntryModel) -> str:
     return e.item_id if isinstance(e, RankedImpact) else e.item.id
 
 
-async def _narrow(info: strawberry.Info, entries: list[E]) -> list[E]:
+async def _narrow(info: Info[Context, None], entries: list[E]) -> list[E]:
     """Only entries whose item the caller may see, their paths without unseen steps."""
     visible = info.context.visible
     if visible.everything or not entries:
@@ -69,7 +73,7 @@ class HealthQuery:
                       "each with the path that explains it. assumeDown treats the items as "
                       "down without storing anything (what-if).")
     async def impact(
-        self, info: strawberry.Info, ids: list[strawberry.ID], services_only: bool = True,
+        self, info: Info[Context, None], ids: list[strawberry.ID], services_only: bool = True,
         assume_down: bool = False, at: datetime | None = None, affected_only: bool = True,
     ) -> list[ImpactEntry]:
         entries = await info.context.services.health.ranked_impact(
@@ -81,7 +85,7 @@ class HealthQuery:
     @strawberry.field(description="Top-down: an item's model with states and root-cause "
                       "candidates.")
     async def service_model(
-        self, info: strawberry.Info, id: strawberry.ID, services_only: bool = False
+        self, info: Info[Context, None], id: strawberry.ID, services_only: bool = False
     ) -> ServiceModel:
         root = await _item(info, str(id))
         entries = await _narrow(info, await info.context.services.health.model(str(id)))
@@ -97,7 +101,7 @@ class HealthQuery:
 
     @strawberry.field(description="Rolled-up state changes of an item in [start, end).")
     async def state_history(
-        self, info: strawberry.Info, id: strawberry.ID, start: datetime, end: datetime
+        self, info: Info[Context, None], id: strawberry.ID, start: datetime, end: datetime
     ) -> list[StateChange]:
         await _item(info, str(id))
         changes = await info.context.services.health.history(str(id), start, end)
@@ -106,7 +110,7 @@ class HealthQuery:
     @strawberry.field(description="Rolled-up state of items as of a past time "
                       "(null: no state recorded by then).")
     async def states_as_of(
-        self, info: strawberry.Info, ids: list[strawberry.ID], at: datetime
+        self, info: Info[Context, None], ids: list[strawberry.ID], at: datetime
     ) -> list[OperationalState | None]:
         wanted = [str(i) for i in ids]
         seen = await info.context.services.inventory.repo.visible_ids(
@@ -119,7 +123,7 @@ class HealthQuery:
     @strawberry.field(description="Availability of an item over [start, end): minutes per "
                       "state and SLA attainment (services with an availability target).")
     async def availability(
-        self, info: strawberry.Info, id: strawberry.ID, start: datetime, end: datetime
+        self, info: Info[Context, None], id: strawberry.ID, start: datetime, end: datetime
     ) -> Availability:
         item = await _item(info, str(id))
         return Availability.from_model(
@@ -130,7 +134,7 @@ class HealthQuery:
                       "this window would affect, whether it fits their maintenance windows, "
                       "and which planned changes it collides with. Nothing is stored.")
     async def what_if(
-        self, info: strawberry.Info, ci_ids: list[strawberry.ID], start: datetime,
+        self, info: Info[Context, None], ci_ids: list[strawberry.ID], start: datetime,
         end: datetime,
     ) -> WhatIfResult:
         wanted = [str(i) for i in ci_ids]
@@ -143,10 +147,9 @@ class HealthQuery:
 
     @strawberry.field(description="Planned changes that have not ended, soonest first.")
     async def planned_changes(
-        self, info: strawberry.Info, first: int = 50
+        self, info: Info[Context, None], first: int = 50
     ) -> list[PlannedChange]:
-        if not 0 <= first <= info.context.services.settings.max_page_size:
-            raise DomainError.single("first", "first is out of range")
+        check_page_size(first, info.context.services.settings.max_page_size)
         return [PlannedChange.from_model(c)
                 for c in await info.context.services.changes.upcoming(first)]
 
@@ -154,31 +157,27 @@ class HealthQuery:
 @strawberry.type
 class HealthMutation:
     @strawberry.mutation(description="Record a planned change, and return its what-if.")
+    @errors_in(PlanChangePayload)
     async def plan_change(
-        self, info: strawberry.Info, input: PlanChangeInput
+        self, info: Info[Context, None], input: PlanChangeInput
     ) -> PlanChangePayload:
         changes = info.context.services.changes
-        try:
-            change = await changes.plan({"title": input.title, "start": input.start,
-                                         "end": input.end,
-                                         "ci_ids": [str(i) for i in input.ci_ids]})
-            result = await changes.what_if(change.ci_ids, change.start, change.end,
-                                           exclude=change.id)
-        except DomainError as e:
-            return PlanChangePayload(errors=user_errors(e))
+        change = await changes.plan({"title": input.title, "start": input.start,
+                                     "end": input.end,
+                                     "ci_ids": [str(i) for i in input.ci_ids]})
+        result = await changes.what_if(change.ci_ids, change.start, change.end,
+                                       exclude=change.id)
         return PlanChangePayload(change=PlannedChange.from_model(change),
                                  what_if=WhatIfResult.from_model(result))
 
     @strawberry.mutation(description="Set the own operational state of items and roll it up.")
+    @errors_in(SetStatePayload)
     async def set_operational_state(
-        self, info: strawberry.Info, ids: list[strawberry.ID], state: OperationalState,
+        self, info: Info[Context, None], ids: list[strawberry.ID], state: OperationalState,
         cause: str | None = None,
     ) -> SetStatePayload:
-        try:
-            changes = await info.context.services.health.set_states(
-                [(str(i), state) for i in ids], cause)
-        except DomainError as e:
-            return SetStatePayload(errors=user_errors(e))
+        changes = await info.context.services.health.set_states(
+            [(str(i), state) for i in ids], cause)
         return SetStatePayload(changes=[StateChange.from_model(c) for c in changes])
 
 
@@ -189,7 +188,7 @@ class HealthSubscription:
                              "(userName: their desktops, hosts, pools and the services their "
                              "software needs, as of subscribing), or of all items (neither).")
     async def state_changes(
-        self, info: strawberry.Info, ids: list[strawberry.ID] | None = None,
+        self, info: Info[Context, None], ids: list[strawberry.ID] | None = None,
         user_name: str | None = None,
     ) -> AsyncIterator[StateChange]:
         # "From now on" is from subscribing: a change made while the watched set is worked
@@ -200,7 +199,7 @@ class HealthSubscription:
             yield StateChange.from_model(change)
 
 
-async def _watched(info: strawberry.Info, ids: list[strawberry.ID] | None,
+async def _watched(info: Info[Context, None], ids: list[strawberry.ID] | None,
                    user_name: str | None) -> list[str] | None:
     """What a stateChanges subscription watches, within what the caller may see."""
     ctx = info.context

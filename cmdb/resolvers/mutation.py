@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry import Info
 
-from cmdb.core.models import DomainError, OrgKind
+from cmdb.core.models import OrgKind
+from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.items.models import Service as ServiceModel
 from cmdb.resolvers.alarms import AlarmMutation
 from cmdb.resolvers.catalog import CatalogMutation
 from cmdb.resolvers.chargeback import ChargebackMutation
 from cmdb.resolvers.discovery import DiscoveryMutation
 from cmdb.resolvers.health import HealthMutation
 from cmdb.resolvers.identity import IdentityMutation
+from cmdb.resolvers.payloads import current_ci, errors_in
+from cmdb.schema.context import Context
 from cmdb.schema.inputs import (
     AssetInput,
     CostCentreInput,
@@ -32,7 +37,6 @@ from cmdb.schema.payloads import (
     OwnerGroupPayload,
     RelationPayload,
     ServicePayload,
-    user_errors,
 )
 from cmdb.schema.types import (
     Asset,
@@ -45,151 +49,121 @@ from cmdb.schema.types import (
 )
 
 
-def _services(info: strawberry.Info):  # type: ignore[no-untyped-def]
-    return info.context.services
+def _ci_payload(ci: CIModel) -> ConfigurationItemPayload:
+    return ConfigurationItemPayload(configuration_item=ConfigurationItem.from_model(ci))
+
+
+def _service_payload(svc: ServiceModel) -> ServicePayload:
+    return ServicePayload(service=Service.from_model(svc))
 
 
 @strawberry.type
 class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation,
                DiscoveryMutation, ChargebackMutation):
     @strawberry.mutation(description="Create a configuration item.")
+    @errors_in(ConfigurationItemPayload)
     async def create_configuration_item(
-        self, info: strawberry.Info, input: CreateConfigurationItemInput
+        self, info: Info[Context, None], input: CreateConfigurationItemInput
     ) -> ConfigurationItemPayload:
-        try:
-            ci = await _services(info).inventory.create(to_dict(input))
-        except DomainError as e:
-            return ConfigurationItemPayload(errors=user_errors(e))
-        return ConfigurationItemPayload(configuration_item=ConfigurationItem.from_model(ci))
+        return _ci_payload(await info.context.services.inventory.create(to_dict(input)))
 
     @strawberry.mutation(description="Change the given fields of a configuration item.")
+    @errors_in(ConfigurationItemPayload)
     async def update_configuration_item(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateConfigurationItemInput
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateConfigurationItemInput
     ) -> ConfigurationItemPayload:
-        try:
-            ci = await _services(info).inventory.update(str(id), to_dict(input))
-        except DomainError as e:
-            return ConfigurationItemPayload(errors=user_errors(e))
-        return ConfigurationItemPayload(configuration_item=ConfigurationItem.from_model(ci))
+        return _ci_payload(await info.context.services.inventory.update(str(id),
+                                                                        to_dict(input)))
 
     @strawberry.mutation(description="Retire a configuration item: it is kept with its "
                          "history, leaves default lists, and its relationships end.")
+    @errors_in(ConfigurationItemPayload)
     async def retire_configuration_item(
-        self, info: strawberry.Info, id: strawberry.ID, reason: str | None = None
+        self, info: Info[Context, None], id: strawberry.ID, reason: str | None = None
     ) -> ConfigurationItemPayload:
-        try:
-            ci = await _services(info).inventory.retire(str(id), reason)
-        except DomainError as e:
-            return ConfigurationItemPayload(errors=user_errors(e))
-        return ConfigurationItemPayload(configuration_item=ConfigurationItem.from_model(ci))
+        return _ci_payload(await info.context.services.inventory.retire(str(id), reason))
 
     @strawberry.mutation(description="Set a CI's asset record (replacing the one it had): "
                          "purchase, depreciation and support contract. A retired CI's record "
                          "is kept as it was.")
-    async def set_asset(self, info: strawberry.Info, ci_id: strawberry.ID, input: AssetInput
-                        ) -> AssetPayload:
+    @errors_in(AssetPayload)
+    async def set_asset(self, info: Info[Context, None], ci_id: strawberry.ID,
+                        input: AssetInput) -> AssetPayload:
         principal = info.context.principal
-        inventory = _services(info).inventory
-        try:
-            asset = await inventory.set_asset(str(ci_id), to_dict(input),
-                                              principal.user if principal else None)
-        except DomainError as e:
-            return AssetPayload(errors=user_errors(e))
-        ci = await inventory.get(str(ci_id))
+        asset = await info.context.services.inventory.set_asset(
+            str(ci_id), to_dict(input), principal.user if principal else None)
         return AssetPayload(asset=Asset.from_model(asset), cleared=False,
-                            configuration_item=ConfigurationItem.from_model(ci) if ci else None)
+                            configuration_item=await current_ci(info, ci_id))
 
     @strawberry.mutation(description="Remove a CI's asset record (nothing happens when it has "
                          "none). A retired CI's record is kept.")
-    async def clear_asset(self, info: strawberry.Info, ci_id: strawberry.ID) -> AssetPayload:
-        inventory = _services(info).inventory
-        try:
-            cleared = await inventory.clear_asset(str(ci_id))
-        except DomainError as e:
-            return AssetPayload(errors=user_errors(e))
-        ci = await inventory.get(str(ci_id))
-        return AssetPayload(cleared=cleared,
-                            configuration_item=ConfigurationItem.from_model(ci) if ci else None)
+    @errors_in(AssetPayload)
+    async def clear_asset(self, info: Info[Context, None], ci_id: strawberry.ID
+                          ) -> AssetPayload:
+        cleared = await info.context.services.inventory.clear_asset(str(ci_id))
+        return AssetPayload(cleared=cleared, configuration_item=await current_ci(info, ci_id))
 
     @strawberry.mutation
+    @errors_in(ServicePayload)
     async def create_service(
-        self, info: strawberry.Info, input: CreateServiceInput
+        self, info: Info[Context, None], input: CreateServiceInput
     ) -> ServicePayload:
-        try:
-            svc = await _services(info).servicemodel.create(to_dict(input))
-        except DomainError as e:
-            return ServicePayload(errors=user_errors(e))
-        return ServicePayload(service=Service.from_model(svc))
+        return _service_payload(await info.context.services.servicemodel.create(to_dict(input)))
 
     @strawberry.mutation
+    @errors_in(ServicePayload)
     async def update_service(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateServiceInput
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateServiceInput
     ) -> ServicePayload:
-        try:
-            svc = await _services(info).servicemodel.update(str(id), to_dict(input))
-        except DomainError as e:
-            return ServicePayload(errors=user_errors(e))
-        return ServicePayload(service=Service.from_model(svc))
+        return _service_payload(await info.context.services.servicemodel.update(
+            str(id), to_dict(input)))
 
     @strawberry.mutation
+    @errors_in(ServicePayload)
     async def retire_service(
-        self, info: strawberry.Info, id: strawberry.ID, reason: str | None = None
+        self, info: Info[Context, None], id: strawberry.ID, reason: str | None = None
     ) -> ServicePayload:
-        try:
-            svc = await _services(info).servicemodel.retire(str(id), reason)
-        except DomainError as e:
-            return ServicePayload(errors=user_errors(e))
-        return ServicePayload(service=Service.from_model(svc))
+        return _service_payload(await info.context.services.servicemodel.retire(str(id),
+                                                                                reason))
 
     @strawberry.mutation(description="Relate a consumer (source) to a provider (target). "
                          "Relating again updates the live relationship's properties.")
-    async def relate(self, info: strawberry.Info, input: RelateInput) -> RelationPayload:
-        d = to_dict(input)
-        try:
-            rel = await _services(info).relations.relate(
-                str(input.source_id), str(input.target_id), input.type, d.get("properties")
-            )
-        except DomainError as e:
-            return RelationPayload(errors=user_errors(e))
+    @errors_in(RelationPayload)
+    async def relate(self, info: Info[Context, None], input: RelateInput) -> RelationPayload:
+        rel = await info.context.services.relations.relate(
+            str(input.source_id), str(input.target_id), input.type,
+            to_dict(input).get("properties"))
         return RelationPayload(relation=Relation.from_model(rel))
 
     @strawberry.mutation(description="End a relationship; it is kept, marked retired.")
-    async def unrelate(self, info: strawberry.Info, input: UnrelateInput) -> RelationPayload:
-        d = to_dict(input)
-        try:
-            rel = await _services(info).relations.unrelate(
-                str(input.source_id), str(input.target_id), input.type, d.get("reason")
-            )
-        except DomainError as e:
-            return RelationPayload(errors=user_errors(e))
+    @errors_in(RelationPayload)
+    async def unrelate(self, info: Info[Context, None], input: UnrelateInput
+                       ) -> RelationPayload:
+        rel = await info.context.services.relations.unrelate(
+            str(input.source_id), str(input.target_id), input.type,
+            to_dict(input).get("reason"))
         return RelationPayload(relation=Relation.from_model(rel))
 
     @strawberry.mutation
+    @errors_in(OwnerGroupPayload)
     async def create_owner_group(
-        self, info: strawberry.Info, input: OwnerGroupInput
+        self, info: Info[Context, None], input: OwnerGroupInput
     ) -> OwnerGroupPayload:
-        try:
-            unit = await _services(info).org.create(OrgKind.OWNER_GROUP, to_dict(input))
-        except DomainError as e:
-            return OwnerGroupPayload(errors=user_errors(e))
+        unit = await info.context.services.org.create(OrgKind.OWNER_GROUP, to_dict(input))
         return OwnerGroupPayload(owner_group=OwnerGroup.from_model(unit))
 
     @strawberry.mutation
+    @errors_in(CostCentrePayload)
     async def create_cost_centre(
-        self, info: strawberry.Info, input: CostCentreInput
+        self, info: Info[Context, None], input: CostCentreInput
     ) -> CostCentrePayload:
-        try:
-            unit = await _services(info).org.create(OrgKind.COST_CENTRE, to_dict(input))
-        except DomainError as e:
-            return CostCentrePayload(errors=user_errors(e))
+        unit = await info.context.services.org.create(OrgKind.COST_CENTRE, to_dict(input))
         return CostCentrePayload(cost_centre=CostCentre.from_model(unit))
 
     @strawberry.mutation
+    @errors_in(LocationPayload)
     async def create_location(
-        self, info: strawberry.Info, input: LocationInput
+        self, info: Info[Context, None], input: LocationInput
     ) -> LocationPayload:
-        try:
-            unit = await _services(info).org.create(OrgKind.LOCATION, to_dict(input))
-        except DomainError as e:
-            return LocationPayload(errors=user_errors(e))
+        unit = await info.context.services.org.create(OrgKind.LOCATION, to_dict(input))
         return LocationPayload(location=Location.from_model(unit))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import strawberry
+from strawberry import Info
 
 from cmdb.core.cypher import ItemFilter
 from cmdb.core.models import OrgKind
@@ -19,7 +21,13 @@ from cmdb.resolvers.chargeback import ChargebackQuery
 from cmdb.resolvers.discovery import DiscoveryQuery
 from cmdb.resolvers.health import HealthQuery
 from cmdb.resolvers.identity import IdentityQuery
-from cmdb.schema.inputs import ConfigurationItemFilter, ItemOrder, ServiceFilter
+from cmdb.schema.context import Context
+from cmdb.schema.inputs import (
+    ConfigurationItemFilter,
+    ItemConditions,
+    ItemOrder,
+    ServiceFilter,
+)
 from cmdb.schema.types import (
     ConfigurationItem,
     ConfigurationItemConnection,
@@ -49,17 +57,10 @@ def _page_info(page: Page[Any]) -> PageInfo:
 def _common_filter(f: ConfigurationItemFilter | ServiceFilter | None) -> ItemFilter:
     if f is None:
         return ItemFilter()
-    return ItemFilter(
-        lifecycle_status=f.lifecycle_status,
-        operational_state=f.operational_state,
-        criticality=f.criticality,
-        owner_group_id=f.owner_group_id,
-        cost_centre_code=f.cost_centre_code,
-        location_id=f.location_id,
-        name_contains=f.name_contains,
-        attributes=[(a.key, a.value) for a in f.attributes or []],
-        include_retired=f.include_retired,
-    )
+    # The conditions both filters have go to ItemFilter under the same names.
+    shared = {c.name: getattr(f, c.name) for c in dataclasses.fields(ItemConditions)}
+    return ItemFilter(**shared, attributes=[(a.key, a.value) for a in f.attributes or []],
+                      include_retired=f.include_retired)
 
 
 def ci_filter(f: ConfigurationItemFilter | None, visible: Visibility | None = None) -> ItemFilter:
@@ -86,14 +87,14 @@ def service_filter(f: ServiceFilter | None, visible: Visibility | None = None) -
 class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery,
             ChargebackQuery):
     @strawberry.field(description="Any item (configuration item or service) by id.")
-    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Item | None:
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Item | None:
         found = await info.context.loaders.item_loader(
             info.selected_fields[0].selections).load(str(id))
         return item_view(found) if found else None
 
     @strawberry.field(description="A configuration item by id (retired ones too).")
     async def configuration_item(
-        self, info: strawberry.Info, id: strawberry.ID
+        self, info: Info[Context, None], id: strawberry.ID
     ) -> ConfigurationItem | None:
         found = await info.context.loaders.item_loader(
             info.selected_fields[0].selections).load(str(id))
@@ -102,7 +103,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
     @strawberry.field(description="Configuration items, filtered and sorted, a page at a time.")
     async def configuration_items(
         self,
-        info: strawberry.Info,
+        info: Info[Context, None],
         filter: ConfigurationItemFilter | None = None,
         order_by: ItemOrder | None = None,
         first: int | None = None,
@@ -123,7 +124,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
         )
 
     @strawberry.field(description="A service by id (retired ones too).")
-    async def service(self, info: strawberry.Info, id: strawberry.ID) -> Service | None:
+    async def service(self, info: Info[Context, None], id: strawberry.ID) -> Service | None:
         found = await info.context.loaders.item_loader(
             info.selected_fields[0].selections).load(str(id))
         return Service.from_model(found) if isinstance(found, ServiceModel) else None
@@ -131,7 +132,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
     @strawberry.field(description="Business and technical services, a page at a time.")
     async def services(
         self,
-        info: strawberry.Info,
+        info: Info[Context, None],
         filter: ServiceFilter | None = None,
         order_by: ItemOrder | None = None,
         first: int | None = None,
@@ -152,21 +153,21 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
 
     @strawberry.field
     async def owner_groups(
-        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+        self, info: Info[Context, None], name_contains: str | None = None, first: int | None = None
     ) -> list[OwnerGroup]:
         units = await info.context.services.org.list(OrgKind.OWNER_GROUP, name_contains, first)
         return [OwnerGroup.from_model(u) for u in units]
 
     @strawberry.field
     async def cost_centres(
-        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+        self, info: Info[Context, None], name_contains: str | None = None, first: int | None = None
     ) -> list[CostCentre]:
         units = await info.context.services.org.list(OrgKind.COST_CENTRE, name_contains, first)
         return [CostCentre.from_model(u) for u in units]
 
     @strawberry.field
     async def locations(
-        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+        self, info: Info[Context, None], name_contains: str | None = None, first: int | None = None
     ) -> list[Location]:
         units = await info.context.services.org.list(OrgKind.LOCATION, name_contains, first)
         return [Location.from_model(u) for u in units]

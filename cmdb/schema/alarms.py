@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry import Info
 
 from cmdb.alarms.models import Alarm as AlarmModel
 from cmdb.alarms.models import AlarmSeverity, AlarmStatus
 from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.schema.context import Context
 from cmdb.schema.types import ConfigurationItem, UserError
 
 # Registered in place, like the enums in enums.py: the domain classes are the GraphQL enums.
@@ -56,7 +58,7 @@ class Alarm:
     cleared_at: datetime | None
 
     @strawberry.field(description="The configuration item the alarm is raised on.")
-    async def configuration_item(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def configuration_item(self, info: Info[Context, None]) -> ConfigurationItem | None:
         found = await info.context.loaders.items.load(str(self.ci_id))
         return ConfigurationItem.from_model(found) if isinstance(found, CIModel) else None
 

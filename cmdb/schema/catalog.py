@@ -1,13 +1,14 @@
 """GraphQL views of the catalogue: items and their versions, orders with their approval steps,
-transitions and tasks, subscriptions; inputs and mutation payloads."""
+transitions and tasks, subscriptions; mutation payloads (inputs: schema/catalog_inputs.py)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import strawberry
+from strawberry import Info
 from strawberry.scalars import JSON
 
 from cmdb.catalog import models as m
@@ -21,10 +22,10 @@ from cmdb.catalog.models import (
     TaskStatus,
 )
 from cmdb.chargeback.models import PricePlan as PricePlanModel
-from cmdb.chargeback.models import Tier
 from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.items.models import Service as ServiceModel
 from cmdb.schema.chargeback import RateTier
+from cmdb.schema.context import Context
 from cmdb.schema.types import ConfigurationItem, Service, UserError
 
 strawberry.enum(OrderStatus, description="Where an order is in its life; see the README for "
@@ -127,8 +128,11 @@ class CatalogueItemVersion:
             created_by=v.created_by)
 
 
-def _tiers(tiers: list[Tier]) -> list[RateTier]:
-    return [RateTier(up_to=t.up_to, rate=t.rate) for t in tiers]
+def _rate_card(u: m.EstimateLine | m.QuotedRate) -> dict[str, Any]:
+    """The rate card a meter is billed at, as estimates and quotes show it."""
+    return {"rate_card_id": strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
+            "rate_card_version": u.rate_card_version,
+            "tiers": [RateTier(up_to=t.up_to, rate=t.rate) for t in u.tiers]}
 
 
 @strawberry.input(description="A quantity of a meter of the item's price plan, for a month.")
@@ -176,11 +180,8 @@ class CatalogueEstimate:
     def from_model(cls, e: m.Estimate) -> CatalogueEstimate:
         return cls(
             currency=e.currency, one_off=e.one_off, monthly=e.monthly,
-            usage=[EstimateUsage(
-                meter=u.meter, unit=u.unit, quantity=u.quantity,
-                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
-                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers),
-                amount=u.amount) for u in e.usage],
+            usage=[EstimateUsage(meter=u.meter, unit=u.unit, quantity=u.quantity,
+                                 amount=u.amount, **_rate_card(u)) for u in e.usage],
             monthly_total=e.monthly_total, first_month=e.first_month, notes=e.notes,
             rates_on=e.rates_on)
 
@@ -204,7 +205,7 @@ class CatalogueItem:
                       "the given usage (a quantity per meter of the price plan; none: the "
                       "rates alone), by the rate cards in force today. A meter the plan does "
                       "not have is an error naming quantities[i].meter.")
-    async def estimate(self, info: strawberry.Info,
+    async def estimate(self, info: Info[Context, None],
                        quantities: list[EstimateQuantityInput] | None = None
                        ) -> CatalogueEstimate:
         found = await info.context.loaders.catalog.estimates(info.context.principal).load(
@@ -212,7 +213,7 @@ class CatalogueItem:
         return CatalogueEstimate.from_model(found)
 
     @strawberry.field(description="Every version, oldest first.")
-    async def versions(self, info: strawberry.Info) -> list[CatalogueItemVersion]:
+    async def versions(self, info: Info[Context, None]) -> list[CatalogueItemVersion]:
         found = await info.context.loaders.catalog.item_versions.load(str(self.id))
         return [CatalogueItemVersion.from_model(v) for v in found]
 
@@ -324,11 +325,8 @@ class OrderQuote:
     def from_model(cls, q: m.Quote) -> OrderQuote:
         return cls(
             currency=q.currency, one_off=q.one_off, monthly=q.monthly,
-            usage=[QuotedUsageRate(
-                meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
-                rate_card_id=strawberry.ID(u.rate_card_id) if u.rate_card_id else None,
-                rate_card_version=u.rate_card_version, tiers=_tiers(u.tiers), note=u.note)
-                for u in q.usage],
+            usage=[QuotedUsageRate(meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
+                                   note=u.note, **_rate_card(u)) for u in q.usage],
             notes=q.notes, quoted_at=q.quoted_at)
 
 
@@ -358,28 +356,28 @@ class Order:
     subscription_id: strawberry.ID | None
 
     @strawberry.field(description="Approval steps in order, with their decisions.")
-    async def approval_steps(self, info: strawberry.Info) -> list[ApprovalStep]:
+    async def approval_steps(self, info: Info[Context, None]) -> list[ApprovalStep]:
         found = await info.context.loaders.catalog.steps.load(str(self.id))
         return [ApprovalStep.from_model(s) for s in found]
 
     @strawberry.field(description="Every move of the order, oldest first.")
-    async def transitions(self, info: strawberry.Info) -> list[OrderTransition]:
+    async def transitions(self, info: Info[Context, None]) -> list[OrderTransition]:
         found = await info.context.loaders.catalog.transitions.load(str(self.id))
         return [OrderTransition(seq=t.seq, from_status=t.from_status, to_status=t.to_status,
                                 by=t.by, at=t.at, reason=t.reason) for t in found]
 
     @strawberry.field
-    async def tasks(self, info: strawberry.Info) -> list[FulfilmentTask]:
+    async def tasks(self, info: Info[Context, None]) -> list[FulfilmentTask]:
         found = await info.context.loaders.catalog.tasks.load(str(self.id))
         return [FulfilmentTask.from_model(t) for t in found]
 
     @strawberry.field(description="The item version the order was made with.")
-    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+    async def version(self, info: Info[Context, None]) -> CatalogueItemVersion | None:
         found = await info.context.loaders.catalog.versions.load(str(self.version_id))
         return CatalogueItemVersion.from_model(found) if found else None
 
     @strawberry.field
-    async def subscription(self, info: strawberry.Info) -> Subscription | None:
+    async def subscription(self, info: Info[Context, None]) -> Subscription | None:
         if self.subscription_id is None:
             return None
         found = await info.context.loaders.catalog.subscriptions.load(str(self.subscription_id))
@@ -423,21 +421,21 @@ class Subscription:  # named CatalogueSubscription: the root Subscription type h
     end_reason: str | None
 
     @strawberry.field(description="The service the subscription is an instance of.")
-    async def service(self, info: strawberry.Info) -> Service | None:
+    async def service(self, info: Info[Context, None]) -> Service | None:
         if self.service_id is None:
             return None
         found = await info.context.loaders.items.load(str(self.service_id))
         return Service.from_model(found) if isinstance(found, ServiceModel) else None
 
     @strawberry.field(description="The CIs fulfilment made for it (retired once it ends).")
-    async def configuration_items(self, info: strawberry.Info) -> list[ConfigurationItem]:
+    async def configuration_items(self, info: Info[Context, None]) -> list[ConfigurationItem]:
         found = await info.context.loaders.items.load_many(
             [str(i) for i in self.configuration_item_ids])
         return [ConfigurationItem.from_model(f) for f in found
                 if isinstance(f, CIModel)]
 
     @strawberry.field(description="The item version it was ordered with (its price plan).")
-    async def version(self, info: strawberry.Info) -> CatalogueItemVersion | None:
+    async def version(self, info: Info[Context, None]) -> CatalogueItemVersion | None:
         found = await info.context.loaders.catalog.versions.load(str(self.version_id))
         return CatalogueItemVersion.from_model(found) if found else None
 
@@ -452,75 +450,6 @@ class Subscription:  # named CatalogueSubscription: the root Subscription type h
             configuration_item_ids=[strawberry.ID(i) for i in s.ci_ids],
             start_at=s.start_at, end_at=s.end_at, ended_by=s.ended_by,
             end_reason=s.end_reason)
-
-
-# --- inputs ----------------------------------------------------------------------------------
-
-
-@strawberry.input
-class CatalogueCategoryInput:
-    name: str
-    description: str = ""
-
-
-@strawberry.input
-class UsageRateInput:
-    meter: str
-    unit: str
-    rate: Decimal
-
-
-@strawberry.input
-class PricePlanInput:
-    currency: str = "EUR"
-    one_off: Decimal = Decimal("0")
-    monthly: Decimal = Decimal("0")
-    usage: list[UsageRateInput] = strawberry.field(default_factory=list)
-
-
-@strawberry.input
-class ApprovalStepInput:
-    kind: StepKind
-    above: Decimal | None = None
-    role: str | None = None
-
-
-@strawberry.input(description="A new catalogue item (its version 1).")
-class CatalogueItemInput:
-    name: str
-    description: str = ""
-    category_id: strawberry.ID | None = None
-    form_schema: JSON = strawberry.field(description="JSON Schema of the order form.")
-    roles: list[str] = strawberry.field(description="Roles that may order it.")
-    approval_steps: list[ApprovalStepInput] = strawberry.field(default_factory=list)
-    price: PricePlanInput = strawberry.field(default_factory=PricePlanInput)
-    recipe: JSON = strawberry.field(
-        description="{service, cis: [{key, ciClass, name, hostName, domain, attributes}], "
-        "relationships: [{source, type, target, properties}], tasks: [{name, group}]}")
-
-
-@strawberry.input(description="Changes to an item; saved as its next version.")
-class UpdateCatalogueItemInput:
-    name: str | None = None
-    description: str | None = None
-    category_id: strawberry.ID | None = None
-    form_schema: JSON | None = None
-    roles: list[str] | None = None
-    approval_steps: list[ApprovalStepInput] | None = None
-    price: PricePlanInput | None = None
-    recipe: JSON | None = None
-
-
-@strawberry.input
-class SubmitOrderInput:
-    item_id: strawberry.ID
-    form: JSON = strawberry.field(description="Answers to the item's form schema.")
-    idempotency_key: str = strawberry.field(
-        description="Chosen by the client per order (e.g. a UUID): sending the same request "
-        "again returns the same order instead of making another.")
-    cost_centre_code: str | None = strawberry.field(
-        default=None, description="Default: the requester's cost centre.")
-    comment: str | None = None
 
 
 # --- payloads --------------------------------------------------------------------------------

@@ -215,6 +215,15 @@ class PeopleLoaders:
 
 
 class Context(BaseContext):
+    """What resolvers read, by one name each: ``services`` (the use cases, as named on
+    ``Services``), ``principal`` (the caller; None: anonymous), ``visible`` (the caller's
+    scope) and ``loaders`` (the request's batch loads). Resolvers take it as
+    ``info: Info[Context, None]``."""
+
+    services: Services
+    request_id: str
+    visible: Visibility
+
     def __init__(
         self, services: Services, request_id: str, principal: Principal | None = None
     ) -> None:

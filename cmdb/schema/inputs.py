@@ -50,25 +50,29 @@ class IdentifiersInput:
     cloud_instance_id: str | None = strawberry.UNSET
 
 
+# Items and services share their inputs' fields. strawberry lists a type's fields in the
+# order of its bases, then its own: each input below names its parts in SDL order.
+
+
 @strawberry.input
-class CreateConfigurationItemInput:
+class _NewConfigurationItem:
     name: str
     ci_class: CIClass
-    description: str | None = strawberry.UNSET
-    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
-    operational_state: OperationalState | None = strawberry.UNSET
-    criticality: Criticality | None = strawberry.UNSET
-    owner_group_id: strawberry.ID | None = strawberry.UNSET
-    cost_centre_id: strawberry.ID | None = strawberry.UNSET
-    location_id: strawberry.ID | None = strawberry.UNSET
-    identifiers: IdentifiersInput | None = strawberry.UNSET
-    attributes: JSON | None = strawberry.UNSET
 
 
-@strawberry.input(description="Only the fields given change; null clears a field or a link. "
-                  "Attributes are merged; an attribute set to null is removed.")
-class UpdateConfigurationItemInput:
+@strawberry.input
+class _NewService:
+    name: str
+    kind: ServiceKind
+
+
+@strawberry.input
+class _Rename:
     name: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class _ItemDetails:
     description: str | None = strawberry.UNSET
     lifecycle_status: LifecycleStatus | None = strawberry.UNSET
     operational_state: OperationalState | None = strawberry.UNSET
@@ -76,6 +80,10 @@ class UpdateConfigurationItemInput:
     owner_group_id: strawberry.ID | None = strawberry.UNSET
     cost_centre_id: strawberry.ID | None = strawberry.UNSET
     location_id: strawberry.ID | None = strawberry.UNSET
+
+
+@strawberry.input
+class _ConfigurationItemExtras:
     identifiers: IdentifiersInput | None = strawberry.UNSET
     attributes: JSON | None = strawberry.UNSET
 
@@ -95,16 +103,7 @@ class BusinessValueInput:
 
 
 @strawberry.input
-class CreateServiceInput:
-    name: str
-    kind: ServiceKind
-    description: str | None = strawberry.UNSET
-    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
-    operational_state: OperationalState | None = strawberry.UNSET
-    criticality: Criticality | None = strawberry.UNSET
-    owner_group_id: strawberry.ID | None = strawberry.UNSET
-    cost_centre_id: strawberry.ID | None = strawberry.UNSET
-    location_id: strawberry.ID | None = strawberry.UNSET
+class _ServiceExtras:
     sla: SLAInput | None = strawberry.UNSET
     business_value: BusinessValueInput | None = strawberry.UNSET
     cost_recovery: CostRecovery | None = strawberry.UNSET
@@ -112,19 +111,25 @@ class CreateServiceInput:
 
 
 @strawberry.input
-class UpdateServiceInput:
-    name: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
-    lifecycle_status: LifecycleStatus | None = strawberry.UNSET
-    operational_state: OperationalState | None = strawberry.UNSET
-    criticality: Criticality | None = strawberry.UNSET
-    owner_group_id: strawberry.ID | None = strawberry.UNSET
-    cost_centre_id: strawberry.ID | None = strawberry.UNSET
-    location_id: strawberry.ID | None = strawberry.UNSET
-    sla: SLAInput | None = strawberry.UNSET
-    business_value: BusinessValueInput | None = strawberry.UNSET
-    cost_recovery: CostRecovery | None = strawberry.UNSET
-    attributes: JSON | None = strawberry.UNSET
+class CreateConfigurationItemInput(_NewConfigurationItem, _ItemDetails,
+                                   _ConfigurationItemExtras):
+    pass
+
+
+@strawberry.input(description="Only the fields given change; null clears a field or a link. "
+                  "Attributes are merged; an attribute set to null is removed.")
+class UpdateConfigurationItemInput(_Rename, _ItemDetails, _ConfigurationItemExtras):
+    pass
+
+
+@strawberry.input
+class CreateServiceInput(_NewService, _ItemDetails, _ServiceExtras):
+    pass
+
+
+@strawberry.input
+class UpdateServiceInput(_Rename, _ItemDetails, _ServiceExtras):
+    pass
 
 
 @strawberry.input
@@ -171,11 +176,19 @@ class AttributeFilter:
     value: JSON
 
 
-@strawberry.input(description="All conditions given must hold. Retired items are left out "
-                  "unless includeRetired is true or lifecycleStatus asks for them.")
-class ConfigurationItemFilter:
+@strawberry.input
+class _ClassConditions:
     classes: list[CIClass] | None = None
     families: list[CIFamily] | None = None
+
+
+@strawberry.input
+class _KindConditions:
+    kinds: list[ServiceKind] | None = None
+
+
+@strawberry.input
+class ItemConditions:
     lifecycle_status: list[LifecycleStatus] | None = None
     operational_state: list[OperationalState] | None = None
     criticality: list[Criticality] | None = None
@@ -183,6 +196,11 @@ class ConfigurationItemFilter:
     cost_centre_code: str | None = None
     location_id: strawberry.ID | None = None
     name_contains: str | None = None
+
+
+@strawberry.input(description="All conditions given must hold. Retired items are left out "
+                  "unless includeRetired is true or lifecycleStatus asks for them.")
+class ConfigurationItemFilter(_ClassConditions, ItemConditions):
     identifier: str | None = strawberry.field(
         default=None,
         description="Matches serial number, host name, FQDN, MAC or cloud instance id.",
@@ -192,15 +210,7 @@ class ConfigurationItemFilter:
 
 
 @strawberry.input
-class ServiceFilter:
-    kinds: list[ServiceKind] | None = None
-    lifecycle_status: list[LifecycleStatus] | None = None
-    operational_state: list[OperationalState] | None = None
-    criticality: list[Criticality] | None = None
-    owner_group_id: strawberry.ID | None = None
-    cost_centre_code: str | None = None
-    location_id: strawberry.ID | None = None
-    name_contains: str | None = None
+class ServiceFilter(_KindConditions, ItemConditions):
     attributes: list[AttributeFilter] | None = None
     include_retired: bool = False
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import strawberry
+from strawberry import Info
 from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField
 
@@ -19,6 +20,7 @@ from cmdb.items.models import ConfigurationItem as CIModel
 from cmdb.items.models import Direction as DirectionModel
 from cmdb.items.models import Relation as RelationModel
 from cmdb.items.models import Service as ServiceModel
+from cmdb.schema.context import Context
 from cmdb.schema.discovery import (
     AttributeProvenance,
     CIAsOf,
@@ -65,6 +67,10 @@ class OwnerGroup:
         return cls(id=strawberry.ID(m.id), name=m.name, email=m.email, description=m.description)
 
 
+async def _org_unit(info: Info[Context, None], unit_id: str | None) -> OrgUnit | None:
+    return await info.context.loaders.org.load(unit_id) if unit_id is not None else None
+
+
 @strawberry.type(description="A cost centre; costs roll up its parent chain.")
 class CostCentre:
     id: strawberry.ID
@@ -74,10 +80,8 @@ class CostCentre:
     parent_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def parent(self, info: strawberry.Info) -> CostCentre | None:
-        if self.parent_id is None:
-            return None
-        unit = await info.context.loaders.org.load(self.parent_id)
+    async def parent(self, info: Info[Context, None]) -> CostCentre | None:
+        unit = await _org_unit(info, self.parent_id)
         return CostCentre.from_model(unit) if unit else None
 
     @classmethod
@@ -94,10 +98,8 @@ class Location:
     parent_id: strawberry.Private[str | None]
 
     @strawberry.field
-    async def parent(self, info: strawberry.Info) -> Location | None:
-        if self.parent_id is None:
-            return None
-        unit = await info.context.loaders.org.load(self.parent_id)
+    async def parent(self, info: Info[Context, None]) -> Location | None:
+        unit = await _org_unit(info, self.parent_id)
         return Location.from_model(unit) if unit else None
 
     @classmethod
@@ -144,7 +146,7 @@ class Item:
     )
     async def relationships(
         self,
-        info: strawberry.Info,
+        info: Info[Context, None],
         direction: Direction = DirectionModel.BOTH,
         types: list[RelationType] | None = None,
         depth: int = 1,
@@ -184,7 +186,7 @@ def selects(selections: list[Any], name: str) -> bool:
     return False
 
 
-def wants_total(info: strawberry.Info) -> bool:
+def wants_total(info: Info[Context, None]) -> bool:
     """Whether a connection field's ``totalCount`` is asked for (it costs a count query)."""
     return any(selects(f.selections, "totalCount") for f in info.selected_fields)
 
@@ -318,7 +320,7 @@ class ConfigurationItem(Item):
                       "value), relationships, staleness, retirement and merges, each with "
                       "its source and time. One query per CI: ask for it on detail views.")
     async def history(
-        self, info: strawberry.Info, first: int = 50, since: datetime | None = None,
+        self, info: Info[Context, None], first: int = 50, since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[HistoryEntry]:
         found = await info.context.services.discovery.history(str(self.id), since, until, first)
@@ -326,13 +328,13 @@ class ConfigurationItem(Item):
 
     @strawberry.field(description="Its asset record (purchase, depreciation, support), or "
                       "null when it has none. Kept when the CI is retired.")
-    async def asset(self, info: strawberry.Info) -> Asset | None:
+    async def asset(self, info: Info[Context, None]) -> Asset | None:
         found = await info.context.loaders.assets.load(str(self.id))
         return Asset.from_model(found) if found else None
 
     @strawberry.field(description="This CI as it was at a past time (its attributes, "
                       "lifecycle and relationships), rebuilt from the recorded history.")
-    async def as_of(self, info: strawberry.Info, at: datetime) -> CIAsOf:
+    async def as_of(self, info: Info[Context, None], at: datetime) -> CIAsOf:
         svc = info.context.services.discovery
         return CIAsOf.from_model(await svc.as_of(str(self.id), at))
 
