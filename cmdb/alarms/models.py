@@ -25,7 +25,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from cmdb.core.models import FieldError, OperationalState
+from cmdb.core.models import FieldError, FrozenModel, OperationalState
 from cmdb.core.validation import stripped_non_blank
 from cmdb.rollup.models import PRECEDENCE
 
@@ -114,9 +114,7 @@ class AlarmRaise(BaseModel):
         return None if self.event_id is None else open_key(self.source, self.event_id)
 
 
-class Alarm(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Alarm(FrozenModel):
     id: str
     source: str
     dedup_key: str
@@ -145,10 +143,8 @@ class RaiseOutcome(StrEnum):
     REJECTED = "rejected"
 
 
-class RaiseResult(BaseModel):
+class RaiseResult(FrozenModel):
     """What became of one item of a raise: the alarm, or why it was rejected."""
-
-    model_config = ConfigDict(frozen=True)
 
     index: int
     outcome: RaiseOutcome
@@ -158,9 +154,7 @@ class RaiseResult(BaseModel):
     replayed: bool = False
 
 
-class BatchResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class BatchResult(FrozenModel):
     results: list[RaiseResult]
 
     def count(self, outcome: RaiseOutcome) -> int:
@@ -171,10 +165,8 @@ class BatchResult(BaseModel):
         return {o.value: self.count(o) for o in RaiseOutcome}
 
 
-class AlarmQuery(BaseModel):
+class AlarmQuery(FrozenModel):
     """Filters of a list of alarms (all optional); newest first."""
-
-    model_config = ConfigDict(frozen=True)
 
     ci_id: str | None = None
     statuses: tuple[AlarmStatus, ...] | None = None

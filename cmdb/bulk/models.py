@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmdb.core.models import FrozenModel
 from cmdb.items.models import CIWrite, RelationType, ServiceWrite
 from cmdb.org.models import OrgWrite
 
@@ -63,10 +64,8 @@ class RejectCode(StrEnum):
     BATCH_FAILED = "BATCH_FAILED"  # Neo4j refused its batch; nothing of the batch was written
 
 
-class Rejection(BaseModel):
+class Rejection(FrozenModel):
     """A row that was not written, by its position in the input."""
-
-    model_config = ConfigDict(frozen=True)
 
     index: int
     key: str | None  # the row's id, or "source -TYPE-> target" for a relationship

@@ -27,16 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from cmdb.chargeback.models import MAX_QUANTITY, PricePlan, Tier
-from cmdb.core.models import Criticality, OperationalState
+from cmdb.core.models import Criticality, FrozenModel, OperationalState
 from cmdb.core.validation import NonBlankName
 from cmdb.items.models import SERVICE, CIClass, RelationType, rule_violation
-
-
-class _Frozen(BaseModel):
-    """A value as read back or computed: never changed in place."""
-
-    model_config = ConfigDict(frozen=True)
-
 
 # --- orders ----------------------------------------------------------------------------------
 
@@ -127,7 +120,7 @@ BUILTINS = ("order", "user", "costCentre")
 # --- prices at order time and estimates ------------------------------------------------------
 
 
-class QuotedRate(_Frozen):
+class QuotedRate(FrozenModel):
     """How a meter of an item's price plan is billed: the plan's listed rate, and the rate card
     version in force (none when the meter has none; ``note`` then says so, as it does when the
     listed rate is not what the rate card charges)."""
@@ -141,7 +134,7 @@ class QuotedRate(_Frozen):
     note: str | None = None
 
 
-class Quote(_Frozen):
+class Quote(FrozenModel):
     """The price an order was placed at, recorded when it was submitted: its fees (what its
     subscription is billed) and the rate card in force for each meter of the plan then."""
 
@@ -176,7 +169,7 @@ class EstimateRequest(BaseModel):
         return v
 
 
-class EstimateLine(_Frozen):
+class EstimateLine(FrozenModel):
     """A meter of the plan: its quantity (None: not given), the rate card it is billed at and
     the amount (None without a quantity or a rate card)."""
 
@@ -189,7 +182,7 @@ class EstimateLine(_Frozen):
     amount: Decimal | None
 
 
-class Estimate(_Frozen):
+class Estimate(FrozenModel):
     """What an order of an item made now would be billed, by the bill's own rules."""
 
     currency: str
@@ -365,13 +358,13 @@ class OrderSubmit(BaseModel):
 # --- what is read back -----------------------------------------------------------------------
 
 
-class Category(_Frozen):
+class Category(FrozenModel):
     id: str
     name: str
     description: str
 
 
-class ItemVersion(_Frozen):
+class ItemVersion(FrozenModel):
     id: str
     item_id: str
     version: int
@@ -386,7 +379,7 @@ class ItemVersion(_Frozen):
     created_by: str | None
 
 
-class CatalogueItem(_Frozen):
+class CatalogueItem(FrozenModel):
     id: str
     status: ItemStatus
     category: Category | None
@@ -396,7 +389,7 @@ class CatalogueItem(_Frozen):
     retired_at: datetime | None = None
 
 
-class ApprovalStep(_Frozen):
+class ApprovalStep(FrozenModel):
     id: str
     index: int
     kind: StepKind
@@ -415,7 +408,7 @@ class ApprovalStep(_Frozen):
     approvers_only: bool = False
 
 
-class Transition(_Frozen):
+class Transition(FrozenModel):
     seq: int
     from_status: OrderStatus | None
     to_status: OrderStatus
@@ -424,7 +417,7 @@ class Transition(_Frozen):
     reason: str | None
 
 
-class FulfilmentTask(_Frozen):
+class FulfilmentTask(FrozenModel):
     id: str
     order_id: str
     index: int
@@ -437,7 +430,7 @@ class FulfilmentTask(_Frozen):
     note: str | None = None
 
 
-class Order(_Frozen):
+class Order(FrozenModel):
     id: str
     item_id: str
     version_id: str
@@ -461,7 +454,7 @@ class Order(_Frozen):
     quote: Quote | None = None  # None for orders placed before quotes were recorded
 
 
-class OrderChange(_Frozen):
+class OrderChange(FrozenModel):
     """A recorded transition of an order (its id and stamp), with the order as read then."""
 
     id: str
@@ -469,7 +462,7 @@ class OrderChange(_Frozen):
     order: Order
 
 
-class Subscription(_Frozen):
+class Subscription(FrozenModel):
     id: str
     order_id: str
     item_id: str

@@ -4,10 +4,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cmdb.core.models import FrozenModel
 
-class PlannedChange(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
+class PlannedChange(FrozenModel):
     id: str
     title: str
     start: datetime

@@ -6,12 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from cmdb.changes.models import ChangeWrite, PlannedChange
 from cmdb.changes.repository import ChangeRepository
 from cmdb.core.clock import utcnow
-from cmdb.core.models import DomainError
+from cmdb.core.models import DomainError, FrozenModel
 from cmdb.core.validation import validate
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
@@ -20,24 +18,18 @@ from cmdb.items.models import Service
 from cmdb.settings import Settings
 
 
-class ServiceWindowFit(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ServiceWindowFit(FrozenModel):
     impact: Impact
     inside_maintenance_window: bool
 
 
-class Collision(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Collision(FrozenModel):
     change: PlannedChange
     shared_service_ids: list[str]
     shared_ci_ids: list[str]
 
 
-class WhatIf(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class WhatIf(FrozenModel):
     affected: list[ServiceWindowFit]
     users_affected: int
     collisions: list[Collision]

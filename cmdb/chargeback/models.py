@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from cmdb.core.models import FrozenModel
 from cmdb.items.models import CostRecovery
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -130,9 +131,7 @@ def next_period(period: str) -> str:
     return str(ChargePeriod.parse(period).next())
 
 
-class Period(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Period(FrozenModel):
     id: str  # YYYY-MM
     start: datetime
     end: datetime
@@ -150,26 +149,20 @@ class Period(BaseModel):
 # --- meters and usage ------------------------------------------------------------------------
 
 
-class Meter(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Meter(FrozenModel):
     code: str
     name: str
     unit: str  # the pricing unit: "vCPU-hour", "GB-month", "session", "mailbox", "call"
     description: str | None = None
 
 
-class UsageRejection(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class UsageRejection(FrozenModel):
     index: int
     record_id: str | None
     reason: str
 
 
-class UsageIngestResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class UsageIngestResult(FrozenModel):
     received: int
     created: int
     duplicates: int  # the same record id with the same content: counted once
@@ -190,11 +183,9 @@ class Tier(BaseModel):
     rate: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
 
 
-class RateCard(BaseModel):
+class RateCard(FrozenModel):
     """One version of a meter's price: in force from ``effective_from`` until the next version
     starts (``effective_to``, exclusive)."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     meter: str
@@ -223,13 +214,11 @@ class PoolAllocation(BaseModel):
     percent: Decimal = Field(gt=0, le=100, decimal_places=2)
 
 
-class CostPool(BaseModel):
+class CostPool(FrozenModel):
     """A shared cost (a cluster, a storage array, the VDI platform) with its cost per period.
 
     ``capacity`` (in driver units) makes unused capacity visible: the share of the pool that
     capacity nobody uses stands for is reported as unallocated idle capacity."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     code: str
@@ -255,12 +244,10 @@ class CostPool(BaseModel):
 # --- charge lines ----------------------------------------------------------------------------
 
 
-class PoolHolder(BaseModel):
+class PoolHolder(FrozenModel):
     """What a line sums for its payer: a pool's driver holder, or a CI whose usage it bills.
     What it holds or used, how much of its cost reaches the line's payer, the exact share of
     the source that makes, and the path it takes; a usage line's CI also has its cents."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str  # the CI (or user, for desktop sessions) holding the driver, or the metered CI
     name: str
@@ -274,10 +261,8 @@ class PoolHolder(BaseModel):
     unit_price: Decimal | None = None  # usage lines: its rate, or amount / quantity (tiered)
 
 
-class ChargeLine(BaseModel):
+class ChargeLine(FrozenModel):
     """One amount charged (or shown) to one consumer, with everything that explains it."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     period: str
@@ -354,9 +339,7 @@ class CostCentreRow:
     mode: BillingMode
 
 
-class CalculationResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class CalculationResult(FrozenModel):
     period: Period
     changed: bool  # False when the period is closed (its lines stay as they were)
     lines: int
@@ -366,9 +349,7 @@ class CalculationResult(BaseModel):
     warnings: list[str]
 
 
-class ReportRow(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ReportRow(FrozenModel):
     key: str | None  # cost centre code, user name, service id, item id, meter, kind
     name: str | None
     amount: Decimal  # the row's own lines
@@ -379,12 +360,10 @@ class ReportRow(BaseModel):
     billing_mode: BillingMode | None = None
 
 
-class ServiceRecovery(BaseModel):
+class ServiceRecovery(FrozenModel):
     """A service recovered through the prices of its catalogue items, in one period: the
     cost booked to it (its calculated lines, not invoiced) against the fees its
     subscriptions paid. ``over_under`` = recovered - cost: positive, over-recovered."""
-
-    model_config = ConfigDict(frozen=True)
 
     service_id: str
     service_name: str | None
@@ -398,9 +377,7 @@ class ServiceRecovery(BaseModel):
     fee_lines: int  # its subscriptions' fee lines
 
 
-class Report(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Report(FrozenModel):
     period: Period
     dimension: ReportDimension
     rows: list[ReportRow]
@@ -412,10 +389,8 @@ class Report(BaseModel):
 # --- asset-based pools -----------------------------------------------------------------------
 
 
-class AssetCostItem(BaseModel):
+class AssetCostItem(FrozenModel):
     """One asset's part of a pool's month, exact (shown to six places)."""
-
-    model_config = ConfigDict(frozen=True)
 
     ci_id: str
     ci_name: str
@@ -424,10 +399,8 @@ class AssetCostItem(BaseModel):
     support: Decimal
 
 
-class AssetCost(BaseModel):
+class AssetCost(FrozenModel):
     """What a pool's assets cost in a period: the exact sum rounded once to the cent."""
-
-    model_config = ConfigDict(frozen=True)
 
     period: str
     amount: Decimal

@@ -9,6 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 
+class FrozenModel(BaseModel):
+    """A value: read back or computed, never changed in place."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class LifecycleStatus(StrEnum):
     PLANNED = "PLANNED"
     ORDERED = "ORDERED"
@@ -47,10 +53,8 @@ class OrgKind(StrEnum):
     LOCATION = "Location"
 
 
-class OrgUnit(BaseModel):
+class OrgUnit(FrozenModel):
     """An owner group, cost centre or location."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     kind: OrgKind
@@ -61,10 +65,8 @@ class OrgUnit(BaseModel):
     description: str | None = None
 
 
-class ItemBase(BaseModel):
+class ItemBase(FrozenModel):
     """What configuration items and services have in common."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     name: str

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from cmdb.core.mapping import load_json
+from cmdb.core.models import FrozenModel
 from cmdb.items.models import CIClass, Identifiers, RelationType
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -37,12 +38,6 @@ class _Input(BaseModel):
     """A record as clients send it: camelCase names (or the Python ones), nothing else."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class _Frozen(BaseModel):
-    """A value as read or reported: never changed once made."""
-
-    model_config = ConfigDict(frozen=True)
 
 
 class SourceKind(StrEnum):
@@ -81,7 +76,7 @@ class SourceWrite(_Input):
         return v
 
 
-class Source(_Frozen):
+class Source(FrozenModel):
     name: str
     kind: SourceKind
     trust: int
@@ -226,7 +221,7 @@ class RejectCode(StrEnum):
     BATCH_FAILED = "BATCH_FAILED"
 
 
-class Rejection(_Frozen):
+class Rejection(FrozenModel):
     index: int
     record: str  # "item" or "relation"
     code: RejectCode
@@ -286,7 +281,7 @@ class SweepResult:
     relations_retired: int = 0
 
 
-class Provenance(_Frozen):
+class Provenance(FrozenModel):
     attribute: str
     value: Any = None
     source: str
@@ -294,19 +289,19 @@ class Provenance(_Frozen):
     confirmed_at: datetime
 
 
-class Sighting(_Frozen):
+class Sighting(FrozenModel):
     source: str
     last_seen_at: datetime
 
 
-class AsOfRelation(_Frozen):
+class AsOfRelation(FrozenModel):
     type: str
     direction: str
     other_id: str
     properties: dict[str, Any] = {}
 
 
-class CIAsOf(_Frozen):
+class CIAsOf(FrozenModel):
     """A CI as it was at ``at``: reconstructed from now by undoing later history."""
 
     id: str

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from cmdb.core.models import FrozenModel
 
 
-class Availability(BaseModel):
+class Availability(FrozenModel):
     """Minutes in each state over the counted part of a period, and the SLA attainment that
     follows. The counted part runs from the latest of the period's start, the item's creation
     and its first recorded state to the earliest of the period's end, now and its retirement
     (``counted_from``/``counted_until``, None when nothing counts); ``availability_percent``
     and ``met`` are None when no minute counts."""
-
-    model_config = ConfigDict(frozen=True)
 
     item_id: str
     start: datetime

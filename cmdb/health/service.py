@@ -9,13 +9,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ATTRIBUTE_PREFIX
 from cmdb.core.feed import Feed
 from cmdb.core.mapping import as_datetime, native
-from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, OperationalState
+from cmdb.core.models import (
+    CRITICALITY_RANK,
+    Criticality,
+    DomainError,
+    FrozenModel,
+    OperationalState,
+)
 from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.models import Availability
@@ -29,10 +33,8 @@ from cmdb.settings import Settings
 CRITICAL_PERIODS_ATTRIBUTE = "criticalPeriods"
 
 
-class Impact(BaseModel):
+class Impact(FrozenModel):
     """One affected item, with why it is affected and how urgent it is."""
-
-    model_config = ConfigDict(frozen=True)
 
     item: ConfigurationItem | Service
     state: OperationalState
@@ -70,9 +72,7 @@ class RankedImpact:
                       reasons=self.reasons)
 
 
-class ModelEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ModelEntry(FrozenModel):
     item: ConfigurationItem | Service
     state: OperationalState
     depth: int

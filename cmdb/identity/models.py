@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cmdb.core.models import OperationalState
+from cmdb.core.models import FrozenModel, OperationalState
 from cmdb.core.validation import stripped_non_blank
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
@@ -46,9 +46,7 @@ def _aware(v: datetime | None) -> datetime | None:
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v
 
 
-class User(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class User(FrozenModel):
     id: str
     user_name: str
     display_name: str
@@ -87,9 +85,7 @@ class UserWrite(BaseModel):
         return v
 
 
-class Role(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Role(FrozenModel):
     id: str
     name: str
     description: str | None = None
@@ -103,10 +99,8 @@ class RoleWrite(BaseModel):
     description: str | None = Field(None, max_length=2000)
 
 
-class Membership(BaseModel):
+class Membership(FrozenModel):
     """One membership of a user in a role; ``until`` None is current."""
-
-    model_config = ConfigDict(frozen=True)
 
     user_id: str
     user_name: str
@@ -137,10 +131,8 @@ class EntitlementKind(StrEnum):
     CATALOGUE_ITEM = "CATALOGUE_ITEM"
 
 
-class Entitlement(BaseModel):
+class Entitlement(FrozenModel):
     """Something a user may use, and the current roles that grant it."""
-
-    model_config = ConfigDict(frozen=True)
 
     target_id: str
     kind: EntitlementKind
@@ -148,10 +140,8 @@ class Entitlement(BaseModel):
     granted_by: list[str]
 
 
-class UserQuery(BaseModel):
+class UserQuery(FrozenModel):
     """Filters of the users list; all given must match."""
-
-    model_config = ConfigDict(frozen=True)
 
     name_contains: str | None = None  # user name or display name
     role_name: str | None = None  # current members of this role
@@ -167,10 +157,8 @@ class ComponentKind(StrEnum):
     SERVICE = "SERVICE"
 
 
-class HealthComponent(BaseModel):
+class HealthComponent(FrozenModel):
     """One thing a user's environment rests on, with its rolled-up state and why it counts."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: ComponentKind
     item_id: str
@@ -179,17 +167,13 @@ class HealthComponent(BaseModel):
     reason: str
 
 
-class EnvironmentHealth(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class EnvironmentHealth(FrozenModel):
     state: OperationalState
     components: list[HealthComponent]
 
 
-class ServiceRequest(BaseModel):
+class ServiceRequest(FrozenModel):
     """An order placed by (``REQUESTED_BY``) the user, as the catalogue stored it."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     status: str | None = None
@@ -197,10 +181,8 @@ class ServiceRequest(BaseModel):
     properties: dict[str, object] = {}
 
 
-class AffectedUser(BaseModel):
+class AffectedUser(FrozenModel):
     """A user a failure reaches: through their desktop, or software whose service fails."""
-
-    model_config = ConfigDict(frozen=True)
 
     rank: int
     user: User
@@ -210,9 +192,7 @@ class AffectedUser(BaseModel):
     paths: list[list[str]]  # item names from the failing item to the user's desktop/service
 
 
-class AffectedRole(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AffectedRole(FrozenModel):
     rank: int
     role: str
     state: OperationalState

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from cmdb.core.models import Criticality, ItemBase, LifecycleStatus, OperationalState
+from cmdb.core.models import Criticality, FrozenModel, ItemBase, LifecycleStatus, OperationalState
 from cmdb.core.validation import NonBlankName
 from cmdb.identity.scope import EVERYTHING, Visibility
 
@@ -78,10 +78,8 @@ _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-class Identifiers(BaseModel):
+class Identifiers(FrozenModel):
     """Identifiers normalised so that the same thing always compares equal."""
-
-    model_config = ConfigDict(frozen=True)
 
     serial_number: str | None = Field(None, min_length=1, max_length=128)
     host_name: str | None = Field(None, max_length=63)
@@ -239,10 +237,8 @@ class AssetInput(BaseModel):
         return errors
 
 
-class Asset(BaseModel):
+class Asset(FrozenModel):
     """An asset record as stored, with the CI it belongs to."""
-
-    model_config = ConfigDict(frozen=True)
 
     ci_id: str
     purchase_price: Decimal
@@ -378,10 +374,8 @@ def _label(cls: str) -> str:
     return "service" if cls == SERVICE else cls
 
 
-class Relation(BaseModel):
+class Relation(FrozenModel):
     """One relationship seen from an item: its type, which way it points, and the other end."""
-
-    model_config = ConfigDict(frozen=True)
 
     type: RelationType
     direction: Direction
@@ -395,10 +389,8 @@ class Relation(BaseModel):
     item: ConfigurationItem | Service
 
 
-class RelationQuery(BaseModel):
+class RelationQuery(FrozenModel):
     """Arguments of a relationship field; hashable so loaders can batch equal ones."""
-
-    model_config = ConfigDict(frozen=True)
 
     direction: Direction = Direction.BOTH
     types: tuple[RelationType, ...] = ()
@@ -424,17 +416,13 @@ class HistoryKind(StrEnum):
     RELATION_RETIRED = "RELATION_RETIRED"
 
 
-class AttributeChange(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class AttributeChange(FrozenModel):
     attribute: str
     old: Any = None
     new: Any = None
 
 
-class HistoryEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class HistoryEntry(FrozenModel):
     item_id: str
     at: datetime
     source: str

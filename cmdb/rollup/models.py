@@ -28,9 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
-
-from cmdb.core.models import OperationalState
+from cmdb.core.models import FrozenModel, OperationalState
 
 PRECEDENCE: dict[OperationalState, int] = {
     OperationalState.UP: 0,
@@ -46,9 +44,7 @@ class ImpactRule(StrEnum):
     INFORMATIONAL = "INFORMATIONAL"
 
 
-class StateChange(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class StateChange(FrozenModel):
     item_id: str
     state: OperationalState
     previous: OperationalState | None

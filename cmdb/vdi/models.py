@@ -26,6 +26,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from cmdb.core.models import FrozenModel
+
 DEFAULT_BROKER = "horizon"
 
 
@@ -134,9 +136,7 @@ class BrokerEvent(BaseModel):
         return f"{self.broker}:{self.session_id}"
 
 
-class DesktopSession(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class DesktopSession(FrozenModel):
     id: str
     session_key: str
     user_name: str
@@ -171,9 +171,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-class EventResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class EventResult(FrozenModel):
     index: int  # position in the feed (0-based); a CSV's first data row is 0
     outcome: Outcome
     event_id: str | None = None
@@ -182,9 +180,7 @@ class EventResult(BaseModel):
     field: str | None = None
 
 
-class IngestReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class IngestReport(FrozenModel):
     results: list[EventResult]
 
     def count(self, outcome: Outcome) -> int:
