@@ -12,19 +12,15 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import IO, Any
 
-from cmdb.core.httpbody import loads
+from cmdb.core.httpbody import RecordFormat, loads
 
 FIELDS = ("recordId", "ciId", "meter", "quantity", "at", "source")
 MAX_RECORDS = 200_000
 
 
-class UsageFormat(StrEnum):
-    JSON = "json"
-    NDJSON = "ndjson"
-    CSV = "csv"
+UsageFormat = RecordFormat
 
 
 class UsageFileError(ValueError):

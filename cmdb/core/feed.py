@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from cmdb.core.clock import utcnow
-from cmdb.core.models import DomainError, FieldError
+from cmdb.core.models import DomainError
 
 log = logging.getLogger("cmdb.feed")
 
@@ -51,10 +51,9 @@ class FellBehind(DomainError):
     """A subscriber did not take its changes as fast as they came; its stream was closed."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__([FieldError(
-            field=None, code="FELL_BEHIND",
-            message=f"this subscription fell behind (more than {limit} changes waited to be "
-                    "sent) and was closed; subscribe again and read the current state")])
+        super().__init__(self.about_request(
+            "FELL_BEHIND", f"this subscription fell behind (more than {limit} changes waited to be "
+            "sent) and was closed; subscribe again and read the current state"))
 
 
 class _End:

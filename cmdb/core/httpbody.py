@@ -8,6 +8,7 @@ reading more than the cap.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Any
 
 from fastapi import Request
@@ -15,6 +16,15 @@ from fastapi.responses import JSONResponse
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
                           "application/x-jsonlines"})
+
+
+class RecordFormat(StrEnum):
+    """How a file or body of records is written: one JSON array, one JSON object a line, or
+    CSV with a header row."""
+
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
 
 
 class BadBody(Exception):

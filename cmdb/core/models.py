@@ -109,6 +109,11 @@ class DomainError(Exception):
         }
 
     @classmethod
+    def about_request(cls, code: str, message: str) -> list[FieldError]:
+        """The one error of a request refused as a whole (no field to point at)."""
+        return [FieldError(field=None, code=code, message=message)]
+
+    @classmethod
     def single(cls, field: str | None, message: str, code: str = "INVALID") -> DomainError:
         return cls([FieldError(field=field, message=message, code=code)])
 

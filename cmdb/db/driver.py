@@ -23,7 +23,7 @@ from neo4j import (
 from neo4j.exceptions import ClientError, DriverError, Neo4jError
 from opentelemetry.trace import Tracer
 
-from cmdb.core.models import DomainError, FieldError
+from cmdb.core.models import DomainError
 from cmdb.db.queries import PING
 from cmdb.observability.instruments import NEO4J_READ, NEO4J_TX, NEO4J_WRITE
 from cmdb.observability.spans import statement_span, transaction_span
@@ -83,10 +83,9 @@ class QueryTimeout(DomainError):
     """Neo4j stopped a transaction that ran past its timeout (``neo4j_tx_timeout_s``)."""
 
     def __init__(self, timeout_s: float) -> None:
-        super().__init__([FieldError(
-            field=None, code="TIMEOUT",
-            message=f"the query took longer than {timeout_s:g} s and was stopped; ask for "
-                    "less (smaller pages, fewer nested lists, narrower filters)")])
+        super().__init__(self.about_request(
+            "TIMEOUT", f"the query took longer than {timeout_s:g} s and was stopped; ask for "
+            "less (smaller pages, fewer nested lists, narrower filters)"))
 
 
 def _timeouts(

@@ -12,18 +12,15 @@ import csv
 import io
 import json
 import re
-from enum import StrEnum
 from typing import Any
 
+from cmdb.core.httpbody import RecordFormat
 from cmdb.vdi.models import BrokerEvent
 
 MAX_EVENTS = 50_000
 
 
-class FeedFormat(StrEnum):
-    JSON = "json"
-    NDJSON = "ndjson"
-    CSV = "csv"
+FeedFormat = RecordFormat
 
 
 class FeedError(ValueError):
