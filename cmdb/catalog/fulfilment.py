@@ -31,10 +31,10 @@ from cmdb.core.values import attribute_properties
 from cmdb.db.availability import is_unavailable
 from cmdb.db.driver import CountingTx
 from cmdb.identity.principal import Permission, Principal, require_permission
-from cmdb.items.inventory import common_properties, ref_params
-from cmdb.items.models import SERVICE, Identifiers, RelationType, rule_violation
-from cmdb.items.repository import InventoryRepository, RelationRepository, identifier_properties
-from cmdb.rollup.repository import propagate
+from cmdb.items import writes
+from cmdb.items.models import SERVICE, Identifiers, RelationType, class_labels, rule_violation
+from cmdb.items.properties import common_properties, ref_params
+from cmdb.items.repository import InventoryRepository, identifier_properties
 
 log = logging.getLogger("cmdb.catalog")
 
@@ -60,19 +60,19 @@ async def create_recipe_items(tx: CountingTx, order: Order, recipe: Recipe,
             raise DomainError.single(f"recipe.cis[{i}].{f}", f"{value!r} already identifies "
                                      f"CI {held!r}", "CONFLICT")
         props = _ci_properties(c, values, order, ids)
-        await InventoryRepository.create(tx, ci_id, c.ci_class, props,
-                                         ref_params({"cost_centre_id": cost_centre_id}), now)
+        await writes.create_item(tx, ci_id, class_labels(c.ci_class), props,
+                                 ref_params({"cost_centre_id": cost_centre_id}), now, cause=None)
         ends[f"ci:{c.key}"] = (ci_id, c.ci_class.value)
     for i, r in enumerate(recipe.relationships):
         (s_id, s_cls), (t_id, t_cls) = ends[r.source], ends[r.target]
         why = rule_violation(r.type, s_cls, t_cls)
         if why:
             raise DomainError.single(f"recipe.relationships[{i}]", why)
-        await RelationRepository.upsert(tx, RelationType(r.type), s_id, t_id,
-                                        attribute_properties(dict(r.properties)), now)
+        await writes.relate(tx, RelationType(r.type), s_id, t_id,
+                            attribute_properties(dict(r.properties)), now, cause=None)
     ci_ids = [ends[f"ci:{c.key}"][0] for c in recipe.cis]
     if ci_ids:
-        await propagate(tx, ci_ids, f"catalogue order {order.id} fulfilled", now)
+        await writes.roll_up(tx, ci_ids, f"catalogue order {order.id} fulfilled", now)
     return ci_ids
 
 

@@ -9,8 +9,7 @@ from cmdb.core.clock import utcnow
 from cmdb.core.models import NotFound
 from cmdb.db.driver import CountingTx
 from cmdb.identity.principal import Permission, Principal, require_permission
-from cmdb.items.repository import InventoryRepository
-from cmdb.rollup.repository import recompute, upward_closure
+from cmdb.items import writes
 
 
 class Subscriptions(CatalogBase):
@@ -47,11 +46,9 @@ class Subscriptions(CatalogBase):
                 raise conflict("id", f"subscription {subscription_id!r} has ended")
             text = reason or "decommissioned"
             live = await CatalogRepository.live_items(tx, sub.ci_ids)
-            consumers = [i for i in await upward_closure(tx, live) if i not in live]
-            for ci_id in live:
-                await InventoryRepository.retire(
-                    tx, ci_id, f"subscription {sub.id} decommissioned: {text}", now)
-            await recompute(tx, consumers, f"subscription {sub.id} decommissioned", now)
+            await writes.retire_items(
+                tx, live, f"subscription {sub.id} decommissioned: {text}", now,
+                cause=f"subscription {sub.id} decommissioned")
             ended = await CatalogRepository.end_subscription(tx, sub.id, p.user, text, now)
             order = await self._locked(tx, sub.order_id)
             await self._move(tx, order, OrderStatus.DECOMMISSIONED, p.user, text)
