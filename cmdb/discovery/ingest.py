@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from neo4j.exceptions import ClientError
 
@@ -42,7 +42,6 @@ from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.items.history import History
 
 log = logging.getLogger("cmdb.discovery")
-T = TypeVar("T")
 _ATTEMPTS = 3
 # One batch's records, each with its index in the import: (items, relationships).
 Batch = tuple[list[tuple[int, Any]], list[tuple[int, Any]]]
