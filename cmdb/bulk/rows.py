@@ -20,7 +20,7 @@ from cmdb.bulk.models import (
     ServiceRow,
 )
 from cmdb.core.mapping import camel
-from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind
+from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind, Rejected
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.items.inventory import common_properties
@@ -52,12 +52,6 @@ _REF_KINDS = {"owner": OrgKind.OWNER_GROUP, "cc": OrgKind.COST_CENTRE, "loc": Or
 ORG_NAMES = {OrgKind.OWNER_GROUP: "owner group", OrgKind.COST_CENTRE: "cost centre",
              OrgKind.LOCATION: "location"}
 _UNIQUE_PROPS = tuple(IDENTIFIER_PROPERTIES[f] for f in UNIQUE_IDENTIFIERS)
-
-
-class Rejected(Exception):
-    def __init__(self, code: RejectCode, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.field = code, reason, field
 
 
 @dataclass

@@ -33,7 +33,6 @@ from cmdb.bulk.rows import (
     PreparedItem,
     PreparedOrg,
     PreparedRelation,
-    Rejected,
     check_ends,
     failed,
     identifier_claims,
@@ -50,7 +49,7 @@ from cmdb.bulk.rows import (
 )
 from cmdb.core.chunks import numbered_chunks
 from cmdb.core.clock import utcnow
-from cmdb.core.models import OrgKind
+from cmdb.core.models import OrgKind, Rejected
 from cmdb.db.driver import CountingTx, Database
 from cmdb.items import writes
 from cmdb.items.models import RelationType

@@ -118,6 +118,15 @@ class DomainError(Exception):
         return cls([FieldError(field=field, message=message, code=code)])
 
 
+class Rejected(Exception):
+    """One record of a batch refused (``code``: the caller's ``RejectCode``); the batch
+    goes on without it."""
+
+    def __init__(self, code: StrEnum, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.field = code, reason, field
+
+
 class NotFound(DomainError):
     def __init__(self, what: str, ident: str, field: str | None = "id") -> None:
         super().__init__([FieldError(field=field, message=f"{what} {ident!r} not found",

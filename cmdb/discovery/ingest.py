@@ -18,10 +18,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from neo4j.exceptions import ClientError
 
+from cmdb.core.chunks import numbered_chunks
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError
 from cmdb.db.driver import CountingTx, Database
@@ -41,7 +42,6 @@ from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.items.history import History
 
 log = logging.getLogger("cmdb.discovery")
-T = TypeVar("T")
 _ATTEMPTS = 3
 # One batch's records, each with its index in the import: (items, relationships).
 Batch = tuple[list[tuple[int, Any]], list[tuple[int, Any]]]
@@ -49,16 +49,11 @@ PlanAhead = Callable[[Source, Mapping[str, Source], Prepared, IngestResult],
                      Awaitable[Plan | None]]
 
 
-def _chunks(rows: Sequence[T], size: int) -> list[list[tuple[int, T]]]:
-    numbered = list(enumerate(rows))
-    return [numbered[i:i + size] for i in range(0, len(numbered), size)]
-
-
 def _batches(items: Sequence[Any], relations: Sequence[Any], size: int) -> list[Batch]:
     if len(items) + len(relations) <= size:  # one batch, one transaction: both together
         return [(list(enumerate(items)), list(enumerate(relations)))]
-    return ([(chunk, []) for chunk in _chunks(items, size)]
-            + [([], chunk) for chunk in _chunks(relations, size)])
+    return ([(chunk, []) for chunk in numbered_chunks(items, size)]
+            + [([], chunk) for chunk in numbered_chunks(relations, size)])
 
 
 def _joined(earlier: dict[str, str], own: dict[str, str]) -> dict[str, str]:
@@ -239,7 +234,7 @@ class Ingest:
         elif p.accepted is not None:
             await self.relations.write_seen(tx, source, p.accepted, fresh, p.now, p.out,
                                             p.history)
-        await self.repo.write_history(tx, p.history.records, p.now)
+        await self.repo.write_history(tx, p.history, p.now)
         return p.out
 
     async def _reconcile(
@@ -262,7 +257,7 @@ class Ingest:
                                        _joined(result.fresh, out.fresh),
                                        _joined(result.classes, out.classes), now, out,
                                        history)
-        await self.repo.write_history(tx, history.records, now)
+        await self.repo.write_history(tx, history, now)
         return out
 
     async def _retrying(

@@ -11,13 +11,13 @@ from functools import lru_cache
 from typing import Any
 
 from cmdb.core.mapping import dump_json, load_json
+from cmdb.core.models import Rejected
 from cmdb.db.driver import CountingTx
 from cmdb.discovery.batch import ItemWrites, Outcome, Raced, Row
 from cmdb.discovery.models import RejectCode, Source, attribute_property
 from cmdb.discovery.reconcile import (
     Candidate,
     Identified,
-    Rejected,
     apply,
     fill_from,
     identify,
@@ -28,7 +28,7 @@ from cmdb.discovery.records import rejection
 from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.items.history import History
 from cmdb.items.models import HistoryKind, class_labels
-from cmdb.rollup.repository import propagate
+from cmdb.items.writes import roll_up
 
 _labels = lru_cache(maxsize=None)(class_labels)  # one label text per class (an enum)
 Found = Mapping[tuple[str, str], Row]
@@ -83,7 +83,7 @@ class ItemWriter:
         if raced:
             raise Raced()
         if pairs:  # relationships moved: the survivors' consumers roll up again
-            await propagate(tx, sorted({p["survivor"] for p in pairs}), "merged", now)
+            await roll_up(tx, sorted({p["survivor"] for p in pairs}), "merged", now)
 
     async def lookup(self, tx: CountingTx, cands: list[Candidate]) -> dict[tuple[str, str], Row]:
         """Stored CIs holding the records' identifiers, in two steps: first each record's

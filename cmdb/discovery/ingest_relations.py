@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cmdb.core.mapping import dump_json
+from cmdb.core.models import Rejected
 from cmdb.db.driver import CountingTx
 from cmdb.discovery.batch import Accepted, Outcome, RelationWrites, Row
 from cmdb.discovery.models import (
@@ -18,12 +19,12 @@ from cmdb.discovery.models import (
     Source,
     relation_key,
 )
-from cmdb.discovery.reconcile import Rejected, unique_values
+from cmdb.discovery.reconcile import unique_values
 from cmdb.discovery.records import RelationRecord, rejection
 from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.items.history import History
 from cmdb.items.models import HistoryKind, RelationType, rule_violation
-from cmdb.rollup.repository import propagate
+from cmdb.items.writes import roll_up
 
 # A relationship with both ends resolved: (index, record, properties, source id, target id).
 Resolved = tuple[int, DiscoveredRelation, dict[str, Any], str, str]
@@ -90,7 +91,7 @@ class RelationWriter:
             await self.repo.create_relations(tx, rt, rows, source, now)
         await self.repo.sync_mirrors(tx, writes.mirrors)
         if writes.changed_ends:
-            await propagate(tx, sorted(writes.changed_ends), "discovered", now)
+            await roll_up(tx, sorted(writes.changed_ends), "discovered", now)
 
 
 def plan_relations(

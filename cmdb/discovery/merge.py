@@ -11,9 +11,9 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery.reconcile import fill_from
 from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.identity.principal import Permission, Principal, require_permission
+from cmdb.items import writes
 from cmdb.items.history import History
 from cmdb.items.models import HistoryKind
-from cmdb.rollup.repository import propagate
 
 Row = dict[str, Any]
 
@@ -66,8 +66,8 @@ class Merge:
             await self.repo.merge(tx, [{"survivor": survivor_id, "dup": d} for d in dups], now)
             await self.repo.update_items(tx, [{"id": survivor_id, "props": changed,
                                                "seen": False, "changed": True}], now)
-            await self.repo.write_history(tx, history.records, now)
-            await propagate(tx, [survivor_id], "merged", now)
+            await writes.record_history(tx, history, now)
+            await writes.roll_up(tx, [survivor_id], "merged", now)
             return len(dups)
 
         return await self.db.write_tx(work)

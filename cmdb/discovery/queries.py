@@ -270,18 +270,6 @@ RETURN n.id AS id, n.lifecycleStatus AS status, toString(n.lastSeenAt) AS lastSe
 LIMIT $limit
 """
 
-RETIRE_UNSEEN: LiteralString = """
-UNWIND $ids AS id
-MATCH (n:Item {id: id})
-SET n.lifecycleStatus = 'RETIRED', n.retiredAt = $now, n.updatedAt = $now,
-    n.retiredReason = 'not seen by any source since ' + toString(n.lastSeenAt)
-WITH n
-OPTIONAL MATCH (n)-[r]-(:Item) WHERE r.retiredAt IS NULL
-SET r.retiredAt = $now
-RETURN count(DISTINCT n) AS retired
-"""
-
-
 def stale_relations(rel_type: RelationType) -> LiteralString:
     t = rel_type.value
     return trusted(f"""

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from cmdb.core.mapping import dump_json, load_json
-from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError
+from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, Rejected
 from cmdb.core.values import attribute_properties
 from cmdb.discovery.models import (
     IDENTIFICATION_RULES,
@@ -35,12 +35,6 @@ _NOT_CARRIED = {"id", "createdAt", "updatedAt", "ciClass", "lifecycleStatus", "r
                 "healthState", "healthChangedAt", "operationalState", "mergedInto", "name",
                 "nameLower", "criticality", "criticalityRank", "fqdn", "createdSeq",
                 "createdChanges"}
-
-
-class Rejected(Exception):
-    def __init__(self, code: RejectCode, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.field = code, reason, field
 
 
 @dataclass

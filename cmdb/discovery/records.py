@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from cmdb.core.models import DomainError
+from cmdb.core.models import DomainError, Rejected
 from cmdb.core.validation import field_path
 from cmdb.core.values import attribute_properties
 from cmdb.discovery.models import (
@@ -21,7 +21,7 @@ from cmdb.discovery.models import (
     RejectCode,
     Rejection,
 )
-from cmdb.discovery.reconcile import Candidate, Rejected, candidate
+from cmdb.discovery.reconcile import Candidate, candidate
 from cmdb.items.models import RelationType
 from cmdb.rollup.models import rule_property_errors
 

@@ -10,8 +10,9 @@ from cmdb.core.mapping import as_datetime
 from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery import queries as q
 from cmdb.discovery.models import MANUAL_TRUST, UNIQUE_KEYS, Source, SourceKind
+from cmdb.items.history import History
 from cmdb.items.models import RelationType
-from cmdb.items.repository import HistoryRepository
+from cmdb.items.writes import record_history
 
 Row = dict[str, Any]
 
@@ -70,9 +71,10 @@ class DiscoveryRepository:
             await tx.rows(q.UPDATE_ITEMS, {"rows": rows, "now": now})
 
     @staticmethod
-    async def write_history(tx: CountingTx, records: list[Row], now: datetime) -> None:
-        """The batch's history, in its transaction (the items core keeps the records)."""
-        await HistoryRepository.write(tx, records, now)
+    async def write_history(tx: CountingTx, history: History, now: datetime) -> None:
+        """A batch's history, kept by the items core in the batch's transaction: the one
+        path an ingest's history takes (a test cuts a batch short here)."""
+        await record_history(tx, history, now)
 
     @staticmethod
     async def ends(tx: CountingTx, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -146,10 +148,6 @@ class DiscoveryRepository:
     async def to_retire(tx: CountingTx, before: datetime, limit: int) -> list[Row]:
         """Up to ``limit`` stale CIs not seen since ``before``: {id, status, lastSeenAt}."""
         return await tx.rows(q.TO_RETIRE, {"before": before, "limit": limit})
-
-    @staticmethod
-    async def retire_unseen(tx: CountingTx, ids: list[str], now: datetime) -> None:
-        await tx.rows(q.RETIRE_UNSEEN, {"ids": ids, "now": now})
 
     @staticmethod
     async def mark_relations_stale(tx: CountingTx, rel_type: RelationType, before: datetime,

@@ -11,9 +11,9 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery.models import SweepResult
 from cmdb.discovery.repository import DiscoveryRepository
 from cmdb.identity.principal import Permission, Principal, require_permission
+from cmdb.items import writes
 from cmdb.items.history import History
 from cmdb.items.models import HistoryKind, RelationType
-from cmdb.rollup.repository import propagate, recompute, upward_closure
 from cmdb.settings import Settings
 
 
@@ -54,25 +54,24 @@ class Sweep:
         history = History("sweep")
         for i in ids:
             history.add(i, HistoryKind.STALE, {"staleSince": [None, now.isoformat()]})
-        await self.repo.write_history(tx, history.records, now)
+        await writes.record_history(tx, history, now)
         return len(ids)
 
     async def _retire(self, tx: CountingTx, before: datetime, now: datetime,
                       chunk: int) -> int:
         rows = await self.repo.to_retire(tx, before, chunk)
-        ids = [r["id"] for r in rows]
-        if not ids:
+        if not rows:
             return 0
-        consumers = [i for i in await upward_closure(tx, ids) if i not in set(ids)]
-        await self.repo.retire_unseen(tx, ids, now)
         history = History("sweep")
         for r in rows:
             history.add(r["id"], HistoryKind.RETIRED,
                         {"lifecycleStatus": [r["status"], "RETIRED"]},
                         detail={"lastSeenAt": r["lastSeenAt"]})
-        await self.repo.write_history(tx, history.records, now)
-        await recompute(tx, consumers, "retired", now)
-        return len(ids)
+        # lastSeenAt as TO_RETIRE gives it: the text the stored reason always had.
+        await writes.retire_batch(tx, [
+            {"id": r["id"], "reason": "not seen by any source since " + r["lastSeenAt"]}
+            for r in rows], now, "retired", history)
+        return len(rows)
 
     async def _relations(self, tx: CountingTx, stale_before: datetime,
                          retire_before: datetime, now: datetime) -> tuple[int, int]:
@@ -86,7 +85,7 @@ class Sweep:
                 ends.update((e["s"], e["t"]))
                 history.add(e["s"], HistoryKind.RELATION_RETIRED, relationType=rt.value,
                             otherId=e["t"])
-        await self.repo.write_history(tx, history.records, now)
+        await writes.record_history(tx, history, now)
         if ends:
-            await propagate(tx, sorted(ends), "retired", now)
+            await writes.roll_up(tx, sorted(ends), "retired", now)
         return stale, retired
