@@ -3,11 +3,11 @@ service with the request's principal."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import strawberry
+from strawberry import Info
 
 from cmdb.chargeback.models import BillingMode as BillingModeModel
 from cmdb.chargeback.models import CalculationResult as CalculationResultModel
@@ -15,6 +15,7 @@ from cmdb.chargeback.models import CostPool as CostPoolModel
 from cmdb.chargeback.models import ReportDimension
 from cmdb.chargeback.service import ChargebackService
 from cmdb.core.models import DomainError
+from cmdb.resolvers.payloads import errors_in
 from cmdb.schema.chargeback import (
     AdjustmentInput,
     AdjustmentPayload,
@@ -41,7 +42,7 @@ from cmdb.schema.chargeback import (
     UsageIngestPayload,
     UsageRecordInput,
 )
-from cmdb.schema.payloads import user_errors
+from cmdb.schema.context import Context
 
 MAX_GRAPHQL_USAGE = 1000
 
@@ -50,18 +51,8 @@ T = TypeVar("T")
 P = TypeVar("P")
 
 
-def _svc(info: strawberry.Info) -> ChargebackService:
-    return cast(ChargebackService, info.context.services.chargeback)
-
-
-async def _answer(work: Awaitable[T], payload: Callable[..., P], done: Callable[[T], P]) -> P:
-    """``done`` of what ``work`` answers, or the ``payload`` of the errors it was refused
-    with."""
-    try:
-        out = await work
-    except DomainError as e:
-        return payload(errors=user_errors(e))
-    return done(out)
+def _svc(info: Info[Context, None]) -> ChargebackService:
+    return info.context.services.chargeback
 
 
 def _calculated(result: CalculationResultModel) -> CalculationPayload:
@@ -75,26 +66,26 @@ def _pool_payload(pool: CostPoolModel) -> CostPoolPayload:
 @strawberry.type
 class ChargebackQuery:
     @strawberry.field(description="Meters usage is recorded against.")
-    async def meters(self, info: strawberry.Info) -> list[Meter]:
+    async def meters(self, info: Info[Context, None]) -> list[Meter]:
         return [Meter.from_model(x) for x in await _svc(info).meters()]
 
     @strawberry.field(description="Rate card versions, by meter and version.")
-    async def rate_cards(self, info: strawberry.Info, meter: str | None = None
+    async def rate_cards(self, info: Info[Context, None], meter: str | None = None
                          ) -> list[RateCard]:
         return [RateCard.from_model(x) for x in await _svc(info).rate_cards(meter)]
 
     @strawberry.field(description="Shared cost pools and their cost per period.")
-    async def cost_pools(self, info: strawberry.Info) -> list[CostPool]:
+    async def cost_pools(self, info: Info[Context, None]) -> list[CostPool]:
         return [CostPool.from_model(x) for x in await _svc(info).pools()]
 
     @strawberry.field(description="Charge periods, newest first.")
-    async def charge_periods(self, info: strawberry.Info) -> list[ChargePeriod]:
+    async def charge_periods(self, info: Info[Context, None]) -> list[ChargePeriod]:
         return [ChargePeriod.from_model(x) for x in await _svc(info).periods()]
 
     @strawberry.field(description="Cost of a period by cost centre (with the hierarchy rolled "
                       "up), user, service, catalogue item, meter or kind. Finance sees their "
                       "cost centres, finance_all everything, anyone else their own cost.")
-    async def cost_report(self, info: strawberry.Info, period: str,
+    async def cost_report(self, info: Info[Context, None], period: str,
                           by: CostReportDimension = ReportDimension.COST_CENTRE,  # type: ignore[valid-type]
                           ) -> CostReport:
         report = await _svc(info).report(info.context.principal, period, ReportDimension(by))
@@ -105,14 +96,14 @@ class ChargebackQuery:
                       "the cost booked to it against its subscriptions' fees. Finance sees "
                       "the services of their cost centres, finance_all everything; others "
                       "are refused.")
-    async def charge_recovery(self, info: strawberry.Info, period: str
+    async def charge_recovery(self, info: Info[Context, None], period: str
                               ) -> list[ServiceRecovery]:
         rows = await _svc(info).recovery(info.context.principal, period)
         return [ServiceRecovery.from_model(x) for x in rows]
 
     @strawberry.field(description="The same report for each period from `from` to `to` "
                       "(YYYY-MM, at most 24; periods never calculated are left out).")
-    async def cost_trend(self, info: strawberry.Info,
+    async def cost_trend(self, info: Info[Context, None],
                          from_: Annotated[str, strawberry.argument(name="from")], to: str,
                          by: CostReportDimension = ReportDimension.COST_CENTRE,  # type: ignore[valid-type]
                          ) -> list[CostReport]:
@@ -122,7 +113,7 @@ class ChargebackQuery:
 
     @strawberry.field(description="Drill-down: the lines of a period, filtered, in order "
                       "(at most 1000 per page; pass endCursor as after).")
-    async def charge_lines(self, info: strawberry.Info, period: str,
+    async def charge_lines(self, info: Info[Context, None], period: str,
                            filter: ChargeLineFilter | None = None, first: int = 100,
                            after: str | None = None) -> ChargeLinePage:
         f = filter or ChargeLineFilter()
@@ -138,7 +129,7 @@ class ChargebackQuery:
                               has_next_page=more)
 
     @strawberry.field(description="One charge line, if the caller may see it.")
-    async def charge_line(self, info: strawberry.Info, id: strawberry.ID) -> ChargeLine | None:
+    async def charge_line(self, info: Info[Context, None], id: strawberry.ID) -> ChargeLine | None:
         found = await _svc(info).line(info.context.principal, str(id))
         return ChargeLine.from_model(found) if found else None
 
@@ -146,27 +137,31 @@ class ChargebackQuery:
 @strawberry.type
 class ChargebackMutation:
     @strawberry.mutation(description="Define a meter (idempotent by code).")
-    async def define_meter(self, info: strawberry.Info, input: DefineMeterInput
+    @errors_in(MeterPayload)
+    async def define_meter(self, info: Info[Context, None], input: DefineMeterInput
                            ) -> MeterPayload:
         work = _svc(info).define_meter(info.context.principal, {
             "code": input.code, "name": input.name, "unit": input.unit,
             "description": input.description})
-        return await _answer(work, MeterPayload, lambda out: MeterPayload(
-            meter=Meter.from_model(out[0]), created=out[1]))
+        out = await work
+        return MeterPayload(
+            meter=Meter.from_model(out[0]), created=out[1])
 
     @strawberry.mutation(description="Publish the next version of a meter's rate card, in "
                          "force from effectiveFrom; the previous version ends there.")
-    async def publish_rate_card(self, info: strawberry.Info, input: PublishRateCardInput
+    @errors_in(RateCardPayload)
+    async def publish_rate_card(self, info: Info[Context, None], input: PublishRateCardInput
                                 ) -> RateCardPayload:
         work = _svc(info).publish_rate_card(info.context.principal, {
             "meter": input.meter, "effective_from": input.effective_from,
             "currency": input.currency,
             "tiers": [{"upTo": t.up_to, "rate": t.rate} for t in input.tiers]})
-        return await _answer(work, RateCardPayload,
-                             lambda card: RateCardPayload(rate_card=RateCard.from_model(card)))
+        card = await work
+        return RateCardPayload(rate_card=RateCard.from_model(card))
 
     @strawberry.mutation(description="Define or change a shared cost pool (by code).")
-    async def define_cost_pool(self, info: strawberry.Info, input: DefineCostPoolInput
+    @errors_in(CostPoolPayload)
+    async def define_cost_pool(self, info: Info[Context, None], input: DefineCostPoolInput
                                ) -> CostPoolPayload:
         work = _svc(info).define_pool(info.context.principal, {
             "code": input.code, "name": input.name, "driver": input.driver,
@@ -178,57 +173,61 @@ class ChargebackMutation:
                 {"cost_centre": a.cost_centre, "percent": a.percent}
                 for a in input.allocations],
             "cost_source": input.cost_source})
-        return await _answer(work, CostPoolPayload, _pool_payload)
+        return _pool_payload(await work)
 
     @strawberry.mutation(description="Set what a pool costs in a period (not a closed one).")
-    async def set_cost_pool_amount(self, info: strawberry.Info, code: str, period: str,
+    @errors_in(CostPoolPayload)
+    async def set_cost_pool_amount(self, info: Info[Context, None], code: str, period: str,
                                    amount: Decimal) -> CostPoolPayload:
         work = _svc(info).set_pool_cost(info.context.principal, code, period, amount)
-        return await _answer(work, CostPoolPayload, _pool_payload)
+        return _pool_payload(await work)
 
     @strawberry.mutation(description="Invoice a cost centre (CHARGEBACK) or only show it its "
                          "cost (SHOWBACK). Applies from the next calculation.")
-    async def set_billing_mode(self, info: strawberry.Info, cost_centre: str,
+    @errors_in(BillingModePayload)
+    async def set_billing_mode(self, info: Info[Context, None], cost_centre: str,
                                mode: BillingMode) -> BillingModePayload:  # type: ignore[valid-type]
         work = _svc(info).set_billing_mode(info.context.principal, cost_centre,
                                            BillingModeModel(mode))
-        return await _answer(work, BillingModePayload, lambda out: BillingModePayload(
-            cost_centre=cost_centre, billing_mode=out))
+        out = await work
+        return BillingModePayload(
+            cost_centre=cost_centre, billing_mode=out)
 
     @strawberry.mutation(description="Record a few usage records (at most 1000; POST "
                          "/api/chargeback/usage takes files). Idempotent by recordId.")
-    async def record_usage(self, info: strawberry.Info, records: list[UsageRecordInput]
+    @errors_in(UsageIngestPayload)
+    async def record_usage(self, info: Info[Context, None], records: list[UsageRecordInput]
                            ) -> UsageIngestPayload:
         if len(records) > MAX_GRAPHQL_USAGE:
-            return UsageIngestPayload(errors=user_errors(DomainError.single(
-                "records", f"at most {MAX_GRAPHQL_USAGE} records; use POST "
-                "/api/chargeback/usage for more")))
+            raise DomainError.single("records", f"at most {MAX_GRAPHQL_USAGE} records; use POST "
+                                     "/api/chargeback/usage for more")
         raw = [{"recordId": r.record_id, "ciId": str(r.ci_id), "meter": r.meter,
                 "quantity": r.quantity, "at": r.at, "source": r.source} for r in records]
-        return await _answer(_svc(info).ingest_usage(info.context.principal, raw),
-                             UsageIngestPayload, UsageIngestPayload.from_model)
+        return UsageIngestPayload.from_model(
+            await _svc(info).ingest_usage(info.context.principal, raw))
 
     @strawberry.mutation(description="Recalculate an open period from the graph (a closed "
                          "period is left exactly as it is).")
-    async def calculate_charge_period(self, info: strawberry.Info, period: str
+    @errors_in(CalculationPayload)
+    async def calculate_charge_period(self, info: Info[Context, None], period: str
                                       ) -> CalculationPayload:
-        return await _answer(_svc(info).calculate(info.context.principal, period),
-                             CalculationPayload, _calculated)
+        return _calculated(await _svc(info).calculate(info.context.principal, period))
 
     @strawberry.mutation(description="Calculate a period one last time and freeze it.")
-    async def close_charge_period(self, info: strawberry.Info, period: str
+    @errors_in(CalculationPayload)
+    async def close_charge_period(self, info: Info[Context, None], period: str
                                   ) -> CalculationPayload:
-        return await _answer(_svc(info).close(info.context.principal, period),
-                             CalculationPayload, _calculated)
+        return _calculated(await _svc(info).close(info.context.principal, period))
 
     @strawberry.mutation(description="Book a correction in an open period, referencing the "
                          "line it corrects.")
-    async def book_adjustment(self, info: strawberry.Info, input: AdjustmentInput
+    @errors_in(AdjustmentPayload)
+    async def book_adjustment(self, info: Info[Context, None], input: AdjustmentInput
                               ) -> AdjustmentPayload:
         work = _svc(info).adjust(info.context.principal, {
             "period": input.period, "cost_centre": input.cost_centre,
             "amount": input.amount, "reason": input.reason,
             "corrects_line": None if input.corrects_line is None
             else str(input.corrects_line)})
-        return await _answer(work, AdjustmentPayload,
-                             lambda line: AdjustmentPayload(line=ChargeLine.from_model(line)))
+        line = await work
+        return AdjustmentPayload(line=ChargeLine.from_model(line))

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry import Info
 
 from cmdb.identity.models import UserQuery
 from cmdb.identity.service import IdentityService
 from cmdb.resolvers.payloads import errors_in
+from cmdb.schema.context import Context
 from cmdb.schema.identity import (
     AffectedRole,
     AffectedUser,
@@ -32,7 +34,7 @@ from cmdb.schema.inputs import to_dict
 from cmdb.schema.types import CostCentre, PageInfo, wants_total
 
 
-def _identity(info: strawberry.Info) -> IdentityService:
+def _identity(info: Info[Context, None]) -> IdentityService:
     service: IdentityService = info.context.services.identity
     return service
 
@@ -41,12 +43,12 @@ def _identity(info: strawberry.Info) -> IdentityService:
 class IdentityQuery:
     @strawberry.field(description="A user by user name (case ignored). Anyone signed in may "
                       "read themselves; others need identity:read (null otherwise).")
-    async def user(self, info: strawberry.Info, user_name: str) -> User | None:
+    async def user(self, info: Info[Context, None], user_name: str) -> User | None:
         found = await _identity(info).user(user_name, info.context.principal)
         return User.from_model(found) if found else None
 
     @strawberry.field(description="The signed-in caller as a user (null when not a user).")
-    async def me(self, info: strawberry.Info) -> User | None:
+    async def me(self, info: Info[Context, None]) -> User | None:
         principal = info.context.principal
         if principal is None:
             return None
@@ -56,7 +58,7 @@ class IdentityQuery:
     @strawberry.field(description="Users by user name, a page at a time. Callers without "
                       "identity:read see only themselves.")
     async def users(
-        self, info: strawberry.Info, filter: UserFilter | None = None,
+        self, info: Info[Context, None], filter: UserFilter | None = None,
         first: int | None = None, after: str | None = None, last: int | None = None,
         before: str | None = None,
     ) -> UserConnection:
@@ -74,14 +76,14 @@ class IdentityQuery:
 
     @strawberry.field(description="Business roles by name (needs identity:read).")
     async def roles(
-        self, info: strawberry.Info, name_contains: str | None = None, first: int | None = None
+        self, info: Info[Context, None], name_contains: str | None = None, first: int | None = None
     ) -> list[Role]:
         found = await _identity(info).roles(info.context.principal, name_contains, first)
         return [Role.from_model(r) for r in found]
 
     @strawberry.field(description="A business role by name, case ignored (needs "
                       "identity:read).")
-    async def role(self, info: strawberry.Info, name: str) -> Role | None:
+    async def role(self, info: Info[Context, None], name: str) -> Role | None:
         found = await _identity(info).role(name, info.context.principal)
         return Role.from_model(found) if found else None
 
@@ -92,7 +94,7 @@ class IdentityQuery:
                       "roles, each with the paths that explain it (needs identity:read). "
                       "assumeDown asks what-if without storing anything.")
     async def people_impact(
-        self, info: strawberry.Info, ids: list[strawberry.ID], assume_down: bool = False,
+        self, info: Info[Context, None], ids: list[strawberry.ID], assume_down: bool = False,
         at: datetime | None = None,
     ) -> PeopleImpact:
         users, roles = await _identity(info).impact(
@@ -111,7 +113,7 @@ class IdentityQuery:
 class IdentityMutation:
     @strawberry.mutation(description="Create a user (needs identity:write).")
     @errors_in(UserPayload)
-    async def create_user(self, info: strawberry.Info, input: CreateUserInput) -> UserPayload:
+    async def create_user(self, info: Info[Context, None], input: CreateUserInput) -> UserPayload:
         user = await _identity(info).create_user(to_dict(input), info.context.principal)
         return UserPayload(user=User.from_model(user))
 
@@ -119,7 +121,7 @@ class IdentityMutation:
                          "identity:write).")
     @errors_in(UserPayload)
     async def update_user(
-        self, info: strawberry.Info, user_name: str, input: UpdateUserInput
+        self, info: Info[Context, None], user_name: str, input: UpdateUserInput
     ) -> UserPayload:
         user = await _identity(info).update_user(user_name, to_dict(input), info.context.principal)
         return UserPayload(user=User.from_model(user))
@@ -128,7 +130,7 @@ class IdentityMutation:
                          "cycles are refused.")
     @errors_in(UserPayload)
     async def set_manager(
-        self, info: strawberry.Info, user_name: str, manager_user_name: str | None = None
+        self, info: Info[Context, None], user_name: str, manager_user_name: str | None = None
     ) -> UserPayload:
         user = await _identity(info).set_manager(
             user_name, manager_user_name, info.context.principal)
@@ -137,7 +139,7 @@ class IdentityMutation:
     @strawberry.mutation(description="Set (or with null clear) a user's cost centre.")
     @errors_in(UserPayload)
     async def set_user_cost_centre(
-        self, info: strawberry.Info, user_name: str, cost_centre_code: str | None = None
+        self, info: Info[Context, None], user_name: str, cost_centre_code: str | None = None
     ) -> UserPayload:
         user = await _identity(info).set_cost_centre(
             user_name, cost_centre_code, info.context.principal)
@@ -146,7 +148,7 @@ class IdentityMutation:
     @strawberry.mutation(description="Set the owner groups a user belongs to (replaces them).")
     @errors_in(UserPayload)
     async def set_user_owner_groups(
-        self, info: strawberry.Info, user_name: str, owner_group_ids: list[strawberry.ID]
+        self, info: Info[Context, None], user_name: str, owner_group_ids: list[strawberry.ID]
     ) -> UserPayload:
         user = await _identity(info).set_owner_groups(
             user_name, [str(i) for i in owner_group_ids], info.context.principal)
@@ -155,7 +157,7 @@ class IdentityMutation:
     @strawberry.mutation(description="Make a user the owner of a cost centre (null: none).")
     @errors_in(CostCentreOwnerPayload)
     async def set_cost_centre_owner(
-        self, info: strawberry.Info, cost_centre_code: str, user_name: str | None = None
+        self, info: Info[Context, None], cost_centre_code: str, user_name: str | None = None
     ) -> CostCentreOwnerPayload:
         cc_id = await _identity(info).set_cost_centre_manager(
             cost_centre_code, user_name, info.context.principal)
@@ -164,7 +166,7 @@ class IdentityMutation:
 
     @strawberry.mutation(description="Create a business role (needs identity:write).")
     @errors_in(RolePayload)
-    async def create_role(self, info: strawberry.Info, input: CreateRoleInput) -> RolePayload:
+    async def create_role(self, info: Info[Context, None], input: CreateRoleInput) -> RolePayload:
         role = await _identity(info).create_role(to_dict(input), info.context.principal)
         return RolePayload(role=Role.from_model(role))
 
@@ -172,7 +174,7 @@ class IdentityMutation:
                          "(default now; not in the future).")
     @errors_in(MembershipPayload)
     async def add_role_membership(
-        self, info: strawberry.Info, user_name: str, role_name: str,
+        self, info: Info[Context, None], user_name: str, role_name: str,
         since: datetime | None = None,
     ) -> MembershipPayload:
         m = await _identity(info).add_membership(
@@ -183,7 +185,7 @@ class IdentityMutation:
                          "(default now; not in the future). The membership is kept.")
     @errors_in(MembershipPayload)
     async def end_role_membership(
-        self, info: strawberry.Info, user_name: str, role_name: str,
+        self, info: Info[Context, None], user_name: str, role_name: str,
         until: datetime | None = None,
     ) -> MembershipPayload:
         m = await _identity(info).end_membership(
@@ -194,7 +196,7 @@ class IdentityMutation:
                          "item; its current members inherit it.")
     @errors_in(RolePayload)
     async def entitle_role(
-        self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
+        self, info: Info[Context, None], role_name: str, target_id: strawberry.ID
     ) -> RolePayload:
         role = await _identity(info).entitle(role_name, str(target_id), info.context.principal)
         return RolePayload(role=Role.from_model(role))
@@ -202,7 +204,7 @@ class IdentityMutation:
     @strawberry.mutation(description="Take an entitlement away from a role.")
     @errors_in(RolePayload)
     async def revoke_role_entitlement(
-        self, info: strawberry.Info, role_name: str, target_id: strawberry.ID
+        self, info: Info[Context, None], role_name: str, target_id: strawberry.ID
     ) -> RolePayload:
         role = await _identity(info).entitle(
             role_name, str(target_id), info.context.principal, revoke=True)
