@@ -13,7 +13,7 @@ from cmdb.health.service import HealthService
 from cmdb.identity.service import IdentityService
 from cmdb.items.inventory import InventoryService
 from cmdb.items.relations import RelationService
-from cmdb.items.service_records import ServiceModelService
+from cmdb.items.service_records import ServiceRecordService
 from cmdb.org.service import OrgService
 from cmdb.settings import Settings
 from cmdb.vdi.service import VdiService
@@ -26,7 +26,7 @@ class Services:
     db: Database
     settings: Settings
     inventory: InventoryService = field(init=False)
-    servicemodel: ServiceModelService = field(init=False)
+    service_records: ServiceRecordService = field(init=False)
     relations: RelationService = field(init=False)
     org: OrgService = field(init=False)
     health: HealthService = field(init=False)
@@ -39,7 +39,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
-        self.servicemodel = ServiceModelService(self.db, self.settings)
+        self.service_records = ServiceRecordService(self.db, self.settings)
         self.relations = RelationService(self.db, self.settings)
         self.org = OrgService(self.db, self.settings)
         self.health = HealthService(self.db, self.settings)

@@ -81,7 +81,7 @@ async def _stack(services):
     """Payroll (business service) -> payroll-app -> server123."""
     server = await _ci(services, "server123")
     app = await _ci(services, "payroll-app", ci_class=CIClass.APPLICATION_INSTANCE)
-    svc = await services.servicemodel.create({"name": "Payroll", "kind": ServiceKind.BUSINESS})
+    svc = await services.service_records.create({"name": "Payroll", "kind": ServiceKind.BUSINESS})
     await services.relations.relate(app.id, server.id, RelationType.DEPENDS_ON, None)
     await services.relations.relate(svc.id, app.id, RelationType.DEPENDS_ON, None)
     return server, app, svc
@@ -311,7 +311,7 @@ async def test_raising_needs_alarm_write(alarms, services, clean_db):
 @pytestmark_db
 async def test_rejections_name_the_field(alarms, services):
     server = await _ci(services, "server123")
-    svc = await services.servicemodel.create({"name": "Payroll", "kind": ServiceKind.BUSINESS})
+    svc = await services.service_records.create({"name": "Payroll", "kind": ServiceKind.BUSINESS})
     retired = await _ci(services, "old")
     await services.inventory.retire(retired.id, "gone")
     cases = {

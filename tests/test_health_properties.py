@@ -329,7 +329,7 @@ async def load(svc: Services, graph: o.Graph, token: str,
     for it in graph.items.values():
         if it.lifecycle == o.RETIRED:
             if it.service:
-                await svc.servicemodel.retire(it.id, "test")
+                await svc.service_records.retire(it.id, "test")
             else:
                 await svc.inventory.retire(it.id, "test")
 
@@ -460,7 +460,7 @@ async def check(sc: Scenario, db: Database, test_settings: Settings, token: str)
         if step.window is not None:
             ident, on = step.window
             graph = with_item(graph, replace(graph.items[ident], window=on))
-            await svc.servicemodel.update(
+            await svc.service_records.update(
                 ident, {"sla": {"maintenance_windows": [window_spec(on)]}})
             changes = None
         elif step.maintenance is not None:
@@ -469,7 +469,7 @@ async def check(sc: Scenario, db: Database, test_settings: Settings, token: str)
             lifecycle = o.MAINTENANCE if on else o.IN_SERVICE
             graph = with_item(graph, replace(it, lifecycle=lifecycle))
             update: Callable[[str, dict[str, Any]], Awaitable[Any]] = (
-                svc.servicemodel.update if it.service else svc.inventory.update)
+                svc.service_records.update if it.service else svc.inventory.update)
             await update(ident, {"lifecycle_status": lifecycle})
             changes = None
         else:

@@ -46,7 +46,7 @@ async def wide_graph(gql, clean_db, test_settings):
         await s.relations.relate(app.id, vm.id, RelationType.RUNS_ON, None)
         apps.append(app)
     services = await _gather([
-        s.servicemodel.create({"name": f"svc{i:03}", "kind": ServiceKind.BUSINESS,
+        s.service_records.create({"name": f"svc{i:03}", "kind": ServiceKind.BUSINESS,
                                "cost_centre_id": cc.id})
         for i in range(500)
     ])

@@ -291,7 +291,7 @@ async def _load_services(
     org: dict[tuple[OrgKind, str], str],
 ) -> dict[str, _Found]:
     def create(spec: ServiceSpec) -> Awaitable[Any]:
-        return services.servicemodel.create({
+        return services.service_records.create({
             "name": spec.name, "kind": spec.kind, "description": spec.description,
             "criticality": spec.criticality, "operational_state": OperationalState.UP,
             "sla": dict(spec.sla), "business_value": dict(spec.business_value),

@@ -15,7 +15,7 @@ from cmdb.items.models import SERVICE_LABELS, Service, ServiceWrite
 from cmdb.items.repository import service_from_row, sla_properties, value_properties
 
 
-class ServiceModelService(ItemKindService[Service]):
+class ServiceRecordService(ItemKindService[Service]):
     kind, label, what = "SERVICE", "Service", "service"
 
     def to_model(self, row: dict[str, Any]) -> Service:

@@ -108,14 +108,14 @@ class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation,
     async def create_service(
         self, info: Info[Context, None], input: CreateServiceInput
     ) -> ServicePayload:
-        return _service_payload(await info.context.services.servicemodel.create(to_dict(input)))
+        return _service_payload(await info.context.services.service_records.create(to_dict(input)))
 
     @strawberry.mutation
     @errors_in(ServicePayload)
     async def update_service(
         self, info: Info[Context, None], id: strawberry.ID, input: UpdateServiceInput
     ) -> ServicePayload:
-        return _service_payload(await info.context.services.servicemodel.update(
+        return _service_payload(await info.context.services.service_records.update(
             str(id), to_dict(input)))
 
     @strawberry.mutation
@@ -123,7 +123,7 @@ class Mutation(HealthMutation, AlarmMutation, CatalogMutation, IdentityMutation,
     async def retire_service(
         self, info: Info[Context, None], id: strawberry.ID, reason: str | None = None
     ) -> ServicePayload:
-        return _service_payload(await info.context.services.servicemodel.retire(str(id),
+        return _service_payload(await info.context.services.service_records.retire(str(id),
                                                                                 reason))
 
     @strawberry.mutation(description="Relate a consumer (source) to a provider (target). "

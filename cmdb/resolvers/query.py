@@ -141,7 +141,7 @@ class Query(HealthQuery, AlarmQuery, CatalogQuery, IdentityQuery, DiscoveryQuery
         before: str | None = None,
     ) -> ServiceConnection:
         order = order_by or ItemOrder()
-        page = await info.context.services.servicemodel.list(
+        page = await info.context.services.service_records.list(
             service_filter(filter, info.context.visible), order.field.value, order.direction,
             first, after, last, before, wants_total(info),
         )
