@@ -110,6 +110,23 @@ def imports_of(module: Module) -> list[tuple[int, str]]:
     return sorted(set(found))
 
 
+def layers_drawn(drawing: str) -> list[set[str]]:
+    """The layers of a drawing like README's: one line a layer, highest first, package names
+    joined by ``·`` and followed, after two spaces or more, by what the layer does."""
+    rows = [re.split(r"\s{2,}", line.strip())[0] for line in drawing.splitlines() if line.strip()]
+    return [{name.strip() for name in row.split("·")} for row in reversed(rows)]
+
+
+def readme_drawing() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Architecture"):]
+    return section.split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_drawing_is_the_layers_the_code_keeps():
+    assert layers_drawn(readme_drawing()) == LAYERS[:-1]  # all but __main__
+
+
 def test_every_package_has_a_layer():
     packages = {m.package for m in MODULES if m.package}
     assert sorted(packages - set(RANK)) == []

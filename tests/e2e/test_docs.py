@@ -43,6 +43,7 @@ from cmdb.db.driver import Database
 from cmdb.localdb.manager import LocalNeo4j
 from tests.auth import auth_headers
 from tests.served import ROOT, Served, served
+from tests.test_architecture import LAYERS, layers_drawn
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = {"bash", "sh", "shell"}
@@ -80,6 +81,7 @@ NEVER_RUN = re.compile(r"\bdocker\b|\bcmdb db (?:stop|start|restore|backup|insta
 # Non-command blocks compared with what the served process did: (document, text) -> check.
 SAMPLES: dict[tuple[str, str], str] = {
     ("docs/operations.md", '"msg": "request"'): "log line",
+    ("README.md", "settings · logs · core"): "layers",
 }
 
 
@@ -433,6 +435,9 @@ def test_block(block: Block, docs_api: Served, values: Placeholders) -> None:
         pytest.skip(f"not run: {reason}")
     if sample(block) == "log line":
         check_log_line(docs_api, block)
+        return
+    if sample(block) == "layers":  # the drawing of the packages' layers is the code's
+        assert layers_drawn(block.text) == LAYERS[:-1]  # all but __main__
         return
     runner = RUNNERS.get(block.lang)
     assert runner is not None, (
