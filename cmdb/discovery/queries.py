@@ -9,6 +9,7 @@ from typing import LiteralString
 from cmdb.core.cypher import trusted
 from cmdb.discovery.models import UNIQUE_KEYS
 from cmdb.items.models import RelationType
+from cmdb.items.queries import LOCKED_ENDS
 
 # ------------------------------------------------------------------------------ sources
 
@@ -100,12 +101,7 @@ def create_relations(rel_type: RelationType) -> LiteralString:
     one made meanwhile by someone else is left alone, so there is never a second one. Each
     carries its own creation record (``createdSeq``, ``createdChanges``: see ``HISTORY``)."""
     t = rel_type.value
-    return trusted(f"""
-UNWIND $rows AS row
-MATCH (s:Item {{id: row.s}})
-MATCH (t:Item {{id: row.t}})
-SET s.lockedAt = $now REMOVE s.lockedAt
-WITH s, t, row
+    return trusted(LOCKED_ENDS + f"""
 WHERE NOT EXISTS {{ MATCH (s)-[x:{t}]->(t) WHERE x.retiredAt IS NULL }}
 CREATE (s)-[r:{t}]->(t)
 SET r = row.props, r.createdAt = $now, r.updatedAt = $now, r.source = $source,

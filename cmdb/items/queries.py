@@ -419,17 +419,22 @@ _SAME_PROPS = (
 )
 
 
+# The two ends of each row, its source locked first (as ``relate`` does), so that a concurrent
+# write cannot make a second live relationship between them.
+LOCKED_ENDS: LiteralString = """
+UNWIND $rows AS row
+MATCH (s:Item {id: row.s})
+MATCH (t:Item {id: row.t})
+SET s.lockedAt = $now REMOVE s.lockedAt
+WITH s, t, row"""
+
+
 def upsert_relations(rel_type: RelationType) -> LiteralString:
     """Keep one live relationship per (source, type, target), as ``upsert`` does: make it,
     update it, or leave it alone when its properties are already those given. The source is
     locked first (as ``relate`` does) so a concurrent ``relate`` cannot make a second one."""
     t = rel_type.value
-    return trusted(f"""
-UNWIND $rows AS row
-MATCH (s:Item {{id: row.s}})
-MATCH (t:Item {{id: row.t}})
-SET s.lockedAt = $now REMOVE s.lockedAt
-WITH s, t, row
+    return trusted(LOCKED_ENDS + f"""
 OPTIONAL MATCH (s)-[live:{t}]->(t) WHERE live.retiredAt IS NULL
 CALL (s, t, row, live) {{
   WITH s, t, row, live WHERE live IS NULL
