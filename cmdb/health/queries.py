@@ -26,7 +26,7 @@ RETURN [sc IN before[-1..] | sc {.state, .at, .previous, .cause}] +
 
 # Impact flows from provider to consumer: up a DEPENDS_ON-like edge against its direction,
 # and from a member to its group against the HAS_MEMBER mirror of MEMBER_OF (see
-# cmdb/relations/queries.py). One direction for every hop keeps the search a plain BFS.
+# cmdb/items/queries.py). One direction for every hop keeps the search a plain BFS.
 _TYPES: LiteralString = "DEPENDS_ON|RUNS_ON|USES|INSTALLED_ON|CONNECTS_TO|CONTAINS|HAS_MEMBER"
 _UP_HOP: LiteralString = """((a)<-[r:""" + _TYPES + """]-(b)
     WHERE r.retiredAt IS NULL AND """ + IMPACT + """ <> 'INFORMATIONAL')"""
