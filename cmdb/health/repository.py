@@ -12,7 +12,7 @@ from cmdb.health import queries as q
 from cmdb.rollup.models import StateChange
 
 
-def _impacted_params(ids: list[str], services_only: bool, start: datetime,
+def impacted_params(ids: list[str], services_only: bool, start: datetime,
                      end: datetime) -> dict[str, Any]:
     """Parameters of ``IMPACTED``; times as ISO strings (see the statement)."""
     return {"ids": ids, "servicesOnly": services_only, "start": start.isoformat(),
@@ -45,13 +45,13 @@ class HealthRepository:
                        end: datetime) -> list[dict[str, Any]]:
         """What ``ids`` hold up, each service with its state changes in [start, end) and
         the last one before (``history``)."""
-        return await self.db.read(q.IMPACTED, _impacted_params(ids, services_only, start, end))
+        return await self.db.read(q.IMPACTED, impacted_params(ids, services_only, start, end))
 
     @staticmethod
     async def impacted_in_tx(tx: CountingTx, ids: list[str], services_only: bool,
                              start: datetime, end: datetime) -> list[dict[str, Any]]:
         """``impacted`` inside a caller's transaction (which may have changed states)."""
-        return await tx.rows(q.IMPACTED, _impacted_params(ids, services_only, start, end))
+        return await tx.rows(q.IMPACTED, impacted_params(ids, services_only, start, end))
 
     async def model(self, item_id: str) -> list[dict[str, Any]]:
         return await self.db.read(q.MODEL, {"id": item_id})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ATTRIBUTE_PREFIX
@@ -24,10 +24,13 @@ from cmdb.db.driver import CountingTx, Database
 from cmdb.health import periods
 from cmdb.health.models import Availability
 from cmdb.health.repository import HealthRepository
+from cmdb.identity.principal import Principal
+from cmdb.identity.scope import Visibility
+from cmdb.identity.service import IdentityService
 from cmdb.items.models import ConfigurationItem, Service
-from cmdb.items.repository import decimal_or_none, item_from_row
+from cmdb.items.repository import InventoryRepository, decimal_or_none, item_from_row
+from cmdb.items.writes import set_known_states
 from cmdb.rollup.models import PRECEDENCE, StateChange
-from cmdb.rollup.repository import propagate, set_own_states
 from cmdb.settings import Settings
 
 CRITICAL_PERIODS_ATTRIBUTE = "criticalPeriods"
@@ -91,11 +94,19 @@ def month_of(at: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+E = TypeVar("E", RankedImpact, ModelEntry)
+
+
+def _item_id(e: RankedImpact | ModelEntry) -> str:
+    return e.item_id if isinstance(e, RankedImpact) else e.item.id
+
+
 class HealthService:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
         self.repo = HealthRepository(db)
+        self.items = InventoryRepository(db)
         # State changes for every stateChanges subscriber of this process: one read per
         # tick, whoever watches (see cmdb/core/feed.py).
         self.feed: Feed[StateChange] = Feed(
@@ -116,15 +127,61 @@ class HealthService:
         """Set own states of items and roll the result up, in one transaction."""
         now = utcnow()
 
-        async def work(tx: CountingTx) -> list[StateChange]:
-            found = await set_own_states(tx, rows, now)
-            missing = sorted({i for i, _ in rows} - set(found))
-            if missing:
-                raise DomainError.single("id", f"items not found: {', '.join(missing)}",
-                                         "NOT_FOUND")
-            return await propagate(tx, found, cause, now)
+        return await self.db.write_tx(lambda tx: set_known_states(tx, rows, now, cause))
 
-        return await self.db.write_tx(work)
+    # --- what a caller may see ---------------------------------------------------------------
+
+    async def visible_ids(self, ids: list[str], visible: Visibility) -> list[str]:
+        """``ids`` without those the caller's scope hides, in their order."""
+        seen = await self.items.visible_ids(ids, visible)
+        return [i for i in ids if i in seen]
+
+    async def narrowed(self, entries: list[E], visible: Visibility) -> list[E]:
+        """Only entries whose item the caller may see, their paths without unseen steps."""
+        if visible.everything or not entries:
+            return entries
+        ids = sorted({_item_id(e) for e in entries} | {p for e in entries for p in e.path})
+        seen = await self.items.visible_ids(ids, visible)
+        out: list[E] = []
+        for e in entries:
+            if _item_id(e) not in seen:
+                continue
+            steps = [(p, n) for p, n in zip(e.path, e.path_names, strict=False) if p in seen]
+            path, names = [p for p, _ in steps], [n for _, n in steps]
+            out.append(replace(e, path=path, path_names=names) if isinstance(e, RankedImpact)
+                       else e.model_copy(update={"path": path, "path_names": names}))
+        return out
+
+    async def watched(
+        self, ids: list[str] | None, user_name: str | None, principal: Principal | None,
+        visible: Visibility, identity: IdentityService,
+    ) -> list[str] | None:
+        """What a watch of state changes covers, within what the caller may see: the items
+        named, and a user's environment (their desktops, hosts, pools and the services their
+        software needs); None: every item."""
+        if user_name is not None:
+            # The identity service decides who may look at whom (oneself, or identity:read);
+            # a user the caller may not see answers like one that does not exist.
+            user = await identity.user(user_name, principal)
+            if user is None:
+                raise DomainError.single("userName", f"user {user_name!r} not found",
+                                         "NOT_FOUND")
+            [env] = await identity.environment_health([user.id])
+            components = {c.item_id for c in env.components}
+            named = set(ids or [])
+            # One's own environment is watched whole; someone else's, and ids named
+            # besides, only as far as the caller may see them.
+            own = principal is not None and user.user_name.lower() == principal.user.lower()
+            vetted = named if own else named | components
+            seen = await self.items.visible_ids(sorted(vetted), visible)
+            return sorted((components if own else set()) | (vetted & seen))
+        if ids is None:
+            if not visible.everything:
+                raise DomainError.single(None, "your roles may not watch every item; name "
+                                         "ids or a userName", "FORBIDDEN")
+            return None
+        seen = await self.items.visible_ids(ids, visible)
+        return [i for i in ids if i in seen]
 
     # --- reading states and history ---------------------------------------------------------
 
@@ -248,13 +305,7 @@ class HealthService:
         self, tx: CountingTx, ids: list[str], state: OperationalState, services_only: bool,
         start: datetime, end: datetime,
     ) -> list[dict[str, Any]]:
-        now = utcnow()
-        found = await set_own_states(tx, [(i, state) for i in ids], now)
-        missing = sorted(set(ids) - set(found))
-        if missing:
-            raise DomainError.single("ids", f"items not found: {', '.join(missing)}",
-                                     "NOT_FOUND")
-        await propagate(tx, found, "what-if", now)
+        await set_known_states(tx, [(i, state) for i in ids], utcnow(), "what-if", "ids")
         return await self.repo.impacted_in_tx(tx, ids, services_only, start, end)
 
     def _rank(self, rows: list[dict[str, Any]], at: datetime) -> list[RankedImpact]:

@@ -141,6 +141,19 @@ async def set_states(
     return changed
 
 
+async def set_known_states(
+    tx: CountingTx, rows: list[tuple[str, OperationalState]], now: datetime,
+    cause: str | None, field: str = "id",
+) -> list[StateChange]:
+    """Set the own state of items that must all exist (``field`` names the input refused
+    when some do not) and roll up from them; the recorded changes."""
+    found = await set_own_states(tx, rows, now)
+    missing = sorted({i for i, _ in rows} - set(found))
+    if missing:
+        raise DomainError.single(field, f"items not found: {', '.join(missing)}", "NOT_FOUND")
+    return await propagate(tx, found, cause, now)
+
+
 # ------------------------------------------------------------------------------ relations
 
 

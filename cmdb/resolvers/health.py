@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime
-from typing import TypeVar
 
 import strawberry
 from strawberry import Info
@@ -13,8 +11,6 @@ from strawberry import Info
 from cmdb.core.clock import utcnow
 from cmdb.core.models import DomainError, OperationalState
 from cmdb.core.pagination import check_page_size
-from cmdb.health.service import ModelEntry as ModelEntryModel
-from cmdb.health.service import RankedImpact
 from cmdb.items.models import ConfigurationItem
 from cmdb.items.models import Service as ServiceDomain
 from cmdb.resolvers.payloads import errors_in
@@ -42,31 +38,6 @@ async def _item(info: Info[Context, None], item_id: str) -> ConfigurationItem | 
     return found
 
 
-E = TypeVar("E", RankedImpact, ModelEntryModel)
-
-
-def _item_id(e: RankedImpact | ModelEntryModel) -> str:
-    return e.item_id if isinstance(e, RankedImpact) else e.item.id
-
-
-async def _narrow(info: Info[Context, None], entries: list[E]) -> list[E]:
-    """Only entries whose item the caller may see, their paths without unseen steps."""
-    visible = info.context.visible
-    if visible.everything or not entries:
-        return entries
-    ids = sorted({_item_id(e) for e in entries} | {p for e in entries for p in e.path})
-    seen = await info.context.services.inventory.repo.visible_ids(ids, visible)
-    out: list[E] = []
-    for e in entries:
-        if _item_id(e) not in seen:
-            continue
-        steps = [(p, n) for p, n in zip(e.path, e.path_names, strict=False) if p in seen]
-        path, names = [p for p, _ in steps], [n for _, n in steps]
-        out.append(replace(e, path=path, path_names=names) if isinstance(e, RankedImpact)
-                   else e.model_copy(update={"path": path, "path_names": names}))
-    return out
-
-
 @strawberry.type
 class HealthQuery:
     @strawberry.field(description="Bottom-up impact: what the given items hold up, ranked, "
@@ -80,7 +51,8 @@ class HealthQuery:
             [str(i) for i in ids], services_only, assume_down, at)
         if affected_only:
             entries = [e for e in entries if e.state is not OperationalState.UP]
-        return [ImpactEntry.from_ranked(e) for e in await _narrow(info, entries)]
+        narrowed = await info.context.services.health.narrowed(entries, info.context.visible)
+        return [ImpactEntry.from_ranked(e) for e in narrowed]
 
     @strawberry.field(description="Top-down: an item's model with states and root-cause "
                       "candidates.")
@@ -88,7 +60,8 @@ class HealthQuery:
         self, info: Info[Context, None], id: strawberry.ID, services_only: bool = False
     ) -> ServiceModel:
         root = await _item(info, str(id))
-        entries = await _narrow(info, await info.context.services.health.model(str(id)))
+        entries = await info.context.services.health.narrowed(
+            await info.context.services.health.model(str(id)), info.context.visible)
         if services_only:  # the executive view: services and their states, no infrastructure
             entries = [e for e in entries if isinstance(e.item, ServiceDomain)]
         causes = sorted((e for e in entries if e.root_cause),
@@ -112,11 +85,9 @@ class HealthQuery:
     async def states_as_of(
         self, info: Info[Context, None], ids: list[strawberry.ID], at: datetime
     ) -> list[OperationalState | None]:
-        wanted = [str(i) for i in ids]
-        seen = await info.context.services.inventory.repo.visible_ids(
-            wanted, info.context.visible)
-        found = await info.context.services.health.states_as_of(
-            [i for i in wanted if i in seen], at)
+        health = info.context.services.health
+        found = await health.states_as_of(
+            await health.visible_ids([str(i) for i in ids], info.context.visible), at)
         return [OperationalState(found[str(i)]["state"]) if found.get(str(i), {}).get("state")
                 else None for i in ids]
 
@@ -137,12 +108,10 @@ class HealthQuery:
         self, info: Info[Context, None], ci_ids: list[strawberry.ID], start: datetime,
         end: datetime,
     ) -> WhatIfResult:
-        wanted = [str(i) for i in ci_ids]
-        seen = await info.context.services.inventory.repo.visible_ids(
-            wanted, info.context.visible)
         # An item the caller may not see is treated as unknown, like everywhere else.
-        result = await info.context.services.changes.what_if(
-            [i for i in wanted if i in seen], start, end)
+        seen = await info.context.services.health.visible_ids(
+            [str(i) for i in ci_ids], info.context.visible)
+        result = await info.context.services.changes.what_if(seen, start, end)
         return WhatIfResult.from_model(result)
 
     @strawberry.field(description="Planned changes that have not ended, soonest first.")
@@ -194,36 +163,9 @@ class HealthSubscription:
         # "From now on" is from subscribing: a change made while the watched set is worked
         # out is not missed.
         since = utcnow()
-        watched = await _watched(info, ids, user_name)
+        ctx = info.context
+        watched = await ctx.services.health.watched(
+            None if ids is None else [str(i) for i in ids], user_name, ctx.principal,
+            ctx.visible, ctx.services.identity)
         async for change in info.context.services.health.watch(watched, since=since):
             yield StateChange.from_model(change)
-
-
-async def _watched(info: Info[Context, None], ids: list[strawberry.ID] | None,
-                   user_name: str | None) -> list[str] | None:
-    """What a stateChanges subscription watches, within what the caller may see."""
-    ctx = info.context
-    if user_name is not None:
-        # The identity service decides who may look at whom (oneself, or identity:read);
-        # a user the caller may not see answers like one that does not exist.
-        user = await ctx.services.identity.user(user_name, ctx.principal)
-        if user is None:
-            raise DomainError.single("userName", f"user {user_name!r} not found", "NOT_FOUND")
-        [env] = await ctx.services.identity.environment_health([user.id])
-        components = {c.item_id for c in env.components}
-        named = {str(i) for i in ids or []}
-        # One's own environment is watched whole; someone else's, and ids named besides,
-        # only as far as the caller may see them.
-        own = (ctx.principal is not None
-               and user.user_name.lower() == ctx.principal.user.lower())
-        vetted = named if own else named | components
-        seen = await ctx.services.inventory.repo.visible_ids(sorted(vetted), ctx.visible)
-        return sorted((components if own else set()) | (vetted & seen))
-    if ids is None:
-        if not ctx.visible.everything:
-            raise DomainError.single(None, "your roles may not watch every item; name ids "
-                                     "or a userName", "FORBIDDEN")
-        return None
-    wanted = [str(i) for i in ids]
-    seen = await ctx.services.inventory.repo.visible_ids(wanted, ctx.visible)
-    return [i for i in wanted if i in seen]
