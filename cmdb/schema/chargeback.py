@@ -8,8 +8,10 @@ from enum import Enum
 from typing import cast
 
 import strawberry
+from strawberry import Info
 
 from cmdb.chargeback import models as m
+from cmdb.schema.context import Context
 from cmdb.schema.enums import CIClass, CostRecovery
 from cmdb.schema.types import UserError
 
@@ -142,7 +144,7 @@ class CostPool:
 
     @strawberry.field(description="What the assets of the pool's CIs and their members cost "
                       "in the period (YYYY-MM), as a calculation would take it.")
-    async def asset_cost(self, info: strawberry.Info, period: str) -> PoolAssetCost:
+    async def asset_cost(self, info: Info[Context, None], period: str) -> PoolAssetCost:
         cost = await info.context.services.chargeback.asset_cost(self.model, period)
         return PoolAssetCost.from_model(cost)
 

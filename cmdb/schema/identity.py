@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import strawberry
+from strawberry import Info
 from strawberry.scalars import JSON
 
 from cmdb.core.clock import utcnow
@@ -24,6 +25,7 @@ from cmdb.identity.models import User as UserModel
 from cmdb.identity.principal import Forbidden, Permission
 from cmdb.identity.service import can_read_everyone, may_read_user
 from cmdb.items.models import ConfigurationItem as CIModel
+from cmdb.schema.context import Context
 from cmdb.schema.enums import OperationalState
 from cmdb.schema.types import (
     ConfigurationItem,
@@ -42,20 +44,20 @@ strawberry.enum(ComponentKind, description="What part of a user's environment a 
 DEFAULT_HISTORY_DAYS = 30
 
 
-def _check_user(info: strawberry.Info, user_name: str) -> None:
+def _check_user(info: Info[Context, None], user_name: str) -> None:
     principal = info.context.principal
     if not may_read_user(principal, user_name):
         raise Forbidden(Permission.IDENTITY_READ, "read another user's view",
                         principal is None)
 
 
-def _check_everyone(info: strawberry.Info, action: str) -> None:
+def _check_everyone(info: Info[Context, None], action: str) -> None:
     principal = info.context.principal
     if not can_read_everyone(principal):
         raise Forbidden(Permission.IDENTITY_READ, action, principal is None)
 
 
-async def _ci(info: strawberry.Info, item_id: str | None) -> ConfigurationItem | None:
+async def _ci(info: Info[Context, None], item_id: str | None) -> ConfigurationItem | None:
     if item_id is None:
         return None
     found = await info.context.loaders.items.load(item_id)
@@ -82,40 +84,40 @@ class User:
                    cost_centre_id=m.cost_centre_id)
 
     @strawberry.field(description="Who the user reports to.")
-    async def manager(self, info: strawberry.Info) -> User | None:
+    async def manager(self, info: Info[Context, None]) -> User | None:
         if self.manager_id is None:
             return None
         found = await info.context.loaders.people.users.load(self.manager_id)
         return User.from_model(found) if found else None
 
     @strawberry.field(description="Who reports to the user.")
-    async def direct_reports(self, info: strawberry.Info) -> list[User] | None:
+    async def direct_reports(self, info: Info[Context, None]) -> list[User] | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.direct_reports.load(str(self.id))
         return [User.from_model(u) for u in found]
 
     @strawberry.field
-    async def cost_centre(self, info: strawberry.Info) -> CostCentre | None:
+    async def cost_centre(self, info: Info[Context, None]) -> CostCentre | None:
         if self.cost_centre_id is None:
             return None
         unit = await info.context.loaders.org.load(self.cost_centre_id)
         return CostCentre.from_model(unit) if unit else None
 
     @strawberry.field(description="Cost centres this user owns.")
-    async def managed_cost_centres(self, info: strawberry.Info) -> list[CostCentre]:
+    async def managed_cost_centres(self, info: Info[Context, None]) -> list[CostCentre]:
         ids = await info.context.loaders.people.managed_cost_centre_ids.load(str(self.id))
         units = await info.context.loaders.org.load_many(ids)
         return [CostCentre.from_model(u) for u in units if u]
 
     @strawberry.field(description="Owner groups the user belongs to.")
-    async def owner_groups(self, info: strawberry.Info) -> list[OwnerGroup]:
+    async def owner_groups(self, info: Info[Context, None]) -> list[OwnerGroup]:
         ids = await info.context.loaders.people.owner_group_ids.load(str(self.id))
         units = await info.context.loaders.org.load_many(ids)
         return [OwnerGroup.from_model(u) for u in units if u]
 
     @strawberry.field(description="Business roles, current ones unless includeEnded.")
     async def roles(
-        self, info: strawberry.Info, include_ended: bool = False
+        self, info: Info[Context, None], include_ended: bool = False
     ) -> list[RoleMembership] | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.memberships("user", include_ended).load(
@@ -124,14 +126,14 @@ class User:
 
     @strawberry.field(description="Software and catalogue items the user may use, through "
                       "their current roles; grantedBy names the roles.")
-    async def entitlements(self, info: strawberry.Info) -> list[Entitlement] | None:
+    async def entitlements(self, info: Info[Context, None]) -> list[Entitlement] | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.entitlements(utcnow()).load(str(self.id))
         return [Entitlement.from_model(e) for e in found]
 
     @strawberry.field(description="Desktops the user is on now (an open session) or is "
                       "assigned, with the host each runs on now and its pool.")
-    async def current_desktops(self, info: strawberry.Info) -> list[UserDesktop] | None:
+    async def current_desktops(self, info: Info[Context, None]) -> list[UserDesktop] | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.current_desktops.load(str(self.id))
         return [UserDesktop(desktop_id=d["desktopId"], host_id=d["hostId"],
@@ -139,7 +141,7 @@ class User:
                 for d in found]
 
     @strawberry.field(description="Orders the user placed in the catalogue, newest first.")
-    async def service_requests(self, info: strawberry.Info) -> list[ServiceRequest] | None:
+    async def service_requests(self, info: Info[Context, None]) -> list[ServiceRequest] | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.service_requests.load(str(self.id))
         return [ServiceRequest.from_model(o) for o in found]
@@ -147,7 +149,7 @@ class User:
     @strawberry.field(description="The worst rolled-up state of what the user's work rests "
                       "on: current desktops, their hosts and pools, and the services their "
                       "entitled software needs.")
-    async def environment_health(self, info: strawberry.Info) -> EnvironmentHealth | None:
+    async def environment_health(self, info: Info[Context, None]) -> EnvironmentHealth | None:
         _check_user(info, self.user_name)
         found = await info.context.loaders.people.environment.load(str(self.id))
         return EnvironmentHealth.from_model(found)
@@ -156,7 +158,7 @@ class User:
                       "(default: the last 30 days). Kept against the user, so they outlive "
                       "the desktops.")
     async def sessions(
-        self, info: strawberry.Info, start: datetime | None = None, end: datetime | None = None,
+        self, info: Info[Context, None], start: datetime | None = None, end: datetime | None = None,
         first: int | None = None,
     ) -> list[DesktopSession] | None:
         _check_user(info, self.user_name)
@@ -180,7 +182,7 @@ class Role:
 
     @strawberry.field(description="Members, current ones unless includeEnded.")
     async def members(
-        self, info: strawberry.Info, include_ended: bool = False
+        self, info: Info[Context, None], include_ended: bool = False
     ) -> list[RoleMembership] | None:
         _check_everyone(info, "list the members of a role")
         found = await info.context.loaders.people.memberships("role", include_ended).load(
@@ -188,7 +190,7 @@ class Role:
         return [RoleMembership.from_model(m) for m in found]
 
     @strawberry.field(description="Software packages and catalogue items the role grants.")
-    async def entitlements(self, info: strawberry.Info) -> list[Entitlement]:
+    async def entitlements(self, info: Info[Context, None]) -> list[Entitlement]:
         found = await info.context.loaders.people.role_entitlements.load(str(self.id))
         return [Entitlement.from_model(e) for e in found]
 
@@ -209,12 +211,12 @@ class RoleMembership:
                    role_id=m.role_id, user_name=m.user_name, role_name=m.role_name)
 
     @strawberry.field
-    async def user(self, info: strawberry.Info) -> User | None:
+    async def user(self, info: Info[Context, None]) -> User | None:
         found = await info.context.loaders.people.users.load(self.user_id)
         return User.from_model(found) if found else None
 
     @strawberry.field
-    async def role(self, info: strawberry.Info) -> Role | None:
+    async def role(self, info: Info[Context, None]) -> Role | None:
         found = await info.context.loaders.people.roles.load(self.role_id)
         return Role.from_model(found) if found else None
 
@@ -232,7 +234,7 @@ class Entitlement:
                    granted_by=list(m.granted_by))
 
     @strawberry.field(description="The software package CI (null for a catalogue item).")
-    async def software_package(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def software_package(self, info: Info[Context, None]) -> ConfigurationItem | None:
         if self.kind is not EntitlementKind.SOFTWARE_PACKAGE:
             return None
         return await _ci(info, str(self.target_id))
@@ -248,15 +250,15 @@ class UserDesktop:
     since: datetime | None = strawberry.field(description="Logon time of that session.")
 
     @strawberry.field
-    async def desktop(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def desktop(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.desktop_id)
 
     @strawberry.field(description="Where the desktop runs now (load balancing moves it).")
-    async def host(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def host(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.host_id)
 
     @strawberry.field
-    async def pool(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def pool(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.pool_id)
 
 
@@ -301,15 +303,15 @@ class DesktopSession:
         )
 
     @strawberry.field(description="The desktop CI, while it exists (retired ones too).")
-    async def desktop(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def desktop(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.desktop_id)
 
     @strawberry.field
-    async def host(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def host(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.host_id)
 
     @strawberry.field
-    async def pool(self, info: strawberry.Info) -> ConfigurationItem | None:
+    async def pool(self, info: Info[Context, None]) -> ConfigurationItem | None:
         return await _ci(info, self.pool_id)
 
 
@@ -321,7 +323,7 @@ class HealthComponent:
     item_id: strawberry.ID
 
     @strawberry.field
-    async def item(self, info: strawberry.Info) -> Item | None:
+    async def item(self, info: Info[Context, None]) -> Item | None:
         found = await info.context.loaders.items.load(str(self.item_id))
         return item_view(found) if found else None
 
