@@ -23,8 +23,8 @@ from cmdb.core.mapping import camel
 from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind, Rejected
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
-from cmdb.items.inventory import common_properties
 from cmdb.items.models import SERVICE, SERVICE_LABELS, RelationType, class_labels, rule_violation
+from cmdb.items.properties import common_properties
 from cmdb.items.repository import (
     IDENTIFIER_PROPERTIES,
     UNIQUE_IDENTIFIERS,

@@ -35,7 +35,7 @@ from cmdb.items.repository import AssetRepository, ci_from_row, identifier_prope
 from cmdb.settings import Settings
 
 # The catalogue imports these from here (until it writes through ``writes``).
-__all__ = ["InventoryService", "common_properties", "ref_params"]
+__all__ = ["InventoryService"]
 
 
 class InventoryService(ItemKindService[ConfigurationItem]):
