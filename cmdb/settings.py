@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_aliases: int = Field(30, ge=1)
     max_tokens: int = Field(4000, ge=100)
     max_relationship_depth: int = Field(5, ge=1)
+    # Reads over the graph compiled to one Cypher statement per operation (cmdb.compiler);
+    # off: every field resolves through the resolvers (the differential tests compare both).
+    read_compiler: bool = True
     # Directives per operation (fragments count each time they are spread).
     max_directives: int = Field(25, ge=1)
     # How often one field (response name) may be selected in one selection set.

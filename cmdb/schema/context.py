@@ -233,6 +233,8 @@ class Context(BaseContext):
         self._principal: Principal | None = None
         self._loaders: Loaders | None = None
         self.principal = principal  # None: anonymous
+        # Set when the read compiler answered the operation (one statement, no resolvers).
+        self.compiled_read = False
 
     @property
     def principal(self) -> Principal | None:
