@@ -35,6 +35,7 @@ LAYERS: list[set[str]] = [
     {"demo"},
     {"schema"},
     {"resolvers"},
+    {"compiler"},
     {"api"},
     {"app"},
     {"cli"},

@@ -23,6 +23,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.scalar import ScalarDefinition
 
+from cmdb.api.compiled import CompiledReads
 from cmdb.chargeback.service import MAX_LINES_PAGE
 from cmdb.core.models import DomainError
 from cmdb.db.availability import is_unavailable, unavailable_graphql_error
@@ -269,6 +270,8 @@ def build_schema(settings: Settings,
             error_message="Internal error",
         ),
     ]
+    if settings.read_compiler:
+        extensions.append(CompiledReads)
     extensions[:0] = schema_extensions(tracer_provider)  # tracing: none unless configured
     batching = (BatchingConfig(max_operations=settings.max_batch_operations)
                 if settings.max_batch_operations > 0 else None)

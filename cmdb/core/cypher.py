@@ -158,14 +158,26 @@ def cursor_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def build_list_query(
-    label: str,
-    f: ItemFilter,
-    sort: SortSpec,
-    page: PageRequest,
-    want_total: bool,
-) -> tuple[LiteralString, dict[str, Any]]:
-    """One statement returning the total (when asked) and one page of projected items."""
+@dataclass(frozen=True)
+class ListParts:
+    """The pieces of a keyset list over ``n``: conditions without and with the page's
+    cursor (the count takes the first), the ORDER BY keys and the LIMIT parameter."""
+
+    where: list[LiteralString]
+    page_where: list[LiteralString]
+    order: LiteralString
+    sort_prop: LiteralString
+
+
+def where_clause(conds: list[LiteralString]) -> LiteralString:
+    return trusted("WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def list_parts(
+    label: str, f: ItemFilter, sort: SortSpec, page: PageRequest
+) -> tuple[ListParts, dict[str, Any]]:
+    """Filter, cursor and order of one page of items labelled ``label``; ``$limit`` reads one
+    row more than the page (it tells whether another page exists)."""
     if label not in _ITEM_LABELS:
         raise ValueError(f"unknown item label {label}")
     if sort.prop not in {p for p, _ in SORT_PROPERTIES.values()}:
@@ -182,22 +194,32 @@ def build_list_query(
         page_where.append(trusted(
             f"(n.{sort.prop} {cmp} {v} OR (n.{sort.prop} = {v} AND n.id {cmp} $c_id))"
         ))
-    params["limit"] = page.size + 1  # one extra row tells whether another page exists
+    params["limit"] = page.size + 1
+    parts = ListParts(where, page_where, trusted(f"n.{sort.prop} {order}, n.id {order}"),
+                      trusted(sort.prop))
+    return parts, params
 
-    def where_clause(conds: list[LiteralString]) -> str:
-        return ("WHERE " + " AND ".join(conds)) if conds else ""
 
+def build_list_query(
+    label: str,
+    f: ItemFilter,
+    sort: SortSpec,
+    page: PageRequest,
+    want_total: bool,
+) -> tuple[LiteralString, dict[str, Any]]:
+    """One statement returning the total (when asked) and one page of projected items."""
+    parts, params = list_parts(label, f, sort, page)
     total = (
-        f"CALL () {{ MATCH (n:{label}) {where_clause(where)} RETURN count(n) AS total }}"
+        f"CALL () {{ MATCH (n:{label}) {where_clause(parts.where)} RETURN count(n) AS total }}"
         if want_total
         else "WITH null AS total"
     )
     text = f"""
 {total}
 CALL () {{
-  MATCH (n:{label}) {where_clause(page_where)}
-  WITH n ORDER BY n.{sort.prop} {order}, n.id {order} LIMIT $limit
-  RETURN collect({{item: {ITEM_PROJECTION}, sortValue: n.{sort.prop}}}) AS rows
+  MATCH (n:{label}) {where_clause(parts.page_where)}
+  WITH n ORDER BY {parts.order} LIMIT $limit
+  RETURN collect({{item: {ITEM_PROJECTION}, sortValue: n.{parts.sort_prop}}}) AS rows
 }}
 RETURN total, rows
 """

@@ -415,7 +415,9 @@ RETURN id, collect(r.name) AS roles
 # Consumer -> provider relationships: what a service's model is made of, walked downwards.
 MODEL_RELATIONSHIPS: LiteralString = "DEPENDS_ON|RUNS_ON|MEMBER_OF|USES|INSTALLED_ON|CONTAINS"
 MODEL_DEPTH = 12
-_SCOPE_VARIABLES = frozenset({"n", "x", "s", "t", "m"})
+# The item variables the predicate may be written for (compiled reads number theirs).
+_SCOPE_VARIABLES = frozenset({"n", "x", "s", "t", "m"}
+                             | {f"{v}{i}" for v in "nm" for i in range(100)})
 
 
 def scope_predicate(

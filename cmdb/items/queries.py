@@ -277,7 +277,9 @@ CALL (s) {{
   {union}
   }}
   WITH r, n, depth, path, direction
-  ORDER BY depth, n.nameLower, n.id
+  // The last keys only order two relationships to the same item (both ways, or of two
+  // types): without them such ties came back in whatever order the store gave.
+  ORDER BY depth, n.nameLower, n.id, direction, type(r), elementId(r)
   LIMIT $first
   RETURN collect({_RELATION if with_org else _RELATION_BARE}) AS rels
 }}

@@ -1,0 +1,130 @@
+"""What a compiled read is made of: a tree of specs, one per selected object, planned from the
+operation's selection set (``plan``), rendered to one Cypher statement (``queries``) and used
+again to shape the statement's answer into the response (``shape``).
+
+Specs are frozen and hashable: the Cypher text of a spec tree is rendered once and cached, and
+parameter names are given in walk order, so equal shapes give equal trees whatever the values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+# The fields the compiler projects, by schema name (queries.py holds their Cypher).
+PLAIN = frozenset({"id", "name", "description", "lifecycleStatus", "operationalState",
+                   "criticality", "source", "mergedInto", "retiredReason"})
+DATETIMES = frozenset({"createdAt", "updatedAt", "retiredAt", "lastSeenAt", "staleSince"})
+COMPUTED = frozenset({"healthState", "ciClass", "families", "attributes", "kind",
+                      "costRecovery", "inMaintenance", "__typename"})
+ITEM_SCALARS = PLAIN | DATETIMES | COMPUTED
+OBJECT_FIELDS: dict[str, frozenset[str]] = {
+    "identifiers": frozenset({"serialNumber", "hostName", "domain", "macAddress",
+                              "cloudInstanceId", "fqdn"}),
+    "sla": frozenset({"availabilityTarget", "responseTargetMinutes", "restoreTargetMinutes",
+                      "maintenanceWindows"}),
+    "businessValue": frozenset({"revenuePerHour", "users"}),
+}
+ORG_UNIT_TYPES = {"ownerGroup": "OwnerGroup", "costCentre": "CostCentre",
+                  "location": "Location"}
+ORG_FIELDS = frozenset({"id", "name", "description", "email", "code"})
+RELATION_SCALARS = frozenset({"type", "direction", "depth", "sourceId", "targetId",
+                              "properties", "createdAt", "retiredAt", "path", "__typename"})
+DECIMALS = frozenset({"availabilityTarget", "revenuePerHour"})
+
+
+class Cannot(Exception):
+    """The operation has something the compiler does not compile: resolvers answer it."""
+
+
+class Fix(Enum):
+    """How a projected value becomes the response value (only where they differ)."""
+
+    DATETIME = "datetime"  # ISO text from Neo4j -> the API's isoformat
+    DECIMAL = "decimal"  # stored decimal text or number -> the Decimal scalar's text
+    PAIRS = "pairs"  # [[key, value], ...] -> a JSON object (attributes, properties)
+    MAINTENANCE = "maintenance"  # [lifecycleStatus, windows] of a service -> inMaintenance
+    OBJECT = "object"  # a nested object with fixes of its own
+    ITEMS = "items"  # a list of relations whose items have fixes
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One selected field: its response key, its schema name and what is below it."""
+
+    key: str
+    name: str
+    sub: Any = None  # ObjectSpec | ItemSpec | RelationSpec | None
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A plain object under an item (identifiers, sla, businessValue, an org unit)."""
+
+    type_name: str
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """An item's selection per concrete type; None where the type cannot occur."""
+
+    ci: tuple[FieldSpec, ...] | None
+    service: tuple[FieldSpec, ...] | None
+    fixes: tuple[tuple[str, Fix, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RelationSpec:
+    """``relationships(...)`` of an item at depth 1 (arguments as planned)."""
+
+    direction: str  # OUTGOING, INCOMING or BOTH
+    types: tuple[str, ...]
+    include_retired: bool
+    first: str  # parameter name
+    fields: tuple[FieldSpec, ...]
+    fixes: tuple[tuple[str, Fix, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class LookupSpec:
+    """A root field reading one item by id."""
+
+    label: str | None  # CI, Service or None (any item)
+    id_param: str
+    item: ItemSpec
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A root connection of items: its list pieces come from ``core.cypher.list_parts``
+    with parameters renamed under ``prefix``."""
+
+    type_name: str  # ConfigurationItemConnection or ServiceConnection
+    label: str
+    prefix: str
+    where: tuple[str, ...]
+    page_where: tuple[str, ...]
+    order: str
+    sort_prop: str
+    want_total: bool
+    want_cursor: bool
+    fields: tuple[FieldSpec, ...]
+    item: ItemSpec | None
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    key: str
+    spec: LookupSpec | ConnectionSpec | str  # a str is a constant (``__typename``)
+
+
+@dataclass
+class Plan:
+    """A planned operation: its roots, the parameters of this request and, for connections,
+    how to page their rows."""
+
+    roots: tuple[RootSpec, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    pages: dict[str, Any] = field(default_factory=dict)  # root key -> PageRequest

@@ -1,0 +1,220 @@
+"""The Cypher of compiled reads: one statement per operation, one map per root field, each
+item projected with only the selected fields, nested relationships as ``COLLECT`` subqueries
+with their own filters, order and limit, and the caller's scope inlined wherever an item is
+reached. Names that reach the text are response keys (GraphQL names, quoted) or allow-listed
+schema names; every value is a parameter."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from itertools import count
+from typing import LiteralString
+
+from cmdb.compiler.models import (
+    DATETIMES,
+    PLAIN,
+    ConnectionSpec,
+    FieldSpec,
+    ItemSpec,
+    LookupSpec,
+    ObjectSpec,
+    RelationSpec,
+    RootSpec,
+)
+from cmdb.core.cypher import trusted
+from cmdb.identity.scope import Visibility
+from cmdb.items.models import RelationType
+
+ITEM_EXPRESSIONS: dict[str, str] = {
+    "healthState": "coalesce({v}.healthState, 'UNKNOWN')",
+    "ciClass": "$ciClassNames[{v}.ciClass]",
+    "families": "$families[{v}.ciClass]",
+    "attributes": "[k IN keys({v}) WHERE k STARTS WITH 'attr_' | [substring(k, 5), {v}[k]]]",
+    "kind": "{v}.serviceKind",
+    "costRecovery": "coalesce({v}.costRecovery, 'OWNER')",
+}
+IDENTIFIERS: dict[str, str] = {
+    "serialNumber": "{v}.serialNumber", "hostName": "{v}.hostName", "domain": "{v}.domain",
+    "macAddress": "{v}.macAddress", "cloudInstanceId": "{v}.cloudInstanceId",
+    "fqdn": "CASE WHEN coalesce({v}.hostName, '') <> '' AND coalesce({v}.domain, '') <> '' "
+            "THEN {v}.hostName + '.' + {v}.domain END",
+}
+SLA: dict[str, str] = {
+    "availabilityTarget": "{v}.slaAvailabilityTarget",
+    "responseTargetMinutes": "{v}.slaResponseTargetMinutes",
+    "restoreTargetMinutes": "{v}.slaRestoreTargetMinutes",
+    "maintenanceWindows": "coalesce({v}.slaMaintenanceWindows, [])",
+}
+BUSINESS_VALUE: dict[str, str] = {"revenuePerHour": "{v}.revenuePerHour", "users": "{v}.users"}
+OBJECTS: dict[str, dict[str, str]] = {
+    "identifiers": IDENTIFIERS, "sla": SLA, "businessValue": BUSINESS_VALUE,
+}
+ORG_UNITS: dict[str, tuple[str, str]] = {  # field -> (relationship, label)
+    "ownerGroup": ("OWNED_BY", "OwnerGroup"),
+    "costCentre": ("CHARGED_TO", "CostCentre"),
+    "location": ("LOCATED_IN", "Location"),
+}  # (the labels are also the GraphQL type names)
+ORG_FIELDS: dict[str, str] = {
+    "id": "{v}.id", "name": "{v}.name", "description": "{v}.description",
+    "email": "{v}.email", "code": "coalesce({v}.code, '')",
+}
+RELATION_TYPES = frozenset(t.value for t in RelationType)
+_KEY = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def key(name: str) -> str:
+    """A response key as a quoted map key (GraphQL names only)."""
+    if not _KEY.match(name):
+        raise ValueError(f"not a GraphQL name: {name!r}")
+    return f"`{name}`"
+
+
+def _map(entries: list[tuple[str, str]]) -> str:
+    return "{" + ", ".join(f"{key(k)}: {e}" for k, e in entries) + "}"
+
+
+def _object(spec: ObjectSpec, exprs: dict[str, str], v: str) -> str:
+    out = []
+    for f in spec.fields:
+        if f.name == "__typename":
+            out.append((f.key, f"'{spec.type_name}'"))
+        else:
+            out.append((f.key, exprs[f.name].format(v=v)))
+    return _map(out)
+
+
+def _org(f: FieldSpec, v: str, names: count[int]) -> str:
+    rel, label = ORG_UNITS[f.name]
+    o = f"o{next(names)}"
+    return f"[({v})-[:{rel}]->({o}:{label}) | {_object(f.sub, ORG_FIELDS, o)}][0]"
+
+
+def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
+                 names: count[int]) -> str:
+    out: list[tuple[str, str]] = []
+    for f in fields:
+        n = f.name
+        if n == "__typename":
+            e = f"'{type_name}'"
+        elif n in PLAIN:
+            e = f"{v}.{n}"
+        elif n in DATETIMES:
+            e = f"toString({v}.{n})"
+        elif n in ITEM_EXPRESSIONS:
+            e = ITEM_EXPRESSIONS[n].format(v=v)
+        elif n == "inMaintenance":
+            e = (f"[{v}.lifecycleStatus, {v}.slaMaintenanceWindows]" if type_name == "Service"
+                 else f"{v}.lifecycleStatus = 'MAINTENANCE'")
+        elif n in OBJECTS:
+            e = _object(f.sub, OBJECTS[n], v)
+        elif n in ORG_UNITS:
+            e = _org(f, v, names)
+        elif n == "relationships":
+            e = _relations(f.sub, v, names)
+        else:
+            raise ValueError(f"no projection for {type_name}.{n}")
+        out.append((f.key, e))
+    return _map(out)
+
+
+def item_projection(spec: ItemSpec, v: str, names: count[int]) -> str:
+    """The selected fields of the item ``v`` as a map, per concrete type."""
+    ci = _item_fields(spec.ci, "ConfigurationItem", v, names) if spec.ci is not None else None
+    svc = _item_fields(spec.service, "Service", v, names) if spec.service is not None else None
+    if ci is None:
+        return svc or "{}"
+    if svc is None:
+        return ci
+    return f"CASE WHEN {v}:Service THEN {svc} ELSE {ci} END"
+
+
+_ARROWS = {"OUTGOING": ("-", "->"), "INCOMING": ("<-", "-"), "BOTH": ("-", "-")}
+
+
+def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
+    i = next(names)
+    r, m, d = f"r{i}", f"m{i}", f"d{i}"
+    if not set(spec.types) <= RELATION_TYPES:
+        raise ValueError(f"unknown relationship types {spec.types}")
+    left, right = _ARROWS[spec.direction]
+    conds = [f"{m} <> {v}"]
+    if not spec.include_retired:
+        conds += [f"{r}.retiredAt IS NULL", f"{m}.lifecycleStatus <> 'RETIRED'"]
+    conds.append("{scope:" + m + "}")  # the caller's scope on the related item
+    exprs = {
+        "type": f"type({r})", "direction": d, "depth": "1",
+        "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
+        "properties": (f"[k IN keys({r}) WHERE k STARTS WITH 'attr_' | "
+                       f"[substring(k, 5), {r}[k]]]"),
+        "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
+        "path": f"[{v}.id, {m}.id]", "__typename": "'Relation'",
+    }
+    out = [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
+           for f in spec.fields]
+    return (
+        f"COLLECT {{ MATCH ({v}){left}[{r}:{'|'.join(spec.types)}]{right}({m}:Item) "
+        f"WHERE {' AND '.join(conds)} "
+        f"WITH {v}, {r}, {m}, CASE WHEN startNode({r}) = {v} THEN 'OUTGOING' ELSE 'INCOMING' "
+        f"END AS {d} "
+        f"ORDER BY {m}.nameLower, {m}.id, {d}, type({r}), elementId({r}) LIMIT ${spec.first} "
+        f"RETURN {_map(out)} }}"
+    )
+
+
+def _lookup(spec: LookupSpec, names: count[int]) -> str:
+    v = f"n{next(names)}"
+    conds = ["{scope:" + v + "}"]
+    if spec.label is not None:
+        conds.insert(0, f"{v}:{spec.label}")
+    return (f"head(COLLECT {{ MATCH ({v}:Item {{id: ${spec.id_param}}}) "
+            f"WHERE {' AND '.join(conds)} RETURN {item_projection(spec.item, v, names)} }})")
+
+
+def renamed(text: str, prefix: str) -> str:
+    """``text`` with its parameters (but the caller's scope) renamed under ``prefix``."""
+    return _PARAM.sub(lambda m: m.group(0) if m.group(1).startswith("scope_")
+                      else f"${prefix}{m.group(1)}", text)
+
+
+def _where(conds: tuple[str, ...]) -> str:
+    return ("WHERE " + " AND ".join(conds)) if conds else ""
+
+
+def _connection(spec: ConnectionSpec, names: count[int]) -> str:
+    p = spec.prefix
+    entries = []
+    if spec.want_total:
+        entries.append(("total", f"COUNT {{ MATCH (n:{spec.label}) "
+                                 f"{renamed(_where(spec.where), p)} }}"))
+    row = [("item", item_projection(spec.item, "n", names) if spec.item else "{}")]
+    if spec.want_cursor:
+        row += [("id", "n.id"), ("sortValue", f"n.{spec.sort_prop}")]
+    entries.append(("rows", (
+        f"COLLECT {{ MATCH (n:{spec.label}) {renamed(_where(spec.page_where), p)} "
+        f"WITH n ORDER BY {spec.order} LIMIT ${p}limit RETURN {_map(row)} }}")))
+    return _map(entries)
+
+
+@lru_cache(maxsize=512)
+def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
+    """The one statement of an operation. ``scope`` is the shape of the caller's scope (its
+    predicate's text depends on which grants it holds, not on whose they are); its
+    parameters are the same wherever it is inlined."""
+    names = count()
+    entries = []
+    for root in roots:
+        if isinstance(root.spec, str):
+            entries.append((root.key, "'" + root.spec + "'"))
+        elif isinstance(root.spec, LookupSpec):
+            entries.append((root.key, _lookup(root.spec, names)))
+        else:
+            entries.append((root.key, _connection(root.spec, names)))
+    text = "RETURN " + _map(entries) + " AS data"
+    text = _SCOPE.sub(lambda m: "true" if scope.everything
+                      else "(" + scope.predicate(m.group(1)) + ")", text)
+    return trusted(text)
+
+
+_SCOPE = re.compile(r"\{scope:(\w+)\}")
