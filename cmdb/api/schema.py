@@ -25,6 +25,7 @@ from strawberry.types.scalar import ScalarDefinition
 
 from cmdb.api.compiled import CompiledReads
 from cmdb.chargeback.service import MAX_LINES_PAGE
+from cmdb.compiler.cache import PlanCache
 from cmdb.core.models import DomainError
 from cmdb.db.availability import is_unavailable, unavailable_graphql_error
 from cmdb.identity.access import guard_root_fields
@@ -271,7 +272,8 @@ def build_schema(settings: Settings,
         ),
     ]
     if settings.read_compiler:
-        extensions.append(CompiledReads)
+        plans = PlanCache()
+        extensions.append(lambda: CompiledReads(plans))
     extensions[:0] = schema_extensions(tracer_provider)  # tracing: none unless configured
     batching = (BatchingConfig(max_operations=settings.max_batch_operations)
                 if settings.max_batch_operations > 0 else None)

@@ -128,3 +128,6 @@ class Plan:
     roots: tuple[RootSpec, ...]
     params: dict[str, Any] = field(default_factory=dict)
     pages: dict[str, Any] = field(default_factory=dict)  # root key -> PageRequest
+    # Variables whose value goes to parameters unchanged (a lookup's id): variable ->
+    # parameter names. A cached plan takes them from each request.
+    bindings: dict[str, list[str]] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from graphql.execution.collect_fields import (
     collect_subfields,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from graphql.language import FragmentDefinitionNode
+from graphql.language import FragmentDefinitionNode, VariableNode
 from strawberry.types.arguments import convert_arguments
 
 from cmdb.compiler.models import (
@@ -108,6 +108,7 @@ class Planner:
         self.params: dict[str, Any] = {}
         self.pages: dict[str, Any] = {}
         self.names = count()
+        self.bindings: dict[str, list[str]] = {}
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -219,7 +220,13 @@ class Planner:
     def lookup(self, name: str, details: list[FieldDetails]) -> LookupSpec:
         label, types = LOOKUPS[name]
         item_id = self._args(details, "Query")["id"]
-        return LookupSpec(label, self._param(str(item_id)), self.item(details, types))
+        param = self._param(str(item_id))
+        given = {a.value.name.value for d in details for a in d.node.arguments or ()
+                 if a.name.value == "id" and isinstance(a.value, VariableNode)}
+        if len(given) == 1 and all(a.name.value != "id" or isinstance(a.value, VariableNode)
+                                   for d in details for a in d.node.arguments or ()):
+            self.bindings.setdefault(given.pop(), []).append(param)
+        return LookupSpec(label, param, self.item(details, types))
 
     def connection(self, key: str, name: str, details: list[FieldDetails]) -> ConnectionSpec:
         label, node_type = CONNECTIONS[name]
@@ -297,7 +304,7 @@ class Planner:
                 raise Cannot(name)
         if not self.context.visible.everything:
             self.params.update(self.context.visible.params())
-        return Plan(tuple(roots), self.params, self.pages)
+        return Plan(tuple(roots), self.params, self.pages, self.bindings)
 
 
 def _named(t: Any) -> str:

@@ -143,6 +143,8 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
     if not spec.include_retired:
         conds += [f"{r}.retiredAt IS NULL", f"{m}.lifecycleStatus <> 'RETIRED'"]
     conds.append("{scope:" + m + "}")  # the caller's scope on the related item
+    direction = (f"CASE WHEN startNode({r}) = {v} THEN 'OUTGOING' ELSE 'INCOMING' END"
+                 if spec.direction == "BOTH" else f"'{spec.direction}'")
     exprs = {
         "type": f"type({r})", "direction": d, "depth": "1",
         "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
@@ -153,12 +155,19 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
     }
     out = [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
            for f in spec.fields]
+    # The order of the resolvers' statement (items.queries.neighbours) without the keys
+    # that are constant here: one direction, or one type.
+    order = [f"{m}.nameLower", f"{m}.id"]
+    if spec.direction == "BOTH":
+        order.append(d)
+    if len(spec.types) > 1:
+        order.append(f"type({r})")
+    order.append(f"elementId({r})")
     return (
         f"COLLECT {{ MATCH ({v}){left}[{r}:{'|'.join(spec.types)}]{right}({m}:Item) "
         f"WHERE {' AND '.join(conds)} "
-        f"WITH {v}, {r}, {m}, CASE WHEN startNode({r}) = {v} THEN 'OUTGOING' ELSE 'INCOMING' "
-        f"END AS {d} "
-        f"ORDER BY {m}.nameLower, {m}.id, {d}, type({r}), elementId({r}) LIMIT ${spec.first} "
+        f"WITH {v}, {r}, {m}, {direction} AS {d} "
+        f"ORDER BY {', '.join(order)} LIMIT ${spec.first} "
         f"RETURN {_map(out)} }}"
     )
 
@@ -212,9 +221,12 @@ def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
         else:
             entries.append((root.key, _connection(root.spec, names)))
     text = "RETURN " + _map(entries) + " AS data"
-    text = _SCOPE.sub(lambda m: "true" if scope.everything
-                      else "(" + scope.predicate(m.group(1)) + ")", text)
+    if scope.everything:
+        text = _ALWAYS.sub("", text)
+    text = _SCOPE.sub(lambda m: "(" + scope.predicate(m.group(1)) + ")", text)
     return trusted(text)
 
 
 _SCOPE = re.compile(r"\{scope:(\w+)\}")
+# Where the caller sees everything the placeholder goes (it is always a last condition).
+_ALWAYS = re.compile(r" AND \{scope:\w+\}|WHERE \{scope:\w+\} ")

@@ -11,36 +11,27 @@ from graphql import DocumentNode
 from graphql.utilities import get_operation_ast
 
 from cmdb.compiler import repository
+from cmdb.compiler.cache import PlanCache, scope_shape
 from cmdb.compiler.models import Cannot
 from cmdb.compiler.plan import plan_operation
 from cmdb.compiler.shape import shape
 from cmdb.db.availability import is_unavailable
-from cmdb.identity.scope import Visibility
 from cmdb.schema.context import Context
 
 log = logging.getLogger("cmdb.compiler")
 
 
-def scope_shape(visible: Visibility) -> Visibility:
-    """The grants of a scope without whose they are: its predicate's text depends on them
-    alone, so compiled statements are cached per shape, not per user."""
-    return Visibility(
-        everything=visible.everything,
-        service_kinds=frozenset({"*"}) if visible.service_kinds else frozenset(),
-        owned_models_of="" if visible.owned_models_of is not None else None,
-        own_items_of="" if visible.own_items_of is not None else None,
-    )
-
-
-async def answer(schema: strawberry.Schema, document: DocumentNode,
-                 operation_name: str | None, variables: dict[str, Any] | None,
-                 context: Context) -> dict[str, Any] | None:
+async def answer(plans: PlanCache, schema: strawberry.Schema, query: str,
+                 document: DocumentNode, operation_name: str | None,
+                 variables: dict[str, Any] | None, context: Context) -> dict[str, Any] | None:
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return None
     try:
-        plan = plan_operation(schema, document, operation, variables, context)
-    except Cannot:
+        plan = plans.plan(query, document, operation, variables, context, lambda: plan_operation(
+            schema, document, operation, variables, context))
+    except Cannot as e:
+        log.debug("answered by resolvers: %s", e)
         return None
     try:
         data = await repository.run(context.services.db, plan.roots,
