@@ -28,7 +28,9 @@ OBJECT_FIELDS: dict[str, frozenset[str]] = {
 }
 ORG_UNIT_TYPES = {"ownerGroup": "OwnerGroup", "costCentre": "CostCentre",
                   "location": "Location"}
-ORG_FIELDS = frozenset({"id", "name", "description", "email", "code"})
+ORG_FIELDS = frozenset({"id", "name", "description", "email", "code", "parent"})
+ORG_LISTS = {"ownerGroups": "OwnerGroup", "costCentres": "CostCentre",
+             "locations": "Location"}
 RELATION_SCALARS = frozenset({"type", "direction", "depth", "sourceId", "targetId",
                               "properties", "createdAt", "retiredAt", "path", "__typename"})
 DECIMALS = frozenset({"availabilityTarget", "revenuePerHour"})
@@ -77,9 +79,10 @@ class ItemSpec:
 
 @dataclass(frozen=True)
 class RelationSpec:
-    """``relationships(...)`` of an item at depth 1 (arguments as planned)."""
+    """``relationships(...)`` of an item (arguments as planned)."""
 
     direction: str  # OUTGOING, INCOMING or BOTH
+    depth: int
     types: tuple[str, ...]
     include_retired: bool
     first: str  # parameter name
@@ -115,9 +118,19 @@ class ConnectionSpec:
 
 
 @dataclass(frozen=True)
+class OrgListSpec:
+    """A root list of org units, by name, with an optional name filter."""
+
+    label: str
+    name_param: str
+    limit_param: str
+    unit: ObjectSpec
+
+
+@dataclass(frozen=True)
 class RootSpec:
     key: str
-    spec: LookupSpec | ConnectionSpec | str  # a str is a constant (``__typename``)
+    spec: LookupSpec | ConnectionSpec | OrgListSpec | str  # str: a constant (__typename)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from cmdb.compiler.models import (
     ITEM_SCALARS,
     OBJECT_FIELDS,
     ORG_FIELDS,
+    ORG_LISTS,
     ORG_UNIT_TYPES,
     RELATION_SCALARS,
     Cannot,
@@ -45,13 +46,14 @@ from cmdb.compiler.models import (
     ItemSpec,
     LookupSpec,
     ObjectSpec,
+    OrgListSpec,
     Plan,
     RelationSpec,
     RootSpec,
 )
 from cmdb.core.cypher import list_parts, sort_spec
 from cmdb.core.models import DomainError
-from cmdb.core.pagination import page_request
+from cmdb.core.pagination import check_page_size, page_request
 from cmdb.identity.access import allowed
 from cmdb.items.models import RelationType
 from cmdb.resolvers.query import ci_filter, service_filter
@@ -150,6 +152,27 @@ class Planner:
             fields.append(FieldSpec(key, name))
         return ObjectSpec(type_name, tuple(fields))
 
+    def _org(self, details: list[FieldDetails], type_name: str) -> ObjectSpec:
+        """An owner group, cost centre or location, with its parents as far as selected."""
+        fields = []
+        for key, sub in self._sub(details, type_name).items():
+            name = sub[0].node.name.value
+            if name not in ORG_FIELDS and name != "__typename":
+                raise Cannot(f"{type_name}.{name}")
+            fields.append(FieldSpec(key, name, self._org(sub, type_name) if name == "parent"
+                                    else None))
+        return ObjectSpec(type_name, tuple(fields))
+
+    def org_list(self, name: str, details: list[FieldDetails]) -> OrgListSpec:
+        a = self._args(details, "Query")
+        settings = self.context.services.settings
+        limit = a.get("first")
+        limit = check_page_size(limit if limit is not None else settings.default_page_size,
+                                settings.max_page_size)
+        contains = a.get("name_contains")
+        return OrgListSpec(ORG_LISTS[name], self._param(contains.lower() if contains else None),
+                           self._param(limit), self._org(details, ORG_LISTS[name]))
+
     # --- items -----------------------------------------------------------------------------
 
     def item(self, details: list[FieldDetails], types: tuple[str, ...]) -> ItemSpec:
@@ -180,8 +203,7 @@ class Planner:
                 out.append(FieldSpec(key, name, self._object(
                     sub, _named(child), OBJECT_FIELDS[name])))
             elif name in ORG_UNIT_TYPES:
-                out.append(FieldSpec(key, name, self._object(
-                    sub, ORG_UNIT_TYPES[name], ORG_FIELDS)))
+                out.append(FieldSpec(key, name, self._org(sub, ORG_UNIT_TYPES[name])))
             elif name == "relationships":
                 out.append(FieldSpec(key, name, self.relations(sub, type_name)))
             else:
@@ -192,8 +214,6 @@ class Planner:
         a = self._args(details, type_name)
         rq = self.context.services.relations.relation_query(
             a["direction"], a.get("types"), a["depth"], a.get("first"), a["include_retired"])
-        if rq.depth != 1:
-            raise Cannot("relationships deeper than 1")
         fields: list[FieldSpec] = []
         fixes: list[tuple[str, Fix, Any]] = []
         for key, sub in self._sub(details, "Relation").items():
@@ -212,7 +232,7 @@ class Planner:
             else:
                 raise Cannot(f"Relation.{name}")
         types = tuple(t.value for t in (rq.types or tuple(RelationType)))
-        return RelationSpec(rq.direction.value, types, rq.include_retired,
+        return RelationSpec(rq.direction.value, rq.depth, types, rq.include_retired,
                             self._param(rq.first), tuple(fields), tuple(fixes))
 
     # --- roots -----------------------------------------------------------------------------
@@ -300,6 +320,8 @@ class Planner:
                 roots.append(RootSpec(key, self.lookup(name, details)))
             elif name in CONNECTIONS:
                 roots.append(RootSpec(key, self.connection(key, name, details)))
+            elif name in ORG_LISTS:
+                roots.append(RootSpec(key, self.org_list(name, details)))
             else:
                 raise Cannot(name)
         if not self.context.visible.everything:

@@ -19,6 +19,7 @@ from cmdb.compiler.models import (
     ItemSpec,
     LookupSpec,
     ObjectSpec,
+    OrgListSpec,
     RelationSpec,
     RootSpec,
 )
@@ -88,7 +89,30 @@ def _object(spec: ObjectSpec, exprs: dict[str, str], v: str) -> str:
 def _org(f: FieldSpec, v: str, names: count[int]) -> str:
     rel, label = ORG_UNITS[f.name]
     o = f"o{next(names)}"
-    return f"[({v})-[:{rel}]->({o}:{label}) | {_object(f.sub, ORG_FIELDS, o)}][0]"
+    return f"[({v})-[:{rel}]->({o}:{label}) | {_unit(f.sub, o, names)}][0]"
+
+
+def _unit(spec: ObjectSpec, o: str, names: count[int]) -> str:
+    """An org unit's fields; its parent is what PART_OF leads to (org.queries)."""
+    out = []
+    for f in spec.fields:
+        if f.name == "__typename":
+            out.append((f.key, f"'{spec.type_name}'"))
+        elif f.name == "parent":
+            p = f"o{next(names)}"
+            out.append((f.key, f"[({o})-[:PART_OF]->({p}:Org) | {_unit(f.sub, p, names)}][0]"))
+        else:
+            out.append((f.key, ORG_FIELDS[f.name].format(v=o)))
+    return _map(out)
+
+
+def _org_list(spec: OrgListSpec, names: count[int]) -> str:
+    if spec.label not in {label for _, label in ORG_UNITS.values()}:
+        raise ValueError(f"unknown org label {spec.label}")
+    o = f"o{next(names)}"
+    return (f"COLLECT {{ MATCH ({o}:{spec.label}) WHERE ${spec.name_param} IS NULL OR "
+            f"{o}.nameLower CONTAINS ${spec.name_param} WITH {o} ORDER BY {o}.nameLower, "
+            f"{o}.id LIMIT ${spec.limit_param} RETURN {_unit(spec.unit, o, names)} }}")
 
 
 def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
@@ -134,6 +158,8 @@ _ARROWS = {"OUTGOING": ("-", "->"), "INCOMING": ("<-", "-"), "BOTH": ("-", "-")}
 
 
 def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
+    if spec.depth > 1:
+        return _paths(spec, v, names)
     i = next(names)
     r, m, d = f"r{i}", f"m{i}", f"d{i}"
     if not set(spec.types) <= RELATION_TYPES:
@@ -169,6 +195,50 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
         f"WITH {v}, {r}, {m}, {direction} AS {d} "
         f"ORDER BY {', '.join(order)} LIMIT ${spec.first} "
         f"RETURN {_map(out)} }}"
+    )
+
+
+def _paths(spec: RelationSpec, v: str, names: count[int]) -> str:
+    """Relationships deeper than 1: per direction asked, each item reachable within the depth
+    once, by its shortest path (the first of those by ids), as items.queries.neighbours."""
+    i = next(names)
+    r, m, d, p = f"r{i}", f"m{i}", f"d{i}", f"p{i}"
+    if not set(spec.types) <= RELATION_TYPES or not 1 < spec.depth < 100:
+        raise ValueError(f"bad relationship arguments {spec}")
+    on_path = [f"{{scope_path:{p}}}"]
+    if not spec.include_retired:
+        on_path.insert(0, f"all(x IN relationships({p}) WHERE x.retiredAt IS NULL)")
+    on_item = [*on_path, f"{m} <> {v}", f"{{scope:{m}}}"]
+    if not spec.include_retired:
+        on_item.append(f"{m}.lifecycleStatus <> 'RETIRED'")
+    branches = []
+    for label in ("OUTGOING", "INCOMING") if spec.direction == "BOTH" else (spec.direction,):
+        left, right = _ARROWS[label]
+        pattern = f"({v}){left}[:{'|'.join(spec.types)}*1..{spec.depth}]{right}"
+        # Each reachable item, then its first shortest path. (Not head(collect(p)): Neo4j
+        # 5.26 refuses an aggregation in a subquery inside a map next to other fields.)
+        branches.append(
+            f"MATCH {p} = {pattern}({m}:Item) WHERE {' AND '.join(on_item)} "
+            f"WITH DISTINCT {m} "
+            f"CALL ({v}, {m}) {{ MATCH {p} = {pattern}({m}) WHERE {' AND '.join(on_path)} "
+            f"WITH {p} ORDER BY length({p}), [x IN nodes({p}) | x.id], "
+            f"[x IN relationships({p}) | elementId(x)] LIMIT 1 RETURN {p} }} "
+            f"RETURN {m}, {p}, '{label}' AS {d}")
+    exprs = {
+        "type": f"type({r})", "direction": d, "depth": f"length({p})",
+        "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
+        "properties": (f"[k IN keys({r}) WHERE k STARTS WITH 'attr_' | "
+                       f"[substring(k, 5), {r}[k]]]"),
+        "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
+        "path": f"[x IN nodes({p}) | x.id]", "__typename": "'Relation'",
+    }
+    out = [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
+           for f in spec.fields]
+    return (
+        f"COLLECT {{ CALL ({v}) {{ {' UNION ALL '.join(branches)} }} "
+        f"WITH {m}, {p}, {d}, last(relationships({p})) AS {r} "
+        f"ORDER BY length({p}), {m}.nameLower, {m}.id, {d}, type({r}), elementId({r}) "
+        f"LIMIT ${spec.first} RETURN {_map(out)} }}"
     )
 
 
@@ -218,15 +288,21 @@ def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
             entries.append((root.key, "'" + root.spec + "'"))
         elif isinstance(root.spec, LookupSpec):
             entries.append((root.key, _lookup(root.spec, names)))
+        elif isinstance(root.spec, OrgListSpec):
+            entries.append((root.key, _org_list(root.spec, names)))
         else:
             entries.append((root.key, _connection(root.spec, names)))
     text = "RETURN " + _map(entries) + " AS data"
     if scope.everything:
-        text = _ALWAYS.sub("", text)
+        text = _ALWAYS.sub("", _SCOPES.sub("true", text))
     text = _SCOPE.sub(lambda m: "(" + scope.predicate(m.group(1)) + ")", text)
+    text = _SCOPE_PATH.sub(
+        lambda m: f"all(x IN nodes({m.group(1)})[1..] WHERE {scope.predicate('x')})", text)
     return trusted(text)
 
 
 _SCOPE = re.compile(r"\{scope:(\w+)\}")
+_SCOPE_PATH = re.compile(r"\{scope_path:(\w+)\}")
 # Where the caller sees everything the placeholder goes (it is always a last condition).
-_ALWAYS = re.compile(r" AND \{scope:\w+\}|WHERE \{scope:\w+\} ")
+_SCOPES = re.compile(r"\{scope(_path)?:\w+\}")
+_ALWAYS = re.compile(r" AND true\b|(?<=WHERE )true AND |WHERE true (?!AND)")

@@ -263,7 +263,9 @@ def neighbours(
             branches.append(
                 f"MATCH p = (s){left}[rs{t}*1..{depth}]{right}(n:Item)\n"
                 f"WHERE {live_path}n <> s{live_node}\n"
-                "WITH n, p ORDER BY length(p)\n"
+                # Of the shortest paths to an item, the first by ids: one answer always.
+                "WITH n, p ORDER BY length(p), [x IN nodes(p) | x.id], "
+                "[x IN relationships(p) | elementId(x)]\n"
                 "WITH n, head(collect(p)) AS p\n"
                 "RETURN last(relationships(p)) AS r, n, length(p) AS depth,\n"
                 f"       [x IN nodes(p) | x.id] AS path, '{label}' AS direction"
