@@ -1,4 +1,5 @@
-"""No N+1: a nested query costs the same number of Neo4j round trips for 1 row or 500."""
+"""No N+1: a nested query costs the same number of Neo4j round trips for 1 row or 500: one
+statement when the read compiler answers it, one per level when the resolvers do."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from cmdb.core.models import OrgKind
 from cmdb.items.models import CIClass, RelationType, ServiceKind
 from cmdb.services import Services
+from tests.conftest import GQL, app_client
 
 pytestmark = pytest.mark.integration
 
@@ -71,5 +73,14 @@ async def _trips(gql, db, n):
 async def test_nested_query_round_trips_do_not_grow_with_rows(gql, wide_graph):
     one = await _trips(gql, wide_graph, 1)
     five_hundred = await _trips(gql, wide_graph, 500)
+    assert one == five_hundred == 1  # the compiled statement
+
+
+async def test_resolver_round_trips_do_not_grow_with_rows(wide_graph, test_settings):
+    resolvers = test_settings.model_copy(update={"read_compiler": False})
+    async with app_client(wide_graph, resolvers) as client:
+        gql = GQL(client)
+        one = await _trips(gql, wide_graph, 1)
+        five_hundred = await _trips(gql, wide_graph, 500)
     # services page, DEPENDS_ON batch, RUNS_ON batch, cost-centre parents batch
     assert one == five_hundred == 4

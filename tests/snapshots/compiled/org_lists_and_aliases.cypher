@@ -1,0 +1,29 @@
+RETURN {`groups`:
+  COLLECT { MATCH (o0:OwnerGroup) WHERE $p0 IS NULL OR o0.nameLower CONTAINS $p0 WITH o0 ORDER BY o0.nameLower, o0.id LIMIT $p1 RETURN {`id`: o0.id, `name`: o0.name, `email`: o0.email} }, `costCentres`:
+  COLLECT { MATCH (o1:CostCentre) WHERE $p2 IS NULL OR o1.nameLower CONTAINS $p2 WITH o1 ORDER BY o1.nameLower, o1.id LIMIT $p3 RETURN {`code`: coalesce(o1.code, ''), `name`: o1.name, `parent`: [(o1)-[:PART_OF]->(o2:Org) | {`code`: coalesce(o2.code, ''), `parent`: [(o2)-[:PART_OF]->(o3:Org) | {`code`: coalesce(o3.code, '')}][0]}][0]} }, `vms`: {`rows`:
+  COLLECT { MATCH (n:CI) WHERE n.ciClass IN $c4_f_classes AND n.lifecycleStatus <> 'RETIRED' AND ((n:Service AND n.serviceKind IN $scope_kinds) OR EXISTS { MATCH (mine:Subscription {consumer: $scope_me})-[:PROVISIONED|OF_SERVICE]->(n) } OR (n:VirtualDesktop AND (n.attr_assignedUser = $scope_me OR EXISTS { MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)-[:ON_DESKTOP]->(n) }))) WITH n ORDER BY n.nameLower ASC, n.id ASC LIMIT $c4_limit RETURN {`item`: {`name`: n.name, `location`: [(n)-[:LOCATED_IN]->(o4:Location) | {`name`: o4.name, `parent`: [(o4)-[:PART_OF]->(o5:Org) | {`name`: o5.name}][0]}][0]}} }}, `hosts`: {`rows`:
+  COLLECT { MATCH (n:CI) WHERE n.ciClass IN $c5_f_classes AND n.lifecycleStatus <> 'RETIRED' AND ((n:Service AND n.serviceKind IN $scope_kinds) OR EXISTS { MATCH (mine:Subscription {consumer: $scope_me})-[:PROVISIONED|OF_SERVICE]->(n) } OR (n:VirtualDesktop AND (n.attr_assignedUser = $scope_me OR EXISTS { MATCH (:User {userName: $scope_me})-[:HAD_SESSION]->(:DesktopSession)-[:ON_DESKTOP]->(n) }))) WITH n ORDER BY n.nameLower ASC, n.id ASC LIMIT $c5_limit RETURN {`item`: {`name`: n.name}} }}} AS data
+
+// parameters
+{
+ "c4_f_classes": [
+  "VirtualMachine"
+ ],
+ "c4_limit": 3,
+ "c5_f_classes": [
+  "HypervisorHost",
+  "Server",
+  "VirtualDesktop",
+  "VirtualMachine"
+ ],
+ "c5_limit": 3,
+ "p0": "ops",
+ "p1": 50,
+ "p2": null,
+ "p3": 3,
+ "scope_kinds": [
+  "BUSINESS",
+  "TECHNICAL"
+ ],
+ "scope_me": "pat"
+}
