@@ -1,6 +1,6 @@
 """What a compiled read is made of: a tree of specs, one per selected object, planned from the
 operation's selection set (``plan``), rendered to one Cypher statement (``queries``) and used
-again to shape the statement's answer into the response (``shape``).
+again to pair the statement's values with the response keys (``shape``).
 
 Specs are frozen and hashable: the Cypher text of a spec tree is rendered once and cached, and
 parameter names are given in walk order, so equal shapes give equal trees whatever the values.
@@ -9,7 +9,6 @@ parameter names are given in walk order, so equal shapes give equal trees whatev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 # The fields the compiler projects, by schema name (queries.py holds their Cypher).
@@ -40,17 +39,6 @@ class Cannot(Exception):
     """The operation has something the compiler does not compile: resolvers answer it."""
 
 
-class Fix(Enum):
-    """How a projected value becomes the response value (only where they differ)."""
-
-    DATETIME = "datetime"  # ISO text from Neo4j -> the API's isoformat
-    DECIMAL = "decimal"  # stored decimal text or number -> the Decimal scalar's text
-    PAIRS = "pairs"  # [[key, value], ...] -> a JSON object (attributes, properties)
-    MAINTENANCE = "maintenance"  # [lifecycleStatus, windows] of a service -> inMaintenance
-    OBJECT = "object"  # a nested object with fixes of its own
-    ITEMS = "items"  # a list of relations whose items have fixes
-
-
 @dataclass(frozen=True)
 class FieldSpec:
     """One selected field: its response key, its schema name and what is below it."""
@@ -74,7 +62,6 @@ class ItemSpec:
 
     ci: tuple[FieldSpec, ...] | None
     service: tuple[FieldSpec, ...] | None
-    fixes: tuple[tuple[str, Fix, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +74,6 @@ class RelationSpec:
     include_retired: bool
     first: str  # parameter name
     fields: tuple[FieldSpec, ...]
-    fixes: tuple[tuple[str, Fix, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,6 @@ from graphql.language import FragmentDefinitionNode, VariableNode
 from strawberry.types.arguments import convert_arguments
 
 from cmdb.compiler.models import (
-    DATETIMES,
-    DECIMALS,
     ITEM_SCALARS,
     OBJECT_FIELDS,
     ORG_FIELDS,
@@ -42,7 +40,6 @@ from cmdb.compiler.models import (
     Cannot,
     ConnectionSpec,
     FieldSpec,
-    Fix,
     ItemSpec,
     LookupSpec,
     ObjectSpec,
@@ -71,21 +68,6 @@ CONNECTIONS: dict[str, tuple[str, str]] = {  # root field -> (label, node type)
     "configurationItems": ("CI", CI),
     "services": ("Service", SERVICE),
 }
-
-
-def _fix_of(f: FieldSpec, type_name: str) -> tuple[Fix, Any] | None:
-    if f.name in DATETIMES:
-        return Fix.DATETIME, None
-    if f.name == "attributes":
-        return Fix.PAIRS, None
-    if f.name == "inMaintenance" and type_name == SERVICE:
-        return Fix.MAINTENANCE, None
-    if f.name in ("sla", "businessValue"):
-        fixes = tuple((g.key, Fix.DECIMAL, None) for g in f.sub.fields if g.name in DECIMALS)
-        return (Fix.OBJECT, fixes) if fixes else None
-    if f.name == "relationships" and f.sub.fixes:
-        return Fix.ITEMS, f.sub.fixes
-    return None
 
 
 class Planner:
@@ -176,20 +158,8 @@ class Planner:
     # --- items -----------------------------------------------------------------------------
 
     def item(self, details: list[FieldDetails], types: tuple[str, ...]) -> ItemSpec:
-        per_type = {t: self._item_fields(details, t) if t in types else None for t in (CI,
-                                                                                       SERVICE)}
-        fixes: dict[str, tuple[FieldSpec, Fix, Any]] = {}
-        for type_name, fields in per_type.items():
-            for f in fields or ():
-                fix = _fix_of(f, type_name)
-                if fix is None:
-                    continue
-                seen = fixes.get(f.key)
-                if seen is not None and (seen[0] != f or seen[1:] != fix):
-                    raise Cannot(f"{f.key} differs by type")  # one key, two meanings
-                fixes[f.key] = (f, *fix)
-        return ItemSpec(per_type[CI], per_type[SERVICE],
-                        tuple((k, fix, sub) for k, (_, fix, sub) in fixes.items()))
+        return ItemSpec(self._item_fields(details, CI) if CI in types else None,
+                        self._item_fields(details, SERVICE) if SERVICE in types else None)
 
     def _item_fields(self, details: list[FieldDetails], type_name: str
                      ) -> tuple[FieldSpec, ...]:
@@ -215,25 +185,17 @@ class Planner:
         rq = self.context.services.relations.relation_query(
             a["direction"], a.get("types"), a["depth"], a.get("first"), a["include_retired"])
         fields: list[FieldSpec] = []
-        fixes: list[tuple[str, Fix, Any]] = []
         for key, sub in self._sub(details, "Relation").items():
             name = sub[0].node.name.value
             if name == "item":
-                spec = self.item(sub, (CI, SERVICE))
-                fields.append(FieldSpec(key, name, spec))
-                if spec.fixes:
-                    fixes.append((key, Fix.OBJECT, spec.fixes))
+                fields.append(FieldSpec(key, name, self.item(sub, (CI, SERVICE))))
             elif name in RELATION_SCALARS:
                 fields.append(FieldSpec(key, name))
-                if name in ("createdAt", "retiredAt"):
-                    fixes.append((key, Fix.DATETIME, None))
-                elif name == "properties":
-                    fixes.append((key, Fix.PAIRS, None))
             else:
                 raise Cannot(f"Relation.{name}")
         types = tuple(t.value for t in (rq.types or tuple(RelationType)))
         return RelationSpec(rq.direction.value, rq.depth, types, rq.include_retired,
-                            self._param(rq.first), tuple(fields), tuple(fixes))
+                            self._param(rq.first), tuple(fields))
 
     # --- roots -----------------------------------------------------------------------------
 

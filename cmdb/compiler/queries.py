@@ -1,8 +1,12 @@
-"""The Cypher of compiled reads: one statement per operation, one map per root field, each
-item projected with only the selected fields, nested relationships as ``COLLECT`` subqueries
-with their own filters, order and limit, and the caller's scope inlined wherever an item is
-reached. Names that reach the text are response keys (GraphQL names, quoted) or allow-listed
-schema names; every value is a parameter."""
+"""The Cypher of compiled reads: one statement per operation, each item projected with only
+the selected fields, nested relationships as ``COLLECT`` subqueries with their own filters,
+order and limit, and the caller's scope inlined wherever an item is reached.
+
+An object comes back as the list of its selected fields' values, in selection order (``shape``
+pairs them with the response keys: a GraphQL response keeps the order of its selection, which
+a Neo4j map does not, and a list carries no key names over the wire). An item that may be a
+CI or a service ends with its type, ``'C'`` or ``'S'``. Names that reach the text are
+allow-listed schema names; every value is a parameter."""
 
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ ITEM_EXPRESSIONS: dict[str, str] = {
     "healthState": "coalesce({v}.healthState, 'UNKNOWN')",
     "ciClass": "$ciClassNames[{v}.ciClass]",
     "families": "$families[{v}.ciClass]",
-    "attributes": "[k IN keys({v}) WHERE k STARTS WITH 'attr_' | [substring(k, 5), {v}[k]]]",
+    # All properties, filtered in shape: a map keeps the order the resolvers show.
+    "attributes": "properties({v})",
     "kind": "{v}.serviceKind",
     "costRecovery": "coalesce({v}.costRecovery, 'OWNER')",
 }
@@ -73,6 +78,12 @@ def key(name: str) -> str:
 
 
 def _map(entries: list[tuple[str, str]]) -> str:
+    """An object's values in selection order (the keys are the shape's business)."""
+    return "[" + ", ".join(e for _, e in entries) + "]"
+
+
+def _record(entries: list[tuple[str, str]]) -> str:
+    """A map of the statement's own (internal keys, not response keys)."""
     return "{" + ", ".join(f"{key(k)}: {e}" for k, e in entries) + "}"
 
 
@@ -116,7 +127,7 @@ def _org_list(spec: OrgListSpec, names: count[int]) -> str:
 
 
 def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
-                 names: count[int]) -> str:
+                 names: count[int], tag: str) -> str:
     out: list[tuple[str, str]] = []
     for f in fields:
         n = f.name
@@ -140,17 +151,19 @@ def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
         else:
             raise ValueError(f"no projection for {type_name}.{n}")
         out.append((f.key, e))
+    if tag:
+        out.append(("", tag))
     return _map(out)
 
 
 def item_projection(spec: ItemSpec, v: str, names: count[int]) -> str:
     """The selected fields of the item ``v`` as a map, per concrete type."""
-    ci = _item_fields(spec.ci, "ConfigurationItem", v, names) if spec.ci is not None else None
-    svc = _item_fields(spec.service, "Service", v, names) if spec.service is not None else None
-    if ci is None:
-        return svc or "{}"
-    if svc is None:
-        return ci
+    if spec.ci is None or spec.service is None:
+        only = spec.ci if spec.ci is not None else spec.service
+        return _item_fields(only or (), "ConfigurationItem" if spec.ci is not None
+                            else "Service", v, names, "")
+    ci = _item_fields(spec.ci, "ConfigurationItem", v, names, "'C'")
+    svc = _item_fields(spec.service, "Service", v, names, "'S'")
     return f"CASE WHEN {v}:Service THEN {svc} ELSE {ci} END"
 
 
@@ -174,8 +187,7 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
     exprs = {
         "type": f"type({r})", "direction": d, "depth": "1",
         "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
-        "properties": (f"[k IN keys({r}) WHERE k STARTS WITH 'attr_' | "
-                       f"[substring(k, 5), {r}[k]]]"),
+        "properties": f"properties({r})",
         "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
         "path": f"[{v}.id, {m}.id]", "__typename": "'Relation'",
     }
@@ -227,8 +239,7 @@ def _paths(spec: RelationSpec, v: str, names: count[int]) -> str:
     exprs = {
         "type": f"type({r})", "direction": d, "depth": f"length({p})",
         "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
-        "properties": (f"[k IN keys({r}) WHERE k STARTS WITH 'attr_' | "
-                       f"[substring(k, 5), {r}[k]]]"),
+        "properties": f"properties({r})",
         "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
         "path": f"[x IN nodes({p}) | x.id]", "__typename": "'Relation'",
     }
@@ -267,13 +278,13 @@ def _connection(spec: ConnectionSpec, names: count[int]) -> str:
     if spec.want_total:
         entries.append(("total", f"COUNT {{ MATCH (n:{spec.label}) "
                                  f"{renamed(_where(spec.where), p)} }}"))
-    row = [("item", item_projection(spec.item, "n", names) if spec.item else "{}")]
+    row = [("item", item_projection(spec.item, "n", names) if spec.item else "[]")]
     if spec.want_cursor:
         row += [("id", "n.id"), ("sortValue", f"n.{spec.sort_prop}")]
     entries.append(("rows", (
         f"COLLECT {{ MATCH (n:{spec.label}) {renamed(_where(spec.page_where), p)} "
-        f"WITH n ORDER BY {spec.order} LIMIT ${p}limit RETURN {_map(row)} }}")))
-    return _map(entries)
+        f"WITH n ORDER BY {spec.order} LIMIT ${p}limit RETURN {_record(row)} }}")))
+    return _record(entries)
 
 
 @lru_cache(maxsize=512)

@@ -15,13 +15,13 @@ FAMILIES = {c.value: [f.value for f in CLASS_ANCESTORS[c]] for c in CIClass}
 
 
 async def run(db: Database, roots: tuple[RootSpec, ...], scope: Visibility,
-              params: dict[str, Any]) -> dict[str, Any]:
-    """The operation's data, a map per root field, from its one statement."""
+              params: dict[str, Any]) -> list[Any]:
+    """The values of the operation's root fields, from its one statement."""
     text = statement(roots, scope)
     if "$ciClassNames" in text:
         params["ciClassNames"] = CLASS_NAMES
     if "$families" in text:
         params["families"] = FAMILIES
     (row,) = await db.read(text, params)
-    data: dict[str, Any] = row["data"]
-    return data
+    values: list[Any] = row["data"]
+    return values

@@ -1,4 +1,4 @@
-RETURN {`configurationItem`: head(COLLECT { MATCH (n0:Item {id: $p0}) WHERE n0:CI RETURN {`id`: n0.id, `name`: n0.name, `ciClass`: $ciClassNames[n0.ciClass], `lifecycleStatus`: n0.lifecycleStatus, `operationalState`: n0.operationalState, `criticality`: n0.criticality} })} AS data
+RETURN [head(COLLECT { MATCH (n0:Item {id: $p0}) WHERE n0:CI RETURN [n0.id, n0.name, $ciClassNames[n0.ciClass], n0.lifecycleStatus, n0.operationalState, n0.criticality] })] AS data
 
 // parameters
 {
