@@ -276,16 +276,16 @@ class Planner:
             if name == "__typename":
                 roots.append(RootSpec(key, "Query"))
                 continue
+            if name not in LOOKUPS and name not in CONNECTIONS and name not in ORG_LISTS:
+                raise Cannot(name)
             if not allowed("Query", name, principal):
                 raise Cannot("refused")  # the guard answers with its error
             if name in LOOKUPS:
                 roots.append(RootSpec(key, self.lookup(name, details)))
             elif name in CONNECTIONS:
                 roots.append(RootSpec(key, self.connection(key, name, details)))
-            elif name in ORG_LISTS:
-                roots.append(RootSpec(key, self.org_list(name, details)))
             else:
-                raise Cannot(name)
+                roots.append(RootSpec(key, self.org_list(name, details)))
         if not self.context.visible.everything:
             self.params.update(self.context.visible.params())
         return Plan(tuple(roots), self.params, self.pages, self.bindings)

@@ -31,6 +31,9 @@ from cmdb.core.cypher import trusted
 from cmdb.identity.scope import Visibility
 from cmdb.items.models import RelationType
 
+# Every compiled statement starts with this comment: traces name its spans by it.
+HEADER: LiteralString = "// compiler.read\n"
+
 ITEM_EXPRESSIONS: dict[str, str] = {
     "healthState": "coalesce({v}.healthState, 'UNKNOWN')",
     "ciClass": "$ciClassNames[{v}.ciClass]",
@@ -303,7 +306,7 @@ def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
             entries.append((root.key, _org_list(root.spec, names)))
         else:
             entries.append((root.key, _connection(root.spec, names)))
-    text = "RETURN " + _map(entries) + " AS data"
+    text = HEADER + "RETURN " + _map(entries) + " AS data"
     if scope.everything:
         text = _ALWAYS.sub("", _SCOPES.sub("true", text))
     text = _SCOPE.sub(lambda m: "(" + scope.predicate(m.group(1)) + ")", text)

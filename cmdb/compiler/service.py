@@ -27,16 +27,27 @@ async def answer(plans: PlanCache, schema: strawberry.Schema, query: str,
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return None
-    try:
+    try:  # any surprise in planning leaves the operation to the resolvers
         plan = plans.plan(query, document, operation, variables, context, lambda: plan_operation(
             schema, document, operation, variables, context))
     except Cannot as e:
         log.debug("answered by resolvers: %s", e)
         return None
+    except Exception:
+        log.warning("could not plan a read; answered by resolvers", exc_info=True)
+        return None
+    db = context.services.db
     try:
-        data = await repository.run(context.services.db, plan.roots,
-                                    scope_shape(context.visible), plan.params)
-        return shape(plan, data)
+        if db.tracer is None:
+            values = await repository.run(db, plan.roots, scope_shape(context.visible),
+                                          plan.params)
+        else:  # one span for the operation's statement, in place of resolver spans
+            with db.tracer.start_as_current_span(
+                    "GraphQL compiled read",
+                    attributes={"graphql.compiled.fields": [r.key for r in plan.roots]}):
+                values = await repository.run(db, plan.roots, scope_shape(context.visible),
+                                              plan.params)
+        return shape(plan, values)
     except Exception as e:  # the resolvers answer instead, with their own errors
         if not is_unavailable(e):
             log.warning("compiled read failed; answered by resolvers", exc_info=True)

@@ -32,6 +32,14 @@ def statement_names() -> dict[str, str]:
     return names
 
 
+def _named_by_comment(query: str) -> str | None:
+    """A generated statement's name: its first line, ``// <name>`` (compiled reads)."""
+    if query.startswith("// "):
+        first = query.split("\n", 1)[0][3:].strip()
+        return first if first.replace(".", "").replace("_", "").isalnum() else None
+    return None
+
+
 def statement_kind(query: str) -> str:
     for word in query.split(None, 8):
         if word.isalpha():
@@ -43,7 +51,7 @@ def statement_span(tracer: Tracer, query: str, mode: str,
                    database: str) -> AbstractContextManager[Span]:
     """The current span while one statement runs (ended, with any error, on exit)."""
     kind = statement_kind(query)
-    name = statement_names().get(query)
+    name = statement_names().get(query) or _named_by_comment(query)
     attributes = {"db.system.name": "neo4j", "db.namespace": database,
                   "db.operation.name": kind, "cmdb.neo4j.mode": mode}
     if name:

@@ -1,3 +1,4 @@
+// compiler.read
 RETURN [{`rows`:
   COLLECT { MATCH (n:Service) WHERE n.serviceKind IN $c0_f_kinds AND n.lifecycleStatus <> 'RETIRED' WITH n ORDER BY n.nameLower ASC, n.id ASC LIMIT $c0_limit RETURN {`item`: [n.name,
   COLLECT { MATCH (n)-[r0:DEPENDS_ON]->(m0:Item) WHERE m0 <> n AND r0.retiredAt IS NULL AND m0.lifecycleStatus <> 'RETIRED' WITH n, r0, m0, 'OUTGOING' AS d0 ORDER BY m0.nameLower, m0.id, elementId(r0) LIMIT $p2 RETURN [CASE WHEN m0:Service THEN [m0.name, 'S'] ELSE [m0.name,
