@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class Diff:
     resolvers: Any  # read_compiler off
     world: World
     counts: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # first error's code, by kind
 
     async def execute(self, schema: Any, query: str, variables: dict[str, Any] | None,
                       role: str | None, operation: str | None) -> tuple[Any, bool]:
@@ -117,6 +118,9 @@ class Diff:
         self.counts[f"{kind} compiled"] += compiled
         if want[1]:
             self.counts[f"{kind} with errors"] += 1
+            first = want[1][0]
+            code = f"{(first.get('extensions') or {}).get('code')} {first['message'][:50]}"
+            self.errors[f"{kind}: {code}"] += 1
             if any((e.get("extensions") or {}).get("code") == "INTERNAL" for e in want[1]):
                 self.counts[f"{kind} INTERNAL errors"] += 1
         if got != want:
@@ -153,6 +157,7 @@ async def diff(db: Database, test_settings: Settings) -> AsyncIterator[Diff]:
     world = await build_world(run)
     POOL["ids"] = [*world.all_ids, "00000000-0000-4000-8000-000000000000", "nope"]
     POOL["strings"] = world.strings
+    POOL["cursors"] = await cursors(run)
     POOL["items"] = sorted(world.ids.values())
     d = Diff(services, compiled, resolvers, world)
     d.counts["world seconds"] = round(time.monotonic() - started)
@@ -161,8 +166,23 @@ async def diff(db: Database, test_settings: Settings) -> AsyncIterator[Diff]:
     finally:
         await services.close()
         print("\ncompiled reads:", dict(sorted(d.counts.items())))
+        print("errors both paths gave (first of each answer):", dict(d.errors.most_common(20)))
         if world.failed_relations:
             print("relations the product refused:", *world.failed_relations, sep="\n  ")
+
+
+CURSORS = """{ configurationItems(first: 500, filter: {includeRetired: true}) {
+    edges { cursor } }
+  byName: configurationItems(first: 500, orderBy: {field: NAME, direction: DESC}) {
+    edges { cursor } }
+  services(first: 500, filter: {includeRetired: true}) { edges { cursor } } }"""
+
+
+async def cursors(run: Any) -> list[str]:
+    """Real cursors (every few of them) for ``after`` and ``before``."""
+    data = await run(CURSORS, {})
+    found = [e["cursor"] for page in data.values() for e in page["edges"]]
+    return sorted(set(found[::7]))
 
 
 # --- documents of the test suite -------------------------------------------------------------
@@ -295,7 +315,8 @@ async def test_suite_documents_answer_alike(diff: Diff, document: Document) -> N
 # --- generated operations --------------------------------------------------------------------
 
 # Values from the graph, filled by the fixture before the first example is drawn.
-POOL: dict[str, list[str]] = {"ids": ["none"], "strings": ["none"], "items": ["none"]}
+POOL: dict[str, list[str]] = {"ids": ["none"], "strings": ["none"], "items": ["none"],
+                              "cursors": ["none"]}
 
 
 def _pool(kind: str) -> st.SearchStrategy[str]:
@@ -315,13 +336,15 @@ def _json(value: Any) -> graphql.ValueNode:
 SCALARS: dict[str, st.SearchStrategy[graphql.ValueNode]] = {
     "ID": st.one_of(_pool("items"), _pool("items"), _pool("ids"),
                     st.sampled_from(["", "x"])).map(nodes.String),
-    "String": st.one_of(_pool("strings"), st.text(max_size=6)).map(nodes.String),
+    "String": st.one_of(_pool("strings"), _pool("cursors"), st.text(max_size=6)
+                        ).map(nodes.String),
     "Int": st.one_of(st.integers(0, 6), st.integers(0, 6), st.sampled_from([49, 50, 51, 60,
                                                                             500, 501, -1])
                      ).map(nodes.Int),
     "Float": st.floats(0, 10, allow_nan=False).map(nodes.Float),
     "Date": st.sampled_from(["2026-11-01", "2026-01-31", "bad"]).map(nodes.String),
-    "DateTime": st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
+    "DateTime": st.datetimes(datetime(2000, 1, 1), datetime(2030, 1, 1),
+                             timezones=st.just(UTC)).map(lambda d: d.isoformat())
                   .map(nodes.String),
     "Decimal": st.sampled_from(["1.50", "0", "-3"]).map(nodes.String),
     # Attribute filter values as the world's attributes hold them.
