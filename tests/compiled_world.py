@@ -10,7 +10,6 @@ class than a default page.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +63,8 @@ class World:
     def strings(self) -> list[str]:
         names = [*self.ids, *self.groups, *self.cost_centres, *self.locations]
         return sorted({*names, *(n[:3] for n in names), OWNER, REQUESTER, "srv", "SRV", "Pay",
-                       "rack", "eu", "SN-0001", "web-01.example.org", "gold", "tier"})
+                       "rack", "eu", "SN-0001", "web-01.example.org", "gold", "tier", "2026-10",
+                       "2026-11", "engine", "hot", "assignedUser"})
 
 
 async def _payload(run: Run, query: str, variables: dict[str, Any], key: str,
