@@ -106,7 +106,7 @@ def _longest_list(data: Any) -> int:
     return 0
 
 
-@dataclass
+@dataclass(repr=False)  # hypothesis prints the arguments of a failing example: keep it short
 class Diff:
     services: Services
     compiled: Any  # build_schema(settings): read_compiler on
@@ -114,6 +114,9 @@ class Diff:
     world: World
     counts: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # first error's code, by kind
+
+    def __repr__(self) -> str:
+        return "Diff(<two schemas over the compiled_world graph>)"
 
     async def execute(self, schema: Any, query: str, variables: dict[str, Any] | None,
                       role: str | None, operation: str | None) -> tuple[Any, bool]:
