@@ -270,6 +270,7 @@ class Document:
     operations: tuple[str | None, ...]  # operation names (None: the only, anonymous one)
 
 
+_GQL_SCHEMA = build_schema(Settings())._schema
 _SELF = {"test_compiled_reads.py", "test_compiled_reads_served.py", "compiled_world.py"}
 
 
@@ -283,7 +284,7 @@ def _strings(path: Path) -> Iterator[tuple[int, str]]:
 
 def harvest_documents() -> tuple[list[Document], Counter[str]]:
     """Read query documents written in tests/ (and what was passed over, by reason)."""
-    schema = build_schema(Settings())._schema
+    schema = _GQL_SCHEMA
     found: dict[str, Document] = {}
     skipped: Counter[str] = Counter()
     files = sorted(p for p in TESTS.rglob("*.py") if p.name not in _SELF)
@@ -313,7 +314,6 @@ def harvest_documents() -> tuple[list[Document], Counter[str]]:
 
 
 DOCUMENTS, SKIPPED = harvest_documents()
-_GQL_SCHEMA = build_schema(Settings())._schema
 
 
 class NoValue(Exception):
