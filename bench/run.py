@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import tools
 from bench.idp import BenchIdP
 from bench.queries import OPERATIONS, http_request, sample_ids
 
@@ -349,7 +350,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--soak", type=float, default=0, help="seconds of soak after the suites")
     ap.add_argument("--skip-load", action="store_true", help="use the data already loaded")
+    ap.add_argument("--no-install", action="store_true",
+                    help="do not apt-get install missing wrk/node/npm: say what to install")
     args = ap.parse_args()
+    tools.ensure(install=not args.no_install)  # before anything starts: no traceback later
 
     from neo4j import GraphDatabase
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import tools
 from bench.doc import replace_section
 from bench.idp import BenchIdP
 from bench.queries import sample_ids
@@ -226,6 +227,7 @@ def main() -> None:
                     help="the API's allowed growth in resident memory from start to end")
     ap.add_argument("--skip-load", action="store_true", help="use the graph already loaded")
     args = ap.parse_args()
+    tools.ensure(programs=("wrk",))  # installs wrk or says how, before anything starts
 
     from neo4j import GraphDatabase
 

@@ -193,6 +193,9 @@ class DocumentLimitsAndCache(SchemaExtension):
         ctx.validation_rules = ctx.validation_rules + self.rules
         yield
         note_operation(ctx)  # metrics: the operation's name
+        release = getattr(ctx.context, "release", None)
+        if release is not None:  # the loaders' caches: see Context.release
+            release()
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context

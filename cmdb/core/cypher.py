@@ -158,10 +158,50 @@ def cursor_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+# Range indexes that hand a list page over in order, so that Neo4j stops after the page instead
+# of sorting every match: (label, properties bound to one value, sort property); each index is
+# on those properties, then the sort property, then id (db/migrations.py, version 16). Neo4j
+# reads an index in order only when the statement has a predicate on every property of the
+# index and its ORDER BY names the index's properties in index order, so the statement binds
+# the prefix with ``=``, orders by the (constant) prefix first and says that the sort property
+# and id exist. Longest prefix first: it leaves the fewest rows to filter.
+ORDERED_INDEXES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("CI", ("ciClass", "operationalState"), "nameLower"),
+    ("CI", ("ciClass",), "nameLower"),
+    ("CI", (), "nameLower"),
+    ("Service", ("serviceKind",), "nameLower"),
+    ("Service", (), "nameLower"),
+)
+
+# Filter fields whose single value can bind an ordered index's prefix, by property.
+_PREFIX_FIELDS = {"ciClass": "classes", "operationalState": "operational_state",
+                  "serviceKind": "service_kinds"}
+# Properties every item has (written on create): only these may be asserted to exist.
+_ALWAYS_SET = {"nameLower", "id"}
+
+
+def _single(f: ItemFilter, prop: str) -> Any:
+    value = getattr(f, _PREFIX_FIELDS[prop])
+    if value is None or isinstance(value, str) or len(value) != 1:
+        return None
+    return getattr(value[0], "value", value[0])
+
+
+def ordered_index(label: str, f: ItemFilter, sort_prop: str) -> tuple[str, ...] | None:
+    """The prefix of the ordered index that answers this list in order, or None."""
+    if sort_prop not in _ALWAYS_SET:
+        return None
+    for index_label, prefix, prop in ORDERED_INDEXES:
+        if index_label == label and prop == sort_prop and all(
+                _single(f, p) is not None for p in prefix):
+            return prefix
+    return None
+
+
 @dataclass(frozen=True)
 class ListParts:
     """The pieces of a keyset list over ``n``: conditions without and with the page's
-    cursor (the count takes the first), the ORDER BY keys and the LIMIT parameter."""
+    cursor (the count takes the first) and the ORDER BY keys."""
 
     where: list[LiteralString]
     page_where: list[LiteralString]
@@ -187,17 +227,48 @@ def list_parts(
     order = "ASC" if ascending else "DESC"
     cmp = ">" if ascending else "<"
     page_where = list(where)
+    order_by = [sort.prop, "id"]
+    prefix = ordered_index(label, f, sort.prop)
+    if prefix is not None:
+        for i, prop in enumerate(prefix):
+            page_where.append(trusted(f"n.{prop} = $o_eq{i}"))
+            params[f"o_eq{i}"] = _single(f, prop)
+        page_where.append(trusted(f"n.{sort.prop} IS NOT NULL AND n.id IS NOT NULL"))
+        order_by = [*prefix, *order_by]
     if page.cursor is not None:
         value, ident = page.cursor
+        check_cursor(value, sort, "after" if page.forward else "before")
         params["c_value"], params["c_id"] = value, ident
         v = "datetime($c_value)" if sort.is_datetime else "$c_value"
+        # (p > v OR (p = v AND id > c)), written so that p >= v can seek a range of the index.
         page_where.append(trusted(
-            f"(n.{sort.prop} {cmp} {v} OR (n.{sort.prop} = {v} AND n.id {cmp} $c_id))"
+            f"n.{sort.prop} {cmp}= {v} AND (n.{sort.prop} {cmp} {v} OR n.id {cmp} $c_id)"
         ))
     params["limit"] = page.size + 1
-    parts = ListParts(where, page_where, trusted(f"n.{sort.prop} {order}, n.id {order}"),
-                      trusted(sort.prop))
-    return parts, params
+    ordering = trusted(", ".join(f"n.{p} {order}" for p in order_by))
+    return ListParts(where, page_where, ordering, trusted(sort.prop)), params
+
+
+def check_cursor(value: Any, sort: SortSpec, field_name: str) -> None:
+    """A cursor made for another order is refused (its value would not compare, or worse,
+    compare and page wrongly)."""
+    if sort.is_datetime:
+        fits = isinstance(value, str) and _is_datetime(value)
+    elif sort.prop == "criticalityRank":
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, str)
+    if not fits:
+        raise DomainError.single(field_name, "this cursor belongs to a list in another order; "
+                                 "start again from the first page")
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_list_query(

@@ -215,6 +215,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ON (u.billedIn, u.meter, u.at, u.ciId, u.month, u.qtyMicros)",
         "DROP INDEX usage_window IF EXISTS",
     )),
+    Migration(16, "lists in index order: a sorted first page stops at the page instead of "
+              "sorting every match (core/cypher.py ORDERED_INDEXES)", (
+        "CREATE INDEX ci_class_state_name_order IF NOT EXISTS "
+        "FOR (n:CI) ON (n.ciClass, n.operationalState, n.nameLower, n.id)",
+        "CREATE INDEX ci_class_name_order IF NOT EXISTS "
+        "FOR (n:CI) ON (n.ciClass, n.nameLower, n.id)",
+        "CREATE INDEX ci_name_order IF NOT EXISTS FOR (n:CI) ON (n.nameLower, n.id)",
+        "CREATE INDEX service_kind_name_order IF NOT EXISTS "
+        "FOR (n:Service) ON (n.serviceKind, n.nameLower, n.id)",
+        "CREATE INDEX service_name_order IF NOT EXISTS "
+        "FOR (n:Service) ON (n.nameLower, n.id)",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
