@@ -136,3 +136,21 @@ async def test_users_total_count_through_fragments(gql):
     assert inline["users"]["totalCount"] == 3
     assert nested["users"]["totalCount"] == 3
     assert merged["users"]["totalCount"] == 3
+
+
+@pytest.mark.parametrize(("made_for", "used_for"), [
+    ({"field": "NAME"}, {"field": "UPDATED_AT"}),
+    ({"field": "NAME"}, {"field": "CRITICALITY"}),
+    ({"field": "CREATED_AT"}, {"field": "NAME"}),
+])
+async def test_a_cursor_of_another_order_is_refused_by_name(gql, fleet, made_for, used_for):
+    _, conn = await page(gql, first=2, o=made_for)
+    cursor = conn["pageInfo"]["endCursor"]
+    for direction in ("after", "before"):
+        size = "first" if direction == "after" else "last"
+        body = await gql(LIST, f=None, o=used_for, **{size: 2, direction: cursor})
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "INVALID", error
+        [field] = error["extensions"]["fields"]
+        assert field["field"] == direction, error
+        assert "belongs to a list in another order" in error["message"], error
