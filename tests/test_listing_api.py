@@ -141,7 +141,7 @@ async def test_users_total_count_through_fragments(gql):
 @pytest.mark.parametrize(("made_for", "used_for"), [
     ({"field": "NAME"}, {"field": "UPDATED_AT"}),
     ({"field": "NAME"}, {"field": "CRITICALITY"}),
-    ({"field": "CREATED_AT"}, {"field": "NAME"}),
+    ({"field": "CRITICALITY"}, {"field": "CREATED_AT"}),
 ])
 async def test_a_cursor_of_another_order_is_refused_by_name(gql, fleet, made_for, used_for):
     _, conn = await page(gql, first=2, o=made_for)
