@@ -215,6 +215,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ON (u.billedIn, u.meter, u.at, u.ciId, u.month, u.qtyMicros)",
         "DROP INDEX usage_window IF EXISTS",
     )),
+    # A high number: parallel branches add theirs below it (gaps are fine).
+    Migration(30, "deferred roll-up: one lock node that serialises the roll-up workers", (
+        "CREATE CONSTRAINT rollup_lock_id IF NOT EXISTS "
+        "FOR (l:RollupLock) REQUIRE l.id IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)
