@@ -82,12 +82,13 @@ async def update_item(
     ``who`` (CIs; services keep none yet)."""
     if stored is not None:
         await record_manual_change(tx, item_id, stored, props, now, who)
-    if STATE_FIELDS & set(fields):
-        # Marked before the update, so the mark keeps the own state it replaces.
+    pending = None
+    if STATE_FIELDS & set(fields):  # marked for the roll-up by the update statement itself
         state = props.get("operationalState") if "operational_state" in fields else None
-        await mark_pending(tx, [item_id], now, "updated",
-                           OperationalState(state) if state else None)
-    return await InventoryRepository.update_item(tx, item_id, label, props, refs, now)
+        pending = {"state": OperationalState(state).value if state else None,
+                   "cause": "updated"}
+    return await InventoryRepository.update_item(tx, item_id, label, props, refs, now,
+                                                 pending)
 
 
 async def retire_item(

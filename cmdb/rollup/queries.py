@@ -167,6 +167,16 @@ CREATE (:RollupPending {itemId: x.id, state: $state,
                         at: $now, cause: $cause})
 """
 
+# Appended to a statement that changes item n (whose own state before the change it kept as
+# previousState): marks n pending when $pending ({state, cause}) is given, so an update, its
+# history and its mark are one statement.
+MARK_CHANGED_ITEM: LiteralString = """
+FOREACH (m IN CASE WHEN $pending IS NULL THEN [] ELSE [$pending] END |
+  CREATE (:RollupPending {itemId: n.id, state: m.state,
+                          previous: CASE WHEN m.state IS NULL THEN null ELSE previousState END,
+                          at: $now, cause: m.cause}))
+"""
+
 # Written first in the worker's transaction: a second worker waits here until the first
 # commits, and then finds the marks the first took gone.
 TAKE_LOCK: LiteralString = """

@@ -75,7 +75,7 @@ class RollupWorker:
     async def settle(self) -> Drained:
         """Wait until nothing is pending, rolling up at once rather than after the delay:
         what tests (and a caller that must read settled health in process) use."""
-        done = await self.drain()
+        done = Drained()
         while await pending_count(self.db):
             more = await self.drain()
             done.marks += more.marks
