@@ -1,6 +1,7 @@
 """Commit to service health: how long after a state write a service's healthState follows.
 
     .venv/bin/python -m bench.rollup --tier S --instance bench
+    .venv/bin/python -m bench.rollup --tier S --instance test-1 --wipe   # a test instance
     .venv/bin/python -m bench.rollup --tier M --instance bench --samples 100 --storm 30
 
 Loads the tier if needed (``bench.load``), rolls every item up once if the load left them
@@ -45,7 +46,7 @@ SET = ("mutation($id: ID!, $s: OperationalState!) { updateConfigurationItem(id: 
        "input: {operationalState: $s}) { errors { message } } }")
 HEALTH = "query($id: ID!) { node(id: $id) { ... on Service { healthState } } }"
 IMPACT = ("query($id: ID!) { impact(ids: [$id], assumeDown: true) "
-          "{ state item { id ... on Service { healthState } } } }")
+          "{ state item { id } } }")
 CLUSTERS = """
 MATCH (m:CI)-[:MEMBER_OF]->(c:Cluster) WHERE m.operationalState = 'UP'
 WITH c, collect(m.id) AS members WHERE size(members) >= $n
@@ -100,11 +101,15 @@ class Api:
         return time.perf_counter()
 
     async def affected(self, ci_id: str) -> tuple[str, str, str] | None:
-        """A service that this CI going down changes: (id, state now, state then)."""
-        for e in (await self.gql(IMPACT, id=ci_id))["impact"]:
-            now = e["item"].get("healthState")
-            if now is not None and now != e["state"]:
-                return e["item"]["id"], now, e["state"]
+        """A service that this CI going down changes: (id, state now, state then). The
+        what-if reads its states inside its own (rolled back) transaction, so the states
+        now are read apart."""
+        then = {e["item"]["id"]: e["state"]
+                for e in (await self.gql(IMPACT, id=ci_id))["impact"]}
+        for svc, state in then.items():
+            now = await self.health(svc)
+            if now is not None and now != state:
+                return svc, now, state
         return None
 
 
@@ -179,7 +184,8 @@ def serve(settings: Any, workers: int, delay_ms: int, logs: Path) -> subprocess.
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     settings, _ = connect_settings(args.instance, 300.0, print)
     subprocess.run([sys.executable, "-m", "bench.load", "--tier", args.tier,
-                    "--instance", args.instance], cwd=ROOT, check=True)
+                    "--instance", args.instance, *(["--wipe"] if args.wipe else [])],
+                   cwd=ROOT, check=True)
     pw = settings.neo4j_password.get_secret_value() if settings.neo4j_password else ""
     db = Database.connect(settings.neo4j_uri or "", settings.neo4j_user, pw)
     try:
@@ -234,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storm", type=int, default=20, help="cluster members set DOWN at once")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--delay-ms", type=int, default=50)
+    p.add_argument("--wipe", action="store_true",
+                   help="let bench.load empty a graph that holds other data (a test instance)")
     args = p.parse_args(argv)
     result = asyncio.run(measure(args))
     out = ROOT / "bench" / "results" / f"rollup-{args.tier}.json"
