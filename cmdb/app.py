@@ -165,6 +165,7 @@ def _lifespan(settings: Settings, db: Database | None, tracer_provider: TracerPr
                 await migrate(database)
         except Exception:  # the API still starts; /readyz reports why it is not ready
             log.exception("schema migration at start failed")
+        app.state.services.rollup.start()  # stopped by services.close()
         try:
             with trace_database(database, tracer_provider):
                 yield

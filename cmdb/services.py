@@ -15,6 +15,7 @@ from cmdb.items.inventory import InventoryService
 from cmdb.items.relations import RelationService
 from cmdb.items.service_records import ServiceRecordService
 from cmdb.org.service import OrgService
+from cmdb.rollup.worker import RollupWorker
 from cmdb.settings import Settings
 from cmdb.vdi.service import VdiService
 
@@ -36,6 +37,7 @@ class Services:
     vdi: VdiService = field(init=False)
     discovery: DiscoveryService = field(init=False)
     chargeback: ChargebackService = field(init=False)
+    rollup: RollupWorker = field(init=False)
 
     def __post_init__(self) -> None:
         self.inventory = InventoryService(self.db, self.settings)
@@ -49,8 +51,11 @@ class Services:
         self.vdi = VdiService(self.db, self.settings)
         self.discovery = DiscoveryService(self.db, self.settings)
         self.chargeback = ChargebackService(self.db, self.settings)
+        self.rollup = RollupWorker(self.db, self.settings.rollup_delay_ms / 1000)
 
     async def close(self) -> None:
-        """Stop what runs in the background (the change feeds); open subscriptions end."""
+        """Stop what runs in the background (the roll-up worker, the change feeds); open
+        subscriptions end."""
+        await self.rollup.close()
         await self.health.close()
         await self.catalog.close()

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(1000, ge=1)
     subscription_shared_feed: bool = True
 
+    # Health roll-up: a state write commits the item's own state with a pending mark; each
+    # API process's roll-up worker looks for marks this often and rolls up all it finds at
+    # once (docs/health.md: "When roll-up runs"). The bound on commit-to-health delay, plus
+    # the roll-up's own time.
+    rollup_delay_ms: int = Field(50, ge=1, le=60_000)
+
     # Request bodies: the cap of every route without one of its own (the bulk endpoints keep
     # theirs); over it, 413. The default is the alarms endpoint's.
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)

@@ -6,8 +6,10 @@ is not running and stopped at the end if this session started it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from cmdb.app import create_app
 from cmdb.db.driver import Database
 from cmdb.db.migrations import migrate
 from cmdb.localdb.manager import LocalNeo4j, instance_for
+from cmdb.rollup.worker import RollupWorker
+from cmdb.services import Services
 from cmdb.settings import Settings
 from tests.auth import ADMIN, auth_headers
 
@@ -72,6 +76,25 @@ async def wipe(db: Database) -> None:
     await db.write("MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
 
 
+async def settle(db: Database) -> None:
+    """Roll up what writes left pending (health is then settled; docs/health.md)."""
+    await RollupWorker(db).settle()
+
+
+async def settled_over_http(client: httpx.AsyncClient, headers: dict[str, str] | None = None,
+                            path: str = "/graphql", timeout_s: float = 30.0) -> None:
+    """Wait, as an HTTP client does, until the public ``pendingRollUps`` is 0: the served
+    app's roll-up worker has rolled up every write before now."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = await client.post(path, json={"query": "{ pendingRollUps }"}, headers=headers)
+        assert r.status_code == 200, r.text
+        if r.json()["data"]["pendingRollUps"] == 0:
+            return
+        assert time.monotonic() < deadline, "the roll-up did not settle"
+        await asyncio.sleep(0.01)
+
+
 @pytest_asyncio.fixture
 async def clean_db(db: Database) -> Database:
     """An empty graph (schema kept) for one test."""
@@ -79,26 +102,40 @@ async def clean_db(db: Database) -> Database:
     return db
 
 
+class AppClient(httpx.AsyncClient):
+    """An HTTP client to an in-process app, which can wait for the app's health roll-up."""
+
+    services: Services
+
+    async def settle(self) -> None:
+        """Roll up what writes left pending (health is then settled)."""
+        await self.services.rollup.settle()
+
+
 @contextlib.asynccontextmanager
-async def app_client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(db: Database, settings: Settings) -> AsyncIterator[AppClient]:
     """An in-process app over ``db`` (started and stopped) and an HTTP client to it."""
     app = create_app(settings, db=db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         # The default caller is an admin; tests of access control pass their own headers.
-        async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                     headers=auth_headers(ADMIN[0], *ADMIN[1])) as c:
+        async with AppClient(transport=transport, base_url="http://test",
+                             headers=auth_headers(ADMIN[0], *ADMIN[1])) as c:
+            c.services = app.state.services
             yield c
 
 
 @pytest_asyncio.fixture
-async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def client(clean_db: Database, test_settings: Settings) -> AsyncIterator[AppClient]:
     async with app_client(clean_db, test_settings) as c:
         yield c
 
 
 class GQL:
-    """Posts GraphQL to the in-process app and fails loudly on transport-level errors."""
+    """Posts GraphQL to the in-process app and fails loudly on transport-level errors.
+
+    After a mutation it waits for the health roll-up to settle, as a client that reads
+    health after its writes does (docs/health.md), so tests read settled health."""
 
     def __init__(self, client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> None:
         self.client = client
@@ -113,6 +150,8 @@ class GQL:
                                    headers=self.headers)
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
+        if isinstance(self.client, AppClient) and query.lstrip().startswith("mutation"):
+            await self.client.settle()
         return body
 
     async def ok(self, query: str, **variables: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from cmdb.identity.principal import (
 )
 from cmdb.items.models import CIClass, RelationType, ServiceKind
 from cmdb.services import Services
+from tests.conftest import settle
 
 OPERATOR = Principal("olga", frozenset({"operator"}))
 MONITOR = Principal("zabbix", frozenset({"monitoring"}))
@@ -88,6 +89,7 @@ async def _stack(services):
 
 
 async def _states(db, *ids):
+    await settle(db)  # health is rolled up after the write (docs/health.md)
     rows = await db.read("UNWIND $ids AS id MATCH (n:Item {id: id}) RETURN n.id AS id, "
                          "n.operationalState AS own, n.healthState AS health, "
                          "n.baselineState AS baseline", {"ids": list(ids)})

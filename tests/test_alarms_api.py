@@ -14,6 +14,7 @@ import pytest_asyncio
 from cmdb.alarms.http import MAX_ALARMS, MAX_BODY_BYTES
 from cmdb.app import create_app
 from tests.auth import ADMIN, auth_headers
+from tests.conftest import settled_over_http
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +65,7 @@ async def create_ci(api, name: str, state: str = "UP", ci_class: str = "SERVER")
 
 
 async def health(api, item_id: str) -> tuple[str, str]:
+    await settled_over_http(api, ADMIN_H)  # health follows the write (docs/health.md)
     data = await gql(api, ADMIN_H, "query($id: ID!) { node(id: $id) { operationalState "
                      "healthState } }", id=item_id)
     return data["node"]["operationalState"], data["node"]["healthState"]

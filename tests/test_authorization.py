@@ -68,6 +68,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any], frozenset[str]]] = {
     "Query.statesAsOf": ("query($ids: [ID!]!, $s: DateTime!) { statesAsOf(ids: $ids, at: $s) }",
                          {"ids": ["PAYROLL"], "s": WINDOW["s"]}, OWNERS),
     "Query.plannedChanges": ("{ plannedChanges { id } }", {}, OWNERS),
+    "Query.pendingRollUps": ("{ pendingRollUps }", {}, ALL),
     # Mutations name an id that does not exist: allowed callers get NOT_FOUND or validation
     # errors, refused ones FORBIDDEN, and nothing is written either way.
     "Mutation.createConfigurationItem": (

@@ -22,7 +22,7 @@ from cmdb.services import Services
 from cmdb.settings import Settings
 from tests.auth import ADMIN, auth_headers
 from tests.catalog_world import APPROVE, build_world, create_item, submit
-from tests.conftest import GQL
+from tests.conftest import GQL, settled_over_http
 from tests.test_ci_api import create_ci
 from tests.test_relations_api import make_service, relate
 
@@ -163,6 +163,8 @@ async def test_a_change_through_another_replica_reaches_a_subscriber_here(clean_
         gql_b = GQL(b)
         host = (await create_ci(gql_b, name="h1", ciClass="SERVER",
                                 operationalState="UP"))["id"]
+        # The host's first state is recorded by replica b's roll-up worker: wait for it.
+        await settled_over_http(b)
         services = Services(clean_db, settings)
         here = await Subscriber(services, settings, "olga", "operator", ids=[host]).start()
         [first] = await joined(services, [here])

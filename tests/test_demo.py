@@ -37,8 +37,10 @@ async def graph_state(db: Database) -> tuple[Any, ...]:
     """Counts and the latest write time of everything the demo touches; the first two
     counts are of the CMDB items (org units, services, CIs) alone, the last two of people
     (users, roles, sessions and the broker events behind them)."""
-    # State history (StateChange nodes) is the health roll-up's, not the demo's.
+    # State history (StateChange nodes), pending marks and the workers' lock are the health
+    # roll-up's, not the demo's.
     nodes = await db.read("MATCH (n) WHERE NOT n:SchemaMigration AND NOT n:StateChange "
+                          "AND NOT n:RollupLock AND NOT n:RollupPending "
                           "RETURN count(n) AS c, max(n.updatedAt) AS u, max(n.createdAt) AS k, "
                           f"count(CASE WHEN {PEOPLE} THEN 1 END) AS p")
     rels = await db.read("MATCH (a)-[r]->(b) WHERE NOT r:HAD_STATE AND NOT r:HAS_MEMBER "

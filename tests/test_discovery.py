@@ -21,6 +21,7 @@ from cmdb.discovery.service import DiscoveryService
 from cmdb.identity.principal import Principal
 from cmdb.items.models import HistoryKind
 from cmdb.settings import Settings
+from tests.conftest import settle
 
 pytestmark = pytest.mark.integration
 
@@ -518,6 +519,7 @@ async def test_health_rolls_up_over_discovered_relationships(svc, clean_db, gql)
                  '{ changes { itemId } } }', id=r.ids["h"])
     await svc.ingest(AGENT, "cloud", [], [
         {"source": {"id": r.ids["a"]}, "target": {"id": r.ids["h"]}, "type": "RUNS_ON"}])
+    await settle(clean_db)  # health follows the ingest (docs/health.md)
     data = await gql.ok('query($id: ID!) { node(id: $id) { healthState } }', id=r.ids["a"])
     assert data["node"]["healthState"] == "DOWN"
 

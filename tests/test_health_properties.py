@@ -54,6 +54,7 @@ from cmdb.schema.context import Context
 from cmdb.services import Services
 from cmdb.settings import Settings
 from tests import health_oracle as o
+from tests.conftest import settle
 
 pytestmark = pytest.mark.integration
 
@@ -341,6 +342,8 @@ async def roll_up_all(svc: Services, graph: o.Graph) -> None:
 
 
 async def stored(db: Database) -> dict[str, dict[str, Any]]:
+    """The stored states, once the roll-up of every write so far has settled."""
+    await settle(db)
     return {r["id"]: r for r in await db.read(READ_ALL)}
 
 

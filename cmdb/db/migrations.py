@@ -227,6 +227,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX service_name_order IF NOT EXISTS "
         "FOR (n:Service) ON (n.nameLower, n.id)",
     )),
+    Migration(17, "deferred roll-up: one lock node that serialises the roll-up workers", (
+        "CREATE CONSTRAINT rollup_lock_id IF NOT EXISTS "
+        "FOR (l:RollupLock) REQUIRE l.id IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -118,6 +118,7 @@ async def load_demo_report(db: Database, settings: Settings, echo: Echo = print)
     await _load_catalogue(services, repo, echo, report.catalogue)
     await _register_discovery_sources(services, echo)
     await _load_chargeback(services, echo, items)
+    await services.rollup.settle()  # the demo's health, rolled up before the command ends
     return report
 
 

@@ -6,6 +6,7 @@ from typing import LiteralString
 
 from cmdb.core.cypher import ITEM_PROJECTION, ITEM_PROJECTION_BARE, trusted
 from cmdb.items.models import Direction, RelationType
+from cmdb.rollup.queries import MARK_CHANGED_ITEM
 
 
 def get_items(with_org: bool, visible: LiteralString) -> LiteralString:
@@ -90,10 +91,13 @@ def create_item(labels: str) -> LiteralString:
 
 
 def update_item(label: str) -> LiteralString:
-    """Properties mapped to null are removed (``+=`` with a null value deletes the key)."""
+    """Properties mapped to null are removed (``+=`` with a null value deletes the key).
+    ``$pending`` marks the item for the roll-up (see ``rollup.queries``) or is null."""
     return trusted(
         f"MATCH (n:Item {{id: $id}}) WHERE n:{label}\n"
+        "WITH n, n.operationalState AS previousState\n"
         "SET n += $props, n.updatedAt = $now\n"
+        + MARK_CHANGED_ITEM
         + SET_REFS
         + "RETURN "
         + ITEM_PROJECTION

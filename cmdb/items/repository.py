@@ -116,9 +116,12 @@ class InventoryRepository:
 
     @staticmethod
     async def update_item(tx: CountingTx, item_id: str, label: str, props: dict[str, Any],
-                          refs: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """Set properties (and re-point references) of a CI or service (``label``)."""
-        return await _item(tx, q.update_item(label), item_id, props, refs, now)
+                          refs: dict[str, Any], now: datetime,
+                          pending: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Set properties (and re-point references) of a CI or service (``label``), marked
+        for the roll-up when ``pending`` (``{state, cause}``) is given."""
+        return await _item(tx, q.update_item(label), item_id, props,
+                           {**refs, "pending": pending}, now)
 
     @staticmethod
     async def create(tx: CountingTx, ci_id: str, ci_class: CIClass, props: dict[str, Any],

@@ -1,9 +1,12 @@
 """The one place where items and relationships are created, changed and retired.
 
-Every function runs inside the caller's transaction (``tx``), so a write, its history and
-its health roll-up commit or roll back together. The roll-up starts from what changed;
-``cause`` names the change in the state history. A caller that makes several writes and
-rolls up once passes ``cause=None`` to each and then calls ``roll_up`` itself. History: a
+Every function runs inside the caller's transaction (``tx``), so a write and its history
+commit or roll back together. Health is rolled up after the commit, by the roll-up worker
+(``cmdb.rollup.worker``): a write that can move states marks the items to roll up from as
+pending in its transaction (``cause`` names the change in the state history) and does not
+wait for the roll-up of everything above them. A caller that makes several writes and rolls
+up once passes ``cause=None`` to each and then calls ``roll_up`` itself. Only
+``set_known_states`` (``setOperationalState`` and what-ifs) rolls up at once. History: a
 person's edit of a CI is recorded here (``update_item`` with ``stored``); a writer that
 collects its own records (``History``, e.g. discovery) keeps them with ``record_history``.
 Bulk batches (``create_many`` and co.) keep neither history nor roll-up (see there).
@@ -29,23 +32,30 @@ from cmdb.items.repository import (
     RelationRepository,
 )
 from cmdb.rollup.models import StateChange
-from cmdb.rollup.repository import propagate, recompute, set_own_states, upward_closure
+from cmdb.rollup.repository import (
+    DRAIN_LIMIT,
+    direct_consumers,
+    drain,
+    mark_pending,
+    propagate,
+    set_own_states,
+    set_own_states_pending,
+)
 
 Row = dict[str, Any]
 
-# Changes to these fields change health, so they are rolled up at once.
+# Changes to these fields change health, so they are rolled up.
 STATE_FIELDS = frozenset({"operational_state", "lifecycle_status"})
 
 
-async def roll_up(tx: CountingTx, ids: list[str], cause: str | None, now: datetime
-                  ) -> list[StateChange]:
-    """Roll health up from ``ids`` (their own states or relationships changed)."""
-    return await propagate(tx, ids, cause, now)
+async def roll_up(tx: CountingTx, ids: list[str], cause: str, now: datetime) -> None:
+    """Have health rolled up from ``ids`` (their own states or relationships changed)."""
+    await mark_pending(tx, ids, now, cause)
 
 
 async def _roll(tx: CountingTx, ids: list[str], cause: str | None, now: datetime) -> None:
     if cause is not None:
-        await propagate(tx, ids, cause, now)
+        await mark_pending(tx, ids, now, cause)
 
 
 # ------------------------------------------------------------------------------ items
@@ -72,9 +82,13 @@ async def update_item(
     ``who`` (CIs; services keep none yet)."""
     if stored is not None:
         await record_manual_change(tx, item_id, stored, props, now, who)
-    row = await InventoryRepository.update_item(tx, item_id, label, props, refs, now)
-    await _roll(tx, [item_id], "updated" if STATE_FIELDS & set(fields) else None, now)
-    return row
+    pending = None
+    if STATE_FIELDS & set(fields):  # marked for the roll-up by the update statement itself
+        state = props.get("operationalState") if "operational_state" in fields else None
+        pending = {"state": OperationalState(state).value if state else None,
+                   "cause": "updated"}
+    return await InventoryRepository.update_item(tx, item_id, label, props, refs, now,
+                                                 pending)
 
 
 async def retire_item(
@@ -97,10 +111,8 @@ async def retire_items(
 ) -> list[Row]:
     """Retire live items (never delete), one statement each: they and their history stay,
     their relationships end, and whatever consumed them rolls up again without them."""
-    consumers = await _consumers(tx, ids)
-    retired = [await InventoryRepository.retire(tx, i, reason, now) for i in ids]
-    await recompute(tx, consumers, cause, now)
-    return retired
+    await mark_pending(tx, await _consumers(tx, ids), now, cause)
+    return [await InventoryRepository.retire(tx, i, reason, now) for i in ids]
 
 
 async def retire_batch(
@@ -110,18 +122,18 @@ async def retire_batch(
     """``retire_items`` for many items in one statement, each with its reason (``rows``:
     ``{id, reason}``), keeping ``history`` (the caller's records of them); returns how
     many were retired."""
-    consumers = await _consumers(tx, [r["id"] for r in rows])
+    await mark_pending(tx, await _consumers(tx, [r["id"] for r in rows]), now, cause)
     retired = await InventoryRepository.retire_many(tx, rows, now)
     if history is not None:
         await record_history(tx, history, now)
-    await recompute(tx, consumers, cause, now)
     return retired
 
 
 async def _consumers(tx: CountingTx, ids: list[str]) -> list[str]:
-    """What consumes the items, outside them: found before their relationships end."""
+    """What consumes the items directly, outside them: found before their relationships
+    end (the roll-up goes on upward from there)."""
     gone = set(ids)
-    return [i for i in await upward_closure(tx, ids) if i not in gone]
+    return [i for i in await direct_consumers(tx, ids) if i not in gone]
 
 
 async def record_history(tx: CountingTx, history: History, now: datetime) -> None:
@@ -133,12 +145,11 @@ async def set_states(
     tx: CountingTx, rows: list[tuple[str, OperationalState]], now: datetime,
     cause: Callable[[list[str]], str],
 ) -> list[str]:
-    """Set the own state of items and roll up from those that changed (``cause`` names
-    them); returns the ids that changed."""
-    changed = await set_own_states(tx, rows, now) if rows else []
-    if changed:
-        await propagate(tx, changed, cause(changed), now)
-    return changed
+    """Set the own state of items, marked for the roll-up (``cause`` names them); returns
+    the ids found."""
+    if not rows:
+        return []
+    return await set_own_states_pending(tx, rows, now, cause([i for i, _ in rows]))
 
 
 async def set_known_states(
@@ -146,7 +157,10 @@ async def set_known_states(
     cause: str | None, field: str = "id",
 ) -> list[StateChange]:
     """Set the own state of items that must all exist (``field`` names the input refused
-    when some do not) and roll up from them; the recorded changes."""
+    when some do not) and roll up from them at once; the recorded changes. What is pending
+    is rolled up first, under the workers' lock, so history stays in commit order."""
+    while (await drain(tx, now)).marks == DRAIN_LIMIT:
+        pass
     found = await set_own_states(tx, rows, now)
     missing = sorted({i for i, _ in rows} - set(found))
     if missing:

@@ -40,6 +40,13 @@ async def _item(info: Info[Context, None], item_id: str) -> ConfigurationItem | 
 
 @strawberry.type
 class HealthQuery:
+    @strawberry.field(description="State changes committed but not yet rolled up into "
+                      "healthState (0: health is settled). Each API process rolls up what "
+                      "is pending within CMDB_ROLLUP_DELAY_MS; a client that must read "
+                      "settled health after a write polls this until it is 0.")
+    async def pending_roll_ups(self, info: Info[Context, None]) -> int:
+        return await info.context.services.rollup.pending()
+
     @strawberry.field(description="Bottom-up impact: what the given items hold up, ranked, "
                       "each with the path that explains it. assumeDown treats the items as "
                       "down without storing anything (what-if).")

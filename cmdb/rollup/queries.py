@@ -141,3 +141,73 @@ RETURN x.id AS id ORDER BY x.id LIMIT $limit
 """
 
 # Metrics: services in service (not retired) whose rolled-up health is DOWN.
+
+# --- the deferred roll-up: pending marks (a queue of RollupPending nodes) and the lock -----
+
+# Own states set and marked pending in one statement: the mark keeps the state written and
+# the one before it, so the worker can replay several changes of one item in commit order.
+SET_OWN_STATE_PENDING: LiteralString = """
+UNWIND $rows AS row
+MATCH (x:Item {id: row.id})
+WITH x, row, x.operationalState AS previous
+SET x.operationalState = row.state, x.updatedAt = $now
+CREATE (:RollupPending {itemId: x.id, state: row.state, previous: previous, at: $now,
+                        cause: $cause})
+RETURN x.id AS id
+"""
+
+# The items to roll up from, marked before the change is written: ``state`` is the own state
+# the change is about to set (kept with the one before it), or null for changes that move
+# states otherwise (relationships, lifecycle, creation, retirement: nothing to replay).
+MARK_PENDING: LiteralString = """
+UNWIND $ids AS id
+MATCH (x:Item {id: id})
+CREATE (:RollupPending {itemId: x.id, state: $state,
+                        previous: CASE WHEN $state IS NULL THEN null ELSE x.operationalState END,
+                        at: $now, cause: $cause})
+"""
+
+# Appended to a statement that changes item n (whose own state before the change it kept as
+# previousState): marks n pending when $pending ({state, cause}) is given, so an update, its
+# history and its mark are one statement.
+MARK_CHANGED_ITEM: LiteralString = """
+FOREACH (m IN CASE WHEN $pending IS NULL THEN [] ELSE [$pending] END |
+  CREATE (:RollupPending {itemId: n.id, state: m.state,
+                          previous: CASE WHEN m.state IS NULL THEN null ELSE previousState END,
+                          at: $now, cause: m.cause}))
+"""
+
+# Written first in the worker's transaction: a second worker waits here until the first
+# commits, and then finds the marks the first took gone.
+TAKE_LOCK: LiteralString = """
+MERGE (l:RollupLock {id: 'rollup'})
+SET l.takenAt = $now
+"""
+
+PENDING_MARKS: LiteralString = """
+MATCH (p:RollupPending)
+WITH p ORDER BY p.at, elementId(p) LIMIT $limit
+RETURN elementId(p) AS mark, p.itemId AS id, p.state AS state, p.previous AS previous,
+       p.at AS at, p.cause AS cause
+"""
+
+CLEAR_MARKS: LiteralString = """
+UNWIND $marks AS mark
+MATCH (p:RollupPending) WHERE elementId(p) = mark
+DELETE p
+"""
+
+PENDING_COUNT: LiteralString = "MATCH (p:RollupPending) RETURN count(p) AS n"
+
+# Own states put back (for a replay) without marking anything.
+PUT_OWN_STATE: LiteralString = """
+UNWIND $rows AS row
+MATCH (x:Item {id: row.id})
+SET x.operationalState = row.state
+"""
+
+OWN_STATES: LiteralString = """
+UNWIND $ids AS id
+MATCH (x:Item {id: id})
+RETURN x.id AS id, x.operationalState AS state
+"""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
@@ -85,7 +86,18 @@ def create_ci(http: Http, name: str, ci_class: str = "SERVER", state: str = "UP"
     data = http.ok(CREATE_CI, i={"name": name, "ciClass": ci_class, "operationalState": state})
     assert data["createConfigurationItem"]["errors"] == [], data
     ci_id: str = data["createConfigurationItem"]["configurationItem"]["id"]
+    # Its first health is recorded by a roll-up worker after the commit: wait for it, so a
+    # subscriber that starts now hears only the changes a test makes.
+    settled(http)
     return ci_id
+
+
+def settled(http: Http, timeout_s: float = 30) -> None:
+    """Wait, as a client does, until the public ``pendingRollUps`` is 0 (docs/health.md)."""
+    deadline = time.monotonic() + timeout_s
+    while http.ok("{ pendingRollUps }")["pendingRollUps"]:
+        assert time.monotonic() < deadline, "the roll-up did not settle"
+        time.sleep(0.02)
 
 
 def unique(prefix: str) -> str:

@@ -25,6 +25,7 @@ from tests.e2e.remote import (
     STATE_CHANGES,
     Http,
     create_ci,
+    settled,
     state_change_arrives,
     subscriptions,
     unavailable,
@@ -228,3 +229,15 @@ async def test_a_routing_uri_serves_reads_writes_and_subscriptions(
         op = await client.subscribe(STATE_CHANGES, ids=[ci_id])
         await state_change_arrives(client, op, ci_id,
                                    lambda state: other.ok(SET_STATE, ids=[ci_id], s=state))
+
+
+def test_health_follows_a_write_through_one_once_the_other_says_it_settled(
+        replicas: tuple[Served, Served]) -> None:
+    a, b = (Http(s.url) for s in replicas)
+    ci_id = create_ci(a, unique("e2e-rollup"))
+    a.ok("mutation($id: ID!) { updateConfigurationItem(id: $id, input: "
+         "{operationalState: DOWN}) { errors { message } } }", id=ci_id)
+    settled(b)  # by any replica's worker: the client waits through the public count
+    read = b.ok("query($id: ID!) { configurationItem(id: $id) { operationalState "
+                "healthState } }", id=ci_id)
+    assert read["configurationItem"] == {"operationalState": "DOWN", "healthState": "DOWN"}
