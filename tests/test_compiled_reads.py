@@ -66,7 +66,7 @@ from cmdb.schema.context import Context
 from cmdb.services import Services
 from cmdb.settings import Settings
 from tests.compiled_world import OWNER, REQUESTER, World, build_world
-from tests.conftest import wipe
+from tests.conftest import settle, wipe
 
 pytestmark = pytest.mark.integration
 
@@ -208,6 +208,7 @@ async def diff(db: Database, test_settings: Settings) -> AsyncIterator[Diff]:
 
     started = time.monotonic()
     world = await build_world(run)
+    await settle(db)  # health rolled up, as readers see it once the worker has run
     POOL["ids"] = [*world.all_ids, "00000000-0000-4000-8000-000000000000", "nope"]
     POOL["strings"] = world.strings
     POOL["cursors"] = await cursors(run)
