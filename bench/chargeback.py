@@ -70,7 +70,7 @@ START = datetime(2026, 10, 1, tzinfo=UTC)
 MONTH_S = 31 * 86400
 RATE_CHANGE = datetime(2026, 10, 16, tzinfo=UTC)
 ADMIN = Principal("bench", frozenset({"admin"}))
-INSTANCES = ("bench", *(f"test-{n}" for n in range(1, 10)))
+INSTANCES = ("bench", "bench-m", *(f"test-{n}" for n in range(1, 10)))
 
 # Meter, the class whose CIs it measures, its share of the records (of 20), rate tiers.
 METERS: list[tuple[str, str, str, int]] = [

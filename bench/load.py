@@ -324,7 +324,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tier", required=True, choices=sorted(TIERS))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch", type=int, default=5000)
-    p.add_argument("--instance", choices=("dev", "test", "bench",
+    p.add_argument("--instance", choices=("dev", "test", "bench", "bench-m",
                                           *(f"test-{n}" for n in range(1, 10))), default=None,
                    help="a project-managed local instance (started if needed)")
     p.add_argument("--force", action="store_true", help="load even if already loaded")

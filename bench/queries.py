@@ -7,6 +7,8 @@ response into one comparable shape, and ``compare_answers`` checks them against 
 Semantics, as our API defines them:
 - ``lookup``: a CI by id, retired or not.
 - ``list``: live (not RETIRED) VirtualMachines that are UP, sorted by nameLower then id, 100.
+  The raw statements read the ordered-list indexes as our API does (core/cypher.py
+  ORDERED_INDEXES): a hand-written ceiling would; the peer's generated Cypher cannot.
 - ``nested``: live technical services sorted by nameLower, id (100); for each, the live
   items at the end of its live (no retiredAt) outgoing DEPENDS_ON (first 10 by nameLower, id);
   for each of those that is a CI, the same over RUNS_ON (first 3).
@@ -106,7 +108,9 @@ LIST = Operation(
     cypher="""
 MATCH (n:CI)
 WHERE n.ciClass = $ciClass AND n.operationalState = $state AND n.lifecycleStatus <> 'RETIRED'
-WITH n ORDER BY n.nameLower, n.id LIMIT $first
+  AND n.nameLower IS NOT NULL AND n.id IS NOT NULL
+// ordered as the (ciClass, operationalState, nameLower, id) index is: Neo4j stops at the page
+WITH n ORDER BY n.ciClass, n.operationalState, n.nameLower, n.id LIMIT $first
 RETURN n.id AS id, n.name AS name, n.criticality AS criticality
 """,
     cypher_params=lambda ci_id, seed: {"ciClass": "VirtualMachine", "state": "UP",
@@ -160,7 +164,8 @@ NESTED = Operation(
     cypher="""
 MATCH (s:Service)
 WHERE s.serviceKind = $kind AND s.lifecycleStatus <> 'RETIRED'
-WITH s ORDER BY s.nameLower, s.id LIMIT $services
+  AND s.nameLower IS NOT NULL AND s.id IS NOT NULL
+WITH s ORDER BY s.serviceKind, s.nameLower, s.id LIMIT $services
 CALL (s) {
   MATCH (s)-[d:DEPENDS_ON]->(c:Item)
   WHERE d.retiredAt IS NULL AND c.lifecycleStatus <> 'RETIRED'

@@ -350,6 +350,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--soak", type=float, default=0, help="seconds of soak after the suites")
     ap.add_argument("--skip-load", action="store_true", help="use the data already loaded")
+    ap.add_argument("--instance", default="bench",
+                    help="the project-managed Neo4j instance to load and measure (keeps "
+                         "one tier per instance, e.g. bench for L and bench-m for M)")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install missing wrk/node/npm: say what to install")
     args = ap.parse_args()
@@ -360,12 +363,12 @@ def main() -> None:
     from cmdb.localdb.manager import instance_for
     from cmdb.settings import Settings
 
-    instance = instance_for(Settings(home=ROOT / ".cmdb"), "bench")
+    instance = instance_for(Settings(home=ROOT / ".cmdb"), args.instance)
     instance.ensure_running()
     load_summary = ""
     if not args.skip_load:
         out = subprocess.run([sys.executable, "-m", "bench.load", "--tier", args.tier,
-                              "--seed", str(args.seed), "--instance", "bench"],
+                              "--seed", str(args.seed), "--instance", args.instance],
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
         print(out, end="")
         load_summary = " ".join(ln.strip() for ln in out.splitlines()[-6:])

@@ -491,6 +491,10 @@ def instance_for(settings: Settings, name: str = "dev") -> LocalNeo4j:
         spec = InstanceSpec(name, 17687 + 10 * n, 17474 + 10 * n, *_test_memory())
     elif name == "bench":
         spec = InstanceSpec("bench", 27687, 27474, "4g", "8g")
+    elif name == "bench-m":
+        # A second bench graph, so tier M and tier L can both stay loaded.
+        spec = InstanceSpec("bench-m", 27697, 27484, "2g", "3g")
     else:
-        raise LocalNeo4jError(f"unknown instance {name!r}; use dev, test, test-1..9 or bench")
+        raise LocalNeo4jError(f"unknown instance {name!r}; use dev, test, test-1..9, bench "
+                              "or bench-m")
     return LocalNeo4j(settings.home, spec)
