@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmdb.core.models import FrozenModel
+from cmdb.core.models import FrozenModel, RejectCode
 from cmdb.items.models import CIWrite, RelationType, ServiceWrite
 from cmdb.org.models import OrgWrite
 
@@ -55,13 +54,6 @@ class RelationRow(BaseModel):
     target_id: str = Field(min_length=1, max_length=128)
     type: RelationType
     properties: dict[str, Any] = {}
-
-
-class RejectCode(StrEnum):
-    INVALID = "INVALID"  # the row itself is wrong (validation, rules, duplicates)
-    NOT_FOUND = "NOT_FOUND"  # it refers to an item or org unit that does not exist
-    CONFLICT = "CONFLICT"  # it clashes with what is stored (identifiers, class, retired)
-    BATCH_FAILED = "BATCH_FAILED"  # Neo4j refused its batch; nothing of the batch was written
 
 
 class Rejection(FrozenModel):
