@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -133,6 +135,13 @@ class Rejected(Exception):
     def __init__(self, code: RejectCode, reason: str, field: str | None = None) -> None:
         super().__init__(reason)
         self.code, self.reason, self.field = code, reason, field
+
+
+def count_outcomes(outcomes: Iterable[StrEnum], every: Iterable[StrEnum]) -> dict[str, int]:
+    """How many of ``outcomes`` are each of ``every``, by value, zeros included: the counts a
+    batch endpoint reports."""
+    seen = Counter(outcomes)
+    return {o.value: seen[o] for o in every}
 
 
 class NotFound(DomainError):
