@@ -67,17 +67,24 @@ class Rejection(FrozenModel):
 
 
 @dataclass
-class BulkResult:
-    """Counts of one bulk call. ``unchanged`` rows matched what was stored and were not
-    touched (their ``updatedAt`` stays); ``rejected`` lists each refused row with a reason."""
+class BatchOutcome:
+    """What one batch did; built inside its transaction, so a retried one starts afresh."""
 
-    total: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class BulkResult(BatchOutcome):
+    """Counts of one bulk call: its batches' outcomes added up, and the call's own counts.
+    ``unchanged`` rows matched what was stored and were not touched (their ``updatedAt``
+    stays); ``rejected`` lists each refused row with a reason."""
+
+    total: int = 0
     batches: int = 0
     failed_batches: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -88,13 +95,3 @@ class BulkResult:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected.extend(other.rejected)
-
-
-@dataclass
-class BatchOutcome:
-    """What one batch did; built inside its transaction, so a retried one starts afresh."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
