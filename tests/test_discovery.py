@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from cmdb.core import clock
-from cmdb.core.models import DomainError
+from cmdb.core.models import DomainError, RejectCode
 from cmdb.db.driver import Database
 from cmdb.db.migrations import LATEST_VERSION, migrate
-from cmdb.discovery.models import RejectCode
 from cmdb.discovery.parsers import parse_nmap
 from cmdb.discovery.service import DiscoveryService
 from cmdb.identity.principal import Principal

@@ -25,12 +25,12 @@ from fastapi.responses import JSONResponse
 
 from cmdb.alarms.models import BatchResult, RaiseOutcome
 from cmdb.alarms.service import AlarmService
-from cmdb.core.httpbody import NDJSON_TYPES, read_body
+from cmdb.core.httpbody import NDJSON_TYPES, json_document, read_text
 from cmdb.core.httpbody import BadBody as _BadBody
 from cmdb.core.httpbody import error_response as _error
 from cmdb.core.httpbody import loads as _loads
-from cmdb.identity.principal import Permission, has_permission
-from cmdb.identity.request_auth import forbidden, request_principal
+from cmdb.identity.principal import Permission, Principal
+from cmdb.identity.request_auth import permitted
 
 log = logging.getLogger("cmdb.alarms")
 
@@ -40,22 +40,12 @@ MAX_ALARMS = 10_000
 router = APIRouter()
 
 
-async def _read_body(request: Request) -> bytes:
-    return await read_body(request, MAX_BODY_BYTES)
-
-
 def _too_many() -> _BadBody:
     return _BadBody(413, "TOO_LARGE", f"at most {MAX_ALARMS} alarms per request")
 
 
 def _parse_json(text: str) -> list[Any]:
-    try:
-        body = _loads(text)
-    except json.JSONDecodeError as e:
-        raise _BadBody(400, "INVALID", f"malformed JSON at line {e.lineno} column {e.colno}: "
-                       f"{e.msg}") from None
-    except (ValueError, RecursionError) as e:
-        raise _BadBody(400, "INVALID", f"malformed JSON: {e}") from None
+    body = json_document(text)
     if not isinstance(body, dict) or not isinstance(body.get("alarms"), list):
         raise _BadBody(400, "INVALID", 'expected a JSON object {"alarms": [...]}')
     items: list[Any] = body["alarms"]
@@ -81,11 +71,7 @@ def _parse_ndjson(text: str) -> list[Any]:
     return items
 
 
-def _parse(media_type: str, body: bytes) -> list[Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadBody(400, "INVALID", "the body is not UTF-8") from None
+def _parse(media_type: str, text: str) -> list[Any]:
     if media_type in NDJSON_TYPES:
         return _parse_ndjson(text)
     if not text.strip():
@@ -116,18 +102,16 @@ def _report(result: BatchResult) -> dict[str, Any]:
 
 
 @router.post("/api/alarms")
-async def post_alarms(request: Request) -> JSONResponse:
+@permitted(Permission.ALARM_WRITE, "raise alarms")
+async def post_alarms(request: Request, principal: Principal) -> JSONResponse:
     """Raise many alarms at once; see the module docstring."""
     services = request.app.state.services
-    principal = request_principal(request)
-    if not has_permission(principal, Permission.ALARM_WRITE):
-        return forbidden(principal, Permission.ALARM_WRITE, "raise alarms")
     try:
         media_type = _media_type(request)
-        items = _parse(media_type, await _read_body(request))
+        items = _parse(media_type, await read_text(request, MAX_BODY_BYTES))
     except _BadBody as e:
         return _error(e.status, e.code, e.message)
     result = await AlarmService(services.db, services.settings).raise_batch(items, principal)
-    log.info("alarm bulk raise by %s: %s", principal.user if principal else None,
+    log.info("alarm bulk raise by %s: %s", principal.user,
              ", ".join(f"{n} {k}" for k, n in result.counts.items()))
     return JSONResponse(_report(result))

@@ -25,7 +25,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from cmdb.core.models import FieldError, FrozenModel, OperationalState
+from cmdb.core.models import FieldError, FrozenModel, OperationalState, count_outcomes
 from cmdb.core.validation import stripped_non_blank
 from cmdb.rollup.models import PRECEDENCE
 
@@ -157,12 +157,9 @@ class RaiseResult(FrozenModel):
 class BatchResult(FrozenModel):
     results: list[RaiseResult]
 
-    def count(self, outcome: RaiseOutcome) -> int:
-        return sum(1 for r in self.results if r.outcome is outcome)
-
     @property
     def counts(self) -> dict[str, int]:
-        return {o.value: self.count(o) for o in RaiseOutcome}
+        return count_outcomes((r.outcome for r in self.results), RaiseOutcome)
 
 
 class AlarmQuery(FrozenModel):

@@ -87,18 +87,16 @@ class AlarmRepository:
 
     @staticmethod
     async def get_in_tx(tx: CountingTx, alarm_id: str) -> Alarm | None:
-        row = await tx.one(q.GET_BY_ID, {"id": alarm_id})
-        return alarm_from_row(row["alarm"]) if row else None
+        return await tx.one_as(q.GET_BY_ID, {"id": alarm_id}, "alarm", alarm_from_row)
 
     @staticmethod
     async def get_open_by_key(tx: CountingTx, key: str) -> Alarm | None:
-        row = await tx.one(q.GET_OPEN_BY_KEY, {"openKey": key})
-        return alarm_from_row(row["alarm"]) if row else None
+        return await tx.one_as(q.GET_OPEN_BY_KEY, {"openKey": key}, "alarm", alarm_from_row)
 
     @staticmethod
     async def get_latest_by_key(tx: CountingTx, source: str, dedup_key: str) -> Alarm | None:
-        row = await tx.one(q.GET_LATEST_BY_KEY, {"source": source, "dedupKey": dedup_key})
-        return alarm_from_row(row["alarm"]) if row else None
+        return await tx.one_as(
+            q.GET_LATEST_BY_KEY, {"source": source, "dedupKey": dedup_key}, "alarm", alarm_from_row)
 
     @staticmethod
     async def lock_alarm(tx: CountingTx, alarm_id: str) -> str | None:
@@ -109,8 +107,8 @@ class AlarmRepository:
     async def acknowledge(
         tx: CountingTx, alarm_id: str, user: str, now: datetime
     ) -> Alarm | None:
-        row = await tx.one(q.ACKNOWLEDGE, {"id": alarm_id, "user": user, "now": now})
-        return alarm_from_row(row["alarm"]) if row else None
+        return await tx.one_as(
+            q.ACKNOWLEDGE, {"id": alarm_id, "user": user, "now": now}, "alarm", alarm_from_row)
 
     @staticmethod
     async def clear(

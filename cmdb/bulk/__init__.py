@@ -7,12 +7,12 @@ from cmdb.bulk.models import (
     ItemRow,
     OrgRow,
     Progress,
-    RejectCode,
     Rejection,
     RelationRow,
     ServiceRow,
 )
 from cmdb.bulk.service import BulkService
+from cmdb.core.models import RejectCode
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

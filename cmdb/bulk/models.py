@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmdb.core.models import FrozenModel
+from cmdb.core.models import FrozenModel, RejectCode
 from cmdb.items.models import CIWrite, RelationType, ServiceWrite
 from cmdb.org.models import OrgWrite
 
@@ -57,13 +56,6 @@ class RelationRow(BaseModel):
     properties: dict[str, Any] = {}
 
 
-class RejectCode(StrEnum):
-    INVALID = "INVALID"  # the row itself is wrong (validation, rules, duplicates)
-    NOT_FOUND = "NOT_FOUND"  # it refers to an item or org unit that does not exist
-    CONFLICT = "CONFLICT"  # it clashes with what is stored (identifiers, class, retired)
-    BATCH_FAILED = "BATCH_FAILED"  # Neo4j refused its batch; nothing of the batch was written
-
-
 class Rejection(FrozenModel):
     """A row that was not written, by its position in the input."""
 
@@ -75,17 +67,24 @@ class Rejection(FrozenModel):
 
 
 @dataclass
-class BulkResult:
-    """Counts of one bulk call. ``unchanged`` rows matched what was stored and were not
-    touched (their ``updatedAt`` stays); ``rejected`` lists each refused row with a reason."""
+class BatchOutcome:
+    """What one batch did; built inside its transaction, so a retried one starts afresh."""
 
-    total: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class BulkResult(BatchOutcome):
+    """Counts of one bulk call: its batches' outcomes added up, and the call's own counts.
+    ``unchanged`` rows matched what was stored and were not touched (their ``updatedAt``
+    stays); ``rejected`` lists each refused row with a reason."""
+
+    total: int = 0
     batches: int = 0
     failed_batches: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -96,13 +95,3 @@ class BulkResult:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected.extend(other.rejected)
-
-
-@dataclass
-class BatchOutcome:
-    """What one batch did; built inside its transaction, so a retried one starts afresh."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: list[Rejection] = field(default_factory=list)

@@ -14,13 +14,12 @@ from cmdb.bulk.models import (
     CIRow,
     ItemRow,
     OrgRow,
-    RejectCode,
     Rejection,
     RelationRow,
     ServiceRow,
 )
 from cmdb.core.mapping import camel
-from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind, Rejected
+from cmdb.core.models import DomainError, FieldError, LifecycleStatus, OrgKind, RejectCode, Rejected
 from cmdb.core.validation import validate
 from cmdb.core.values import attribute_properties
 from cmdb.items.models import SERVICE, SERVICE_LABELS, RelationType, class_labels, rule_violation

@@ -244,14 +244,12 @@ class CatalogRepository:
 
     @staticmethod
     async def lock_order(tx: CountingTx, order_id: str, now: datetime) -> Order | None:
-        row = await tx.one(q.LOCK_ORDER, {"id": order_id, "now": now})
-        return order_from_row(row["order"]) if row else None
+        return await tx.one_as(q.LOCK_ORDER, {"id": order_id, "now": now}, "order", order_from_row)
 
     @staticmethod
     async def version_in_tx(tx: CountingTx, version_id: str) -> ItemVersion:
-        row = await tx.one(q.GET_VERSIONS, {"ids": [version_id]})
-        assert row is not None
-        return version_from_row(row["version"])
+        return await tx.expect_one_as(
+            q.GET_VERSIONS, {"ids": [version_id]}, "version", version_from_row)
 
     @staticmethod
     async def steps_in_tx(tx: CountingTx, order_id: str) -> list[ApprovalStep]:
@@ -304,8 +302,7 @@ class CatalogRepository:
     @staticmethod
     async def move_order(tx: CountingTx, params: dict[str, Any]) -> Order | None:
         """None when the order is not in an allowed status at the revision read."""
-        row = await tx.one(q.MOVE_ORDER, params)
-        return order_from_row(row["order"]) if row else None
+        return await tx.one_as(q.MOVE_ORDER, params, "order", order_from_row)
 
     @staticmethod
     async def find_order(tx: CountingTx, scope: str) -> tuple[Order, str | None] | None:
@@ -376,14 +373,12 @@ class CatalogRepository:
 
     @staticmethod
     async def task_in_tx(tx: CountingTx, task_id: str) -> FulfilmentTask | None:
-        row = await tx.one(q.GET_TASK, {"id": task_id})
-        return task_from_row(row["task"]) if row else None
+        return await tx.one_as(q.GET_TASK, {"id": task_id}, "task", task_from_row)
 
     @staticmethod
     async def finish_task(tx: CountingTx, params: dict[str, Any]) -> FulfilmentTask | None:
         """None when the task is no longer OPEN."""
-        row = await tx.one(q.FINISH_TASK, params)
-        return task_from_row(row["task"]) if row else None
+        return await tx.one_as(q.FINISH_TASK, params, "task", task_from_row)
 
     @staticmethod
     async def resolve_names(tx: CountingTx, refs: list[dict[str, str]]
@@ -409,8 +404,9 @@ class CatalogRepository:
     @staticmethod
     async def lock_subscription(tx: CountingTx, subscription_id: str, now: datetime
                                 ) -> Subscription | None:
-        row = await tx.one(q.LOCK_SUBSCRIPTION, {"id": subscription_id, "now": now})
-        return subscription_from_row(row["subscription"]) if row else None
+        return await tx.one_as(
+            q.LOCK_SUBSCRIPTION, {"id": subscription_id, "now": now}, "subscription",
+            subscription_from_row)
 
     @staticmethod
     async def live_items(tx: CountingTx, ids: list[str]) -> list[str]:
@@ -420,7 +416,6 @@ class CatalogRepository:
     @staticmethod
     async def end_subscription(tx: CountingTx, subscription_id: str, by: str, reason: str,
                                now: datetime) -> Subscription:
-        row = await tx.one(q.END_SUBSCRIPTION, {"id": subscription_id, "by": by,
-                                                "reason": reason, "now": now})
-        assert row is not None
-        return subscription_from_row(row["subscription"])
+        return await tx.expect_one_as(
+            q.END_SUBSCRIPTION, {"id": subscription_id, "by": by, "reason": reason, "now": now},
+            "subscription", subscription_from_row)

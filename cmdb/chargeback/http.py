@@ -28,10 +28,10 @@ from cmdb.chargeback.focus import FOCUS_COLUMNS, focus_rows
 from cmdb.chargeback.models import ChargeLine
 from cmdb.chargeback.service import ChargebackService
 from cmdb.chargeback.usagefile import MAX_RECORDS, UsageFileError, UsageFormat, parse_usage
-from cmdb.core.httpbody import NDJSON_TYPES, BadBody, error_response, read_body
+from cmdb.core.httpbody import NDJSON_TYPES, BadBody, error_response, read_text
 from cmdb.core.models import DomainError
-from cmdb.identity.principal import Permission, has_permission
-from cmdb.identity.request_auth import forbidden, request_principal
+from cmdb.identity.principal import Permission, Principal
+from cmdb.identity.request_auth import permitted, request_principal
 
 log = logging.getLogger("cmdb.chargeback")
 
@@ -61,17 +61,12 @@ def _status(e: DomainError) -> tuple[int, str, str]:
 
 
 @router.post("/api/chargeback/usage")
-async def post_usage(request: Request) -> JSONResponse:
+@permitted(Permission.USAGE_INGEST, "send usage records")
+async def post_usage(request: Request, principal: Principal) -> JSONResponse:
     """Store usage records; see the module docstring."""
-    principal = request_principal(request)
-    if not has_permission(principal, Permission.USAGE_INGEST):
-        return forbidden(principal, Permission.USAGE_INGEST, "send usage records")
     try:
         fmt = _format(request)
-        try:
-            text = (await read_body(request, MAX_BODY_BYTES)).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadBody(400, "INVALID", "the body is not UTF-8") from None
+        text = await read_text(request, MAX_BODY_BYTES)
         try:
             records = parse_usage(fmt, text)
         except UsageFileError as e:
@@ -85,7 +80,7 @@ async def post_usage(request: Request) -> JSONResponse:
     except DomainError as e:
         return error_response(*_status(e))
     log.info("usage from %s: %s received, %s created, %s duplicates, %s rejected",
-             principal.user if principal else None, result.received, result.created,
+             principal.user, result.received, result.created,
              result.duplicates, len(result.rejected))
     return JSONResponse({
         "counts": {"received": result.received, "created": result.created,

@@ -60,6 +60,14 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_text(request: Request, max_bytes: int) -> str:
+    """The body as ``read_body`` reads it, decoded: one that is not UTF-8 is a 400."""
+    try:
+        return (await read_body(request, max_bytes)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadBody(400, "INVALID", "the body is not UTF-8") from None
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -67,3 +75,14 @@ def _no_constants(name: str) -> Any:
 def loads(text: str | bytes) -> Any:
     """Strict JSON: NaN and Infinity are refused."""
     return json.loads(text, parse_constant=_no_constants)
+
+
+def json_document(text: str) -> Any:
+    """A whole body of strict JSON; malformed JSON is a 400 that says where."""
+    try:
+        return loads(text)
+    except json.JSONDecodeError as e:
+        raise BadBody(400, "INVALID", f"malformed JSON at line {e.lineno} column {e.colno}: "
+                      f"{e.msg}") from None
+    except (ValueError, RecursionError) as e:
+        raise BadBody(400, "INVALID", f"malformed JSON: {e}") from None

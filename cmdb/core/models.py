@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -118,13 +120,28 @@ class DomainError(Exception):
         return cls([FieldError(field=field, message=message, code=code)])
 
 
-class Rejected(Exception):
-    """One record of a batch refused (``code``: the caller's ``RejectCode``); the batch
-    goes on without it."""
+class RejectCode(StrEnum):
+    """Why a record of a batch (bulk load, discovery) was refused."""
 
-    def __init__(self, code: StrEnum, reason: str, field: str | None = None) -> None:
+    INVALID = "INVALID"  # the record itself is wrong (validation, rules, duplicates)
+    NOT_FOUND = "NOT_FOUND"  # it refers to an item or org unit that does not exist
+    CONFLICT = "CONFLICT"  # it clashes with what is stored (identifiers, class, retired)
+    BATCH_FAILED = "BATCH_FAILED"  # Neo4j refused its batch; nothing of the batch was written
+
+
+class Rejected(Exception):
+    """One record of a batch refused; the batch goes on without it."""
+
+    def __init__(self, code: RejectCode, reason: str, field: str | None = None) -> None:
         super().__init__(reason)
         self.code, self.reason, self.field = code, reason, field
+
+
+def count_outcomes(outcomes: Iterable[StrEnum], every: Iterable[StrEnum]) -> dict[str, int]:
+    """How many of ``outcomes`` are each of ``every``, by value, zeros included: the counts a
+    batch endpoint reports."""
+    seen = Counter(outcomes)
+    return {o.value: seen[o] for o in every}
 
 
 class NotFound(DomainError):

@@ -79,6 +79,19 @@ class CountingTx:
         found = await self.rows(query, params)
         return found[0] if found else None
 
+    async def one_as(self, query: LiteralString, params: Params, key: str,
+                     build: Callable[[Any], T]) -> T | None:
+        """``build`` applied to the first row's ``key``; None when there is no row."""
+        row = await self.one(query, params)
+        return build(row[key]) if row else None
+
+    async def expect_one_as(self, query: LiteralString, params: Params, key: str,
+                            build: Callable[[Any], T]) -> T:
+        """``one_as`` for a statement that always returns a row."""
+        row = await self.one(query, params)
+        assert row is not None
+        return build(row[key])
+
 
 TIMEOUT_CODES = frozenset({
     "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",

@@ -16,36 +16,27 @@ Retry-After when the database cannot be reached (``cmdb.db.availability``).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from cmdb.core.httpbody import NDJSON_TYPES, read_body
+from cmdb.core.httpbody import NDJSON_TYPES, json_document, read_text
 from cmdb.core.httpbody import BadBody as _BadBody
 from cmdb.core.httpbody import error_response as _error
-from cmdb.core.httpbody import loads as _loads
 from cmdb.core.models import DomainError
 from cmdb.discovery.models import MAX_BATCH_RECORDS, IngestResult, batch_json_schema
 from cmdb.discovery.parsers import ParseError, parse_ndjson
 from cmdb.discovery.service import DiscoveryService
-from cmdb.identity.principal import Permission, has_permission
-from cmdb.identity.request_auth import forbidden, request_principal
+from cmdb.identity.principal import Permission, Principal
+from cmdb.identity.request_auth import permitted
 
 log = logging.getLogger("cmdb.discovery")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 router = APIRouter()
-
-
-async def _read_body(request: Request) -> str:
-    try:
-        return (await read_body(request, MAX_BODY_BYTES)).decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadBody(400, "INVALID", "the body is not UTF-8") from None
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -73,13 +64,7 @@ def _parse(request: Request, text: str) -> tuple[str, list[Any], list[Any], bool
     if media not in ("", "application/json") and not media.endswith("+json"):
         raise _BadBody(415, "UNSUPPORTED_MEDIA_TYPE",
                        "send application/json or application/x-ndjson")
-    try:
-        body = _loads(text)
-    except json.JSONDecodeError as e:
-        raise _BadBody(400, "INVALID", f"malformed JSON at line {e.lineno} column {e.colno}: "
-                       f"{e.msg}") from None
-    except (ValueError, RecursionError) as e:
-        raise _BadBody(400, "INVALID", f"malformed JSON: {e}") from None
+    body = json_document(text)
     if not isinstance(body, dict):
         raise _BadBody(400, "INVALID", 'expected a JSON object {"source": ..., "items": [...]}')
     unknown = set(body) - {"source", "items", "relations", "mergeDuplicates"}
@@ -112,14 +97,13 @@ async def discovery_schema() -> JSONResponse:
 
 
 @router.post("/api/discovery/batches")
-async def post_batch(request: Request) -> JSONResponse:
+@permitted(Permission.DISCOVERY_WRITE, "send discovery data")
+async def post_batch(request: Request, principal: Principal) -> JSONResponse:
     """Reconcile one batch of discovered items and relations; see the module docstring."""
     services = request.app.state.services
-    principal = request_principal(request)
-    if not has_permission(principal, Permission.DISCOVERY_WRITE):
-        return forbidden(principal, Permission.DISCOVERY_WRITE, "send discovery data")
     try:
-        source, items, relations, merge = _parse(request, await _read_body(request))
+        text = await read_text(request, MAX_BODY_BYTES)
+        source, items, relations, merge = _parse(request, text)
         if len(items) + len(relations) > MAX_BATCH_RECORDS:
             raise _BadBody(413, "TOO_LARGE", f"at most {MAX_BATCH_RECORDS} records per batch")
     except _BadBody as e:
@@ -132,6 +116,5 @@ async def post_batch(request: Request) -> JSONResponse:
         first = e.errors[0]
         status = {"NOT_FOUND": 404, "FORBIDDEN": 403}.get(first.code, 400)
         return _error(status, first.code, first.message)
-    log.info("discovery batch from %s by %s: %s", source,
-             principal.user if principal else None, result.counts())
+    log.info("discovery batch from %s by %s: %s", source, principal.user, result.counts())
     return JSONResponse(report(result))

@@ -24,7 +24,7 @@ from neo4j.exceptions import ClientError
 
 from cmdb.core.chunks import numbered_chunks
 from cmdb.core.clock import utcnow
-from cmdb.core.models import DomainError
+from cmdb.core.models import DomainError, RejectCode
 from cmdb.db.driver import CountingTx, Database
 from cmdb.discovery.batch import Outcome, Plan, Raced
 from cmdb.discovery.ingest_items import ItemWriter, identifier_values
@@ -32,7 +32,6 @@ from cmdb.discovery.ingest_relations import RelationWriter, plan_relations
 from cmdb.discovery.models import (
     DEFAULT_BATCH_SIZE,
     IngestResult,
-    RejectCode,
     Rejection,
     Source,
 )

@@ -11,10 +11,10 @@ from functools import lru_cache
 from typing import Any
 
 from cmdb.core.mapping import dump_json, load_json
-from cmdb.core.models import Rejected
+from cmdb.core.models import RejectCode, Rejected
 from cmdb.db.driver import CountingTx
 from cmdb.discovery.batch import ItemWrites, Outcome, Raced, Row
-from cmdb.discovery.models import RejectCode, Source, attribute_property
+from cmdb.discovery.models import Source, attribute_property
 from cmdb.discovery.reconcile import (
     Candidate,
     Identified,

@@ -9,13 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cmdb.core.mapping import dump_json
-from cmdb.core.models import Rejected
+from cmdb.core.models import RejectCode, Rejected
 from cmdb.db.driver import CountingTx
 from cmdb.discovery.batch import Accepted, Outcome, RelationWrites, Row
 from cmdb.discovery.models import (
     DiscoveredRelation,
     EndpointRef,
-    RejectCode,
     Source,
     relation_key,
 )

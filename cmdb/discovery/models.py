@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from cmdb.core.mapping import load_json
-from cmdb.core.models import FrozenModel
+from cmdb.core.models import FrozenModel, RejectCode
 from cmdb.items.models import CIClass, Identifiers, RelationType
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -212,13 +212,6 @@ def relation_key(prop: str) -> str:
 
 
 # ------------------------------------------------------------------------------ results
-
-
-class RejectCode(StrEnum):
-    INVALID = "INVALID"
-    NOT_FOUND = "NOT_FOUND"
-    CONFLICT = "CONFLICT"
-    BATCH_FAILED = "BATCH_FAILED"
 
 
 class Rejection(FrozenModel):

@@ -13,14 +13,13 @@ from functools import lru_cache
 from typing import Any
 
 from cmdb.core.mapping import dump_json, load_json
-from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, Rejected
+from cmdb.core.models import CRITICALITY_RANK, Criticality, DomainError, RejectCode, Rejected
 from cmdb.core.values import attribute_properties
 from cmdb.discovery.models import (
     IDENTIFICATION_RULES,
     MANUAL_TRUST,
     UNIQUE_KEYS,
     DiscoveredItem,
-    RejectCode,
     Source,
     attribute_property,
 )

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from cmdb.core.models import DomainError, Rejected
+from cmdb.core.models import DomainError, RejectCode, Rejected
 from cmdb.core.validation import field_path
 from cmdb.core.values import attribute_properties
 from cmdb.discovery.models import (
@@ -18,7 +18,6 @@ from cmdb.discovery.models import (
     DiscoveredItem,
     DiscoveredRelation,
     EndpointRef,
-    RejectCode,
     Rejection,
 )
 from cmdb.discovery.reconcile import Candidate, candidate

@@ -240,19 +240,15 @@ class IdentityRepository:
 
     @staticmethod
     async def user_in_tx(tx: CountingTx, user_id: str) -> User:
-        row = await tx.one(q.USERS_BY_ID, {"ids": [user_id]})
-        assert row is not None
-        return user_from_row(row["user"])
+        return await tx.expect_one_as(q.USERS_BY_ID, {"ids": [user_id]}, "user", user_from_row)
 
     @staticmethod
     async def role_in_tx(tx: CountingTx, name: str) -> Role | None:
-        row = await tx.one(q.ROLES_BY_NAME, {"names": [name]})
-        return role_from_row(row["role"]) if row else None
+        return await tx.one_as(q.ROLES_BY_NAME, {"names": [name]}, "role", role_from_row)
 
     @staticmethod
     async def cost_centre_id(tx: CountingTx, code: str) -> str | None:
-        row = await tx.one(q.COST_CENTRE_BY_CODE, {"code": code})
-        return str(row["id"]) if row else None
+        return await tx.one_as(q.COST_CENTRE_BY_CODE, {"code": code}, "id", str)
 
     @staticmethod
     async def found_owner_groups(tx: CountingTx, ids: list[str]) -> list[str]:
@@ -269,17 +265,16 @@ class IdentityRepository:
     @staticmethod
     async def name_holder(tx: CountingTx, user_name: str, user_id: str) -> str | None:
         """The user name of another user who holds ``user_name`` (case ignored), if any."""
-        row = await tx.one(q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id})
-        return str(row["userName"]) if row else None
+        return await tx.one_as(
+            q.CONFLICTING_USER, {"nameLower": user_name.lower(), "id": user_id}, "userName", str)
 
     @staticmethod
     async def write_user(tx: CountingTx, user_id: str, props: dict[str, Any], now: datetime,
                          create: bool) -> User:
         """Create the user with ``props``, or set them on an existing one."""
         query = q.CREATE_USER if create else q.UPDATE_USER
-        row = await tx.one(query, {"id": user_id, "props": props, "now": now})
-        assert row is not None
-        return user_from_row(row["user"])
+        return await tx.expect_one_as(
+            query, {"id": user_id, "props": props, "now": now}, "user", user_from_row)
 
     @staticmethod
     async def managers_above(tx: CountingTx, manager_id: str) -> list[str]:
@@ -309,16 +304,14 @@ class IdentityRepository:
     @staticmethod
     async def role_name_holder(tx: CountingTx, name: str) -> str | None:
         """The name of the role that holds ``name`` (case ignored), if any."""
-        row = await tx.one(q.ROLE_NAME_TAKEN, {"name": name})
-        return str(row["name"]) if row else None
+        return await tx.one_as(q.ROLE_NAME_TAKEN, {"name": name}, "name", str)
 
     @staticmethod
     async def create_role(tx: CountingTx, role_id: str, name: str, description: str | None,
                           now: datetime) -> Role:
-        row = await tx.one(q.CREATE_ROLE, {"id": role_id, "name": name,
-                                           "description": description, "now": now})
-        assert row is not None
-        return role_from_row(row["role"])
+        return await tx.expect_one_as(
+            q.CREATE_ROLE, {"id": role_id, "name": name, "description": description, "now": now},
+            "role", role_from_row)
 
     @staticmethod
     async def lock_memberships(tx: CountingTx, user_id: str,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 
 from cmdb.identity.principal import Principal, has_permission
@@ -31,6 +34,24 @@ def forbidden(principal: Principal | None, perm: str, action: str) -> JSONRespon
     )
 
 
-def refusal(principal: Principal | None, perm: str, action: str) -> JSONResponse | None:
-    """``forbidden`` when the caller lacks ``perm``; None when they may go on."""
-    return None if has_permission(principal, perm) else forbidden(principal, perm, action)
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+Route = Callable[[Request], Awaitable[Response]]
+
+
+def permitted(perm: str, action: str) -> Callable[[Handler], Route]:
+    """A REST route that runs only for a caller with ``perm`` (``forbidden`` otherwise) and
+    is handed that caller."""
+
+    def wrap(handler: Handler) -> Route:
+        # Not functools.wraps: FastAPI would read the handler's signature through it and take
+        # ``principal`` for a query parameter.
+        async def route(request: Request) -> Response:
+            principal = request_principal(request)
+            if principal is None or not has_permission(principal, perm):
+                return forbidden(principal, perm, action)
+            return await handler(request, principal)
+
+        route.__name__, route.__doc__ = handler.__name__, handler.__doc__
+        return route
+
+    return wrap

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cmdb.core.models import Criticality, FrozenModel, ItemBase, LifecycleStatus, OperationalState
 from cmdb.core.validation import NonBlankName
 from cmdb.identity.scope import EVERYTHING, Visibility
+
+if TYPE_CHECKING:
+    from pydantic import ValidationInfo
 
 
 class CIClass(StrEnum):
@@ -78,6 +82,24 @@ _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+def _mac_form(v: str) -> str:
+    v = v.upper().replace("-", ":")
+    if re.fullmatch(r"[0-9A-F]{12}", v):
+        v = ":".join(v[i : i + 2] for i in range(0, 12, 2))
+    return v
+
+
+# Identifier -> (its normal form from the stripped value, the pattern it must then match,
+# the error otherwise).
+_NORMAL_FORMS: dict[str, tuple[Callable[[str], str], re.Pattern[str], str]] = {
+    "host_name": (str.lower, _HOST, "host name must be letters, digits and hyphens (1-63)"),
+    "domain": (lambda v: v.lower().rstrip("."), _DOMAIN,
+               "domain must be dot-separated labels of letters, digits, hyphens"),
+    "mac_address": (_mac_form, _MAC,
+                    "MAC address must be six hex pairs, e.g. 00:1A:2B:3C:4D:5E"),
+}
+
+
 class Identifiers(FrozenModel):
     """Identifiers normalised so that the same thing always compares equal."""
 
@@ -92,36 +114,15 @@ class Identifiers(FrozenModel):
     def _strip(cls, v: str | None) -> str | None:
         return v.strip() if v is not None else None
 
-    @field_validator("host_name")
+    @field_validator("host_name", "domain", "mac_address")
     @classmethod
-    def _host(cls, v: str | None) -> str | None:
+    def _normalised(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
-        v = v.strip().lower()
-        if not _HOST.match(v):
-            raise ValueError("host name must be letters, digits and hyphens (1-63)")
-        return v
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        v = v.strip().lower().rstrip(".")
-        if not _DOMAIN.match(v):
-            raise ValueError("domain must be dot-separated labels of letters, digits, hyphens")
-        return v
-
-    @field_validator("mac_address")
-    @classmethod
-    def _mac(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        v = v.strip().upper().replace("-", ":")
-        if re.fullmatch(r"[0-9A-F]{12}", v):
-            v = ":".join(v[i : i + 2] for i in range(0, 12, 2))
-        if not _MAC.match(v):
-            raise ValueError("MAC address must be six hex pairs, e.g. 00:1A:2B:3C:4D:5E")
+        normalise, form, message = _NORMAL_FORMS[info.field_name or ""]
+        v = normalise(v.strip())
+        if not form.match(v):
+            raise ValueError(message)
         return v
 
     @property

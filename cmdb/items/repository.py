@@ -188,9 +188,9 @@ class AssetRepository:
     @staticmethod
     async def put(tx: CountingTx, ci_id: str, props: dict[str, Any], now: datetime,
                   by: str | None) -> Asset:
-        row = await tx.one(q.SET_ASSET, {"id": ci_id, "props": props, "now": now, "by": by})
-        assert row is not None
-        return asset_from_row(row["asset"])
+        return await tx.expect_one_as(
+            q.SET_ASSET, {"id": ci_id, "props": props, "now": now, "by": by}, "asset",
+            asset_from_row)
 
     @staticmethod
     async def clear(tx: CountingTx, ci_id: str) -> bool:

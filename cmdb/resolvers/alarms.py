@@ -19,6 +19,7 @@ from cmdb.schema.alarms import (
     RaiseAlarmPayload,
 )
 from cmdb.schema.context import Context
+from cmdb.schema.inputs import to_dict
 
 
 def _alarms(info: Info[Context, None]) -> AlarmService:
@@ -56,12 +57,7 @@ class AlarmMutation:
     async def raise_alarm(
         self, info: Info[Context, None], input: RaiseAlarmInput
     ) -> RaiseAlarmPayload:
-        data = {
-            "source": input.source, "ci_id": str(input.ci_id), "severity": input.severity,
-            "dedup_key": input.dedup_key, "message": input.message,
-            "occurred_at": input.occurred_at, "event_id": input.event_id,
-        }
-        result = await _alarms(info).raise_alarm(data, info.context.principal)
+        result = await _alarms(info).raise_alarm(to_dict(input), info.context.principal)
         assert result.alarm is not None
         return RaiseAlarmPayload(alarm=Alarm.from_model(result.alarm),
                                  deduplicated=result.outcome is RaiseOutcome.DEDUPLICATED,

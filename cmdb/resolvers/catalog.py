@@ -33,6 +33,7 @@ from cmdb.schema.catalog_inputs import (
     UpdateCatalogueItemInput,
 )
 from cmdb.schema.context import Context
+from cmdb.schema.inputs import to_dict
 
 
 def _price(p: PricePlanInput) -> dict[str, Any]:
@@ -157,9 +158,8 @@ class CatalogMutation:
     async def create_catalogue_category(
         self, info: Info[Context, None], input: CatalogueCategoryInput
     ) -> CatalogueCategoryPayload:
-        c = await info.context.services.catalog.create_category(
-            {"name": input.name, "description": input.description},
-            info.context.principal)
+        c = await info.context.services.catalog.create_category(to_dict(input),
+                                                              info.context.principal)
         return CatalogueCategoryPayload(category=CatalogueCategory.from_model(c))
 
     @strawberry.mutation(description="Create a catalogue item (catalogue admins).")

@@ -43,6 +43,7 @@ from cmdb.schema.chargeback import (
     UsageRecordInput,
 )
 from cmdb.schema.context import Context
+from cmdb.schema.inputs import to_dict
 
 MAX_GRAPHQL_USAGE = 1000
 
@@ -140,58 +141,42 @@ class ChargebackMutation:
     @errors_in(MeterPayload)
     async def define_meter(self, info: Info[Context, None], input: DefineMeterInput
                            ) -> MeterPayload:
-        work = _svc(info).define_meter(info.context.principal, {
-            "code": input.code, "name": input.name, "unit": input.unit,
-            "description": input.description})
-        out = await work
-        return MeterPayload(
-            meter=Meter.from_model(out[0]), created=out[1])
+        meter, created = await _svc(info).define_meter(info.context.principal, to_dict(input))
+        return MeterPayload(meter=Meter.from_model(meter), created=created)
 
     @strawberry.mutation(description="Publish the next version of a meter's rate card, in "
                          "force from effectiveFrom; the previous version ends there.")
     @errors_in(RateCardPayload)
     async def publish_rate_card(self, info: Info[Context, None], input: PublishRateCardInput
                                 ) -> RateCardPayload:
-        work = _svc(info).publish_rate_card(info.context.principal, {
+        card = await _svc(info).publish_rate_card(info.context.principal, {
             "meter": input.meter, "effective_from": input.effective_from,
             "currency": input.currency,
             "tiers": [{"upTo": t.up_to, "rate": t.rate} for t in input.tiers]})
-        card = await work
         return RateCardPayload(rate_card=RateCard.from_model(card))
 
     @strawberry.mutation(description="Define or change a shared cost pool (by code).")
     @errors_in(CostPoolPayload)
     async def define_cost_pool(self, info: Info[Context, None], input: DefineCostPoolInput
                                ) -> CostPoolPayload:
-        work = _svc(info).define_pool(info.context.principal, {
-            "code": input.code, "name": input.name, "driver": input.driver,
-            "ci_ids": [str(i) for i in input.ci_ids], "capacity": input.capacity,
-            "description": input.description, "attribute": input.attribute,
-            "holder_classes": input.holder_classes, "meter": input.meter,
-            "role": input.role, "onward": input.onward,
-            "allocations": None if input.allocations is None else [
-                {"cost_centre": a.cost_centre, "percent": a.percent}
-                for a in input.allocations],
-            "cost_source": input.cost_source})
-        return _pool_payload(await work)
+        return _pool_payload(await _svc(info).define_pool(info.context.principal,
+                                                          to_dict(input)))
 
     @strawberry.mutation(description="Set what a pool costs in a period (not a closed one).")
     @errors_in(CostPoolPayload)
     async def set_cost_pool_amount(self, info: Info[Context, None], code: str, period: str,
                                    amount: Decimal) -> CostPoolPayload:
-        work = _svc(info).set_pool_cost(info.context.principal, code, period, amount)
-        return _pool_payload(await work)
+        return _pool_payload(await _svc(info).set_pool_cost(info.context.principal, code, period,
+                                                            amount))
 
     @strawberry.mutation(description="Invoice a cost centre (CHARGEBACK) or only show it its "
                          "cost (SHOWBACK). Applies from the next calculation.")
     @errors_in(BillingModePayload)
     async def set_billing_mode(self, info: Info[Context, None], cost_centre: str,
                                mode: BillingMode) -> BillingModePayload:  # type: ignore[valid-type]
-        work = _svc(info).set_billing_mode(info.context.principal, cost_centre,
-                                           BillingModeModel(mode))
-        out = await work
-        return BillingModePayload(
-            cost_centre=cost_centre, billing_mode=out)
+        out = await _svc(info).set_billing_mode(info.context.principal, cost_centre,
+                                                BillingModeModel(mode))
+        return BillingModePayload(cost_centre=cost_centre, billing_mode=out)
 
     @strawberry.mutation(description="Record a few usage records (at most 1000; POST "
                          "/api/chargeback/usage takes files). Idempotent by recordId.")
@@ -224,10 +209,5 @@ class ChargebackMutation:
     @errors_in(AdjustmentPayload)
     async def book_adjustment(self, info: Info[Context, None], input: AdjustmentInput
                               ) -> AdjustmentPayload:
-        work = _svc(info).adjust(info.context.principal, {
-            "period": input.period, "cost_centre": input.cost_centre,
-            "amount": input.amount, "reason": input.reason,
-            "corrects_line": None if input.corrects_line is None
-            else str(input.corrects_line)})
-        line = await work
+        line = await _svc(info).adjust(info.context.principal, to_dict(input))
         return AdjustmentPayload(line=ChargeLine.from_model(line))

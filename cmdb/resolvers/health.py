@@ -28,6 +28,7 @@ from cmdb.schema.health import (
     StateChange,
     WhatIfResult,
 )
+from cmdb.schema.inputs import to_dict
 from cmdb.schema.types import item_view
 
 
@@ -138,9 +139,7 @@ class HealthMutation:
         self, info: Info[Context, None], input: PlanChangeInput
     ) -> PlanChangePayload:
         changes = info.context.services.changes
-        change = await changes.plan({"title": input.title, "start": input.start,
-                                     "end": input.end,
-                                     "ci_ids": [str(i) for i in input.ci_ids]})
+        change = await changes.plan(to_dict(input))
         result = await changes.what_if(change.ci_ids, change.start, change.end,
                                        exclude=change.id)
         return PlanChangePayload(change=PlannedChange.from_model(change),

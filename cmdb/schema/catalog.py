@@ -62,18 +62,29 @@ class UsageRate:
     rate: Decimal
 
 
-@strawberry.type(description="What an item costs (decimal amounts, exact).")
-class PricePlan:
+@strawberry.type
+class _Fees:
+    """The fees every price view starts with; not a GraphQL type of its own."""
+
     currency: str
     one_off: Decimal
     monthly: Decimal
+
+
+def _fees(price: PricePlanModel | m.Quote | m.Estimate) -> dict[str, Any]:
+    """The ``_Fees`` fields of a model that has them."""
+    return {"currency": price.currency, "one_off": price.one_off, "monthly": price.monthly}
+
+
+@strawberry.type(description="What an item costs (decimal amounts, exact).")
+class PricePlan(_Fees):
     usage: list[UsageRate]
     first_year: Decimal = strawberry.field(
         description="One-off fee plus twelve monthly fees: what approval thresholds compare.")
 
     @classmethod
     def from_model(cls, p: PricePlanModel) -> PricePlan:
-        return cls(currency=p.currency, one_off=p.one_off, monthly=p.monthly,
+        return cls(**_fees(p),
                    usage=[UsageRate(meter=u.meter, unit=u.unit, rate=u.rate) for u in p.usage],
                    first_year=p.first_year)
 
@@ -161,10 +172,7 @@ class EstimateUsage:
 @strawberry.type(description="What an order of the item made now would be billed, by the "
                  "bill's own rules: fees from the price plan, usage at the rate cards in force "
                  "today (not the rates the plan lists; notes say where those differ).")
-class CatalogueEstimate:
-    currency: str
-    one_off: Decimal
-    monthly: Decimal
+class CatalogueEstimate(_Fees):
     usage: list[EstimateUsage]
     monthly_total: Decimal = strawberry.field(
         description="A full month: the monthly fee plus the usage amounts.")
@@ -179,7 +187,7 @@ class CatalogueEstimate:
     @classmethod
     def from_model(cls, e: m.Estimate) -> CatalogueEstimate:
         return cls(
-            currency=e.currency, one_off=e.one_off, monthly=e.monthly,
+            **_fees(e),
             usage=[EstimateUsage(meter=u.meter, unit=u.unit, quantity=u.quantity,
                                  amount=u.amount, **_rate_card(u)) for u in e.usage],
             monthly_total=e.monthly_total, first_month=e.first_month, notes=e.notes,
@@ -289,10 +297,8 @@ class FulfilmentTask:
 
 
 @strawberry.type(description="The price an order was placed at (from its item version).")
-class OrderPrice:
-    currency: str
-    one_off: Decimal
-    monthly: Decimal
+class OrderPrice(_Fees):
+    pass
 
 
 @strawberry.type(description="A meter of the price plan as quoted: the rate card version in "
@@ -313,10 +319,7 @@ class QuotedUsageRate:
 
 @strawberry.type(description="The price agreed to when the order was submitted: the fees its "
                  "subscription is billed, and the rate cards in force for the plan's meters.")
-class OrderQuote:
-    currency: str
-    one_off: Decimal
-    monthly: Decimal
+class OrderQuote(_Fees):
     usage: list[QuotedUsageRate]
     notes: list[str]
     quoted_at: datetime
@@ -324,7 +327,7 @@ class OrderQuote:
     @classmethod
     def from_model(cls, q: m.Quote) -> OrderQuote:
         return cls(
-            currency=q.currency, one_off=q.one_off, monthly=q.monthly,
+            **_fees(q),
             usage=[QuotedUsageRate(meter=u.meter, unit=u.unit, listed_rate=u.listed_rate,
                                    note=u.note, **_rate_card(u)) for u in q.usage],
             notes=q.notes, quoted_at=q.quoted_at)

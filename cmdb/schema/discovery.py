@@ -9,9 +9,9 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from cmdb.core.models import RejectCode as RejectCodeModel
 from cmdb.discovery.models import CIAsOf as CIAsOfModel
 from cmdb.discovery.models import IngestResult
-from cmdb.discovery.models import RejectCode as RejectCodeModel
 from cmdb.discovery.models import Source as SourceModel
 from cmdb.discovery.models import SourceKind as SourceKindModel
 from cmdb.items.models import HistoryEntry as HistoryModel

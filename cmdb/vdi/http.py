@@ -19,10 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from cmdb.core.httpbody import BadBody, read_body
+from cmdb.core.httpbody import BadBody, read_text
 from cmdb.core.httpbody import error_response as _error
-from cmdb.identity.principal import Permission
-from cmdb.identity.request_auth import refusal, request_principal
+from cmdb.identity.principal import Permission, Principal
+from cmdb.identity.request_auth import permitted
 from cmdb.vdi import feed
 from cmdb.vdi.models import IngestReport, Outcome
 from cmdb.vdi.service import VdiService
@@ -52,38 +52,25 @@ def report(result: IngestReport, fmt: feed.FeedFormat) -> dict[str, Any]:
     return {"counts": result.counts, "results": results}
 
 
-async def _body(request: Request) -> bytes | JSONResponse:
-    try:
-        return await read_body(request, MAX_BODY_BYTES)
-    except BadBody as e:
-        return e.response()
-
-
 @router.post("/api/vdi/events")
-async def post_events(request: Request) -> JSONResponse:
+@permitted(Permission.VDI_INGEST, "ingest desktop sessions")
+async def post_events(request: Request, principal: Principal) -> JSONResponse:
     """Ingest broker logon/logoff events; see the module docstring."""
-    principal = request_principal(request)
-    refused = refusal(principal, Permission.VDI_INGEST, "ingest desktop sessions")
-    if refused is not None:
-        return refused
-    services = request.app.state.services
     fmt = feed.format_for(request.headers.get("content-type", ""))
     if fmt is None:
         return _error(415, "UNSUPPORTED_MEDIA_TYPE", "send application/json "
                       "({\"events\": [...]}), application/x-ndjson or text/csv")
-    body = await _body(request)
-    if isinstance(body, JSONResponse):
-        return body
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _error(400, "INVALID", "the body is not UTF-8")
+        text = await read_text(request, MAX_BODY_BYTES)
+    except BadBody as e:
+        return e.response()
     try:
         records = feed.parse(text, fmt)
     except feed.FeedError as e:
         status = 413 if "at most" in str(e) else 400
         return _error(status, "TOO_LARGE" if status == 413 else "INVALID", str(e))
-    result = await VdiService(services.db, services.settings).ingest(records, principal)
-    log.info("VDI feed by %s: %s", principal.user if principal else None,
+    vdi: VdiService = request.app.state.services.vdi
+    result = await vdi.ingest(records, principal)
+    log.info("VDI feed by %s: %s", principal.user,
              ", ".join(f"{n} {k}" for k, n in result.counts.items()))
     return JSONResponse(report(result, fmt))

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from cmdb.core.models import FrozenModel
+from cmdb.core.models import FrozenModel, count_outcomes
 
 DEFAULT_BROKER = "horizon"
 
@@ -183,12 +183,9 @@ class EventResult(FrozenModel):
 class IngestReport(FrozenModel):
     results: list[EventResult]
 
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.results if r.outcome is outcome)
-
     @property
     def counts(self) -> dict[str, int]:
-        return {o.value: self.count(o) for o in Outcome}
+        return count_outcomes((r.outcome for r in self.results), Outcome)
 
     @property
     def rejections(self) -> list[EventResult]:
