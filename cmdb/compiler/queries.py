@@ -15,18 +15,7 @@ from functools import lru_cache
 from itertools import count
 from typing import LiteralString
 
-from cmdb.compiler.models import (
-    DATETIMES,
-    PLAIN,
-    ConnectionSpec,
-    FieldSpec,
-    ItemSpec,
-    LookupSpec,
-    ObjectSpec,
-    OrgListSpec,
-    RelationSpec,
-    RootSpec,
-)
+from cmdb.compiler import models as sp
 from cmdb.core.cypher import trusted
 from cmdb.identity.scope import Visibility
 from cmdb.items.models import RelationType
@@ -90,7 +79,7 @@ def _record(entries: list[tuple[str, str]]) -> str:
     return "{" + ", ".join(f"{key(k)}: {e}" for k, e in entries) + "}"
 
 
-def _object(spec: ObjectSpec, exprs: dict[str, str], v: str) -> str:
+def _object(spec: sp.ObjectSpec, exprs: dict[str, str], v: str) -> str:
     out = []
     for f in spec.fields:
         if f.name == "__typename":
@@ -100,13 +89,13 @@ def _object(spec: ObjectSpec, exprs: dict[str, str], v: str) -> str:
     return _map(out)
 
 
-def _org(f: FieldSpec, v: str, names: count[int]) -> str:
+def _org(f: sp.FieldSpec, v: str, names: count[int]) -> str:
     rel, label = ORG_UNITS[f.name]
     o = f"o{next(names)}"
     return f"[({v})-[:{rel}]->({o}:{label}) | {_unit(f.sub, o, names)}][0]"
 
 
-def _unit(spec: ObjectSpec, o: str, names: count[int]) -> str:
+def _unit(spec: sp.ObjectSpec, o: str, names: count[int]) -> str:
     """An org unit's fields; its parent is what PART_OF leads to (org.queries)."""
     out = []
     for f in spec.fields:
@@ -120,7 +109,7 @@ def _unit(spec: ObjectSpec, o: str, names: count[int]) -> str:
     return _map(out)
 
 
-def _org_list(spec: OrgListSpec, names: count[int]) -> str:
+def _org_list(spec: sp.OrgListSpec, names: count[int]) -> str:
     if spec.label not in {label for _, label in ORG_UNITS.values()}:
         raise ValueError(f"unknown org label {spec.label}")
     o = f"o{next(names)}"
@@ -129,16 +118,16 @@ def _org_list(spec: OrgListSpec, names: count[int]) -> str:
             f"{o}.id LIMIT ${spec.limit_param} RETURN {_unit(spec.unit, o, names)} }}")
 
 
-def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
+def _item_fields(fields: tuple[sp.FieldSpec, ...], type_name: str, v: str,
                  names: count[int], tag: str) -> str:
     out: list[tuple[str, str]] = []
     for f in fields:
         n = f.name
         if n == "__typename":
             e = f"'{type_name}'"
-        elif n in PLAIN:
+        elif n in sp.PLAIN:
             e = f"{v}.{n}"
-        elif n in DATETIMES:
+        elif n in sp.DATETIMES:
             e = f"toString({v}.{n})"
         elif n in ITEM_EXPRESSIONS:
             e = ITEM_EXPRESSIONS[n].format(v=v)
@@ -159,7 +148,7 @@ def _item_fields(fields: tuple[FieldSpec, ...], type_name: str, v: str,
     return _map(out)
 
 
-def item_projection(spec: ItemSpec, v: str, names: count[int]) -> str:
+def item_projection(spec: sp.ItemSpec, v: str, names: count[int]) -> str:
     """The selected fields of the item ``v`` as a map, per concrete type."""
     if spec.ci is None or spec.service is None:
         only = spec.ci if spec.ci is not None else spec.service
@@ -173,7 +162,22 @@ def item_projection(spec: ItemSpec, v: str, names: count[int]) -> str:
 _ARROWS = {"OUTGOING": ("-", "->"), "INCOMING": ("<-", "-"), "BOTH": ("-", "-")}
 
 
-def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
+def _relation_values(spec: sp.RelationSpec, r: str, m: str, d: str, depth: str, path: str,
+                     names: count[int]) -> list[tuple[str, str]]:
+    """A relation's selected values: ``r`` the relationship, ``m`` the related item, ``d``
+    the direction, ``depth`` and ``path`` as the caller's pattern gives them."""
+    exprs = {
+        "type": f"type({r})", "direction": d, "depth": depth, "path": path,
+        "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
+        "properties": f"properties({r})",
+        "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
+        "__typename": "'Relation'",
+    }
+    return [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
+            for f in spec.fields]
+
+
+def _relations(spec: sp.RelationSpec, v: str, names: count[int]) -> str:
     if spec.depth > 1:
         return _paths(spec, v, names)
     i = next(names)
@@ -187,15 +191,7 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
     conds.append("{scope:" + m + "}")  # the caller's scope on the related item
     direction = (f"CASE WHEN startNode({r}) = {v} THEN 'OUTGOING' ELSE 'INCOMING' END"
                  if spec.direction == "BOTH" else f"'{spec.direction}'")
-    exprs = {
-        "type": f"type({r})", "direction": d, "depth": "1",
-        "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
-        "properties": f"properties({r})",
-        "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
-        "path": f"[{v}.id, {m}.id]", "__typename": "'Relation'",
-    }
-    out = [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
-           for f in spec.fields]
+    out = _relation_values(spec, r, m, d, "1", f"[{v}.id, {m}.id]", names)
     # The order of the resolvers' statement (items.queries.neighbours) without the keys
     # that are constant here: one direction, or one type.
     order = [f"{m}.nameLower", f"{m}.id"]
@@ -213,7 +209,7 @@ def _relations(spec: RelationSpec, v: str, names: count[int]) -> str:
     )
 
 
-def _paths(spec: RelationSpec, v: str, names: count[int]) -> str:
+def _paths(spec: sp.RelationSpec, v: str, names: count[int]) -> str:
     """Relationships deeper than 1: per direction asked, each item reachable within the depth
     once, by its shortest path (the first of those by ids), as items.queries.neighbours."""
     i = next(names)
@@ -239,15 +235,7 @@ def _paths(spec: RelationSpec, v: str, names: count[int]) -> str:
             f"WITH {p} ORDER BY length({p}), [x IN nodes({p}) | x.id], "
             f"[x IN relationships({p}) | elementId(x)] LIMIT 1 RETURN {p} }} "
             f"RETURN {m}, {p}, '{label}' AS {d}")
-    exprs = {
-        "type": f"type({r})", "direction": d, "depth": f"length({p})",
-        "sourceId": f"startNode({r}).id", "targetId": f"endNode({r}).id",
-        "properties": f"properties({r})",
-        "createdAt": f"toString({r}.createdAt)", "retiredAt": f"toString({r}.retiredAt)",
-        "path": f"[x IN nodes({p}) | x.id]", "__typename": "'Relation'",
-    }
-    out = [(f.key, item_projection(f.sub, m, names) if f.name == "item" else exprs[f.name])
-           for f in spec.fields]
+    out = _relation_values(spec, r, m, d, f"length({p})", f"[x IN nodes({p}) | x.id]", names)
     return (
         f"COLLECT {{ CALL ({v}) {{ {' UNION ALL '.join(branches)} }} "
         f"WITH {m}, {p}, {d}, last(relationships({p})) AS {r} "
@@ -256,7 +244,7 @@ def _paths(spec: RelationSpec, v: str, names: count[int]) -> str:
     )
 
 
-def _lookup(spec: LookupSpec, names: count[int]) -> str:
+def _lookup(spec: sp.LookupSpec, names: count[int]) -> str:
     v = f"n{next(names)}"
     conds = ["{scope:" + v + "}"]
     if spec.label is not None:
@@ -275,7 +263,7 @@ def _where(conds: tuple[str, ...]) -> str:
     return ("WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def _connection(spec: ConnectionSpec, names: count[int]) -> str:
+def _connection(spec: sp.ConnectionSpec, names: count[int]) -> str:
     p = spec.prefix
     entries = []
     if spec.want_total:
@@ -291,7 +279,7 @@ def _connection(spec: ConnectionSpec, names: count[int]) -> str:
 
 
 @lru_cache(maxsize=512)
-def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
+def statement(roots: tuple[sp.RootSpec, ...], scope: Visibility) -> LiteralString:
     """The one statement of an operation. ``scope`` is the shape of the caller's scope (its
     predicate's text depends on which grants it holds, not on whose they are); its
     parameters are the same wherever it is inlined."""
@@ -300,9 +288,9 @@ def statement(roots: tuple[RootSpec, ...], scope: Visibility) -> LiteralString:
     for root in roots:
         if isinstance(root.spec, str):
             entries.append((root.key, "'" + root.spec + "'"))
-        elif isinstance(root.spec, LookupSpec):
+        elif isinstance(root.spec, sp.LookupSpec):
             entries.append((root.key, _lookup(root.spec, names)))
-        elif isinstance(root.spec, OrgListSpec):
+        elif isinstance(root.spec, sp.OrgListSpec):
             entries.append((root.key, _org_list(root.spec, names)))
         else:
             entries.append((root.key, _connection(root.spec, names)))

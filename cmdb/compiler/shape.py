@@ -12,21 +12,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from cmdb.compiler.models import (
-    DATETIMES,
-    DECIMALS,
-    OBJECT_FIELDS,
-    ORG_UNIT_TYPES,
-    ConnectionSpec,
-    FieldSpec,
-    ItemSpec,
-    LookupSpec,
-    ObjectSpec,
-    OrgListSpec,
-    Plan,
-    RelationSpec,
-    RootSpec,
-)
+from cmdb.compiler import models as sp
 from cmdb.core.clock import utcnow
 from cmdb.core.cypher import ATTRIBUTE_PREFIX, cursor_value
 from cmdb.core.mapping import native
@@ -77,31 +63,31 @@ def _object(keys: tuple[str, ...], convert: list[tuple[int, Build]]) -> Build:
     return build
 
 
-def _fields(fields: tuple[FieldSpec, ...], convert_of: Callable[[FieldSpec], Build | None]
+def _fields(fields: tuple[sp.FieldSpec, ...], convert_of: Callable[[sp.FieldSpec], Build | None]
             ) -> Build:
     convert = [(i, fn) for i, f in enumerate(fields) if (fn := convert_of(f)) is not None]
     return _object(tuple(f.key for f in fields), convert)
 
 
-def _unit(spec: ObjectSpec) -> Build:
+def _unit(spec: sp.ObjectSpec) -> Build:
     return _fields(spec.fields, lambda f: _unit(f.sub) if f.name == "parent" else None)
 
 
-def _plain(spec: ObjectSpec) -> Build:
-    return _fields(spec.fields, lambda f: _decimal if f.name in DECIMALS else None)
+def _plain(spec: sp.ObjectSpec) -> Build:
+    return _fields(spec.fields, lambda f: _decimal if f.name in sp.DECIMALS else None)
 
 
-def _item_field(type_name: str) -> Callable[[FieldSpec], Build | None]:
-    def convert(f: FieldSpec) -> Build | None:
-        if f.name in DATETIMES:
+def _item_field(type_name: str) -> Callable[[sp.FieldSpec], Build | None]:
+    def convert(f: sp.FieldSpec) -> Build | None:
+        if f.name in sp.DATETIMES:
             return _datetime
         if f.name == "attributes":
             return _pairs
         if f.name == "inMaintenance" and type_name == "Service":
             return _maintenance
-        if f.name in OBJECT_FIELDS:
+        if f.name in sp.OBJECT_FIELDS:
             return _plain(f.sub)
-        if f.name in ORG_UNIT_TYPES:
+        if f.name in sp.ORG_UNIT_TYPES:
             return _unit(f.sub)
         if f.name == "relationships":
             return _listed(_relation(f.sub))
@@ -110,8 +96,8 @@ def _item_field(type_name: str) -> Callable[[FieldSpec], Build | None]:
     return convert
 
 
-def _relation(spec: RelationSpec) -> Build:
-    def convert(f: FieldSpec) -> Build | None:
+def _relation(spec: sp.RelationSpec) -> Build:
+    def convert(f: sp.FieldSpec) -> Build | None:
         if f.name == "item":
             return item(f.sub)
         if f.name in ("createdAt", "retiredAt"):
@@ -121,7 +107,7 @@ def _relation(spec: RelationSpec) -> Build:
     return _fields(spec.fields, convert)
 
 
-def item(spec: ItemSpec) -> Build:
+def item(spec: sp.ItemSpec) -> Build:
     ci = _fields(spec.ci, _item_field("ConfigurationItem")) if spec.ci is not None else None
     svc = _fields(spec.service, _item_field("Service")) if spec.service is not None else None
     if ci is None or svc is None:
@@ -131,7 +117,7 @@ def item(spec: ItemSpec) -> Build:
     return lambda v: None if v is None else svc(v) if v[-1] == "S" else ci(v)
 
 
-def _page_info(spec: ObjectSpec, page: Page[Any]) -> dict[str, Any]:
+def _page_info(spec: sp.ObjectSpec, page: Page[Any]) -> dict[str, Any]:
     values = {
         "hasNextPage": page.has_next_page, "hasPreviousPage": page.has_previous_page,
         "startCursor": page.items[0][0] if page.items else None,
@@ -140,7 +126,7 @@ def _page_info(spec: ObjectSpec, page: Page[Any]) -> dict[str, Any]:
     return {f.key: values[f.name] for f in spec.fields}
 
 
-def _connection(spec: ConnectionSpec) -> Callable[[Any, PageRequest], Any]:
+def _connection(spec: sp.ConnectionSpec) -> Callable[[Any, PageRequest], Any]:
     node = item(spec.item) if spec.item is not None else (lambda v: {})
 
     def entry(row: dict[str, Any]) -> tuple[str, Any]:
@@ -170,25 +156,25 @@ def _connection(spec: ConnectionSpec) -> Callable[[Any, PageRequest], Any]:
 
 
 @lru_cache(maxsize=1024)
-def _builders(roots: tuple[RootSpec, ...]) -> tuple[Any, ...]:
+def _builders(roots: tuple[sp.RootSpec, ...]) -> tuple[Any, ...]:
     out: list[Any] = []
     for root in roots:
         spec = root.spec
-        if isinstance(spec, LookupSpec):
+        if isinstance(spec, sp.LookupSpec):
             out.append(item(spec.item))
-        elif isinstance(spec, ConnectionSpec):
+        elif isinstance(spec, sp.ConnectionSpec):
             out.append(_connection(spec))
-        elif isinstance(spec, OrgListSpec):
+        elif isinstance(spec, sp.OrgListSpec):
             out.append(_listed(_unit(spec.unit)))
         else:
             out.append(None)  # a constant
     return tuple(out)
 
 
-def shape(plan: Plan, values: list[Any]) -> dict[str, Any]:
+def shape(plan: sp.Plan, values: list[Any]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for root, build, value in zip(plan.roots, _builders(plan.roots), values, strict=True):
-        if isinstance(root.spec, ConnectionSpec):
+        if isinstance(root.spec, sp.ConnectionSpec):
             data[root.key] = build(value, plan.pages[root.key])
         else:
             data[root.key] = value if build is None else build(value)
