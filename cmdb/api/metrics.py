@@ -87,10 +87,12 @@ class _Snapshot(Collector):
 
 def database_metrics(db: Database) -> list[Metric]:
     """Round trips, statements in flight and, when the driver shows it, its pool."""
-    trips = CounterMetricFamily("cmdb_neo4j_round_trips", "Statements sent to Neo4j.")
+    # The roll-up worker's polls and roll-ups are left out of both (they are not requests').
+    trips = CounterMetricFamily("cmdb_neo4j_round_trips",
+                                "Statements sent to Neo4j for requests.")
     trips.add_metric([], db.round_trips.count)
     in_flight = GaugeMetricFamily("cmdb_neo4j_in_flight",
-                                  "Statements and transactions running in Neo4j now.")
+                                  "Requests' statements and transactions running in Neo4j now.")
     in_flight.add_metric([], db.in_flight)
     found: list[Metric] = [trips, in_flight]
     pool = pool_usage(db)

@@ -197,9 +197,10 @@ class Database:
     async def _execute(
         self, query: LiteralString, params: Params | None, mode: Literal["r", "w"]
     ) -> list[Row]:
-        if COUNTED.get():
+        counted = COUNTED.get()
+        if counted:
             self.round_trips.count += 1
-        self.in_flight += 1
+        self.in_flight += counted
         started = time.perf_counter()
         try:
             if self.tracer is None:
@@ -208,7 +209,7 @@ class Database:
                 with statement_span(self.tracer, query, mode, self.database):
                     records = await self._query(query, params, mode)
         finally:
-            self.in_flight -= 1
+            self.in_flight -= counted
             (NEO4J_READ if mode == "r" else NEO4J_WRITE).observe(time.perf_counter() - started)
         # Queries return maps and lists, never graph objects, so a shallow dict is enough;
         # Record.data() walks every nested value and was the largest client-side cost.
@@ -290,7 +291,8 @@ class Database:
     @_timeouts
     async def _managed(self, work: Callable[[CountingTx], Awaitable[T]],
                        mode: Literal["read", "write"]) -> T:
-        self.in_flight += 1
+        counted = COUNTED.get()
+        self.in_flight += counted
         try:
             span = (nullcontext() if self.tracer is None
                     else transaction_span(self.tracer, mode, self.database))
@@ -304,7 +306,7 @@ class Database:
                     run = session.execute_read if mode == "read" else session.execute_write
                     return await run(self._wrap(work))
         finally:
-            self.in_flight -= 1
+            self.in_flight -= counted
 
     @_timeouts
     async def rolled_back(self, work: Callable[[CountingTx], Awaitable[T]]) -> T:

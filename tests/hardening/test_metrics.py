@@ -14,6 +14,7 @@ from cmdb.app import create_app
 from cmdb.observability import metrics
 from cmdb.observability.instruments import ERROR_KINDS
 from tests.auth import auth_headers
+from tests.conftest import settle
 from tests.test_alarms_api import RAISE, raise_input, stack
 from tests.test_alarms_api import gql as call
 
@@ -212,6 +213,7 @@ async def test_business_gauges_follow_the_graph(api, clean_db):
         {"id": "o1", "status": "AWAITING_APPROVAL"}, {"id": "o2", "status": "AWAITING_APPROVAL"},
         {"id": "o3", "status": "FULFILLING"}, {"id": "o4", "status": "FULFILLED"}]})
 
+    await settle(clean_db)  # the alarms' states rolled up to Payroll
     after = await scrape(api)
     assert value(after, "cmdb_services_down") == 1  # Payroll, through its app
     assert value(after, "cmdb_alarms_open", severity="CRITICAL", status="OPEN") == 1
