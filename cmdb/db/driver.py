@@ -47,6 +47,9 @@ class RoundTrips:
 # False in background tasks (the roll-up worker): ``RoundTrips`` counts what requests send,
 # so a request's statements can be counted while the worker runs beside it.
 COUNTED: ContextVar[bool] = ContextVar("cmdb_db_counted", default=True)
+# False for statements not worth a trace of their own (the roll-up worker's polls, every
+# few tens of milliseconds).
+TRACED: ContextVar[bool] = ContextVar("cmdb_db_traced", default=True)
 
 
 class CountingTx:
@@ -203,7 +206,7 @@ class Database:
         self.in_flight += counted
         started = time.perf_counter()
         try:
-            if self.tracer is None:
+            if self.tracer is None or not TRACED.get():
                 records = await self._query(query, params, mode)
             else:
                 with statement_span(self.tracer, query, mode, self.database):

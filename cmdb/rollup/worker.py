@@ -15,7 +15,7 @@ import contextlib
 import logging
 
 from cmdb.core.clock import utcnow
-from cmdb.db.driver import COUNTED, Database
+from cmdb.db.driver import COUNTED, TRACED, Database
 from cmdb.rollup.repository import DRAIN_LIMIT, Drained, drain, pending_count
 
 log = logging.getLogger("cmdb.rollup")
@@ -47,12 +47,19 @@ class RollupWorker:
         while True:
             await asyncio.sleep(self.delay_s)
             try:
-                if await pending_count(self.db):
+                if await self._poll():
                     await self.drain()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the marks stay; the next round (or replica) retries
                 log.exception("roll-up failed; the pending marks stay for the next round")
+
+    async def _poll(self) -> int:
+        token = TRACED.set(False)  # a poll is no trace of its own; a drain is
+        try:
+            return await pending_count(self.db)
+        finally:
+            TRACED.reset(token)
 
     async def pending(self) -> int:
         """State changes committed but not rolled up yet (0: health is settled)."""
