@@ -118,7 +118,10 @@ async def recompute_all(
 
 # ------------------------------------------------------------------- the deferred roll-up
 
-DRAIN_LIMIT = 10_000
+# Marks per roll-up transaction. A roll-up holds the locks of every item it recomputes until
+# it commits, and a write to one of them waits: small transactions keep those waits short
+# (10,000 let a backlog become one transaction over thousands of items, seconds long).
+DRAIN_LIMIT = 100
 Mark = dict[str, Any]
 
 
