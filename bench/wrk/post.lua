@@ -7,6 +7,7 @@ local threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("index", #threads)
 end
 
 function init(args)
@@ -14,7 +15,10 @@ function init(args)
   for line in io.lines(path) do
     if #line > 0 then table.insert(bodies, line) end
   end
-  next_body = math.random(#bodies)
+  -- Threads start half the file apart (math.random is not seeded per thread, so they used
+  -- to start at the same body and update the same CI at the same moment).
+  local index = tonumber(wrk.thread:get("index")) or 1
+  next_body = ((index - 1) * math.floor(#bodies / 2)) % #bodies + 1
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   local auth = os.getenv("BENCH_AUTHORIZATION")

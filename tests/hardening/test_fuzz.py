@@ -120,6 +120,8 @@ class Fuzz:
         # An earlier calculation deletes the lines it replaced in the background; the
         # fingerprint is taken once that work is done, so it is not laid at a later mutation.
         await self.services.chargeback.settle()
+        # Likewise the health roll-up of earlier writes, which the worker does after them.
+        await self.services.rollup.settle()
         return await self.fingerprint()
 
     async def exchange(self, query: str, headers: dict[str, str], kind: str) -> None:
